@@ -1,0 +1,341 @@
+"""Load a lab spec: YAML with positions, `${{vars.*}}`/`${{env.*}}`, `file:` includes -> Spec."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from . import yamldoc
+from .errors import SpecError, UserError
+from .yamldoc import Doc
+
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name")
+NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
+INCLUDABLE = ("jobs", "computes")
+LOCAL_INPUT_TYPES = ("uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable", "triton_model")
+REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
+_INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
+_FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
+
+
+def parse_var(text: str) -> Any:
+    """A --var value: JSON-like numbers and booleans keep their type, anything else is a string."""
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    return {"true": True, "false": False}.get(text, text)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+class Resolver:
+    """The scalar hook that resolves `${{vars.X}}` and `${{env.X}}` while the YAML is built."""
+
+    def __init__(self, variables: dict | None, env: Mapping[str, str], target: str, prefix: tuple = ()):
+        self.variables, self.env, self.target, self.prefix = variables, env, target, prefix
+
+    def within(self, prefix: tuple) -> "Resolver":
+        return Resolver(self.variables, self.env, self.target, prefix)
+
+    def __call__(self, text: str, node: yaml.ScalarNode, path: tuple, doc: Doc) -> Any:
+        if "${{" not in text:
+            return text
+        full = self.prefix + path
+        whole = EXPR.fullmatch(text)
+        parts, last = [], 0
+        for m in EXPR.finditer(text):
+            value = self.resolve(m, text, node, full, path, doc)
+            if whole:
+                return value
+            parts.append(text[last:m.start()] + _text(value))
+            last = m.end()
+        return "".join(parts) + text[last:]
+
+    def resolve(self, m: re.Match, text: str, node: yaml.ScalarNode, full: tuple, path: tuple,
+                doc: Doc) -> Any:
+        expr = m.group(1)
+        ns, _, name = expr.partition(".")
+        at = _column(node, m.start())
+        if ns in LEFT_FOR_JOB:
+            return m.group(0)
+        if ns == "env" and name:
+            if name in self.env:
+                return self.env[name]
+            if full[:1] == ("targets",) and full[1:2] != (self.target,):
+                return m.group(0)  # another target's setting: resolved when that target is used
+            doc.problem(path, f"environment variable '{name}' is not set", at=(doc.file, *at))
+            return m.group(0)
+        if ns == "vars" and name and self.variables is not None:
+            if full[:1] == ("variables",):
+                doc.problem(path, "variables cannot refer to other variables", at=(doc.file, *at))
+                return m.group(0)
+            if name in self.variables:
+                return self.variables[name]
+            known = ", ".join(sorted(self.variables)) or "none"
+            doc.problem(path, f"undefined variable '{name}' (defined: {known})", at=(doc.file, *at))
+            return m.group(0)
+        if ns == "vars" and name:
+            return m.group(0)
+        doc.problem(path, f"unknown expression '${{{{{expr}}}}}' (namespaces: {', '.join(NAMESPACES)})",
+                    at=(doc.file, *at))
+        return m.group(0)
+
+
+def _column(node: yaml.ScalarNode, offset: int) -> tuple[int, int]:
+    """Line and column of `offset` inside a scalar: exact for one-line scalars, else its start."""
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    if node.start_mark.line != node.end_mark.line or node.style not in (None, '"', "'"):
+        return line, col
+    return line, col + offset + (1 if node.style else 0)
+
+
+def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generated: Mapping[str, str],
+                      env: Mapping[str, str], target: str) -> tuple[dict, dict]:
+    """Variable values (overrides > state's generated > default > generate) and new generated ones."""
+    if node is None:
+        raw: Any = {}
+    else:
+        sub = Doc(doc.file)  # positions and problems come again with the whole document
+        raw = yamldoc.build(node, sub, Resolver(None, env, target), ("variables",))
+        if not isinstance(raw, dict):
+            return {}, {}  # the schema check reports the shape
+    values, fresh = {}, {}
+    for name, spec in raw.items():
+        if name in overrides:
+            values[name] = overrides[name]
+        elif isinstance(spec, dict) and "generate" in spec:
+            if name in generated:
+                values[name] = generated[name]
+            else:
+                length = spec.get("length", 6) if isinstance(spec.get("length", 6), int) else 6
+                values[name] = fresh[name] = secrets.token_hex((length + 1) // 2)[:length]
+        elif isinstance(spec, dict):
+            if "default" in spec:
+                values[name] = spec["default"]
+        else:
+            values[name] = spec
+    return values, fresh
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    type: str | None          # None for a literal value
+    value: Any                # the literal, or the path as written
+    local_path: Path | None   # resolved local file or folder, when it is one
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Compute:
+    name: str
+    type: str
+    fields: dict
+
+    @property
+    def slots(self) -> int:
+        """How many jobs it runs at once: an instance one, a cluster its max_instances."""
+        if self.type == "amlcompute":
+            return int(self.fields.get("max_instances", 1))
+        return 1
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    fields: dict                      # the CLI v2 fields, includes merged, `file` dropped
+    code: Path | None
+    inputs: dict = field(default_factory=dict)
+    source: Path | None = None        # the CLI v2 file it came from, if any
+
+    @property
+    def command(self) -> str:
+        return self.fields.get("command", "")
+
+    @property
+    def compute(self) -> str | None:
+        c = self.fields.get("compute")
+        return c[len("azureml:"):] if isinstance(c, str) and c.startswith("azureml:") else c
+
+    @property
+    def outputs(self) -> dict:
+        return self.fields.get("outputs") or {}
+
+    @property
+    def environment(self) -> Any:
+        return self.fields.get("environment")
+
+    @property
+    def env_vars(self) -> dict:
+        return {k: _text(v) for k, v in (self.fields.get("environment_variables") or {}).items()}
+
+    @property
+    def timeout(self) -> int | None:
+        return (self.fields.get("limits") or {}).get("timeout")
+
+
+@dataclass
+class Spec:
+    path: Path
+    name: str
+    description: str
+    variables: dict
+    workspace: dict
+    computes: dict
+    jobs: dict
+    queries: dict
+    targets: dict
+    generated: dict   # generated variables not yet in the state
+    doc: Doc
+
+    def experiment(self, job: Job) -> str:
+        return job.fields.get("experiment_name") or self.name
+
+
+def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
+             generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+             ) -> tuple[Doc, dict, dict]:
+    """The spec parsed, variables resolved, includes merged; also the variables' values and the
+    newly generated ones. Problems are in the Doc."""
+    env = os.environ if env is None else env
+    file = str(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{file}: is a folder, not a spec file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{file}: cannot read: {e.strerror}") from None
+    doc = Doc(file)
+    node = yamldoc.compose(text, doc)
+    if node is None:
+        return doc, {}, {}
+    if not isinstance(node, yaml.MappingNode):
+        doc.problem((), f"a lab spec must be a mapping, not {_kind(node)}")
+        return doc, {}, {}
+    var_node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "variables"), None)
+    overrides = dict(overrides or {})
+    values, fresh = resolve_variables(doc, var_node, overrides, generated or {}, env, target)
+    declared = _declared_variables(var_node)
+    for name in sorted(set(overrides) - declared):
+        doc.problem((), f"--var {name}: the spec has no such variable (defined: {', '.join(sorted(declared)) or 'none'})")
+    hook = Resolver(values, env, target)
+    doc.data = yamldoc.build(node, doc, hook)
+    if isinstance(doc.data, dict):
+        _include(doc, hook)
+    return doc, values, fresh
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return "a scalar value" if isinstance(node, yaml.ScalarNode) else "a mapping"
+
+
+def _declared_variables(node: Any) -> set:
+    if isinstance(node, yaml.MappingNode):
+        return {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    return set()
+
+
+def _include(doc: Doc, hook: Resolver) -> None:
+    """Merge `file:` includes of CLI v2 job/compute files; the including block's keys win."""
+    for section in INCLUDABLE:
+        blocks = doc.data.get(section)
+        if not isinstance(blocks, dict):
+            continue
+        for name, block in blocks.items():
+            if isinstance(block, dict) and isinstance(block.get("file"), str):
+                blocks[name] = _merge_include(doc, (section, name), block, hook)
+
+
+def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
+    ref = block["file"]
+    path = relative_to(doc, at + ("file",), ref)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = "not found" if isinstance(e, FileNotFoundError) else f"cannot be read ({e})"
+        doc.problem(at + ("file",), f"include file '{ref}' {why}")
+        return block
+    sub = Doc(str(path))
+    node = yamldoc.compose(text, sub)
+    data = yamldoc.build(node, sub, hook.within(at)) if node is not None else None
+    if node is not None and not isinstance(data, dict):
+        sub.problem((), f"an included file must be a mapping, not {_kind(node)}")
+    doc.problems.extend(sub.problems)
+    if not isinstance(data, dict):
+        return block
+    if "file" in data:
+        doc.problem(at + ("file",), f"include file '{ref}' has its own 'file:' key: includes do not nest")
+    own = {k: v for k, v in block.items() if k != "file"}
+    for table, into in ((sub.pos, doc.pos), (sub.keypos, doc.keypos)):
+        for p, mark in table.items():
+            if p and p[0] not in own:  # the block's own keys keep their positions
+                into[at + p] = mark
+    doc.includes[at] = path
+    merged = {k: v for k, v in data.items() if k != "file"}
+    merged.update(own)
+    return merged
+
+
+def relative_to(doc: Doc, path: tuple, ref: str) -> Path:
+    """`ref` resolved against the folder of the file that holds the value at `path`."""
+    p = Path(os.path.expanduser(ref))
+    return p if p.is_absolute() else Path(doc.where(path)[0]).parent / p
+
+
+def is_local(ref: Any) -> bool:
+    return isinstance(ref, str) and not REMOTE.match(ref)
+
+
+def load(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
+         generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None) -> Spec:
+    """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec)."""
+    from . import validate
+
+    doc, values, fresh = read_doc(path, target=target, overrides=overrides, generated=generated, env=env)
+    validate.check(doc, target=target)
+    if any(p.severity == "error" for p in doc.problems):
+        raise SpecError(doc.problems)
+    return _typed(doc, values, fresh)
+
+
+def _typed(doc: Doc, variables: dict, fresh: dict) -> Spec:
+    data = doc.data
+    computes = {n: Compute(n, c["type"], c) for n, c in (data.get("computes") or {}).items()}
+    jobs = {n: _job(doc, n, j) for n, j in (data.get("jobs") or {}).items()}
+    return Spec(path=Path(doc.file), name=data["name"], description=data.get("description", ""),
+                variables=variables, workspace=data["workspace"], computes=computes, jobs=jobs,
+                queries=data.get("queries") or {}, targets=data.get("targets") or {},
+                generated=fresh, doc=doc)
+
+
+def _job(doc: Doc, name: str, fields: dict) -> Job:
+    at = ("jobs", name)
+    code = relative_to(doc, at + ("code",), fields["code"]) if is_local(fields.get("code")) else None
+    inputs = {}
+    for key, value in (fields.get("inputs") or {}).items():
+        if isinstance(value, dict):
+            ref = value.get("path")
+            local = (relative_to(doc, at + ("inputs", key, "path"), ref)
+                     if value.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(ref) else None)
+            inputs[key] = Input(key, value.get("type", "uri_folder"), ref if ref is not None else value.get("default"),
+                                local, value.get("mode"))
+        else:
+            inputs[key] = Input(key, None, value, None)
+    return Job(name, fields, code.resolve() if code else None, inputs, doc.includes.get(at))

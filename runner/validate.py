@@ -1,0 +1,249 @@
+"""Schema and semantic checks of a parsed spec: every problem at once, located precisely."""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .spec import EXPR, LOCAL_INPUT_TYPES, is_local, relative_to
+from .yamldoc import Doc
+
+SCHEMA_FILE = Path(__file__).with_name("lab.schema.json")
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
+INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+CLUSTER_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9-]{0,14}[A-Za-z0-9])?$")
+RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+              "object": "a mapping", "array": "a list", "null": "null"}
+PATTERN_RULES = {"^[a-z0-9][a-z0-9-]*$": "use lowercase letters, digits and '-', starting with a letter or digit"}
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    with open(SCHEMA_FILE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema())
+
+
+def check(doc: Doc, target: str = "local") -> None:
+    """Add every schema and semantic problem of `doc` to `doc.problems`."""
+    if doc.data is None:
+        return
+    if not isinstance(doc.data, dict):
+        doc.problem((), "a lab spec must be a mapping")
+        return
+    for error in _validator().iter_errors(doc.data):
+        _report(doc, error)
+    _semantics(doc, doc.data, target)
+
+
+# --- schema errors as messages -------------------------------------------------------------------
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    for t, name in ((dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "an integer"),
+                    (float, "a number")):
+        if isinstance(value, t):
+            return name
+    return "null"
+
+
+def _report(doc: Doc, error) -> None:
+    path = tuple(error.absolute_path)
+    v, inst, sch = error.validator, error.instance, error.schema
+    if v == "additionalProperties":
+        allowed = sorted(sch.get("properties", {}))
+        for key in inst:
+            if key not in allowed:
+                doc.problem(path + (key,), "unknown key" + _suggest(key, allowed), key=True)
+    elif v == "required":
+        missing = [k for k in error.validator_value if k not in inst]
+        for key in missing:
+            doc.problem(path, f"missing required key '{key}'", key=True)
+    elif v in ("oneOf", "anyOf"):
+        _report_branches(doc, error)
+    elif v == "propertyNames":
+        doc.problem(path + (inst,), f"'{inst}' is not a valid name: use letters, digits and '_', "
+                                    "starting with a letter or '_'", key=True)
+    else:
+        doc.problem(path, _message(v, error.validator_value, inst, sch))
+
+
+def _message(v: str, want: Any, inst: Any, sch: dict) -> str:
+    if v == "type":
+        return f"expected {_either([want] if isinstance(want, str) else want)}, got {_kind(inst)}"
+    if v in ("enum", "const"):
+        options = want if v == "enum" else [want]
+        hint = _suggest(str(inst), [str(o) for o in options]) if isinstance(inst, str) else ""
+        return f"{json.dumps(inst)} is not one of: {', '.join(str(o) for o in options)}{hint}"
+    if v == "minimum":
+        return f"must be at least {want} (got {inst})"
+    if v == "maximum":
+        return f"must be at most {want} (got {inst})"
+    if v == "minLength":
+        return "must not be empty" if want == 1 else f"must be at least {want} characters long"
+    if v == "maxLength":
+        return f"must be at most {want} characters long (got {len(inst)})"
+    if v == "pattern":
+        return f"'{inst}' is not valid: {PATTERN_RULES.get(want, 'it must match ' + want)}"
+    return f"{json.dumps(inst) if not isinstance(inst, (dict, list)) else _kind(inst)} is invalid ({v})"
+
+
+def _report_branches(doc: Doc, error) -> None:
+    """For `oneOf` (a string or a mapping, say): the errors of the branch whose type fits, else
+    one line naming the kinds accepted."""
+    branches: dict[int, list] = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [errs for errs in branches.values()
+               if not any(e.validator == "type" and len(e.relative_schema_path) <= 2 for e in errs)]
+    if len(fitting) == 1:
+        for sub in fitting[0]:
+            _report(doc, sub)
+        return
+    types = []
+    for option in error.validator_value:
+        if "$ref" in option:
+            option = _resolve(option["$ref"])
+        t = option.get("type", "object")
+        types += [t] if isinstance(t, str) else t
+    doc.problem(tuple(error.absolute_path), f"expected {_either(types)}, got {_kind(error.instance)}")
+
+
+def _either(types: list[str]) -> str:
+    """`a string, a number, a boolean or a mapping` (an integer counts as a number when both fit)."""
+    if "number" in types and "integer" in types:
+        types = [t for t in types if t != "integer"]
+    names = list(dict.fromkeys(JSON_TYPES[t] for t in types))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _resolve(ref: str) -> dict:
+    return schema()["$defs"][ref.rsplit("/", 1)[1]]
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    if 0 < len(options) <= 8:
+        return f" (expected one of: {', '.join(options)})"
+    return ""
+
+
+# --- semantic checks -----------------------------------------------------------------------------
+
+def _dicts(value: Any) -> dict:
+    """The mapping entries whose values are mappings (the rest the schema check reports)."""
+    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+
+
+def _semantics(doc: Doc, data: dict, target: str) -> None:
+    ws = data.get("workspace")
+    if isinstance(ws, dict):
+        _check_name(doc, ("workspace", "name"), ws.get("name"), WORKSPACE_NAME,
+                    "a workspace name has 3-33 letters, digits, '-' or '_', and starts with a letter or digit")
+        _check_name(doc, ("workspace", "resource_group"), ws.get("resource_group"), RESOURCE_GROUP,
+                    "a resource group name has 1-90 letters, digits, '_', '-', '.', '(' or ')', "
+                    "and does not end with '.'")
+    computes = _dicts(data.get("computes"))
+    for name, c in computes.items():
+        _check_compute(doc, name, c)
+    experiments = set()
+    for name, job in _dicts(data.get("jobs")).items():
+        _check_job(doc, name, job, computes)
+        experiments.add(job.get("experiment_name") or data.get("name"))
+    for name, q in _dicts(data.get("queries")).items():
+        exp = q.get("experiment")
+        if isinstance(exp, str) and experiments and exp not in experiments:
+            doc.problem(("queries", name, "experiment"),
+                        f"no job of this spec logs to experiment '{exp}' "
+                        f"(experiments: {', '.join(sorted(str(e) for e in experiments))})", severity="warning")
+    if target == "azure":
+        _check_azure(doc, data)
+
+
+def _check_name(doc: Doc, path: tuple, name: Any, pattern: re.Pattern, rule: str, key: bool = False) -> None:
+    if isinstance(name, str) and not pattern.match(name):
+        doc.problem(path, f"'{name}' is not a valid name: {rule}", key=key)
+
+
+def _check_compute(doc: Doc, name: str, c: dict) -> None:
+    at = ("computes", name)
+    if c.get("type") == "amlcompute":
+        _check_name(doc, at, name, CLUSTER_NAME, "a cluster name has 2-16 letters, digits or '-', "
+                    "starts with a letter and ends with a letter or digit", key=True)
+        lo, hi = c.get("min_instances", 0), c.get("max_instances", 1)
+        if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+            doc.problem(at + ("min_instances",), f"min_instances ({lo}) is greater than max_instances ({hi})")
+    elif c.get("type") == "computeinstance":
+        _check_name(doc, at, name, INSTANCE_NAME, "a compute instance name has 3-24 letters, digits or '-', "
+                    "starts with a letter and ends with a letter or digit", key=True)
+
+
+def _check_job(doc: Doc, name: str, job: dict, computes: dict) -> None:
+    at = ("jobs", name)
+    compute = job.get("compute")
+    if isinstance(compute, str):
+        bare = compute[len("azureml:"):] if compute.startswith("azureml:") else compute
+        if bare not in computes:
+            defined = ", ".join(sorted(computes)) or "none"
+            doc.problem(at + ("compute",), f"'{bare}' is not a compute of this spec (defined: {defined})")
+    inputs = job.get("inputs") if isinstance(job.get("inputs"), dict) else {}
+    outputs = job.get("outputs") if isinstance(job.get("outputs"), dict) else {}
+    if isinstance(job.get("command"), str):
+        _check_placeholders(doc, at + ("command",), job["command"], {"inputs": inputs, "outputs": outputs})
+    code = job.get("code")
+    if is_local(code) and not relative_to(doc, at + ("code",), code).exists():
+        doc.problem(at + ("code",), f"code folder '{code}' does not exist")
+    for key, value in inputs.items():
+        if isinstance(value, dict):
+            _check_input(doc, at + ("inputs", key), value)
+    misplaced = {"type", "path", "mode"} & set(inputs)
+    if "type" in misplaced and len(misplaced) >= 2:
+        keys = " and ".join(f"'{k}'" for k in sorted(misplaced))
+        doc.problem(at + ("inputs",), f"inputs named {keys} look like the fields of one input: "
+                    "did you mean inputs: {NAME: {type: ..., path: ...}}?", key=True, severity="warning")
+
+
+def _check_placeholders(doc: Doc, path: tuple, command: str, declared: dict) -> None:
+    for m in EXPR.finditer(command):
+        ns, _, name = m.group(1).partition(".")
+        if ns in declared and name.split(".")[0] not in declared[ns]:
+            known = ", ".join(sorted(declared[ns])) or "none"
+            doc.problem(path, f"'{m.group(0)}' is not declared in {ns} (declared: {known})")
+
+
+def _check_input(doc: Doc, path: tuple, value: dict) -> None:
+    kind, ref = value.get("type", "uri_folder"), value.get("path")
+    if kind not in LOCAL_INPUT_TYPES or not is_local(ref):
+        return
+    local = relative_to(doc, path + ("path",), ref)
+    if not local.exists():
+        doc.problem(path + ("path",), f"input path '{ref}' does not exist")
+    elif kind == "uri_file" and not local.is_file():
+        doc.problem(path + ("path",), f"input path '{ref}' is a folder, but the input's type is uri_file")
+    elif kind == "uri_folder" and not local.is_dir():
+        doc.problem(path + ("path",), f"input path '{ref}' is a file, but the input's type is uri_folder")
+
+
+def _check_azure(doc: Doc, data: dict) -> None:
+    targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
+    azure = targets.get("azure") if isinstance(targets.get("azure"), dict) else {}
+    if not azure.get("subscription_id") and not azure.get("config"):
+        doc.problem(("targets",), "the azure target needs targets.azure.subscription_id "
+                    "(or targets.azure.config, a config.json)", key=True)
+    ws = data.get("workspace") if isinstance(data.get("workspace"), dict) else {}
+    for key in ("resource_group", "location"):
+        if not ws.get(key) and not azure.get("config"):
+            doc.problem(("workspace",), f"the azure target needs workspace.{key}", key=True)

@@ -1,0 +1,198 @@
+"""YAML to plain data, remembering where every key and value came from.
+
+PyYAML's composer gives nodes with marks; we build the data ourselves so that duplicate keys,
+unsupported tags and alias bombs become Problems instead of silent surprises.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import yaml
+
+from .errors import Problem
+
+Path = tuple  # of str keys and int indices
+Mark = tuple  # (file, line, col), 1-based
+
+MAX_NODES = 100_000
+_STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+_TIMESTAMP, _MERGE = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+# A scalar hook: (text, node, path) -> value; may append Problems to the Doc.
+Hook = Callable[[str, yaml.ScalarNode, Path, "Doc"], Any]
+
+
+def jsonpath(path: Path) -> str:
+    """`$.jobs.train.inputs['my file'][0]`: the address users see in messages."""
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.match(part):
+            out += f".{part}"
+        else:
+            out += "[" + repr(part) + "]"
+    return out
+
+
+@dataclass
+class Doc:
+    """Plain data plus the position of each value (`pos`) and each mapping key (`keypos`)."""
+
+    file: str
+    data: Any = None
+    pos: dict = field(default_factory=dict)
+    keypos: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+    includes: dict = field(default_factory=dict)  # path of an including block -> included file
+
+    def where(self, path: Path, key: bool = False) -> Mark:
+        """The position of `path` (of its key when `key`), else of its nearest known parent."""
+        path = tuple(path)
+        if key and path in self.keypos:
+            return self.keypos[path]
+        while path and path not in self.pos:
+            path = path[:-1]
+        return self.pos.get(path, (self.file, 1, 1))
+
+    def problem(self, path: Path, message: str, key: bool = False, severity: str = "error",
+                at: Mark | None = None) -> None:
+        file, line, col = at or self.where(path, key)
+        self.problems.append(Problem(file, line, col, jsonpath(path), message, severity))
+
+    def graft(self, prefix: Path, other: "Doc") -> None:
+        """Take `other`'s positions under `prefix` (its data is placed by the caller)."""
+        for src, dst in ((other.pos, self.pos), (other.keypos, self.keypos)):
+            for p, mark in src.items():
+                dst[tuple(prefix) + p] = mark
+        self.problems.extend(other.problems)
+
+
+def _mark(file: str, m: yaml.Mark) -> Mark:
+    return (file, m.line + 1, m.column + 1)
+
+
+def compose(text: str, doc: Doc) -> yaml.Node | None:
+    """The node tree of one YAML document; syntax errors become the Doc's Problems."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        line, col = (m.line + 1, m.column + 1) if m else (1, 1)
+        what = e.problem or e.context or "invalid YAML"
+        doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: {what}"))
+        return None
+    except yaml.YAMLError as e:
+        doc.problems.append(Problem(doc.file, 1, 1, "", f"YAML syntax: {e}"))
+        return None
+    except RecursionError:
+        doc.problems.append(Problem(doc.file, 1, 1, "", "YAML nesting is too deep"))
+        return None
+    if node is None:
+        doc.problems.append(Problem(doc.file, 1, 1, "$", "the file is empty: expected a mapping"))
+    return node
+
+
+def build(node: yaml.Node, doc: Doc, hook: Hook | None = None, path: Path = ()) -> Any:
+    """Plain data for `node`, recording positions in `doc`; None (and a Problem) if it can't be."""
+    try:
+        return _Builder(doc, hook).build(node, tuple(path))
+    except _TooBig:
+        doc.problem(path, f"the document expands to more than {MAX_NODES} nodes (YAML aliases?)")
+    except RecursionError:
+        doc.problem(path, "YAML nesting is too deep")
+    return None
+
+
+def parse(text: str, file: str, hook: Hook | None = None) -> Doc:
+    """Compose and build one YAML document into a Doc."""
+    doc = Doc(file)
+    node = compose(text, doc)
+    if node is not None:
+        doc.data = build(node, doc, hook)
+    return doc
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Builder:
+    def __init__(self, doc: Doc, hook: Hook | None):
+        self.doc, self.hook, self.count = doc, hook, 0
+        self.constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooBig()
+        self.doc.pos[path] = _mark(self.doc.file, node.start_mark)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                return self.bad_tag(node, path)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if node.tag != _MAP:
+            return self.bad_tag(node, path)
+        return self.mapping(node, path)
+
+    def bad_tag(self, node: yaml.Node, path: Path) -> None:
+        self.doc.problem(path, f"unsupported YAML tag '{node.tag}'")
+        return None
+
+    def scalar(self, node: yaml.ScalarNode, path: Path, hooked: bool = True) -> Any:
+        if node.tag in (_STR, _TIMESTAMP):
+            value = node.value
+            return self.hook(value, node, path, self.doc) if (self.hook and hooked) else value
+        if node.tag in (_INT, _FLOAT, _BOOL, _NULL):
+            return self.constructor.construct_object(node)
+        return self.bad_tag(node, path)
+
+    def mapping(self, node: yaml.MappingNode, path: Path) -> dict:
+        out: dict = {}
+        merged: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                self.merge(value_node, path, merged)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.doc.problem(path, "mapping keys must be plain strings",
+                                 at=_mark(self.doc.file, key_node.start_mark))
+                continue
+            key = self.key(key_node, path)
+            if key in out:
+                first = self.doc.keypos[path + (key,)][1]
+                self.doc.problem(path + (key,), f"duplicate key '{key}' (first defined on line {first})",
+                                 at=_mark(self.doc.file, key_node.start_mark))
+                continue
+            self.doc.keypos[path + (key,)] = _mark(self.doc.file, key_node.start_mark)
+            out[key] = self.build(value_node, path + (key,))
+        for key, value in merged.items():
+            out.setdefault(key, value)
+        return out
+
+    def key(self, node: yaml.ScalarNode, path: Path) -> str:
+        if node.tag in (_STR, _TIMESTAMP) and self.hook:
+            value = self.hook(node.value, node, path, self.doc)
+            return value if isinstance(value, str) else str(value)
+        return node.value  # what the user wrote: `on:` stays 'on', `1:` stays '1'
+
+    def merge(self, node: yaml.Node, path: Path, merged: dict) -> None:
+        """`<<: *base` (or a list of them): earlier keys win, explicit keys win over all."""
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for src in sources:
+            if not isinstance(src, yaml.MappingNode):
+                self.doc.problem(path, "'<<' merges only mappings",
+                                 at=_mark(self.doc.file, src.start_mark))
+                continue
+            for key, value in self.mapping(src, path).items():
+                merged.setdefault(key, value)

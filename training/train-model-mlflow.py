@@ -1,0 +1,76 @@
+"""Train a diabetes classifier and log it to MLflow by hand.
+
+The runner (Azure ML, or mlrun locally) sets MLFLOW_TRACKING_URI,
+MLFLOW_EXPERIMENT_ID and MLFLOW_RUN_ID; this script only logs into that run:
+the parameter "Regularization rate", the metrics "Accuracy" and "AUC" and
+the artifact "ROC-Curve.png".
+
+Usage: python train-model-mlflow.py --training_data PATH [--reg_rate R]
+PATH is a CSV file or a folder of CSV files.
+"""
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+FEATURES = ["Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure",
+            "TricepsThickness", "SerumInsulin", "BMI", "DiabetesPedigree", "Age"]
+LABEL = "Diabetic"
+
+
+def read_data(path):
+    """Read a CSV file, or concatenate every *.csv in a folder."""
+    path = Path(path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise SystemExit(f"No CSV files in {path}")
+    return pd.concat((pd.read_csv(f) for f in files), ignore_index=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--training_data", required=True)
+    parser.add_argument("--reg_rate", type=float, default=0.01)
+    args = parser.parse_args()
+
+    data = read_data(args.training_data)
+    print(f"Read {len(data)} rows from {args.training_data}")
+    X_train, X_test, y_train, y_test = train_test_split(
+        data[FEATURES].values, data[LABEL].values, test_size=0.30, random_state=0)
+
+    with mlflow.start_run():
+        mlflow.log_param("Regularization rate", args.reg_rate)
+        model = LogisticRegression(C=1 / args.reg_rate, solver="liblinear")
+        model.fit(X_train, y_train)
+
+        accuracy = model.score(X_test, y_test)
+        y_scores = model.predict_proba(X_test)[:, 1]
+        auc = roc_auc_score(y_test, y_scores)
+        mlflow.log_metric("Accuracy", accuracy)
+        mlflow.log_metric("AUC", auc)
+        print(f"Accuracy: {accuracy:.4f}")
+        print(f"AUC: {auc:.4f}")
+
+        fpr, tpr, _ = roc_curve(y_test, y_scores)
+        fig = plt.figure(figsize=(6, 4))
+        plt.plot([0, 1], [0, 1], "k--")
+        plt.plot(fpr, tpr)
+        plt.xlabel("False Positive Rate")
+        plt.ylabel("True Positive Rate")
+        plt.title("ROC Curve")
+        fig.savefig("ROC-Curve.png")
+        plt.close(fig)
+        mlflow.log_artifact("ROC-Curve.png")
+
+
+if __name__ == "__main__":
+    main()
