@@ -6,7 +6,7 @@ import traceback
 
 import click
 
-from .errors import Problem, SpecError, UserError
+from .errors import Problem, SpecError, UserError, display_path
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -44,7 +44,7 @@ def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) ->
         warnings = len(doc.problems) - errors
         if errors:
             failed = True
-            click.echo(f"{path}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}", err=True)
+            click.echo(f"{display_path(path)}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}", err=True)
         else:
             data = doc.data
             counts = ", ".join(_plural(len(data.get(k) or {}), w) for k, w in

@@ -17,14 +17,14 @@ class Problem:
     severity: str = "error"
 
     def render(self) -> str:
-        where = _display(self.file)
+        where = display_path(self.file)
         if self.line:
             where = f"{where}:{self.line}:{self.col}"
         path = f"{self.path}: " if self.path else ""
         return f"{where}: {self.severity}: {path}{self.message}"
 
 
-def _display(file: str) -> str:
+def display_path(file: str) -> str:
     """A path as the user would type it: relative to the working folder when inside it."""
     if not os.path.isabs(file):
         return file

@@ -88,6 +88,8 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
         m = e.problem_mark or e.context_mark
         line, col = (m.line + 1, m.column + 1) if m else (1, 1)
         what = e.problem or e.context or "invalid YAML"
+        if m and "${{" in text.splitlines()[m.line if m.line < len(text.splitlines()) else -1]:
+            what += " (in { } or [ ], quote values that use ${{ }})"
         doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: {what}"))
         return None
     except yaml.YAMLError as e:

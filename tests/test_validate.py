@@ -1,0 +1,167 @@
+"""validate: every spec in specs/ is valid; each invalid case gets its exact messages.
+
+An invalid case is a YAML file in tests/specs/invalid/ ending in `# expect: ...` lines: the
+diagnostics `mlrun validate` must print, in order, word for word (the case's own file name is
+implied when an expectation starts with a line number).
+"""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SEED, SPECS
+
+INVALID = Path(__file__).parent / "specs" / "invalid"
+CASES = sorted(INVALID.glob("*.yaml"))
+
+
+def expectations(case: Path) -> list[str]:
+    lines = []
+    for line in case.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^# expect: (.*)$", line)
+        if m:
+            text = m.group(1)
+            lines.append(f"{case.name}:{text}" if text[:1].isdigit() else text)
+    return lines
+
+
+@pytest.mark.parametrize("spec", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_spec_in_specs_is_valid(mlrun, spec):
+    code, out, err = mlrun("validate", spec)
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"{spec}: ok (")
+
+
+def test_seed_spec_summary(mlrun):
+    code, out, _ = mlrun("validate", "specs/mlflow-tracking.yaml", cwd=ROOT)
+    assert code == 0
+    assert out == "specs/mlflow-tracking.yaml: ok (2 computes, 2 jobs, 1 query)\n"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_invalid_spec_messages(mlrun, case):
+    expected = expectations(case)
+    assert expected, f"{case.name} has no '# expect:' lines"
+    code, out, err = mlrun("validate", case.name, cwd=INVALID)
+    errors = sum(": error: " in e for e in expected)
+    warnings = len(expected) - errors
+    if errors:
+        summary = f"{case.name}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        assert (code, out) == (1, "")
+        assert err.splitlines() == expected + [summary]
+    else:
+        assert code == 0
+        assert err.splitlines() == expected
+        assert out.endswith(f", {warnings} warning{'s' * (warnings != 1)})\n")
+
+
+def test_there_are_enough_invalid_cases():
+    assert len(CASES) >= 30
+
+
+def test_all_problems_at_once_sorted_by_position(mlrun, tmp_path):
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("name: Bad_Name\nworkspace: {name: w}\njobs:\n  a: {command: x, compute: nope}\n")
+    code, _, err = mlrun("validate", spec, cwd=tmp_path)
+    assert code == 1
+    assert err.splitlines() == [
+        "lab.yaml:1:7: error: $.name: 'Bad_Name' is not valid: use lowercase letters, digits and '-', "
+        "starting with a letter or digit",
+        "lab.yaml:2:19: error: $.workspace.name: 'w' is not a valid name: a workspace name has 3-33 "
+        "letters, digits, '-' or '_', and starts with a letter or digit",
+        "lab.yaml:4:28: error: $.jobs.a.compute: 'nope' is not a compute of this spec (defined: none)",
+        "lab.yaml: 3 errors, 0 warnings",
+    ]
+
+
+def test_var_overrides_and_unknown_var(mlrun, tmp_path):
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("name: lab\nvariables: {n: 1}\nworkspace:\n  name: ws-${{vars.n}}\n"
+                    "computes:\n  c1: {type: amlcompute, max_instances: '${{vars.n}}'}\n")
+    assert mlrun("validate", spec, "--var", "n=2")[0] == 0
+    code, _, err = mlrun("validate", spec, "--var", "m=2", cwd=tmp_path)
+    assert code == 1
+    assert err.splitlines()[0] == "lab.yaml:1:1: error: $: --var m: the spec has no such variable (defined: n)"
+    code, _, err = mlrun("validate", spec, "--var", "n=x", cwd=tmp_path)
+    assert err.splitlines()[0] == "lab.yaml:6:41: error: $.computes.c1.max_instances: expected an integer, got a string"
+
+
+def test_env_of_another_target_is_not_needed(mlrun, monkeypatch):
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    assert mlrun("validate", SEED)[0] == 0
+    code, _, err = mlrun("validate", SEED, "--target", "azure")
+    assert code == 1
+    assert "error: $.targets.azure.subscription_id: environment variable 'AZURE_SUBSCRIPTION_ID' is not set" in err
+
+
+def test_missing_file_is_a_clear_error(mlrun, tmp_path):
+    code, _, err = mlrun("validate", tmp_path / "nope.yaml")
+    assert (code, err) == (1, f"error: {tmp_path / 'nope.yaml'}: no such file\n")
+
+
+def test_schema_command_prints_the_schema(mlrun):
+    code, out, _ = mlrun("schema")
+    assert code == 0
+    assert json.loads(out) == json.loads((ROOT / "schemas" / "lab.schema.json").read_text())
+
+
+def test_schema_is_2020_12_and_every_property_is_described():
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((ROOT / "schemas" / "lab.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    undescribed = []
+
+    def walk(node, path):  # visit every subschema; each property must say what it is
+        if not isinstance(node, dict):
+            return
+        for name, prop in (node.get("properties") or {}).items():
+            if "description" not in prop and "$ref" not in prop:
+                undescribed.append(f"{path}.{name}")
+            walk(prop, f"{path}.{name}")
+        for key in ("additionalProperties", "items", "then", "propertyNames"):
+            walk(node.get(key), f"{path}/{key}")
+        for key in ("oneOf", "anyOf", "allOf"):
+            for i, sub in enumerate(node.get(key) or []):
+                walk(sub, f"{path}/{key}[{i}]")
+
+    walk(schema, "$")
+    for name, d in schema["$defs"].items():
+        walk(d, name)
+    assert undescribed == []
+
+
+HEAVY = ("mlflow", "azure", "pandas", "matplotlib", "numpy", "sklearn")
+
+
+def test_validate_imports_nothing_heavy():
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", "validate", str(SEED)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "jsonschema" in imported  # the probe works
+    assert sorted(imported & set(HEAVY)) == []
+
+
+def test_seed_jobs_exported_as_cli_v2_are_accepted_by_load_job(tmp_path):
+    import yaml
+    from azure.ai.ml import load_job
+
+    from runner import spec as spec_mod
+    from runner.export import job_document
+
+    spec = spec_mod.load(SEED)
+    for job in spec.jobs.values():
+        path = tmp_path / f"{job.name}.yml"
+        path.write_text(yaml.safe_dump(job_document(spec, job, tmp_path), sort_keys=False))
+        loaded = load_job(path)
+        assert loaded.type == "command"
+        assert loaded.command == job.command
+        assert loaded.compute == "aml-cluster"  # load_job drops the azureml: prefix
+        assert loaded.experiment_name == "diabetes-training"
+        assert loaded.inputs["training_data"].type == "uri_file"
+        assert Path(loaded.code).resolve() == (ROOT / "training").resolve()
