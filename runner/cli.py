@@ -1,8 +1,10 @@
 """The `mlrun` command line: the one place that turns errors into messages and exit codes."""
 from __future__ import annotations
 
+import json
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -60,6 +62,249 @@ def schema() -> None:
     from .validate import SCHEMA_FILE
 
     click.echo(SCHEMA_FILE.read_text(encoding="utf-8"), nl=False)
+
+
+def _target_options(f):
+    f = click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable.")(f)
+    return click.option("--target", default="local", show_default=True, help="Where to run: local or azure.")(f)
+
+
+def _open(spec_path: str, target: str, variables) -> "Context":
+    from .context import open_context
+
+    ctx = open_context(spec_path, target, variables if isinstance(variables, dict) else _parse_vars(variables))
+    _print_problems(ctx.spec.doc.problems)  # warnings only: errors stopped the load
+    return ctx
+
+
+def _check_jobs(ctx, names) -> None:
+    unknown = [n for n in names if n not in ctx.spec.jobs]
+    if unknown:
+        raise UserError(f"no job named {', '.join(repr(n) for n in unknown)} in {ctx.spec.path} "
+                        f"(jobs: {', '.join(ctx.spec.jobs) or 'none'})")
+
+
+def _confirm(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise UserError("this needs a confirmation: run it on a terminal, or pass -y")
+    answer = click.prompt(f"{question} Only 'yes' will be accepted", default="", show_default=False)
+    if answer.strip() != "yes":
+        raise UserError("cancelled: nothing was changed")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (format_version 1).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for mlrun apply FILE.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option("--only", multiple=True, metavar="JOB", help="Plan to run only these jobs.")
+@click.option("--force", multiple=True, metavar="JOB", help="Plan to rerun these jobs even if up to date.")
+def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
+    """Show what apply would do, changing nothing."""
+    from . import plan as planning
+    from .state import _atomic_write
+
+    ctx = _open(spec, target, variables)
+    _check_jobs(ctx, only + force)
+    p, _ = ctx.plan(force, only)
+    if out:
+        _atomic_write(Path(out), json.dumps(p.to_dict(), indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(p.to_dict(), indent=2))
+    else:
+        click.echo(planning.render(p), nl=False)
+        if out:
+            click.echo(f"Saved the plan to {out}: apply exactly it with mlrun apply {out}")
+    return EXIT_CHANGES if detailed_exitcode and p.has_changes else EXIT_OK
+
+
+def _saved_plan(path: str):
+    """The Plan in `path` if it is a saved plan file, else None (it is a spec)."""
+    from .plan import Plan
+
+    if not path.endswith(".json"):
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Plan.from_dict(data)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a plan file saved by mlrun plan --out ({e})") from None
+
+
+@cli.command()
+@click.argument("spec_or_plan", metavar="SPEC|PLANFILE", type=click.Path(dir_okay=False))
+@_target_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--only", multiple=True, metavar="JOB", help="Run only these jobs.")
+@click.option("--force", multiple=True, metavar="JOB", help="Rerun these jobs even if up to date.")
+@click.option("--detach", is_flag=True, help="Start the jobs and return without waiting.")
+def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
+    """Make it so: create what is missing, run the jobs, wait, report."""
+    from . import plan as planning
+    from .apply import Applier, pending_adoption
+    from .progress import view_for
+    from .state import Lock, State
+
+    saved = _saved_plan(spec_or_plan)
+    if saved and (only or force or variables):
+        raise UserError("a saved plan is applied as it is: --only, --force and --var belong to mlrun plan")
+    ctx = _open(saved.spec, saved.target, saved.variables) if saved else _open(spec_or_plan, target, variables)
+    _check_jobs(ctx, only + force)
+    with Lock(ctx.state.path, "mlrun apply") as lock:
+        if lock.taken_over:
+            click.echo(f"note: took over the lock of pid {lock.taken_over.get('pid')}, which is no longer "
+                       "running", err=True)
+        ctx.state = State.load(ctx.state.path, ctx.spec.name, ctx.target)  # as it is now, under the lock
+        p, model = ctx.plan(force, only)
+        if saved:
+            if saved.digest != p.digest:
+                raise UserError(f"the saved plan {spec_or_plan} is stale: the spec or its files changed "
+                                "since it was made; run mlrun plan again")
+            if (saved.lineage, saved.serial) != (p.lineage, p.serial):
+                raise UserError(f"the saved plan {spec_or_plan} is stale: the state changed since it was "
+                                "made; run mlrun plan again")
+            p = saved
+        if not p.has_changes and not pending_adoption(ctx.state, ctx.backend):
+            click.echo(planning.render(p), nl=False)
+            return EXIT_OK
+        click.echo(planning.render(p), nl=False)
+        if not (yes or saved):
+            _confirm("Apply this plan?")
+        ctx.state.set_variables({k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.data["variables"]})
+        view = view_for()
+        try:
+            outcome = Applier(p, ctx.spec, model, ctx.backend, ctx.state, view, detach=detach).run()
+        finally:
+            view.close()
+    return _after_apply(ctx, outcome, detach)
+
+
+def _after_apply(ctx, outcome, detach: bool) -> int:
+    from . import report
+    from .plan import short
+
+    if detach:
+        click.echo(f"Started {len(outcome.runs)} run(s) and detached: see mlrun status {ctx.spec.path}")
+        return EXIT_OK
+    if outcome.runs:
+        click.echo()
+        click.echo(report.render_table(report.job_results(ctx.spec, ctx.state, ctx.backend)), nl=False)
+    if outcome.failed:
+        details = ", ".join(f"{n} (run {short(outcome.runs[n]['id'])}: {outcome.runs[n].get('error') or outcome.runs[n]['status']})"
+                            for n in outcome.failed)
+        raise UserError(f"{_plural(len(outcome.failed), 'job')} did not complete: {details}; "
+                        f"see mlrun logs {ctx.spec.path} {outcome.failed[0]}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(spec, target, variables, as_json) -> int:
+    """Resources and the latest run of each job."""
+    from .plan import desired, short
+
+    ctx = _open(spec, target, variables)
+    actual = ctx.refresh()
+    model = desired(ctx.spec)
+    jobs = []
+    for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
+        run = actual["jobs"].get(name) or {}
+        want = model["jobs"].get(name)
+        jobs.append({"job": name, "run_id": run.get("id"), "status": run.get("status", "never run"),
+                     "started": run.get("started"), "ended": run.get("ended"), "error": run.get("error"),
+                     "up_to_date": bool(want and run.get("status") == "Completed"
+                                        and run.get("fingerprint") == want["fingerprint"])})
+    data = {"spec": str(ctx.spec.path), "target": ctx.target, "tracking_uri": ctx.backend.tracking_uri,
+            "resources": [{"address": a, **r} for a, r in actual["resources"].items()], "jobs": jobs}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return EXIT_OK
+    click.echo(f"target {ctx.target}, tracking {ctx.backend.tracking_uri}")
+    if not actual["resources"]:
+        click.echo("  nothing created yet: run mlrun apply")
+    for a in actual["resources"]:
+        click.echo(f"  {a}")
+    for j in jobs:
+        run = f"run {short(j['run_id'])}" if j["run_id"] else ""
+        note = "up to date" if j["up_to_date"] else (j["error"] or "")
+        click.echo(f"  job.{j['job']:<28}{j['status']:<11}{run:<12}{note}".rstrip())
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("job")
+@_target_options
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
+def logs(spec, job, target, variables, follow) -> int:
+    """Print a job's std output (its latest run)."""
+    import time
+
+    ctx = _open(spec, target, variables)
+    _check_jobs(ctx, (job,)) if job not in ctx.state.jobs else None
+    run = ctx.state.latest(job)
+    path = ctx.backend.log_file(run) if run else None
+    if path is None:
+        raise UserError(f"job {job} has not run yet")
+    offset = 0
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        if not follow or ctx.backend.poll(run).get("status", run.get("status")) in ("Completed", "Failed", "Canceled"):
+            if follow and not chunk:
+                return EXIT_OK
+            if not follow:
+                return EXIT_OK
+        time.sleep(0.2)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_target_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def destroy(spec, target, variables, yes) -> int:
+    """Delete everything the spec created, in reverse order."""
+    from . import plan as planning
+    from .apply import Applier
+    from .progress import view_for
+    from .state import Lock, State
+
+    ctx = _open(spec, target, variables)
+    with Lock(ctx.state.path, "mlrun destroy"):
+        ctx.state = State.load(ctx.state.path, ctx.spec.name, ctx.target)
+        snap = ctx.state.snapshot()
+        actual = {"resources": snap["resources"], "lineage": snap["lineage"], "serial": snap["serial"],
+                  "jobs": {n: {**r, **ctx.backend.poll(r)} for n in snap["jobs"] if (r := ctx.state.latest(n))}}
+        p = planning.destroy_plan(actual, target=ctx.target, spec=str(ctx.spec.path), tracking=ctx.backend.tracking_uri)
+        if not p.changes:
+            click.echo("Nothing to destroy.")
+            return EXIT_OK
+        click.echo(planning.render(p), nl=False)
+        if not yes:
+            _confirm("Destroy all of this?")
+        view = view_for()
+        try:
+            Applier(p, ctx.spec, {}, ctx.backend, ctx.state, view).run()
+        finally:
+            view.close()
+        for name in ctx.spec.generated.keys() | set(ctx.state.data["variables"]):
+            ctx.state.data["variables"].pop(name, None)  # new names next time: Azure keeps deleted ones a while
+        ctx.state.save()
+    click.echo(f"Destroyed {_plural(len(p.changes), 'thing')}.")
+    return EXIT_OK
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict:

@@ -42,28 +42,30 @@ def _text(value: Any) -> str:
 class Resolver:
     """The scalar hook that resolves `${{vars.X}}` and `${{env.X}}` while the YAML is built."""
 
-    def __init__(self, variables: dict | None, env: Mapping[str, str], target: str, prefix: tuple = ()):
-        self.variables, self.env, self.target, self.prefix = variables, env, target, prefix
+    def __init__(self, variables: dict | None, env: Mapping[str, str], target: str):
+        self.variables, self.env, self.target = variables, env, target
 
-    def within(self, prefix: tuple) -> "Resolver":
-        return Resolver(self.variables, self.env, self.target, prefix)
+    @staticmethod
+    def unresolved(value: Any) -> bool:
+        """Whether a string still holds a ${{vars.*}}, ${{env.*}} or unknown expression: one it
+        could not resolve and reported (another target's env aside), so checks of it only repeat that."""
+        return isinstance(value, str) and any(m.group(1).partition(".")[0] not in LEFT_FOR_JOB
+                                              for m in EXPR.finditer(value))
 
     def __call__(self, text: str, node: yaml.ScalarNode, path: tuple, doc: Doc) -> Any:
         if "${{" not in text:
             return text
-        full = self.prefix + path
         whole = EXPR.fullmatch(text)
         parts, last = [], 0
         for m in EXPR.finditer(text):
-            value = self.resolve(m, text, node, full, path, doc)
+            value = self.resolve(m, text, node, path, doc)
             if whole:
                 return value
             parts.append(text[last:m.start()] + _text(value))
             last = m.end()
         return "".join(parts) + text[last:]
 
-    def resolve(self, m: re.Match, text: str, node: yaml.ScalarNode, full: tuple, path: tuple,
-                doc: Doc) -> Any:
+    def resolve(self, m: re.Match, text: str, node: yaml.ScalarNode, path: tuple, doc: Doc) -> Any:
         expr = m.group(1)
         ns, _, name = expr.partition(".")
         at = _column(node, m.start())
@@ -72,12 +74,12 @@ class Resolver:
         if ns == "env" and name:
             if name in self.env:
                 return self.env[name]
-            if full[:1] == ("targets",) and full[1:2] != (self.target,):
+            if path[:1] == ("targets",) and path[1:2] != (self.target,):
                 return m.group(0)  # another target's setting: resolved when that target is used
             doc.problem(path, f"environment variable '{name}' is not set", at=(doc.file, *at))
             return m.group(0)
         if ns == "vars" and name and self.variables is not None:
-            if full[:1] == ("variables",):
+            if path[:1] == ("variables",):
                 doc.problem(path, "variables cannot refer to other variables", at=(doc.file, *at))
                 return m.group(0)
             if name in self.variables:
@@ -102,7 +104,8 @@ def _column(node: yaml.ScalarNode, offset: int) -> tuple[int, int]:
 
 def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generated: Mapping[str, str],
                       env: Mapping[str, str], target: str) -> tuple[dict, dict]:
-    """Variable values (overrides > state's generated > default > generate) and new generated ones."""
+    """Variable values (overrides > state's generated > default > generate), and the values of
+    generated variables that the state does not hold yet."""
     if node is None:
         raw: Any = {}
     else:
@@ -112,19 +115,21 @@ def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generat
             return {}, {}  # the schema check reports the shape
     values, fresh = {}, {}
     for name, spec in raw.items():
+        generate = isinstance(spec, dict) and "generate" in spec
         if name in overrides:
             values[name] = overrides[name]
-        elif isinstance(spec, dict) and "generate" in spec:
-            if name in generated:
-                values[name] = generated[name]
-            else:
-                length = spec.get("length", 6) if isinstance(spec.get("length", 6), int) else 6
-                values[name] = fresh[name] = secrets.token_hex((length + 1) // 2)[:length]
+        elif generate and name in generated:
+            values[name] = generated[name]
+        elif generate:
+            length = spec.get("length", 6) if isinstance(spec.get("length", 6), int) else 6
+            values[name] = secrets.token_hex((length + 1) // 2)[:length]
         elif isinstance(spec, dict):
             if "default" in spec:
                 values[name] = spec["default"]
         else:
             values[name] = spec
+        if generate and name not in generated:
+            fresh[name] = values[name]
     return values, fresh
 
 
@@ -260,7 +265,10 @@ def _include(doc: Doc, hook: Resolver) -> None:
             continue
         for name, block in blocks.items():
             if isinstance(block, dict) and isinstance(block.get("file"), str):
-                blocks[name] = _merge_include(doc, (section, name), block, hook)
+                if hook.unresolved(block["file"]):
+                    doc.broken.add((section, name))
+                else:
+                    blocks[name] = _merge_include(doc, (section, name), block, hook)
 
 
 def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
@@ -269,24 +277,28 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        why = "not found" if isinstance(e, FileNotFoundError) else f"cannot be read ({e})"
+        why = {FileNotFoundError: "not found", IsADirectoryError: "is a folder"}.get(type(e), f"cannot be read ({e})")
         doc.problem(at + ("file",), f"include file '{ref}' {why}")
+        doc.broken.add(at)  # what the file would give is unknown: missing keys are no news
         return block
     sub = Doc(str(path))
     node = yamldoc.compose(text, sub)
-    data = yamldoc.build(node, sub, hook.within(at)) if node is not None else None
+    data = yamldoc.build(node, sub, hook, at) if node is not None else None  # paths as in the spec
     if node is not None and not isinstance(data, dict):
-        sub.problem((), f"an included file must be a mapping, not {_kind(node)}")
+        sub.problem(at, f"an included file must be a mapping, not {_kind(node)}")
     doc.problems.extend(sub.problems)
+    doc.broken |= sub.broken
     if not isinstance(data, dict):
+        doc.broken.add(at)
         return block
     if "file" in data:
-        doc.problem(at + ("file",), f"include file '{ref}' has its own 'file:' key: includes do not nest")
+        doc.problem(at + ("file",), "an included file cannot include another: includes do not nest",
+                    at=sub.where(at + ("file",), key=True))
     own = {k: v for k, v in block.items() if k != "file"}
     for table, into in ((sub.pos, doc.pos), (sub.keypos, doc.keypos)):
         for p, mark in table.items():
-            if p and p[0] not in own:  # the block's own keys keep their positions
-                into[at + p] = mark
+            if len(p) > len(at) and p[len(at)] not in own:  # the block's own keys keep their positions
+                into[p] = mark
     doc.includes[at] = path
     merged = {k: v for k, v in data.items() if k != "file"}
     merged.update(own)
@@ -295,8 +307,7 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
 
 def relative_to(doc: Doc, path: tuple, ref: str) -> Path:
     """`ref` resolved against the folder of the file that holds the value at `path`."""
-    p = Path(os.path.expanduser(ref))
-    return p if p.is_absolute() else Path(doc.where(path)[0]).parent / p
+    return Path(os.path.abspath(Path(doc.where(path)[0]).parent / os.path.expanduser(ref)))
 
 
 def is_local(ref: Any) -> bool:
@@ -338,4 +349,4 @@ def _job(doc: Doc, name: str, fields: dict) -> Job:
                                 local, value.get("mode"))
         else:
             inputs[key] = Input(key, None, value, None)
-    return Job(name, fields, code.resolve() if code else None, inputs, doc.includes.get(at))
+    return Job(name, fields, code, inputs, doc.includes.get(at))

@@ -8,13 +8,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .spec import EXPR, LOCAL_INPUT_TYPES, is_local, relative_to
+from .spec import EXPR, LOCAL_INPUT_TYPES, Resolver, is_local, relative_to
 from .yamldoc import Doc
 
 SCHEMA_FILE = Path(__file__).with_name("lab.schema.json")
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
-CLUSTER_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9-]{0,14}[A-Za-z0-9])?$")
+CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
               "object": "a mapping", "array": "a list", "null": "null"}
@@ -60,11 +60,13 @@ def _kind(value: Any) -> str:
 
 def _report(doc: Doc, error) -> None:
     path = tuple(error.absolute_path)
+    if any(path[:len(b)] == b for b in doc.broken) or _unresolved(error.instance):
+        return  # a problem already said: its value is broken, or an expression in it is unresolved
     v, inst, sch = error.validator, error.instance, error.schema
     if v == "additionalProperties":
         allowed = sorted(sch.get("properties", {}))
         for key in inst:
-            if key not in allowed:
+            if key not in allowed and not _unresolved(key):
                 doc.problem(path + (key,), "unknown key" + _suggest(key, allowed), key=True)
     elif v == "required":
         missing = [k for k in error.validator_value if k not in inst]
@@ -72,7 +74,7 @@ def _report(doc: Doc, error) -> None:
             doc.problem(path, f"missing required key '{key}'", key=True)
     elif v in ("oneOf", "anyOf"):
         _report_branches(doc, error)
-    elif v == "propertyNames":
+    elif "propertyNames" in error.relative_schema_path:  # the error is the name's, e.g. its pattern
         doc.problem(path + (inst,), f"'{inst}' is not a valid name: use letters, digits and '_', "
                                     "starting with a letter or '_'", key=True)
     else:
@@ -84,8 +86,9 @@ def _message(v: str, want: Any, inst: Any, sch: dict) -> str:
         return f"expected {_either([want] if isinstance(want, str) else want)}, got {_kind(inst)}"
     if v in ("enum", "const"):
         options = want if v == "enum" else [want]
-        hint = _suggest(str(inst), [str(o) for o in options]) if isinstance(inst, str) else ""
-        return f"{json.dumps(inst)} is not one of: {', '.join(str(o) for o in options)}{hint}"
+        close = difflib.get_close_matches(inst, [str(o) for o in options], n=1) if isinstance(inst, str) else []
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{_show(inst)} is not one of: {', '.join(str(o) for o in options)}{hint}"
     if v == "minimum":
         return f"must be at least {want} (got {inst})"
     if v == "maximum":
@@ -96,19 +99,27 @@ def _message(v: str, want: Any, inst: Any, sch: dict) -> str:
         return f"must be at most {want} characters long (got {len(inst)})"
     if v == "pattern":
         return f"'{inst}' is not valid: {PATTERN_RULES.get(want, 'it must match ' + want)}"
-    return f"{json.dumps(inst) if not isinstance(inst, (dict, list)) else _kind(inst)} is invalid ({v})"
+    return f"{_show(inst) if not isinstance(inst, (dict, list)) else _kind(inst)} is invalid ({v})"
+
+
+def _show(value: Any) -> str:
+    """A value as messages quote it: 'text', or JSON for numbers, booleans and null."""
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
 
 
 def _report_branches(doc: Doc, error) -> None:
-    """For `oneOf` (a string or a mapping, say): the errors of the branch whose type fits, else
-    one line naming the kinds accepted."""
+    """For `oneOf` (a string or a mapping, say): the errors of the branch whose type fits (of two
+    mapping branches, the one the keys fit), else one line naming the kinds accepted."""
     branches: dict[int, list] = {}
     for sub in error.context or []:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     fitting = [errs for errs in branches.values()
                if not any(e.validator == "type" and len(e.relative_schema_path) <= 2 for e in errs)]
-    if len(fitting) == 1:
-        for sub in fitting[0]:
+    if fitting:  # of several mapping branches, the one whose keys fit, then the one with fewest errors
+        at = len(error.absolute_path)
+        best = min(fitting, key=lambda errs: (any(len(e.absolute_path) == at and e.validator in
+                                                  ("additionalProperties", "required") for e in errs), len(errs)))
+        for sub in best:
             _report(doc, sub)
         return
     types = []
@@ -143,6 +154,9 @@ def _suggest(word: str, options: list[str]) -> str:
 
 # --- semantic checks -----------------------------------------------------------------------------
 
+_unresolved = Resolver.unresolved
+
+
 def _dicts(value: Any) -> dict:
     """The mapping entries whose values are mappings (the rest the schema check reports)."""
     return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
@@ -174,7 +188,7 @@ def _semantics(doc: Doc, data: dict, target: str) -> None:
 
 
 def _check_name(doc: Doc, path: tuple, name: Any, pattern: re.Pattern, rule: str, key: bool = False) -> None:
-    if isinstance(name, str) and not pattern.match(name):
+    if isinstance(name, str) and not pattern.match(name) and not _unresolved(name):
         doc.problem(path, f"'{name}' is not a valid name: {rule}", key=key)
 
 
@@ -194,7 +208,7 @@ def _check_compute(doc: Doc, name: str, c: dict) -> None:
 def _check_job(doc: Doc, name: str, job: dict, computes: dict) -> None:
     at = ("jobs", name)
     compute = job.get("compute")
-    if isinstance(compute, str):
+    if isinstance(compute, str) and not _unresolved(compute):
         bare = compute[len("azureml:"):] if compute.startswith("azureml:") else compute
         if bare not in computes:
             defined = ", ".join(sorted(computes)) or "none"
@@ -204,7 +218,7 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict) -> None:
     if isinstance(job.get("command"), str):
         _check_placeholders(doc, at + ("command",), job["command"], {"inputs": inputs, "outputs": outputs})
     code = job.get("code")
-    if is_local(code) and not relative_to(doc, at + ("code",), code).exists():
+    if is_local(code) and not _unresolved(code) and not relative_to(doc, at + ("code",), code).exists():
         doc.problem(at + ("code",), f"code folder '{code}' does not exist")
     for key, value in inputs.items():
         if isinstance(value, dict):
@@ -226,7 +240,7 @@ def _check_placeholders(doc: Doc, path: tuple, command: str, declared: dict) -> 
 
 def _check_input(doc: Doc, path: tuple, value: dict) -> None:
     kind, ref = value.get("type", "uri_folder"), value.get("path")
-    if kind not in LOCAL_INPUT_TYPES or not is_local(ref):
+    if kind not in LOCAL_INPUT_TYPES or not is_local(ref) or _unresolved(ref):
         return
     local = relative_to(doc, path + ("path",), ref)
     if not local.exists():

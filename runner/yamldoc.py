@@ -20,6 +20,7 @@ MAX_NODES = 100_000
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
 _TIMESTAMP, _MERGE = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_CORE = "tag:yaml.org,2002:"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 # A scalar hook: (text, node, path) -> value; may append Problems to the Doc.
@@ -32,7 +33,7 @@ def jsonpath(path: Path) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENT.match(part):
+        elif _IDENT.fullmatch(part):
             out += f".{part}"
         else:
             out += "[" + repr(part) + "]"
@@ -49,6 +50,7 @@ class Doc:
     keypos: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     includes: dict = field(default_factory=dict)  # path of an including block -> included file
+    broken: set = field(default_factory=set)  # paths whose value a reported Problem left missing or None
 
     def where(self, path: Path, key: bool = False) -> Mark:
         """The position of `path` (of its key when `key`), else of its nearest known parent."""
@@ -85,9 +87,8 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
-        m = e.problem_mark or e.context_mark
+        m, what = _syntax(e)
         line, col = (m.line + 1, m.column + 1) if m else (1, 1)
-        what = e.problem or e.context or "invalid YAML"
         if m and "${{" in text.splitlines()[m.line if m.line < len(text.splitlines()) else -1]:
             what += " (in { } or [ ], quote values that use ${{ }})"
         doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: {what}"))
@@ -101,6 +102,32 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
     if node is None:
         doc.problems.append(Problem(doc.file, 1, 1, "$", "the file is empty: expected a mapping"))
     return node
+
+
+_UNCLOSED = {"while scanning a quoted scalar": "this quoted string is never closed",
+             "while parsing a flow mapping": "this '{' is never closed by a '}'",
+             "while parsing a flow sequence": "this '[' is never closed by a ']'"}
+_FLOW = {"while parsing a flow mapping": "{}", "while parsing a flow sequence": "[]"}
+_PLAIN = {"but found another document": "a spec file holds one YAML document; a second one starts here",
+          "expected <block end>, but found '<block mapping start>'":
+          "bad indentation: this line does not line up with the keys above it",
+          "found character '\\t' that cannot start any token": "a tab character: YAML indents with spaces only",
+          "mapping values are not allowed here":
+          "mapping values are not allowed here (bad indentation, or an unquoted value containing ': '?)"}
+
+
+def _syntax(e: yaml.MarkedYAMLError) -> tuple[yaml.Mark | None, str]:
+    """Where a syntax error is and what it is, in the user's words rather than the parser's."""
+    problem = e.problem or ""
+    if e.context in _UNCLOSED and e.context_mark and ("<stream end>" in problem or "unexpected end" in problem
+                                                       or "document separator" in problem):
+        return e.context_mark, _UNCLOSED[e.context]
+    if e.context in _FLOW and e.context_mark and e.problem_mark and e.problem_mark.line > e.context_mark.line:
+        (open_, close), got = _FLOW[e.context], problem.rpartition(" but got ")[2]
+        return e.context_mark, (f"this '{open_}' needs ',' or '{close}' before the {got} "
+                                f"on line {e.problem_mark.line + 1} (a missing '{close}'?)")
+    what = _PLAIN.get(problem, problem or e.context or "invalid YAML")
+    return e.problem_mark or e.context_mark, what.replace("'<stream end>'", "the end of the file")
 
 
 def build(node: yaml.Node, doc: Doc, hook: Hook | None = None, path: Path = ()) -> Any:
@@ -148,7 +175,9 @@ class _Builder:
         return self.mapping(node, path)
 
     def bad_tag(self, node: yaml.Node, path: Path) -> None:
-        self.doc.problem(path, f"unsupported YAML tag '{node.tag}'")
+        tag = "!!" + node.tag[len(_CORE):] if node.tag.startswith(_CORE) else node.tag  # as written
+        self.doc.problem(path, f"unsupported YAML tag '{tag}'")
+        self.doc.broken.add(path)
         return None
 
     def scalar(self, node: yaml.ScalarNode, path: Path, hooked: bool = True) -> Any:
@@ -195,6 +224,7 @@ class _Builder:
             if not isinstance(src, yaml.MappingNode):
                 self.doc.problem(path, "'<<' merges only mappings",
                                  at=_mark(self.doc.file, src.start_mark))
+                self.doc.broken.add(path)  # the keys it was meant to bring are unknown
                 continue
             for key, value in self.mapping(src, path).items():
                 merged.setdefault(key, value)

@@ -1,0 +1,199 @@
+"""Carry out a Plan through a Backend: ordering, concurrency, waiting. It never prints: it emits
+Events, and views render them."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .backends.base import TERMINAL, Backend
+from .plan import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Change, Plan, short
+from .spec import Spec
+from .state import State
+
+
+@dataclass(frozen=True)
+class Event:
+    address: str
+    status: str          # creating, created, updating, ..., Queued, Running, Completed, Failed, ...
+    message: str = ""
+    run: str | None = None
+    at: float = field(default_factory=time.monotonic)
+
+
+Emit = Callable[[Event], None]
+
+
+@dataclass
+class Outcome:
+    runs: dict = field(default_factory=dict)      # job -> final run record
+    failed: list = field(default_factory=list)    # job names
+    interrupted: bool = False
+
+
+class Applier:
+    def __init__(self, plan: Plan, spec: Spec, model: dict, backend: Backend, state: State, emit: Emit,
+                 detach: bool = False):
+        self.plan, self.spec, self.model, self.backend, self.state = plan, spec, model, backend, state
+        self.emit, self.detach = emit, detach
+        self.outcome = Outcome()
+        self.cancelled = threading.Event()
+        self.active: dict[str, dict] = {}   # run id -> run, while it runs
+        self._lock = threading.Lock()
+
+    # --- the whole apply ---------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        by_kind = {"job": [], "compute": [], "workspace": []}
+        for c in self.plan.changes:
+            by_kind[c.address.split(".", 1)[0]].append(c)
+        self.adopt_finished()
+        self._parallel([c for c in by_kind["job"] if c.action == DESTROY], self.forget_job)
+        self._parallel([c for c in by_kind["compute"] if c.action == DESTROY], self.change_resource)
+        self._parallel([c for c in by_kind["workspace"] if c.action != DESTROY], self.change_resource)
+        self._parallel([c for c in by_kind["compute"] if c.action != DESTROY], self.change_resource)
+        self._parallel([c for c in by_kind["job"] if c.action in (RUN, WAIT)], self.run_job,
+                       workers=max(1, len(by_kind["job"])))
+        self._parallel([c for c in by_kind["workspace"] if c.action == DESTROY], self.change_resource)
+        return self.outcome
+
+    def _parallel(self, changes: list[Change], fn: Callable[[Change], None], workers: int | None = None) -> None:
+        """Run `fn` on each change at once; on Ctrl-C cancel what runs, wait for it, re-raise."""
+        changes = [c for c in changes if c.action != NOOP]
+        if not changes or self.cancelled.is_set():
+            return
+        with ThreadPoolExecutor(max_workers=workers or len(changes)) as pool:
+            futures = [pool.submit(fn, c) for c in changes]
+            try:
+                self._wait(futures)
+            except KeyboardInterrupt:
+                self.interrupt()
+                self._wait(futures)
+                raise
+
+    @staticmethod
+    def _wait(futures: list[Future]) -> None:
+        pending = futures
+        while pending:  # short waits, so the main thread sees Ctrl-C
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()
+
+    def interrupt(self) -> None:
+        self.cancelled.set()
+        self.outcome.interrupted = True
+        self.emit(Event("apply", "interrupted", "stopping running jobs"))
+        with self._lock:
+            runs = list(self.active.values())
+        for run in runs:
+            self.backend.cancel(run)
+
+    # --- resources ---------------------------------------------------------------------------
+
+    def change_resource(self, change: Change) -> None:
+        kind, name = change.address.split(".", 1)
+        verb = {CREATE: "creating", UPDATE: "updating", REPLACE: "replacing", DESTROY: "destroying"}[change.action]
+        self.emit(Event(change.address, verb))
+        record = self.state.resources.get(change.address)
+        if change.action in (REPLACE, DESTROY) and record:
+            self.backend.delete(kind, name, record)
+            self.state.set_resource(change.address, None)
+        if change.action == DESTROY:
+            self.emit(Event(change.address, "destroyed"))
+            return
+        act = self.backend.update if change.action == UPDATE else self.backend.create
+        details = act(kind, name, change.after)
+        self.state.set_resource(change.address, {"kind": kind, "name": name, "attrs": change.after,
+                                                 "details": details, "created_by_mlrun": True})
+        self.emit(Event(change.address, {"updating": "updated"}.get(verb, "created"), change.reason))
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def slots(self) -> dict:
+        if not hasattr(self, "_slots"):
+            pools = {name: threading.Semaphore(c.slots) for name, c in self.spec.computes.items()}
+            pools[None] = threading.Semaphore(os.cpu_count() or 1)  # jobs without a compute
+            self._slots = pools
+        return self._slots
+
+    def run_job(self, change: Change) -> None:
+        name = change.address.split(".", 1)[1]
+        if change.action == WAIT:
+            run = self.state.latest(name)
+            self.emit(Event(change.address, run["status"], "waiting for the run", run["id"]))
+            return self._finish(name, run)
+        job = self.spec.jobs[name]
+        self.emit(Event(change.address, "Queued", change.reason))
+        with self.slots()[self.slots_key(job.compute)]:
+            if self.cancelled.is_set():
+                self.emit(Event(change.address, "Canceled", "not started"))
+                return
+            want = self.model["jobs"][name]
+            record = {"fingerprint": want["fingerprint"], "parts": want["parts"], "compute": job.compute}
+            run = self.backend.submit(self.spec, job, record, on_start=lambda r: self.state.add_run(name, r))
+            self.state.update_run(name, run["id"], status=run["status"], pid=run.get("pid"),
+                                  started=run.get("started"))
+            self.emit(Event(change.address, "Running", f"run {short(run['id'])}", run["id"]))
+            if self.detach:
+                self.outcome.runs[name] = run
+                return
+            self._finish(name, run)
+
+    def slots_key(self, compute: str | None) -> str | None:
+        return compute if compute in self.slots() else None
+
+    def _finish(self, name: str, run: dict) -> None:
+        with self._lock:
+            self.active[run["id"]] = run
+        if self.cancelled.is_set():
+            self.backend.cancel(run)
+        try:
+            ending = self.backend.wait(run)
+        finally:
+            with self._lock:
+                self.active.pop(run["id"], None)
+        run = self.state.update_run(name, run["id"], **ending)
+        self.backend.finalize(run)
+        run = self.state.update_run(name, run["id"], finalized=True)
+        self.outcome.runs[name] = run
+        if run["status"] != "Completed":
+            self.outcome.failed.append(name)
+        detail = f"run {short(run['id'])}" + (f": {run['error']}" if run.get("error") else "")
+        self.emit(Event(f"job.{name}", run["status"], detail, run["id"]))
+
+    def forget_job(self, change: Change) -> None:
+        name = change.address.split(".", 1)[1]
+        run = self.state.latest(name)
+        if run and run.get("status") not in TERMINAL:
+            self.backend.cancel(run)
+            self._finish(name, run)
+        self.state.forget_job(name)
+        self.emit(Event(change.address, "forgotten", change.reason))
+
+    def adopt_finished(self) -> None:
+        """Runs that ended while no mlrun watched: record how, and tell the tracking store."""
+        for name in list(self.state.jobs):
+            run = self.state.latest(name)
+            if not run or run.get("finalized"):
+                continue
+            ending = self.backend.poll(run)
+            status = ending.get("status", run.get("status"))
+            if status in TERMINAL:
+                run = self.state.update_run(name, run["id"], **ending)
+                self.backend.finalize(run)
+                self.state.update_run(name, run["id"], finalized=True)
+                self.emit(Event(f"job.{name}", status, f"run {short(run['id'])} ended while mlrun was away",
+                                run["id"]))
+
+
+def pending_adoption(state: State, backend: Backend) -> bool:
+    """Whether some run ended without its ending recorded (apply then has work to do)."""
+    for name in state.jobs:
+        run = state.latest(name)
+        if run and not run.get("finalized"):
+            if backend.poll(run).get("status", run.get("status")) in TERMINAL:
+                return True
+    return False

@@ -1,0 +1,55 @@
+"""The Backend protocol: what apply, status, logs and reports need from a target."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..spec import Job, Spec
+
+# Statuses are Azure ML's; these are the ones a run ends in.
+TERMINAL = ("Completed", "Failed", "Canceled")
+MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
+
+
+class Backend(Protocol):
+    name: str
+
+    @property
+    def tracking_uri(self) -> str: ...
+
+    def refresh(self, state: dict) -> dict:
+        """The actual world as plan sees it: {resources, jobs: {name: latest run}, lineage, serial}.
+        Reads only; never imports heavy libraries for the local target."""
+
+    def poll(self, run: dict) -> dict:
+        """How the run stands now, cheaply: {} if unchanged, else {status, ...}."""
+
+    def create(self, kind: str, name: str, attrs: dict) -> dict: ...
+
+    def update(self, kind: str, name: str, attrs: dict) -> dict: ...
+
+    def delete(self, kind: str, name: str, record: dict) -> None: ...
+
+    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+        """Start a run of `job`; `record` has id-less bookkeeping, `on_start` persists it
+        (called before anything runs). Returns the run record."""
+
+    def wait(self, run: dict) -> dict:
+        """Block until the run ends; returns {status, exit_code, ended, error?}."""
+
+    def cancel(self, run: dict) -> None: ...
+
+    def finalize(self, run: dict) -> None:
+        """Make the tracking store agree with how the run ended (status, logs, outputs)."""
+
+    def log_file(self, run: dict) -> Path | None: ...
+
+
+def get(target: str, spec: Spec) -> Backend:
+    if target == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(spec)
+    from ..errors import UserError
+
+    raise UserError(f"unknown target '{target}' (targets: local)")

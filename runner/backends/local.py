@@ -1,0 +1,277 @@
+"""The embedded local target: a workspace folder, slot-pool computes, jobs as supervised
+subprocesses, and a real MLflow SQLite store. MLflow is imported only when a run is touched."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..fingerprint import SKIP_DIRS
+from ..spec import EXPR, Job, Spec
+from ..state import now
+from .base import MLFLOW_STATUS, TERMINAL
+
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+ADOPT_WAIT = 3.0  # seconds to wait for a just-spawned supervisor to say it started
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.root = spec.path.resolve().parent / ".mlrun" / "local" / spec.workspace["name"]
+        self._client = None
+        self._mlflow_lock = threading.Lock()
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    # --- reading the world -----------------------------------------------------------------------
+
+    def refresh(self, state: dict) -> dict:
+        actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"], "serial": state["serial"]}
+        if (self.root / "mlflow.db").exists():  # everything local lives in the workspace folder
+            actual["resources"] = dict(state["resources"])
+            for name, entry in state["jobs"].items():
+                if entry.get("runs"):
+                    actual["jobs"][name] = {**entry["runs"][-1], **self.poll(entry["runs"][-1])}
+        return actual
+
+    def poll(self, run: dict) -> dict:
+        """The run's status as its folder tells it, without MLflow: {} when nothing changed."""
+        if run.get("status") in TERMINAL:
+            return {}
+        run_dir = Path(run["run_dir"])
+        ended = _read_json(run_dir / "exit.json")
+        if ended:
+            return _ending(ended, run)
+        pid = _read_int(run_dir / "pid")
+        if pid is None and (run_dir / "spawned").exists():
+            deadline = time.monotonic() + ADOPT_WAIT
+            while pid is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                pid = _read_int(run_dir / "pid")
+        if pid is None:
+            return {"status": "Canceled", "error": "mlrun stopped before the job started", "exit_code": None}
+        if _alive(pid):
+            return {"status": "Running"}
+        ended = _read_json(run_dir / "exit.json")  # it may have just finished
+        if ended:
+            return _ending(ended, run)
+        return {"status": "Failed", "error": "the job's supervisor was killed", "exit_code": None}
+
+    def log_file(self, run: dict) -> Path | None:
+        return Path(run["run_dir"]) / "user_logs" / "std_log.txt" if run.get("run_dir") else None
+
+    # --- resources -------------------------------------------------------------------------------
+
+    def create(self, kind: str, name: str, attrs: dict) -> dict:
+        if kind == "workspace":
+            (self.root / "runs").mkdir(parents=True, exist_ok=True)
+            self.client()  # creates and migrates mlflow.db once, before any job can touch it
+            return {"path": str(self.root), "tracking_uri": self.tracking_uri}
+        return {"slots": _slots(attrs)}
+
+    def update(self, kind: str, name: str, attrs: dict) -> dict:
+        return self.create(kind, name, attrs) if kind == "workspace" else {"slots": _slots(attrs)}
+
+    def delete(self, kind: str, name: str, record: dict) -> None:
+        if kind == "workspace":
+            path = Path(record.get("path") or self.root)
+            if path.exists():
+                shutil.rmtree(path)
+            self._client = None
+
+    # --- MLflow ----------------------------------------------------------------------------------
+
+    def client(self):
+        with self._mlflow_lock:
+            if self._client is None:
+                import logging
+
+                from mlflow.tracking import MlflowClient
+
+                for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..."
+                    logging.getLogger(name).setLevel(logging.WARNING)
+
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                self._client.search_experiments(max_results=1)  # runs the store's migrations now
+            return self._client
+
+    def experiment_id(self, name: str) -> str:
+        client = self.client()
+        with self._mlflow_lock:
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
+            return client.create_experiment(name, artifact_location=location)
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+        run_dir = self.root / "runs" / job.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        command = self._command(job, run_dir)
+        self._snapshot(job, run_dir / "work")
+        (run_dir / "command.sh").write_text(command + "\n")
+        client = self.client()
+        experiment = self.experiment_id(spec.experiment(job))
+        tags = {str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()}
+        tags.update({"mlrun.job": job.name, "mlrun.fingerprint": record["fingerprint"],
+                     "mlflow.source.name": job.command, "mlflow.source.type": "JOB"})
+        with self._mlflow_lock:
+            mlrun = client.create_run(experiment, run_name=job.fields.get("display_name") or job.name, tags=tags)
+        run = {**record, "id": mlrun.info.run_id, "experiment_id": experiment, "run_dir": str(run_dir),
+               "status": "Preparing", "submitted": now()}
+        (run_dir / "run_id").write_text(run["id"])
+        on_start(run)  # in the state before the process exists: a crash from here on is adoptable
+        env = self._env(job, run)
+        (run_dir / "spawned").touch()
+        args = [sys.executable, "-I", "-S", str(SUPERVISOR), str(run_dir)]
+        if job.timeout:
+            args.append(str(job.timeout))
+        proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._procs[run["id"]] = proc
+        run.update(status="Running", pid=proc.pid, started=now())
+        return run
+
+    def _command(self, job: Job, run_dir: Path) -> str:
+        values = {}
+        for name, inp in job.inputs.items():
+            if inp.type is not None and inp.local_path is None and isinstance(inp.value, str) \
+                    and inp.type not in ("string", "integer", "number", "boolean"):
+                raise UserError(f"job {job.name}: input '{name}' is {inp.value}, which the local target "
+                                "cannot read; give it a local path")
+            values[("inputs", name)] = str(inp.local_path) if inp.local_path else _literal(inp.value)
+        for name in job.outputs:
+            out = run_dir / "outputs" / name
+            out.mkdir(parents=True, exist_ok=True)
+            values[("outputs", name)] = str(out)
+
+        def sub(m):
+            ns, _, name = m.group(1).partition(".")
+            if (ns, name) in values:
+                return shlex.quote(values[(ns, name)])
+            return "''" if ns == "inputs" else m.group(0)  # an optional input left out
+
+        return EXPR.sub(sub, job.command)
+
+    def _snapshot(self, job: Job, work: Path) -> None:
+        ignore = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
+        if job.code and job.code.is_dir():
+            shutil.copytree(job.code, work, symlinks=True, ignore=ignore)
+        else:
+            work.mkdir(parents=True)
+            if job.code:
+                shutil.copy2(job.code, work)
+
+    def _env(self, job: Job, run: dict) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env.update(job.env_vars)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_RUN_ID=run["id"],
+                   MLFLOW_EXPERIMENT_ID=run["experiment_id"])
+        return env
+
+    def wait(self, run: dict) -> dict:
+        proc = self._procs.pop(run["id"], None)
+        if proc is not None:
+            proc.wait()
+        while True:
+            change = self.poll(run)
+            if change.get("status") in TERMINAL:
+                return change
+            time.sleep(0.2)
+
+    def cancel(self, run: dict) -> None:
+        run_dir = Path(run["run_dir"])
+        pid = _read_int(run_dir / "pid")
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGTERM)  # the supervisor stops the job's group and records it
+            return
+        pgid = _read_int(run_dir / "pgid")
+        if pgid:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def finalize(self, run: dict) -> None:
+        """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
+        client, run_dir = self.client(), Path(run["run_dir"])
+        log = run_dir / "user_logs" / "std_log.txt"
+        if log.exists():
+            client.log_artifact(run["id"], str(log), artifact_path="user_logs")
+        for folder in sorted((run_dir / "outputs").glob("*")):
+            if folder.is_dir() and any(folder.iterdir()):
+                client.log_artifacts(run["id"], str(folder), artifact_path=folder.name)
+        for name in ("outputs", "logs"):  # as Azure ML uploads ./outputs and ./logs
+            folder = run_dir / "work" / name
+            if folder.is_dir() and any(folder.iterdir()):
+                client.log_artifacts(run["id"], str(folder), artifact_path=name)
+        with self._mlflow_lock:
+            client.set_terminated(run["id"], MLFLOW_STATUS[run["status"]])
+
+
+def _ending(ended: dict, run: dict) -> dict:
+    status = {"TimedOut": "Failed"}.get(ended["status"], ended["status"])
+    out = {"status": status, "exit_code": ended.get("exit_code"), "ended": ended.get("ended"),
+           "started": ended.get("started", run.get("started"))}
+    if ended["status"] == "TimedOut":
+        out["error"] = "timed out"
+    elif status == "Failed":
+        out["error"] = f"exit code {ended.get('exit_code')}"
+    return out
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _slots(attrs: dict) -> int:
+    return int(attrs.get("max_instances", 1)) if attrs.get("type") == "amlcompute" else 1
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own exited child, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,79 @@
+"""Job fingerprints: a hash of everything that determines a job's result, part by part."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .spec import Job
+
+SKIP_DIRS = {".git", "__pycache__", ".mlrun", ".ipynb_checkpoints", ".pytest_cache"}
+SKIP_SUFFIXES = (".pyc",)
+PARTS = ("command", "code", "inputs", "environment", "compute", "environment_variables")
+
+_tree_cache: dict = {}
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(path: Path) -> str:
+    """The content hash of a file or folder (names and bytes; caches, VCS and state skipped).
+    Cached per process by the tree's (name, size, mtime) listing."""
+    path = Path(path)
+    if path.is_file():
+        return _file_digest(path)
+    listing = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in sorted(files):
+            if not name.endswith(SKIP_SUFFIXES):
+                full = Path(root, name)
+                st = full.stat()
+                listing.append((str(full.relative_to(path)), st.st_size, st.st_mtime_ns))
+    key = (str(path), tuple(listing))
+    if key not in _tree_cache:
+        h = hashlib.sha256()
+        for rel, _, _ in listing:
+            h.update(rel.encode() + b"\0" + _file_digest(path / rel).encode() + b"\0")
+        _tree_cache[key] = h.hexdigest()
+    return _tree_cache[key]
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def parts(job: Job) -> dict:
+    """Each part's digest, so a plan can say what changed."""
+    inputs = {}
+    for name, inp in sorted(job.inputs.items()):
+        if inp.local_path is not None:
+            inputs[name] = {"type": inp.type, "content": tree_digest(inp.local_path) if inp.local_path.exists() else None}
+        else:
+            inputs[name] = {"type": inp.type, "value": inp.value}
+    return {
+        "command": _digest(job.command),
+        "code": tree_digest(job.code) if job.code and job.code.exists() else _digest(job.fields.get("code")),
+        "inputs": _digest(inputs),
+        "environment": _digest(job.environment),
+        "compute": _digest(job.compute),
+        "environment_variables": _digest(job.env_vars),
+    }
+
+
+def combine(job_parts: dict) -> str:
+    return _digest([job_parts[p] for p in PARTS])
+
+
+def changed(old: dict | None, new: dict) -> list[str]:
+    """The names of the parts that differ (all of them when the old parts are unknown)."""
+    if not old:
+        return list(PARTS)
+    return [p for p in PARTS if old.get(p) != new.get(p)]

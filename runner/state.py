@@ -1,0 +1,198 @@
+"""The state file: what mlrun created and ran. Atomic writes, a backup, a lock naming its holder."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+from .errors import UserError
+
+FORMAT_VERSION = 1
+KEEP_RUNS = 20
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def state_path(spec_path: Path, name: str, target: str) -> Path:
+    return Path(spec_path).resolve().parent / ".mlrun" / f"{name}.{target}.json"
+
+
+def _empty(name: str, target: str) -> dict:
+    return {"format_version": FORMAT_VERSION, "lineage": uuid.uuid4().hex, "serial": 0, "name": name,
+            "target": target, "variables": {}, "resources": {}, "jobs": {}}
+
+
+class State:
+    """The state document, safe to update from apply's threads; every save is atomic."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data = Path(path), data
+        self._mutex = threading.RLock()
+
+    @classmethod
+    def load(cls, path: Path, name: str, target: str) -> "State":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path, _empty(name, target))
+        except OSError as e:
+            raise UserError(f"cannot read the state file {path}: {e.strerror}") from None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+                raise ValueError("not an mlrun state of format_version 1")
+            for key in ("resources", "jobs", "variables"):
+                if not isinstance(data.get(key), dict):
+                    raise ValueError(f"'{key}' is missing or not a mapping")
+        except ValueError as e:
+            backup = path.with_name(path.name + ".bak")
+            hint = (f"the previous state is in {backup}: check it, then copy it over {path.name}"
+                    if backup.exists() else "no backup exists: move it aside to start from an empty state")
+            raise UserError(f"the state file {path} is damaged ({e}); {hint}") from None
+        return cls(path, data)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    @property
+    def serial(self) -> int:
+        return self.data["serial"]
+
+    @property
+    def resources(self) -> dict:
+        return self.data["resources"]
+
+    @property
+    def jobs(self) -> dict:
+        return self.data["jobs"]
+
+    def runs(self, job: str) -> list:
+        return self.data["jobs"].get(job, {}).get("runs", [])
+
+    def latest(self, job: str) -> dict | None:
+        runs = self.runs(job)
+        return runs[-1] if runs else None
+
+    def snapshot(self) -> dict:
+        with self._mutex:
+            return copy.deepcopy(self.data)
+
+    # --- changing (each saves) ---------------------------------------------------------------
+
+    def set_resource(self, address: str, record: dict | None) -> None:
+        with self._mutex:
+            if record is None:
+                self.data["resources"].pop(address, None)
+            else:
+                self.data["resources"][address] = record
+            self.save()
+
+    def add_run(self, job: str, run: dict) -> None:
+        with self._mutex:
+            runs = self.data["jobs"].setdefault(job, {"runs": []})["runs"]
+            runs.append(run)
+            del runs[:-KEEP_RUNS]
+            self.save()
+
+    def update_run(self, job: str, run_id: str, **fields) -> dict:
+        with self._mutex:
+            for run in self.runs(job):
+                if run["id"] == run_id:
+                    run.update(fields)
+                    self.save()
+                    return run
+        raise KeyError(run_id)
+
+    def forget_job(self, job: str) -> None:
+        with self._mutex:
+            self.data["jobs"].pop(job, None)
+            self.save()
+
+    def set_variables(self, values: dict) -> None:
+        with self._mutex:
+            if values:
+                self.data["variables"].update(values)
+                self.save()
+
+    def save(self) -> None:
+        """Write atomically: temp file, fsync, keep the previous file as .bak, rename over."""
+        with self._mutex:
+            self.data["serial"] += 1
+            text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
+            _atomic_write(self.path, text, backup=True)
+
+
+def _atomic_write(path: Path, text: str, backup: bool = False) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if backup and path.exists():
+            bak = path.with_name(path.name + ".bak")
+            bak_tmp = bak.with_name(bak.name + ".tmp")
+            with open(path, "rb") as src, open(bak_tmp, "wb") as dst:
+                dst.write(src.read())
+            os.replace(bak_tmp, bak)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write the state file {path}: {e.strerror}") from None
+
+
+class Lock:
+    """An exclusive lock on a state, held with flock (released by the kernel if mlrun dies);
+    the file names the holder so a second apply can say who has it."""
+
+    def __init__(self, state_file: Path, command: str):
+        self.path = Path(state_file).with_suffix(".lock")
+        self.command = command
+        self.taken_over: dict | None = None
+        self._fd: int | None = None
+
+    def __enter__(self) -> "Lock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"cannot create the lock file {self.path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} "
+                   f"({holder.get('command')})") if holder else "another process"
+            raise UserError(f"the state is locked by {who}; wait for it to finish ({self.path})") from None
+        previous = _read_holder(fd)
+        if previous:
+            self.taken_over = previous  # its holder died without releasing: flock says so
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now(),
+                                  "command": self.command}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        return json.loads(raw) if raw.strip() else {}
+    except (OSError, ValueError):
+        return {}
