@@ -26,7 +26,7 @@ def state_path(spec_path: Path, name: str, target: str) -> Path:
 
 
 def _empty(name: str, target: str) -> dict:
-    return {"format_version": FORMAT_VERSION, "lineage": uuid.uuid4().hex, "serial": 0, "name": name,
+    return {"format_version": FORMAT_VERSION, "lineage": "", "serial": 0, "name": name,
             "target": target, "variables": {}, "resources": {}, "jobs": {}}
 
 
@@ -126,6 +126,7 @@ class State:
         """Write atomically: temp file, fsync, keep the previous file as .bak, rename over."""
         with self._mutex:
             self.data["serial"] += 1
+            self.data["lineage"] = self.data["lineage"] or uuid.uuid4().hex  # named on its first save
             text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
             _atomic_write(self.path, text, backup=True)
 
