@@ -153,10 +153,11 @@ def test_failing_job_fails_apply_keeps_its_log_and_spares_the_others(tmp_path):
 
 def test_timeout_kills_the_job_and_its_children(tmp_path):
     marker = f"mlrun-timeout-{os.getpid()}"
+    sleeper = f'python -c "import time; time.sleep(300)" {marker}'
     spec = write_spec(tmp_path, QUICK + f"""  slow:
-    command: (sleep 300; echo {marker}) & sleep 300
+    command: ({sleeper}; echo after) & {sleeper}
     compute: cluster
-    limits: {{timeout: 1}}
+    limits: {{timeout: 2}}
 """)
     start = time.monotonic()
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=1)
@@ -264,12 +265,16 @@ def test_second_apply_is_refused_while_the_first_holds_the_lock(tmp_path):
 
 def test_ctrl_c_cancels_running_jobs_and_exits_130(tmp_path):
     marker = f"mlrun-ctrlc-{os.getpid()}"
-    spec = write_spec(tmp_path, QUICK + f"  a: {{command: 'sleep 300 # {marker}', compute: cluster}}\n")
+    spec = write_spec(tmp_path, QUICK + f"""  a:
+    command: python -c "import time; time.sleep(300)" {marker} & wait
+    compute: cluster
+""")
     proc = subprocess.Popen(mlrun_cmd() + ["apply", "-y", str(spec)], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
         time.sleep(0.1)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout, "the job never started"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -108,8 +108,10 @@ class LocalBackend:
                     logging.getLogger(name).setLevel(logging.WARNING)
 
                 self.root.mkdir(parents=True, exist_ok=True)
+                db = self.root / "mlflow.db"
+                if not db.exists():  # initialised here, once, before any job can touch it
+                    _copy_atomic(_template_db(), db)
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
-                self._client.search_experiments(max_results=1)  # runs the store's migrations now
             return self._client
 
     def experiment_id(self, name: str) -> str:
@@ -226,6 +228,31 @@ class LocalBackend:
                 client.log_artifacts(run["id"], str(folder), artifact_path=name)
         with self._mlflow_lock:
             client.set_terminated(run["id"], MLFLOW_STATUS[run["status"]])
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlrun"
+
+
+def _template_db() -> Path:
+    """An empty MLflow store with every migration applied, made by MLflow once per MLflow version
+    (migrating a new SQLite store takes seconds; copying one takes milliseconds)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    path = _cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        os.replace(tmp, path)
+    return path
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _ending(ended: dict, run: dict) -> dict:
