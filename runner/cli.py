@@ -191,7 +191,7 @@ def _after_apply(ctx, outcome, detach: bool) -> int:
         return EXIT_OK
     if outcome.runs:
         click.echo()
-        click.echo(report.render_table(report.job_results(ctx.spec, ctx.state, ctx.backend)), nl=False)
+        click.echo(report.render_table(report.build(ctx.spec, ctx.state, ctx.backend)), nl=False)
     if outcome.failed:
         details = ", ".join(f"{n} (run {short(outcome.runs[n]['id'])}: {outcome.runs[n].get('error') or outcome.runs[n]['status']})"
                             for n in outcome.failed)
@@ -305,6 +305,122 @@ def destroy(spec, target, variables, yes) -> int:
         ctx.state.save()
     click.echo(f"Destroyed {_plural(len(p.changes), 'thing')}.")
     return EXIT_OK
+
+
+FORMATS = ("table", "json", "markdown", "html")
+
+
+@cli.command("report")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_target_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def report_cmd(spec, target, variables, fmt, output) -> int:
+    """The lab's results: jobs, runs side by side, saved queries; HTML with charts and images."""
+    from . import report
+    from .state import _atomic_write
+
+    ctx = _open(spec, target, variables)
+    if not ctx.state.jobs:
+        raise UserError(f"nothing has run yet: run mlrun apply {spec}")
+    data = report.build(ctx.spec, ctx.state, ctx.backend, images=fmt == "html")
+    if fmt == "html":
+        from .report_html import render_html
+
+        text = render_html(data)
+    else:
+        text = {"table": report.render_table, "json": report.render_json, "markdown": report.render_markdown}[fmt](data)
+    if output:
+        _atomic_write(Path(output), text)
+        click.echo(f"Wrote {output}")
+    else:
+        click.echo(text, nl=False)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("query", required=False)
+@_target_options
+@click.option("--experiment", help="The experiment to search (default: the query's, or the jobs' only one).")
+@click.option("--filter", "filter_string", help="An MLflow filter, e.g. \"metrics.AUC > 0.8\".")
+@click.option("--order-by", multiple=True, help="A sort key, e.g. \"start_time DESC\"; repeatable.")
+@click.option("--max-results", type=click.IntRange(min=1), help="The most runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def runs(spec, query, target, variables, experiment, filter_string, order_by, max_results, as_json) -> int:
+    """Search the runs with MLflow's filter syntax, or run a saved query of the spec."""
+    from . import report
+
+    ctx = _open(spec, target, variables)
+    saved = {}
+    if query:
+        if query not in ctx.spec.queries:
+            raise UserError(f"no query named '{query}' in {spec} (queries: {', '.join(ctx.spec.queries) or 'none'})")
+        saved = ctx.spec.queries[query]
+    experiments = list(dict.fromkeys(ctx.spec.experiment(j) for j in ctx.spec.jobs.values()))
+    experiment = experiment or saved.get("experiment") or (experiments[0] if len(experiments) == 1 else None)
+    if not experiment:
+        raise UserError(f"which experiment? pass --experiment (experiments: {', '.join(experiments) or 'none'})")
+    if not ctx.state.jobs:
+        raise UserError(f"nothing has run yet: run mlrun apply {spec}")
+    order = list(order_by) or report._order(saved.get("order_by"))
+    found = report.search(ctx.backend.client(), experiment, filter_string if filter_string is not None
+                          else saved.get("filter", ""), order, max_results or saved.get("max_results", 100))
+    if as_json:
+        click.echo(json.dumps({"experiment": experiment, "runs": found}, indent=2))
+        return EXIT_OK
+    width = max([len(r["run_name"] or "") for r in found] + [3])
+    click.echo(f"{'RUN':<{width}}  {'ID':<7}  {'STATUS':<9} {'START':<20}  METRICS")
+    for r in found:
+        metrics = "  ".join(f"{k}={report._num(v)}" for k, v in r["metrics"].items())
+        click.echo(f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  {metrics}".rstrip())
+    click.echo(f"{_plural(len(found), 'run')} in {experiment}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_target_options
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+def ui(spec, target, variables, port) -> int:
+    """MLflow's UI on the target's tracking store, at http://127.0.0.1:PORT (Ctrl-C stops it)."""
+    import os
+    import subprocess
+
+    ctx = _open(spec, target, variables)
+    store = ctx.backend.tracking_uri
+    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    click.echo(f"MLflow UI on {store}: http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+    try:
+        return EXIT_OK if proc.wait() == 0 else EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc) -> None:
+    """Stop a process and everything in its process group: TERM, then KILL after a grace."""
+    import os
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, so an empty group reads as gone
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict:

@@ -1,52 +1,212 @@
-"""Results: what each job's latest run logged. Views render; they never decide."""
+"""Results: what the lab's runs logged, as one value (format_version 1) that every view renders.
+Building it reads the tracking store; the views (table, JSON, Markdown; HTML in report_html.py)
+only render it."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+import mimetypes
 
+from .errors import UserError
 from .plan import short
+
+FORMAT_VERSION = 1
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _seconds(run: dict) -> float | None:
     try:
         start = dt.datetime.fromisoformat(run["started"].replace("Z", "+00:00"))
         end = dt.datetime.fromisoformat(run["ended"].replace("Z", "+00:00"))
-    except (KeyError, AttributeError, ValueError):
+    except (KeyError, AttributeError, TypeError, ValueError):
         return None
-    return (end - start).total_seconds()
+    return round((end - start).total_seconds(), 3)
 
 
-def job_results(spec, state, backend) -> list[dict]:
-    """Each job's latest run with its params and metrics from the tracking store."""
+def _artifacts(client, run_id: str, path: str | None = None) -> list[str]:
+    out = []
+    for f in client.list_artifacts(run_id, path):
+        out += _artifacts(client, run_id, f.path) if f.is_dir else [f.path]
+    return out
+
+
+def _user_tags(tags: dict) -> dict:
+    return {k: v for k, v in sorted(tags.items()) if not k.startswith(("mlflow.", "mlrun."))}
+
+
+def _run_summary(run) -> dict:
+    """An MLflow run as reports and `mlrun runs` show it."""
+    info, data = run.info, run.data
+    return {"run_id": info.run_id, "run_name": info.run_name, "job": data.tags.get("mlrun.job"),
+            "status": info.status, "start": _iso(info.start_time),
+            "duration": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
+            "params": dict(sorted(data.params.items())), "metrics": dict(sorted(data.metrics.items())),
+            "tags": _user_tags(data.tags)}
+
+
+def job_entry(spec, state, backend, client, name: str, images: bool) -> dict:
+    run = state.latest(name)
+    entry = {"job": name, "status": run["status"] if run else "never run", "run_id": run and run.get("id"),
+             "experiment": spec.experiment(spec.jobs[name]) if name in spec.jobs else None,
+             "start": run and run.get("started"), "duration": _seconds(run) if run else None,
+             "error": run and run.get("error"), "params": {}, "metrics": {}, "tags": {}, "artifacts": [],
+             "where": backend.run_url(run) if run and run.get("id") else None,
+             "previous": None, "histories": {}, "images": []}
+    if not (run and run.get("id")):
+        return entry
+    mlrun = client.get_run(run["id"])
+    entry.update({k: v for k, v in _run_summary(mlrun).items() if k in ("params", "metrics", "tags")})
+    entry["artifacts"] = _artifacts(client, run["id"])
+    for key in entry["metrics"]:
+        history = client.get_metric_history(run["id"], key)
+        if len(history) > 1:
+            entry["histories"][key] = [[m.step, m.value] for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+    earlier = [r for r in state.runs(name)[:-1] if r.get("id") and r.get("status") == "Completed"]
+    if earlier:
+        prev = client.get_run(earlier[-1]["id"]).data.metrics
+        entry["previous"] = {"run_id": earlier[-1]["id"], "metrics": dict(sorted(prev.items())),
+                             "change": {k: v - prev[k] for k, v in entry["metrics"].items() if k in prev}}
+    for path in entry["artifacts"]:
+        if path.lower().endswith(IMAGE_TYPES):
+            image = {"path": path, "mime": mimetypes.guess_type(path)[0] or "image/png"}
+            if images:
+                with open(client.download_artifacts(run["id"], path), "rb") as f:
+                    image["data"] = base64.b64encode(f.read()).decode()
+            entry["images"].append(image)
+    return entry
+
+
+def build(spec, state, backend, images: bool = False) -> dict:
+    """The report of a lab: jobs, experiments side by side, saved queries with their results."""
     client = backend.client()
-    rows = []
-    for name in spec.jobs:
-        run = state.latest(name)
-        row = {"job": name, "status": run["status"] if run else "never run", "run": run and run.get("id"),
-               "duration": _seconds(run) if run else None, "params": {}, "metrics": {}, "tags": {},
-               "error": run and run.get("error")}
-        if run and run.get("id"):
-            data = client.get_run(run["id"]).data
-            row["params"], row["metrics"] = dict(data.params), dict(data.metrics)
-            row["tags"] = {k: v for k, v in data.tags.items() if not k.startswith(("mlflow.", "mlrun."))}
-        rows.append(row)
-    return rows
+    jobs = [job_entry(spec, state, backend, client, name, images) for name in spec.jobs]
+    experiments = []
+    for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"]):
+        ids = [j["run_id"] for j in jobs if j["experiment"] == exp_name and j["run_id"]]
+        runs = [_run_summary(client.get_run(i)) for i in ids]
+        metrics = sorted({m for r in runs for m in r["metrics"]}, key=lambda m: (-sum(m in r["metrics"] for r in runs), m))
+        experiments.append({"name": exp_name, "metrics": metrics, "runs": runs})
+    queries = []
+    for name, q in spec.queries.items():
+        try:
+            found = search(client, q["experiment"], q.get("filter", ""), _order(q.get("order_by")),
+                           q.get("max_results", 100))
+            queries.append({"name": name, **_query_fields(q), "runs": found, "error": None})
+        except UserError as e:
+            queries.append({"name": name, **_query_fields(q), "runs": [], "error": str(e)})
+    return {"format_version": FORMAT_VERSION, "lab": spec.name, "description": spec.description,
+            "target": backend.name, "tracking_uri": backend.tracking_uri,
+            "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "jobs": jobs, "experiments": experiments, "queries": queries}
 
 
-def _num(value: float) -> str:
+def _order(order_by) -> list[str]:
+    return [order_by] if isinstance(order_by, str) else list(order_by or [])
+
+
+def _query_fields(q: dict) -> dict:
+    return {"experiment": q["experiment"], "filter": q.get("filter", ""), "order_by": _order(q.get("order_by")),
+            "max_results": q.get("max_results", 100)}
+
+
+def search(client, experiment: str, filter_string: str, order_by: list[str], max_results: int) -> list[dict]:
+    """MLflow's search_runs on one experiment, MLflow's complaints as one clear UserError."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise UserError(f"no experiment named '{experiment}' in the tracking store (has the lab run?)")
+    try:
+        runs = client.search_runs([exp.experiment_id], filter_string=filter_string or "",
+                                  order_by=order_by or None, max_results=max_results)
+    except MlflowException as e:
+        reason = " ".join(str(e.message).split())
+        raise UserError(f"MLflow rejected the search: {reason}") from None
+    return [_run_summary(r) for r in runs]
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def render_table(rows: list[dict]) -> str:
-    """A results table: one line per job, then its params and metrics, indented."""
-    width = max([len(r["job"]) for r in rows] + [3])
+def _signed(value: float) -> str:
+    return f"{value:+.4g}"
+
+
+def _duration(seconds) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def render_table(report: dict) -> str:
+    """The terminal view (also what apply prints at the end): a line per job, then its details."""
+    jobs = report["jobs"]
+    width = max([len(j["job"]) for j in jobs] + [3])
     lines = [f"{'JOB':<{width}}  {'STATUS':<10} {'RUN':<8} DURATION"]
-    for r in rows:
-        duration = f"{r['duration']:.1f}s" if r["duration"] is not None else "-"
-        lines.append(f"{r['job']:<{width}}  {r['status']:<10} {short(r['run']) if r['run'] else '-':<8} {duration}")
-        if r.get("error"):
-            lines.append(f"{'':<{width}}  error    {r['error']}")
-        for label, values in (("params", r["params"]), ("metrics", r["metrics"])):
-            if values:
-                text = "  ".join(f"{k}={_num(v)}" for k, v in sorted(values.items()))
-                lines.append(f"{'':<{width}}  {label:<8} {text}")
+    for j in jobs:
+        lines.append(f"{j['job']:<{width}}  {j['status']:<10} {short(j['run_id']) if j['run_id'] else '-':<8} "
+                     f"{_duration(j['duration'])}")
+        change = (j["previous"] or {}).get("change", {})
+        details = [("error", j["error"]),
+                   ("params", "  ".join(f"{k}={_num(v)}" for k, v in j["params"].items())),
+                   ("metrics", "  ".join(f"{k}={_num(v)}" + (f" ({_signed(change[k])})" if change.get(k) else "")
+                                         for k, v in j["metrics"].items()))]
+        lines += [f"{'':<{width}}  {label:<8} {text}" for label, text in details if text]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+
+
+def _md(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+
+
+def render_markdown(report: dict) -> str:
+    """For CI summaries: tables and links, no images."""
+    lines = [f"# {report['lab']}", ""]
+    if report["description"]:
+        lines += [report["description"], ""]
+    lines += [f"Target `{report['target']}`, tracking `{report['tracking_uri']}`.", "", "## Jobs", ""]
+    rows = []
+    for j in report["jobs"]:
+        change = (j["previous"] or {}).get("change", {})
+        metrics = ", ".join(f"{k}={_num(v)}" + (f" ({_signed(change[k])})" if change.get(k) else "")
+                            for k, v in j["metrics"].items())
+        run = f"[{short(j['run_id'])}]({j['where']})" if j["run_id"] and j["where"] else (short(j["run_id"]) if j["run_id"] else "-")
+        rows.append([j["job"], j["status"], run, _duration(j["duration"]),
+                     ", ".join(f"{k}={_num(v)}" for k, v in j["params"].items()) or "-", metrics or "-"])
+    lines += _md_table(["job", "status", "run", "duration", "params", "metrics"], rows)
+    for exp in report["experiments"]:
+        lines += ["", f"## Experiment `{exp['name']}`", ""]
+        lines += _md_table(["run", "job", "status"] + exp["metrics"],
+                           [[r["run_name"], r["job"] or "-", r["status"]]
+                            + [_num(r["metrics"][m]) if m in r["metrics"] else "-" for m in exp["metrics"]]
+                            for r in exp["runs"]])
+    for q in report["queries"]:
+        lines += ["", f"## Query `{q['name']}`", "", f"`{q['filter'] or '(all runs)'}` on `{q['experiment']}`"
+                  + (f", ordered by {', '.join(q['order_by'])}" if q["order_by"] else "")
+                  + f", at most {q['max_results']}", ""]
+        if q["error"]:
+            lines.append(f"**Error:** {_md(q['error'])}")
+        elif not q["runs"]:
+            lines.append("No runs match.")
+        else:
+            lines += _md_table(["run", "status", "start", "metrics"],
+                               [[r["run_name"], r["status"], r["start"],
+                                 ", ".join(f"{k}={_num(v)}" for k, v in r["metrics"].items())] for r in q["runs"]])
     return "\n".join(lines) + "\n"

@@ -44,6 +44,12 @@ class Backend(Protocol):
 
     def log_file(self, run: dict) -> Path | None: ...
 
+    def run_url(self, run: dict) -> str:
+        """Where a person sees the run: a local folder, or the Azure ML studio URL."""
+
+    def client(self):
+        """An MlflowClient on the target's tracking store (imports mlflow)."""
+
 
 def get(target: str, spec: Spec) -> Backend:
     if target == "local":

@@ -73,6 +73,10 @@ class LocalBackend:
             return _ending(ended, run)
         return {"status": "Failed", "error": "the job's supervisor was killed", "exit_code": None}
 
+    def run_url(self, run: dict) -> str:
+        """Where to see a run: its folder (working copy, logs, outputs)."""
+        return str(run.get("run_dir") or self.root)
+
     def log_file(self, run: dict) -> Path | None:
         return Path(run["run_dir"]) / "user_logs" / "std_log.txt" if run.get("run_dir") else None
 
