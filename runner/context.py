@@ -22,7 +22,7 @@ class Context:
 
     def plan(self, force=(), only=None) -> tuple[planning.Plan, dict]:
         model = planning.desired(self.spec)
-        return planning.make_plan(model, self.refresh(), target=self.target, spec=str(self.spec.path),
+        return planning.make_plan(model, self.refresh(), target=self.target, spec=str(self.spec.path.resolve()),
                                   force=tuple(force), only=set(only) if only else None), model
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from .spec import Job
@@ -11,6 +12,7 @@ from .spec import Job
 SKIP_DIRS = {".git", "__pycache__", ".mlrun", ".ipynb_checkpoints", ".pytest_cache"}
 SKIP_SUFFIXES = (".pyc",)
 PARTS = ("command", "code", "inputs", "environment", "compute", "environment_variables")
+RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
 _tree_cache: dict = {}
 
@@ -25,7 +27,8 @@ def _file_digest(path: Path) -> str:
 
 def tree_digest(path: Path) -> str:
     """The content hash of a file or folder (names and bytes; caches, VCS and state skipped).
-    Cached per process by the tree's (name, size, mtime) listing."""
+    Cached per process by the tree's (name, size, mtime) listing, unless a file is too recent
+    for its mtime to tell a later edit apart (as git does with racy index entries)."""
     path = Path(path)
     if path.is_file():
         return _file_digest(path)
@@ -38,12 +41,15 @@ def tree_digest(path: Path) -> str:
                 st = full.stat()
                 listing.append((str(full.relative_to(path)), st.st_size, st.st_mtime_ns))
     key = (str(path), tuple(listing))
-    if key not in _tree_cache:
-        h = hashlib.sha256()
-        for rel, _, _ in listing:
-            h.update(rel.encode() + b"\0" + _file_digest(path / rel).encode() + b"\0")
+    if key in _tree_cache:
+        return _tree_cache[key]
+    h = hashlib.sha256()
+    for rel, _, _ in listing:
+        h.update(rel.encode() + b"\0" + _file_digest(path / rel).encode() + b"\0")
+    settled = time.time_ns() - RACY_NS
+    if all(mtime < settled for _, _, mtime in listing):
         _tree_cache[key] = h.hexdigest()
-    return _tree_cache[key]
+    return h.hexdigest()
 
 
 def _digest(value) -> str:

@@ -171,7 +171,7 @@ def _job_change(name: str, job: dict, run: dict | None, fresh_ws: bool, forced: 
     if run.get("status") != "Completed":
         return Change(address, RUN, f"run {short(run['id'])} {run.get('status')}", before, after)
     if run.get("fingerprint") != job["fingerprint"]:
-        parts = fingerprint.changed(run.get("parts"), job["parts"])
+        parts = fingerprint.changed(run.get("parts"), job["parts"]) or ["fingerprint"]  # same parts, other hashing
         what = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts).replace("_", " ")
         return Change(address, RUN, f"{what} changed since run {short(run['id'])}", before, after)
     return Change(address, NOOP, f"up to date (run {short(run['id'])}, Completed)", before, after)

@@ -41,7 +41,7 @@ class State:
     def load(cls, path: Path, name: str, target: str) -> "State":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes()  # decoded by json.loads: bad bytes are damage, not a crash
         except FileNotFoundError:
             return cls(path, _empty(name, target))
         except OSError as e:
@@ -132,22 +132,36 @@ class State:
 
 
 def _atomic_write(path: Path, text: str, backup: bool = False) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    bak_tmp = path.with_name(path.name + ".bak.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         if backup and path.exists():
             bak = path.with_name(path.name + ".bak")
-            bak_tmp = bak.with_name(bak.name + ".tmp")
             with open(path, "rb") as src, open(bak_tmp, "wb") as dst:
                 dst.write(src.read())
             os.replace(bak_tmp, bak)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power loss
     except OSError as e:
+        for leftover in (tmp, bak_tmp) if backup else (tmp,):  # the old file is intact: no half-done copies
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
         raise UserError(f"cannot write the state file {path}: {e.strerror}") from None
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Lock:
