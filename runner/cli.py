@@ -206,6 +206,7 @@ def _after_apply(ctx, outcome, detach: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status(spec, target, variables, as_json) -> int:
     """Resources and the latest run of each job."""
+    from . import plan as planning
     from .plan import desired, short
 
     ctx = _open(spec, target, variables)
@@ -227,12 +228,15 @@ def status(spec, target, variables, as_json) -> int:
     click.echo(f"target {ctx.target}, tracking {ctx.backend.tracking_uri}")
     if not actual["resources"]:
         click.echo("  nothing created yet: run mlrun apply")
-    for a in actual["resources"]:
-        click.echo(f"  {a}")
+    ordered = sorted(actual["resources"].items(), key=lambda kv: (kv[1].get("kind") != "workspace", kv[0]))
+    for address, record in ordered:
+        attrs = record.get("attrs") or {}
+        detail = planning.describe(record.get("kind"), attrs) if record.get("kind") == "compute" else ""
+        click.echo(f"  {address:<33}{detail}".rstrip())
     for j in jobs:
         run = f"run {short(j['run_id'])}" if j["run_id"] else ""
         note = "up to date" if j["up_to_date"] else (j["error"] or "")
-        click.echo(f"  job.{j['job']:<28}{j['status']:<11}{run:<12}{note}".rstrip())
+        click.echo(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
     return EXIT_OK
 
 
@@ -251,24 +255,31 @@ def logs(spec, job, target, variables, follow) -> int:
     path = ctx.backend.log_file(run) if run else None
     if path is None:
         raise UserError(f"job {job} has not run yet")
-    offset = 0
-    while True:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
-        if chunk:
-            offset += len(chunk)
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-        if not follow or ctx.backend.poll(run).get("status", run.get("status")) in ("Completed", "Failed", "Canceled"):
-            if follow and not chunk:
-                return EXIT_OK
-            if not follow:
-                return EXIT_OK
-        time.sleep(0.2)
+    from .backends.base import TERMINAL
+
+    offset = _copy_out(path, 0)
+    while follow:
+        ended = ctx.backend.poll(run).get("status", run.get("status")) in TERMINAL
+        grown = _copy_out(path, offset)  # after reading the status: the end of the log is in
+        if ended:
+            return EXIT_OK
+        if grown == offset:
+            time.sleep(0.2)
+        offset = grown
+    return EXIT_OK
+
+
+def _copy_out(path: Path, offset: int) -> int:
+    """Write what `path` has past `offset` to stdout; the new offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return offset + len(chunk)
 
 
 @cli.command()

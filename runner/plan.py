@@ -118,7 +118,7 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
 def _resource_change(address: str, want: dict, have: dict | None) -> Change:
     after = want["attrs"]
     if have is None:
-        return Change(address, CREATE, _describe(want), after=after)
+        return Change(address, CREATE, describe(want["kind"], after), after=after)
     before = have.get("attrs", {})
     diff = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if not diff:
@@ -131,9 +131,9 @@ def _resource_change(address: str, want: dict, have: dict | None) -> Change:
     return Change(address, UPDATE, text, before=before, after=after)
 
 
-def _describe(want: dict) -> str:
-    a = want["attrs"]
-    if want["kind"] == "workspace":
+def describe(kind: str, a: dict) -> str:
+    """`amlcompute STANDARD_DS11_V2, 0..2 nodes`: a resource in a few words."""
+    if kind == "workspace":
         return ""
     size = f" {a['size']}" if a.get("size") else ""
     if a.get("type") == "amlcompute":

@@ -287,13 +287,14 @@ def test_ctrl_c_cancels_running_jobs_and_exits_130(tmp_path):
 
 
 def test_detach_then_apply_adopts_the_running_job_instead_of_rerunning(tmp_path):
-    spec = write_spec(tmp_path, QUICK + "  a: {command: 'sleep 2; echo done', compute: cluster}\n")
+    spec = write_spec(tmp_path, QUICK + "  a: {command: 'echo start; sleep 2; echo done', compute: cluster}\n")
     proc = run_mlrun("apply", "-y", "--detach", spec, cwd=tmp_path, check=0)
     assert "detached" in proc.stdout
     status = json.loads(run_mlrun("status", spec, "--json", cwd=tmp_path, check=0).stdout)
     assert status["jobs"][0]["status"] == "Running"
     plan = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
     assert "  * job.a" in plan and "is Running: wait for it" in plan
+    assert run_mlrun("logs", spec, "a", "--follow", cwd=tmp_path, check=0).stdout == "start\ndone\n"
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     assert "job.a  Completed" in proc.stdout
     (run,) = runs_of(tmp_path, "ws-quick", "quick")
