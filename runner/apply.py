@@ -47,17 +47,20 @@ class Applier:
     # --- the whole apply ---------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        by_kind = {"job": [], "compute": [], "workspace": []}
+        by_kind = {"job": [], "compute": [], "workspace": [], "resource_group": []}
         for c in self.plan.changes:
             by_kind[c.address.split(".", 1)[0]].append(c)
+        kept = lambda kind: [c for c in by_kind[kind] if c.action != DESTROY]  # noqa: E731
+        gone = lambda kind: [c for c in by_kind[kind] if c.action == DESTROY]  # noqa: E731
         self.adopt_finished()
-        self._parallel([c for c in by_kind["job"] if c.action == DESTROY], self.forget_job)
-        self._parallel([c for c in by_kind["compute"] if c.action == DESTROY], self.change_resource)
-        self._parallel([c for c in by_kind["workspace"] if c.action != DESTROY], self.change_resource)
-        self._parallel([c for c in by_kind["compute"] if c.action != DESTROY], self.change_resource)
+        self._parallel(gone("job"), self.forget_job)
+        self._parallel(gone("compute"), self.change_resource)
+        for kind in ("resource_group", "workspace", "compute"):  # outside in; each kind at once
+            self._parallel(kept(kind), self.change_resource)
         self._parallel([c for c in by_kind["job"] if c.action in (RUN, WAIT)], self.run_job,
                        workers=max(1, len(by_kind["job"])))
-        self._parallel([c for c in by_kind["workspace"] if c.action == DESTROY], self.change_resource)
+        self._parallel(gone("workspace"), self.change_resource)
+        self._parallel(gone("resource_group"), self.change_resource)
         return self.outcome
 
     def _parallel(self, changes: list[Change], fn: Callable[[Change], None], workers: int | None = None) -> None:

@@ -211,7 +211,7 @@ def status(spec, target, variables, as_json) -> int:
 
     ctx = _open(spec, target, variables)
     actual = ctx.refresh()
-    model = desired(ctx.spec)
+    model = desired(ctx.spec, ctx.target)
     jobs = []
     for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
         run = actual["jobs"].get(name) or {}

@@ -21,7 +21,7 @@ class Context:
         return self.backend.refresh(self.state.snapshot())
 
     def plan(self, force=(), only=None) -> tuple[planning.Plan, dict]:
-        model = planning.desired(self.spec)
+        model = planning.desired(self.spec, self.target)
         return planning.make_plan(model, self.refresh(), target=self.target, spec=str(self.spec.path.resolve()),
                                   force=tuple(force), only=set(only) if only else None), model
 

@@ -72,11 +72,17 @@ class Plan:
 
 # --- the desired model ---------------------------------------------------------------------------
 
-def desired(spec: Spec) -> dict:
-    """What the spec asks for: resources by address, and each job's fingerprint."""
+def desired(spec: Spec, target: str = "local") -> dict:
+    """What the spec asks for: resources by address (a resource group on Azure), and each job's
+    fingerprint."""
     ws = spec.workspace
-    resources = {f"workspace.{ws['name']}": {"kind": "workspace", "name": ws["name"],
-                                             "attrs": {k: ws[k] for k in WORKSPACE_FIELDS if k in ws}}}
+    resources = {}
+    if target == "azure":
+        rg = ws["resource_group"]
+        resources[f"resource_group.{rg}"] = {"kind": "resource_group", "name": rg,
+                                             "attrs": {"location": ws.get("location")}}
+    resources[f"workspace.{ws['name']}"] = {"kind": "workspace", "name": ws["name"],
+                                            "attrs": {k: ws[k] for k in WORKSPACE_FIELDS if k in ws}}
     for c in spec.computes.values():
         resources[f"compute.{c.name}"] = {"kind": "compute", "name": c.name,
                                           "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields}}
@@ -97,10 +103,11 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
     """Compare the desired model with the actual state (resources and latest runs): the Plan."""
     resources, have = model["resources"], actual["resources"]
     changes = [_resource_change(address, want, have.get(address)) for address, want in resources.items()]
-    fresh_ws = changes[0].action in (CREATE, REPLACE)  # the workspace comes first
+    ws = next(i for i, (_, want) in enumerate(resources.items()) if want["kind"] == "workspace")
+    fresh_ws = changes[ws].action in (CREATE, REPLACE)
     if fresh_ws:  # computes live in the workspace: a new one has none of the old ones
-        changes[1:] = [c if c.action == CREATE else Change(c.address, CREATE, "in the new workspace", c.before, c.after)
-                       for c in changes[1:]]
+        changes[ws + 1:] = [c if c.action == CREATE else Change(c.address, CREATE, "in the new workspace", c.before,
+                                                                c.after) for c in changes[ws + 1:]]
     for name, job in model["jobs"].items():
         changes.append(_job_change(name, job, actual["jobs"].get(name), fresh_ws, name in force,
                                    only is not None and name not in only))
@@ -109,10 +116,15 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
         if name not in model["jobs"]:
             changes.append(Change(f"job.{name}", DESTROY, "no longer in the spec (its runs stay in the tracking store)",
                                   before=_run_view(actual["jobs"][name])))
-    for address in sorted(gone, key=lambda a: (have[a].get("kind") == "workspace", a)):
+    for address in sorted(gone, key=lambda a: (_depth(have[a].get("kind")), a)):
         changes.append(Change(address, DESTROY, "no longer in the spec", before=have[address].get("attrs")))
     return Plan(target=target, spec=spec, digest=digest(model), lineage=actual.get("lineage", ""),
                 serial=actual.get("serial", 0), variables=model["variables"], changes=changes)
+
+
+def _depth(kind: str | None) -> int:
+    """Destroy order: what lives inside first (computes, then the workspace, then its group)."""
+    return {"compute": 0, "workspace": 1, "resource_group": 2}.get(kind, 0)
 
 
 def _resource_change(address: str, want: dict, have: dict | None) -> Change:
@@ -205,11 +217,13 @@ def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") ->
         what = "cancel its running run" if run.get("status") in ACTIVE else "forget it"
         changes.append(Change(f"job.{name}", DESTROY, f"{what}; its runs are deleted with the workspace",
                               before=_run_view(run)))
-    ordered = sorted(actual["resources"].items(), key=lambda kv: (kv[1].get("kind") == "workspace", kv[0]))
+    ordered = sorted(actual["resources"].items(), key=lambda kv: (_depth(kv[1].get("kind")), kv[0]))
     for address, record in ordered:
         reason = ""
         if record.get("kind") == "workspace":
             reason = f"with its tracking store{f' ({tracking})' if tracking else ''} and every run in it"
+        elif record.get("kind") == "resource_group" and not (record.get("details") or {}).get("created_by_mlrun"):
+            reason = "it existed before mlrun: kept, only forgotten"
         changes.append(Change(address, DESTROY, reason, before=record.get("attrs")))
     return Plan(target=target, spec=spec, digest="", lineage=actual.get("lineage", ""),
                 serial=actual.get("serial", 0), variables={}, changes=changes)

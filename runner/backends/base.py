@@ -56,6 +56,10 @@ def get(target: str, spec: Spec) -> Backend:
         from .local import LocalBackend
 
         return LocalBackend(spec)
+    if target == "azure":
+        from .azure import AzureBackend
+
+        return AzureBackend(spec)
     from ..errors import UserError
 
-    raise UserError(f"unknown target '{target}' (targets: local)")
+    raise UserError(f"unknown target '{target}' (targets: local, azure)")

@@ -1,0 +1,355 @@
+"""The azure target: the real service through azure-ai-ml (MLClient), azure-identity,
+azure-mgmt-resource and azureml-mlflow. Every SDK is imported lazily, inside the calls."""
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..spec import Job, Spec
+from ..state import now
+from .base import TERMINAL
+
+PROVIDER = "Microsoft.MachineLearningServices"
+STATUS = {"Completed": "Completed", "Failed": "Failed", "NotResponding": "Failed", "Canceled": "Canceled",
+          "CancelRequested": "Canceled"}
+POLL_SECONDS = 5.0
+CLUSTER_FIELDS = ("size", "min_instances", "max_instances", "idle_time_before_scale_down", "tier", "location",
+                  "description", "tags")
+INSTANCE_FIELDS = ("size", "idle_time_before_shutdown_minutes", "idle_time_before_shutdown", "location",
+                   "description", "tags")
+
+
+class AzureBackend:
+    name = "azure"
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        settings = spec.targets.get("azure") or {}
+        config = _read_config(spec, settings.get("config"))
+        ws = spec.workspace
+        self.subscription = settings.get("subscription_id") or config.get("subscription_id")
+        self.resource_group = ws.get("resource_group") or config.get("resource_group")
+        self.workspace = ws["name"]
+        self.location = ws.get("location")
+        self.tenant = settings.get("tenant_id")
+        self.interactive = settings.get("credential") == "interactive_browser"
+        self.poll_seconds = POLL_SECONDS
+        self._lock = threading.Lock()
+        self._cache: dict = {}
+
+    # --- SDK clients -----------------------------------------------------------------------------
+
+    def _once(self, key: str, make: Callable):
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]
+
+    def credential(self):
+        def make():
+            if self.interactive:
+                from azure.identity import InteractiveBrowserCredential
+
+                return InteractiveBrowserCredential(tenant_id=self.tenant)
+            from azure.identity import DefaultAzureCredential
+
+            return DefaultAzureCredential()
+        return self._once("credential", make)
+
+    def ml(self):
+        def make():
+            from azure.ai.ml import MLClient
+
+            return MLClient(self.credential(), subscription_id=self.subscription,
+                            resource_group_name=self.resource_group, workspace_name=self.workspace,
+                            enable_telemetry=False)
+        return self._once("ml", make)
+
+    def arm(self):
+        def make():
+            from azure.ai.ml._azure_environments import _get_base_url_from_metadata
+            from azure.mgmt.resource.resources import ResourceManagementClient
+
+            base = _get_base_url_from_metadata()
+            return ResourceManagementClient(self.credential(), self.subscription, base_url=base,
+                                            credential_scopes=[base + "/.default"])
+        return self._once("arm", make)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._once("tracking_uri", lambda: self.ml().workspaces.get(self.workspace).mlflow_tracking_uri)
+
+    def client(self):
+        def make():
+            import azureml.mlflow  # noqa: F401  (registers the azureml:// tracking scheme)
+            from mlflow.tracking import MlflowClient
+
+            return MlflowClient(tracking_uri=self.tracking_uri)
+        return self._once("mlflow", make)
+
+    # --- reading the world -----------------------------------------------------------------------
+
+    def refresh(self, state: dict) -> dict:
+        """GET each resource the spec names or the state holds; 404 means it is not there."""
+        with errors():
+            actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"], "serial": state["serial"]}
+            addresses = set(state["resources"])
+            addresses.add(f"resource_group.{self.resource_group}")
+            addresses.add(f"workspace.{self.workspace}")
+            addresses.update(f"compute.{n}" for n in self.spec.computes)
+            rg_alive = self._rg_exists()
+            ws = self._get_workspace() if rg_alive else None
+            for address in sorted(addresses):
+                kind, name = address.split(".", 1)
+                record = state["resources"].get(address, {})
+                live = self._live(kind, name, ws) if rg_alive else None
+                if live is not None:
+                    actual["resources"][address] = {"kind": kind, "name": name, **record,
+                                                    "attrs": {**record.get("attrs", {}), **live}}
+            if ws is not None:
+                for name, entry in state["jobs"].items():
+                    if entry.get("runs"):
+                        run = entry["runs"][-1]
+                        actual["jobs"][name] = {**run, **self.poll(run)}
+            return actual
+
+    def _rg_exists(self) -> bool:
+        return bool(self.arm().resource_groups.check_existence(self.resource_group))
+
+    def _get_workspace(self):
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.ml().workspaces.get(self.workspace)
+        except ResourceNotFoundError:
+            return None
+
+    def _live(self, kind: str, name: str, ws) -> dict | None:
+        """The resource's fields as Azure has them, in the spec's words; None if it is absent."""
+        if kind == "resource_group":
+            return {"location": self.location}
+        if kind == "workspace":
+            return None if ws is None or name != self.workspace else _pick(
+                {"location": _region(ws.location), "display_name": ws.display_name, "description": ws.description,
+                 "tags": ws.tags or None})
+        if ws is None:
+            return None
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            c = self.ml().compute.get(name)
+        except ResourceNotFoundError:
+            return None
+        if c.type == "amlcompute":
+            return _pick({"type": "amlcompute", "size": c.size, "min_instances": c.min_instances,
+                          "max_instances": c.max_instances, "idle_time_before_scale_down": c.idle_time_before_scale_down,
+                          "tier": c.tier, "description": c.description, "tags": c.tags or None})
+        return _pick({"type": c.type, "size": c.size, "description": c.description, "tags": c.tags or None,
+                      "idle_time_before_shutdown_minutes": getattr(c, "idle_time_before_shutdown_minutes", None)})
+
+    def poll(self, run: dict) -> dict:
+        if run.get("status") in TERMINAL:
+            return {}
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with errors():
+            try:
+                job = self.ml().jobs.get(run["id"])
+            except ResourceNotFoundError:
+                # named but never submitted (mlrun stopped in between): nothing ran
+                return {"status": "Canceled", "error": "mlrun stopped before the job was submitted"}
+        status = STATUS.get(job.status, job.status)
+        out = {"status": status}
+        if status in TERMINAL:
+            out["ended"] = now()
+            if status == "Failed":
+                out["error"] = _job_error(job)
+        return out
+
+    # --- resources -------------------------------------------------------------------------------
+
+    def create(self, kind: str, name: str, attrs: dict) -> dict:
+        with errors():
+            if kind == "resource_group":
+                return self._create_rg(name)
+            if kind == "workspace":
+                from azure.ai.ml.entities import Workspace
+
+                ws = self.ml().workspaces.begin_create(Workspace(
+                    name=name, location=attrs.get("location") or self.location, display_name=attrs.get("display_name"),
+                    description=attrs.get("description"), tags=attrs.get("tags"))).result()
+                return {"id": ws.id, "mlflow_tracking_uri": ws.mlflow_tracking_uri}
+            compute = self.ml().compute.begin_create_or_update(_compute(name, attrs, self.location)).result()
+            return {"id": compute.id}
+
+    def _create_rg(self, name: str) -> dict:
+        arm = self.arm()
+        provider = arm.providers.get(PROVIDER)
+        if (provider.registration_state or "").lower() != "registered":
+            arm.providers.register(PROVIDER)
+        if arm.resource_groups.check_existence(name):
+            return {"created_by_mlrun": False}  # it existed before: destroy will leave it alone
+        rg = arm.resource_groups.create_or_update(name, {"location": self.location})
+        return {"id": rg.id, "created_by_mlrun": True}
+
+    def update(self, kind: str, name: str, attrs: dict) -> dict:
+        with errors():
+            if kind == "compute":
+                compute = self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
+                return {"id": compute.id}
+            if kind == "workspace":
+                ws = self.ml().workspaces.get(name)
+                ws.display_name, ws.description, ws.tags = attrs.get("display_name"), attrs.get("description"), attrs.get("tags")
+                self.ml().workspaces.begin_update(ws).result()
+            return {}
+
+    def delete(self, kind: str, name: str, record: dict) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with errors():
+            try:
+                if kind == "resource_group":
+                    if (record.get("details") or {}).get("created_by_mlrun"):
+                        self.arm().resource_groups.begin_delete(name).result()
+                elif kind == "workspace":
+                    self.ml().workspaces.begin_delete(name, delete_dependent_resources=True).result()
+                else:
+                    self.ml().compute.begin_delete(name).result()
+            except ResourceNotFoundError:
+                pass  # already gone
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+        from azure.ai.ml import load_job
+
+        from ..export import job_document
+        import yaml
+
+        name = f"{job.name}-{uuid.uuid4().hex[:10]}".replace("_", "-").lower()
+        run = {**record, "id": name, "status": "Preparing", "submitted": now()}
+        on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
+        with errors(), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
+            path = Path(tmp) / f"{job.name}.yml"
+            path.write_text(yaml.safe_dump(job_document(spec, job, Path(tmp)), sort_keys=False))
+            entity = load_job(path)
+            entity.name = name
+            entity.properties = {**(entity.properties or {}), "mlrun.fingerprint": record["fingerprint"],
+                                 "mlrun.job": job.name}
+            entity.tags = {**(entity.tags or {}), "mlrun.job": job.name}
+            created = self.ml().jobs.create_or_update(entity)
+        run.update(status=STATUS.get(created.status, created.status or "NotStarted"), started=now(),
+                   studio_url=created.studio_url)
+        return run
+
+    def wait(self, run: dict) -> dict:
+        while True:
+            change = self.poll(run)
+            if change.get("status") in TERMINAL:
+                return change
+            time.sleep(self.poll_seconds)
+
+    def cancel(self, run: dict) -> None:
+        with errors():
+            self.ml().jobs.begin_cancel(run["id"])
+
+    def finalize(self, run: dict) -> None:
+        """Azure ML records the run itself; wait (briefly) for its metrics to become readable."""
+        if run.get("status") != "Completed":
+            return
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.client().get_run(run["id"]).data.metrics is not None:
+                    return
+            except Exception:  # metrics lag the job's completion: retry
+                time.sleep(2)
+
+    def run_url(self, run: dict) -> str:
+        return run.get("studio_url") or f"https://ml.azure.com/runs/{run['id']}"
+
+    def log_file(self, run: dict) -> Path | None:
+        folder = Path(tempfile.mkdtemp(prefix="mlrun-logs-"))
+        with errors():
+            self.ml().jobs.download(run["id"], download_path=str(folder), all=False)
+        logs = sorted(folder.rglob("std_log*.txt"))
+        return logs[0] if logs else None
+
+
+def _pick(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _region(location: str | None) -> str | None:
+    return location.replace(" ", "").lower() if location else location
+
+
+def _compute(name: str, attrs: dict, location: str | None):
+    from azure.ai.ml.entities import AmlCompute, ComputeInstance
+
+    if attrs.get("type") == "amlcompute":
+        return AmlCompute(name=name, **_pick({k: attrs.get(k) for k in CLUSTER_FIELDS}))
+    return ComputeInstance(name=name, **_pick({k: attrs.get(k) for k in INSTANCE_FIELDS if k != "idle_time_before_shutdown"}))
+
+
+def _job_error(job) -> str:
+    error = getattr(job, "error", None) or (job.properties or {}).get("error")
+    return str(error) if error else "the job failed on Azure ML: see mlrun logs"
+
+
+def _read_config(spec: Spec, ref: str | None) -> dict:
+    if not ref:
+        return {}
+    from ..spec import relative_to
+
+    path = relative_to(spec.doc, ("targets", "azure", "config"), ref)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the Azure config {path}: {e}") from None
+
+
+class errors:
+    """Azure's failures in plain words, with what to do; unknown ones keep Azure's message."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, UserError):
+            return False
+        message = plain(exc)
+        if message is None:
+            return False
+        raise UserError(message) from None
+
+
+def plain(exc: BaseException) -> str | None:
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError, \
+        ResourceNotFoundError
+
+    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    if isinstance(exc, ClientAuthenticationError):
+        return f"Azure sign-in failed: {text}. Run `az login` (or set the AZURE_* variables of a service principal)."
+    if isinstance(exc, ResourceExistsError):
+        return f"the name is taken: {text}. Pick another name (a variable suffix helps)."
+    if isinstance(exc, ResourceNotFoundError):
+        return f"not found on Azure: {text}"
+    if isinstance(exc, HttpResponseError):
+        status = getattr(exc, "status_code", None)
+        low = text.lower()
+        if "quota" in low:
+            return (f"not enough quota: {text}. Request more vCPU quota for this VM family in the region, "
+                    "pick a smaller size, or lower max_instances.")
+        if status == 403 or "authorization" in low:
+            return f"not allowed: {text}. You need the Contributor role on the subscription or resource group."
+        if status == 429:
+            return f"Azure is throttling requests (still after retries): {text}. Wait a minute and apply again."
+        return f"Azure answered {status}: {text}"
+    return None
