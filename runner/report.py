@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import mimetypes
+import os
 
 from .errors import UserError
 from .plan import short
@@ -85,6 +86,7 @@ def job_entry(spec, state, backend, client, name: str, images: bool) -> dict:
 
 def build(spec, state, backend, images: bool = False) -> dict:
     """The report of a lab: jobs, experiments side by side, saved queries with their results."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per image otherwise
     client = backend.client()
     jobs = [job_entry(spec, state, backend, client, name, images) for name in spec.jobs]
     experiments = []
@@ -112,8 +114,8 @@ def _order(order_by) -> list[str]:
 
 
 def _query_fields(q: dict) -> dict:
-    return {"experiment": q["experiment"], "filter": q.get("filter", ""), "order_by": _order(q.get("order_by")),
-            "max_results": q.get("max_results", 100)}
+    return {"description": q.get("description", ""), "experiment": q["experiment"], "filter": q.get("filter", ""),
+            "order_by": _order(q.get("order_by")), "max_results": q.get("max_results", 100)}
 
 
 def search(client, experiment: str, filter_string: str, order_by: list[str], max_results: int) -> list[dict]:

@@ -225,7 +225,8 @@ def _query(q: dict) -> str:
         body = _table(["Run", "Job", "Status", "Started", "Duration", "Metrics"],
                       [[f'{_e(r["run_name"])} {_short(r["run_id"])}', _e(r["job"] or "-"), _badge(r["status"]),
                         _time(r["start"]), _e(_duration(r["duration"])), _chips(r["metrics"])] for r in q["runs"]])
-    return f'<div class="query"><h3>{_e(q["name"])}</h3><p class="small">{meta}</p>{body}</div>'
+    desc = f'<p>{_e(q["description"])}</p>' if q.get("description") else ""
+    return f'<div class="query"><h3>{_e(q["name"])}</h3>{desc}<p class="small">{meta}</p>{body}</div>'
 
 
 # --- charts (inline SVG) -------------------------------------------------------------------------
