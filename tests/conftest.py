@@ -1,3 +1,4 @@
+pytest_plugins = ["azure_fixtures"]
 import os
 import sys
 from pathlib import Path

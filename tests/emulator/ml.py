@@ -1,0 +1,245 @@
+"""The Azure ML workspace data plane: datastores, code uploads, environments, jobs, run history,
+discovery, and the MLflow endpoint (proxied to the workspace's real MLflow server)."""
+import json
+import urllib.error
+import urllib.request
+import uuid
+
+from arm import MLS_NS, not_found, system_data, ws_id
+from azurite import ACCOUNT, KEY
+from lro import location_headers
+from server import WS, Reply, error, route
+from state import now_iso
+
+WS_CASED = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+            r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
+TERMINAL = {"Completed", "Failed", "Canceled", "NotResponding", "Paused"}
+
+
+def workspace_or_404(ctx, sub, rg, ws):
+    found = ctx.app.state.get(ws_id(sub, rg, ws))
+    return found, (None if found else not_found("workspaces", ws, rg))
+
+
+# --- datastores ---
+
+def datastore(app, wres, name):
+    container = app.state.info(wres["id"])["blob_container"]
+    return {"id": f"{wres['id']}/datastores/{name}", "name": name, "type": f"{MLS_NS}/workspaces/datastores",
+            "systemData": system_data(),
+            "properties": {"datastoreType": "AzureBlob", "accountName": ACCOUNT, "containerName": container,
+                           "endpoint": f"core.localhost:{app.azurite.port}", "protocol": "https",
+                           "credentials": {"credentialsType": "AccountKey"}, "isDefault": name == "workspaceblobstore",
+                           "serviceDataAccessAuthIdentity": "None", "description": None, "tags": {}, "properties": {}}}
+
+
+DATASTORES = ("workspaceblobstore", "workspaceartifactstore")
+
+
+@route("GET", WS + r"/datastores")
+def list_datastores(ctx, sub, rg, ws):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    names = ["workspaceblobstore"] if (ctx.q("isDefault") or "").lower() == "true" else list(DATASTORES)
+    return Reply(200, {"value": [datastore(ctx.app, wres, n) for n in names]})
+
+
+@route("GET", WS + r"/datastores/(?P<name>[^/]+)")
+def get_datastore(ctx, sub, rg, ws, name):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing or name not in DATASTORES:
+        return missing or not_found("workspaces/datastores", name, rg)
+    return Reply(200, datastore(ctx.app, wres, name))
+
+
+@route("POST", WS + r"/datastores/(?P<name>[^/]+)/listSecrets")
+def datastore_secrets(ctx, sub, rg, ws, name):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    return missing or Reply(200, {"secretsType": "AccountKey", "key": KEY})
+
+
+# --- code assets (snapshots of a job's code folder) ---
+
+@route("GET", WS + r"/codes/(?P<name>[^/]+)/versions")
+def list_code_versions(ctx, sub, rg, ws, name):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    versions = ctx.app.state.children(f"{wres['id']}/codes/{name}", "versions")
+    wanted = ctx.q("hash")
+    if wanted:
+        versions = [v for v in versions if ctx.app.state.info(v["id"]).get("hash") == wanted]
+    return Reply(200, {"value": versions})
+
+
+@route("GET PUT", WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)")
+def code_version(ctx, sub, rg, ws, name, version):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    cid = f"{wres['id']}/codes/{name}/versions/{version}"
+    current = ctx.app.state.get(cid)
+    if ctx.method == "GET":
+        return Reply(200, current) if current else not_found("workspaces/codes/versions", f"{name}/{version}", rg)
+    props = ctx.json.get("properties", {})
+    body = {"id": cid, "name": version, "type": f"{MLS_NS}/workspaces/codes/versions",
+            "systemData": system_data(), "properties": {**props, "provisioningState": "Succeeded"}}
+    ctx.app.state.put(cid, body, hash=(props.get("properties") or {}).get("hash_sha256"))
+    return Reply(200 if current else 201, body)
+
+
+@route("GET", WS + r"/codes/(?P<name>[^/]+)")
+def code_container(ctx, sub, rg, ws, name):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    return Reply(200, {"id": f"{wres['id']}/codes/{name}", "name": name, "type": f"{MLS_NS}/workspaces/codes",
+                       "properties": {"latestVersion": "1", "nextVersion": "2"}, "systemData": system_data()})
+
+
+@route("POST", WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/startPendingUpload")
+def start_pending_upload(ctx, sub, rg, ws, name, version):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    container = ctx.app.state.info(wres["id"])["blob_container"]
+    sas = ctx.app.azurite.container_sas_url(container)
+    return Reply(200, {"pendingUploadId": str(uuid.uuid4()),
+                       "pendingUploadType": ctx.json.get("pendingUploadType", "TemporaryBlobReference"),
+                       "blobReferenceForConsumption": {
+                           "blobUri": f"{ctx.app.azurite.url}/{container}",
+                           "storageAccountArmId": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                                                  f"Microsoft.Storage/storageAccounts/{ACCOUNT}",
+                           "credential": {"credentialType": "SAS", "sasUri": sas}}})
+
+
+# --- environments (curated ones only) ---
+
+@route("GET", WS + r"/environments/(?P<name>[^/]+)/versions(?:/(?P<version>[^/]+))?")
+def environment(ctx, sub, rg, ws, name, version=None):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    if not name.startswith("AzureML-"):
+        return not_found("workspaces/environments", name, rg)
+    body = {"id": f"{wres['id']}/environments/{name}/versions/{version or '1'}", "name": version or "1",
+            "type": f"{MLS_NS}/workspaces/environments/versions", "systemData": system_data(),
+            "properties": {"image": "mcr.microsoft.com/azureml/curated/sklearn-1.5:1", "osType": "Linux",
+                           "isAnonymous": False, "tags": {}, "properties": {}, "description": "curated"}}
+    return Reply(200, body if version else {"value": [body]})
+
+
+# --- jobs ---
+
+@route("GET", WS + r"/jobs")
+def list_jobs(ctx, sub, rg, ws):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    return Reply(200, {"value": ctx.app.state.children(wres["id"], "jobs")})
+
+
+@route("GET PUT", WS + r"/jobs/(?P<name>[^/]+)")
+def job(ctx, sub, rg, ws, name):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    jid = f"{wres['id']}/jobs/{name}"
+    current = ctx.app.state.get(jid)
+    if ctx.method == "GET":
+        return Reply(200, current) if current else not_found("workspaces/jobs", name, rg)
+    if current:
+        return error(409, "UserError", f"A job with name '{name}' already exists in workspace '{ws}'.")
+    props = dict(ctx.json.get("properties") or {})
+    if props.get("jobType") != "Command":
+        return error(400, "UserError", f"The emulator runs Command jobs only, not {props.get('jobType')}.")
+    compute_id = props.get("computeId")
+    if compute_id and not ctx.app.state.get(compute_id):
+        return error(400, "UserError", f"Compute '{compute_id.rsplit('/', 1)[-1]}' does not exist in "
+                     f"workspace '{ws}'.")
+    props.setdefault("experimentName", "Default")
+    props["status"] = "NotStarted"
+    props["services"] = {
+        "Studio": {"jobServiceType": "Studio", "endpoint": f"https://ml.azure.com/runs/{name}?wsid={wres['id']}"},
+        "Tracking": {"jobServiceType": "Tracking", "endpoint": wres["properties"]["mlFlowTrackingUri"]}}
+    body = {"id": jid, "name": name, "type": f"{MLS_NS}/workspaces/jobs", "properties": props,
+            "systemData": system_data()}
+    ctx.app.state.put(jid, body, created=now_iso())
+    ctx.app.start_job(wres, body)
+    return Reply(201, body)
+
+
+@route("POST", WS + r"/jobs/(?P<name>[^/]+)/cancel")
+def cancel_job(ctx, sub, rg, ws, name):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    jid = f"{wres['id']}/jobs/{name}"
+    current = ctx.app.state.get(jid)
+    if current is None:
+        return not_found("workspaces/jobs", name, rg)
+    runner = ctx.app.jobs.get(jid.lower())
+    if runner and current["properties"]["status"] not in TERMINAL:
+        runner.cancel()
+    op = ctx.app.state.new_op(ctx.method, ctx.path)
+    return Reply(202, None, location_headers(ctx, op, f"/subscriptions/{sub}/providers/{MLS_NS}/locations/"
+                                             f"{wres['location']}"))
+
+
+# --- run history (what jobs.stream polls) and discovery ---
+
+HISTORY = (r"/history/v1\.0" + WS_CASED +
+           r"(?:/experiments/[^/]+|/experimentids/[^/]+)?/runs/(?P<run>[^/]+)")
+
+
+@route("GET", HISTORY + r"/details")
+def run_details(ctx, sub, rg, ws, run):
+    runner = ctx.app.jobs.get(f"{ws_id(sub, rg, ws)}/jobs/{run}".lower())
+    if runner is None:
+        return error(404, "UserError", f"Run {run} was not found")
+    return Reply(200, runner.details())
+
+
+@route("GET PATCH POST", HISTORY)
+def run(ctx, sub, rg, ws, run):
+    runner = ctx.app.jobs.get(f"{ws_id(sub, rg, ws)}/jobs/{run}".lower())
+    if runner is None:
+        return error(404, "UserError", f"Run {run} was not found")
+    if ctx.method != "GET":
+        runner.patch(ctx.json)
+    return Reply(200, runner.details())
+
+
+@route("GET", r"/discovery")
+def discovery(ctx):
+    base = ctx.app.base
+    return Reply(200, {"api": base, "catalog": base, "experimentation": base, "history": base,
+                       "hyperdrive": base, "labeling": base, "modelmanagement": base, "pipelines": base,
+                       "studio": "https://ml.azure.com"})
+
+
+# --- MLflow: the azureml tracking URI's REST paths, served by the workspace's MLflow server ---
+
+@route("GET POST PATCH DELETE", r"/mlflow/v[12]\.0" + WS_CASED + r"(?P<rest>/api/2\.0/.*)")
+def mlflow_proxy(ctx, sub, rg, ws, rest):
+    server = ctx.app.mlflow.get(ws_id(sub, rg, ws).lower())
+    if server is None:
+        return not_found("workspaces", ws, rg)
+    if rest.endswith("/preview/mlflow/runs/get-run-data-status"):
+        return Reply(200, {"is_complete": True})
+    is_async = rest.endswith("/preview/mlflow/runs/log-batch-async")
+    if is_async:
+        rest = "/api/2.0/mlflow/runs/log-batch"
+    query = "&".join(f"{k}={urllib.request.quote(v)}" for k, vs in ctx.query.items() for v in vs)
+    url = server.base_url() + rest + (f"?{query}" if query else "")
+    req = urllib.request.Request(url, data=ctx.raw if ctx.method != "GET" else None, method=ctx.method,
+                                 headers={"Content-Type": ctx.headers.get("Content-Type", "application/json")})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, body, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "application/json")
+    except urllib.error.HTTPError as e:
+        status, body, ctype = e.code, e.read(), e.headers.get("Content-Type", "application/json")
+    if is_async and status == 200:
+        body = json.dumps({"batch_tracking_id": str(uuid.uuid4())}).encode()
+    return Reply(status, body, {"Content-Type": ctype})
