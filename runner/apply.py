@@ -53,6 +53,7 @@ class Applier:
         kept = lambda kind: [c for c in by_kind[kind] if c.action != DESTROY]  # noqa: E731
         gone = lambda kind: [c for c in by_kind[kind] if c.action == DESTROY]  # noqa: E731
         self.adopt_finished()
+        self.adopt_existing()
         self._parallel(gone("job"), self.forget_job)
         self._parallel(gone("compute"), self.change_resource)
         for kind in ("resource_group", "workspace", "compute"):  # outside in; each kind at once
@@ -110,7 +111,8 @@ class Applier:
         act = self.backend.update if change.action == UPDATE else self.backend.create
         details = act(kind, name, change.after)
         self.state.set_resource(change.address, {"kind": kind, "name": name, "attrs": change.after,
-                                                 "details": details, "created_by_mlrun": True})
+                                                 "details": details,
+                                                 "created_by_mlrun": details.get("created_by_mlrun", True)})
         self.emit(Event(change.address, {"updating": "updated"}.get(verb, "created"), change.reason))
 
     # --- jobs --------------------------------------------------------------------------------
@@ -175,6 +177,16 @@ class Applier:
             self._finish(name, run)
         self.state.forget_job(name)
         self.emit(Event(change.address, "forgotten", change.reason))
+
+    def adopt_existing(self) -> None:
+        """Resources the spec names that were there before mlrun (up to date, yet not in the
+        state): recorded as not created by mlrun, so status shows them and destroy keeps them."""
+        for c in self.plan.changes:
+            kind = c.address.split(".", 1)[0]
+            if c.action == NOOP and kind != "job" and c.address not in self.state.resources:
+                self.state.set_resource(c.address, {"kind": kind, "name": c.address.split(".", 1)[1],
+                                                    "attrs": c.after, "details": {"created_by_mlrun": False},
+                                                    "created_by_mlrun": False})
 
     def adopt_finished(self) -> None:
         """Runs that ended while no mlrun watched: record how, and tell the tracking store."""

@@ -228,7 +228,7 @@ def status(spec, target, variables, as_json) -> int:
     click.echo(f"target {ctx.target}, tracking {ctx.backend.tracking_uri}")
     if not actual["resources"]:
         click.echo("  nothing created yet: run mlrun apply")
-    ordered = sorted(actual["resources"].items(), key=lambda kv: (kv[1].get("kind") != "workspace", kv[0]))
+    ordered = sorted(actual["resources"].items(), key=lambda kv: (-planning.depth(kv[1].get("kind")), kv[0]))
     for address, record in ordered:
         attrs = record.get("attrs") or {}
         detail = planning.describe(record.get("kind"), attrs) if record.get("kind") == "compute" else ""
@@ -247,39 +247,13 @@ def status(spec, target, variables, as_json) -> int:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
 def logs(spec, job, target, variables, follow) -> int:
     """Print a job's std output (its latest run)."""
-    import time
-
     ctx = _open(spec, target, variables)
     _check_jobs(ctx, (job,)) if job not in ctx.state.jobs else None
     run = ctx.state.latest(job)
-    path = ctx.backend.log_file(run) if run else None
-    if path is None:
+    if run is None:
         raise UserError(f"job {job} has not run yet")
-    from .backends.base import TERMINAL
-
-    offset = _copy_out(path, 0)
-    while follow:
-        ended = ctx.backend.poll(run).get("status", run.get("status")) in TERMINAL
-        grown = _copy_out(path, offset)  # after reading the status: the end of the log is in
-        if ended:
-            return EXIT_OK
-        if grown == offset:
-            time.sleep(0.2)
-        offset = grown
+    ctx.backend.logs(run, follow, sys.stdout.buffer)
     return EXIT_OK
-
-
-def _copy_out(path: Path, offset: int) -> int:
-    """Write what `path` has past `offset` to stdout; the new offset."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = f.read()
-    except FileNotFoundError:
-        return offset
-    sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()
-    return offset + len(chunk)
 
 
 @cli.command()

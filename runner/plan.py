@@ -116,13 +116,13 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
         if name not in model["jobs"]:
             changes.append(Change(f"job.{name}", DESTROY, "no longer in the spec (its runs stay in the tracking store)",
                                   before=_run_view(actual["jobs"][name])))
-    for address in sorted(gone, key=lambda a: (_depth(have[a].get("kind")), a)):
+    for address in sorted(gone, key=lambda a: (depth(have[a].get("kind")), a)):
         changes.append(Change(address, DESTROY, "no longer in the spec", before=have[address].get("attrs")))
     return Plan(target=target, spec=spec, digest=digest(model), lineage=actual.get("lineage", ""),
                 serial=actual.get("serial", 0), variables=model["variables"], changes=changes)
 
 
-def _depth(kind: str | None) -> int:
+def depth(kind: str | None) -> int:
     """Destroy order: what lives inside first (computes, then the workspace, then its group)."""
     return {"compute": 0, "workspace": 1, "resource_group": 2}.get(kind, 0)
 
@@ -147,6 +147,8 @@ def describe(kind: str, a: dict) -> str:
     """`amlcompute STANDARD_DS11_V2, 0..2 nodes`: a resource in a few words."""
     if kind == "workspace":
         return ""
+    if kind == "resource_group":
+        return a.get("location") or ""
     size = f" {a['size']}" if a.get("size") else ""
     if a.get("type") == "amlcompute":
         return f"amlcompute{size}, {a.get('min_instances', 0)}..{a.get('max_instances', 1)} nodes"
@@ -217,12 +219,12 @@ def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") ->
         what = "cancel its running run" if run.get("status") in ACTIVE else "forget it"
         changes.append(Change(f"job.{name}", DESTROY, f"{what}; its runs are deleted with the workspace",
                               before=_run_view(run)))
-    ordered = sorted(actual["resources"].items(), key=lambda kv: (_depth(kv[1].get("kind")), kv[0]))
+    ordered = sorted(actual["resources"].items(), key=lambda kv: (depth(kv[1].get("kind")), kv[0]))
     for address, record in ordered:
         reason = ""
         if record.get("kind") == "workspace":
             reason = f"with its tracking store{f' ({tracking})' if tracking else ''} and every run in it"
-        elif record.get("kind") == "resource_group" and not (record.get("details") or {}).get("created_by_mlrun"):
+        if not record.get("created_by_mlrun", True):
             reason = "it existed before mlrun: kept, only forgotten"
         changes.append(Change(address, DESTROY, reason, before=record.get("attrs")))
     return Plan(target=target, spec=spec, digest="", lineage=actual.get("lineage", ""),

@@ -40,8 +40,9 @@ class AzureBackend:
         self.tenant = settings.get("tenant_id")
         self.interactive = settings.get("credential") == "interactive_browser"
         self.poll_seconds = POLL_SECONDS
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # clients are made from other clients (arm() needs credential())
         self._cache: dict = {}
+        self._submit_lock = threading.Lock()
 
     # --- SDK clients -----------------------------------------------------------------------------
 
@@ -66,9 +67,10 @@ class AzureBackend:
         def make():
             from azure.ai.ml import MLClient
 
+            _quiet_sdk()
             return MLClient(self.credential(), subscription_id=self.subscription,
                             resource_group_name=self.resource_group, workspace_name=self.workspace,
-                            enable_telemetry=False)
+                            enable_telemetry=False, show_progress=False)
         return self._once("ml", make)
 
     def arm(self):
@@ -109,15 +111,27 @@ class AzureBackend:
                 kind, name = address.split(".", 1)
                 record = state["resources"].get(address, {})
                 live = self._live(kind, name, ws) if rg_alive else None
-                if live is not None:
+                if live is not None:  # compared on the fields the spec or the state names, not Azure's defaults
+                    known = record.get("attrs", {})
+                    keys = set(known) | self._named(kind, name)
                     actual["resources"][address] = {"kind": kind, "name": name, **record,
-                                                    "attrs": {**record.get("attrs", {}), **live}}
+                                                    "attrs": {k: live.get(k, known.get(k)) for k in sorted(keys)
+                                                              if k in live or k in known}}
             if ws is not None:
                 for name, entry in state["jobs"].items():
                     if entry.get("runs"):
                         run = entry["runs"][-1]
                         actual["jobs"][name] = {**run, **self.poll(run)}
             return actual
+
+    def _named(self, kind: str, name: str) -> set:
+        from ..plan import COMPUTE_FIELDS, WORKSPACE_FIELDS
+
+        if kind == "workspace":
+            return set(self.spec.workspace) & set(WORKSPACE_FIELDS)
+        if kind == "compute" and name in self.spec.computes:
+            return set(self.spec.computes[name].fields) & set(COMPUTE_FIELDS)
+        return {"location"} if kind == "resource_group" else set()
 
     def _rg_exists(self) -> bool:
         return bool(self.arm().resource_groups.check_existence(self.resource_group))
@@ -136,8 +150,8 @@ class AzureBackend:
             return {"location": self.location}
         if kind == "workspace":
             return None if ws is None or name != self.workspace else _pick(
-                {"location": _region(ws.location), "display_name": ws.display_name, "description": ws.description,
-                 "tags": ws.tags or None})
+                {"location": _region(ws.location), "resource_group": self.resource_group,
+                 "display_name": ws.display_name, "description": ws.description, "tags": ws.tags or None})
         if ws is None:
             return None
         from azure.core.exceptions import ResourceNotFoundError
@@ -210,19 +224,29 @@ class AzureBackend:
             return {}
 
     def delete(self, kind: str, name: str, record: dict) -> None:
+        """Delete what exists; something already gone is fine (checked first, not guessed from a
+        404 inside the operation: the workspace delete GETs its dependent resources too)."""
+        with errors():
+            if not record.get("created_by_mlrun", True):
+                return  # it was there before mlrun: never deleted
+            if kind == "resource_group":
+                if self._rg_exists():
+                    self.arm().resource_groups.begin_delete(name).result()
+            elif kind == "workspace":
+                if self._rg_exists() and self._get_workspace() is not None:
+                    # its storage, key vault, insights and registry were made with it: they go with it
+                    self.ml().workspaces.begin_delete(name, delete_dependent_resources=True).result()
+            elif self._rg_exists() and self._get_workspace() is not None and self._compute_exists(name):
+                self.ml().compute.begin_delete(name).result()
+
+    def _compute_exists(self, name: str) -> bool:
         from azure.core.exceptions import ResourceNotFoundError
 
-        with errors():
-            try:
-                if kind == "resource_group":
-                    if (record.get("details") or {}).get("created_by_mlrun"):
-                        self.arm().resource_groups.begin_delete(name).result()
-                elif kind == "workspace":
-                    self.ml().workspaces.begin_delete(name, delete_dependent_resources=True).result()
-                else:
-                    self.ml().compute.begin_delete(name).result()
-            except ResourceNotFoundError:
-                pass  # already gone
+        try:
+            self.ml().compute.get(name)
+            return True
+        except ResourceNotFoundError:
+            return False
 
     # --- jobs ------------------------------------------------------------------------------------
 
@@ -232,10 +256,11 @@ class AzureBackend:
         from ..export import job_document
         import yaml
 
-        name = f"{job.name}-{uuid.uuid4().hex[:10]}".replace("_", "-").lower()
+        name = uuid.uuid4().hex  # like an MLflow run id: Azure ML's run id is the job's name
         run = {**record, "id": name, "status": "Preparing", "submitted": now()}
         on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
-        with errors(), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
+        # one submission at a time: jobs sharing a code folder upload the same content-addressed blob
+        with self._submit_lock, errors(), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
             path = Path(tmp) / f"{job.name}.yml"
             path.write_text(yaml.safe_dump(job_document(spec, job, Path(tmp)), sort_keys=False))
             entity = load_job(path)
@@ -274,12 +299,47 @@ class AzureBackend:
     def run_url(self, run: dict) -> str:
         return run.get("studio_url") or f"https://ml.azure.com/runs/{run['id']}"
 
-    def log_file(self, run: dict) -> Path | None:
-        folder = Path(tempfile.mkdtemp(prefix="mlrun-logs-"))
+    def logs(self, run: dict, follow: bool, out) -> None:
+        """The job's user_logs/std_log.txt from its run history (what `az ml job stream` reads);
+        with `follow` and a running job, Azure ML's stream until it ends."""
+        import contextlib
+        import io
+
         with errors():
-            self.ml().jobs.download(run["id"], download_path=str(folder), all=False)
-        logs = sorted(folder.rglob("std_log*.txt"))
-        return logs[0] if logs else None
+            if follow and self.poll(run).get("status", run.get("status")) not in TERMINAL:
+                buffer = io.StringIO()
+                with contextlib.redirect_stdout(buffer):
+                    self.ml().jobs.stream(run["id"])
+                out.write(buffer.getvalue().encode())
+            else:
+                details = self.ml().jobs._runs_operations.get_run_details(run["id"])
+                url = (details.log_files or {}).get("user_logs/std_log.txt")
+                if url is None:
+                    raise UserError(f"run {run['id']} has no user_logs/std_log.txt yet")
+                out.write(_download(url))
+        out.flush()
+
+
+def _download(url: str) -> bytes:
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.core.rest import HttpRequest
+
+    with RequestsTransport() as transport:
+        response = transport.send(HttpRequest("GET", url))
+        response.raise_for_status()
+        return response.body()
+
+
+def _quiet_sdk() -> None:
+    """azure-ai-ml gives some modules their own INFO handlers on stderr ("The deployment request
+    ... was accepted", "experimental class"): mlrun's events say what happens instead."""
+    import logging
+
+    import azure.ai.ml._arm_deployments.arm_deployment_executor  # noqa: F401  (configures its logger)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("azure", "azureml")):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _pick(values: dict) -> dict:

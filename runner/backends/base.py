@@ -42,7 +42,8 @@ class Backend(Protocol):
     def finalize(self, run: dict) -> None:
         """Make the tracking store agree with how the run ended (status, logs, outputs)."""
 
-    def log_file(self, run: dict) -> Path | None: ...
+    def logs(self, run: dict, follow: bool, out) -> None:
+        """Write the run's std output to the binary stream `out` (until it ends, with `follow`)."""
 
     def run_url(self, run: dict) -> str:
         """Where a person sees the run: a local folder, or the Azure ML studio URL."""

@@ -77,8 +77,18 @@ class LocalBackend:
         """Where to see a run: its folder (working copy, logs, outputs)."""
         return str(run.get("run_dir") or self.root)
 
-    def log_file(self, run: dict) -> Path | None:
-        return Path(run["run_dir"]) / "user_logs" / "std_log.txt" if run.get("run_dir") else None
+    def logs(self, run: dict, follow: bool, out) -> None:
+        """Copy the run's std_log.txt to `out`; with `follow`, until the run ends."""
+        path = Path(run["run_dir"]) / "user_logs" / "std_log.txt"
+        offset = _copy_out(path, 0, out)
+        while follow:
+            ended = self.poll(run).get("status", run.get("status")) in TERMINAL
+            grown = _copy_out(path, offset, out)  # after reading the status: the end of the log is in
+            if ended:
+                return
+            if grown == offset:
+                time.sleep(0.2)
+            offset = grown
 
     # --- resources -------------------------------------------------------------------------------
 
@@ -232,6 +242,19 @@ class LocalBackend:
                 client.log_artifacts(run["id"], str(folder), artifact_path=name)
         with self._mlflow_lock:
             client.set_terminated(run["id"], MLFLOW_STATUS[run["status"]])
+
+
+def _copy_out(path: Path, offset: int, out) -> int:
+    """Write what `path` has past `offset` to `out`; the new offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    out.write(chunk)
+    out.flush()
+    return offset + len(chunk)
 
 
 def _cache_dir() -> Path:

@@ -425,3 +425,20 @@ def vm_sizes(ctx, sub, loc):
          "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 28672, "memoryGB": mem, "lowPriorityCapable": True,
          "premiumIO": True, "supportedComputeTypes": ["AmlCompute", "ComputeInstance"]}
         for size, (vcpus, family, mem) in VM_SIZES.items()]})
+
+
+# --- the workspace's dependent resources (storage, key vault, insights, registry) ---
+# The workspace's ARM template creates them; here they exist while their resource group does,
+# which is what the SDK's workspace delete with delete_dependent_resources=True needs to see.
+
+DEPENDENT = r"/providers/(?P<ns>Microsoft\.(?:Storage|KeyVault|Insights|ContainerRegistry))/(?P<kind>[^/]+)/(?P<name>[^/]+)"
+
+
+@route("GET DELETE", RG + DEPENDENT)
+def dependent_resource(ctx, sub, rg, ns, kind, name):
+    if ctx.app.state.get(rg_id(sub, rg)) is None:
+        return not_found("resourceGroups", rg)
+    if ctx.method == "DELETE":
+        return Reply(200)
+    return Reply(200, {"id": f"{rg_id(sub, rg)}/providers/{ns}/{kind}/{name}", "name": name,
+                       "type": f"{ns}/{kind}", "location": "eastus", "properties": {"provisioningState": "Succeeded"}})
