@@ -108,6 +108,7 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
     ctx = _open(spec, target, variables)
     _check_jobs(ctx, only + force)
     p, _ = ctx.plan(force, only)
+    _advise(ctx, p)
     if out:
         _atomic_write(Path(out), json.dumps(p.to_dict(), indent=2) + "\n")
     if as_json:
@@ -117,6 +118,11 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
         if out:
             click.echo(f"Saved the plan to {out}: apply exactly it with mlrun apply {out}")
     return EXIT_CHANGES if detailed_exitcode and p.has_changes else EXIT_OK
+
+
+def _advise(ctx, p) -> None:
+    for warning in ctx.backend.advise(p):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _saved_plan(path: str):
@@ -171,6 +177,7 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
             click.echo(planning.render(p), nl=False)
             return EXIT_OK
         click.echo(planning.render(p), nl=False)
+        _advise(ctx, p)
         if not (yes or saved):
             _confirm("Apply this plan?")
         ctx.state.set_variables({k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.data["variables"]})

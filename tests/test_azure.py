@@ -199,12 +199,29 @@ def test_quota_error_is_plain_and_the_next_apply_converges(azure_emulator, tmp_p
         proc = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=1)
     finally:
         azure_emulator.call("POST", "/_emulator/quota", {"total": 100})
-    assert proc.stderr.startswith("error: not enough quota: ")
-    assert "Request more vCPU quota" in proc.stderr and "Traceback" not in proc.stderr
+    warning, error = proc.stderr.splitlines()
+    assert warning.startswith("warning: the new computes need 6 vCPUs in total in eastus, but the subscription has 0 free")
+    assert error.startswith("error: not enough quota: ") and ".. " not in error
+    assert error.endswith(". Request more vCPU quota for this VM family in the region, pick a smaller size, "
+                          "or lower max_instances.")
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
     assert "  + compute.c1" in plan and "workspace" not in plan.split("Plan:")[0].replace("  = ", "")
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith("No changes. Everything is up to date.\n")
+
+
+def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path):
+    spec = small_lab(tmp_path, "short", cluster="max_instances: 8")
+    azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 4})
+    try:
+        proc = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0)
+    finally:
+        azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 24})
+    assert proc.stderr == (
+        "warning: the new computes need 18 vCPUs of the standardDSv2Family in eastus, but the subscription has "
+        "4 free (quota 4, 0 in use): creating them will fail. Request more quota (Azure portal, Quotas, "
+        "Machine learning), or pick a smaller size or fewer max_instances.\n")
+    assert "  + compute.c1" in proc.stdout
 
 
 @pytest.mark.parametrize("fault, expected", [

@@ -186,6 +186,38 @@ class AzureBackend:
                 out["error"] = _job_error(job)
         return out
 
+    def advise(self, plan) -> list[str]:
+        """Warnings before apply: the vCPU quota the new computes need against the region's free
+        quota (the commonest way this lab fails for students)."""
+        from ..plan import CREATE, REPLACE
+
+        new = [c.after for c in plan.changes if c.address.startswith("compute.") and c.action in (CREATE, REPLACE)]
+        if not new or not self.location:
+            return []
+        with errors():
+            sizes = {s.name.lower(): (_field(s, "v_cp_us", "vCPUs") or 0, s.family)
+                     for s in self.ml().compute.list_sizes(location=self.location)}
+            usages = {_usage_name(u): (_field(u, "current_value", "currentValue") or 0, u.limit or 0)
+                      for u in self.ml().compute.list_usage(location=self.location)}
+        need: dict = {}
+        for attrs in new:
+            vcpus, family = sizes.get(str(attrs.get("size", "")).lower(), (0, None))
+            nodes = attrs.get("max_instances", 1) if attrs.get("type") == "amlcompute" else 1
+            if family:
+                need[family] = need.get(family, 0) + vcpus * nodes
+        need["TotalCores"] = sum(need.values())
+        out = []
+        for family, wanted in need.items():
+            if family in usages:
+                used, limit = usages[family]
+                if wanted > limit - used:
+                    what = "in total" if family == "TotalCores" else f"of the {family}"
+                    out.append(f"the new computes need {wanted} vCPUs {what} in {self.location}, but the "
+                               f"subscription has {max(0, limit - used)} free (quota {limit}, {used} in use): "
+                               "creating them will fail. Request more quota (Azure portal, Quotas, Machine "
+                               "learning), or pick a smaller size or fewer max_instances.")
+        return out
+
     # --- resources -------------------------------------------------------------------------------
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
@@ -342,6 +374,20 @@ def _quiet_sdk() -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _field(obj, *names):
+    """azure-ai-ml 1.35 leaves some fields under their REST names (vCPUs, currentValue)."""
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _usage_name(usage) -> str:
+    name = usage.name
+    return name.get("value") if isinstance(name, dict) else getattr(name, "value", str(name))
+
+
 def _pick(values: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -394,7 +440,7 @@ def plain(exc: BaseException) -> str | None:
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError, \
         ResourceNotFoundError
 
-    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    text = " ".join(str(getattr(exc, "message", None) or exc).split()).rstrip(".")
     if isinstance(exc, ClientAuthenticationError):
         return f"Azure sign-in failed: {text}. Run `az login` (or set the AZURE_* variables of a service principal)."
     if isinstance(exc, ResourceExistsError):

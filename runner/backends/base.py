@@ -24,6 +24,9 @@ class Backend(Protocol):
     def poll(self, run: dict) -> dict:
         """How the run stands now, cheaply: {} if unchanged, else {status, ...}."""
 
+    def advise(self, plan) -> list[str]:
+        """Warnings about a plan before it is applied (e.g. not enough quota)."""
+
     def create(self, kind: str, name: str, attrs: dict) -> dict: ...
 
     def update(self, kind: str, name: str, attrs: dict) -> dict: ...

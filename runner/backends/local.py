@@ -90,6 +90,9 @@ class LocalBackend:
                 time.sleep(0.2)
             offset = grown
 
+    def advise(self, plan) -> list[str]:
+        return []  # nothing local can run out
+
     # --- resources -------------------------------------------------------------------------------
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
