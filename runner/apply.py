@@ -43,6 +43,9 @@ class Applier:
         self.cancelled = threading.Event()
         self.active: dict[str, dict] = {}   # run id -> run, while it runs
         self._lock = threading.Lock()
+        # job slots: an instance runs one job at a time, a cluster max_instances, no compute cpu_count
+        self.slots = {name: threading.Semaphore(c.slots) for name, c in spec.computes.items()}
+        self.slots[None] = threading.Semaphore(os.cpu_count() or 1)
 
     # --- the whole apply ---------------------------------------------------------------------
 
@@ -117,13 +120,6 @@ class Applier:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    def slots(self) -> dict:
-        if not hasattr(self, "_slots"):
-            pools = {name: threading.Semaphore(c.slots) for name, c in self.spec.computes.items()}
-            pools[None] = threading.Semaphore(os.cpu_count() or 1)  # jobs without a compute
-            self._slots = pools
-        return self._slots
-
     def run_job(self, change: Change) -> None:
         name = change.address.split(".", 1)[1]
         if change.action == WAIT:
@@ -132,7 +128,7 @@ class Applier:
             return self._finish(name, run)
         job = self.spec.jobs[name]
         self.emit(Event(change.address, "Queued", change.reason))
-        with self.slots()[self.slots_key(job.compute)]:
+        with self.slots[job.compute if job.compute in self.slots else None]:
             if self.cancelled.is_set():
                 self.emit(Event(change.address, "Canceled", "not started"))
                 return
@@ -146,9 +142,6 @@ class Applier:
                 self.outcome.runs[name] = run
                 return
             self._finish(name, run)
-
-    def slots_key(self, compute: str | None) -> str | None:
-        return compute if compute in self.slots() else None
 
     def _finish(self, name: str, run: dict) -> None:
         with self._lock:

@@ -255,7 +255,8 @@ def status(spec, target, variables, as_json) -> int:
 def logs(spec, job, target, variables, follow) -> int:
     """Print a job's std output (its latest run)."""
     ctx = _open(spec, target, variables)
-    _check_jobs(ctx, (job,)) if job not in ctx.state.jobs else None
+    if job not in ctx.state.jobs:
+        _check_jobs(ctx, (job,))  # a job of the spec that has not run yet is said below
     run = ctx.state.latest(job)
     if run is None:
         raise UserError(f"job {job} has not run yet")
