@@ -121,8 +121,8 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
 
 
 def _advise(ctx, p) -> None:
-    for warning in ctx.backend.advise(p):
-        click.echo(f"warning: {warning}", err=True)
+    for line in ctx.backend.advise(p):  # "warning: ..." or "note: ..."
+        click.echo(line, err=True)
 
 
 def _saved_plan(path: str):

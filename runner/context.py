@@ -28,9 +28,9 @@ class Context:
 
 def open_context(path: str | Path, target: str = "local", overrides: Mapping[str, Any] | None = None) -> Context:
     """Load the spec with the state's generated variables, the state, and the backend."""
-    spec = spec_mod.load(path, target=target, overrides=overrides)
+    spec = spec_mod.load(path, target=target, overrides=overrides, runs=True)
     state = State.load(state_path(spec.path, spec.name, target), spec.name, target)
     kept = state.data["variables"]
     if spec.generated and any(name in kept for name in spec.generated):
-        spec = spec_mod.load(path, target=target, overrides=overrides, generated=kept)
+        spec = spec_mod.load(path, target=target, overrides=overrides, generated=kept, runs=True)
     return Context(spec, state, base.get(target, spec), target)

@@ -315,36 +315,40 @@ def is_local(ref: Any) -> bool:
 
 
 def load(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
-         generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None) -> Spec:
-    """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec)."""
+         generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
+         runs: bool = False) -> Spec:
+    """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec).
+    `runs`: it is loaded to run on `target` (plan, apply), so what would stop a run is an error."""
     from . import validate
 
     doc, values, fresh = read_doc(path, target=target, overrides=overrides, generated=generated, env=env)
-    validate.check(doc, target=target)
+    validate.check(doc, target=target, runs=runs)
     if any(p.severity == "error" for p in doc.problems):
         raise SpecError(doc.problems)
-    return _typed(doc, values, fresh)
+    return _typed(doc, values, fresh, validate.local_inputs(doc.data) if target == "local" else {})
 
 
-def _typed(doc: Doc, variables: dict, fresh: dict) -> Spec:
+def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
     data = doc.data
     computes = {n: Compute(n, c["type"], c) for n, c in (data.get("computes") or {}).items()}
-    jobs = {n: _job(doc, n, j) for n, j in (data.get("jobs") or {}).items()}
+    jobs = {n: _job(doc, n, j, stand_ins) for n, j in (data.get("jobs") or {}).items()}
     return Spec(path=Path(doc.file), name=data["name"], description=data.get("description", ""),
                 variables=variables, workspace=data["workspace"], computes=computes, jobs=jobs,
                 queries=data.get("queries") or {}, targets=data.get("targets") or {},
                 generated=fresh, doc=doc)
 
 
-def _job(doc: Doc, name: str, fields: dict) -> Job:
+def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
     at = ("jobs", name)
     code = relative_to(doc, at + ("code",), fields["code"]) if is_local(fields.get("code")) else None
     inputs = {}
     for key, value in (fields.get("inputs") or {}).items():
         if isinstance(value, dict):
-            ref = value.get("path")
-            local = (relative_to(doc, at + ("inputs", key, "path"), ref)
-                     if value.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(ref) else None)
+            ref, local = value.get("path"), None
+            if value.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(ref):
+                local = relative_to(doc, at + ("inputs", key, "path"), ref)
+            elif ref in stand_ins:  # a remote input's local stand-in (targets.local.inputs)
+                local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
             inputs[key] = Input(key, value.get("type", "uri_folder"), ref if ref is not None else value.get("default"),
                                 local, value.get("mode"))
         else:

@@ -34,8 +34,9 @@ def _validator():
     return Draft202012Validator(schema())
 
 
-def check(doc: Doc, target: str = "local") -> None:
-    """Add every schema and semantic problem of `doc` to `doc.problems`."""
+def check(doc: Doc, target: str = "local", runs: bool = False) -> None:
+    """Add every schema and semantic problem of `doc` to `doc.problems`. With `runs` (plan and
+    apply), what only stops a run on this target is an error too, not a warning."""
     if doc.data is None:
         return
     if not isinstance(doc.data, dict):
@@ -43,7 +44,7 @@ def check(doc: Doc, target: str = "local") -> None:
         return
     for error in _validator().iter_errors(doc.data):
         _report(doc, error)
-    _semantics(doc, doc.data, target)
+    _semantics(doc, doc.data, target, runs)
 
 
 # --- schema errors as messages -------------------------------------------------------------------
@@ -162,7 +163,7 @@ def _dicts(value: Any) -> dict:
     return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
 
 
-def _semantics(doc: Doc, data: dict, target: str) -> None:
+def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     ws = data.get("workspace")
     if isinstance(ws, dict):
         _check_name(doc, ("workspace", "name"), ws.get("name"), WORKSPACE_NAME,
@@ -174,8 +175,9 @@ def _semantics(doc: Doc, data: dict, target: str) -> None:
     for name, c in computes.items():
         _check_compute(doc, name, c)
     experiments = set()
+    stand_ins = local_inputs(data) if target == "local" else None
     for name, job in _dicts(data.get("jobs")).items():
-        _check_job(doc, name, job, computes)
+        _check_job(doc, name, job, computes, stand_ins, runs)
         experiments.add(job.get("experiment_name") or data.get("name"))
     for name, q in _dicts(data.get("queries")).items():
         exp = q.get("experiment")
@@ -205,7 +207,15 @@ def _check_compute(doc: Doc, name: str, c: dict) -> None:
                     "starts with a letter and ends with a letter or digit", key=True)
 
 
-def _check_job(doc: Doc, name: str, job: dict, computes: dict) -> None:
+def local_inputs(data: dict) -> dict:
+    """targets.local.inputs: remote input paths mapped to local stand-ins."""
+    targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
+    local = targets.get("local") if isinstance(targets.get("local"), dict) else {}
+    return local.get("inputs") if isinstance(local.get("inputs"), dict) else {}
+
+
+def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict | None = None,
+               runs: bool = False) -> None:
     at = ("jobs", name)
     compute = job.get("compute")
     if isinstance(compute, str) and not _unresolved(compute):
@@ -223,6 +233,8 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict) -> None:
     for key, value in inputs.items():
         if isinstance(value, dict):
             _check_input(doc, at + ("inputs", key), value)
+            if stand_ins is not None:
+                _check_remote_input(doc, at + ("inputs", key), value, stand_ins, runs)
     misplaced = {"type", "path", "mode"} & set(inputs)
     if "type" in misplaced and len(misplaced) >= 2:
         keys = " and ".join(f"'{k}'" for k in sorted(misplaced))
@@ -249,6 +261,21 @@ def _check_input(doc: Doc, path: tuple, value: dict) -> None:
         doc.problem(path + ("path",), f"input path '{ref}' is a folder, but the input's type is uri_file")
     elif kind == "uri_folder" and not local.is_dir():
         doc.problem(path + ("path",), f"input path '{ref}' is a file, but the input's type is uri_folder")
+
+
+def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, runs: bool) -> None:
+    """A remote input on the local target: it needs a local stand-in (an error for a run, a
+    warning for validate: the spec may be meant for Azure)."""
+    ref = value.get("path")
+    if value.get("type", "uri_folder") not in LOCAL_INPUT_TYPES or not isinstance(ref, str) or is_local(ref):
+        return
+    if ref in stand_ins:
+        local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
+        if not local.exists():
+            doc.problem(("targets", "local", "inputs", ref), f"the local stand-in '{stand_ins[ref]}' does not exist")
+        return
+    doc.problem(path + ("path",), f"'{ref}' is remote, which the local target cannot read: map it to a local "
+                "file or folder in targets.local.inputs", severity="error" if runs else "warning")
 
 
 def _check_azure(doc: Doc, data: dict) -> None:

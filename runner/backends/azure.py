@@ -212,7 +212,7 @@ class AzureBackend:
                 used, limit = usages[family]
                 if wanted > limit - used:
                     what = "in total" if family == "TotalCores" else f"of the {family}"
-                    out.append(f"the new computes need {wanted} vCPUs {what} in {self.location}, but the "
+                    out.append(f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, but the "
                                f"subscription has {max(0, limit - used)} free (quota {limit}, {used} in use): "
                                "creating them will fail. Request more quota (Azure portal, Quotas, Machine "
                                "learning), or pick a smaller size or fewer max_instances.")

@@ -91,7 +91,18 @@ class LocalBackend:
             offset = grown
 
     def advise(self, plan) -> list[str]:
-        return []  # nothing local can run out
+        """Notes: a job's environment (a Docker image, an azureml: environment) is recorded, and
+        locally the job runs with this interpreter instead."""
+        envs: dict = {}
+        for c in plan.changes:
+            name = c.address.split(".", 1)[1]
+            if c.action == "run" and c.address.startswith("job.") and name in self.spec.jobs:
+                env = self.spec.jobs[name].environment
+                if env:
+                    envs.setdefault(json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []).append(name)
+        python = f"{sys.executable} (Python {sys.version.split()[0]})"
+        return [f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
+                f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}" for env, jobs in envs.items()]
 
     # --- resources -------------------------------------------------------------------------------
 
