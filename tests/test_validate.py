@@ -164,4 +164,4 @@ def test_seed_jobs_exported_as_cli_v2_are_accepted_by_load_job(tmp_path):
         assert loaded.compute == "aml-cluster"  # load_job drops the azureml: prefix
         assert loaded.experiment_name == "diabetes-training"
         assert loaded.inputs["training_data"].type == "uri_file"
-        assert Path(loaded.code).resolve() == (ROOT / "training").resolve()
+        assert (path.parent / loaded.code).resolve() == (ROOT / "training").resolve()  # relative to the file
