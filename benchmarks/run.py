@@ -1,9 +1,10 @@
 """Side-by-side timings: each case runs mlrun and its baseline interleaved, several times, and
-prints medians and the ratio. Only ratios from one run count (shared machines drift).
+prints medians and the ratio against the issue's target. Only ratios from one run count (shared
+machines drift); RESULTS.md records them with the machine, date and commit.
 
-    python benchmarks/run.py            # every case, 7 repetitions
-    python benchmarks/run.py --quick    # 2 repetitions (what CI runs, to check the scripts work)
-    python benchmarks/run.py validate   # cases whose name contains 'validate'
+    python benchmarks/run.py             # every case, 5 repetitions
+    python benchmarks/run.py --quick     # 1 repetition and small sizes (CI: the cases still run)
+    python benchmarks/run.py validate    # cases whose name contains 'validate'
 """
 from __future__ import annotations
 
@@ -15,82 +16,150 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "specs" / "mlflow-tracking.yaml"
 PY = sys.executable
+MLRUN = [PY, "-m", "runner"]
+Prep = Callable[[Path], list]  # a fresh scratch folder -> the command to time there
 
 
-def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
+@dataclass
+class Case:
+    name: str
+    ours: Prep
+    base: Prep
+    target: float
+
+
+def timed(cmd: list, cwd: Path, env: dict) -> float:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-2000:]}")
     return elapsed
 
 
 def lab_copy(into: Path) -> Path:
     """A copy of the seed lab (spec and training folder) with its own state."""
     shutil.copytree(ROOT / "training", into / "training", ignore=shutil.ignore_patterns("__pycache__"))
-    (into / "specs").mkdir()
+    (into / "specs").mkdir(parents=True)
     shutil.copy(SEED, into / "specs" / SEED.name)
     return into / "specs" / SEED.name
 
 
-def export_jobs(spec: Path, out: Path) -> list[Path]:
+def export_jobs(spec: Path, out: Path) -> list:
     """The seed's jobs as CLI v2 files, for the load_job baseline."""
+    out.mkdir(parents=True, exist_ok=True)
     script = ("import sys, yaml; from pathlib import Path; from runner import spec as s; "
               "from runner.export import job_document; sp = s.load(sys.argv[1]); out = Path(sys.argv[2]); "
               "[(out / f'{j.name}.yml').write_text(yaml.safe_dump(job_document(sp, j, out), sort_keys=False)) "
               "for j in sp.jobs.values()]")
     subprocess.run([PY, "-c", script, str(spec), str(out)], check=True, cwd=ROOT)
-    return sorted(out.glob("*.yml"))
+    return sorted(str(p) for p in out.glob("*.yml"))
 
 
-def cases(work: Path) -> dict:
-    """name -> (mlrun command, baseline command, target ratio, cwd)."""
+def many_jobs(folder: Path, n: int, command: str = "python -c pass") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = "".join(f"  j{i}: {{command: {command}, compute: cluster}}\n" for i in range(n))
+    spec = folder / "lab.yaml"
+    spec.write_text("name: many\nworkspace: {name: ws-many}\ncomputes:\n"
+                    "  cluster: {type: amlcompute, max_instances: 2}\njobs:\n" + jobs)
+    return spec
+
+
+def scripts_directly(folder: Path) -> list:
+    """The baseline a user would type: both scripts one after the other, MLflow on a fresh store."""
+    lab_copy(folder)
+    data = folder / "training" / "data" / "diabetes.csv"
+    return ["bash", "-c", f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && "
+            f"python train-model-mlflow.py --training_data {data} && "
+            f"python train-model-autolog.py --training_data {data}"]
+
+
+def mlflow_projects(folder: Path) -> list:
+    """Both scripts as MLflow Project entry points, `mlflow run --env-manager local`."""
+    lab_copy(folder)
+    (folder / "training" / "MLproject").write_text(
+        "name: diabetes\nentry_points:\n"
+        "  manual: {parameters: {data: path}, command: 'python train-model-mlflow.py --training_data {data}'}\n"
+        "  auto: {parameters: {data: path}, command: 'python train-model-autolog.py --training_data {data}'}\n")
+    data = folder / "training" / "data" / "diabetes.csv"
+    run = f"mlflow run {folder}/training --env-manager local -P data={data}"
+    return ["bash", "-c", f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; "
+            f"{run} -e manual && {run} -e auto"]
+
+
+def cases(work: Path, quick: bool) -> list[Case]:
     spec = lab_copy(work / "lab")
-    exported = work / "exported"
-    exported.mkdir()
-    files = export_jobs(spec, exported)
+    exported = export_jobs(spec, work / "exported")
     load_jobs = [PY, "-c", "import sys; from azure.ai.ml import load_job; [load_job(f) for f in sys.argv[1:]]",
-                 *map(str, files)]
-    subprocess.run([PY, "-m", "runner", "apply", "-y", str(spec), "--only", "train-mlflow"], cwd=work,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    validate = [PY, "-m", "runner", "validate", str(spec)]
-    return {
-        "validate vs import yaml+jsonschema+click": (validate, [PY, "-c", "import yaml, jsonschema, click"], 1.5, work),
-        "validate vs azure.ai.ml.load_job": (validate, load_jobs, 0.2, work),
-        "plan (no changes, local) vs validate": ([PY, "-m", "runner", "plan", str(spec), "--only", "train-mlflow"],
-                                                 validate, 1.5, work),
-    }
+                 *exported]
+    subprocess.run(MLRUN + ["apply", "-y", str(spec), "--only", "train-mlflow"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    validate = MLRUN + ["validate", str(spec)]
+    n = 10 if quick else 100
+
+    def fresh_apply(folder: Path) -> list:
+        return MLRUN + ["apply", "-y", str(lab_copy(folder)), "--var", "suffix=bench"]
+
+    return [
+        Case("validate vs import yaml+jsonschema+click", lambda _: validate,
+             lambda _: [PY, "-c", "import yaml, jsonschema, click"], 1.5),
+        Case("validate vs azure.ai.ml.load_job", lambda _: validate, lambda _: load_jobs, 0.2),
+        Case("plan (no changes, local) vs validate",
+             lambda _: MLRUN + ["plan", str(spec), "--only", "train-mlflow"], lambda _: validate, 1.5),
+        Case("seed apply (fresh, local) vs scripts directly", fresh_apply, scripts_directly, 0.8),
+        Case("seed apply (fresh, local) vs mlflow run", fresh_apply, mlflow_projects, 0.5),
+        Case(f"{n} trivial jobs, 2-node cluster vs bare loop",
+             lambda f: MLRUN + ["apply", "-y", str(many_jobs(f, n))],
+             lambda f: ["bash", "-c", f"for i in $(seq {n}); do {PY} -c pass; done"], 1.5),
+    ]
+
+
+def plan_scaling(work: Path, sizes: list[int], env: dict) -> None:
+    """Plan time against the number of jobs: it should grow linearly; 1,000 jobs within 2 s."""
+    print(f"\n{'plan, jobs':<44} {'time':>9} {'per job':>9}")
+    for n in sizes:
+        spec = many_jobs(work / f"plan-{n}", n, command="echo hi")
+        t = min(timed(MLRUN + ["plan", str(spec)], spec.parent, env) for _ in range(2))
+        verdict = " (target <= 2s: " + ("ok)" if t <= 2 else "MISSED)") if n == 1000 else ""
+        print(f"{n:<44} {t:>8.3f}s {t / n * 1000:>7.2f}ms{verdict}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("only", nargs="*", help="run the cases whose names contain these words")
-    parser.add_argument("--quick", action="store_true", help="2 repetitions: check that the cases run")
-    parser.add_argument("-n", type=int, default=7, help="repetitions (default 7)")
+    parser.add_argument("--quick", action="store_true", help="1 repetition, small sizes")
+    parser.add_argument("-n", type=int, default=5, help="repetitions (default 5)")
     args = parser.parse_args()
-    reps = 2 if args.quick else args.n
-    env = {**os.environ, "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))}
+    reps = 1 if args.quick else args.n
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))  # this checkout
     with tempfile.TemporaryDirectory(prefix="mlrun-bench-") as tmp:
-        table = cases(Path(tmp))
+        work = Path(tmp)
         print(f"{'case':<44} {'mlrun':>9} {'baseline':>9} {'ratio':>7} {'target':>7}")
-        for name, (ours, base, target, cwd) in table.items():
-            if args.only and not any(w in name for w in args.only):
+        for case in cases(work, args.quick):
+            if args.only and not any(w in case.name for w in args.only):
                 continue
-            timed(ours, cwd, env), timed(base, cwd, env)  # warm the page cache: "cold" means a new process
-            a, b = [], []
-            for _ in range(reps):  # interleaved, so drift hits both alike
-                a.append(timed(ours, cwd, env))
-                b.append(timed(base, cwd, env))
-            ma, mb = statistics.median(a), statistics.median(b)
-            verdict = "ok" if ma / mb <= target else "MISSED"
-            print(f"{name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x {'<=' + str(target) + 'x':>7} {verdict}",
-                  flush=True)
+            ours, base = [], []
+            for i in range(reps + (0 if args.quick else 1)):  # the first round warms caches, not counted
+                a = work / "runs" / f"{len(ours)}-{i}-a-{time.monotonic_ns()}"
+                b = work / "runs" / f"{len(ours)}-{i}-b-{time.monotonic_ns()}"
+                a.mkdir(parents=True), b.mkdir(parents=True)
+                t_ours, t_base = timed(case.ours(a), a, env), timed(case.base(b), b, env)  # interleaved
+                if i or args.quick:
+                    ours.append(t_ours), base.append(t_base)
+            ma, mb = statistics.median(ours), statistics.median(base)
+            verdict = "ok" if ma / mb <= case.target else "MISSED"
+            print(f"{case.name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x {'<=' + str(case.target) + 'x':>7} "
+                  f"{verdict}", flush=True)
+        if not args.only or any("plan" in w for w in args.only):
+            plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
 
 
 if __name__ == "__main__":

@@ -300,6 +300,57 @@ def destroy(spec, target, variables, yes) -> int:
     return EXIT_OK
 
 
+@cli.command("export")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The folder to write workspace.yml, computes/ and jobs/ in.")
+@_target_options
+def export_cmd(spec, out_dir, target, variables) -> int:
+    """Write the spec as Azure ML CLI v2 YAML files: one per workspace, compute and job."""
+    from . import export as exporting
+    from .context import open_context
+
+    overrides = _parse_vars(variables)
+    s = open_context(spec, target, overrides, runs=False).spec  # generated variables as the state keeps them
+    _print_problems(s.doc.problems)
+    for name, value in s.generated.items():
+        if name in overrides:
+            continue
+        click.echo(f"note: variable {name} was generated for this export only ({value}); pass --var {name}=VALUE "
+                   "to choose it", err=True)
+    for path in exporting.export(s, Path(out_dir)):
+        click.echo(f"wrote {display_path(str(path))}")
+    left = [f"{k} ({why})" for k, why in exporting.NOT_EXPORTED.items() if s.doc.data.get(k)]
+    if left:
+        click.echo(f"not exported: {', '.join(left)}", err=True)
+    return EXIT_OK
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="The spec file to write.")
+@click.option("--name", help="The spec's name (default: the MLproject's or workspace's name).")
+@click.option("--inline", is_flag=True, help="Copy the az ml files' fields in instead of file: includes.")
+@click.option("--force", is_flag=True, help="Overwrite the output file.")
+def import_cmd(files, out, name, inline, force) -> int:
+    """Write a lab spec from az ml workspace, compute and job YAML files and MLproject files."""
+    from . import importer, spec as spec_mod, validate as checks
+
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        raise UserError(f"{display_path(out)}: already exists (pass --force to overwrite)")
+    doc, notes = importer.build([Path(f) for f in files], out_path, name=name, inline=inline)
+    importer.write(doc, out_path, force=True)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    counts = ", ".join(_plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job")))
+    click.echo(f"wrote {display_path(out)} ({counts})")
+    checked, _, _ = spec_mod.read_doc(out_path)
+    checks.check(checked)
+    _print_problems(checked.problems)
+    return EXIT_ERROR if any(p.severity == "error" for p in checked.problems) else EXIT_OK
+
+
 FORMATS = ("table", "json", "markdown", "html")
 
 

@@ -26,11 +26,13 @@ class Context:
                                   force=tuple(force), only=set(only) if only else None), model
 
 
-def open_context(path: str | Path, target: str = "local", overrides: Mapping[str, Any] | None = None) -> Context:
-    """Load the spec with the state's generated variables, the state, and the backend."""
-    spec = spec_mod.load(path, target=target, overrides=overrides, runs=True)
+def open_context(path: str | Path, target: str = "local", overrides: Mapping[str, Any] | None = None,
+                 runs: bool = True) -> Context:
+    """Load the spec with the state's generated variables, the state, and the backend.
+    `runs`: the spec is loaded to run on the target (see spec.load)."""
+    spec = spec_mod.load(path, target=target, overrides=overrides, runs=runs)
     state = State.load(state_path(spec.path, spec.name, target), spec.name, target)
     kept = state.data["variables"]
     if spec.generated and any(name in kept for name in spec.generated):
-        spec = spec_mod.load(path, target=target, overrides=overrides, generated=kept, runs=True)
+        spec = spec_mod.load(path, target=target, overrides=overrides, generated=kept, runs=runs)
     return Context(spec, state, base.get(target, spec), target)

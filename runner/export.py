@@ -4,9 +4,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 from .spec import Job, Spec, is_local, relative_to
 
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
+COMPUTE_SCHEMAS = {
+    "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
+    "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
+}
+WORKSPACE_KEYS = ("name", "display_name", "description", "location", "resource_group", "tags")
+NOT_EXPORTED = {"variables": "resolved into the files", "queries": "no az ml equivalent",
+                "targets": "no az ml equivalent"}
 
 
 def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
@@ -30,6 +40,42 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     if inputs:
         doc["inputs"] = inputs
     return doc
+
+
+def workspace_document(spec: Spec) -> dict:
+    """The workspace as a workspace.schema.json file."""
+    doc = {"$schema": WORKSPACE_SCHEMA}
+    doc.update({k: spec.workspace[k] for k in WORKSPACE_KEYS if k in spec.workspace})
+    return doc
+
+
+def compute_document(spec: Spec, name: str) -> dict:
+    """A compute as an amlCompute / computeInstance file."""
+    compute = spec.computes[name]
+    doc = {"$schema": COMPUTE_SCHEMAS[compute.type], "name": name, "type": compute.type}
+    for key, value in compute.fields.items():
+        if key not in ("$schema", "file", "name", "type"):
+            doc[key] = value
+    return doc
+
+
+def export(spec: Spec, out_dir: Path) -> list[Path]:
+    """Write workspace.yml, computes/NAME.yml and jobs/NAME.yml under `out_dir`; the files written."""
+    out_dir = Path(out_dir)
+    written = []
+
+    def write(path: Path, doc: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        written.append(path)
+
+    write(out_dir / "workspace.yml", workspace_document(spec))
+    for name in spec.computes:
+        write(out_dir / "computes" / f"{name}.yml", compute_document(spec, name))
+    for name, job in spec.jobs.items():
+        folder = out_dir / "jobs"
+        write(folder / f"{name}.yml", job_document(spec, job, folder))
+    return written
 
 
 def _rel(path: Path, out_dir: Path) -> str:

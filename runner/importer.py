@@ -1,0 +1,225 @@
+"""A lab spec from Azure ML CLI v2 YAML files (workspace, computes, jobs) and MLflow MLproject files."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError, display_path
+from .spec import LOCAL_INPUT_TYPES, is_local
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = REPO / "schemas" / "lab.schema.json"
+WORKSPACE_KEYS = ("name", "display_name", "description", "location", "resource_group", "tags")
+PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+LITERAL_TYPES = {"float": float, "double": float, "number": float, "int": int, "integer": int, "long": int}
+
+
+def kind(data: dict, path: Path) -> str:
+    """workspace, compute, job or mlproject: what an az ml / MLflow YAML file describes."""
+    schema = str(data.get("$schema") or "").lower()
+    for marker, what in (("workspace.schema", "workspace"), ("amlcompute.schema", "compute"),
+                         ("computeinstance.schema", "compute"), ("commandjob.schema", "job"),
+                         ("sweepjob.schema", "job")):
+        if marker in schema:
+            return what
+    if path.name == "MLproject" or "entry_points" in data:
+        return "mlproject"
+    kind_of = data.get("type")
+    if kind_of in ("amlcompute", "computeinstance"):
+        return "compute"
+    if kind_of in ("command", "sweep") or (kind_of is None and "command" in data):
+        return "job"
+    raise UserError(f"{display_path(str(path))}: not an az ml workspace, compute or command job file, "
+                    "nor an MLproject file")
+
+
+def read_yaml(path: Path) -> dict:
+    name = display_path(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{name}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{name}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{name}{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{name}: expected a YAML mapping")
+    return data
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return s[:64].strip("-") or "lab"
+
+
+def build(files: list[Path], out: Path, name: str | None = None, inline: bool = False) -> tuple[dict, list[str]]:
+    """The spec (as a dict, in writing order) and notes for the user."""
+    out_dir = out.resolve().parent
+    workspace, computes, jobs, notes = None, {}, {}, []
+    seen: dict = {}
+    spec_name = name
+    for path in files:
+        path = Path(path)
+        data = read_yaml(path)
+        what = kind(data, path)
+        shown = display_path(str(path))
+        if what == "workspace":
+            if workspace is not None:
+                raise UserError(f"{shown}: a second workspace file (a spec has one workspace)")
+            dropped = sorted(k for k in data if k not in WORKSPACE_KEYS and k != "$schema")
+            if dropped:
+                notes.append(f"{shown}: not imported (mlrun does not manage them): {', '.join(dropped)}")
+            workspace = {k: data[k] for k in WORKSPACE_KEYS if k in data}
+            if "name" not in workspace:
+                raise UserError(f"{shown}: the workspace file has no name")
+        elif what == "compute":
+            key = data.get("name")
+            if not isinstance(key, str) or not key:
+                raise UserError(f"{shown}: the compute file has no name")
+            _add(computes, seen, "compute", key, shown,
+                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)})
+        elif what == "job":
+            key = data.get("name") if isinstance(data.get("name"), str) and data.get("name") else path.stem
+            _add(jobs, seen, "job", key, shown,
+                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)})
+        else:
+            spec_name = spec_name or (slug(data["name"]) if data.get("name") else slug(path.resolve().parent.name))
+            for env_key in ("conda_env", "python_env"):
+                if env_key in data:
+                    notes.append(f"{shown}: {env_key} not imported: locally the current interpreter runs the jobs; "
+                                 "give them an environment to run on Azure")
+            for key, block in _mlproject_jobs(data, path, out_dir).items():
+                _add(jobs, seen, "job", key, shown, block)
+    spec_name = slug(spec_name or (workspace or {}).get("name") or out.stem)
+    doc: dict = {"name": spec_name, "description": f"Imported from {', '.join(Path(f).name for f in files)}"}
+    if workspace is None:
+        doc["variables"] = {"suffix": {"generate": "hex", "length": 6,
+                                       "description": "Makes the workspace name unique; generated once, "
+                                                      "kept in the state."}}
+        base = spec_name[:20].strip("-")
+        workspace = {"name": f"mlw-{base}-${{{{vars.suffix}}}}", "resource_group": f"rg-{base}-${{{{vars.suffix}}}}",
+                     "location": "eastus"}
+    doc["workspace"] = workspace
+    if computes:
+        doc["computes"] = computes
+    if jobs:
+        doc["jobs"] = jobs
+    return doc, notes
+
+
+def _add(section: dict, seen: dict, what: str, key: str, shown: str, block: dict) -> None:
+    if (what, key) in seen:
+        raise UserError(f"{shown}: a second {what} named '{key}' (the first is in {seen[(what, key)]})")
+    seen[(what, key)] = shown
+    section[key] = block
+
+
+def _inline_block(data: dict, path: Path, out_dir: Path) -> dict:
+    """A CLI v2 block copied in, its local paths made relative to the spec."""
+    block = {k: v for k, v in data.items() if k not in ("$schema", "name")}
+    here = path.resolve().parent
+    if is_local(block.get("code")):
+        block["code"] = _rel(here / block["code"], out_dir)
+    inputs = block.get("inputs")
+    if isinstance(inputs, dict):
+        block["inputs"] = {
+            k: ({**v, "path": _rel(here / v["path"], out_dir)}
+                if isinstance(v, dict) and v.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(v.get("path"))
+                else v)
+            for k, v in inputs.items()}
+    env = block.get("environment")
+    if isinstance(env, dict) and isinstance(env.get("conda_file"), str):
+        block["environment"] = {**env, "conda_file": _rel(here / env["conda_file"], out_dir)}
+    return block
+
+
+def _mlproject_jobs(data: dict, path: Path, out_dir: Path) -> dict:
+    shown = display_path(str(path))
+    entry_points = data.get("entry_points")
+    if not isinstance(entry_points, dict) or not entry_points:
+        raise UserError(f"{shown}: an MLproject needs entry_points")
+    here = path.resolve().parent
+    environment = None
+    docker = data.get("docker_env")
+    if isinstance(docker, dict) and docker.get("image"):
+        environment = {"image": docker["image"]}
+    jobs = {}
+    for entry, ep in entry_points.items():
+        if not isinstance(ep, dict) or not isinstance(ep.get("command"), str):
+            raise UserError(f"{shown}: entry point '{entry}' has no command")
+        params = ep.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise UserError(f"{shown}: entry point '{entry}': parameters must be a mapping")
+        inputs = {}
+        for pname, p in params.items():
+            ptype, default = (p.get("type", "string"), p.get("default")) if isinstance(p, dict) else ("string", p)
+            if default is None:
+                raise UserError(f"{shown}: entry point '{entry}': parameter '{pname}' has no default "
+                                "(a spec input needs a value)")
+            inputs[pname] = _param_input(ptype, default, here, out_dir)
+        unknown = sorted(set(PARAM.findall(ep["command"])) - set(params))
+        if unknown:
+            raise UserError(f"{shown}: entry point '{entry}': the command uses undeclared parameters: "
+                            f"{', '.join(unknown)}")
+        command = PARAM.sub(lambda m: f"${{{{inputs.{m.group(1)}}}}}", ep["command"])
+        job = {"code": _rel(here, out_dir), "command": command}
+        if inputs:
+            job["inputs"] = inputs
+        if environment:
+            job["environment"] = environment
+        jobs[str(entry)] = job
+    return jobs
+
+
+def _param_input(ptype: str, default, here: Path, out_dir: Path):
+    if ptype in ("path", "uri"):
+        ref = str(default)
+        if not is_local(ref):
+            return {"type": "uri_folder" if ref.endswith("/") else "uri_file", "path": ref}
+        local = here / os.path.expanduser(ref)
+        return {"type": "uri_folder" if local.is_dir() else "uri_file", "path": _rel(local, out_dir)}
+    convert = LITERAL_TYPES.get(ptype)
+    if convert is None:  # string (MLflow's default type): the value as text
+        return default if isinstance(default, (str, bool)) else str(default)
+    try:
+        return convert(default)
+    except (TypeError, ValueError):
+        return default
+
+
+def schema_comment(out: Path) -> str | None:
+    """The yaml-language-server line pointing at schemas/lab.schema.json, when out is in this repo."""
+    out_dir = out.resolve().parent
+    if not SCHEMA.exists():
+        return None
+    try:
+        out_dir.relative_to(REPO)
+    except ValueError:
+        return None
+    return f"# yaml-language-server: $schema={Path(os.path.relpath(SCHEMA, out_dir)).as_posix()}"
+
+
+def write(doc: dict, out: Path, force: bool = False) -> None:
+    if out.exists() and not force:
+        raise UserError(f"{display_path(str(out))}: already exists (pass --force to overwrite)")
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
+    comment = schema_comment(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text((comment + "\n" if comment else "") + text, encoding="utf-8")
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), out_dir)).as_posix()
