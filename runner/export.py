@@ -9,6 +9,7 @@ import yaml
 from .spec import Job, Spec, is_local, relative_to
 
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
@@ -20,13 +21,16 @@ NOT_EXPORTED = {"variables": "resolved into the files", "queries": "no az ml equ
 
 
 def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
-    """The job as a commandJob file written in `out_dir`: local paths made relative to it."""
-    doc = {"$schema": JOB_SCHEMA, "type": "command"}
+    """The job as a commandJob (or sweepJob) file written in `out_dir`: local paths made relative
+    to it (a sweep's code is its trial's)."""
+    doc = {"$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA, "type": "sweep" if job.is_sweep else "command"}
     for key, value in job.fields.items():
         if key in ("$schema", "type", "name"):
             continue
         doc[key] = value
-    if job.code:
+    if job.code and job.is_sweep:
+        doc["trial"] = {**job.trial, "code": _rel(job.code, out_dir)}
+    elif job.code:
         doc["code"] = _rel(job.code, out_dir)
     if job.compute:
         doc["compute"] = f"azureml:{job.compute}"

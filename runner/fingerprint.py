@@ -12,6 +12,8 @@ from .spec import Job
 SKIP_DIRS = {".git", "__pycache__", ".mlrun", ".ipynb_checkpoints", ".pytest_cache"}
 SKIP_SUFFIXES = (".pyc",)
 PARTS = ("command", "code", "inputs", "environment", "compute", "environment_variables")
+SWEEP_PARTS = ("search_space", "sampling_algorithm", "objective", "limits", "early_termination")
+ALL_PARTS = PARTS + SWEEP_PARTS  # a command job has PARTS only, so its fingerprint is as before
 RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
 _tree_cache: dict = {}
@@ -66,20 +68,23 @@ def parts(job: Job) -> dict:
             inputs[name] = {"type": inp.type, "value": inp.value}
     return {
         "command": _digest(job.command),
-        "code": tree_digest(job.code) if job.code and job.code.exists() else _digest(job.fields.get("code")),
+        "code": tree_digest(job.code) if job.code and job.code.exists() else _digest(job.trial.get("code")),
         "inputs": _digest(inputs),
         "environment": _digest(job.environment),
         "compute": _digest(job.compute),
         "environment_variables": _digest(job.env_vars),
+        **({"search_space": _digest(job.search_space), "sampling_algorithm": _digest(job.sampling),
+            "objective": _digest(job.objective), "limits": _digest(job.limits),
+            "early_termination": _digest(job.early_termination)} if job.is_sweep else {}),
     }
 
 
 def combine(job_parts: dict) -> str:
-    return _digest([job_parts[p] for p in PARTS])
+    return _digest([job_parts[p] for p in ALL_PARTS if p in job_parts])
 
 
 def changed(old: dict | None, new: dict) -> list[str]:
     """The names of the parts that differ (all of them when the old parts are unknown)."""
     if not old:
-        return list(PARTS)
-    return [p for p in PARTS if old.get(p) != new.get(p)]
+        return [p for p in ALL_PARTS if p in new]
+    return [p for p in ALL_PARTS if (p in old or p in new) and old.get(p) != new.get(p)]

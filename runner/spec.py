@@ -165,8 +165,17 @@ class Job:
     source: Path | None = None        # the CLI v2 file it came from, if any
 
     @property
+    def is_sweep(self) -> bool:
+        return self.fields.get("type") == "sweep"
+
+    @property
+    def trial(self) -> dict:
+        """What runs: a sweep's `trial` block, or the command job's own fields."""
+        return (self.fields.get("trial") or {}) if self.is_sweep else self.fields
+
+    @property
     def command(self) -> str:
-        return self.fields.get("command", "")
+        return self.trial.get("command", "")
 
     @property
     def compute(self) -> str | None:
@@ -179,15 +188,39 @@ class Job:
 
     @property
     def environment(self) -> Any:
-        return self.fields.get("environment")
+        return self.trial.get("environment")
 
     @property
     def env_vars(self) -> dict:
-        return {k: _text(v) for k, v in (self.fields.get("environment_variables") or {}).items()}
+        return {k: _text(v) for k, v in (self.trial.get("environment_variables") or {}).items()}
 
     @property
     def timeout(self) -> int | None:
         return (self.fields.get("limits") or {}).get("timeout")
+
+    # --- sweep jobs (type: sweep) ---
+
+    @property
+    def search_space(self) -> dict:
+        return self.fields.get("search_space") or {}
+
+    @property
+    def sampling(self) -> dict:
+        """The sampling algorithm as a mapping: {type: grid|random|bayesian, seed?, ...}."""
+        algo = self.fields.get("sampling_algorithm") or "random"
+        return {"type": algo} if isinstance(algo, str) else dict(algo)
+
+    @property
+    def objective(self) -> dict:
+        return self.fields.get("objective") or {}
+
+    @property
+    def limits(self) -> dict:
+        return self.fields.get("limits") or {}
+
+    @property
+    def early_termination(self) -> dict | None:
+        return self.fields.get("early_termination")
 
 
 @dataclass
@@ -340,7 +373,9 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
 
 def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
     at = ("jobs", name)
-    code = relative_to(doc, at + ("code",), fields["code"]) if is_local(fields.get("code")) else None
+    code_at = at + ("trial", "code") if fields.get("type") == "sweep" else at + ("code",)
+    code_ref = (fields.get("trial") or {}).get("code") if fields.get("type") == "sweep" else fields.get("code")
+    code = relative_to(doc, code_at, code_ref) if is_local(code_ref) else None
     inputs = {}
     for key, value in (fields.get("inputs") or {}).items():
         if isinstance(value, dict):

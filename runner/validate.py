@@ -225,11 +225,19 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict |
             doc.problem(at + ("compute",), f"'{bare}' is not a compute of this spec (defined: {defined})")
     inputs = job.get("inputs") if isinstance(job.get("inputs"), dict) else {}
     outputs = job.get("outputs") if isinstance(job.get("outputs"), dict) else {}
-    if isinstance(job.get("command"), str):
-        _check_placeholders(doc, at + ("command",), job["command"], {"inputs": inputs, "outputs": outputs})
-    code = job.get("code")
-    if is_local(code) and not _unresolved(code) and not relative_to(doc, at + ("code",), code).exists():
-        doc.problem(at + ("code",), f"code folder '{code}' does not exist")
+    sweep = job.get("type") == "sweep"
+    trial = job.get("trial") if isinstance(job.get("trial"), dict) else {}
+    run_at = at + ("trial",) if sweep else at
+    runs_what = trial if sweep else job
+    declared = {"inputs": inputs, "outputs": outputs}
+    if sweep:
+        declared["search_space"] = _dicts(job.get("search_space"))
+        _check_sweep(doc, at, job)
+    if isinstance(runs_what.get("command"), str):
+        _check_placeholders(doc, run_at + ("command",), runs_what["command"], declared)
+    code = runs_what.get("code")
+    if is_local(code) and not _unresolved(code) and not relative_to(doc, run_at + ("code",), code).exists():
+        doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
     for key, value in inputs.items():
         if isinstance(value, dict):
             _check_input(doc, at + ("inputs", key), value)
@@ -240,6 +248,18 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict |
         keys = " and ".join(f"'{k}'" for k in sorted(misplaced))
         doc.problem(at + ("inputs",), f"inputs named {keys} look like the fields of one input: "
                     "did you mean inputs: {NAME: {type: ..., path: ...}}?", key=True, severity="warning")
+
+
+def _check_sweep(doc: Doc, at: tuple, job: dict) -> None:
+    """Grid sampling enumerates choices: every parameter of a grid sweep must be a choice."""
+    algo = job.get("sampling_algorithm")
+    kind = algo.get("type") if isinstance(algo, dict) else algo
+    if kind != "grid":
+        return
+    for name, param in _dicts(job.get("search_space")).items():
+        if param.get("type") not in ("choice", None) and isinstance(param.get("type"), str):
+            doc.problem(at + ("search_space", name, "type"), f"grid sampling needs choice parameters, "
+                        f"but '{name}' is {param['type']} (use random sampling, or a choice of values)")
 
 
 def _check_placeholders(doc: Doc, path: tuple, command: str, declared: dict) -> None:
@@ -279,6 +299,10 @@ def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, run
 
 
 def _check_azure(doc: Doc, data: dict) -> None:
+    for name, job in _dicts(data.get("jobs")).items():
+        if job.get("type") == "sweep":
+            doc.problem(("jobs", name, "type"), "sweep jobs run on the local target only, for now "
+                        "(mlrun export writes them as az ml sweepJob files)")
     targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
     azure = targets.get("azure") if isinstance(targets.get("azure"), dict) else {}
     if not azure.get("subscription_id") and not azure.get("config"):

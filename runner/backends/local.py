@@ -101,8 +101,13 @@ class LocalBackend:
                 if env:
                     envs.setdefault(json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []).append(name)
         python = f"{sys.executable} (Python {sys.version.split()[0]})"
-        return [f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
-                f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}" for env, jobs in envs.items()]
+        notes = [f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
+                 f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}" for env, jobs in envs.items()]
+        for c in plan.changes:
+            name = c.address.split(".", 1)[1]
+            if c.action == "run" and c.address.startswith("job.") and name in self.spec.jobs:
+                notes += sweep_notes(self.spec.jobs[name])
+        return notes
 
     # --- resources -------------------------------------------------------------------------------
 
@@ -155,7 +160,10 @@ class LocalBackend:
 
     def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
         run_dir = self.root / "runs" / job.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        command = self._command(job, run_dir)
+        if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
+            command = self._sweep(job, run_dir)
+        else:
+            command = self._command(job, run_dir)
         self._snapshot(job, run_dir / "work")
         (run_dir / "command.sh").write_text(command + "\n")
         client = self.client()
@@ -180,7 +188,32 @@ class LocalBackend:
         run.update(status="Running", pid=proc.pid, started=now())
         return run
 
-    def _command(self, job: Job, run_dir: Path) -> str:
+    def _sweep(self, job: Job, run_dir: Path) -> str:
+        """Write RUN_DIR/sweep.json (the trials, sampled now, and what each needs) and return the
+        command that runs the sweep's controller (runner/sweep.py)."""
+        from .. import sweep
+
+        compute = self.spec.computes.get(job.compute)
+        slots = compute.slots if compute else (os.cpu_count() or 1)
+        limit = job.limits.get("max_concurrent_trials")
+        config = {
+            "command": self._command(job, run_dir, outputs=False),  # outputs are per trial
+            "outputs": sorted(job.outputs),
+            "trials": sweep.sample(job.search_space, job.sampling, job.limits),
+            "algorithm": sweep.local_algorithm(job.sampling),
+            "concurrency": min(limit, slots) if limit else slots,
+            "trial_timeout": job.limits.get("trial_timeout"),
+            "objective": job.objective,
+            "early_termination": job.early_termination,
+            "run_name": job.fields.get("display_name") or job.name,
+            "tags": {**{str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()},
+                     "mlrun.job": job.name, "mlflow.source.name": job.command, "mlflow.source.type": "JOB"},
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / sweep.CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        return sweep.controller_command(run_dir)
+
+    def _command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
         values = {}
         for name, inp in job.inputs.items():
             if inp.type is not None and inp.local_path is None and isinstance(inp.value, str) \
@@ -188,7 +221,7 @@ class LocalBackend:
                 raise UserError(f"job {job.name}: input '{name}' is {inp.value}, which the local target "
                                 "cannot read; give it a local path")
             values[("inputs", name)] = str(inp.local_path) if inp.local_path else _literal(inp.value)
-        for name in job.outputs:
+        for name in job.outputs if outputs else ():
             out = run_dir / "outputs" / name
             out.mkdir(parents=True, exist_ok=True)
             values[("outputs", name)] = str(out)
@@ -243,19 +276,47 @@ class LocalBackend:
 
     def finalize(self, run: dict) -> None:
         """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
-        client, run_dir = self.client(), Path(run["run_dir"])
-        log = run_dir / "user_logs" / "std_log.txt"
-        if log.exists():
-            client.log_artifact(run["id"], str(log), artifact_path="user_logs")
-        for folder in sorted((run_dir / "outputs").glob("*")):
-            if folder.is_dir() and any(folder.iterdir()):
-                client.log_artifacts(run["id"], str(folder), artifact_path=folder.name)
-        for name in ("outputs", "logs"):  # as Azure ML uploads ./outputs and ./logs
-            folder = run_dir / "work" / name
-            if folder.is_dir() and any(folder.iterdir()):
-                client.log_artifacts(run["id"], str(folder), artifact_path=name)
-        with self._mlflow_lock:
-            client.set_terminated(run["id"], MLFLOW_STATUS[run["status"]])
+        finalize_run(self.client(), run["id"], Path(run["run_dir"]), run["status"], self._mlflow_lock)
+
+
+def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threading.Lock | None = None) -> None:
+    """A finished run's folder into MLflow: std_log.txt, outputs, ./outputs and ./logs of the
+    working copy as artifacts, then the status (a job's run, or a sweep's trial)."""
+    log = run_dir / "user_logs" / "std_log.txt"
+    if log.exists():
+        client.log_artifact(run_id, str(log), artifact_path="user_logs")
+    for folder in sorted((run_dir / "outputs").glob("*")):
+        if folder.is_dir() and any(folder.iterdir()):
+            client.log_artifacts(run_id, str(folder), artifact_path=folder.name)
+    for name in ("outputs", "logs"):  # as Azure ML uploads ./outputs and ./logs
+        folder = run_dir / "work" / name
+        if folder.is_dir() and any(folder.iterdir()):
+            client.log_artifacts(run_id, str(folder), artifact_path=name)
+    with lock or threading.Lock():
+        client.set_terminated(run_id, MLFLOW_STATUS[status])
+
+
+def sweep_notes(job: Job) -> list[str]:
+    """What a sweep does differently on the local target, said plainly."""
+    if not job.is_sweep:
+        return []
+    from .. import sweep
+
+    notes = []
+    sampling = job.sampling
+    if sampling.get("type") == "bayesian":
+        seed = f" (seed {sampling['seed']})" if sampling.get("seed") is not None else ""
+        notes.append(f"note: sweep {job.name} samples bayesian on Azure ML; locally it samples random{seed} instead")
+    elif sampling.get("rule") == "sobol":
+        notes.append(f"note: sweep {job.name} samples with the sobol rule on Azure ML; locally plain random")
+    if sweep.local_algorithm(sampling) == "random" and not job.limits.get("max_total_trials"):
+        notes.append(f"note: sweep {job.name} sets no limits.max_total_trials; locally it runs "
+                     f"{sweep.DEFAULT_RANDOM_TRIALS} trials")
+    policy = (job.early_termination or {}).get("type")
+    if policy in ("bandit", "truncation_selection"):
+        notes.append(f"note: sweep {job.name} uses {policy} early termination on Azure ML; "
+                     "locally median stopping is used instead")
+    return notes
 
 
 def _copy_out(path: Path, offset: int, out) -> int:
