@@ -69,7 +69,7 @@ def _target_options(f):
     return click.option("--target", default="local", show_default=True, help="Where to run: local or azure.")(f)
 
 
-def _open(spec_path: str, target: str, variables) -> "Context":
+def _open(spec_path: str, target: str, variables):
     from .context import open_context
 
     ctx = open_context(spec_path, target, variables if isinstance(variables, dict) else _parse_vars(variables))

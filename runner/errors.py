@@ -36,6 +36,23 @@ class UserError(Exception):
     """Anything the user can fix: bad input, a failed job, a backend's refusal. Exit code 1."""
 
 
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A file the user named, as text; a missing, unreadable or non-UTF-8 file is a UserError that
+    names it (`what` says what it should have been: "spec file", "YAML file")."""
+    name = display_path(str(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UserError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{name}: is a folder, not a {what}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{name}: cannot read: {e.strerror}") from None
+
+
 class SpecError(UserError):
     """A spec with errors: carries every problem found, warnings included."""
 

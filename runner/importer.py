@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError, display_path
+from .errors import UserError, display_path, read_text
 from .spec import LOCAL_INPUT_TYPES, is_local
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,16 +38,7 @@ def kind(data: dict, path: Path) -> str:
 
 def read_yaml(path: Path) -> dict:
     name = display_path(str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{name}: is a folder, not a YAML file") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"{name}: cannot read: {e.strerror}") from None
+    text = read_text(path, "YAML file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

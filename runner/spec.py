@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import yamldoc
-from .errors import SpecError, UserError
+from .errors import SpecError, read_text
 from .yamldoc import Doc
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -248,16 +248,7 @@ def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mappi
     newly generated ones. Problems are in the Doc."""
     env = os.environ if env is None else env
     file = str(path)
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{file}: is a folder, not a spec file") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"{file}: cannot read: {e.strerror}") from None
+    text = read_text(file, "spec file")
     doc = Doc(file)
     node = yamldoc.compose(text, doc)
     if node is None:

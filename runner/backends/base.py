@@ -1,7 +1,6 @@
 """The Backend protocol: what apply, status, logs and reports need from a target."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Protocol
 
 from ..spec import Job, Spec

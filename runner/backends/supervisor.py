@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 GRACE = float(os.environ.get("MLRUN_KILL_GRACE", "10"))
 
