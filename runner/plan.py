@@ -77,7 +77,7 @@ def desired(spec: Spec, target: str = "local") -> dict:
     fingerprint."""
     ws = spec.workspace
     resources = {}
-    if target == "azure":
+    if target == "azure" and ws.get("resource_group"):  # one named only in a config.json is used, not managed
         rg = ws["resource_group"]
         resources[f"resource_group.{rg}"] = {"kind": "resource_group", "name": rg,
                                              "attrs": {"location": ws.get("location")}}

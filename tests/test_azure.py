@@ -253,3 +253,32 @@ def test_failed_workspace_deployment_is_a_clear_message(azure_emulator, tmp_path
         azure_emulator.reset()
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), proc.stderr
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
+
+
+def test_a_config_json_names_the_subscription_and_an_existing_resource_group(azure_emulator, tmp_path):
+    run_sdk(azure_emulator, textwrap.dedent("""\
+        import json, os
+        from azure.ai.ml._azure_environments import _get_base_url_from_metadata
+        from azure.identity import DefaultAzureCredential
+        from azure.mgmt.resource.resources import ResourceManagementClient
+        base = _get_base_url_from_metadata()
+        arm = ResourceManagementClient(DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
+                                       base_url=base, credential_scopes=[base + "/.default"])
+        arm.resource_groups.create_or_update("rg-fromconfig", {"location": "eastus"})
+        print(json.dumps({"ok": True}))
+        """))
+    (tmp_path / "config.json").write_text(json.dumps({
+        "subscription_id": azure_emulator.subscription, "resource_group": "rg-fromconfig", "workspace_name": "ws-cfg"}))
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("name: cfg\nworkspace: {name: ws-cfg, location: eastus}\n"
+                    "computes:\n  c1: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}\n"
+                    "targets:\n  azure: {config: config.json}\n")
+    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    assert plan == ("  + workspace.ws-cfg\n"
+                    "  + compute.c1                   amlcompute STANDARD_DS11_V2, 0..1 nodes\n"
+                    "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run.\n")
+    mark = azure_emulator.mark()
+    az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
+    assert any(m == "PUT" and "/resourceGroups/rg-fromconfig/" in p and p.endswith("/computes/c1")
+               for m, p in calls(azure_emulator, mark))
+    az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)

@@ -102,7 +102,8 @@ class AzureBackend:
         with errors():
             actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"], "serial": state["serial"]}
             addresses = set(state["resources"])
-            addresses.add(f"resource_group.{self.resource_group}")
+            if self.spec.workspace.get("resource_group"):  # a config.json's group is used, not managed
+                addresses.add(f"resource_group.{self.resource_group}")
             addresses.add(f"workspace.{self.workspace}")
             addresses.update(f"compute.{n}" for n in self.spec.computes)
             rg_alive = self._rg_exists()
