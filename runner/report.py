@@ -59,12 +59,14 @@ def job_entry(spec, state, backend, client, name: str, images: bool) -> dict:
              "start": run and run.get("started"), "duration": _seconds(run) if run else None,
              "error": run and run.get("error"), "params": {}, "metrics": {}, "tags": {}, "artifacts": [],
              "where": backend.run_url(run) if run and run.get("id") else None,
-             "previous": None, "histories": {}, "images": []}
+             "previous": None, "histories": {}, "images": [], "sweep": None}
     if not (run and run.get("id")):
         return entry
     mlrun = client.get_run(run["id"])
     entry.update({k: v for k, v in _run_summary(mlrun).items() if k in ("params", "metrics", "tags")})
     entry["artifacts"] = _artifacts(client, run["id"])
+    if name in spec.jobs and spec.jobs[name].is_sweep:
+        entry["sweep"] = _sweep(client, spec.jobs[name], mlrun)
     for key in entry["metrics"]:
         history = client.get_metric_history(run["id"], key)
         if len(history) > 1:
@@ -82,6 +84,24 @@ def job_entry(spec, state, backend, client, name: str, images: bool) -> dict:
                     image["data"] = base64.b64encode(f.read()).decode()
             entry["images"].append(image)
     return entry
+
+
+def _sweep(client, job, parent) -> dict:
+    """A sweep's trials (its parent run's children) with their searched values and objective."""
+    primary = job.objective.get("primary_metric")
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  order_by=["attributes.start_time ASC"])
+    trials = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+               "params": {p: r.data.params.get(p) for p in job.search_space}, "value": r.data.metrics.get(primary),
+               "early_terminated": r.data.tags.get("mlrun.early_terminated") == "true"} for r in children]
+    return {"primary_metric": primary, "goal": job.objective.get("goal", "maximize"),
+            "parameters": list(job.search_space), "best_trial": parent.data.tags.get("mlrun.best_trial"),
+            "trials": trials}
+
+
+def best_trial(sweep: dict) -> dict | None:
+    return next((t for t in sweep["trials"] if t["run_id"] == sweep["best_trial"]), None)
 
 
 def build(spec, state, backend, images: bool = False) -> dict:
@@ -162,7 +182,17 @@ def render_table(report: dict) -> str:
                    ("metrics", "  ".join(f"{k}={_num(v)}" + (f" ({_signed(change[k])})" if change.get(k) else "")
                                          for k, v in j["metrics"].items()))]
         lines += [f"{'':<{width}}  {label:<8} {text}" for label, text in details if text]
+        if j["sweep"]:
+            lines.append(f"{'':<{width}}  {'sweep':<8} {_sweep_line(j['sweep'])}")
     return "\n".join(lines) + "\n"
+
+
+def _sweep_line(sweep: dict) -> str:
+    best, stopped = best_trial(sweep), sum(t["early_terminated"] for t in sweep["trials"])
+    head = (f"best {best['run_name']}: {sweep['primary_metric']}={_num(best['value'])} "
+            f"({', '.join(f'{k}={v}' for k, v in best['params'].items())})" if best else "no trial completed")
+    return (f"{head}; {sweep['goal']}, {len(sweep['trials'])} trials"
+            + (f", {stopped} stopped early" if stopped else ""))
 
 
 def render_json(report: dict) -> str:
@@ -193,6 +223,15 @@ def render_markdown(report: dict) -> str:
         rows.append([j["job"], j["status"], run, _duration(j["duration"]),
                      ", ".join(f"{k}={_num(v)}" for k, v in j["params"].items()) or "-", metrics or "-"])
     lines += _md_table(["job", "status", "run", "duration", "params", "metrics"], rows)
+    for j in report["jobs"]:
+        if j["sweep"]:
+            s = j["sweep"]
+            lines += ["", f"## Sweep `{j['job']}`", "", _sweep_line(s), ""]
+            lines += _md_table(["trial", "status"] + s["parameters"] + [s["primary_metric"], ""],
+                               [[t["run_name"], t["status"]] + [t["params"][p] for p in s["parameters"]]
+                                + ["-" if t["value"] is None else _num(t["value"]),
+                                   "best" if t["run_id"] == s["best_trial"] else
+                                   ("stopped early" if t["early_terminated"] else "")] for t in s["trials"]])
     for exp in report["experiments"]:
         lines += ["", f"## Experiment `{exp['name']}`", ""]
         lines += _md_table(["run", "job", "status"] + exp["metrics"],

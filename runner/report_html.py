@@ -9,7 +9,7 @@ import html
 import math
 import re
 
-from .report import _duration, _num, _signed
+from .report import _duration, _num, _signed, _sweep_line
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626")
 STATUS_CLASS = {"completed": "ok", "finished": "ok", "failed": "bad", "canceled": "off", "killed": "off",
@@ -20,6 +20,7 @@ STATUS_CLASS = {"completed": "ok", "finished": "ok", "failed": "bad", "canceled"
 def render_html(report: dict) -> str:
     """The whole page."""
     sections = [_header(report), _nav(report), _jobs(report["jobs"])]
+    sections += [_sweep(j) for j in report["jobs"] if j.get("sweep")]
     sections += [_experiment(i, exp) for i, exp in enumerate(report["experiments"])]
     sections += [_histories(report["jobs"]), _images(report["jobs"]), _queries(report["queries"])]
     return PAGE.format(title=_e(f"{report['lab']}: mlrun report"), css=CSS,
@@ -101,6 +102,7 @@ def _header(report: dict) -> str:
 
 def _nav(report: dict) -> str:
     links = [("jobs", "Jobs")]
+    links += [(f"sweep-{j['job']}", f"Sweep {j['job']}") for j in report["jobs"] if j.get("sweep")]
     links += [(f"exp-{i}", f"Experiment {e['name']}") for i, e in enumerate(report["experiments"])]
     if any(j["histories"] for j in report["jobs"]):
         links.append(("histories", "Metric histories"))
@@ -173,6 +175,35 @@ def _metric_card(metric: str, runs: list[dict]) -> str:
     bars = [(r["run_name"] or r["run_id"][:7], r["metrics"][metric], PALETTE[i % len(PALETTE)])
             for i, r in enumerate(runs) if metric in r["metrics"] and math.isfinite(r["metrics"][metric])]
     return f'<figure class="card"><figcaption>{_e(metric)}</figcaption>{_bar_chart(metric, bars)}</figure>'
+
+
+def _sweep(job: dict) -> str:
+    """A sweep's trials, and its objective against each searched parameter (the best in green)."""
+    s = job["sweep"]
+    rows = [[f'{_e(t["run_name"])} {_short(t["run_id"])}', _badge(t["status"])]
+            + [_e(t["params"][p]) for p in s["parameters"]]
+            + [_e("-" if t["value"] is None else _num(t["value"])),
+               "best" if t["run_id"] == s["best_trial"] else ("stopped early" if t["early_terminated"] else "")]
+            for t in s["trials"]]
+    table = _table(["Trial", "Status"] + [_e(p) for p in s["parameters"]] + [_e(s["primary_metric"]), ""], rows)
+    cards = ""
+    for p in s["parameters"]:
+        done = sorted((t for t in s["trials"] if t["value"] is not None and math.isfinite(t["value"])),
+                      key=lambda t: _sort_key(t["params"][p]))
+        bars = [(f'{p}={t["params"][p]}', t["value"], "#16a34a" if t["run_id"] == s["best_trial"] else PALETTE[0])
+                for t in done]
+        cards += (f'<figure class="card"><figcaption>{_e(s["primary_metric"])} by {_e(p)}</figcaption>'
+                  f'{_bar_chart(s["primary_metric"], bars)}</figure>')
+    return (f'<section id="sweep-{_e(job["job"])}"><h2>Sweep {_e(job["job"])}</h2>'
+            f'<p class="muted">{_e(_sweep_line(s))}</p>{table}<h3>The objective against each searched parameter</h3>'
+            f'<div class="grid charts">{cards}</div></section>')
+
+
+def _sort_key(value) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _histories(jobs: list[dict]) -> str:

@@ -96,6 +96,31 @@ def test_grid_sweep_runs_the_cartesian_product_and_tags_the_best_trial(tmp_path,
     assert parent.info.run_name == "tune-ab"
     logs = {a.path for a in client.list_artifacts(want.info.run_id, "user_logs")}
     assert logs == {"user_logs/std_log.txt"}
+    check_sweep_report(tmp_path, want, children, goal)
+
+
+def check_sweep_report(tmp_path, want, children, goal):
+    """The report shows the trials, the best one, and the objective against each parameter."""
+    import json
+
+    report = json.loads(run_mlrun("report", "lab.yaml", "--format", "json", cwd=tmp_path, check=0).stdout)
+    (job,) = report["jobs"]
+    s = job["sweep"]
+    assert (s["primary_metric"], s["goal"], s["parameters"]) == ("score", goal, ["a", "b"])
+    assert s["best_trial"] == want.info.run_id
+    assert [t["run_id"] for t in s["trials"]] == [c.info.run_id for c in children]
+    assert [t["params"] for t in s["trials"]][:2] == [{"a": "1", "b": "0.1"}, {"a": "1", "b": "0.2"}]
+    best = f"best {want.info.run_name}: score={want.data.metrics['score']:.4g} (a={want.data.params['a']}, " \
+           f"b={want.data.params['b']}); {goal}, 6 trials"
+    table = run_mlrun("report", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert f"      sweep    {best}\n" in table
+    md = run_mlrun("report", "lab.yaml", "--format", "markdown", cwd=tmp_path, check=0).stdout.splitlines()
+    assert "## Sweep `tune`" in md and best in md
+    assert "| trial | status | a | b | score |  |" in md
+    assert any(line.startswith(f"| {want.info.run_name} | FINISHED |") and line.endswith("| best |") for line in md)
+    html = run_mlrun("report", "lab.yaml", "--format", "html", cwd=tmp_path, check=0).stdout
+    assert '<section id="sweep-tune">' in html
+    assert "score by a</figcaption>" in html and "score by b</figcaption>" in html
 
 
 def test_sampling_grid_and_random_are_deterministic():
