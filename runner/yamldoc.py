@@ -66,13 +66,6 @@ class Doc:
         file, line, col = at or self.where(path, key)
         self.problems.append(Problem(file, line, col, jsonpath(path), message, severity))
 
-    def graft(self, prefix: Path, other: "Doc") -> None:
-        """Take `other`'s positions under `prefix` (its data is placed by the caller)."""
-        for src, dst in ((other.pos, self.pos), (other.keypos, self.keypos)):
-            for p, mark in src.items():
-                dst[tuple(prefix) + p] = mark
-        self.problems.extend(other.problems)
-
 
 def _mark(file: str, m: yaml.Mark) -> Mark:
     return (file, m.line + 1, m.column + 1)

@@ -156,8 +156,9 @@ def test_update_in_place_and_replace(azure_emulator, tmp_path):
     assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith("No changes. Everything is up to date.\n")
 
 
-def test_a_resource_group_that_existed_before_survives_destroy(azure_emulator, tmp_path):
-    run_sdk(azure_emulator, textwrap.dedent("""\
+def existing_resource_group(emulator, name):
+    """A resource group made before mlrun runs, through the real SDK."""
+    run_sdk(emulator, textwrap.dedent(f"""\
         import json, os
         from azure.ai.ml._azure_environments import _get_base_url_from_metadata
         from azure.identity import DefaultAzureCredential
@@ -165,9 +166,13 @@ def test_a_resource_group_that_existed_before_survives_destroy(azure_emulator, t
         base = _get_base_url_from_metadata()
         arm = ResourceManagementClient(DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
                                        base_url=base, credential_scopes=[base + "/.default"])
-        arm.resource_groups.create_or_update("rg-mine", {"location": "eastus"})
-        print(json.dumps({"ok": True}))
+        arm.resource_groups.create_or_update("{name}", {{"location": "eastus"}})
+        print(json.dumps({{"ok": True}}))
         """))
+
+
+def test_a_resource_group_that_existed_before_survives_destroy(azure_emulator, tmp_path):
+    existing_resource_group(azure_emulator, "rg-mine")
     spec = small_lab(tmp_path, "keep", rg="rg-mine")
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     mark = azure_emulator.mark()
@@ -256,17 +261,7 @@ def test_failed_workspace_deployment_is_a_clear_message(azure_emulator, tmp_path
 
 
 def test_a_config_json_names_the_subscription_and_an_existing_resource_group(azure_emulator, tmp_path):
-    run_sdk(azure_emulator, textwrap.dedent("""\
-        import json, os
-        from azure.ai.ml._azure_environments import _get_base_url_from_metadata
-        from azure.identity import DefaultAzureCredential
-        from azure.mgmt.resource.resources import ResourceManagementClient
-        base = _get_base_url_from_metadata()
-        arm = ResourceManagementClient(DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
-                                       base_url=base, credential_scopes=[base + "/.default"])
-        arm.resource_groups.create_or_update("rg-fromconfig", {"location": "eastus"})
-        print(json.dumps({"ok": True}))
-        """))
+    existing_resource_group(azure_emulator, "rg-fromconfig")
     (tmp_path / "config.json").write_text(json.dumps({
         "subscription_id": azure_emulator.subscription, "resource_group": "rg-fromconfig", "workspace_name": "ws-cfg"}))
     spec = tmp_path / "lab.yaml"

@@ -220,30 +220,26 @@ def requests_log(ctx):
         return Reply(200, [r for r in state.requests if r["seq"] >= since])
 
 
+def _rules(ctx, rules: list, add):
+    """GET lists the rules, POST adds one or a list of them, DELETE clears them."""
+    with ctx.app.state.lock:
+        if ctx.method == "POST":
+            given = ctx.json if isinstance(ctx.json, list) else [ctx.json]
+            return Reply(201, [add(r) for r in given])
+        if ctx.method == "DELETE":
+            rules.clear()
+            return Reply(204)
+        return Reply(200, rules)
+
+
 @route("GET POST DELETE", r"/_emulator/faults")
 def faults(ctx):
-    state = ctx.app.state
-    with state.lock:
-        if ctx.method == "POST":
-            rules = ctx.json if isinstance(ctx.json, list) else [ctx.json]
-            return Reply(201, [state.add_fault(r) for r in rules])
-        if ctx.method == "DELETE":
-            state.faults.clear()
-            return Reply(204)
-        return Reply(200, state.faults)
+    return _rules(ctx, ctx.app.state.faults, ctx.app.state.add_fault)
 
 
 @route("GET POST DELETE", r"/_emulator/delay")
 def delays(ctx):
-    state = ctx.app.state
-    with state.lock:
-        if ctx.method == "POST":
-            rules = ctx.json if isinstance(ctx.json, list) else [ctx.json]
-            return Reply(201, [state.add_delay(r) for r in rules])
-        if ctx.method == "DELETE":
-            state.delays.clear()
-            return Reply(204)
-        return Reply(200, state.delays)
+    return _rules(ctx, ctx.app.state.delays, ctx.app.state.add_delay)
 
 
 @route("GET POST", r"/_emulator/quota")
