@@ -124,6 +124,9 @@ def _inline_block(data: dict, path: Path, out_dir: Path) -> dict:
     here = path.resolve().parent
     if is_local(block.get("code")):
         block["code"] = _rel(here / block["code"], out_dir)
+    trial = block.get("trial")
+    if isinstance(trial, dict) and (is_local(trial.get("code")) or isinstance(trial.get("environment"), dict)):
+        block["trial"] = _inline_block(trial, path, out_dir)  # a sweep's trial holds its code and environment
     inputs = block.get("inputs")
     if isinstance(inputs, dict):
         block["inputs"] = {

@@ -93,11 +93,20 @@ def _sweep(client, job, parent) -> dict:
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
                                   order_by=["attributes.start_time ASC"])
     trials = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
-               "params": {p: r.data.params.get(p) for p in job.search_space}, "value": r.data.metrics.get(primary),
+               "params": _searched(job, r), "value": r.data.metrics.get(primary),
                "early_terminated": r.data.tags.get("mlrun.early_terminated") == "true"} for r in children]
+    best = parent.data.tags.get("mlrun.best_trial") or parent.data.tags.get("best_child_run_id")  # local, Azure
     return {"primary_metric": primary, "goal": job.objective.get("goal", "maximize"),
-            "parameters": list(job.search_space), "best_trial": parent.data.tags.get("mlrun.best_trial"),
-            "trials": trials}
+            "parameters": list(job.search_space), "best_trial": best, "trials": trials}
+
+
+def _searched(job, run) -> dict:
+    """A trial's searched values: its params (local), or Azure ML's `hyperparameters` tag (JSON)."""
+    try:
+        tagged = json.loads(run.data.tags.get("hyperparameters") or "{}")
+    except ValueError:
+        tagged = {}
+    return {p: run.data.params.get(p, None if tagged.get(p) is None else str(tagged[p])) for p in job.search_space}
 
 
 def best_trial(sweep: dict) -> dict | None:

@@ -299,10 +299,6 @@ def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, run
 
 
 def _check_azure(doc: Doc, data: dict) -> None:
-    for name, job in _dicts(data.get("jobs")).items():
-        if job.get("type") == "sweep":
-            doc.problem(("jobs", name, "type"), "sweep jobs run on the local target only, for now "
-                        "(mlrun export writes them as az ml sweepJob files)")
     targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
     azure = targets.get("azure") if isinstance(targets.get("azure"), dict) else {}
     if not azure.get("subscription_id") and not azure.get("config"):

@@ -127,6 +127,48 @@ def test_export_then_import_gives_the_same_plan(mlrun, tmp_path, inline):
     _same_plan(SEED, spec, {"suffix": "x"}, {})
 
 
+SWEEP_LAB = """\
+name: tune
+workspace: {name: ws-tune, resource_group: rg-tune, location: eastus}
+computes:
+  cluster: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 2}
+jobs:
+  tune:
+    type: sweep
+    compute: cluster
+    trial:
+      code: src
+      command: python train.py --a ${{search_space.a}} --lr ${{search_space.lr}}
+      environment: azureml:AzureML-sklearn-1.5@latest
+    search_space:
+      a: {type: choice, values: [1, 2]}
+      lr: {type: loguniform, min_value: -6, max_value: -1}
+    sampling_algorithm: {type: random, seed: 7}
+    objective: {goal: minimize, primary_metric: loss}
+    limits: {max_total_trials: 6, max_concurrent_trials: 2, trial_timeout: 60}
+    early_termination: {type: median_stopping, evaluation_interval: 1, delay_evaluation: 2}
+"""
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["includes", "inline"])
+def test_a_sweep_exported_then_imported_gives_the_same_plan(mlrun, tmp_path, inline):
+    lab = _write(tmp_path / "lab" / "lab.yaml", SWEEP_LAB)
+    _write(tmp_path / "lab" / "src" / "train.py", "print('trial')\n")
+    out = tmp_path / "exported"
+    assert mlrun("export", lab, "-o", out)[0] == 0
+    spec = tmp_path / "again" / "spec.yaml"
+    code, _, err = mlrun("import", out / "workspace.yml", out / "computes" / "cluster.yml", out / "jobs" / "tune.yml",
+                         "-o", spec, "--name", "tune", *(["--inline"] if inline else []))
+    assert code == 0, err
+    job = yaml.safe_load(spec.read_text())["jobs"]["tune"]
+    if inline:
+        assert job["type"] == "sweep" and job["search_space"]["lr"]["type"] == "loguniform"
+    assert mlrun("validate", spec)[0] == 0
+    _same_plan(lab, spec, {}, {})
+    loaded = spec_mod.load(spec)
+    assert loaded.jobs["tune"].is_sweep and loaded.jobs["tune"].limits["max_total_trials"] == 6
+
+
 def test_import_inside_the_repo_points_at_the_schema(mlrun, tmp_path):
     out = tmp_path / "exported"
     assert mlrun("export", HELLO, "-o", out)[0] == 0

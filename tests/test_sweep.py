@@ -295,10 +295,3 @@ def test_a_sweep_exported_as_cli_v2_is_a_sweep_job_for_load_job(tmp_path):
     assert (out / loaded.trial.code).resolve() == (tmp_path / "src").resolve()
     assert loaded.compute == "cluster"
 
-
-def test_the_azure_target_refuses_sweeps_before_touching_anything(tmp_path):
-    lab(tmp_path, SWEEP, computes="  cluster: {type: amlcompute, max_instances: 2}\n")
-    proc = run_mlrun("validate", "lab.yaml", "--target", "azure", cwd=tmp_path,
-                     env={"AZURE_SUBSCRIPTION_ID": "x"}, check=1)
-    assert ("lab.yaml:7:11: error: $.jobs.tune.type: sweep jobs run on the local target only, for now "
-            "(mlrun export writes them as az ml sweepJob files)") in proc.stderr

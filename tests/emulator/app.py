@@ -13,6 +13,7 @@ from jobs import JobRunner
 from mlflow_server import MlflowServer, free_port
 from server import CLOUD, serve
 from state import State
+from sweeps import SweepRunner
 
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000000e"
 SHIM = Path(__file__).resolve().parent / "pyshim"
@@ -104,7 +105,8 @@ class Emulator:
         return self.mlflow[wid.lower()]
 
     def start_job(self, workspace, job):
-        runner = JobRunner(self, workspace, job)
+        kind = SweepRunner if job["properties"].get("jobType") == "Sweep" else JobRunner
+        runner = kind(self, workspace, job)
         self.jobs[job["id"].lower()] = runner
         runner.start()
 

@@ -9,6 +9,7 @@ from arm import MLS_NS, not_found, system_data, ws_id
 from azurite import ACCOUNT, KEY
 from lro import location_headers
 from server import WS, Reply, error, route
+import sweeps
 from state import now_iso
 
 WS_CASED = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
@@ -152,8 +153,11 @@ def job(ctx, sub, rg, ws, name):
     if current:
         return error(409, "UserError", f"A job with name '{name}' already exists in workspace '{ws}'.")
     props = dict(ctx.json.get("properties") or {})
-    if props.get("jobType") != "Command":
-        return error(400, "UserError", f"The emulator runs Command jobs only, not {props.get('jobType')}.")
+    if props.get("jobType") not in ("Command", "Sweep"):
+        return error(400, "UserError", f"The emulator runs Command and Sweep jobs, not {props.get('jobType')}.")
+    problem = sweeps.check(props) if props["jobType"] == "Sweep" else None
+    if problem:
+        return error(400, "UserError", problem)
     compute_id = props.get("computeId")
     if compute_id and not ctx.app.state.get(compute_id):
         return error(400, "UserError", f"Compute '{compute_id.rsplit('/', 1)[-1]}' does not exist in "
