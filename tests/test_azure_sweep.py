@@ -97,3 +97,30 @@ def test_a_grid_over_a_uniform_is_refused_before_anything_is_created(azure_emula
     sweep_lab(tmp_path, "grid")
     proc = az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=1)
     assert "$.jobs.tune.search_space.b" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unmodified_cli_v2_job_without_compute_runs_serverless(azure_emulator, tmp_path):
+    """tests/specs/cli_v2/literals-outputs.yml as it is: literal inputs, an empty output block, an image
+    environment, environment variables and no compute (Azure ML's serverless compute)."""
+    import shutil
+
+    from conftest import ROOT
+
+    shutil.copytree(ROOT / "tests" / "specs" / "cli_v2", tmp_path / "cli_v2")
+    (tmp_path / "lab.yaml").write_text(textwrap.dedent("""\
+        name: interop
+        workspace: {name: ws-interop, resource_group: rg-interop, location: eastus}
+        jobs:
+          literals: {file: cli_v2/literals-outputs.yml}
+        targets:
+          azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}
+        """))
+    mark = azure_emulator.mark()
+    apply = az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0)
+    assert "job.literals" in apply.stdout and "Completed" in apply.stdout
+    assert apply.stderr.strip() == ""  # nothing of the SDK's own printing
+    put = next(r for r in azure_emulator.requests(mark) if r["method"] == "PUT" and "/jobs/" in r["path"])
+    assert "computes" not in put["path"]
+    logs = az(azure_emulator, "logs", "lab.yaml", "literals", cwd=tmp_path, check=0)
+    assert "args: --rate 0.5 --label hello world | FLAG: on" in logs.stdout
+    az(azure_emulator, "destroy", "-y", "lab.yaml", cwd=tmp_path, check=0)

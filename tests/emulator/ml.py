@@ -115,13 +115,25 @@ def start_pending_upload(ctx, sub, rg, ws, name, version):
                            "credential": {"credentialType": "SAS", "sasUri": sas}}})
 
 
-# --- environments (curated ones only) ---
+# --- environments (curated ones, and those a workspace registers: images, anonymous ones) ---
 
-@route("GET", WS + r"/environments/(?P<name>[^/]+)/versions(?:/(?P<version>[^/]+))?")
+@route("GET PUT", WS + r"/environments/(?P<name>[^/]+)/versions(?:/(?P<version>[^/]+))?")
 def environment(ctx, sub, rg, ws, name, version=None):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
     if missing:
         return missing
+    eid = f"{wres['id']}/environments/{name}/versions/{version}"
+    if ctx.method == "PUT":
+        props = dict((ctx.json or {}).get("properties") or {})
+        if not version or not (props.get("image") or props.get("build")):
+            return error(400, "UserError", "An environment version needs an image or a build context.")
+        body = {"id": eid, "name": version, "type": f"{MLS_NS}/workspaces/environments/versions",
+                "systemData": system_data(), "properties": {**props, "osType": props.get("osType") or "Linux"}}
+        ctx.app.state.put(eid, body, created=now_iso())
+        return Reply(200, body)
+    registered = ctx.app.state.get(eid) if version else None
+    if registered:
+        return Reply(200, registered)
     if not name.startswith("AzureML-"):
         return not_found("workspaces/environments", name, rg)
     body = {"id": f"{wres['id']}/environments/{name}/versions/{version or '1'}", "name": version or "1",
