@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, order=True)
@@ -21,7 +24,13 @@ class Problem:
         if self.line:
             where = f"{where}:{self.line}:{self.col}"
         path = f"{self.path}: " if self.path else ""
-        return f"{where}: {self.severity}: {path}{self.message}"
+        return f"{where}: {self.severity}: {path}{printable(self.message)}"
+
+
+def printable(text: str) -> str:
+    """`text` on one line, control characters escaped: a value quoted from a spec cannot break a
+    message into lines or send escape sequences to the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def display_path(file: str) -> str:
@@ -41,14 +50,16 @@ def read_text(path: str | os.PathLike, what: str) -> str:
     names it (`what` says what it should have been: "spec file", "YAML file")."""
     name = display_path(str(path))
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        with open(path, "rb") as f:  # decoded whole, so that a bad byte's position is the file's
+            text = f.read().decode("utf-8")
+        return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
     except FileNotFoundError:
         raise UserError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{name}: is a folder, not a {what}") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except UnicodeDecodeError as e:  # located like a spec problem: line and column (in bytes) of the bad byte
+        line, col = e.object.count(b"\n", 0, e.start) + 1, e.start - e.object.rfind(b"\n", 0, e.start)
+        raise SpecError([Problem(str(path), line, col, "", f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
     except OSError as e:
         raise UserError(f"{name}: cannot read: {e.strerror}") from None
 

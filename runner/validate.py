@@ -178,7 +178,9 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     stand_ins = local_inputs(data) if target == "local" else None
     for name, job in _dicts(data.get("jobs")).items():
         _check_job(doc, name, job, computes, stand_ins, runs)
-        experiments.add(job.get("experiment_name") or data.get("name"))
+        experiment = job.get("experiment_name") or data.get("name")
+        if isinstance(experiment, str):  # else the schema check reports it
+            experiments.add(experiment)
     for name, q in _dicts(data.get("queries")).items():
         exp = q.get("experiment")
         if isinstance(exp, str) and experiments and exp not in experiments:
@@ -236,7 +238,7 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict |
     if isinstance(runs_what.get("command"), str):
         _check_placeholders(doc, run_at + ("command",), runs_what["command"], declared)
     code = runs_what.get("code")
-    if is_local(code) and not _unresolved(code) and not relative_to(doc, run_at + ("code",), code).exists():
+    if is_local(code) and not _unresolved(code) and not _exists(relative_to(doc, run_at + ("code",), code)):
         doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
     for key, value in inputs.items():
         if isinstance(value, dict):
@@ -270,12 +272,20 @@ def _check_placeholders(doc: Doc, path: tuple, command: str, declared: dict) -> 
             doc.problem(path, f"'{m.group(0)}' is not declared in {ns} (declared: {known})")
 
 
+def _exists(path) -> bool:
+    """Path.exists(), a name the system refuses (a part longer than 255 bytes, say) counting as missing."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def _check_input(doc: Doc, path: tuple, value: dict) -> None:
     kind, ref = value.get("type", "uri_folder"), value.get("path")
     if kind not in LOCAL_INPUT_TYPES or not is_local(ref) or _unresolved(ref):
         return
     local = relative_to(doc, path + ("path",), ref)
-    if not local.exists():
+    if not _exists(local):
         doc.problem(path + ("path",), f"input path '{ref}' does not exist")
     elif kind == "uri_file" and not local.is_file():
         doc.problem(path + ("path",), f"input path '{ref}' is a folder, but the input's type is uri_file")
@@ -291,7 +301,7 @@ def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, run
         return
     if ref in stand_ins:
         local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
-        if not local.exists():
+        if not _exists(local):
             doc.problem(("targets", "local", "inputs", ref), f"the local stand-in '{stand_ins[ref]}' does not exist")
         return
     doc.problem(path + ("path",), f"'{ref}' is remote, which the local target cannot read: map it to a local "

@@ -17,6 +17,8 @@ Path = tuple  # of str keys and int indices
 Mark = tuple  # (file, line, col), 1-based
 
 MAX_NODES = 100_000
+MAX_DEPTH = 100  # levels of nesting: deeper is a mistake or an attack, and paths cost memory per level
+MAX_INT_BITS = 14_000  # about 4,200 digits: Python will not print a longer integer (sys.int_info)
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
 _TIMESTAMP, _MERGE = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
@@ -51,6 +53,7 @@ class Doc:
     problems: list = field(default_factory=list)
     includes: dict = field(default_factory=dict)  # path of an including block -> included file
     broken: set = field(default_factory=set)  # paths whose value a reported Problem left missing or None
+    secret: dict = field(default_factory=dict)  # path of a secret value (spec.py) -> what made it secret
 
     def where(self, path: Path, key: bool = False) -> Mark:
         """The position of `path` (of its key when `key`), else of its nearest known parent."""
@@ -85,6 +88,12 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
         if m and "${{" in text.splitlines()[m.line if m.line < len(text.splitlines()) else -1]:
             what += " (in { } or [ ], quote values that use ${{ }})"
         doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: {what}"))
+        return None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow, e.g. a control character
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: the character #x{e.character:04x} "
+                                                            f"is not allowed ({e.reason})"))
         return None
     except yaml.YAMLError as e:
         doc.problems.append(Problem(doc.file, 1, 1, "", f"YAML syntax: {e}"))
@@ -125,11 +134,17 @@ def _syntax(e: yaml.MarkedYAMLError) -> tuple[yaml.Mark | None, str]:
 
 def build(node: yaml.Node, doc: Doc, hook: Hook | None = None, path: Path = ()) -> Any:
     """Plain data for `node`, recording positions in `doc`; None (and a Problem) if it can't be."""
+    before = len(doc.problems)
     try:
         return _Builder(doc, hook).build(node, tuple(path))
     except _TooBig:
+        del doc.problems[before:]  # about values now dropped: one problem says why
         doc.problem(path, f"the document expands to more than {MAX_NODES} nodes (YAML aliases?)")
+    except _TooDeep as e:
+        del doc.problems[before:]
+        doc.problem(e.args[0], f"YAML nesting is too deep (more than {MAX_DEPTH} levels)")
     except RecursionError:
+        del doc.problems[before:]
         doc.problem(path, "YAML nesting is too deep")
     return None
 
@@ -147,25 +162,44 @@ class _TooBig(Exception):
     pass
 
 
+class _TooDeep(Exception):
+    pass
+
+
 class _Builder:
     def __init__(self, doc: Doc, hook: Hook | None):
         self.doc, self.hook, self.count = doc, hook, 0
         self.constructor = yaml.SafeLoader("")
+        self.open: set = set()  # ids of the collection nodes being built: an alias to one recurses
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
             raise _TooBig()
+        if len(path) > MAX_DEPTH:
+            raise _TooDeep(path[:MAX_DEPTH + 1])
         self.doc.pos[path] = _mark(self.doc.file, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
+        if id(node) in self.open:
+            return self.recursive(path)
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _SEQ:
+                    return self.bad_tag(node, path)
+                return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            if node.tag != _MAP:
                 return self.bad_tag(node, path)
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        if node.tag != _MAP:
-            return self.bad_tag(node, path)
-        return self.mapping(node, path)
+            return self.mapping(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def recursive(self, path: Path) -> None:
+        self.doc.problem(path, "this alias refers to an anchor that contains it: the value would contain "
+                               "itself", key=True)
+        self.doc.broken.add(path)
+        return None
 
     def bad_tag(self, node: yaml.Node, path: Path) -> None:
         tag = "!!" + node.tag[len(_CORE):] if node.tag.startswith(_CORE) else node.tag  # as written
@@ -178,8 +212,22 @@ class _Builder:
             value = node.value
             return self.hook(value, node, path, self.doc) if (self.hook and hooked) else value
         if node.tag in (_INT, _FLOAT, _BOOL, _NULL):
-            return self.constructor.construct_object(node)
+            try:
+                value = self.constructor.construct_object(node)
+            except (ValueError, KeyError, IndexError) as e:  # `!!int x`, or more digits than Python reads
+                return self.bad_value(node, path, too_large="Exceeds the limit" in str(e))
+            if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+                return self.bad_value(node, path, too_large=True)
+            return value
         return self.bad_tag(node, path)
+
+    def bad_value(self, node: yaml.ScalarNode, path: Path, too_large: bool) -> None:
+        text = node.value if len(node.value) <= 20 else node.value[:20] + "..."
+        tag = "!!" + node.tag[len(_CORE):]
+        self.doc.problem(path, f"the number '{text}' is too large ({len(node.value)} characters)" if too_large
+                         else f"'{text}' is not a valid {tag}")
+        self.doc.broken.add(path)
+        return None
 
     def mapping(self, node: yaml.MappingNode, path: Path) -> dict:
         out: dict = {}
@@ -214,10 +262,17 @@ class _Builder:
         """`<<: *base` (or a list of them): earlier keys win, explicit keys win over all."""
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         for src in sources:
+            if id(src) in self.open:
+                self.recursive(path + ("<<",))
+                continue
             if not isinstance(src, yaml.MappingNode):
                 self.doc.problem(path, "'<<' merges only mappings",
                                  at=_mark(self.doc.file, src.start_mark))
                 self.doc.broken.add(path)  # the keys it was meant to bring are unknown
                 continue
-            for key, value in self.mapping(src, path).items():
-                merged.setdefault(key, value)
+            self.open.add(id(src))
+            try:
+                for key, value in self.mapping(src, path).items():
+                    merged.setdefault(key, value)
+            finally:
+                self.open.discard(id(src))

@@ -137,9 +137,14 @@ def test_schema_is_2020_12_and_every_property_is_described():
 HEAVY = ("mlflow", "azure", "pandas", "matplotlib", "numpy", "sklearn")
 
 
-def test_validate_imports_nothing_heavy():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", "validate", str(SEED)],
-                          capture_output=True, text=True, cwd=ROOT)
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_validate_and_a_local_plan_import_nothing_heavy(command, tmp_path):
+    spec = tmp_path / "specs" / SEED.name  # a copy: the plan of a fresh lab (no state beside it)
+    spec.parent.mkdir()
+    spec.write_text(SEED.read_text())
+    (tmp_path / "training").symlink_to(ROOT / "training")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", command, str(spec)],
+                          capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
