@@ -41,6 +41,7 @@ def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) ->
     for path in specs:
         doc, _, _ = spec_mod.read_doc(path, target=target, overrides=overrides)
         checks.check(doc, target=target)
+        spec_mod.redact(doc)
         _print_problems(doc.problems)
         errors = sum(p.severity == "error" for p in doc.problems)
         warnings = len(doc.problems) - errors
@@ -152,12 +153,19 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     from . import plan as planning
     from .apply import Applier, pending_adoption
     from .progress import view_for
+    from .spec import SENSITIVE
     from .state import Lock, State
 
     saved = _saved_plan(spec_or_plan)
-    if saved and (only or force or variables):
+    hidden = {k for k, v in saved.variables.items() if v == SENSITIVE} if saved else set()
+    given = _parse_vars(variables)
+    if saved and (only or force or set(given) - hidden):  # a plan never holds a secret: --var gives it
         raise UserError("a saved plan is applied as it is: --only, --force and --var belong to mlrun plan")
-    ctx = _open(saved.spec, saved.target, saved.variables) if saved else _open(spec_or_plan, target, variables)
+    if saved:
+        kept = {k: v for k, v in saved.variables.items() if k not in hidden}
+        ctx = _open(saved.spec, saved.target, {**kept, **given})
+    else:
+        ctx = _open(spec_or_plan, target, given)
     _check_jobs(ctx, only + force)
     with Lock(ctx.state.path, "mlrun apply") as lock:
         if lock.taken_over:
@@ -198,7 +206,7 @@ def _after_apply(ctx, outcome, detach: bool) -> int:
         return EXIT_OK
     if outcome.runs:
         click.echo()
-        click.echo(report.render_table(report.build(ctx.spec, ctx.state, ctx.backend)), nl=False)
+        click.echo(report.render_table(report.build(ctx.spec, ctx.state, ctx.backend, full=False)), nl=False)
     if outcome.failed:
         details = ", ".join(f"{n} (run {short(outcome.runs[n]['id'])}: {outcome.runs[n].get('error') or outcome.runs[n]['status']})"
                             for n in outcome.failed)
@@ -320,6 +328,10 @@ def export_cmd(spec, out_dir, target, variables) -> int:
                    "to choose it", err=True)
     for path in exporting.export(s, Path(out_dir)):
         click.echo(f"wrote {display_path(str(path))}")
+    for name, job in s.jobs.items():
+        note = exporting.secret_note(job, display_path(str(Path(out_dir) / "jobs" / f"{name}.yml")))
+        if note:
+            click.echo(note, err=True)
     left = [f"{k} ({why})" for k, why in exporting.NOT_EXPORTED.items() if s.doc.data.get(k)]
     if left:
         click.echo(f"not exported: {', '.join(left)}", err=True)

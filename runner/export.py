@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .spec import Job, Spec, is_local, relative_to
+from .spec import SENSITIVE, Job, Spec, is_local, relative_to
 
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
@@ -32,6 +32,12 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         doc["trial"] = {**job.trial, "code": _rel(job.code, out_dir)}
     elif job.code:
         doc["code"] = _rel(job.code, out_dir)
+    if job.secrets:  # never on disk: written as (sensitive); put_secrets sets them on a loaded job
+        if job.is_sweep:
+            doc["trial"] = dict(doc["trial"])
+        block = doc["trial"] if job.is_sweep else doc
+        block["environment_variables"] = {k: SENSITIVE if k in job.secrets else v
+                                          for k, v in block["environment_variables"].items()}
     if job.compute:
         doc["compute"] = f"azureml:{job.compute}"
     doc["experiment_name"] = spec.experiment(job)
@@ -44,6 +50,26 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     if inputs:
         doc["inputs"] = inputs
     return doc
+
+
+def put_secrets(entity, job: Job) -> None:
+    """Set a job's secret environment variables on its azure-ai-ml entity (loaded from the
+    job_document file, which holds them as (sensitive)), in memory only."""
+    if job.secrets:
+        block = entity.trial if job.is_sweep else entity
+        block.environment_variables = {**(block.environment_variables or {}),
+                                       **{k: v for k, v in job.env_vars.items() if k in job.secrets}}
+
+
+def secret_note(job: Job, path: str) -> str | None:
+    """What to do about a job file whose secret environment variables were written as (sensitive)."""
+    if not job.secrets:
+        return None
+    at = "trial.environment_variables" if job.is_sweep else "environment_variables"
+    names = sorted(job.secrets)
+    return (f"note: {path}: secret environment variable{'s' if len(names) > 1 else ''} {', '.join(names)} "
+            f"written as {SENSITIVE}; set {'them' if len(names) > 1 else 'it'} when you submit: az ml job create "
+            f"--file {path} " + " ".join(f"--set {at}.{n}=\"${n}\"" for n in names))
 
 
 def workspace_document(spec: Spec) -> dict:

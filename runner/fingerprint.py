@@ -72,7 +72,7 @@ def parts(job: Job) -> dict:
         "inputs": _digest(inputs),
         "environment": _digest(job.environment),
         "compute": _digest(job.compute),
-        "environment_variables": _digest(job.env_vars),
+        "environment_variables": _digest(job.shown_env_vars),  # secrets by name: a new key reruns nothing
         **({"search_space": _digest(job.search_space), "sampling_algorithm": _digest(job.sampling),
             "objective": _digest(job.objective), "limits": _digest(job.limits),
             "early_termination": _digest(job.early_termination)} if job.is_sweep else {}),

@@ -90,7 +90,7 @@ def desired(spec: Spec, target: str = "local") -> dict:
     for job in spec.jobs.values():
         parts = fingerprint.parts(job)
         jobs[job.name] = {"fingerprint": fingerprint.combine(parts), "parts": parts, "compute": job.compute}
-    return {"resources": resources, "jobs": jobs, "variables": spec.variables}
+    return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
 
 
 def digest(model: dict) -> str:

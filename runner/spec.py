@@ -1,6 +1,7 @@
 """Load a lab spec: YAML with positions, `${{vars.*}}`/`${{env.*}}`, `file:` includes -> Spec."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -20,6 +21,8 @@ NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
 INCLUDABLE = ("jobs", "computes")
 LOCAL_INPUT_TYPES = ("uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable", "triton_model")
 REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
 
@@ -33,6 +36,17 @@ def parse_var(text: str) -> Any:
     return {"true": True, "false": False}.get(text, text)
 
 
+def secret_name(name: Any) -> bool:
+    """Whether an environment variable's name says its value is secret (KEY, TOKEN, SECRET, PASSWORD)."""
+    return any(word in str(name).upper() for word in SECRET_WORDS)
+
+
+def secret_env_path(path: tuple) -> bool:
+    """Whether `path` is a job's (or a sweep trial's) environment variable: where secrets may go."""
+    return (len(path) == 4 and path[0] == "jobs" and path[2] == "environment_variables") or \
+        (len(path) == 5 and path[0] == "jobs" and path[2:4] == ("trial", "environment_variables"))
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -42,8 +56,11 @@ def _text(value: Any) -> str:
 class Resolver:
     """The scalar hook that resolves `${{vars.X}}` and `${{env.X}}` while the YAML is built."""
 
-    def __init__(self, variables: dict | None, env: Mapping[str, str], target: str):
+    def __init__(self, variables: dict | None, env: Mapping[str, str], target: str, secret_vars=frozenset()):
         self.variables, self.env, self.target = variables, env, target
+        self.secret_vars = secret_vars
+        self.declared: set = set()  # variables the spec declares, with a value or not
+        self.secret: dict = {}  # path -> (what made its value secret, e.g. "${{env.API_TOKEN}}", where)
 
     @staticmethod
     def unresolved(value: Any) -> bool:
@@ -73,6 +90,8 @@ class Resolver:
             return m.group(0)
         if ns == "env" and name:
             if name in self.env:
+                if secret_name(name):
+                    self.secret[path] = (m.group(0), (doc.file, *at))
                 return self.env[name]
             if path[:1] == ("targets",) and path[1:2] != (self.target,):
                 return m.group(0)  # another target's setting: resolved when that target is used
@@ -83,7 +102,13 @@ class Resolver:
                 doc.problem(path, "variables cannot refer to other variables", at=(doc.file, *at))
                 return m.group(0)
             if name in self.variables:
+                if name in self.secret_vars:
+                    self.secret[path] = (f"variable '{name}'", (doc.file, *at))
                 return self.variables[name]
+            if name in self.declared:
+                doc.problem(path, f"variable '{name}' has no value: give it with --var {name}=VALUE",
+                            at=(doc.file, *at))
+                return m.group(0)
             known = ", ".join(sorted(self.variables)) or "none"
             doc.problem(path, f"undefined variable '{name}' (defined: {known})", at=(doc.file, *at))
             return m.group(0)
@@ -103,16 +128,20 @@ def _column(node: yaml.ScalarNode, offset: int) -> tuple[int, int]:
 
 
 def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generated: Mapping[str, str],
-                      env: Mapping[str, str], target: str) -> tuple[dict, dict]:
-    """Variable values (overrides > state's generated > default > generate), and the values of
-    generated variables that the state does not hold yet."""
+                      env: Mapping[str, str], target: str) -> tuple[dict, dict, set]:
+    """Variable values (overrides > state's generated > default > generate), the values of
+    generated variables that the state does not hold yet, and the names of the secret ones
+    (`secret: true`, or a default from ${{env.NAME}} with a secret NAME)."""
+    hook = Resolver(None, env, target)
     if node is None:
         raw: Any = {}
     else:
         sub = Doc(doc.file)  # positions and problems come again with the whole document
-        raw = yamldoc.build(node, sub, Resolver(None, env, target), ("variables",))
+        raw = yamldoc.build(node, sub, hook, ("variables",))
         if not isinstance(raw, dict):
-            return {}, {}  # the schema check reports the shape
+            return {}, {}, set()  # the schema check reports the shape
+    secret = {p[1] for p in hook.secret if len(p) > 1}
+    secret |= {name for name, spec in raw.items() if isinstance(spec, dict) and spec.get("secret") is True}
     values, fresh = {}, {}
     for name, spec in raw.items():
         generate = isinstance(spec, dict) and "generate" in spec
@@ -121,7 +150,8 @@ def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generat
         elif generate and name in generated:
             values[name] = generated[name]
         elif generate:
-            length = spec.get("length", 6) if isinstance(spec.get("length", 6), int) else 6
+            length = spec.get("length", 6)
+            length = length if isinstance(length, int) and 1 <= length <= 32 else 6  # else the schema says why
             values[name] = secrets.token_hex((length + 1) // 2)[:length]
         elif isinstance(spec, dict):
             if "default" in spec:
@@ -130,7 +160,7 @@ def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generat
             values[name] = spec
         if generate and name not in generated:
             fresh[name] = values[name]
-    return values, fresh
+    return values, fresh, secret
 
 
 @dataclass(frozen=True)
@@ -163,6 +193,7 @@ class Job:
     code: Path | None
     inputs: dict = field(default_factory=dict)
     source: Path | None = None        # the CLI v2 file it came from, if any
+    secrets: frozenset = frozenset()  # names of environment_variables whose values are secret
 
     @property
     def is_sweep(self) -> bool:
@@ -192,7 +223,13 @@ class Job:
 
     @property
     def env_vars(self) -> dict:
+        """The environment variables with their values, secret ones too: for the job's process only."""
         return {k: _text(v) for k, v in (self.trial.get("environment_variables") or {}).items()}
+
+    @property
+    def shown_env_vars(self) -> dict:
+        """The environment variables as mlrun shows and stores them: secret values as (sensitive)."""
+        return {k: SENSITIVE if k in self.secrets else v for k, v in self.env_vars.items()}
 
     @property
     def timeout(self) -> int | None:
@@ -236,9 +273,14 @@ class Spec:
     targets: dict
     generated: dict   # generated variables not yet in the state
     doc: Doc
+    secret_vars: frozenset = frozenset()  # variables whose values are never shown or stored
 
     def experiment(self, job: Job) -> str:
         return job.fields.get("experiment_name") or self.name
+
+    def shown_variables(self) -> dict:
+        """The variables as plans show and save them: secret values as (sensitive)."""
+        return {k: SENSITIVE if k in self.secret_vars else v for k, v in self.variables.items()}
 
 
 def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
@@ -258,15 +300,51 @@ def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mappi
         return doc, {}, {}
     var_node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "variables"), None)
     overrides = dict(overrides or {})
-    values, fresh = resolve_variables(doc, var_node, overrides, generated or {}, env, target)
+    values, fresh, secret = resolve_variables(doc, var_node, overrides, generated or {}, env, target)
     declared = _declared_variables(var_node)
     for name in sorted(set(overrides) - declared):
         doc.problem((), f"--var {name}: the spec has no such variable (defined: {', '.join(sorted(declared)) or 'none'})")
-    hook = Resolver(values, env, target)
+    hook = Resolver(values, env, target, frozenset(secret))
+    hook.declared = declared
     doc.data = yamldoc.build(node, doc, hook)
     if isinstance(doc.data, dict):
         _include(doc, hook)
+    doc.secret.update({("variables", name): values[name] for name in secret if name in values})
+    jobs = doc.data.get("jobs") if isinstance(doc.data, dict) else None
+    for job, block in (jobs.items() if isinstance(jobs, dict) else ()):
+        for at in (("environment_variables",), ("trial", "environment_variables")):
+            env = _get(block, at)
+            for key, value in (env.items() if isinstance(env, dict) else ()):
+                if secret_name(key):
+                    doc.secret[("jobs", job) + at + (key,)] = value
+    for path, (what, at) in hook.secret.items():
+        if path[:1] == ("variables",):
+            continue  # a secret variable's own default (resolve_variables saw it)
+        if secret_env_path(path):
+            doc.secret[path] = _get(doc.data, path)
+        else:
+            doc.problem(path, f"{what} is secret: use it only in a job's environment_variables (the command "
+                              "reads it as $NAME), so that it is never shown or stored", at=at)
     return doc, values, fresh
+
+
+def _get(data: Any, path: tuple) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def redact(doc: Doc) -> None:
+    """Secret values out of the doc's problems (a check may quote a value it rejects)."""
+    values = sorted({_text(v) for v in doc.secret.values() if len(_text(v)) >= 3}, key=len, reverse=True)
+    if values:
+        doc.problems[:] = [dataclasses.replace(p, message=_redacted(p.message, values)) for p in doc.problems]
+
+
+def _redacted(text: str, values: list) -> str:
+    for value in values:
+        text = text.replace(value, SENSITIVE)
+    return text
 
 
 def _kind(node: yaml.Node) -> str:
@@ -299,8 +377,10 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
     ref = block["file"]
     path = relative_to(doc, at + ("file",), ref)
     try:
+        if path.exists() and not (path.is_file() or path.is_dir()):  # a device or a pipe may never end
+            raise OSError("not a regular file")
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the name
         why = {FileNotFoundError: "not found", IsADirectoryError: "is a folder"}.get(type(e), f"cannot be read ({e})")
         doc.problem(at + ("file",), f"include file '{ref}' {why}")
         doc.broken.add(at)  # what the file would give is unknown: missing keys are no news
@@ -347,6 +427,7 @@ def load(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[s
 
     doc, values, fresh = read_doc(path, target=target, overrides=overrides, generated=generated, env=env)
     validate.check(doc, target=target, runs=runs)
+    redact(doc)
     if any(p.severity == "error" for p in doc.problems):
         raise SpecError(doc.problems)
     return _typed(doc, values, fresh, validate.local_inputs(doc.data) if target == "local" else {})
@@ -359,7 +440,7 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
     return Spec(path=Path(doc.file), name=data["name"], description=data.get("description", ""),
                 variables=variables, workspace=data["workspace"], computes=computes, jobs=jobs,
                 queries=data.get("queries") or {}, targets=data.get("targets") or {},
-                generated=fresh, doc=doc)
+                generated=fresh, doc=doc, secret_vars=frozenset(p[1] for p in doc.secret if p[0] == "variables"))
 
 
 def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
@@ -379,4 +460,8 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
                                 local, value.get("mode"))
         else:
             inputs[key] = Input(key, None, value, None)
-    return Job(name, fields, code, inputs, doc.includes.get(at))
+    env_at = code_at[:-1] + ("environment_variables",)
+    env = (fields.get("trial") or {}) if fields.get("type") == "sweep" else fields
+    secrets = frozenset(k for k in env.get("environment_variables") or {}
+                        if secret_name(k) or env_at + (k,) in doc.secret)
+    return Job(name, fields, code, inputs, doc.includes.get(at), secrets)
