@@ -57,6 +57,8 @@ class Applier:
         gone = lambda kind: [c for c in by_kind[kind] if c.action == DESTROY]  # noqa: E731
         self.adopt_finished()
         self.adopt_existing()
+        if any(c.action in (RUN, WAIT) for c in by_kind["job"]):
+            self.close_orphans()
         self._parallel(gone("job"), self.forget_job)
         self._parallel(gone("compute"), self.change_resource)
         for kind in ("resource_group", "workspace", "compute"):  # outside in; each kind at once
@@ -112,6 +114,11 @@ class Applier:
             self.emit(Event(change.address, "destroyed"))
             return
         act = self.backend.update if change.action == UPDATE else self.backend.create
+        if change.action != UPDATE and kind != "resource_group":  # (a group's owner is known only once made)
+            # recorded first: if the create fails or mlrun dies midway, what it made may exist, and
+            # destroy must delete it rather than the next apply adopt it as "existed before mlrun"
+            self.state.set_resource(change.address, {"kind": kind, "name": name, "attrs": change.after,
+                                                     "details": {}, "created_by_mlrun": True})
         details = act(kind, name, change.after)
         self.state.set_resource(change.address, {"kind": kind, "name": name, "attrs": change.after,
                                                  "details": details,
@@ -125,7 +132,7 @@ class Applier:
         if change.action == WAIT:
             run = self.state.latest(name)
             self.emit(Event(change.address, run["status"], "waiting for the run", run["id"]))
-            return self._finish(name, run)
+            return self._finalize(name, self._wait_run(name, run))
         job = self.spec.jobs[name]
         self.emit(Event(change.address, "Queued", change.reason))
         with self.slots[job.compute if job.compute in self.slots else None]:
@@ -135,15 +142,20 @@ class Applier:
             want = self.model["jobs"][name]
             record = {"fingerprint": want["fingerprint"], "parts": want["parts"], "compute": job.compute}
             run = self.backend.submit(self.spec, job, record, on_start=lambda r: self.state.add_run(name, r))
-            self.state.update_run(name, run["id"], status=run["status"], pid=run.get("pid"),
+            # saved with the next save (the record made before the process is what adoption needs)
+            self.state.update_run(name, run["id"], save=self.detach, status=run["status"], pid=run.get("pid"),
                                   started=run.get("started"))
             self.emit(Event(change.address, "Running", f"run {short(run['id'])}", run["id"]))
             if self.detach:
                 self.outcome.runs[name] = run
                 return
-            self._finish(name, run)
+            run = self._wait_run(name, run)
+        self._finalize(name, run)  # the compute's slot is free again: the next job starts meanwhile
 
     def _finish(self, name: str, run: dict) -> None:
+        self._finalize(name, self._wait_run(name, run))
+
+    def _wait_run(self, name: str, run: dict) -> dict:
         with self._lock:
             self.active[run["id"]] = run
         if self.cancelled.is_set():
@@ -153,7 +165,9 @@ class Applier:
         finally:
             with self._lock:
                 self.active.pop(run["id"], None)
-        run = self.state.update_run(name, run["id"], **ending)
+        return self.state.update_run(name, run["id"], save=False, **ending)  # saved once finalized
+
+    def _finalize(self, name: str, run: dict) -> None:
         self.backend.finalize(run)
         run = self.state.update_run(name, run["id"], finalized=True)
         self.outcome.runs[name] = run
@@ -190,11 +204,21 @@ class Applier:
             ending = self.backend.poll(run)
             status = ending.get("status", run.get("status"))
             if status in TERMINAL:
-                run = self.state.update_run(name, run["id"], **ending)
+                run = self.state.update_run(name, run["id"], save=False, **ending)
                 self.backend.finalize(run)
                 self.state.update_run(name, run["id"], finalized=True)
                 self.emit(Event(f"job.{name}", status, f"run {short(run['id'])} ended while mlrun was away",
                                 run["id"]))
+            elif ending:  # still running (its record may say Preparing: that is not saved twice)
+                self.state.update_run(name, run["id"], save=False, **ending)
+
+    def close_orphans(self) -> None:
+        """Tracking-store runs created by an mlrun that died before recording them in the state
+        (so nothing ever started them): closed, so that none stays RUNNING forever."""
+        known = {r["id"] for entry in self.state.jobs.values() for r in entry.get("runs", [])}
+        for name, run_id in getattr(self.backend, "close_orphans", lambda known: [])(known):
+            self.emit(Event(f"job.{name}", "Canceled", f"run {short(run_id)} never started: mlrun stopped first",
+                            run_id))
 
 
 def pending_adoption(state: State, backend: Backend) -> bool:

@@ -52,7 +52,7 @@ def _run_summary(run) -> dict:
             "tags": _user_tags(data.tags)}
 
 
-def job_entry(spec, state, backend, client, name: str, images: bool) -> dict:
+def job_entry(spec, state, backend, client, name: str, images: bool, full: bool = True) -> dict:
     run = state.latest(name)
     entry = {"job": name, "status": run["status"] if run else "never run", "run_id": run and run.get("id"),
              "experiment": spec.experiment(spec.jobs[name]) if name in spec.jobs else None,
@@ -64,18 +64,20 @@ def job_entry(spec, state, backend, client, name: str, images: bool) -> dict:
         return entry
     mlrun = client.get_run(run["id"])
     entry.update({k: v for k, v in _run_summary(mlrun).items() if k in ("params", "metrics", "tags")})
-    entry["artifacts"] = _artifacts(client, run["id"])
     if name in spec.jobs and spec.jobs[name].is_sweep:
         entry["sweep"] = _sweep(client, spec.jobs[name], mlrun)
-    for key in entry["metrics"]:
-        history = client.get_metric_history(run["id"], key)
-        if len(history) > 1:
-            entry["histories"][key] = [[m.step, m.value] for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
     earlier = [r for r in state.runs(name)[:-1] if r.get("id") and r.get("status") == "Completed"]
     if earlier:
         prev = client.get_run(earlier[-1]["id"]).data.metrics
         entry["previous"] = {"run_id": earlier[-1]["id"], "metrics": dict(sorted(prev.items())),
                              "change": {k: v - prev[k] for k, v in entry["metrics"].items() if k in prev}}
+    if not full:
+        return entry
+    entry["artifacts"] = _artifacts(client, run["id"])
+    for key in entry["metrics"]:
+        history = client.get_metric_history(run["id"], key)
+        if len(history) > 1:
+            entry["histories"][key] = [[m.step, m.value] for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
     for path in entry["artifacts"]:
         if path.lower().endswith(IMAGE_TYPES):
             image = {"path": path, "mime": mimetypes.guess_type(path)[0] or "image/png"}
@@ -113,19 +115,21 @@ def best_trial(sweep: dict) -> dict | None:
     return next((t for t in sweep["trials"] if t["run_id"] == sweep["best_trial"]), None)
 
 
-def build(spec, state, backend, images: bool = False) -> dict:
-    """The report of a lab: jobs, experiments side by side, saved queries with their results."""
+def build(spec, state, backend, images: bool = False, full: bool = True) -> dict:
+    """The report of a lab: jobs, experiments side by side, saved queries with their results.
+    Not `full` (apply's closing table): the jobs' params, metrics and changes only, which on Azure
+    saves a request per metric, artifact folder, experiment and query."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per image otherwise
-    client = backend.client()
-    jobs = [job_entry(spec, state, backend, client, name, images) for name in spec.jobs]
+    client = _RunCache(backend.client())
+    jobs = [job_entry(spec, state, backend, client, name, images, full) for name in spec.jobs]
     experiments = []
-    for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"]):
+    for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"] and full):
         ids = [j["run_id"] for j in jobs if j["experiment"] == exp_name and j["run_id"]]
         runs = [_run_summary(client.get_run(i)) for i in ids]
         metrics = sorted({m for r in runs for m in r["metrics"]}, key=lambda m: (-sum(m in r["metrics"] for r in runs), m))
         experiments.append({"name": exp_name, "metrics": metrics, "runs": runs})
     queries = []
-    for name, q in spec.queries.items():
+    for name, q in spec.queries.items() if full else ():
         try:
             found = search(client, q["experiment"], q.get("filter", ""), _order(q.get("order_by")),
                            q.get("max_results", 100))
@@ -136,6 +140,21 @@ def build(spec, state, backend, images: bool = False) -> dict:
             "target": backend.name, "tracking_uri": backend.tracking_uri,
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "jobs": jobs, "experiments": experiments, "queries": queries}
+
+
+class _RunCache:
+    """An MLflow client whose get_run answers each run once per report."""
+
+    def __init__(self, client):
+        self._client, self._runs = client, {}
+
+    def get_run(self, run_id: str):
+        if run_id not in self._runs:
+            self._runs[run_id] = self._client.get_run(run_id)
+        return self._runs[run_id]
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
 
 
 def _order(order_by) -> list[str]:

@@ -30,6 +30,23 @@ def _empty(name: str, target: str) -> dict:
             "target": target, "variables": {}, "resources": {}, "jobs": {}}
 
 
+def _check_shape(data) -> None:
+    """What every command relies on; anything else wrong is damage (ValueError), not a crash."""
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        raise ValueError("not an mlrun state of format_version 1")
+    for key in ("resources", "jobs", "variables"):
+        if not isinstance(data.get(key), dict):
+            raise ValueError(f"'{key}' is missing or not a mapping")
+    for address, record in data["resources"].items():
+        if not isinstance(record, dict):
+            raise ValueError(f"'resources.{address}' is not a mapping")
+    for job, entry in data["jobs"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("runs"), list):
+            raise ValueError(f"'jobs.{job}' is not a mapping with a list of runs")
+        if not all(isinstance(run, dict) and isinstance(run.get("id"), str) for run in entry["runs"]):
+            raise ValueError(f"a run of 'jobs.{job}' is not a mapping with an 'id'")
+
+
 class State:
     """The state document, safe to update from apply's threads; every save is atomic."""
 
@@ -48,11 +65,7 @@ class State:
             raise UserError(f"cannot read the state file {path}: {e.strerror}") from None
         try:
             data = json.loads(text)
-            if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-                raise ValueError("not an mlrun state of format_version 1")
-            for key in ("resources", "jobs", "variables"):
-                if not isinstance(data.get(key), dict):
-                    raise ValueError(f"'{key}' is missing or not a mapping")
+            _check_shape(data)
         except ValueError as e:
             backup = path.with_name(path.name + ".bak")
             hint = (f"the previous state is in {backup}: check it, then copy it over {path.name}"
@@ -102,12 +115,15 @@ class State:
             del runs[:-KEEP_RUNS]
             self.save()
 
-    def update_run(self, job: str, run_id: str, **fields) -> dict:
+    def update_run(self, job: str, run_id: str, save: bool = True, **fields) -> dict:
+        """Update a run's record; with save=False in memory only, written by the next save (for what
+        the next apply can find out again from the run itself)."""
         with self._mutex:
             for run in self.runs(job):
                 if run["id"] == run_id:
                     run.update(fields)
-                    self.save()
+                    if save:
+                        self.save()
                     return run
         raise KeyError(run_id)
 
@@ -142,8 +158,12 @@ def _atomic_write(path: Path, text: str, backup: bool = False) -> None:
             os.fsync(f.fileno())
         if backup and path.exists():
             bak = path.with_name(path.name + ".bak")
-            with open(path, "rb") as src, open(bak_tmp, "wb") as dst:
-                dst.write(src.read())
+            bak_tmp.unlink(missing_ok=True)
+            try:
+                os.link(path, bak_tmp)  # the previous file itself (never written in place): no copy
+            except OSError:  # a file system without hard links
+                with open(path, "rb") as src, open(bak_tmp, "wb") as dst:
+                    dst.write(src.read())
             os.replace(bak_tmp, bak)
         os.replace(tmp, path)
         _fsync_dir(path.parent)  # the rename itself survives a power loss
@@ -170,6 +190,7 @@ class Lock:
 
     def __init__(self, state_file: Path, command: str):
         self.path = Path(state_file).with_suffix(".lock")
+        self.state_file = Path(state_file)
         self.command = command
         self.taken_over: dict | None = None
         self._fd: int | None = None
@@ -191,6 +212,9 @@ class Lock:
         previous = _read_holder(fd)
         if previous:
             self.taken_over = previous  # its holder died without releasing: flock says so
+        name = self.state_file.name  # only a holder writes the state: temp files left are a dead one's
+        for leftover in [*self.path.parent.glob(f".{name}.*.tmp"), self.path.with_name(f"{name}.bak.tmp")]:
+            leftover.unlink(missing_ok=True)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now(),
                                   "command": self.command}).encode(), 0)

@@ -162,7 +162,7 @@ def test_timeout_kills_the_job_and_its_children(tmp_path):
     start = time.monotonic()
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=1)
     assert time.monotonic() - start < 60
-    assert "slow (run " in proc.stderr and ": timed out)" in proc.stderr
+    assert "slow (run " in proc.stderr and ": timed out after 2s (limits.timeout))" in proc.stderr
     (run,) = runs_of(tmp_path, "ws-quick", "quick")
     assert run.info.status == "FAILED"
     leftovers = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
@@ -287,7 +287,7 @@ def test_ctrl_c_cancels_running_jobs_and_exits_130(tmp_path):
 
 
 def test_detach_then_apply_adopts_the_running_job_instead_of_rerunning(tmp_path):
-    spec = write_spec(tmp_path, QUICK + "  a: {command: 'echo start; sleep 2; echo done', compute: cluster}\n")
+    spec = write_spec(tmp_path, QUICK + "  a: {command: 'echo start; sleep 4; echo done', compute: cluster}\n")
     proc = run_mlrun("apply", "-y", "--detach", spec, cwd=tmp_path, check=0)
     assert "detached" in proc.stdout
     status = json.loads(run_mlrun("status", spec, "--json", cwd=tmp_path, check=0).stdout)
@@ -307,7 +307,9 @@ def test_killed_mlrun_leaves_a_job_that_the_next_apply_adopts(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     state_file = tmp_path / ".mlrun" / "quick.local.json"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and '"Running"' not in (state_file.read_text() if state_file.exists() else ""):
+    started = tmp_path / ".mlrun" / "local" / "ws-quick" / "runs" / "a"  # recorded in the state, then started
+    while time.monotonic() < deadline and not ('"Preparing"' in (state_file.read_text() if state_file.exists() else "")
+                                               and list(started.glob("*/pgid"))):
         time.sleep(0.05)
     proc.kill()
     proc.communicate()

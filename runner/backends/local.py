@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,7 @@ class LocalBackend:
         self.spec = spec
         self.root = spec.path.resolve().parent / ".mlrun" / "local" / spec.workspace["name"]
         self._client = None
+        self._experiments: dict[str, str] = {}
         self._mlflow_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
 
@@ -81,6 +83,8 @@ class LocalBackend:
         """Copy the run's std_log.txt to `out`; with `follow`, until the run ends."""
         path = Path(run["run_dir"]) / "user_logs" / "std_log.txt"
         offset = _copy_out(path, 0, out)
+        if not path.exists() and (not follow or self.poll(run).get("status", run.get("status")) in TERMINAL):
+            raise UserError(f"the log of run {run['id'][:7]} is gone: {path} does not exist")
         while follow:
             ended = self.poll(run).get("status", run.get("status")) in TERMINAL
             grown = _copy_out(path, offset, out)  # after reading the status: the end of the log is in
@@ -127,6 +131,7 @@ class LocalBackend:
             if path.exists():
                 shutil.rmtree(path)
             self._client = None
+            self._experiments.clear()
 
     # --- MLflow ----------------------------------------------------------------------------------
 
@@ -150,11 +155,29 @@ class LocalBackend:
     def experiment_id(self, name: str) -> str:
         client = self.client()
         with self._mlflow_lock:
-            exp = client.get_experiment_by_name(name)
-            if exp is not None:
-                return exp.experiment_id
-            location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
-            return client.create_experiment(name, artifact_location=location)
+            if name not in self._experiments:  # looked up (or made) once per apply
+                exp = client.get_experiment_by_name(name)
+                location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
+                self._experiments[name] = (exp.experiment_id if exp is not None else
+                                           client.create_experiment(name, artifact_location=location))
+            return self._experiments[name]
+
+    def close_orphans(self, known: set) -> list[tuple[str, str]]:
+        """Runs this workspace's store has RUNNING that no state knows: created by an mlrun killed
+        before it recorded them, never started. Marked KILLED; (job, run id) of each. A sweep's
+        trials (they have a parent run) are its controller's business."""
+        if not (self.root / "mlflow.db").exists():
+            return []
+        client = self.client()
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        closed = []
+        for r in client.search_runs(experiments, "attributes.status = 'RUNNING'") if experiments else []:
+            tags = r.data.tags
+            if "mlrun.job" in tags and "mlflow.parentRunId" not in tags and r.info.run_id not in known:
+                with self._mlflow_lock:
+                    client.set_terminated(r.info.run_id, "KILLED")
+                closed.append((tags["mlrun.job"], r.info.run_id))
+        return closed
 
     # --- jobs ------------------------------------------------------------------------------------
 
@@ -174,6 +197,7 @@ class LocalBackend:
         with self._mlflow_lock:
             mlrun = client.create_run(experiment, run_name=job.fields.get("display_name") or job.name, tags=tags)
         run = {**record, "id": mlrun.info.run_id, "experiment_id": experiment, "run_dir": str(run_dir),
+               "artifact_uri": mlrun.info.artifact_uri,
                "status": "Preparing", "submitted": now()}
         (run_dir / "run_id").write_text(run["id"])
         on_start(run)  # in the state before the process exists: a crash from here on is adoptable
@@ -276,14 +300,22 @@ class LocalBackend:
 
     def finalize(self, run: dict) -> None:
         """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
-        finalize_run(self.client(), run["id"], Path(run["run_dir"]), run["status"], self._mlflow_lock)
+        finalize_run(self.client(), run["id"], Path(run["run_dir"]), run["status"], self._mlflow_lock,
+                     run.get("artifact_uri"))
 
 
-def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threading.Lock | None = None) -> None:
+def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threading.Lock | None = None,
+                 artifact_uri: str | None = None) -> None:
     """A finished run's folder into MLflow: std_log.txt, outputs, ./outputs and ./logs of the
-    working copy as artifacts, then the status (a job's run, or a sweep's trial)."""
+    working copy as artifacts, then the status (a job's run, or a sweep's trial). The log is copied
+    straight into a local artifact folder (what MLflow's local artifact repository does, without
+    reading the run back first)."""
     log = run_dir / "user_logs" / "std_log.txt"
-    if log.exists():
+    if log.exists() and artifact_uri and artifact_uri.startswith("file://"):
+        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path)) / "user_logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, folder / log.name)
+    elif log.exists():
         client.log_artifact(run_id, str(log), artifact_path="user_logs")
     for folder in sorted((run_dir / "outputs").glob("*")):
         if folder.is_dir() and any(folder.iterdir()):
@@ -320,16 +352,18 @@ def sweep_notes(job: Job) -> list[str]:
 
 
 def _copy_out(path: Path, offset: int, out) -> int:
-    """Write what `path` has past `offset` to `out`; the new offset."""
+    """Write what `path` has past `offset` to `out`, a block at a time (a log may hold
+    gigabytes); the new offset."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            chunk = f.read()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                out.write(block)
+                offset += len(block)
     except FileNotFoundError:
         return offset
-    out.write(chunk)
     out.flush()
-    return offset + len(chunk)
+    return offset
 
 
 def _cache_dir() -> Path:
@@ -361,11 +395,21 @@ def _ending(ended: dict, run: dict) -> dict:
     status = {"TimedOut": "Failed"}.get(ended["status"], ended["status"])
     out = {"status": status, "exit_code": ended.get("exit_code"), "ended": ended.get("ended"),
            "started": ended.get("started", run.get("started"))}
+    killed = f"killed: it ignored SIGTERM for {_secs(ended.get('grace'))}s" if ended.get("killed") else ""
     if ended["status"] == "TimedOut":
-        out["error"] = "timed out"
+        limit = f" after {_secs(ended['timeout'])}s (limits.timeout)" if ended.get("timeout") else ""
+        out["error"] = f"timed out{limit}" + (f"; {killed}" if killed else "")
     elif status == "Failed":
         out["error"] = f"exit code {ended.get('exit_code')}"
+    elif status == "Canceled" and killed:
+        out["error"] = f"canceled; {killed}"
+    if ended.get("log_lost") and "error" in out:
+        out["error"] += "; the job deleted its run folder, with its log"
     return out
+
+
+def _secs(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else "?"
 
 
 def _literal(value) -> str:

@@ -1,85 +1,154 @@
 """Runs one local job and records how it ended, whether or not mlrun is still alive.
 
 Started by the local backend as `python -I -S supervisor.py RUN_DIR [TIMEOUT]` in a session of
-its own; stdlib only, so it starts in milliseconds. In RUN_DIR it reads `command.sh` and writes:
+its own; `os`, `signal` and `time` only (no subprocess, json or re: it starts in milliseconds). In RUN_DIR it reads `command.sh` and writes:
   pid          its own pid (the job's process group id is in `pgid`)
   user_logs/std_log.txt   the job's stdout and stderr
-  exit.json    {"exit_code", "status", "started", "ended"}, atomically, when the job is over
+  exit.json    {"exit_code", "status", "started", "ended", "timeout", "grace", "killed", "log_lost"},
+               atomically, when the job is over (RUN_DIR made again if the job deleted it)
 SIGTERM (mlrun's cancel, Ctrl-C) stops the job's whole process group: TERM, then KILL after a grace.
+The job's output goes to the log file through the file descriptor: it never passes through here.
 """
-import datetime as dt
-import json
 import os
 import signal
-import subprocess
 import sys
+import time
 
 GRACE = float(os.environ.get("MLRUN_KILL_GRACE", "10"))
 
 
 def now():
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
 
 
-def write_atomic(path, text):
+def write_atomic(path, text, durable=True):
+    """Readers see all of it or nothing; `durable`: on disk too (pid files need not outlive a reboot)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def stop(proc):
-    """TERM the job's process group, then KILL it after the grace period."""
-    for sig, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def to_json(record):
+    """A flat record of None, bools, numbers and plain strings (status words, times) as JSON."""
+    def value(v):
+        if v is None or isinstance(v, bool):
+            return {None: "null", True: "true", False: "false"}[v]
+        return repr(v) if isinstance(v, (int, float)) else '"%s"' % v
+    return "{" + ", ".join('"%s": %s' % (k, value(v)) for k, v in record.items()) + "}"
 
 
 class Cancelled(Exception):
     pass
 
 
-def on_term(*_):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Cancelled()
+class TimedOut(Exception):
+    pass
+
+
+def raise_(kind):
+    def handler(*_):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise kind()
+    return handler
+
+
+def spawn(run_dir, log_path):
+    """bash RUN_DIR/command.sh in RUN_DIR/work, in a process group of its own, output to the log."""
+    pid = os.fork()
+    if pid == 0:  # the child: only os calls until exec
+        try:
+            os.setpgid(0, 0)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.chdir(os.path.join(run_dir, "work"))
+            os.execvp("bash", ["bash", os.path.join(run_dir, "command.sh")])
+        except BaseException as e:  # noqa: BLE001  (said in the job's log; the job fails with 127)
+            os.write(2, ("mlrun: could not start the job: %s\n" % e).encode())
+        finally:
+            os._exit(127)
+    try:
+        os.setpgid(pid, pid)  # also here: the group exists before anyone signals it
+    except OSError:
+        pass  # the child set it and exec'd already
+    return pid
+
+
+def reap(pid, seconds):
+    """The job's exit code (negative: the signal that ended it), or None if it still runs after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+
+
+def stop(pid):
+    """TERM the job's process group, then KILL it after the grace period: (exit code, whether it took KILL)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    code = reap(pid, GRACE)
+    if code is not None:
+        return code, False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), True
 
 
 def main(run_dir, timeout=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C goes to mlrun, which decides
-    write_atomic(os.path.join(run_dir, "pid"), str(os.getpid()))
+    write_atomic(os.path.join(run_dir, "pid"), str(os.getpid()), durable=False)
     started = now()
     log_dir = os.path.join(run_dir, "user_logs")
     os.makedirs(log_dir, exist_ok=True)
-    with open(os.path.join(log_dir, "std_log.txt"), "ab", buffering=0) as log:
-        proc = subprocess.Popen(["bash", os.path.join(run_dir, "command.sh")], cwd=os.path.join(run_dir, "work"),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, process_group=0)
-    write_atomic(os.path.join(run_dir, "pgid"), str(proc.pid))
+    log_path = os.path.join(log_dir, "std_log.txt")
+    signal.signal(signal.SIGTERM, raise_(Cancelled))
+    signal.signal(signal.SIGALRM, raise_(TimedOut))
+    pid = None
+    killed = False
     try:
-        signal.signal(signal.SIGTERM, on_term)
-        proc.wait(float(timeout) if timeout else None)  # a signal handler that raises ends the wait
-        status = "Completed" if proc.returncode == 0 else "Failed"
-    except subprocess.TimeoutExpired:
+        pid = spawn(run_dir, log_path)
+        write_atomic(os.path.join(run_dir, "pgid"), str(pid), durable=False)
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, float(timeout))
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])  # a handler that raises ends the wait
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        status = "Completed" if code == 0 else "Failed"
+    except (Cancelled, TimedOut) as e:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop(proc)
-        status = "TimedOut"
-    except Cancelled:
-        stop(proc)
-        status = "Canceled"
-    try:  # children the job left behind in its group go with it
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        status = "Canceled" if isinstance(e, Cancelled) else "TimedOut"
+        if pid is None:  # cancelled before the job existed
+            code = None
+        else:
+            code, killed = stop(pid)
+    if pid is not None:
+        try:  # children the job left behind in its group go with it
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    log_lost = not os.path.exists(log_path)  # the job deleted it
+    os.makedirs(run_dir, exist_ok=True)
     write_atomic(os.path.join(run_dir, "exit.json"),
-                 json.dumps({"exit_code": proc.returncode, "status": status, "started": started, "ended": now()}))
+                 to_json({"exit_code": code, "status": status, "started": started, "ended": now(),
+                          "timeout": float(timeout) if timeout else None, "grace": GRACE, "killed": killed,
+                          "log_lost": log_lost}))
 
 
 if __name__ == "__main__":
