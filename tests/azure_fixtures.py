@@ -66,7 +66,7 @@ class Emulator:
         self.call("DELETE", "/_emulator/delay")
 
 
-def _stop(proc, folder: Path):
+def stop_emulator(proc, folder: Path):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -82,30 +82,40 @@ def _stop(proc, folder: Path):
             pass
 
 
-@pytest.fixture(scope="session")
-def azure_emulator(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("azure-emulator")
-    env_file = folder / "emulator.env"
-    log_path = folder / "emulator.log"
+def start_emulator(folder: Path):
+    """Start `python tests/emulator` with its state in `folder`; (process, Emulator) once it is ready.
+    Raises RuntimeError (with the emulator's log) if it exits or is not ready within 60 s."""
+    env_file, log_path = folder / "emulator.env", folder / "emulator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZURE"))}
     started = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, str(EMULATOR), "--dir", str(folder / "state"),
                                  "--env-file", str(env_file)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    while not env_file.exists():
+        problem = (f"exited with {proc.returncode}" if proc.poll() is not None else
+                   "was not ready within 60 s" if time.monotonic() - started > 60 else None)
+        if problem:
+            stop_emulator(proc, folder)
+            raise RuntimeError(f"the Azure emulator {problem}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    exported = dict(shlex.split(line)[1].split("=", 1) for line in env_file.read_text().splitlines())
+    emulator = Emulator(exported, folder)
+    emulator.startup_seconds = time.monotonic() - started
+    return proc, emulator
+
+
+@pytest.fixture(scope="session")
+def azure_emulator(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("azure-emulator")
     try:
-        while not env_file.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"the Azure emulator exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() - started > 60:
-                pytest.fail(f"the Azure emulator was not ready within 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        exported = dict(shlex.split(line)[1].split("=", 1) for line in env_file.read_text().splitlines())
-        emulator = Emulator(exported, folder)
-        emulator.startup_seconds = time.monotonic() - started
+        proc, emulator = start_emulator(folder)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
         yield emulator
     finally:
-        _stop(proc, folder)
+        stop_emulator(proc, folder)
 
 
 def run_sdk(emulator: Emulator, script: str, *, cwd=None, timeout=300, check=True):

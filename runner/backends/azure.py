@@ -2,7 +2,10 @@
 azure-mgmt-resource and azureml-mlflow. Every SDK is imported lazily, inside the calls."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -42,12 +45,18 @@ class AzureBackend:
         self.poll_seconds = POLL_SECONDS
         self._lock = threading.RLock()  # clients are made from other clients (arm() needs credential())
         self._cache: dict = {}
+        self._locks: dict = {}
         self._submit_lock = threading.Lock()
 
     # --- SDK clients -----------------------------------------------------------------------------
 
-    def _once(self, key: str, make: Callable):
+    def _key_lock(self, key: str) -> threading.RLock:
+        """One lock per client: making one (seconds, for MLflow's) never blocks using another."""
         with self._lock:
+            return self._locks.setdefault(key, threading.RLock())
+
+    def _once(self, key: str, make: Callable):
+        with self._key_lock(key):
             if key not in self._cache:
                 self._cache[key] = make()
             return self._cache[key]
@@ -85,14 +94,24 @@ class AzureBackend:
 
     @property
     def tracking_uri(self) -> str:
-        return self._once("tracking_uri", lambda: self.ml().workspaces.get(self.workspace).mlflow_tracking_uri)
+        """The workspace's MLflow URI; "" while the workspace does not exist (not kept: apply makes it)."""
+        with self._key_lock("tracking_uri"):
+            if "tracking_uri" not in self._cache:
+                with errors(f"workspace.{self.workspace}"):
+                    ws = self._get_workspace()  # a 404 too when the resource group is missing
+                if ws is None:
+                    return ""
+                self._cache["tracking_uri"] = ws.mlflow_tracking_uri
+            return self._cache["tracking_uri"]
 
     def client(self):
         def make():
             import azureml.mlflow  # noqa: F401  (registers the azureml:// tracking scheme)
             from mlflow.tracking import MlflowClient
 
-            return MlflowClient(tracking_uri=self.tracking_uri)
+            if not self.tracking_uri:
+                raise UserError(f"the workspace {self.workspace} does not exist (yet): run mlrun apply")
+            return _Refusals(MlflowClient(tracking_uri=self.tracking_uri), f"the MLflow of workspace.{self.workspace}")
         return self._once("mlflow", make)
 
     # --- reading the world -----------------------------------------------------------------------
@@ -173,7 +192,7 @@ class AzureBackend:
             return {}
         from azure.core.exceptions import ResourceNotFoundError
 
-        with errors():
+        with errors(f"run {run['id'][:7]}"):
             try:
                 job = self.ml().jobs.get(run["id"])
             except ResourceNotFoundError:
@@ -222,7 +241,7 @@ class AzureBackend:
     # --- resources -------------------------------------------------------------------------------
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
-        with errors():
+        with errors(f"{kind}.{name}"):
             if kind == "resource_group":
                 return self._create_rg(name)
             if kind == "workspace":
@@ -246,7 +265,7 @@ class AzureBackend:
         return {"id": rg.id, "created_by_mlrun": True}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        with errors():
+        with errors(f"{kind}.{name}"):
             if kind == "compute":
                 compute = self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
                 return {"id": compute.id}
@@ -259,7 +278,7 @@ class AzureBackend:
     def delete(self, kind: str, name: str, record: dict) -> None:
         """Delete what exists; something already gone is fine (checked first, not guessed from a
         404 inside the operation: the workspace delete GETs its dependent resources too)."""
-        with errors():
+        with errors(f"{kind}.{name}"):
             if not record.get("created_by_mlrun", True):
                 return  # it was there before mlrun: never deleted
             if kind == "resource_group":
@@ -286,32 +305,42 @@ class AzureBackend:
     def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
         from azure.ai.ml import load_job
 
-        from ..export import job_document
+        from ..export import job_document, put_secrets
         import yaml
 
         name = uuid.uuid4().hex  # like an MLflow run id: Azure ML's run id is the job's name
         run = {**record, "id": name, "status": "Preparing", "submitted": now()}
         on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
         # one submission at a time: jobs sharing a code folder upload the same content-addressed blob
-        with self._submit_lock, errors(), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
+        with self._submit_lock, errors(f"job.{job.name}"), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
             path = Path(tmp) / f"{job.name}.yml"
             path.write_text(yaml.safe_dump(job_document(spec, job, Path(tmp)), sort_keys=False))
             entity = load_job(path)
+            put_secrets(entity, job)  # the file holds them as (sensitive): the values stay in memory
             entity.name = name
             entity.properties = {**(entity.properties or {}), "mlrun.fingerprint": record["fingerprint"],
                                  "mlrun.job": job.name}
             entity.tags = {**(entity.tags or {}), "mlrun.job": job.name}
-            created = self.ml().jobs.create_or_update(entity)
+            with _sdk_stderr():
+                created = self.ml().jobs.create_or_update(entity)
         run.update(status=STATUS.get(created.status, created.status or "NotStarted"), started=now(),
                    studio_url=created.studio_url)
         return run
 
     def wait(self, run: dict) -> dict:
+        if "mlflow" not in self._cache:  # the closing report needs it: import azureml-mlflow meanwhile
+            threading.Thread(target=self._warm_client, daemon=True, name="mlflow-import").start()
         while True:
             change = self.poll(run)
             if change.get("status") in TERMINAL:
                 return change
             time.sleep(self.poll_seconds)
+
+    def _warm_client(self) -> None:
+        try:
+            self.client()
+        except Exception:  # noqa: BLE001  (the report makes it again and says what went wrong)
+            pass
 
     def cancel(self, run: dict) -> None:
         with errors():
@@ -326,6 +355,8 @@ class AzureBackend:
             try:
                 if self.client().get_run(run["id"]).data.metrics is not None:
                     return
+            except UserError:  # refused (MLflow itself retried what is transient): the report says why
+                return
             except Exception:  # metrics lag the job's completion: retry
                 time.sleep(2)
 
@@ -335,9 +366,6 @@ class AzureBackend:
     def logs(self, run: dict, follow: bool, out) -> None:
         """The job's user_logs/std_log.txt from its run history (what `az ml job stream` reads);
         with `follow` and a running job, Azure ML's stream until it ends."""
-        import contextlib
-        import io
-
         with errors():
             if follow and self.poll(run).get("status", run.get("status")) not in TERMINAL:
                 buffer = io.StringIO()
@@ -353,6 +381,24 @@ class AzureBackend:
         out.flush()
 
 
+class _Refusals:
+    """An MlflowClient whose calls Azure refuses (403, throttling, ...) raise mlrun's plain errors;
+    MLflow's own complaints (a bad filter) stay MlflowExceptions."""
+
+    def __init__(self, client, what: str):
+        self._client, self._what = client, what
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with errors(self._what):
+                return attr(*args, **kwargs)
+        return call
+
+
 def _download(url: str) -> bytes:
     from azure.core.pipeline.transport import RequestsTransport
     from azure.core.rest import HttpRequest
@@ -361,6 +407,18 @@ def _download(url: str) -> bytes:
         response = transport.send(HttpRequest("GET", url))
         response.raise_for_status()
         return response.body()
+
+
+@contextlib.contextmanager
+def _sdk_stderr():
+    """azure-ai-ml prints a colour reset (ESC[39m) and a blank line to stderr after every upload,
+    progress bar or not: keep that off the user's terminal and pass on anything else."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        yield
+    rest = buffer.getvalue().replace("\x1b[39m", "").strip()
+    if rest:
+        print(rest, file=sys.stderr)
 
 
 def _quiet_sdk() -> None:
@@ -423,7 +481,11 @@ def _read_config(spec: Spec, ref: str | None) -> dict:
 
 
 class errors:
-    """Azure's failures in plain words, with what to do; unknown ones keep Azure's message."""
+    """Azure's failures in plain words, with what to do; unknown ones keep Azure's message.
+    `what` names the resource (or run) the failed call was about."""
+
+    def __init__(self, what: str | None = None):
+        self.what = what
 
     def __enter__(self):
         return self
@@ -431,26 +493,45 @@ class errors:
     def __exit__(self, kind, exc, tb):
         if exc is None or isinstance(exc, UserError):
             return False
-        message = plain(exc)
+        message = plain(exc, self.what)
         if message is None:
             return False
         raise UserError(message) from None
 
 
-def plain(exc: BaseException) -> str | None:
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError, \
-        ResourceNotFoundError
+def plain(exc: BaseException, what: str | None = None) -> str | None:
+    from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, \
+        ResourceExistsError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 
-    text = " ".join(str(getattr(exc, "message", None) or exc).split()).rstrip(".")
+    body = getattr(exc, "json", None)  # an MLflow RestException with Azure's error body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code, message = body["error"].get("code", ""), body["error"].get("message", "")
+        status = {"AuthorizationFailed": 403, "TooManyRequests": 429}.get(code, 500)
+        exc = HttpResponseError(message=message or code)
+        exc.status_code = status
+    elif getattr(exc, "error_code", None) in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+        exc = HttpResponseError(message=getattr(exc, "message", str(exc)))
+        exc.status_code = 403
+    elif not isinstance(exc, AzureError):
+        return None
+    error = getattr(exc, "error", None)  # Azure's {"error": {"code", "message"}}, when it sent one
+    while getattr(error, "details", None):  # "At least one resource deployment operation failed": why is inside
+        error = error.details[0]
+    detail = getattr(error, "message", None) or getattr(exc, "message", None) or exc
+    text = " ".join(str(detail).split()).rstrip(".")
+    low = text.lower()
+    text = (f"{what}: " if what else "") + text
     if isinstance(exc, ClientAuthenticationError):
         return f"Azure sign-in failed: {text}. Run `az login` (or set the AZURE_* variables of a service principal)."
     if isinstance(exc, ResourceExistsError):
         return f"the name is taken: {text}. Pick another name (a variable suffix helps)."
     if isinstance(exc, ResourceNotFoundError):
         return f"not found on Azure: {text}"
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return (f"could not reach Azure (still after retries): {text}. Check the network connection (and proxy), "
+                "then run the command again.")
     if isinstance(exc, HttpResponseError):
         status = getattr(exc, "status_code", None)
-        low = text.lower()
         if "quota" in low:
             return (f"not enough quota: {text}. Request more vCPU quota for this VM family in the region, "
                     "pick a smaller size, or lower max_instances.")
@@ -458,5 +539,10 @@ def plain(exc: BaseException) -> str | None:
             return f"not allowed: {text}. You need the Contributor role on the subscription or resource group."
         if status == 429:
             return f"Azure is throttling requests (still after retries): {text}. Wait a minute and apply again."
-        return f"Azure answered {status}: {text}"
+        if status is None or status < 300:  # a long-running operation that ended Failed
+            return (f"Azure could not finish it: {text}. Apply again to retry; mlrun destroy removes what was "
+                    "made.")
+        if status >= 500:
+            return f"Azure answered {status}: {text}. This is usually temporary: run the command again in a few minutes."
+        return f"Azure answered {status}: {text}. Check this resource's fields in the spec."
     return None

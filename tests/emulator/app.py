@@ -98,7 +98,7 @@ class Emulator:
                        artifact_container=artifact_container)
         server = MlflowServer(self.tmp / "mlflow" / workspace_id, self.track)
         self.mlflow[wid.lower()] = server
-        server.start_async()
+        # started on first use (MlflowServer.base_url): most workspaces of the fault tests never need it
         return ws
 
     def mlflow_for(self, wid) -> MlflowServer:

@@ -55,6 +55,7 @@ def resource_group(ctx, sub, rg):
         if current and current["properties"]["provisioningState"] == "Deleting":
             return error(409, "ResourceGroupBeingDeleted", f"The resource group '{rg}' is in deprovisioning state "
                          "and cannot perform this operation.")
+        time.sleep(state.delay_for(ctx.method, ctx.path))  # a synchronous PUT: the delay is the answer's
         return Reply(200 if current else 201, state.put(rid, body))
     if current is None:
         return Reply(404) if ctx.method == "HEAD" else not_found("resourceGroups", rg)

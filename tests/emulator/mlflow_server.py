@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 
+_MIGRATIONS = threading.Lock()  # alembic's migration context is process-global: one new store at a time
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -31,8 +34,14 @@ class MlflowServer:
         self.error = None
         self._store = None
         self._lock = threading.Lock()
+        self._started = False
 
     def start_async(self):
+        """Start the server in the background, once (base_url starts it on first need)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
         threading.Thread(target=self._start, daemon=True, name=f"mlflow-{self.folder.name}").start()
 
     def _start(self):
@@ -69,6 +78,7 @@ class MlflowServer:
         raise RuntimeError("mlflow server did not answer /health in time")
 
     def base_url(self, timeout=90) -> str:
+        self.start_async()
         if not self.ready.wait(timeout):
             raise RuntimeError("mlflow server still starting")
         if self.error:
@@ -88,7 +98,8 @@ class MlflowServer:
             if self._store is None:
                 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-                self._store = SqlAlchemyStore(self.db_uri, self.artifacts.as_uri())
+                with _MIGRATIONS:
+                    self._store = SqlAlchemyStore(self.db_uri, self.artifacts.as_uri())
             return self._store
 
     def experiment_id(self, name: str) -> str:

@@ -3,7 +3,9 @@ and the managed-identity token endpoint."""
 import base64
 import json
 import re
+import socket
 import ssl
+import struct
 import sys
 import time
 import traceback
@@ -105,7 +107,12 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
             reply = error(500, "InternalServerError", f"emulator bug: {type(e).__name__}: {e}")
-        self._send(reply)
+        if fault and fault.get("reset"):  # the connection drops (TCP RST) before any answer
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            reply = Reply(0)
+        else:
+            self._send(reply)
         if not control:
             app.state.log_request({"time": now_iso(), "t": started, "method": self.command, "path": path,
                                    "query": parts.query, "status": reply.status,
@@ -221,13 +228,15 @@ def requests_log(ctx):
 
 
 def _rules(ctx, rules: list, add):
-    """GET lists the rules, POST adds one or a list of them, DELETE clears them."""
+    """GET lists the rules, POST adds one or a list of them, DELETE clears them (?tag=T: those
+    added with that "tag" only, so concurrent tests clear their own)."""
     with ctx.app.state.lock:
         if ctx.method == "POST":
             given = ctx.json if isinstance(ctx.json, list) else [ctx.json]
             return Reply(201, [add(r) for r in given])
         if ctx.method == "DELETE":
-            rules.clear()
+            tag = ctx.q("tag")
+            rules[:] = [r for r in rules if tag is not None and r.get("tag") != tag]
             return Reply(204)
         return Reply(200, rules)
 

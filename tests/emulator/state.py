@@ -95,12 +95,16 @@ class State:
         return rule
 
     def take_fault(self, method, path, kind):
-        """The first rule matching this request; kind 'sync' (has status) or 'async' (async_failure)."""
+        """The first rule matching this request; kind 'sync' (a status, or reset: drop the connection)
+        or 'async' (async_failure)."""
         with self.lock:
             for rule in self.faults:
                 if (kind == "async") != ("async_failure" in rule):
                     continue
                 if rule["method"] not in ("*", method) or not re.search(rule["path_regex"], path, re.I):
+                    continue
+                if rule.get("skip", 0) > 0:  # let the first `skip` matching requests through
+                    rule["skip"] -= 1
                     continue
                 if rule["count"] > 0:
                     rule["count"] -= 1
