@@ -347,14 +347,15 @@ class AzureBackend:
             self.ml().jobs.begin_cancel(run["id"])
 
     def finalize(self, run: dict) -> None:
-        """Azure ML records the run itself; wait (briefly) for its metrics to become readable."""
+        """Azure ML records the run itself: read it once (retried while its history lags the job), for
+        the closing report to reuse."""
         if run.get("status") != "Completed":
             return
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if self.client().get_run(run["id"]).data.metrics is not None:
-                    return
+                self.client().keep(self.client().get_run(run["id"]))  # what the closing report reads
+                return
             except UserError:  # refused (MLflow itself retried what is transient): the report says why
                 return
             except Exception:  # metrics lag the job's completion: retry
@@ -387,6 +388,14 @@ class _Refusals:
 
     def __init__(self, client, what: str):
         self._client, self._what = client, what
+        self._finished: dict = {}
+
+    def keep(self, run) -> None:
+        """A finished run read once: get_run answers it again without asking Azure."""
+        self._finished[run.info.run_id] = run
+
+    def get_run(self, run_id: str):
+        return self._finished.get(run_id) or self.__getattr__("get_run")(run_id)
 
     def __getattr__(self, name):
         attr = getattr(self._client, name)
