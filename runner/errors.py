@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -50,6 +51,8 @@ def read_text(path: str | os.PathLike, what: str) -> str:
     names it (`what` says what it should have been: "spec file", "YAML file")."""
     name = display_path(str(path))
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):  # a device or a pipe may never end
+            raise UserError(f"{name}: not a regular file, not a {what}")
         with open(path, "rb") as f:  # decoded whole, so that a bad byte's position is the file's
             text = f.read().decode("utf-8")
         return text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it

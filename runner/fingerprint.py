@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -40,7 +41,12 @@ def tree_digest(path: Path) -> str:
         for name in sorted(files):
             if not name.endswith(SKIP_SUFFIXES):
                 full = Path(root, name)
-                st = full.stat()
+                try:
+                    st = full.stat()
+                except OSError:  # a broken link: nothing to upload or run
+                    continue
+                if not stat.S_ISREG(st.st_mode):  # a pipe or a socket: reading it may never end
+                    continue
                 listing.append((str(full.relative_to(path)), st.st_size, st.st_mtime_ns))
     key = (str(path), tuple(listing))
     if key in _tree_cache:

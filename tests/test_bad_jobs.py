@@ -188,3 +188,22 @@ def test_a_job_that_deletes_its_folder_ends_with_its_status_and_a_message(tmp_pa
     logs = run_mlrun("logs", spec, "rm-run", cwd=tmp_path, check=1)
     assert logs.stderr == f"error: the log of run {run_folder['id'][:7]} is gone: " \
                           f"{run_folder['run_dir']}/user_logs/std_log.txt does not exist\n"
+
+
+def test_a_pipe_in_the_code_folder_is_neither_hashed_nor_copied(tmp_path):
+    """A named pipe left in a code folder (a tool's control channel, say) would block the
+    fingerprint's read and fail the snapshot's copy: it is skipped, the job runs without it."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("print('trained')\n")
+    os.mkfifo(code / "control")
+    spec = write_spec(tmp_path, """  listing:
+    command: ls -A; python train.py
+    code: ./code
+    compute: cluster
+""")
+    assert "> job.listing                  first run" in run_mlrun("plan", spec, cwd=tmp_path, timeout=60, check=0).stdout
+    proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, timeout=120, check=0)
+    assert "Traceback" not in proc.stderr
+    assert run_mlrun("logs", spec, "listing", cwd=tmp_path, check=0).stdout == "train.py\ntrained\n"
+    assert "No changes. Everything is up to date." in run_mlrun("plan", spec, cwd=tmp_path, timeout=60, check=0).stdout

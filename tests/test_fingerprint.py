@@ -1,6 +1,8 @@
 """runner/fingerprint.py: content digests of trees, and job fingerprints part by part."""
 import hashlib
 import os
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,24 @@ def test_tree_digest_changes_when_a_files_bytes_change(tree):
     before = tree_digest(tree)
     (tree / "lib" / "util.py").write_text("X = 22\n")
     assert tree_digest(tree) != before
+
+
+def test_pipes_sockets_and_broken_links_in_a_tree_are_skipped_not_read(tree, tmp_path):
+    """Opening a pipe with no writer blocks forever: the digest skips what is not a regular file
+    (in a thread, so that a regression fails instead of hanging)."""
+    before = tree_digest(tree)
+    os.mkfifo(tree / "pipe")
+    (tree / "lib" / "gone.py").symlink_to(tmp_path / "nowhere.py")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tree / "lib" / "sock"))
+    fingerprint._tree_cache.clear()
+    result = []
+    worker = threading.Thread(target=lambda: result.append(tree_digest(tree)), daemon=True)
+    worker.start()
+    worker.join(30)
+    sock.close()
+    assert not worker.is_alive(), "tree_digest blocked on a special file"
+    assert result == [before]
 
 
 def test_a_same_size_edit_within_one_timestamp_tick_is_seen(tree):

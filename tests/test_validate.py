@@ -5,6 +5,7 @@ diagnostics `mlrun validate` must print, in order, word for word (the case's own
 implied when an expectation starts with a line number).
 """
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SEED, SPECS
+from conftest import ROOT, SEED, SPECS, run_mlrun
 
 INVALID = Path(__file__).parent / "specs" / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))
@@ -100,6 +101,16 @@ def test_env_of_another_target_is_not_needed(mlrun, monkeypatch):
 def test_missing_file_is_a_clear_error(mlrun, tmp_path):
     code, _, err = mlrun("validate", tmp_path / "nope.yaml")
     assert (code, err) == (1, f"error: {tmp_path / 'nope.yaml'}: no such file\n")
+
+
+def test_a_pipe_or_a_device_as_the_spec_file_is_refused_not_read(tmp_path):
+    """Reading /dev/zero never ends and opening a pipe blocks until a writer comes: both are named
+    and refused before any read (a subprocess, so that a regression times out instead of hanging)."""
+    pipe = tmp_path / "lab.yaml"
+    os.mkfifo(pipe)
+    for path in (pipe.name, "/dev/zero"):
+        proc = run_mlrun("validate", path, cwd=tmp_path, timeout=60)
+        assert (proc.returncode, proc.stderr) == (1, f"error: {path}: not a regular file, not a spec file\n")
 
 
 def test_schema_command_prints_the_schema(mlrun):

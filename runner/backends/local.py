@@ -259,7 +259,13 @@ class LocalBackend:
         return EXPR.sub(sub, job.command)
 
     def _snapshot(self, job: Job, work: Path) -> None:
-        ignore = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
+        skipped = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
+
+        def ignore(folder, names):  # and pipes and sockets, as the fingerprint skips them
+            special = {n for n in names if not os.path.islink(p := os.path.join(folder, n))
+                       and not (os.path.isfile(p) or os.path.isdir(p))}
+            return skipped(folder, names) | special
+
         if job.code and job.code.is_dir():
             shutil.copytree(job.code, work, symlinks=True, ignore=ignore)
         else:
