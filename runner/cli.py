@@ -106,14 +106,14 @@ def _confirm(question: str) -> None:
 def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
     """Show what apply would do, changing nothing."""
     from . import plan as planning
-    from .state import _atomic_write
+    from .state import atomic_write
 
     ctx = _open(spec, target, variables)
     _check_jobs(ctx, only + force)
     p, _ = ctx.plan(force, only)
     _advise(ctx, p)
     if out:
-        _atomic_write(Path(out), json.dumps(p.to_dict(), indent=2) + "\n")
+        atomic_write(Path(out), json.dumps(p.to_dict(), indent=2) + "\n")
     if as_json:
         click.echo(json.dumps(p.to_dict(), indent=2))
     else:
@@ -223,37 +223,13 @@ def _after_apply(ctx, outcome, detach: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status(spec, target, variables, as_json) -> int:
     """Resources and the latest run of each job."""
-    from . import plan as planning
-    from .plan import desired, short
+    from . import status as view
 
-    ctx = _open(spec, target, variables)
-    actual = ctx.refresh()
-    model = desired(ctx.spec, ctx.target)
-    jobs = []
-    for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
-        run = actual["jobs"].get(name) or {}
-        want = model["jobs"].get(name)
-        jobs.append({"job": name, "run_id": run.get("id"), "status": run.get("status", "never run"),
-                     "started": run.get("started"), "ended": run.get("ended"), "error": run.get("error"),
-                     "up_to_date": bool(want and run.get("status") == "Completed"
-                                        and run.get("fingerprint") == want["fingerprint"])})
-    data = {"spec": str(ctx.spec.path), "target": ctx.target, "tracking_uri": ctx.backend.tracking_uri,
-            "resources": [{"address": a, **r} for a, r in actual["resources"].items()], "jobs": jobs}
+    data = view.build(_open(spec, target, variables))
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return EXIT_OK
-    click.echo(f"target {ctx.target}, tracking {ctx.backend.tracking_uri}")
-    if not actual["resources"]:
-        click.echo("  nothing created yet: run mlrun apply")
-    ordered = sorted(actual["resources"].items(), key=lambda kv: (-planning.depth(kv[1].get("kind")), kv[0]))
-    for address, record in ordered:
-        attrs = record.get("attrs") or {}
-        detail = planning.describe(record.get("kind"), attrs) if record.get("kind") == "compute" else ""
-        click.echo(f"  {address:<33}{detail}".rstrip())
-    for j in jobs:
-        run = f"run {short(j['run_id'])}" if j["run_id"] else ""
-        note = "up to date" if j["up_to_date"] else (j["error"] or "")
-        click.echo(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
+    else:
+        click.echo(view.render(data), nl=False)
     return EXIT_OK
 
 
@@ -376,7 +352,7 @@ FORMATS = ("table", "json", "markdown", "html")
 def report_cmd(spec, target, variables, fmt, output) -> int:
     """The lab's results: jobs, runs side by side, saved queries; HTML with charts and images."""
     from . import report
-    from .state import _atomic_write
+    from .state import atomic_write
 
     ctx = _open(spec, target, variables)
     if not ctx.state.jobs:
@@ -389,7 +365,7 @@ def report_cmd(spec, target, variables, fmt, output) -> int:
     else:
         text = {"table": report.render_table, "json": report.render_json, "markdown": report.render_markdown}[fmt](data)
     if output:
-        _atomic_write(Path(output), text)
+        atomic_write(Path(output), text)
         click.echo(f"Wrote {output}")
     else:
         click.echo(text, nl=False)
@@ -421,18 +397,13 @@ def runs(spec, query, target, variables, experiment, filter_string, order_by, ma
         raise UserError(f"which experiment? pass --experiment (experiments: {', '.join(experiments) or 'none'})")
     if not ctx.state.jobs:
         raise UserError(f"nothing has run yet: run mlrun apply {spec}")
-    order = list(order_by) or report._order(saved.get("order_by"))
+    order = list(order_by) or report.order_keys(saved.get("order_by"))
     found = report.search(ctx.backend.client(), experiment, filter_string if filter_string is not None
                           else saved.get("filter", ""), order, max_results or saved.get("max_results", 100))
     if as_json:
         click.echo(json.dumps({"experiment": experiment, "runs": found}, indent=2))
-        return EXIT_OK
-    width = max([len(r["run_name"] or "") for r in found] + [3])
-    click.echo(f"{'RUN':<{width}}  {'ID':<7}  {'STATUS':<9} {'START':<20}  METRICS")
-    for r in found:
-        metrics = "  ".join(f"{k}={report._num(v)}" for k, v in r["metrics"].items())
-        click.echo(f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  {metrics}".rstrip())
-    click.echo(f"{_plural(len(found), 'run')} in {experiment}")
+    else:
+        click.echo(report.render_runs(experiment, found), nl=False)
     return EXIT_OK
 
 

@@ -131,7 +131,7 @@ def build(spec, state, backend, images: bool = False, full: bool = True) -> dict
     queries = []
     for name, q in spec.queries.items() if full else ():
         try:
-            found = search(client, q["experiment"], q.get("filter", ""), _order(q.get("order_by")),
+            found = search(client, q["experiment"], q.get("filter", ""), order_keys(q.get("order_by")),
                            q.get("max_results", 100))
             queries.append({"name": name, **_query_fields(q), "runs": found, "error": None})
         except UserError as e:
@@ -157,13 +157,13 @@ class _RunCache:
         return getattr(self._client, name)
 
 
-def _order(order_by) -> list[str]:
+def order_keys(order_by) -> list[str]:
     return [order_by] if isinstance(order_by, str) else list(order_by or [])
 
 
 def _query_fields(q: dict) -> dict:
     return {"description": q.get("description", ""), "experiment": q["experiment"], "filter": q.get("filter", ""),
-            "order_by": _order(q.get("order_by")), "max_results": q.get("max_results", 100)}
+            "order_by": order_keys(q.get("order_by")), "max_results": q.get("max_results", 100)}
 
 
 def search(client, experiment: str, filter_string: str, order_by: list[str], max_results: int) -> list[dict]:
@@ -183,6 +183,18 @@ def search(client, experiment: str, filter_string: str, order_by: list[str], max
 
 
 # --- views ---------------------------------------------------------------------------------------
+
+def render_runs(experiment: str, found: list[dict]) -> str:
+    """`mlrun runs`: one line per run found by `search`."""
+    width = max([len(r["run_name"] or "") for r in found] + [3])
+    lines = [f"{'RUN':<{width}}  {'ID':<7}  {'STATUS':<9} {'START':<20}  METRICS"]
+    for r in found:
+        metrics = "  ".join(f"{k}={_num(v)}" for k, v in r["metrics"].items())
+        lines.append(f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  "
+                     f"{metrics}".rstrip())
+    lines.append(f"{len(found)} run{'' if len(found) == 1 else 's'} in {experiment}")
+    return "\n".join(lines) + "\n"
+
 
 def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -144,10 +144,10 @@ class State:
             self.data["serial"] += 1
             self.data["lineage"] = self.data["lineage"] or uuid.uuid4().hex  # named on its first save
             text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
-            _atomic_write(self.path, text, backup=True)
+            atomic_write(self.path, text, backup=True)
 
 
-def _atomic_write(path: Path, text: str, backup: bool = False) -> None:
+def atomic_write(path: Path, text: str, backup: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     bak_tmp = path.with_name(path.name + ".bak.tmp")
     try:

@@ -1,0 +1,35 @@
+"""`mlrun status`: the resources the state records and each job's latest run, as data and as text."""
+from __future__ import annotations
+
+from . import plan as planning
+
+
+def build(ctx) -> dict:
+    """Resources and jobs as the target reports them now; a job is up to date when its latest run
+    completed with the fingerprint the spec gives it today."""
+    actual = ctx.refresh()
+    model = planning.desired(ctx.spec, ctx.target)
+    jobs = []
+    for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
+        run = actual["jobs"].get(name) or {}
+        want = model["jobs"].get(name)
+        jobs.append({"job": name, "run_id": run.get("id"), "status": run.get("status", "never run"),
+                     "started": run.get("started"), "ended": run.get("ended"), "error": run.get("error"),
+                     "up_to_date": bool(want and run.get("status") == "Completed"
+                                        and run.get("fingerprint") == want["fingerprint"])})
+    return {"spec": str(ctx.spec.path), "target": ctx.target, "tracking_uri": ctx.backend.tracking_uri,
+            "resources": [{"address": a, **r} for a, r in actual["resources"].items()], "jobs": jobs}
+
+
+def render(data: dict) -> str:
+    lines = [f"target {data['target']}, tracking {data['tracking_uri']}"]
+    if not data["resources"]:
+        lines.append("  nothing created yet: run mlrun apply")
+    for r in sorted(data["resources"], key=lambda r: (-planning.depth(r.get("kind")), r["address"])):
+        detail = planning.describe(r["kind"], r.get("attrs") or {}) if r.get("kind") == "compute" else ""
+        lines.append(f"  {r['address']:<33}{detail}".rstrip())
+    for j in data["jobs"]:
+        run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""
+        note = "up to date" if j["up_to_date"] else (j["error"] or "")
+        lines.append(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
+    return "\n".join(lines) + "\n"
