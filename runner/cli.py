@@ -10,13 +10,9 @@ from pathlib import Path
 
 import click
 
-from .errors import Problem, SpecError, UserError, display_path
+from .errors import Problem, SpecError, UserError, display_path, plural
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -49,13 +45,13 @@ def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) ->
         warnings = len(doc.problems) - errors
         if errors:
             failed = True
-            click.echo(f"{display_path(path)}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}", err=True)
+            click.echo(f"{display_path(path)}: {plural(errors, 'error')}, {plural(warnings, 'warning')}", err=True)
         else:
             data = doc.data
-            counts = ", ".join(_plural(len(data.get(k) or {}), w) for k, w in
+            counts = ", ".join(plural(len(data.get(k) or {}), w) for k, w in
                                (("computes", "compute"), ("jobs", "job"), ("queries", "query")))
             counts = counts.replace("querys", "queries")
-            click.echo(f"{path}: ok ({counts}{', ' + _plural(warnings, 'warning') if warnings else ''})")
+            click.echo(f"{path}: ok ({counts}{', ' + plural(warnings, 'warning') if warnings else ''})")
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -212,7 +208,7 @@ def _after_apply(ctx, outcome, detach: bool) -> int:
     if outcome.failed:
         details = ", ".join(f"{n} (run {short(outcome.runs[n]['id'])}: {outcome.runs[n].get('error') or outcome.runs[n]['status']})"
                             for n in outcome.failed)
-        raise UserError(f"{_plural(len(outcome.failed), 'job')} did not complete: {details}; "
+        raise UserError(f"{plural(len(outcome.failed), 'job')} did not complete: {details}; "
                         f"see mlrun logs {ctx.spec.path} {outcome.failed[0]}")
     return EXIT_OK
 
@@ -282,7 +278,7 @@ def destroy(spec, target, variables, yes) -> int:
         for name in ctx.spec.generated.keys() | set(ctx.state.data["variables"]):
             ctx.state.data["variables"].pop(name, None)  # new names next time: Azure keeps deleted ones a while
         ctx.state.save()
-    click.echo(f"Destroyed {_plural(len(p.changes), 'thing')}.")
+    click.echo(f"Destroyed {plural(len(p.changes), 'thing')}.")
     return EXIT_OK
 
 
@@ -333,7 +329,7 @@ def import_cmd(files, out, name, inline, force) -> int:
     importer.write(doc, out_path, force=True)
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    counts = ", ".join(_plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job")))
+    counts = ", ".join(plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job")))
     click.echo(f"wrote {display_path(out)} ({counts})")
     checked, _, _ = spec_mod.read_doc(out_path)
     checks.check(checked)

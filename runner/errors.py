@@ -34,6 +34,20 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def special_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a pipe, a socket or a device (links followed): reading one may never end.
+    A path that cannot be looked at is not special: the read that follows says what is wrong."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def display_path(file: str) -> str:
     """A path as the user would type it: relative to the working folder when inside it."""
     if not os.path.isabs(file):
@@ -51,7 +65,7 @@ def read_text(path: str | os.PathLike, what: str) -> str:
     names it (`what` says what it should have been: "spec file", "YAML file")."""
     name = display_path(str(path))
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):  # a device or a pipe may never end
+        if special_file(path):
             raise UserError(f"{name}: not a regular file, not a {what}")
         with open(path, "rb") as f:  # decoded whole, so that a bad byte's position is the file's
             text = f.read().decode("utf-8")

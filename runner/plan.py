@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import fingerprint
+from .errors import plural
 from .spec import Spec
 
 FORMAT_VERSION = 1
@@ -206,7 +207,7 @@ def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
         return "No changes. Everything is up to date."
     s = plan.summary()
-    runs = f"{s['run']} job{'' if s['run'] == 1 else 's'} to run"
+    runs = f"{plural(s['run'], 'job')} to run"
     wait = f", {s['wait']} to wait for" if s["wait"] else ""
     return (f"Plan: {s['add']} to add, {s['change']} to change, {s['replace']} to replace, "
             f"{s['destroy']} to destroy, {runs}{wait}.")

@@ -9,7 +9,7 @@ import json
 import mimetypes
 import os
 
-from .errors import UserError
+from .errors import UserError, plural
 from .plan import short
 
 FORMAT_VERSION = 1
@@ -192,7 +192,7 @@ def render_runs(experiment: str, found: list[dict]) -> str:
         metrics = "  ".join(f"{k}={_num(v)}" for k, v in r["metrics"].items())
         lines.append(f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  "
                      f"{metrics}".rstrip())
-    lines.append(f"{len(found)} run{'' if len(found) == 1 else 's'} in {experiment}")
+    lines.append(f"{plural(len(found), 'run')} in {experiment}")
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import yamldoc
-from .errors import SpecError, read_text
+from .errors import SpecError, read_text, special_file
 from .yamldoc import Doc
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -377,7 +377,7 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
     ref = block["file"]
     path = relative_to(doc, at + ("file",), ref)
     try:
-        if path.exists() and not (path.is_file() or path.is_dir()):  # a device or a pipe may never end
+        if special_file(path):
             raise OSError("not a regular file")
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the name
