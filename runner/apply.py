@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from .backends.base import TERMINAL, Backend
-from .plan import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Change, Plan, short
+from .context import Context
+from .errors import plural
+from .plan import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Address, Change, Kind, Plan, short
 from .spec import Spec
-from .state import State
+from .state import Lock, State
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,15 @@ class Outcome:
     failed: list = field(default_factory=list)    # job names
     interrupted: bool = False
 
+    def failure(self, spec_path) -> str | None:
+        """What to tell the user when some jobs did not complete (None when all did)."""
+        if not self.failed:
+            return None
+        details = ", ".join(f"{n} (run {short(self.runs[n]['id'])}: {self.runs[n].get('error') or self.runs[n]['status']})"
+                            for n in self.failed)
+        return (f"{plural(len(self.failed), 'job')} did not complete: {details}; "
+                f"see mlrun logs {spec_path} {self.failed[0]}")
+
 
 class Applier:
     def __init__(self, plan: Plan, spec: Spec, model: dict, backend: Backend, state: State, emit: Emit,
@@ -50,27 +62,34 @@ class Applier:
     # --- the whole apply ---------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        by_kind = {"job": [], "compute": [], "workspace": [], "resource_group": []}
+        by_kind: dict[Kind, list[Change]] = {kind: [] for kind in Kind}
         for c in self.plan.changes:
-            by_kind[c.address.split(".", 1)[0]].append(c)
-        kept = lambda kind: [c for c in by_kind[kind] if c.action != DESTROY]  # noqa: E731
-        gone = lambda kind: [c for c in by_kind[kind] if c.action == DESTROY]  # noqa: E731
+            by_kind[c.address.kind].append(c)
+
+        def kept(kind: Kind) -> list[Change]:
+            return [c for c in by_kind[kind] if c.action != DESTROY]
+
+        def gone(kind: Kind) -> list[Change]:
+            return [c for c in by_kind[kind] if c.action == DESTROY]
+
+        jobs = [c for c in by_kind[Kind.JOB] if c.action in (RUN, WAIT)]
         self.adopt_finished()
         self.adopt_existing()
-        if any(c.action in (RUN, WAIT) for c in by_kind["job"]):
+        if jobs:
             self.close_orphans()
-        self._parallel(gone("job"), self.forget_job)
-        self._parallel(gone("compute"), self.change_resource)
-        for kind in ("resource_group", "workspace", "compute"):  # outside in; each kind at once
+        self._parallel(gone(Kind.JOB), self.forget_job)
+        self._parallel(gone(Kind.COMPUTE), self.change_resource)
+        for kind in (Kind.RESOURCE_GROUP, Kind.WORKSPACE, Kind.COMPUTE):  # outside in; each kind at once
             self._parallel(kept(kind), self.change_resource)
-        self._parallel([c for c in by_kind["job"] if c.action in (RUN, WAIT)], self.run_job,
-                       workers=max(1, len(by_kind["job"])))
-        self._parallel(gone("workspace"), self.change_resource)
-        self._parallel(gone("resource_group"), self.change_resource)
+        self._parallel(jobs, self.run_job, workers=max(1, len(by_kind[Kind.JOB])))
+        self._parallel(gone(Kind.WORKSPACE), self.change_resource)
+        self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
         return self.outcome
 
     def _parallel(self, changes: list[Change], fn: Callable[[Change], None], workers: int | None = None) -> None:
-        """Run `fn` on each change at once; on Ctrl-C cancel what runs, wait for it, re-raise."""
+        """Run `fn` on each change at once and wait for all of them (one failing does not stop the
+        others), then raise the first error in plan order. On Ctrl-C, at any point of the wait:
+        cancel what runs, wait for it, re-raise."""
         changes = [c for c in changes if c.action != NOOP]
         if not changes or self.cancelled.is_set():
             return
@@ -82,14 +101,14 @@ class Applier:
                 self.interrupt()
                 self._wait(futures)
                 raise
+        for f in futures:
+            f.result()
 
     @staticmethod
     def _wait(futures: list[Future]) -> None:
-        pending = futures
+        pending: set[Future] | list[Future] = futures
         while pending:  # short waits, so the main thread sees Ctrl-C
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-            for f in done:
-                f.result()
+            _, pending = wait(pending, timeout=0.25)
 
     def interrupt(self) -> None:
         self.cancelled.set()
@@ -103,7 +122,7 @@ class Applier:
     # --- resources ---------------------------------------------------------------------------
 
     def change_resource(self, change: Change) -> None:
-        kind, name = change.address.split(".", 1)
+        kind, name = change.address.kind.value, change.address.name
         verb = {CREATE: "creating", UPDATE: "updating", REPLACE: "replacing", DESTROY: "destroying"}[change.action]
         self.emit(Event(change.address, verb))
         record = self.state.resources.get(change.address)
@@ -128,9 +147,13 @@ class Applier:
     # --- jobs --------------------------------------------------------------------------------
 
     def run_job(self, change: Change) -> None:
-        name = change.address.split(".", 1)[1]
+        name = change.address.name
         if change.action == WAIT:
             run = self.state.latest(name)
+            assert run is not None, f"a wait for job {name}, which has no run"
+            if run.get("finalized"):  # it ended after the plan was made: adopt_finished recorded it
+                self._record(name, run)
+                return
             self.emit(Event(change.address, run["status"], "waiting for the run", run["id"]))
             return self._finalize(name, self._wait_run(name, run))
         job = self.spec.jobs[name]
@@ -141,7 +164,11 @@ class Applier:
                 return
             want = self.model["jobs"][name]
             record = {"fingerprint": want["fingerprint"], "parts": want["parts"], "compute": job.compute}
-            run = self.backend.submit(self.spec, job, record, on_start=lambda r: self.state.add_run(name, r))
+            try:
+                run = self.backend.submit(self.spec, job, record, on_start=lambda r: self.state.add_run(name, r))
+            except Exception as e:  # said now, not once every other job has ended
+                self.emit(Event(change.address, "Failed", f"not submitted: {e}"))
+                raise
             # saved with the next save (the record made before the process is what adoption needs)
             self.state.update_run(name, run["id"], save=self.detach, status=run["status"], pid=run.get("pid"),
                                   started=run.get("started"))
@@ -170,14 +197,17 @@ class Applier:
     def _finalize(self, name: str, run: dict) -> None:
         self.backend.finalize(run)
         run = self.state.update_run(name, run["id"], finalized=True)
+        self._record(name, run)
+        detail = f"run {short(run['id'])}" + (f": {run['error']}" if run.get("error") else "")
+        self.emit(Event(Address(Kind.JOB, name), run["status"], detail, run["id"]))
+
+    def _record(self, name: str, run: dict) -> None:
         self.outcome.runs[name] = run
         if run["status"] != "Completed":
             self.outcome.failed.append(name)
-        detail = f"run {short(run['id'])}" + (f": {run['error']}" if run.get("error") else "")
-        self.emit(Event(f"job.{name}", run["status"], detail, run["id"]))
 
     def forget_job(self, change: Change) -> None:
-        name = change.address.split(".", 1)[1]
+        name = change.address.name
         run = self.state.latest(name)
         if run and run.get("status") not in TERMINAL:
             self.backend.cancel(run)
@@ -189,9 +219,9 @@ class Applier:
         """Resources the spec names that were there before mlrun (up to date, yet not in the
         state): recorded as not created by mlrun, so status shows them and destroy keeps them."""
         for c in self.plan.changes:
-            kind = c.address.split(".", 1)[0]
-            if c.action == NOOP and kind != "job" and c.address not in self.state.resources:
-                self.state.set_resource(c.address, {"kind": kind, "name": c.address.split(".", 1)[1],
+            kind, name = c.address.kind, c.address.name
+            if c.action == NOOP and kind != Kind.JOB and c.address not in self.state.resources:
+                self.state.set_resource(c.address, {"kind": kind.value, "name": name,
                                                     "attrs": c.after, "details": {"created_by_mlrun": False},
                                                     "created_by_mlrun": False})
 
@@ -207,7 +237,7 @@ class Applier:
                 run = self.state.update_run(name, run["id"], save=False, **ending)
                 self.backend.finalize(run)
                 self.state.update_run(name, run["id"], finalized=True)
-                self.emit(Event(f"job.{name}", status, f"run {short(run['id'])} ended while mlrun was away",
+                self.emit(Event(Address(Kind.JOB, name), status, f"run {short(run['id'])} ended while mlrun was away",
                                 run["id"]))
             elif ending:  # still running (its record may say Preparing: that is not saved twice)
                 self.state.update_run(name, run["id"], save=False, **ending)
@@ -217,7 +247,7 @@ class Applier:
         (so nothing ever started them): closed, so that none stays RUNNING forever."""
         known = {r["id"] for entry in self.state.jobs.values() for r in entry.get("runs", [])}
         for name, run_id in getattr(self.backend, "close_orphans", lambda known: [])(known):
-            self.emit(Event(f"job.{name}", "Canceled", f"run {short(run_id)} never started: mlrun stopped first",
+            self.emit(Event(Address(Kind.JOB, name), "Canceled", f"run {short(run_id)} never started: mlrun stopped first",
                             run_id))
 
 
@@ -229,3 +259,63 @@ def pending_adoption(state: State, backend: Backend) -> bool:
             if backend.poll(run).get("status", run.get("status")) in TERMINAL:
                 return True
     return False
+
+
+# --- apply and destroy as commands: planned under the state's lock, then carried out ------------
+
+@dataclass
+class Locked:
+    """A plan made while holding the state's lock (the state reloaded under it), ready to carry out."""
+
+    ctx: Context
+    lock: Lock
+    plan: Plan
+    model: dict
+
+    @property
+    def needed(self) -> bool:
+        """Whether applying has work to do: a change, or a run that ended unrecorded."""
+        return self.plan.has_changes or pending_adoption(self.ctx.state, self.ctx.backend)
+
+    def apply(self, emit: Emit, detach: bool = False) -> Outcome:
+        ctx = self.ctx
+        ctx.state.set_variables({k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.variables})
+        return Applier(self.plan, ctx.spec, self.model, ctx.backend, ctx.state, emit, detach=detach).run()
+
+    def destroy(self, emit: Emit) -> Outcome:
+        ctx = self.ctx
+        outcome = Applier(self.plan, ctx.spec, {}, ctx.backend, ctx.state, emit).run()
+        ctx.state.forget_variables(ctx.spec.generated.keys())  # new names next time: Azure keeps deleted ones a while
+        return outcome
+
+
+@contextmanager
+def _locked(ctx: Context, command: str) -> Iterator[Lock]:
+    with Lock(ctx.state.path, command) as lock:
+        ctx.state = State.load(ctx.state.path, ctx.spec.name, ctx.target)  # as it is now, under the lock
+        yield lock
+
+
+@contextmanager
+def planned(ctx: Context, force=(), only=(), saved: Plan | None = None, saved_path: str = "") -> Iterator[Locked]:
+    """mlrun apply: lock, plan; a saved plan is used only if nothing moved since it was made."""
+    with _locked(ctx, "mlrun apply") as lock:
+        plan, model = ctx.plan(force, only)
+        if saved is not None:
+            saved.check_current(plan, saved_path)
+            plan = saved
+        yield Locked(ctx, lock, plan, model)
+
+
+@contextmanager
+def planned_destroy(ctx: Context) -> Iterator[Locked]:
+    """mlrun destroy: lock, and plan the removal of everything the state says mlrun made."""
+    from .plan import destroy_plan
+
+    with _locked(ctx, "mlrun destroy") as lock:
+        state, backend = ctx.state, ctx.backend
+        snap = state.snapshot()
+        actual = {"resources": snap["resources"], "lineage": snap["lineage"], "serial": snap["serial"],
+                  "jobs": {n: {**r, **backend.poll(r)} for n in snap["jobs"] if (r := state.latest(n))}}
+        plan = destroy_plan(actual, target=ctx.target, spec=str(ctx.spec.path), tracking=backend.tracking_uri)
+        yield Locked(ctx, lock, plan, {})

@@ -3,18 +3,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import plan as planning, spec as spec_mod
-from .backends import base
+from .backends.base import Backend
+from .errors import UserError
 from .state import State, state_path
+
+TARGETS = ("local", "azure")
+
+
+def backend_for(target: str, spec: spec_mod.Spec) -> Backend:
+    """The target's backend (each imports its SDKs only when it needs them)."""
+    if target == "local":
+        from .backends.local import LocalBackend
+
+        return LocalBackend(spec)
+    if target == "azure":
+        from .backends.azure import AzureBackend
+
+        return AzureBackend(spec)
+    raise UserError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
 
 
 @dataclass
 class Context:
     spec: spec_mod.Spec
     state: State
-    backend: base.Backend
+    backend: Backend
     target: str
 
     def refresh(self) -> dict:
@@ -25,6 +41,26 @@ class Context:
         return planning.make_plan(model, self.refresh(), target=self.target, spec=str(self.spec.path.resolve()),
                                   force=tuple(force), only=set(only) if only else None), model
 
+    def check_jobs(self, names: Iterable[str]) -> None:
+        """Refuse job names (from --only, --force, logs) that the spec does not have."""
+        unknown = [n for n in names if n not in self.spec.jobs]
+        if unknown:
+            raise UserError(f"no job named {', '.join(repr(n) for n in unknown)} in {self.spec.path} "
+                            f"(jobs: {', '.join(self.spec.jobs) or 'none'})")
+
+    def latest_run(self, job: str) -> dict:
+        """The job's latest run, for logs: a job the spec lacks, or one not run yet, is refused."""
+        if job not in self.state.jobs:
+            self.check_jobs((job,))  # a job of the spec that has not run yet is said below
+        run = self.state.latest(job)
+        if run is None:
+            raise UserError(f"job {job} has not run yet")
+        return run
+
+    def require_runs(self) -> None:
+        if not self.state.jobs:
+            raise UserError(f"nothing has run yet: run mlrun apply {self.spec.path}")
+
 
 def open_context(path: str | Path, target: str = "local", overrides: Mapping[str, Any] | None = None,
                  runs: bool = True) -> Context:
@@ -32,7 +68,7 @@ def open_context(path: str | Path, target: str = "local", overrides: Mapping[str
     `runs`: the spec is loaded to run on the target (see spec.load)."""
     spec = spec_mod.load(path, target=target, overrides=overrides, runs=runs)
     state = State.load(state_path(spec.path, spec.name, target), spec.name, target)
-    kept = state.data["variables"]
+    kept = state.variables
     if spec.generated and any(name in kept for name in spec.generated):
         spec = spec_mod.load(path, target=target, overrides=overrides, generated=kept, runs=runs)
-    return Context(spec, state, base.get(target, spec), target)
+    return Context(spec, state, backend_for(target, spec), target)

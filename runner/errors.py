@@ -44,8 +44,9 @@ def special_file(path: str | os.PathLike) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 job`, `2 jobs`; `many` for words that do not just take an s (`queries`)."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def display_path(file: str) -> str:

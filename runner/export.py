@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from .spec import SENSITIVE, Job, Spec, is_local, relative_to
+from .refs import is_local, relative_to
+from .spec import SENSITIVE, Job, Spec
 
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
@@ -23,7 +24,7 @@ NOT_EXPORTED = {"variables": "resolved into the files", "queries": "no az ml equ
 def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     """The job as a commandJob (or sweepJob) file written in `out_dir`: local paths made relative
     to it (a sweep's code is its trial's)."""
-    doc = {"$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA, "type": "sweep" if job.is_sweep else "command"}
+    doc: dict = {"$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA, "type": "sweep" if job.is_sweep else "command"}
     for key, value in job.fields.items():
         if key in ("$schema", "type", "name"):
             continue
@@ -72,9 +73,27 @@ def secret_note(job: Job, path: str) -> str | None:
             f"--file {path} " + " ".join(f"--set {at}.{n}=\"${n}\"" for n in names))
 
 
+def variable_notes(spec: Spec, overrides: dict) -> list[str]:
+    """Generated variables made up for this export alone (the state holds none yet)."""
+    return [f"note: variable {name} was generated for this export only ({value}); pass --var {name}=VALUE "
+            "to choose it" for name, value in spec.generated.items() if name not in overrides]
+
+
+def closing_notes(spec: Spec, out_dir: Path) -> list[str]:
+    """After writing: how to submit jobs with secrets, and what the files leave out."""
+    from .errors import display_path
+
+    notes = [note for name, job in spec.jobs.items()
+             if (note := secret_note(job, display_path(str(Path(out_dir) / "jobs" / f"{name}.yml"))))]
+    left = [f"{k} ({why})" for k, why in NOT_EXPORTED.items() if spec.doc.data.get(k)]
+    if left:
+        notes.append(f"not exported: {', '.join(left)}")
+    return notes
+
+
 def workspace_document(spec: Spec) -> dict:
     """The workspace as a workspace.schema.json file."""
-    doc = {"$schema": WORKSPACE_SCHEMA}
+    doc: dict = {"$schema": WORKSPACE_SCHEMA}
     doc.update({k: spec.workspace[k] for k in WORKSPACE_KEYS if k in spec.workspace})
     return doc
 

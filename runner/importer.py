@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError, display_path, read_text
-from .spec import LOCAL_INPUT_TYPES, is_local
+from .errors import UserError, display_path, plural, read_text
+from .refs import LOCAL_INPUT_TYPES, is_local
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "schemas" / "lab.schema.json"
@@ -59,7 +59,9 @@ def slug(text: str) -> str:
 def build(files: list[Path], out: Path, name: str | None = None, inline: bool = False) -> tuple[dict, list[str]]:
     """The spec (as a dict, in writing order) and notes for the user."""
     out_dir = out.resolve().parent
-    workspace, computes, jobs, notes = None, {}, {}, []
+    workspace, notes = None, []
+    computes: dict = {}
+    jobs: dict = {}
     seen: dict = {}
     spec_name = name
     for path in files:
@@ -83,7 +85,8 @@ def build(files: list[Path], out: Path, name: str | None = None, inline: bool = 
             _add(computes, seen, "compute", key, shown,
                  _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)})
         elif what == "job":
-            key = data.get("name") if isinstance(data.get("name"), str) and data.get("name") else path.stem
+            named = data.get("name")
+            key = named if isinstance(named, str) and named else path.stem
             _add(jobs, seen, "job", key, shown,
                  _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)})
         else:
@@ -169,7 +172,7 @@ def _mlproject_jobs(data: dict, path: Path, out_dir: Path) -> dict:
             raise UserError(f"{shown}: entry point '{entry}': the command uses undeclared parameters: "
                             f"{', '.join(unknown)}")
         command = PARAM.sub(lambda m: f"${{{{inputs.{m.group(1)}}}}}", ep["command"])
-        job = {"code": _rel(here, out_dir), "command": command}
+        job: dict = {"code": _rel(here, out_dir), "command": command}
         if inputs:
             job["inputs"] = inputs
         if environment:
@@ -204,6 +207,16 @@ def schema_comment(out: Path) -> str | None:
     except ValueError:
         return None
     return f"# yaml-language-server: $schema={Path(os.path.relpath(SCHEMA, out_dir)).as_posix()}"
+
+
+def make(files: list[Path], out: Path, name: str | None = None, inline: bool = False,
+         force: bool = False) -> tuple[list[str], str]:
+    """`mlrun import`: the spec built from `files`, written to `out`; its notes and what it holds."""
+    if out.exists() and not force:
+        raise UserError(f"{display_path(str(out))}: already exists (pass --force to overwrite)")
+    doc, notes = build(files, out, name=name, inline=inline)
+    write(doc, out, force=True)
+    return notes, ", ".join(plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job")))
 
 
 def write(doc: dict, out: Path, force: bool = False) -> None:

@@ -1,18 +1,84 @@
 """Plans: desired vs actual -> Changes, each with an action and a reason. make_plan is pure."""
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import fingerprint
-from .errors import plural
-from .spec import Spec
+from .errors import UserError, plural
+from .spec import SENSITIVE, Spec
 
 FORMAT_VERSION = 1
-CREATE, UPDATE, REPLACE, DESTROY, RUN, WAIT, NOOP = "create", "update", "replace", "destroy", "run", "wait", "noop"
-SYMBOLS = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", DESTROY: "-", RUN: ">", WAIT: "*", NOOP: "="}
+
+
+class Action(str, enum.Enum):
+    """What a change does; its value is the plan's symbol, its `word` what `plan --json` says."""
+
+    CREATE = "+"
+    UPDATE = "~"
+    REPLACE = "-/+"
+    DESTROY = "-"
+    RUN = ">"
+    WAIT = "*"
+    NOOP = "="
+
+    @property
+    def word(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_word(cls, word: str) -> Action:
+        return cls[word.upper()]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CREATE, UPDATE, REPLACE, DESTROY, RUN, WAIT, NOOP = Action  # short names, in definition order
+
+
+class Kind(str, enum.Enum):
+    """What an address names, in the order apply creates them (destroy: the reverse)."""
+
+    RESOURCE_GROUP = "resource_group"
+    WORKSPACE = "workspace"
+    COMPUTE = "compute"
+    JOB = "job"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Address(str):
+    """`compute.aml-cluster`: a kind and a name. It is its text (state keys, JSON, messages) with
+    the two parts parsed once, so no caller splits strings."""
+
+    kind: Kind
+    name: str
+
+    def __new__(cls, kind: Kind | str, name: str) -> Address:
+        kind = Kind(kind)
+        self = super().__new__(cls, f"{kind.value}.{name}")
+        self.kind, self.name = kind, name
+        return self
+
+    def __getnewargs__(self) -> tuple:  # copies and pickles rebuild it from its parts
+        return (self.kind.value, self.name)
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        if isinstance(text, Address):
+            return text
+        kind, sep, name = str(text).partition(".")
+        if not sep or kind not in Kind._value2member_map_:
+            raise ValueError(f"not an address: {text!r}")
+        return cls(kind, name)
+
+
 ACTIVE = ("NotStarted", "Preparing", "Queued", "Starting", "Running", "Finalizing")
 WORKSPACE_FIELDS = ("location", "resource_group", "display_name", "description", "tags")
 COMPUTE_FIELDS = ("type", "size", "min_instances", "max_instances", "idle_time_before_scale_down", "tier",
@@ -28,11 +94,24 @@ UPDATABLE = {
 
 @dataclass(frozen=True)
 class Change:
-    address: str
-    action: str
+    address: Address
+    action: Action
     reason: str
     before: Any = None
     after: Any = None
+
+    def __post_init__(self) -> None:  # an address given as text is parsed once, here
+        object.__setattr__(self, "address", Address.parse(self.address))
+        object.__setattr__(self, "action", Action(self.action))
+
+    def to_dict(self) -> dict:
+        return {"address": str(self.address), "action": self.action.word, "reason": self.reason,
+                "before": self.before, "after": self.after}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Change:
+        return cls(Address.parse(data["address"]), Action.from_word(data["action"]), data["reason"],
+                   data.get("before"), data.get("after"))
 
 
 @dataclass
@@ -43,10 +122,10 @@ class Plan:
     lineage: str
     serial: int
     variables: dict
-    changes: list = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
-    def count(self, action: str) -> int:
+    def count(self, action: Action) -> int:
         return sum(c.action == action for c in self.changes)
 
     @property
@@ -60,15 +139,53 @@ class Plan:
     def to_dict(self) -> dict:
         return {"format_version": self.format_version, "target": self.target, "spec": self.spec,
                 "digest": self.digest, "state": {"lineage": self.lineage, "serial": self.serial},
-                "variables": self.variables, "changes": [asdict(c) for c in self.changes],
+                "variables": self.variables, "changes": [c.to_dict() for c in self.changes],
                 "summary": self.summary()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Plan":
+    def from_dict(cls, data: dict) -> Plan:
         return cls(target=data["target"], spec=data["spec"], digest=data["digest"],
                    lineage=data["state"]["lineage"], serial=data["state"]["serial"],
-                   variables=data["variables"], changes=[Change(**c) for c in data["changes"]],
+                   variables=data["variables"], changes=[Change.from_dict(c) for c in data["changes"]],
                    format_version=data["format_version"])
+
+    # --- saved plans (mlrun plan --out, mlrun apply FILE) ---
+
+    @classmethod
+    def load(cls, path: str) -> Plan | None:
+        """The Plan saved in `path` if it is a plan file (a .json), else None (it is a spec)."""
+        if not path.endswith(".json"):
+            return None
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}: not a plan file saved by mlrun plan --out ({e})") from None
+
+    def save(self, path: str) -> None:
+        from .state import atomic_write
+
+        atomic_write(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def reopen_variables(self, given: dict, selected: bool = False) -> dict:
+        """The variables to load the spec with again: the plan's, and the secret ones from --var
+        (a plan never holds a secret). Any other --var, or jobs `selected` with --only or --force,
+        are refused: the plan is applied as it is."""
+        hidden = {k for k, v in self.variables.items() if v == SENSITIVE}
+        if selected or set(given) - hidden:
+            raise UserError("a saved plan is applied as it is: --only, --force and --var belong to mlrun plan")
+        return {**{k: v for k, v in self.variables.items() if k not in hidden}, **given}
+
+    def check_current(self, current: Plan, path: str) -> None:
+        """Refuse this saved plan when `current` (planned now, under the lock) shows that the spec,
+        its files or the state moved since it was made."""
+        if self.digest != current.digest:
+            raise UserError(f"the saved plan {path} is stale: the spec or its files changed "
+                            "since it was made; run mlrun plan again")
+        if (self.lineage, self.serial) != (current.lineage, current.serial):
+            raise UserError(f"the saved plan {path} is stale: the state changed since it was "
+                            "made; run mlrun plan again")
 
 
 # --- the desired model ---------------------------------------------------------------------------
@@ -80,12 +197,12 @@ def desired(spec: Spec, target: str = "local") -> dict:
     resources = {}
     if target == "azure" and ws.get("resource_group"):  # one named only in a config.json is used, not managed
         rg = ws["resource_group"]
-        resources[f"resource_group.{rg}"] = {"kind": "resource_group", "name": rg,
+        resources[Address(Kind.RESOURCE_GROUP, rg)] = {"kind": "resource_group", "name": rg,
                                              "attrs": {"location": ws.get("location")}}
-    resources[f"workspace.{ws['name']}"] = {"kind": "workspace", "name": ws["name"],
+    resources[Address(Kind.WORKSPACE, ws["name"])] = {"kind": "workspace", "name": ws["name"],
                                             "attrs": {k: ws[k] for k in WORKSPACE_FIELDS if k in ws}}
     for c in spec.computes.values():
-        resources[f"compute.{c.name}"] = {"kind": "compute", "name": c.name,
+        resources[Address(Kind.COMPUTE, c.name)] = {"kind": "compute", "name": c.name,
                                           "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields}}
     jobs = {}
     for job in spec.jobs.values():
@@ -103,7 +220,8 @@ def digest(model: dict) -> str:
 def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), only=None) -> Plan:
     """Compare the desired model with the actual state (resources and latest runs): the Plan."""
     resources, have = model["resources"], actual["resources"]
-    changes = [_resource_change(address, want, have.get(address)) for address, want in resources.items()]
+    changes = [_resource_change(Address.parse(address), want, have.get(address))
+               for address, want in resources.items()]
     ws = next(i for i, (_, want) in enumerate(resources.items()) if want["kind"] == "workspace")
     fresh_ws = changes[ws].action in (CREATE, REPLACE)
     if fresh_ws:  # computes live in the workspace: a new one has none of the old ones
@@ -115,20 +233,22 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
     gone = [a for a in have if a not in resources]
     for name in actual["jobs"]:
         if name not in model["jobs"]:
-            changes.append(Change(f"job.{name}", DESTROY, "no longer in the spec (its runs stay in the tracking store)",
+            changes.append(Change(Address(Kind.JOB, name), DESTROY,
+                                  "no longer in the spec (its runs stay in the tracking store)",
                                   before=_run_view(actual["jobs"][name])))
     for address in sorted(gone, key=lambda a: (depth(have[a].get("kind")), a)):
-        changes.append(Change(address, DESTROY, "no longer in the spec", before=have[address].get("attrs")))
+        changes.append(Change(Address.parse(address), DESTROY, "no longer in the spec",
+                              before=have[address].get("attrs")))
     return Plan(target=target, spec=spec, digest=digest(model), lineage=actual.get("lineage", ""),
                 serial=actual.get("serial", 0), variables=model["variables"], changes=changes)
 
 
 def depth(kind: str | None) -> int:
     """Destroy order: what lives inside first (computes, then the workspace, then its group)."""
-    return {"compute": 0, "workspace": 1, "resource_group": 2}.get(kind, 0)
+    return {"compute": 0, "workspace": 1, "resource_group": 2}.get(kind or "", 0)
 
 
-def _resource_change(address: str, want: dict, have: dict | None) -> Change:
+def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
     after = want["attrs"]
     if have is None:
         return Change(address, CREATE, describe(want["kind"], after), after=after)
@@ -171,7 +291,7 @@ def short(run_id: str | None) -> str:
 
 
 def _job_change(name: str, job: dict, run: dict | None, fresh_ws: bool, forced: bool, skipped: bool) -> Change:
-    address, after = f"job.{name}", {"fingerprint": job["fingerprint"]}
+    address, after = Address(Kind.JOB, name), {"fingerprint": job["fingerprint"]}
     before = _run_view(run)
     if run and run.get("status") in ACTIVE:
         return Change(address, WAIT, f"run {short(run['id'])} is {run['status']}: wait for it", before, after)
@@ -196,9 +316,9 @@ def _job_change(name: str, job: dict, run: dict | None, fresh_ws: bool, forced: 
 
 def render(plan: Plan) -> str:
     """The human plan: one line per change (unchanged resources omitted), then the summary."""
-    shown = [c for c in plan.changes if not (c.action == NOOP and not c.address.startswith("job."))]
+    shown = [c for c in plan.changes if not (c.action == NOOP and c.address.kind != Kind.JOB)]
     width = max([29] + [len(c.address) + 2 for c in shown])
-    lines = [f"{SYMBOLS[c.action]:>3} {c.address:<{width}}{c.reason}".rstrip() for c in shown]
+    lines = [f"{c.action.value:>3} {c.address:<{width}}{c.reason}".rstrip() for c in shown]
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -218,7 +338,7 @@ def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") ->
     changes = []
     for name, run in sorted(actual["jobs"].items()):
         what = "cancel its running run" if run.get("status") in ACTIVE else "forget it"
-        changes.append(Change(f"job.{name}", DESTROY, f"{what}; its runs are deleted with the workspace",
+        changes.append(Change(Address(Kind.JOB, name), DESTROY, f"{what}; its runs are deleted with the workspace",
                               before=_run_view(run)))
     ordered = sorted(actual["resources"].items(), key=lambda kv: (depth(kv[1].get("kind")), kv[0]))
     for address, record in ordered:
@@ -227,6 +347,6 @@ def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") ->
             reason = f"with its tracking store{f' ({tracking})' if tracking else ''} and every run in it"
         if not record.get("created_by_mlrun", True):
             reason = "it existed before mlrun: kept, only forgotten"
-        changes.append(Change(address, DESTROY, reason, before=record.get("attrs")))
+        changes.append(Change(Address.parse(address), DESTROY, reason, before=record.get("attrs")))
     return Plan(target=target, spec=spec, digest="", lineage=actual.get("lineage", ""),
                 serial=actual.get("serial", 0), variables={}, changes=changes)

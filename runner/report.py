@@ -10,6 +10,7 @@ import mimetypes
 import os
 
 from .errors import UserError, plural
+from .formats import duration, num, signed, sweep_line
 from .plan import short
 
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ def _seconds(run: dict) -> float | None:
 
 
 def _artifacts(client, run_id: str, path: str | None = None) -> list[str]:
-    out = []
+    out: list[str] = []
     for f in client.list_artifacts(run_id, path):
         out += _artifacts(client, run_id, f.path) if f.is_dir else [f.path]
     return out
@@ -111,10 +112,6 @@ def _searched(job, run) -> dict:
     return {p: run.data.params.get(p, None if tagged.get(p) is None else str(tagged[p])) for p in job.search_space}
 
 
-def best_trial(sweep: dict) -> dict | None:
-    return next((t for t in sweep["trials"] if t["run_id"] == sweep["best_trial"]), None)
-
-
 def build(spec, state, backend, images: bool = False, full: bool = True) -> dict:
     """The report of a lab: jobs, experiments side by side, saved queries with their results.
     Not `full` (apply's closing table): the jobs' params, metrics and changes only, which on Azure
@@ -157,6 +154,26 @@ class _RunCache:
         return getattr(self._client, name)
 
 
+def query_runs(ctx, query: str | None, experiment: str | None, filter_string: str | None,
+               order_by: tuple[str, ...], max_results: int | None) -> tuple[str, list[dict]]:
+    """`mlrun runs`: a saved query of the spec, or the flags, run against the tracking store; the
+    experiment searched (the flag's, the query's, or the jobs' only one) and the runs found."""
+    spec, saved = ctx.spec, {}
+    if query:
+        if query not in spec.queries:
+            raise UserError(f"no query named '{query}' in {spec.path} (queries: {', '.join(spec.queries) or 'none'})")
+        saved = spec.queries[query]
+    experiments = list(dict.fromkeys(spec.experiment(j) for j in spec.jobs.values()))
+    experiment = experiment or saved.get("experiment") or (experiments[0] if len(experiments) == 1 else None)
+    if not experiment:
+        raise UserError(f"which experiment? pass --experiment (experiments: {', '.join(experiments) or 'none'})")
+    ctx.require_runs()
+    order = list(order_by) or order_keys(saved.get("order_by"))
+    found = search(ctx.backend.client(), experiment, filter_string if filter_string is not None
+                   else saved.get("filter", ""), order, max_results or saved.get("max_results", 100))
+    return experiment, found
+
+
 def order_keys(order_by) -> list[str]:
     return [order_by] if isinstance(order_by, str) else list(order_by or [])
 
@@ -189,23 +206,11 @@ def render_runs(experiment: str, found: list[dict]) -> str:
     width = max([len(r["run_name"] or "") for r in found] + [3])
     lines = [f"{'RUN':<{width}}  {'ID':<7}  {'STATUS':<9} {'START':<20}  METRICS"]
     for r in found:
-        metrics = "  ".join(f"{k}={_num(v)}" for k, v in r["metrics"].items())
+        metrics = "  ".join(f"{k}={num(v)}" for k, v in r["metrics"].items())
         lines.append(f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  "
                      f"{metrics}".rstrip())
     lines.append(f"{plural(len(found), 'run')} in {experiment}")
     return "\n".join(lines) + "\n"
-
-
-def _num(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.4g}"
-
-
-def _duration(seconds) -> str:
-    return "-" if seconds is None else f"{seconds:.1f}s"
 
 
 def render_table(report: dict) -> str:
@@ -215,24 +220,25 @@ def render_table(report: dict) -> str:
     lines = [f"{'JOB':<{width}}  {'STATUS':<10} {'RUN':<8} DURATION"]
     for j in jobs:
         lines.append(f"{j['job']:<{width}}  {j['status']:<10} {short(j['run_id']) if j['run_id'] else '-':<8} "
-                     f"{_duration(j['duration'])}")
+                     f"{duration(j['duration'])}")
         change = (j["previous"] or {}).get("change", {})
         details = [("error", j["error"]),
-                   ("params", "  ".join(f"{k}={_num(v)}" for k, v in j["params"].items())),
-                   ("metrics", "  ".join(f"{k}={_num(v)}" + (f" ({_signed(change[k])})" if change.get(k) else "")
+                   ("params", "  ".join(f"{k}={num(v)}" for k, v in j["params"].items())),
+                   ("metrics", "  ".join(f"{k}={num(v)}" + (f" ({signed(change[k])})" if change.get(k) else "")
                                          for k, v in j["metrics"].items()))]
         lines += [f"{'':<{width}}  {label:<8} {text}" for label, text in details if text]
         if j["sweep"]:
-            lines.append(f"{'':<{width}}  {'sweep':<8} {_sweep_line(j['sweep'])}")
+            lines.append(f"{'':<{width}}  {'sweep':<8} {sweep_line(j['sweep'])}")
     return "\n".join(lines) + "\n"
 
 
-def _sweep_line(sweep: dict) -> str:
-    best, stopped = best_trial(sweep), sum(t["early_terminated"] for t in sweep["trials"])
-    head = (f"best {best['run_name']}: {sweep['primary_metric']}={_num(best['value'])} "
-            f"({', '.join(f'{k}={v}' for k, v in best['params'].items())})" if best else "no trial completed")
-    return (f"{head}; {sweep['goal']}, {len(sweep['trials'])} trials"
-            + (f", {stopped} stopped early" if stopped else ""))
+def render(report: dict, fmt: str) -> str:
+    """The report in one of formats.REPORT_FORMATS."""
+    if fmt == "html":
+        from .report_html import render_html
+
+        return render_html(report)
+    return {"table": render_table, "json": render_json, "markdown": render_markdown}[fmt](report)
 
 
 def render_json(report: dict) -> str:
@@ -257,26 +263,26 @@ def render_markdown(report: dict) -> str:
     rows = []
     for j in report["jobs"]:
         change = (j["previous"] or {}).get("change", {})
-        metrics = ", ".join(f"{k}={_num(v)}" + (f" ({_signed(change[k])})" if change.get(k) else "")
+        metrics = ", ".join(f"{k}={num(v)}" + (f" ({signed(change[k])})" if change.get(k) else "")
                             for k, v in j["metrics"].items())
         run = f"[{short(j['run_id'])}]({j['where']})" if j["run_id"] and j["where"] else (short(j["run_id"]) if j["run_id"] else "-")
-        rows.append([j["job"], j["status"], run, _duration(j["duration"]),
-                     ", ".join(f"{k}={_num(v)}" for k, v in j["params"].items()) or "-", metrics or "-"])
+        rows.append([j["job"], j["status"], run, duration(j["duration"]),
+                     ", ".join(f"{k}={num(v)}" for k, v in j["params"].items()) or "-", metrics or "-"])
     lines += _md_table(["job", "status", "run", "duration", "params", "metrics"], rows)
     for j in report["jobs"]:
         if j["sweep"]:
             s = j["sweep"]
-            lines += ["", f"## Sweep `{j['job']}`", "", _sweep_line(s), ""]
+            lines += ["", f"## Sweep `{j['job']}`", "", sweep_line(s), ""]
             lines += _md_table(["trial", "status"] + s["parameters"] + [s["primary_metric"], ""],
                                [[t["run_name"], t["status"]] + [t["params"][p] for p in s["parameters"]]
-                                + ["-" if t["value"] is None else _num(t["value"]),
+                                + ["-" if t["value"] is None else num(t["value"]),
                                    "best" if t["run_id"] == s["best_trial"] else
                                    ("stopped early" if t["early_terminated"] else "")] for t in s["trials"]])
     for exp in report["experiments"]:
         lines += ["", f"## Experiment `{exp['name']}`", ""]
         lines += _md_table(["run", "job", "status"] + exp["metrics"],
                            [[r["run_name"], r["job"] or "-", r["status"]]
-                            + [_num(r["metrics"][m]) if m in r["metrics"] else "-" for m in exp["metrics"]]
+                            + [num(r["metrics"][m]) if m in r["metrics"] else "-" for m in exp["metrics"]]
                             for r in exp["runs"]])
     for q in report["queries"]:
         lines += ["", f"## Query `{q['name']}`", "", f"`{q['filter'] or '(all runs)'}` on `{q['experiment']}`"
@@ -289,5 +295,5 @@ def render_markdown(report: dict) -> str:
         else:
             lines += _md_table(["run", "status", "start", "metrics"],
                                [[r["run_name"], r["status"], r["start"],
-                                 ", ".join(f"{k}={_num(v)}" for k, v in r["metrics"].items())] for r in q["runs"]])
+                                 ", ".join(f"{k}={num(v)}" for k, v in r["metrics"].items())] for r in q["runs"]])
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import html
 import math
 import re
 
-from .report import _duration, _num, _signed, _sweep_line
+from .formats import duration, num, signed, sweep_line
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626")
 STATUS_CLASS = {"completed": "ok", "finished": "ok", "failed": "bad", "canceled": "off", "killed": "off",
@@ -57,7 +57,7 @@ def _short(run_id: str | None) -> str:
 def _chips(values: dict) -> str:
     if not values:
         return '<span class="muted">-</span>'
-    items = "".join(f'<li><span class="k">{_breakable(k)}</span> <span class="v">{_breakable(_num(v))}</span></li>'
+    items = "".join(f'<li><span class="k">{_breakable(k)}</span> <span class="v">{_breakable(num(v))}</span></li>'
                     for k, v in values.items())
     return f'<ul class="chips">{items}</ul>'
 
@@ -69,7 +69,7 @@ def _change(change: dict, key: str) -> str:
     if delta == 0:
         return '<span class="delta same">&#177;0</span>'
     arrow, cls = ("&#9650;", "up") if delta > 0 else ("&#9660;", "down")
-    return f'<span class="delta {cls}">{arrow} {_e(_signed(delta))}</span>'
+    return f'<span class="delta {cls}">{arrow} {_e(signed(delta))}</span>'
 
 
 def _where(where: str | None) -> str:
@@ -117,7 +117,7 @@ def _job_metrics(job: dict) -> str:
     if not job["metrics"]:
         return '<span class="muted">-</span>'
     change = (job["previous"] or {}).get("change")
-    rows = "".join(f'<tr><th>{_breakable(k)}</th><td class="num">{_e(_num(v))}</td>'
+    rows = "".join(f'<tr><th>{_breakable(k)}</th><td class="num">{_e(num(v))}</td>'
                    + (f"<td>{_change(change, k)}</td>" if change is not None else "") + "</tr>"
                    for k, v in job["metrics"].items())
     return f'<table class="kv">{rows}</table>'
@@ -139,7 +139,7 @@ def _job_run(job: dict) -> str:
     if job["start"]:
         parts.append(f'<div class="small">{_time(job["start"])}</div>')
     if job["duration"] is not None:
-        parts.append(f'<div class="small">took <span class="num">{_e(_duration(job["duration"]))}</span></div>')
+        parts.append(f'<div class="small">took <span class="num">{_e(duration(job["duration"]))}</span></div>')
     if job["previous"]:
         parts.append(f'<div class="muted small">previous {_short(job["previous"]["run_id"])}</div>')
     return "".join(parts)
@@ -168,7 +168,7 @@ def _run_head(index: int, run: dict) -> str:
 
 
 def _value(metrics: dict, key: str) -> str:
-    return f'<span class="num">{_e(_num(metrics[key]))}</span>' if key in metrics else '<span class="muted">-</span>'
+    return f'<span class="num">{_e(num(metrics[key]))}</span>' if key in metrics else '<span class="muted">-</span>'
 
 
 def _metric_card(metric: str, runs: list[dict]) -> str:
@@ -182,7 +182,7 @@ def _sweep(job: dict) -> str:
     s = job["sweep"]
     rows = [[f'{_e(t["run_name"])} {_short(t["run_id"])}', _badge(t["status"])]
             + [_e(t["params"][p]) for p in s["parameters"]]
-            + [_e("-" if t["value"] is None else _num(t["value"])),
+            + [_e("-" if t["value"] is None else num(t["value"])),
                "best" if t["run_id"] == s["best_trial"] else ("stopped early" if t["early_terminated"] else "")]
             for t in s["trials"]]
     table = _table(["Trial", "Status"] + [_e(p) for p in s["parameters"]] + [_e(s["primary_metric"]), ""], rows)
@@ -195,7 +195,7 @@ def _sweep(job: dict) -> str:
         cards += (f'<figure class="card"><figcaption>{_e(s["primary_metric"])} by {_e(p)}</figcaption>'
                   f'{_bar_chart(s["primary_metric"], bars)}</figure>')
     return (f'<section id="sweep-{_e(job["job"])}"><h2>Sweep {_e(job["job"])}</h2>'
-            f'<p class="muted">{_e(_sweep_line(s))}</p>{table}<h3>The objective against each searched parameter</h3>'
+            f'<p class="muted">{_e(sweep_line(s))}</p>{table}<h3>The objective against each searched parameter</h3>'
             f'<div class="grid charts">{cards}</div></section>')
 
 
@@ -255,7 +255,7 @@ def _query(q: dict) -> str:
     else:
         body = _table(["Run", "Job", "Status", "Started", "Duration", "Metrics"],
                       [[f'{_e(r["run_name"])} {_short(r["run_id"])}', _e(r["job"] or "-"), _badge(r["status"]),
-                        _time(r["start"]), _e(_duration(r["duration"])), _chips(r["metrics"])] for r in q["runs"]])
+                        _time(r["start"]), _e(duration(r["duration"])), _chips(r["metrics"])] for r in q["runs"]])
     desc = f'<p>{_e(q["description"])}</p>' if q.get("description") else ""
     return f'<div class="query"><h3>{_e(q["name"])}</h3>{desc}<p class="small">{meta}</p>{body}</div>'
 
@@ -286,21 +286,21 @@ def _bar_chart(metric: str, bars: list[tuple[str, float, str]]) -> str:
            f'aria-label="{_e(metric)} by run">']
     for t in ticks:
         out.append(f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{height - 20}"/><text '
-                   f'class="tick" x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{_e(_num(float(t)))}</text>')
+                   f'class="tick" x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{_e(num(float(t)))}</text>')
     for n, (label, value, color) in enumerate(bars):
         y = top + n * row
         x0, x1 = sorted((x(0), x(value)))
         out.append(f'<text class="label" x="{left + 2}" y="{y + 12}">{_e(label)}</text>'
-                   f'<text class="value" x="{width - right}" y="{y + 12}" text-anchor="end">{_e(_num(value))}</text>'
+                   f'<text class="value" x="{width - right}" y="{y + 12}" text-anchor="end">{_e(num(value))}</text>'
                    f'<rect x="{x0:.1f}" y="{y + 17}" width="{max(x1 - x0, 1):.1f}" height="16" rx="2" fill="{color}">'
                    f'<title>{_e(label)}: {_e(value)}</title></rect>')
     out.append(f'<line class="axis" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top}" y2="{height - 20}"/></svg>')
     return "".join(out)
 
 
-def _line_chart(metric: str, points: list[list[float]]) -> str:
+def _line_chart(metric: str, history: list[list[float]]) -> str:
     """Value by step, with both axes."""
-    points = [(s, v) for s, v in points if math.isfinite(v)]
+    points = [(s, v) for s, v in history if math.isfinite(v)]
     if not points:
         return '<p class="muted small">No finite values.</p>'
     width, height, left, right, top, bottom = 560, 220, 52, 16, 10, 28
@@ -311,9 +311,9 @@ def _line_chart(metric: str, points: list[list[float]]) -> str:
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
            f'aria-label="{_e(metric)} by step">']
     out += [f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{_e(_num(float(t)))}</text>'
+            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{_e(num(float(t)))}</text>'
             for t in yt]
-    out += [f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">{_e(_num(t))}</text>' for t in xt]
+    out += [f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">{_e(num(t))}</text>' for t in xt]
     out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}"/>'
                f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}"/>')
     path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)

@@ -11,16 +11,12 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import yamldoc
-from .errors import SpecError, read_text, special_file
+from . import validate, yamldoc
+from .errors import SpecError, UserError, read_text, special_file
+from .refs import EXPR, LEFT_FOR_JOB, LOCAL_INPUT_TYPES, NAMESPACES, is_local, local_inputs, relative_to, unresolved
 from .yamldoc import Doc
 
-EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name")
-NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
 INCLUDABLE = ("jobs", "computes")
-LOCAL_INPUT_TYPES = ("uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable", "triton_model")
-REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
@@ -61,13 +57,6 @@ class Resolver:
         self.secret_vars = secret_vars
         self.declared: set = set()  # variables the spec declares, with a value or not
         self.secret: dict = {}  # path -> (what made its value secret, e.g. "${{env.API_TOKEN}}", where)
-
-    @staticmethod
-    def unresolved(value: Any) -> bool:
-        """Whether a string still holds a ${{vars.*}}, ${{env.*}} or unknown expression: one it
-        could not resolve and reported (another target's env aside), so checks of it only repeat that."""
-        return isinstance(value, str) and any(m.group(1).partition(".")[0] not in LEFT_FOR_JOB
-                                              for m in EXPR.finditer(value))
 
     def __call__(self, text: str, node: yaml.ScalarNode, path: tuple, doc: Doc) -> Any:
         if "${{" not in text:
@@ -317,13 +306,13 @@ def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mappi
             for key, value in (env.items() if isinstance(env, dict) else ()):
                 if secret_name(key):
                     doc.secret[("jobs", job) + at + (key,)] = value
-    for path, (what, at) in hook.secret.items():
-        if path[:1] == ("variables",):
+    for where, (what, at) in hook.secret.items():
+        if where[:1] == ("variables",):
             continue  # a secret variable's own default (resolve_variables saw it)
-        if secret_env_path(path):
-            doc.secret[path] = _get(doc.data, path)
+        if secret_env_path(where):
+            doc.secret[where] = _get(doc.data, where)
         else:
-            doc.problem(path, f"{what} is secret: use it only in a job's environment_variables (the command "
+            doc.problem(where, f"{what} is secret: use it only in a job's environment_variables (the command "
                               "reads it as $NAME), so that it is never shown or stored", at=at)
     return doc, values, fresh
 
@@ -367,7 +356,7 @@ def _include(doc: Doc, hook: Resolver) -> None:
             continue
         for name, block in blocks.items():
             if isinstance(block, dict) and isinstance(block.get("file"), str):
-                if hook.unresolved(block["file"]):
+                if unresolved(block["file"]):
                     doc.broken.add((section, name))
                 else:
                     blocks[name] = _merge_include(doc, (section, name), block, hook)
@@ -381,7 +370,8 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
             raise OSError("not a regular file")
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the name
-        why = {FileNotFoundError: "not found", IsADirectoryError: "is a folder"}.get(type(e), f"cannot be read ({e})")
+        reasons: dict[type, str] = {FileNotFoundError: "not found", IsADirectoryError: "is a folder"}
+        why = reasons.get(type(e)) or f"cannot be read ({e})"
         doc.problem(at + ("file",), f"include file '{ref}' {why}")
         doc.broken.add(at)  # what the file would give is unknown: missing keys are no news
         return block
@@ -409,28 +399,36 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
     return merged
 
 
-def relative_to(doc: Doc, path: tuple, ref: str) -> Path:
-    """`ref` resolved against the folder of the file that holds the value at `path`."""
-    return Path(os.path.abspath(Path(doc.where(path)[0]).parent / os.path.expanduser(ref)))
-
-
-def is_local(ref: Any) -> bool:
-    return isinstance(ref, str) and not REMOTE.match(ref)
-
-
 def load(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
          generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
          runs: bool = False) -> Spec:
     """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec).
     `runs`: it is loaded to run on `target` (plan, apply), so what would stop a run is an error."""
-    from . import validate
-
     doc, values, fresh = read_doc(path, target=target, overrides=overrides, generated=generated, env=env)
     validate.check(doc, target=target, runs=runs)
     redact(doc)
     if any(p.severity == "error" for p in doc.problems):
         raise SpecError(doc.problems)
-    return _typed(doc, values, fresh, validate.local_inputs(doc.data) if target == "local" else {})
+    return _typed(doc, values, fresh, local_inputs(doc.data) if target == "local" else {})
+
+
+def check_file(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None) -> Doc:
+    """`mlrun validate` of one file: the parsed spec with every problem found (secrets redacted)."""
+    doc, _, _ = read_doc(path, target=target, overrides=overrides)
+    validate.check(doc, target=target)
+    redact(doc)
+    return doc
+
+
+def parse_vars(pairs) -> dict:
+    """--var NAME=VALUE pairs as a mapping (values typed by parse_var)."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UserError(f"--var {pair}: expected NAME=VALUE")
+        out[name] = parse_var(value)
+    return out
 
 
 def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:

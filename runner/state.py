@@ -87,6 +87,11 @@ class State:
     def jobs(self) -> dict:
         return self.data["jobs"]
 
+    @property
+    def variables(self) -> dict:
+        """Generated variables' values, kept so the names stay the same from apply to apply."""
+        return self.data["variables"]
+
     def runs(self, job: str) -> list:
         return self.data["jobs"].get(job, {}).get("runs", [])
 
@@ -137,6 +142,14 @@ class State:
             if values:
                 self.data["variables"].update(values)
                 self.save()
+
+    def forget_variables(self, names) -> None:
+        """Drop generated variables' values (those named, and any the state holds), then save:
+        the next apply generates new ones."""
+        with self._mutex:
+            for name in set(names) | set(self.data["variables"]):
+                self.data["variables"].pop(name, None)
+            self.save()
 
     def save(self) -> None:
         """Write atomically: temp file, fsync, keep the previous file as .bak, rename over."""

@@ -8,7 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .spec import EXPR, LOCAL_INPUT_TYPES, Resolver, is_local, relative_to
+from .errors import plural
+from .refs import EXPR, LOCAL_INPUT_TYPES, is_local, local_inputs, mapping, relative_to
+from .refs import unresolved as _unresolved
 from .yamldoc import Doc
 
 SCHEMA_FILE = Path(__file__).with_name("lab.schema.json")
@@ -32,6 +34,12 @@ def _validator():
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(schema())
+
+
+def summary(data: dict) -> str:
+    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query`."""
+    return ", ".join(plural(len(data.get(k) or {}), word, many) for k, word, many in
+                     (("computes", "compute", None), ("jobs", "job", None), ("queries", "query", "queries")))
 
 
 def check(doc: Doc, target: str = "local", runs: bool = False) -> None:
@@ -123,7 +131,7 @@ def _report_branches(doc: Doc, error) -> None:
         for sub in best:
             _report(doc, sub)
         return
-    types = []
+    types: list[str] = []
     for option in error.validator_value:
         if "$ref" in option:
             option = _resolve(option["$ref"])
@@ -154,9 +162,6 @@ def _suggest(word: str, options: list[str]) -> str:
 
 
 # --- semantic checks -----------------------------------------------------------------------------
-
-_unresolved = Resolver.unresolved
-
 
 def _dicts(value: Any) -> dict:
     """The mapping entries whose values are mappings (the rest the schema check reports)."""
@@ -209,13 +214,6 @@ def _check_compute(doc: Doc, name: str, c: dict) -> None:
                     "starts with a letter and ends with a letter or digit", key=True)
 
 
-def local_inputs(data: dict) -> dict:
-    """targets.local.inputs: remote input paths mapped to local stand-ins."""
-    targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
-    local = targets.get("local") if isinstance(targets.get("local"), dict) else {}
-    return local.get("inputs") if isinstance(local.get("inputs"), dict) else {}
-
-
 def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict | None = None,
                runs: bool = False) -> None:
     at = ("jobs", name)
@@ -225,10 +223,10 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict |
         if bare not in computes:
             defined = ", ".join(sorted(computes)) or "none"
             doc.problem(at + ("compute",), f"'{bare}' is not a compute of this spec (defined: {defined})")
-    inputs = job.get("inputs") if isinstance(job.get("inputs"), dict) else {}
-    outputs = job.get("outputs") if isinstance(job.get("outputs"), dict) else {}
+    inputs = mapping(job.get("inputs"))
+    outputs = mapping(job.get("outputs"))
     sweep = job.get("type") == "sweep"
-    trial = job.get("trial") if isinstance(job.get("trial"), dict) else {}
+    trial = mapping(job.get("trial"))
     run_at = at + ("trial",) if sweep else at
     runs_what = trial if sweep else job
     declared = {"inputs": inputs, "outputs": outputs}
@@ -309,12 +307,12 @@ def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, run
 
 
 def _check_azure(doc: Doc, data: dict) -> None:
-    targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
-    azure = targets.get("azure") if isinstance(targets.get("azure"), dict) else {}
+    targets = mapping(data.get("targets"))
+    azure = mapping(targets.get("azure"))
     if not azure.get("subscription_id") and not azure.get("config"):
         doc.problem(("targets",), "the azure target needs targets.azure.subscription_id "
                     "(or targets.azure.config, a config.json)", key=True)
-    ws = data.get("workspace") if isinstance(data.get("workspace"), dict) else {}
+    ws = mapping(data.get("workspace"))
     for key in ("resource_group", "location"):
         if not ws.get(key) and not azure.get("config"):
             doc.problem(("workspace",), f"the azure target needs workspace.{key}", key=True)

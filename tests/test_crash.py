@@ -30,6 +30,7 @@ import os, runpy, signal, sys, threading
 point, args = sys.argv[1], sys.argv[2:]
 import runner.state as st
 import runner.backends.local as lb
+import runner.backends.supervised as supervised
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -60,7 +61,7 @@ elif point == "mlflow-run-created":   # an MLflow run exists (RUNNING), the stat
 elif point == "run-recorded":         # in the state as Preparing, no process yet
     hook(st.State, "add_run", "after")
 elif point == "job-spawned":          # the supervisor started, the state still says Preparing
-    hook(lb.subprocess, "Popen", "after", match=lambda args, *a, **k: str(lb.SUPERVISOR) in str(args))
+    hook(supervised.subprocess, "Popen", "after", match=lambda args, *a, **k: str(supervised.SUPERVISOR) in str(args))
 elif point == "mid-finalize":         # the state says Completed; artifacts logged, MLflow still RUNNING
     from mlflow.tracking import MlflowClient
     hook(MlflowClient, "set_terminated", "before")

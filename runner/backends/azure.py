@@ -11,9 +11,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..errors import UserError
+from ..plan import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ..spec import Job, Spec
 from ..state import now
 from .base import TERMINAL
@@ -88,7 +89,7 @@ class AzureBackend:
             from azure.mgmt.resource.resources import ResourceManagementClient
 
             base = _get_base_url_from_metadata()
-            return ResourceManagementClient(self.credential(), self.subscription, base_url=base,
+            return ResourceManagementClient(self.credential(), self.subscription or "", base_url=base,
                                             credential_scopes=[base + "/.default"])
         return self._once("arm", make)
 
@@ -97,7 +98,7 @@ class AzureBackend:
         """The workspace's MLflow URI; "" while the workspace does not exist (not kept: apply makes it)."""
         with self._key_lock("tracking_uri"):
             if "tracking_uri" not in self._cache:
-                with errors(f"workspace.{self.workspace}"):
+                with plain_errors(f"workspace.{self.workspace}"):
                     ws = self._get_workspace()  # a 404 too when the resource group is missing
                 if ws is None:
                     return ""
@@ -118,17 +119,17 @@ class AzureBackend:
 
     def refresh(self, state: dict) -> dict:
         """GET each resource the spec names or the state holds; 404 means it is not there."""
-        with errors():
+        with plain_errors():
             actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"], "serial": state["serial"]}
-            addresses = set(state["resources"])
+            addresses = {Address.parse(a) for a in state["resources"]}
             if self.spec.workspace.get("resource_group"):  # a config.json's group is used, not managed
-                addresses.add(f"resource_group.{self.resource_group}")
-            addresses.add(f"workspace.{self.workspace}")
-            addresses.update(f"compute.{n}" for n in self.spec.computes)
+                addresses.add(Address(Kind.RESOURCE_GROUP, self.spec.workspace["resource_group"]))
+            addresses.add(Address(Kind.WORKSPACE, self.workspace))
+            addresses.update(Address(Kind.COMPUTE, n) for n in self.spec.computes)
             rg_alive = self._rg_exists()
             ws = self._get_workspace() if rg_alive else None
             for address in sorted(addresses):
-                kind, name = address.split(".", 1)
+                kind, name = address.kind.value, address.name
                 record = state["resources"].get(address, {})
                 live = self._live(kind, name, ws) if rg_alive else None
                 if live is not None:  # compared on the fields the spec or the state names, not Azure's defaults
@@ -145,8 +146,6 @@ class AzureBackend:
             return actual
 
     def _named(self, kind: str, name: str) -> set:
-        from ..plan import COMPUTE_FIELDS, WORKSPACE_FIELDS
-
         if kind == "workspace":
             return set(self.spec.workspace) & set(WORKSPACE_FIELDS)
         if kind == "compute" and name in self.spec.computes:
@@ -192,7 +191,7 @@ class AzureBackend:
             return {}
         from azure.core.exceptions import ResourceNotFoundError
 
-        with errors(f"run {run['id'][:7]}"):
+        with plain_errors(f"run {run['id'][:7]}"):
             try:
                 job = self.ml().jobs.get(run["id"])
             except ResourceNotFoundError:
@@ -209,12 +208,10 @@ class AzureBackend:
     def advise(self, plan) -> list[str]:
         """Warnings before apply: the vCPU quota the new computes need against the region's free
         quota (the commonest way this lab fails for students)."""
-        from ..plan import CREATE, REPLACE
-
-        new = [c.after for c in plan.changes if c.address.startswith("compute.") and c.action in (CREATE, REPLACE)]
+        new = [c.after for c in plan.changes if c.address.kind == Kind.COMPUTE and c.action in (CREATE, REPLACE)]
         if not new or not self.location:
             return []
-        with errors():
+        with plain_errors():
             sizes = {s.name.lower(): (_field(s, "v_cp_us", "vCPUs") or 0, s.family)
                      for s in self.ml().compute.list_sizes(location=self.location)}
             usages = {_usage_name(u): (_field(u, "current_value", "currentValue") or 0, u.limit or 0)
@@ -241,7 +238,7 @@ class AzureBackend:
     # --- resources -------------------------------------------------------------------------------
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
-        with errors(f"{kind}.{name}"):
+        with plain_errors(f"{kind}.{name}"):
             if kind == "resource_group":
                 return self._create_rg(name)
             if kind == "workspace":
@@ -265,7 +262,7 @@ class AzureBackend:
         return {"id": rg.id, "created_by_mlrun": True}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        with errors(f"{kind}.{name}"):
+        with plain_errors(f"{kind}.{name}"):
             if kind == "compute":
                 compute = self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
                 return {"id": compute.id}
@@ -278,7 +275,7 @@ class AzureBackend:
     def delete(self, kind: str, name: str, record: dict) -> None:
         """Delete what exists; something already gone is fine (checked first, not guessed from a
         404 inside the operation: the workspace delete GETs its dependent resources too)."""
-        with errors(f"{kind}.{name}"):
+        with plain_errors(f"{kind}.{name}"):
             if not record.get("created_by_mlrun", True):
                 return  # it was there before mlrun: never deleted
             if kind == "resource_group":
@@ -312,7 +309,7 @@ class AzureBackend:
         run = {**record, "id": name, "status": "Preparing", "submitted": now()}
         on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
         # one submission at a time: jobs sharing a code folder upload the same content-addressed blob
-        with self._submit_lock, errors(f"job.{job.name}"), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
+        with self._submit_lock, plain_errors(f"job.{job.name}"), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
             path = Path(tmp) / f"{job.name}.yml"
             path.write_text(yaml.safe_dump(job_document(spec, job, Path(tmp)), sort_keys=False))
             entity = load_job(path)
@@ -343,7 +340,7 @@ class AzureBackend:
             pass
 
     def cancel(self, run: dict) -> None:
-        with errors():
+        with plain_errors():
             self.ml().jobs.begin_cancel(run["id"])
 
     def finalize(self, run: dict) -> None:
@@ -367,7 +364,7 @@ class AzureBackend:
     def logs(self, run: dict, follow: bool, out) -> None:
         """The job's user_logs/std_log.txt from its run history (what `az ml job stream` reads);
         with `follow` and a running job, Azure ML's stream until it ends."""
-        with errors():
+        with plain_errors():
             if follow and self.poll(run).get("status", run.get("status")) not in TERMINAL:
                 buffer = io.StringIO()
                 with contextlib.redirect_stdout(buffer):
@@ -403,7 +400,7 @@ class _Refusals:
             return attr
 
         def call(*args, **kwargs):
-            with errors(self._what):
+            with plain_errors(self._what):
                 return attr(*args, **kwargs)
         return call
 
@@ -453,7 +450,7 @@ def _field(obj, *names):
 
 def _usage_name(usage) -> str:
     name = usage.name
-    return name.get("value") if isinstance(name, dict) else getattr(name, "value", str(name))
+    return str(name.get("value") if isinstance(name, dict) else getattr(name, "value", name))
 
 
 def _pick(values: dict) -> dict:
@@ -480,7 +477,7 @@ def _job_error(job) -> str:
 def _read_config(spec: Spec, ref: str | None) -> dict:
     if not ref:
         return {}
-    from ..spec import relative_to
+    from ..refs import relative_to
 
     path = relative_to(spec.doc, ("targets", "azure", "config"), ref)
     try:
@@ -489,22 +486,18 @@ def _read_config(spec: Spec, ref: str | None) -> dict:
         raise UserError(f"cannot read the Azure config {path}: {e}") from None
 
 
-class errors:
+@contextlib.contextmanager
+def plain_errors(what: str | None = None) -> Iterator[None]:
     """Azure's failures in plain words, with what to do; unknown ones keep Azure's message.
     `what` names the resource (or run) the failed call was about."""
-
-    def __init__(self, what: str | None = None):
-        self.what = what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, UserError):
-            return False
-        message = plain(exc, self.what)
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (what plain() cannot say goes on as it is)
+        message = plain(exc, what)
         if message is None:
-            return False
+            raise
         raise UserError(message) from None
 
 
@@ -515,17 +508,16 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
     body = getattr(exc, "json", None)  # an MLflow RestException with Azure's error body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code, message = body["error"].get("code", ""), body["error"].get("message", "")
-        status = {"AuthorizationFailed": 403, "TooManyRequests": 429}.get(code, 500)
         exc = HttpResponseError(message=message or code)
-        exc.status_code = status
+        exc.status_code = {"AuthorizationFailed": 403, "TooManyRequests": 429}.get(code, 500)
     elif getattr(exc, "error_code", None) in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
         exc = HttpResponseError(message=getattr(exc, "message", str(exc)))
         exc.status_code = 403
     elif not isinstance(exc, AzureError):
         return None
     error = getattr(exc, "error", None)  # Azure's {"error": {"code", "message"}}, when it sent one
-    while getattr(error, "details", None):  # "At least one resource deployment operation failed": why is inside
-        error = error.details[0]
+    while details := getattr(error, "details", None):  # "At least one resource deployment operation failed": why is inside
+        error = details[0]
     detail = getattr(error, "message", None) or getattr(exc, "message", None) or exc
     text = " ".join(str(detail).split()).rstrip(".")
     low = text.lower()

@@ -53,16 +53,3 @@ class Backend(Protocol):
     def client(self):
         """An MlflowClient on the target's tracking store (imports mlflow)."""
 
-
-def get(target: str, spec: Spec) -> Backend:
-    if target == "local":
-        from .local import LocalBackend
-
-        return LocalBackend(spec)
-    if target == "azure":
-        from .azure import AzureBackend
-
-        return AzureBackend(spec)
-    from ..errors import UserError
-
-    raise UserError(f"unknown target '{target}' (targets: local, azure)")

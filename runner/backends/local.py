@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from .. import sweep
 from ..errors import UserError
 from ..fingerprint import SKIP_DIRS
-from ..spec import EXPR, Job, Spec
+from ..plan import RUN, Kind
+from ..refs import substitute
+from ..spec import Job, Spec
 from ..state import now
-from .base import MLFLOW_STATUS, TERMINAL
-
-SUPERVISOR = Path(__file__).with_name("supervisor.py")
-ADOPT_WAIT = 3.0  # seconds to wait for a just-spawned supervisor to say it started
+from . import supervised
+from .base import TERMINAL
 
 
 class LocalBackend:
@@ -32,7 +30,7 @@ class LocalBackend:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.root = spec.path.resolve().parent / ".mlrun" / "local" / spec.workspace["name"]
-        self._client = None
+        self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._mlflow_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
@@ -56,24 +54,7 @@ class LocalBackend:
         """The run's status as its folder tells it, without MLflow: {} when nothing changed."""
         if run.get("status") in TERMINAL:
             return {}
-        run_dir = Path(run["run_dir"])
-        ended = _read_json(run_dir / "exit.json")
-        if ended:
-            return _ending(ended, run)
-        pid = _read_int(run_dir / "pid")
-        if pid is None and (run_dir / "spawned").exists():
-            deadline = time.monotonic() + ADOPT_WAIT
-            while pid is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-                pid = _read_int(run_dir / "pid")
-        if pid is None:
-            return {"status": "Canceled", "error": "mlrun stopped before the job started", "exit_code": None}
-        if _alive(pid):
-            return {"status": "Running"}
-        ended = _read_json(run_dir / "exit.json")  # it may have just finished
-        if ended:
-            return _ending(ended, run)
-        return {"status": "Failed", "error": "the job's supervisor was killed", "exit_code": None}
+        return supervised.status(run)
 
     def run_url(self, run: dict) -> str:
         """Where to see a run: its folder (working copy, logs, outputs)."""
@@ -97,20 +78,18 @@ class LocalBackend:
     def advise(self, plan) -> list[str]:
         """Notes: a job's environment (a Docker image, an azureml: environment) is recorded, and
         locally the job runs with this interpreter instead."""
+        running = [self.spec.jobs[c.address.name] for c in plan.changes
+                   if c.action == RUN and c.address.kind == Kind.JOB and c.address.name in self.spec.jobs]
         envs: dict = {}
-        for c in plan.changes:
-            name = c.address.split(".", 1)[1]
-            if c.action == "run" and c.address.startswith("job.") and name in self.spec.jobs:
-                env = self.spec.jobs[name].environment
-                if env:
-                    envs.setdefault(json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []).append(name)
+        for job in running:
+            env = job.environment
+            if env:
+                envs.setdefault(json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []).append(job.name)
         python = f"{sys.executable} (Python {sys.version.split()[0]})"
         notes = [f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
                  f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}" for env, jobs in envs.items()]
-        for c in plan.changes:
-            name = c.address.split(".", 1)[1]
-            if c.action == "run" and c.address.startswith("job.") and name in self.spec.jobs:
-                notes += sweep_notes(self.spec.jobs[name])
+        for job in running:
+            notes += sweep.notes(job)
         return notes
 
     # --- resources -------------------------------------------------------------------------------
@@ -201,21 +180,15 @@ class LocalBackend:
                "status": "Preparing", "submitted": now()}
         (run_dir / "run_id").write_text(run["id"])
         on_start(run)  # in the state before the process exists: a crash from here on is adoptable
-        env = self._env(job, run)
-        (run_dir / "spawned").touch()
-        args = [sys.executable, "-I", "-S", str(SUPERVISOR), str(run_dir)]
-        if job.timeout:
-            args.append(str(job.timeout))
-        proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = supervised.launch(run_dir, self._env(job, run), job.timeout)
         self._procs[run["id"]] = proc
         run.update(status="Running", pid=proc.pid, started=now())
         return run
 
     def _sweep(self, job: Job, run_dir: Path) -> str:
         """Write RUN_DIR/sweep.json (the trials, sampled now, and what each needs) and return the
-        command that runs the sweep's controller (runner/sweep.py)."""
-        from .. import sweep
+        command that runs the sweep's controller (backends/sweep_controller.py)."""
+        from . import sweep_controller
 
         compute = self.spec.computes.get(job.compute)
         slots = compute.slots if compute else (os.cpu_count() or 1)
@@ -234,8 +207,8 @@ class LocalBackend:
                      "mlrun.job": job.name, "mlflow.source.name": job.command, "mlflow.source.type": "JOB"},
         }
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / sweep.CONFIG).write_text(json.dumps(config, indent=2, default=str))
-        return sweep.controller_command(run_dir)
+        (run_dir / sweep_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        return supervised.controller_command(sweep_controller.MODULE, run_dir)
 
     def _command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
         values = {}
@@ -244,19 +217,13 @@ class LocalBackend:
                     and inp.type not in ("string", "integer", "number", "boolean"):
                 raise UserError(f"job {job.name}: input '{name}' is {inp.value}, which the local target "
                                 "cannot read; give it a local path")
-            values[("inputs", name)] = str(inp.local_path) if inp.local_path else _literal(inp.value)
+            values[("inputs", name)] = str(inp.local_path) if inp.local_path else supervised.literal(inp.value)
         for name in job.outputs if outputs else ():
             out = run_dir / "outputs" / name
             out.mkdir(parents=True, exist_ok=True)
             values[("outputs", name)] = str(out)
+        return substitute(job.command, values, blank=("inputs",))  # an optional input left out: ''
 
-        def sub(m):
-            ns, _, name = m.group(1).partition(".")
-            if (ns, name) in values:
-                return shlex.quote(values[(ns, name)])
-            return "''" if ns == "inputs" else m.group(0)  # an optional input left out
-
-        return EXPR.sub(sub, job.command)
 
     def _snapshot(self, job: Job, work: Path) -> None:
         skipped = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
@@ -292,69 +259,12 @@ class LocalBackend:
             time.sleep(0.2)
 
     def cancel(self, run: dict) -> None:
-        run_dir = Path(run["run_dir"])
-        pid = _read_int(run_dir / "pid")
-        if pid and _alive(pid):
-            os.kill(pid, signal.SIGTERM)  # the supervisor stops the job's group and records it
-            return
-        pgid = _read_int(run_dir / "pgid")
-        if pgid:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        supervised.cancel(Path(run["run_dir"]))
 
     def finalize(self, run: dict) -> None:
         """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
-        finalize_run(self.client(), run["id"], Path(run["run_dir"]), run["status"], self._mlflow_lock,
-                     run.get("artifact_uri"))
-
-
-def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threading.Lock | None = None,
-                 artifact_uri: str | None = None) -> None:
-    """A finished run's folder into MLflow: std_log.txt, outputs, ./outputs and ./logs of the
-    working copy as artifacts, then the status (a job's run, or a sweep's trial). The log is copied
-    straight into a local artifact folder (what MLflow's local artifact repository does, without
-    reading the run back first)."""
-    log = run_dir / "user_logs" / "std_log.txt"
-    if log.exists() and artifact_uri and artifact_uri.startswith("file://"):
-        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path)) / "user_logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, folder / log.name)
-    elif log.exists():
-        client.log_artifact(run_id, str(log), artifact_path="user_logs")
-    for folder in sorted((run_dir / "outputs").glob("*")):
-        if folder.is_dir() and any(folder.iterdir()):
-            client.log_artifacts(run_id, str(folder), artifact_path=folder.name)
-    for name in ("outputs", "logs"):  # as Azure ML uploads ./outputs and ./logs
-        folder = run_dir / "work" / name
-        if folder.is_dir() and any(folder.iterdir()):
-            client.log_artifacts(run_id, str(folder), artifact_path=name)
-    with lock or threading.Lock():
-        client.set_terminated(run_id, MLFLOW_STATUS[status])
-
-
-def sweep_notes(job: Job) -> list[str]:
-    """What a sweep does differently on the local target, said plainly."""
-    if not job.is_sweep:
-        return []
-    from .. import sweep
-
-    notes = []
-    sampling = job.sampling
-    if sampling.get("type") == "bayesian":
-        seed = f" (seed {sampling['seed']})" if sampling.get("seed") is not None else ""
-        notes.append(f"note: sweep {job.name} samples bayesian on Azure ML; locally it samples random{seed} instead")
-    elif sampling.get("rule") == "sobol":
-        notes.append(f"note: sweep {job.name} samples with the sobol rule on Azure ML; locally plain random")
-    if sweep.local_algorithm(sampling) == "random" and not job.limits.get("max_total_trials"):
-        notes.append(f"note: sweep {job.name} sets no limits.max_total_trials; locally it runs "
-                     f"{sweep.DEFAULT_RANDOM_TRIALS} trials")
-    policy = (job.early_termination or {}).get("type")
-    if policy in ("bandit", "truncation_selection"):
-        notes.append(f"note: sweep {job.name} uses {policy} early termination on Azure ML; "
-                     "locally median stopping is used instead")
-    return notes
+        supervised.finalize_run(self.client(), run["id"], Path(run["run_dir"]), run["status"], self._mlflow_lock,
+                                run.get("artifact_uri"))
 
 
 def _copy_out(path: Path, offset: int, out) -> int:
@@ -397,60 +307,6 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _ending(ended: dict, run: dict) -> dict:
-    status = {"TimedOut": "Failed"}.get(ended["status"], ended["status"])
-    out = {"status": status, "exit_code": ended.get("exit_code"), "ended": ended.get("ended"),
-           "started": ended.get("started", run.get("started"))}
-    killed = f"killed: it ignored SIGTERM for {_secs(ended.get('grace'))}s" if ended.get("killed") else ""
-    if ended["status"] == "TimedOut":
-        limit = f" after {_secs(ended['timeout'])}s (limits.timeout)" if ended.get("timeout") else ""
-        out["error"] = f"timed out{limit}" + (f"; {killed}" if killed else "")
-    elif status == "Failed":
-        out["error"] = f"exit code {ended.get('exit_code')}"
-    elif status == "Canceled" and killed:
-        out["error"] = f"canceled; {killed}"
-    if ended.get("log_lost") and "error" in out:
-        out["error"] += "; the job deleted its run folder, with its log"
-    return out
-
-
-def _secs(value) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else "?"
-
-
-def _literal(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def _slots(attrs: dict) -> int:
     return int(attrs.get("max_instances", 1)) if attrs.get("type") == "amlcompute" else 1
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own exited child, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True

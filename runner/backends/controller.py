@@ -1,0 +1,95 @@
+"""The part every controller of child runs shares (a sweep's trials, a pipeline's steps).
+
+A controller runs as a local job's command (see supervised.controller_command), so status, logs,
+cancel, timeouts and adoption after a crash work for it as for any job. It reads its parent MLflow
+run from the environment (MLFLOW_RUN_ID, as every local job does) and its configuration from a
+JSON file in its run folder, written by the local backend when it submitted the job. Each child is
+a supervised run of its own in a folder under the controller's, with a child MLflow run (tag
+mlflow.parentRunId). SIGTERM (the supervisor's cancel or timeout) stops the running children.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from . import supervised
+
+
+class Child:
+    """A child run: its folder, MLflow run, process (the supervisor) and, once over, its status."""
+
+    def __init__(self, folder: Path):
+        self.dir = folder
+        self.run_id: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self.status: str | None = None
+        self.ended: dict = {}  # the supervisor's exit.json
+
+    def done(self) -> bool:
+        """Whether its process has exited (the controller then calls finish)."""
+        return self.proc is not None and self.proc.poll() is not None
+
+
+class Controller:
+    CONFIG = "controller.json"  # each kind of controller names its own
+    TAG = "controller"          # the prefix of its log lines
+
+    def __init__(self, run_dir: Path):
+        from mlflow.tracking import MlflowClient
+
+        self.run_dir = run_dir
+        self.cfg: dict[str, Any] = json.loads((run_dir / self.CONFIG).read_text())
+        self.parent = os.environ["MLFLOW_RUN_ID"]
+        self.experiment = os.environ["MLFLOW_EXPERIMENT_ID"]
+        self.client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def log(self, message: str) -> None:
+        print(f"[{self.TAG}] {message}", flush=True)
+
+    def on_term(self, *_) -> None:
+        """SIGTERM: start no more children, and stop the running ones (their supervisors stop
+        their process groups and record it)."""
+        self.stopping = True
+        for child in self.children:
+            if child.proc is not None and child.status is None:
+                supervised.signal_pid(child.proc.pid, signal.SIGTERM)
+
+    def start_child(self, child: Child, command: str, run_name: str, tags: dict, params: dict,
+                    timeout: float | None = None) -> None:
+        """Run `command` (its ${{...}} already substituted) in child.dir/work under a new child
+        MLflow run with `tags` and `params`."""
+        from mlflow.entities import Param
+
+        (child.dir / "command.sh").write_text(command + "\n")
+        run = self.client.create_run(self.experiment, run_name=run_name,
+                                     tags={**tags, "mlflow.parentRunId": self.parent})
+        child.run_id = run.info.run_id
+        if params:
+            self.client.log_batch(child.run_id, params=[Param(k, supervised.literal(v)) for k, v in params.items()])
+        (child.dir / "run_id").write_text(child.run_id)
+        child.proc = supervised.launch(child.dir, dict(os.environ, MLFLOW_RUN_ID=child.run_id), timeout)
+        if child not in self.children:
+            self.children.append(child)
+
+    def finish_child(self, child: Child, status: str | None = None) -> str:
+        """Record an exited child: its status from its exit.json (or `status`, the controller's
+        own verdict), its folder into MLflow."""
+        assert child.run_id is not None, "finish_child of a child never started"
+        child.ended = supervised.read_json(child.dir / "exit.json", wait=1.0) or {"status": "Failed",
+                                                                                 "exit_code": None}
+        child.status = status or {"TimedOut": "Failed"}.get(child.ended["status"], child.ended["status"])
+        supervised.finalize_run(self.client, child.run_id, child.dir, child.status)
+        return child.status
+
+    def main(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_term)
+        return self.run()
+
+    def run(self) -> int:
+        raise NotImplementedError

@@ -1,0 +1,181 @@
+"""Supervised runs on this machine: what the local backend (a run per job), the sweep controller
+(a run per trial) and any other controller of child runs share.
+
+A run folder RUN_DIR holds `command.sh` and `work/` (written by whoever launches the run), `run_id`
+(its MLflow run) and `spawned` (touched just before the supervisor starts); backends/supervisor.py
+writes `pid`, `pgid`, `user_logs/std_log.txt` and, once the command is over, `exit.json`. The folder
+alone tells how the run stands, so a run outlives whoever launched it and is adopted by the next.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+from .base import MLFLOW_STATUS
+
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `runner` package
+ADOPT_WAIT = 3.0  # seconds to wait for a just-spawned supervisor to say it started
+
+
+def launch(run_dir: Path, env: dict, timeout: float | None = None) -> subprocess.Popen:
+    """Start the supervisor on RUN_DIR in a session of its own (it outlives its launcher)."""
+    (run_dir / "spawned").touch()
+    args = [sys.executable, "-I", "-S", str(SUPERVISOR), str(run_dir)]
+    if timeout:
+        args.append(str(timeout))
+    return subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def controller_command(module: str, run_dir: Path) -> str:
+    """A command.sh line running `module.main(RUN_DIR)` with this interpreter and this checkout of
+    mlrun: a controller of child runs, supervised like any job."""
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from {module} import main; "
+            "sys.exit(main(sys.argv[1]))")
+    return f"exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} {shlex.quote(str(run_dir))}"
+
+
+def literal(value) -> str:
+    """A literal input or searched value as a command sees it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+# --- how a run stands ----------------------------------------------------------------------------
+
+def status(run: dict) -> dict:
+    """The run's status as its folder tells it, without MLflow: {} when it still has the status
+    its record says, else {status, ...} (see ending)."""
+    run_dir = Path(run["run_dir"])
+    ended = read_json(run_dir / "exit.json")
+    if ended:
+        return ending(ended, run)
+    pid = read_int(run_dir / "pid")
+    if pid is None and (run_dir / "spawned").exists():
+        deadline = time.monotonic() + ADOPT_WAIT
+        while pid is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pid = read_int(run_dir / "pid")
+    if pid is None:
+        return {"status": "Canceled", "error": "mlrun stopped before the job started", "exit_code": None}
+    if alive(pid):
+        return {"status": "Running"}
+    ended = read_json(run_dir / "exit.json")  # it may have just finished
+    if ended:
+        return ending(ended, run)
+    return {"status": "Failed", "error": "the job's supervisor was killed", "exit_code": None}
+
+
+def ending(ended: dict, run: dict) -> dict:
+    """An exit.json as a run's final fields: status (Azure ML's words), exit code, times, error."""
+    status = {"TimedOut": "Failed"}.get(ended["status"], ended["status"])
+    out = {"status": status, "exit_code": ended.get("exit_code"), "ended": ended.get("ended"),
+           "started": ended.get("started", run.get("started"))}
+    killed = f"killed: it ignored SIGTERM for {_secs(ended.get('grace'))}s" if ended.get("killed") else ""
+    if ended["status"] == "TimedOut":
+        limit = f" after {_secs(ended['timeout'])}s (limits.timeout)" if ended.get("timeout") else ""
+        out["error"] = f"timed out{limit}" + (f"; {killed}" if killed else "")
+    elif status == "Failed":
+        out["error"] = f"exit code {ended.get('exit_code')}"
+    elif status == "Canceled" and killed:
+        out["error"] = f"canceled; {killed}"
+    if ended.get("log_lost") and "error" in out:
+        out["error"] += "; the job deleted its run folder, with its log"
+    return out
+
+
+def _secs(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else "?"
+
+
+def cancel(run_dir: Path) -> None:
+    """Ask the supervisor to stop the run (it stops the command's group and records it); with no
+    supervisor left, kill the command's group."""
+    pid = read_int(run_dir / "pid")
+    if pid and alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        return
+    pgid = read_int(run_dir / "pgid")
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threading.Lock | None = None,
+                 artifact_uri: str | None = None) -> None:
+    """A finished run's folder into MLflow: std_log.txt, outputs, ./outputs and ./logs of the
+    working copy as artifacts, then the status (a job's run, or a controller's child). The log is
+    copied straight into a local artifact folder (what MLflow's local artifact repository does,
+    without reading the run back first)."""
+    log = run_dir / "user_logs" / "std_log.txt"
+    if log.exists() and artifact_uri and artifact_uri.startswith("file://"):
+        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path)) / "user_logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, folder / log.name)
+    elif log.exists():
+        client.log_artifact(run_id, str(log), artifact_path="user_logs")
+    for folder in sorted((run_dir / "outputs").glob("*")):
+        if folder.is_dir() and any(folder.iterdir()):
+            client.log_artifacts(run_id, str(folder), artifact_path=folder.name)
+    for name in ("outputs", "logs"):  # as Azure ML uploads ./outputs and ./logs
+        folder = run_dir / "work" / name
+        if folder.is_dir() and any(folder.iterdir()):
+            client.log_artifacts(run_id, str(folder), artifact_path=name)
+    with lock or threading.Lock():
+        client.set_terminated(run_id, MLFLOW_STATUS[status])
+
+
+# --- small readers -------------------------------------------------------------------------------
+
+def read_json(path: Path, wait: float = 0.0) -> dict | None:
+    """A JSON file written atomically by another process, or None; with `wait`, keep looking that
+    many seconds (a supervisor writes exit.json just before it exits)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+
+def read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own exited child, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,33 @@
+"""How values read in every view of a report (table, Markdown, HTML): numbers, changes,
+durations, a sweep in one line."""
+from __future__ import annotations
+
+REPORT_FORMATS = ("table", "json", "markdown", "html")
+
+
+def num(value) -> str:
+    """A metric or param: floats to 4 significant digits, anything else as it is."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def signed(value: float) -> str:
+    """A change since the previous run: `+0.01`, `-2`."""
+    return f"{value:+.4g}"
+
+
+def duration(seconds) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def best_trial(sweep: dict) -> dict | None:
+    """The best trial of a report's sweep entry, if one completed."""
+    return next((t for t in sweep["trials"] if t["run_id"] == sweep["best_trial"]), None)
+
+
+def sweep_line(sweep: dict) -> str:
+    """`best tune-trial-2: AUC=0.84 (reg=0.1); maximize, 3 trials, 1 stopped early`."""
+    best, stopped = best_trial(sweep), sum(t["early_terminated"] for t in sweep["trials"])
+    head = (f"best {best['run_name']}: {sweep['primary_metric']}={num(best['value'])} "
+            f"({', '.join(f'{k}={v}' for k, v in best['params'].items())})" if best else "no trial completed")
+    return (f"{head}; {sweep['goal']}, {len(sweep['trials'])} trials"
+            + (f", {stopped} stopped early" if stopped else ""))

@@ -1,0 +1,59 @@
+"""What a spec's strings refer to: `${{...}}` expressions, and paths that are local or remote.
+Shared by loading, checking and running a spec; stdlib only."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, TypeGuard
+
+if TYPE_CHECKING:
+    from .yamldoc import Doc
+
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name")
+NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
+LOCAL_INPUT_TYPES = ("uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable", "triton_model")
+REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
+
+
+def unresolved(value: Any) -> bool:
+    """Whether a string still holds a ${{vars.*}}, ${{env.*}} or unknown expression: one loading
+    could not resolve and reported (another target's env aside), so checks of it only repeat that."""
+    return isinstance(value, str) and any(m.group(1).partition(".")[0] not in LEFT_FOR_JOB
+                                          for m in EXPR.finditer(value))
+
+
+def substitute(command: str, values: Mapping[tuple[str, str], str], blank: tuple[str, ...] = ()) -> str:
+    """`${{ns.name}}` in a job's command replaced by its value, shell-quoted; a name of a `blank`
+    namespace without a value (an optional input left out) becomes '', anything else stays."""
+    def sub(m: re.Match) -> str:
+        ns, _, name = m.group(1).partition(".")
+        if (ns, name) in values:
+            return shlex.quote(values[(ns, name)])
+        return "''" if ns in blank else m.group(0)
+
+    return EXPR.sub(sub, command)
+
+
+def relative_to(doc: Doc, path: tuple, ref: str) -> Path:
+    """`ref` resolved against the folder of the file that holds the value at `path`."""
+    return Path(os.path.abspath(Path(doc.where(path)[0]).parent / os.path.expanduser(ref)))
+
+
+def is_local(ref: Any) -> TypeGuard[str]:
+    """Whether `ref` is a local path (not azureml:, a URL or a cloud store)."""
+    return isinstance(ref, str) and not REMOTE.match(ref)
+
+
+def mapping(value: Any) -> dict:
+    """`value` if it is a mapping, else an empty one (its shape is the schema check's to report)."""
+    return value if isinstance(value, dict) else {}
+
+
+def local_inputs(data: dict) -> dict:
+    """targets.local.inputs: remote input paths mapped to local stand-ins."""
+    targets = mapping(data.get("targets"))
+    local = mapping(targets.get("local"))
+    return mapping(local.get("inputs"))
