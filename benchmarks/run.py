@@ -34,13 +34,14 @@ class Case:
     ours: Prep
     base: Prep
     target: float
+    ours_exit: int = 0  # the exit code mlrun's side must end with (1: the input has errors)
 
 
-def timed(cmd: list, cwd: Path, env: dict) -> float:
+def timed(cmd: list, cwd: Path, env: dict, expect: int = 0) -> float:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != expect:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-2000:]}")
     return elapsed
 
@@ -73,6 +74,41 @@ def many_jobs(folder: Path, n: int, command: str = "python -c pass") -> Path:
     return spec
 
 
+def alias_bomb(width: int, depth: int) -> str:
+    """As tests/test_fuzz.py writes it: each level lists the one before `width` times."""
+    lines = ["{l0: &l0 [" + ",".join(["lol"] * width) + "]"]
+    lines += [f", l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * width) + "]" for i in range(1, depth)]
+    return "".join(lines) + "}"
+
+
+# The heavy snippets of tests/test_fuzz.py (HEAVY_SNIPPETS), at the largest sizes it draws.
+HEAVY_INPUTS = {
+    "integer": "9" * 6000,
+    "hex": "0x" + "f" * 6000,
+    "float": "-" + "1" * 6000 + ".5e3",
+    "sexagesimal": "1:" + "59:" * 2000 + "1",
+    "flow-sequences": "[" * 3000 + "]" * 3000,
+    "flow-mappings": "{a: " * 3000 + "1" + "}" * 3000,
+    "block-mappings": "".join(f"\n{'  ' * (i + 1)}k{i}:" for i in range(400)) + " 1",
+    "block-sequences": "".join(f"\n{' ' * i}- " for i in range(400)) + "1",
+    "alias-bomb": alias_bomb(12, 9),
+    "expressions": "${{vars.suffix}}" * (60_000 // len("${{vars.suffix}}")),
+}
+
+
+def heavy_specs(seed: Path) -> list[str]:
+    """The seed spec with each heavy snippet added as the value of a key `heavy` (an unknown key:
+    every file has an error), next to the seed so that its relative paths resolve."""
+    text = seed.read_text()
+    paths = []
+    for name, snippet in HEAVY_INPUTS.items():
+        path = seed.with_name(f"heavy-{name}.yaml")
+        sep = "" if snippet.startswith("\n") else " "
+        path.write_text(f"{text}heavy:{sep}{snippet}\n")
+        paths.append(str(path))
+    return paths
+
+
 def scripts_directly(folder: Path) -> list:
     """The baseline a user would type: both scripts one after the other, MLflow on a fresh store."""
     lab_copy(folder)
@@ -103,6 +139,7 @@ def cases(work: Path, quick: bool) -> list[Case]:
     subprocess.run(MLRUN + ["apply", "-y", str(spec), "--only", "train-mlflow"], cwd=work, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     validate = MLRUN + ["validate", str(spec)]
+    heavy = heavy_specs(spec)
     n = 10 if quick else 100
 
     def fresh_apply(folder: Path) -> list:
@@ -112,6 +149,9 @@ def cases(work: Path, quick: bool) -> list[Case]:
         Case("validate vs import yaml+jsonschema+click", lambda _: validate,
              lambda _: [PY, "-c", "import yaml, jsonschema, click"], 1.5),
         Case("validate vs azure.ai.ml.load_job", lambda _: validate, lambda _: load_jobs, 0.2),
+        Case(f"validate {len(heavy)} heavy inputs vs the seed {len(heavy)}x",
+             lambda _: MLRUN + ["validate", *heavy],
+             lambda _: MLRUN + ["validate", *[str(spec)] * len(heavy)], 3.0, ours_exit=1),
         Case("plan (no changes, local) vs validate",
              lambda _: MLRUN + ["plan", str(spec), "--only", "train-mlflow"], lambda _: validate, 1.5),
         Case("seed apply (fresh, local) vs scripts directly", fresh_apply, scripts_directly, 0.8),
@@ -189,7 +229,8 @@ def main() -> None:
                 a = work / "runs" / f"{len(ours)}-{i}-a-{time.monotonic_ns()}"
                 b = work / "runs" / f"{len(ours)}-{i}-b-{time.monotonic_ns()}"
                 a.mkdir(parents=True), b.mkdir(parents=True)
-                t_ours, t_base = timed(case.ours(a), a, env), timed(case.base(b), b, env)  # interleaved
+                t_ours = timed(case.ours(a), a, env, case.ours_exit)
+                t_base = timed(case.base(b), b, env)  # interleaved
                 if i or args.quick:
                     ours.append(t_ours), base.append(t_base)
             ma, mb = statistics.median(ours), statistics.median(base)

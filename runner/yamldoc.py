@@ -18,6 +18,7 @@ Mark = tuple  # (file, line, col), 1-based
 
 MAX_NODES = 100_000
 MAX_DEPTH = 100  # levels of nesting: deeper is a mistake or an attack, and paths cost memory per level
+MAX_TEXT_DEPTH = 2 * MAX_DEPTH  # levels of nesting in the text: composing stops past it (_Loader)
 MAX_INT_BITS = 14_000  # about 4,200 digits: Python will not print a longer integer (sys.int_info)
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
 _TIMESTAMP, _MERGE = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"
@@ -77,11 +78,16 @@ def _mark(file: str, m: yaml.Mark) -> Mark:
 def compose(text: str, doc: Doc) -> yaml.Node | None:
     """The node tree of one YAML document; syntax errors become the Doc's Problems."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
         finally:
             loader.dispose()
+    except _TextTooDeep as e:
+        _, line, col = _mark(doc.file, e.args[0])
+        doc.problems.append(Problem(doc.file, line, col, "",
+                                    f"YAML nesting is too deep (more than {MAX_DEPTH} levels)"))
+        return None
     except yaml.MarkedYAMLError as e:
         m, what = _syntax(e)
         line, col = (m.line + 1, m.column + 1) if m else (1, 1)
@@ -104,6 +110,46 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
     if node is None:
         doc.problems.append(Problem(doc.file, 1, 1, "$", "the file is empty: expected a mapping"))
     return node
+
+
+class _TextTooDeep(Exception):
+    """The text nests deeper than MAX_TEXT_DEPTH; args: the mark to report (see _Loader)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, stopped where the text nests more than MAX_TEXT_DEPTH levels deep.
+
+    Past MAX_DEPTH the builder refuses the value anyway (up to MAX_TEXT_DEPTH it says where, with
+    the path: built depth and text depth differ by merges and aliases), and going on costs: for
+    each open '[' or '{' the scanner keeps a possible simple key and rechecks all of them at every
+    token, reading up to 1,024 characters ahead (quadratic: 3,000 '[' took 1.1 s of CPU, 2 s with
+    the recursion limit Hypothesis sets), and the composer recurses until Python's recursion limit.
+    The problem is reported at the start of the MAX_DEPTH-th level (of '[' and '{' when the scanner
+    stops first), as the builder reports it."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.flow_marks: list = []  # the marks of the '[' and '{' open, outermost first
+        self.node_marks: list = []  # the start marks of the nodes being composed, root first
+
+    def fetch_flow_collection_start(self, token_class):
+        level = self.flow_level  # negative after an unmatched ']': the parser then fails
+        if level >= 0:
+            del self.flow_marks[level:]
+            self.flow_marks.append(self.get_mark())
+            if level >= MAX_TEXT_DEPTH:
+                raise _TextTooDeep(self.flow_marks[MAX_DEPTH - 1])
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent, index):
+        depth = len(self.node_marks)
+        if depth > MAX_TEXT_DEPTH:
+            raise _TextTooDeep(self.node_marks[MAX_DEPTH])
+        self.node_marks.append(self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.node_marks.pop()
 
 
 _UNCLOSED = {"while scanning a quoted scalar": "this quoted string is never closed",

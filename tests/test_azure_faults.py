@@ -31,7 +31,6 @@ not covered: the SDKs wait minutes for a read timeout.
 """
 import re
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -40,6 +39,9 @@ import pytest
 from conftest import ROOT, run_mlrun
 
 pytestmark = pytest.mark.azure
+# Per mlrun command, a runaway guard, not a speed test: the slowest took 56 s with the matrix's
+# cases running at once (the project's 2-core machine, 2026-12-02); it only stops a hung command.
+COMMAND_TIMEOUT = 600
 
 LAB = textwrap.dedent("""\
     name: faults
@@ -140,7 +142,8 @@ class Lab:
 
     def mlrun(self, *args, vars=None):
         extra = [a for k, v in {"suffix": self.s, **(vars or {})}.items() for a in ("--var", f"{k}={v}")]
-        proc = run_mlrun(*args, "lab.yaml", "--target", "azure", *extra, cwd=self.root, env=self.env, timeout=170)
+        proc = run_mlrun(*args, "lab.yaml", "--target", "azure", *extra, cwd=self.root, env=self.env,
+                         timeout=COMMAND_TIMEOUT)
         self.log.append((args[0], proc))
         return proc
 
@@ -172,7 +175,7 @@ def existing_group(emulator, name):
 
 def run_case(emulator, root, case: Case) -> dict:
     lab = Lab(emulator, root, case)
-    out = {"lab": lab, "s": lab.s, "started": time.monotonic()}
+    out = {"lab": lab, "s": lab.s}
     if case.existing_rg:
         existing_group(emulator, f"rg-{lab.s}")
     for step, rules, args in (("apply", case.rules, case.vars), ("reapply", case.converge, {})):
@@ -189,7 +192,6 @@ def run_case(emulator, root, case: Case) -> dict:
         out["replan"] = lab.mlrun("plan")
     out["destroy"] = lab.mlrun("destroy", "-y")
     out["left"] = lab.left()
-    out["seconds"] = time.monotonic() - out["started"]
     return out
 
 
@@ -200,7 +202,6 @@ def matrix(azure_emulator, tmp_path_factory, request):
                 if item.module.__name__ == __name__ and hasattr(item, "callspec") and "case" in item.callspec.params}
     cases = [c for c in CASES if c.id in selected]
     root = tmp_path_factory.mktemp("faults")
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=5) as pool:
         futures = {c.id: pool.submit(run_case, azure_emulator, root, c)  # the longest first
                    for c in sorted(cases, key=lambda c: c.converge is None)}
@@ -210,7 +211,6 @@ def matrix(azure_emulator, tmp_path_factory, request):
                 results[k] = f.result()
             except Exception as e:  # reported by that case's test, not by all of them
                 results[k] = e
-    results["_seconds"] = time.monotonic() - started
     return results
 
 
@@ -256,7 +256,3 @@ def test_fault(matrix, case):
             (result["left"], _show(result))
     else:
         assert result["left"] == [], (result["left"], _show(result))
-
-
-def test_the_matrix_fits_the_budget(matrix):
-    assert matrix["_seconds"] < 170, {k: round(v["seconds"]) for k, v in matrix.items() if isinstance(v, dict)}

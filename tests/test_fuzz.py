@@ -8,12 +8,13 @@ changed, then dumped as YAML: dropped, renamed, retyped, shared and nested value
 strings, control characters, invalid UTF-8, BOMs, NULs, random bytes).
 
 For every case: exit 0 or 1, never an exception out of `run` or a traceback; exit 1 says what is
-wrong on stderr, naming the file, one line per message; bounded time (CPU time per case, and a
-wall-clock alarm for hangs; a case over either is measured once more, as the machine is shared)
-and memory (peak RSS growth, with an address-space limit as a safety net); and nothing written,
-started or requested (an audit hook sees every write-open, file operation, process and socket;
-socket.connect is patched to refuse; the lab folder's listing is unchanged; and, per test, no
-child process is left).
+wrong on stderr, naming the file, one line per message; no runaway work (guards far above the
+normal case, not speed tests: CPU time per case, and a wall-clock alarm for hangs; a case over
+either is measured once more, as the machine is shared; how fast heavy input is validated is
+measured in benchmarks/run.py) nor memory (peak RSS growth, with an address-space limit as a
+safety net); and nothing written, started or requested (an audit hook sees every write-open,
+file operation, process and socket; socket.connect is patched to refuse; the lab folder's
+listing is unchanged; and, per test, no child process is left).
 
 Reproducible: derandomized, no example database.
 """
@@ -43,8 +44,12 @@ SEEDS = {"mlflow-tracking": SEED, "hello": SPECS / "hello.yaml", "sweep": FUZZ /
 CASE = "case.yaml"
 RSS_GROWTH_MB = 200      # one case may raise the process's peak RSS by at most this much
 ADDRESS_SPACE_GB = 2     # above the current size: a runaway case gets MemoryError, not the OOM killer
-CPU_SECONDS = 2          # one case's CPU time (not wall time: CI machines are shared)
-HANG_SECONDS = 10        # wall time: only a real hang (a blocking read, no CPU used) trips it
+# Runaway guards, not speed tests: the slowest case measured took 0.42 s of CPU (the heavy ones
+# at most 0.07 s; the project's 2-core machine, 2026-12-02), so a case over 5 s is doing work it
+# should not (it was 2 s for nesting 3,000 '[' deep before yamldoc stopped composing past the
+# limit). CPU time, not wall time: CI machines are shared.
+CPU_SECONDS = 5
+HANG_SECONDS = 30  # wall time, far above CPU_SECONDS: only a real hang (a blocking read) trips it
 FAST = dict(deadline=None, derandomize=True, database=None, print_blob=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                    HealthCheck.filter_too_much, HealthCheck.large_base_example])
@@ -242,8 +247,10 @@ def rarely(common, rare, one_in: int = 30):
     return st.integers(1, one_in).flatmap(lambda n: rare if n == 1 else common)
 
 
-huge_strings = st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "\x00", "${{vars.suffix}}", "\U0001F600",
-                                                              "-", " "]),
+# 1,000 to 60,000 characters (of "${{vars.suffix}}" too: 3,750 expressions, not 960 KB of them,
+# which cost 0.5 s of PyYAML scanning per case and checked nothing more)
+huge_strings = st.builds(lambda c, n: c * (n // len(c)),
+                         st.sampled_from(["a", "é", "\x00", "${{vars.suffix}}", "\U0001F600", "-", " "]),
                          st.integers(1_000, 60_000))
 scalars = rarely(st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(-(2**70), 2**70),
@@ -564,6 +571,28 @@ def test_nesting_deeper_than_the_limit_is_one_problem_where_it_happens(mlrun, tm
     assert (code, err) == (1, [f"lab.yaml:3:{13 + MAX_DEPTH}: error: $.description{'[0]' * MAX_DEPTH}: "
                                f"YAML nesting is too deep (more than {MAX_DEPTH} levels)",
                                "lab.yaml: 1 error, 0 warnings"])
+
+
+def test_nesting_far_deeper_than_the_limit_is_refused_without_reading_on(mlrun, tmp_path,
+                                                                          monkeypatch):
+    # was: 3,000 '[' cost 2 s of CPU (PyYAML rechecks every open '[' at each token, and the
+    # composer went on to Python's recursion limit), then one problem at 1:1. The tokens read
+    # are counted, not the time taken: past MAX_TEXT_DEPTH levels the parse stops.
+    from runner import yamldoc
+
+    fetched = []
+    fetch = yamldoc._Loader.fetch_more_tokens
+    monkeypatch.setattr(yamldoc._Loader, "fetch_more_tokens",
+                        lambda self: fetched.append(1) or fetch(self))
+    flow = "description: " + "[" * 3000 + "]" * 3000 + "\n"
+    assert _validate(mlrun, tmp_path, BASE + flow) == (1, [
+        f"lab.yaml:3:{13 + yamldoc.MAX_DEPTH}: error: YAML nesting is too deep "
+        f"(more than {yamldoc.MAX_DEPTH} levels)", "lab.yaml: 1 error, 0 warnings"])
+    assert 0 < len(fetched) < yamldoc.MAX_TEXT_DEPTH + 20
+    block = "description:" + "".join(f"\n{'  ' * (i + 1)}k{i}:" for i in range(300)) + " 1\n"
+    assert _validate(mlrun, tmp_path, BASE + block) == (1, [
+        f"lab.yaml:{3 + yamldoc.MAX_DEPTH}:{2 * yamldoc.MAX_DEPTH + 1}: error: YAML nesting is "
+        f"too deep (more than {yamldoc.MAX_DEPTH} levels)", "lab.yaml: 1 error, 0 warnings"])
 
 
 def test_a_document_that_contains_itself_is_one_problem(mlrun, tmp_path):

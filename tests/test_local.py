@@ -161,7 +161,7 @@ def test_timeout_kills_the_job_and_its_children(tmp_path):
 """)
     start = time.monotonic()
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=1)
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 150  # runaway guard (normally 5 s): not the sleepers' 300 s
     assert "slow (run " in proc.stderr and ": timed out after 2s (limits.timeout))" in proc.stderr
     (run,) = runs_of(tmp_path, "ws-quick", "quick")
     assert run.info.status == "FAILED"

@@ -224,7 +224,7 @@ def test_median_stopping_ends_a_clearly_bad_trial_early(tmp_path):
     bad = by_a["0.1"]
     assert bad.info.status == "KILLED"
     assert bad.data.tags["mlrun.early_terminated"] == "true"
-    assert (bad.info.end_time - bad.info.start_time) / 1000 < 9  # its natural end: 15 s of steps
+    # ended early: fewer steps than its 60 (counted, not timed: a busy machine is slower, not wrong)
     assert len(client.get_metric_history(bad.info.run_id, "score")) < 30
     for good in ("0.9", "0.91"):
         assert by_a[good].info.status == "FINISHED"
