@@ -46,6 +46,8 @@ def read_yaml(path: Path) -> dict:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise UserError(f"{name}{where}: not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML composes recursively
+        raise UserError(f"{name}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise UserError(f"{name}: expected a YAML mapping")
     return data

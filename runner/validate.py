@@ -69,7 +69,7 @@ def _kind(value: Any) -> str:
 
 def _report(doc: Doc, error) -> None:
     path = tuple(error.absolute_path)
-    if any(path[:len(b)] == b for b in doc.broken) or _unresolved(error.instance):
+    if any(path[:i] in doc.broken for i in range(len(path) + 1)) or _unresolved(error.instance):
         return  # a problem already said: its value is broken, or an expression in it is unresolved
     v, inst, sch = error.validator, error.instance, error.schema
     if v == "additionalProperties":

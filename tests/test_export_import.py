@@ -269,6 +269,7 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
     ("notes.yml", "hello: world\n", "{f}: not an az ml workspace, compute or command job file, nor an MLproject file"),
     ("broken.yml", "a: [1, 2\n", "{f}:2:1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
     ("list.yml", "- 1\n- 2\n", "{f}: expected a YAML mapping"),
+    ("deep.yml", "a: " + "[" * 3000 + "\n", "{f}: not valid YAML: nested too deeply"),
     ("MLproject", "name: x\nentry_points:\n  main:\n    parameters: {a: {type: float}}\n    command: python t.py {a}\n",
      "{f}: entry point 'main': parameter 'a' has no default (a spec input needs a value)"),
     ("MLproject", "name: x\nentry_points:\n  main:\n    command: python t.py {b}\n",
