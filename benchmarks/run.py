@@ -7,6 +7,7 @@ machines drift); RESULTS.md records them with the machine, date and commit.
     python benchmarks/run.py validate    # cases whose name contains 'validate'
     python benchmarks/run.py emulator    # only the seed lab on the Azure emulator (needs Azurite)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "specs" / "mlflow-tracking.yaml"
@@ -39,16 +40,22 @@ class Case:
 
 def timed(cmd: list, cwd: Path, env: dict, expect: int = 0) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != expect:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-2000:]}"
+        )
     return elapsed
 
 
 def lab_copy(into: Path) -> Path:
     """A copy of the seed lab (spec and training folder) with its own state."""
-    shutil.copytree(ROOT / "training", into / "training", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "training", into / "training", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (into / "specs").mkdir(parents=True)
     shutil.copy(SEED, into / "specs" / SEED.name)
     return into / "specs" / SEED.name
@@ -57,10 +64,12 @@ def lab_copy(into: Path) -> Path:
 def export_jobs(spec: Path, out: Path) -> list:
     """The seed's jobs as CLI v2 files, for the load_job baseline."""
     out.mkdir(parents=True, exist_ok=True)
-    script = ("import sys, yaml; from pathlib import Path; from runner import spec as s; "
-              "from runner.export import job_document; sp = s.load(sys.argv[1]); out = Path(sys.argv[2]); "
-              "[(out / f'{j.name}.yml').write_text(yaml.safe_dump(job_document(sp, j, out), sort_keys=False)) "
-              "for j in sp.jobs.values()]")
+    script = (
+        "import sys, yaml; from pathlib import Path; from runner import spec as s; "
+        "from runner.export import job_document; sp = s.load(sys.argv[1]); out = Path(sys.argv[2]); "
+        "[(out / f'{j.name}.yml').write_text(yaml.safe_dump(job_document(sp, j, out), sort_keys=False)) "
+        "for j in sp.jobs.values()]"
+    )
     subprocess.run([PY, "-c", script, str(spec), str(out)], check=True, cwd=ROOT)
     return sorted(str(p) for p in out.glob("*.yml"))
 
@@ -69,8 +78,10 @@ def many_jobs(folder: Path, n: int, command: str = "python -c pass") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     jobs = "".join(f"  j{i}: {{command: {command}, compute: cluster}}\n" for i in range(n))
     spec = folder / "lab.yaml"
-    spec.write_text("name: many\nworkspace: {name: ws-many}\ncomputes:\n"
-                    "  cluster: {type: amlcompute, max_instances: 2}\njobs:\n" + jobs)
+    spec.write_text(
+        "name: many\nworkspace: {name: ws-many}\ncomputes:\n"
+        "  cluster: {type: amlcompute, max_instances: 2}\njobs:\n" + jobs
+    )
     return spec
 
 
@@ -113,9 +124,13 @@ def scripts_directly(folder: Path) -> list:
     """The baseline a user would type: both scripts one after the other, MLflow on a fresh store."""
     lab_copy(folder)
     data = folder / "training" / "data" / "diabetes.csv"
-    return ["bash", "-c", f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && "
-            f"python train-model-mlflow.py --training_data {data} && "
-            f"python train-model-autolog.py --training_data {data}"]
+    return [
+        "bash",
+        "-c",
+        f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && "
+        f"python train-model-mlflow.py --training_data {data} && "
+        f"python train-model-autolog.py --training_data {data}",
+    ]
 
 
 def mlflow_projects(folder: Path) -> list:
@@ -124,20 +139,34 @@ def mlflow_projects(folder: Path) -> list:
     (folder / "training" / "MLproject").write_text(
         "name: diabetes\nentry_points:\n"
         "  manual: {parameters: {data: path}, command: 'python train-model-mlflow.py --training_data {data}'}\n"
-        "  auto: {parameters: {data: path}, command: 'python train-model-autolog.py --training_data {data}'}\n")
+        "  auto: {parameters: {data: path}, command: 'python train-model-autolog.py --training_data {data}'}\n"
+    )
     data = folder / "training" / "data" / "diabetes.csv"
     run = f"mlflow run {folder}/training --env-manager local -P data={data}"
-    return ["bash", "-c", f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; "
-            f"{run} -e manual && {run} -e auto"]
+    return [
+        "bash",
+        "-c",
+        f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; "
+        f"{run} -e manual && {run} -e auto",
+    ]
 
 
 def cases(work: Path, quick: bool) -> list[Case]:
     spec = lab_copy(work / "lab")
     exported = export_jobs(spec, work / "exported")
-    load_jobs = [PY, "-c", "import sys; from azure.ai.ml import load_job; [load_job(f) for f in sys.argv[1:]]",
-                 *exported]
-    subprocess.run(MLRUN + ["apply", "-y", str(spec), "--only", "train-mlflow"], cwd=work, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load_jobs = [
+        PY,
+        "-c",
+        "import sys; from azure.ai.ml import load_job; [load_job(f) for f in sys.argv[1:]]",
+        *exported,
+    ]
+    subprocess.run(
+        MLRUN + ["apply", "-y", str(spec), "--only", "train-mlflow"],
+        cwd=work,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     validate = MLRUN + ["validate", str(spec)]
     heavy = heavy_specs(spec)
     n = 10 if quick else 100
@@ -146,19 +175,34 @@ def cases(work: Path, quick: bool) -> list[Case]:
         return MLRUN + ["apply", "-y", str(lab_copy(folder)), "--var", "suffix=bench"]
 
     return [
-        Case("validate vs import yaml+jsonschema+click", lambda _: validate,
-             lambda _: [PY, "-c", "import yaml, jsonschema, click"], 1.5),
+        Case(
+            "validate vs import yaml+jsonschema+click",
+            lambda _: validate,
+            lambda _: [PY, "-c", "import yaml, jsonschema, click"],
+            1.5,
+        ),
         Case("validate vs azure.ai.ml.load_job", lambda _: validate, lambda _: load_jobs, 0.2),
-        Case(f"validate {len(heavy)} heavy inputs vs the seed {len(heavy)}x",
-             lambda _: MLRUN + ["validate", *heavy],
-             lambda _: MLRUN + ["validate", *[str(spec)] * len(heavy)], 3.0, ours_exit=1),
-        Case("plan (no changes, local) vs validate",
-             lambda _: MLRUN + ["plan", str(spec), "--only", "train-mlflow"], lambda _: validate, 1.5),
+        Case(
+            f"validate {len(heavy)} heavy inputs vs the seed {len(heavy)}x",
+            lambda _: MLRUN + ["validate", *heavy],
+            lambda _: MLRUN + ["validate", *[str(spec)] * len(heavy)],
+            3.0,
+            ours_exit=1,
+        ),
+        Case(
+            "plan (no changes, local) vs validate",
+            lambda _: MLRUN + ["plan", str(spec), "--only", "train-mlflow"],
+            lambda _: validate,
+            1.5,
+        ),
         Case("seed apply (fresh, local) vs scripts directly", fresh_apply, scripts_directly, 0.8),
         Case("seed apply (fresh, local) vs mlflow run", fresh_apply, mlflow_projects, 0.5),
-        Case(f"{n} trivial jobs, 2-node cluster vs bare loop",
-             lambda f: MLRUN + ["apply", "-y", str(many_jobs(f, n))],
-             lambda f: ["bash", "-c", f"for i in $(seq {n}); do {PY} -c pass; done"], 1.5),
+        Case(
+            f"{n} trivial jobs, 2-node cluster vs bare loop",
+            lambda f: MLRUN + ["apply", "-y", str(many_jobs(f, n))],
+            lambda f: ["bash", "-c", f"for i in $(seq {n}); do {PY} -c pass; done"],
+            1.5,
+        ),
     ]
 
 
@@ -194,17 +238,36 @@ def azure_emulator_case(work: Path, reps: int, delay: float, env: dict) -> None:
                 run = work / "azure" / f"{i}-{who.replace(' ', '-')}"
                 spec = lab_copy(run)
                 suffix = f"b{i}{'m' if who == 'mlrun' else 'h'}"
-                cmd = (MLRUN + ["apply", "-y", str(spec), "--target", "azure", "--var", f"suffix={suffix}"]
-                       if who == "mlrun" else [PY, str(ROOT / "benchmarks" / "seed_by_hand.py"), suffix,
-                                               str(run / "training")])
+                cmd = (
+                    MLRUN
+                    + ["apply", "-y", str(spec), "--target", "azure", "--var", f"suffix={suffix}"]
+                    if who == "mlrun"
+                    else [
+                        PY,
+                        str(ROOT / "benchmarks" / "seed_by_hand.py"),
+                        suffix,
+                        str(run / "training"),
+                    ]
+                )
                 mark = emulator.mark()
                 walls[who].append(timed(cmd, run, az_env))
-                counts[who].append(sum(r["path"] != "/metadata/endpoints" for r in emulator.requests(mark)))
-        (wa, wb), (ra, rb) = ((statistics.median(d["mlrun"]), statistics.median(d["by hand"])) for d in (walls, counts))
-        print(f"\nseed lab on the Azure emulator, each PUT delayed {delay:g} s, vs the seed's own order by hand")
-        print(f"{'  wall':<44} {wa:>8.1f}s {wb:>8.1f}s {wa / wb:>6.2f}x {'<=0.6x':>7} {'ok' if wa / wb <= 0.6 else 'MISSED'}")
-        print(f"{'  requests':<44} {ra:>9g} {rb:>9g} {ra / rb:>6.2f}x {'<=1.0x':>7} {'ok' if ra / rb <= 1.0 else 'MISSED'}",
-              flush=True)
+                counts[who].append(
+                    sum(r["path"] != "/metadata/endpoints" for r in emulator.requests(mark))
+                )
+        (wa, wb), (ra, rb) = (
+            (statistics.median(d["mlrun"]), statistics.median(d["by hand"]))
+            for d in (walls, counts)
+        )
+        print(
+            f"\nseed lab on the Azure emulator, each PUT delayed {delay:g} s, vs the seed's own order by hand"
+        )
+        print(
+            f"{'  wall':<44} {wa:>8.1f}s {wb:>8.1f}s {wa / wb:>6.2f}x {'<=0.6x':>7} {'ok' if wa / wb <= 0.6 else 'MISSED'}"
+        )
+        print(
+            f"{'  requests':<44} {ra:>9g} {rb:>9g} {ra / rb:>6.2f}x {'<=1.0x':>7} {'ok' if ra / rb <= 1.0 else 'MISSED'}",
+            flush=True,
+        )
     finally:
         stop_emulator(proc, folder)
 
@@ -217,7 +280,9 @@ def main() -> None:
     args = parser.parse_args()
     reps = 1 if args.quick else args.n
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))  # this checkout
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), env.get("PYTHONPATH")])
+    )  # this checkout
     with tempfile.TemporaryDirectory(prefix="mlrun-bench-") as tmp:
         work = Path(tmp)
         print(f"{'case':<44} {'mlrun':>9} {'baseline':>9} {'ratio':>7} {'target':>7}")
@@ -225,7 +290,9 @@ def main() -> None:
             if args.only and not any(w in case.name for w in args.only):
                 continue
             ours, base = [], []
-            for i in range(reps + (0 if args.quick else 1)):  # the first round warms caches, not counted
+            for i in range(
+                reps + (0 if args.quick else 1)
+            ):  # the first round warms caches, not counted
                 a = work / "runs" / f"{len(ours)}-{i}-a-{time.monotonic_ns()}"
                 b = work / "runs" / f"{len(ours)}-{i}-b-{time.monotonic_ns()}"
                 a.mkdir(parents=True), b.mkdir(parents=True)
@@ -235,8 +302,11 @@ def main() -> None:
                     ours.append(t_ours), base.append(t_base)
             ma, mb = statistics.median(ours), statistics.median(base)
             verdict = "ok" if ma / mb <= case.target else "MISSED"
-            print(f"{case.name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x {'<=' + str(case.target) + 'x':>7} "
-                  f"{verdict}", flush=True)
+            print(
+                f"{case.name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x {'<=' + str(case.target) + 'x':>7} "
+                f"{verdict}",
+                flush=True,
+            )
         if not args.only or any("plan" in w for w in args.only):
             plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
         if not args.only or "emulator" in args.only:

@@ -4,6 +4,7 @@ streamed to its end). The baseline of the Azure emulator benchmark.
 
     python benchmarks/seed_by_hand.py SUFFIX TRAINING_FOLDER   (AZURE_* from the emulator's env)
 """
+
 import os
 import sys
 
@@ -19,20 +20,35 @@ def main(suffix: str, training: str) -> None:
     cred = DefaultAzureCredential()
     base = _get_base_url_from_metadata()
     arm = ResourceManagementClient(cred, sub, base_url=base, credential_scopes=[base + "/.default"])
-    arm.providers.register("Microsoft.MachineLearningServices")  # setup.sh's first line (without --wait)
+    arm.providers.register(
+        "Microsoft.MachineLearningServices"
+    )  # setup.sh's first line (without --wait)
     arm.resource_groups.create_or_update(rg, {"location": "eastus"})
     MLClient(cred, sub, rg, enable_telemetry=False).workspaces.begin_create(
-        Workspace(name=ws, location="eastus")).result()
+        Workspace(name=ws, location="eastus")
+    ).result()
     ml = MLClient(cred, sub, rg, ws, enable_telemetry=False)
-    ml.compute.begin_create_or_update(ComputeInstance(name=f"ci-{suffix}", size="STANDARD_DS11_V2")).result()
-    ml.compute.begin_create_or_update(AmlCompute(name="aml-cluster", size="STANDARD_DS11_V2", min_instances=0,
-                                                 max_instances=2)).result()
+    ml.compute.begin_create_or_update(
+        ComputeInstance(name=f"ci-{suffix}", size="STANDARD_DS11_V2")
+    ).result()
+    ml.compute.begin_create_or_update(
+        AmlCompute(name="aml-cluster", size="STANDARD_DS11_V2", min_instances=0, max_instances=2)
+    ).result()
     data = Input(type="uri_file", path=os.path.join(training, "data", "diabetes.csv"))
-    for script, name, tags in (("train-model-mlflow.py", "diabetes-train-mlflow", {"model_type": "LogisticRegression"}),
-                               ("train-model-autolog.py", "diabetes-train-autolog", {})):
-        job = command(code=training, command=f"python {script} --training_data ${{{{inputs.training_data}}}}",
-                      inputs={"training_data": data}, environment="AzureML-sklearn-1.5@latest",
-                      compute="aml-cluster", display_name=name, experiment_name="diabetes-training", tags=tags)
+    for script, name, tags in (
+        ("train-model-mlflow.py", "diabetes-train-mlflow", {"model_type": "LogisticRegression"}),
+        ("train-model-autolog.py", "diabetes-train-autolog", {}),
+    ):
+        job = command(
+            code=training,
+            command=f"python {script} --training_data ${{{{inputs.training_data}}}}",
+            inputs={"training_data": data},
+            environment="AzureML-sklearn-1.5@latest",
+            compute="aml-cluster",
+            display_name=name,
+            experiment_name="diabetes-training",
+            tags=tags,
+        )
         ml.jobs.stream(ml.jobs.create_or_update(job).name)
 
 

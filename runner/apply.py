@@ -1,19 +1,33 @@
 """Carry out a Plan through a Backend: ordering, concurrency, waiting. It never prints: it emits
 Events, and views render them."""
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from .backends.base import TERMINAL, Backend
 from .context import Context
 from .errors import plural
-from .plan import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Address, Change, Kind, Plan, short
+from .plan import (
+    CREATE,
+    DESTROY,
+    NOOP,
+    REPLACE,
+    RUN,
+    UPDATE,
+    WAIT,
+    Address,
+    Change,
+    Kind,
+    Plan,
+    short,
+)
 from .spec import Spec
 from .state import Lock, State
 
@@ -21,7 +35,7 @@ from .state import Lock, State
 @dataclass(frozen=True)
 class Event:
     address: str
-    status: str          # creating, created, updating, ..., Queued, Running, Completed, Failed, ...
+    status: str  # creating, created, updating, ..., Queued, Running, Completed, Failed, ...
     message: str = ""
     run: str | None = None
     at: float = field(default_factory=time.monotonic)
@@ -32,28 +46,46 @@ Emit = Callable[[Event], None]
 
 @dataclass
 class Outcome:
-    runs: dict = field(default_factory=dict)      # job -> final run record
-    failed: list = field(default_factory=list)    # job names
+    runs: dict = field(default_factory=dict)  # job -> final run record
+    failed: list = field(default_factory=list)  # job names
     interrupted: bool = False
 
     def failure(self, spec_path) -> str | None:
         """What to tell the user when some jobs did not complete (None when all did)."""
         if not self.failed:
             return None
-        details = ", ".join(f"{n} (run {short(self.runs[n]['id'])}: {self.runs[n].get('error') or self.runs[n]['status']})"
-                            for n in self.failed)
-        return (f"{plural(len(self.failed), 'job')} did not complete: {details}; "
-                f"see mlrun logs {spec_path} {self.failed[0]}")
+        details = ", ".join(
+            f"{n} (run {short(self.runs[n]['id'])}: {self.runs[n].get('error') or self.runs[n]['status']})"
+            for n in self.failed
+        )
+        return (
+            f"{plural(len(self.failed), 'job')} did not complete: {details}; "
+            f"see mlrun logs {spec_path} {self.failed[0]}"
+        )
 
 
 class Applier:
-    def __init__(self, plan: Plan, spec: Spec, model: dict, backend: Backend, state: State, emit: Emit,
-                 detach: bool = False):
-        self.plan, self.spec, self.model, self.backend, self.state = plan, spec, model, backend, state
+    def __init__(
+        self,
+        plan: Plan,
+        spec: Spec,
+        model: dict,
+        backend: Backend,
+        state: State,
+        emit: Emit,
+        detach: bool = False,
+    ):
+        self.plan, self.spec, self.model, self.backend, self.state = (
+            plan,
+            spec,
+            model,
+            backend,
+            state,
+        )
         self.emit, self.detach = emit, detach
         self.outcome = Outcome()
         self.cancelled = threading.Event()
-        self.active: dict[str, dict] = {}   # run id -> run, while it runs
+        self.active: dict[str, dict] = {}  # run id -> run, while it runs
         self._lock = threading.Lock()
         # job slots: an instance runs one job at a time, a cluster max_instances, no compute cpu_count
         self.slots = {name: threading.Semaphore(c.slots) for name, c in spec.computes.items()}
@@ -79,14 +111,20 @@ class Applier:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
         self._parallel(gone(Kind.COMPUTE), self.change_resource)
-        for kind in (Kind.RESOURCE_GROUP, Kind.WORKSPACE, Kind.COMPUTE):  # outside in; each kind at once
+        for kind in (
+            Kind.RESOURCE_GROUP,
+            Kind.WORKSPACE,
+            Kind.COMPUTE,
+        ):  # outside in; each kind at once
             self._parallel(kept(kind), self.change_resource)
         self._parallel(jobs, self.run_job, workers=max(1, len(by_kind[Kind.JOB])))
         self._parallel(gone(Kind.WORKSPACE), self.change_resource)
         self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
         return self.outcome
 
-    def _parallel(self, changes: list[Change], fn: Callable[[Change], None], workers: int | None = None) -> None:
+    def _parallel(
+        self, changes: list[Change], fn: Callable[[Change], None], workers: int | None = None
+    ) -> None:
         """Run `fn` on each change at once and wait for all of them (one failing does not stop the
         others), then raise the first error in plan order. On Ctrl-C, at any point of the wait:
         cancel what runs, wait for it, re-raise."""
@@ -123,7 +161,12 @@ class Applier:
 
     def change_resource(self, change: Change) -> None:
         kind, name = change.address.kind.value, change.address.name
-        verb = {CREATE: "creating", UPDATE: "updating", REPLACE: "replacing", DESTROY: "destroying"}[change.action]
+        verb = {
+            CREATE: "creating",
+            UPDATE: "updating",
+            REPLACE: "replacing",
+            DESTROY: "destroying",
+        }[change.action]
         self.emit(Event(change.address, verb))
         record = self.state.resources.get(change.address)
         if change.action in (REPLACE, DESTROY) and record:
@@ -133,16 +176,35 @@ class Applier:
             self.emit(Event(change.address, "destroyed"))
             return
         act = self.backend.update if change.action == UPDATE else self.backend.create
-        if change.action != UPDATE and kind != "resource_group":  # (a group's owner is known only once made)
+        if (
+            change.action != UPDATE and kind != "resource_group"
+        ):  # (a group's owner is known only once made)
             # recorded first: if the create fails or mlrun dies midway, what it made may exist, and
             # destroy must delete it rather than the next apply adopt it as "existed before mlrun"
-            self.state.set_resource(change.address, {"kind": kind, "name": name, "attrs": change.after,
-                                                     "details": {}, "created_by_mlrun": True})
+            self.state.set_resource(
+                change.address,
+                {
+                    "kind": kind,
+                    "name": name,
+                    "attrs": change.after,
+                    "details": {},
+                    "created_by_mlrun": True,
+                },
+            )
         details = act(kind, name, change.after)
-        self.state.set_resource(change.address, {"kind": kind, "name": name, "attrs": change.after,
-                                                 "details": details,
-                                                 "created_by_mlrun": details.get("created_by_mlrun", True)})
-        self.emit(Event(change.address, {"updating": "updated"}.get(verb, "created"), change.reason))
+        self.state.set_resource(
+            change.address,
+            {
+                "kind": kind,
+                "name": name,
+                "attrs": change.after,
+                "details": details,
+                "created_by_mlrun": details.get("created_by_mlrun", True),
+            },
+        )
+        self.emit(
+            Event(change.address, {"updating": "updated"}.get(verb, "created"), change.reason)
+        )
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -163,15 +225,27 @@ class Applier:
                 self.emit(Event(change.address, "Canceled", "not started"))
                 return
             want = self.model["jobs"][name]
-            record = {"fingerprint": want["fingerprint"], "parts": want["parts"], "compute": job.compute}
+            record = {
+                "fingerprint": want["fingerprint"],
+                "parts": want["parts"],
+                "compute": job.compute,
+            }
             try:
-                run = self.backend.submit(self.spec, job, record, on_start=lambda r: self.state.add_run(name, r))
+                run = self.backend.submit(
+                    self.spec, job, record, on_start=lambda r: self.state.add_run(name, r)
+                )
             except Exception as e:  # said now, not once every other job has ended
                 self.emit(Event(change.address, "Failed", f"not submitted: {e}"))
                 raise
             # saved with the next save (the record made before the process is what adoption needs)
-            self.state.update_run(name, run["id"], save=self.detach, status=run["status"], pid=run.get("pid"),
-                                  started=run.get("started"))
+            self.state.update_run(
+                name,
+                run["id"],
+                save=self.detach,
+                status=run["status"],
+                pid=run.get("pid"),
+                started=run.get("started"),
+            )
             self.emit(Event(change.address, "Running", f"run {short(run['id'])}", run["id"]))
             if self.detach:
                 self.outcome.runs[name] = run
@@ -221,9 +295,16 @@ class Applier:
         for c in self.plan.changes:
             kind, name = c.address.kind, c.address.name
             if c.action == NOOP and kind != Kind.JOB and c.address not in self.state.resources:
-                self.state.set_resource(c.address, {"kind": kind.value, "name": name,
-                                                    "attrs": c.after, "details": {"created_by_mlrun": False},
-                                                    "created_by_mlrun": False})
+                self.state.set_resource(
+                    c.address,
+                    {
+                        "kind": kind.value,
+                        "name": name,
+                        "attrs": c.after,
+                        "details": {"created_by_mlrun": False},
+                        "created_by_mlrun": False,
+                    },
+                )
 
     def adopt_finished(self) -> None:
         """Runs that ended while no mlrun watched: record how, and tell the tracking store."""
@@ -237,8 +318,14 @@ class Applier:
                 run = self.state.update_run(name, run["id"], save=False, **ending)
                 self.backend.finalize(run)
                 self.state.update_run(name, run["id"], finalized=True)
-                self.emit(Event(Address(Kind.JOB, name), status, f"run {short(run['id'])} ended while mlrun was away",
-                                run["id"]))
+                self.emit(
+                    Event(
+                        Address(Kind.JOB, name),
+                        status,
+                        f"run {short(run['id'])} ended while mlrun was away",
+                        run["id"],
+                    )
+                )
             elif ending:  # still running (its record may say Preparing: that is not saved twice)
                 self.state.update_run(name, run["id"], save=False, **ending)
 
@@ -247,8 +334,14 @@ class Applier:
         (so nothing ever started them): closed, so that none stays RUNNING forever."""
         known = {r["id"] for entry in self.state.jobs.values() for r in entry.get("runs", [])}
         for name, run_id in getattr(self.backend, "close_orphans", lambda known: [])(known):
-            self.emit(Event(Address(Kind.JOB, name), "Canceled", f"run {short(run_id)} never started: mlrun stopped first",
-                            run_id))
+            self.emit(
+                Event(
+                    Address(Kind.JOB, name),
+                    "Canceled",
+                    f"run {short(run_id)} never started: mlrun stopped first",
+                    run_id,
+                )
+            )
 
 
 def pending_adoption(state: State, backend: Backend) -> bool:
@@ -262,6 +355,7 @@ def pending_adoption(state: State, backend: Backend) -> bool:
 
 
 # --- apply and destroy as commands: planned under the state's lock, then carried out ------------
+
 
 @dataclass
 class Locked:
@@ -279,25 +373,35 @@ class Locked:
 
     def apply(self, emit: Emit, detach: bool = False) -> Outcome:
         ctx = self.ctx
-        ctx.state.set_variables({k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.variables})
-        return Applier(self.plan, ctx.spec, self.model, ctx.backend, ctx.state, emit, detach=detach).run()
+        ctx.state.set_variables(
+            {k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.variables}
+        )
+        return Applier(
+            self.plan, ctx.spec, self.model, ctx.backend, ctx.state, emit, detach=detach
+        ).run()
 
     def destroy(self, emit: Emit) -> Outcome:
         ctx = self.ctx
         outcome = Applier(self.plan, ctx.spec, {}, ctx.backend, ctx.state, emit).run()
-        ctx.state.forget_variables(ctx.spec.generated.keys())  # new names next time: Azure keeps deleted ones a while
+        ctx.state.forget_variables(
+            ctx.spec.generated.keys()
+        )  # new names next time: Azure keeps deleted ones a while
         return outcome
 
 
 @contextmanager
 def _locked(ctx: Context, command: str) -> Iterator[Lock]:
     with Lock(ctx.state.path, command) as lock:
-        ctx.state = State.load(ctx.state.path, ctx.spec.name, ctx.target)  # as it is now, under the lock
+        ctx.state = State.load(
+            ctx.state.path, ctx.spec.name, ctx.target
+        )  # as it is now, under the lock
         yield lock
 
 
 @contextmanager
-def planned(ctx: Context, force=(), only=(), saved: Plan | None = None, saved_path: str = "") -> Iterator[Locked]:
+def planned(
+    ctx: Context, force=(), only=(), saved: Plan | None = None, saved_path: str = ""
+) -> Iterator[Locked]:
     """mlrun apply: lock, plan; a saved plan is used only if nothing moved since it was made."""
     with _locked(ctx, "mlrun apply") as lock:
         plan, model = ctx.plan(force, only)
@@ -315,7 +419,13 @@ def planned_destroy(ctx: Context) -> Iterator[Locked]:
     with _locked(ctx, "mlrun destroy") as lock:
         state, backend = ctx.state, ctx.backend
         snap = state.snapshot()
-        actual = {"resources": snap["resources"], "lineage": snap["lineage"], "serial": snap["serial"],
-                  "jobs": {n: {**r, **backend.poll(r)} for n in snap["jobs"] if (r := state.latest(n))}}
-        plan = destroy_plan(actual, target=ctx.target, spec=str(ctx.spec.path), tracking=backend.tracking_uri)
+        actual = {
+            "resources": snap["resources"],
+            "lineage": snap["lineage"],
+            "serial": snap["serial"],
+            "jobs": {n: {**r, **backend.poll(r)} for n in snap["jobs"] if (r := state.latest(n))},
+        }
+        plan = destroy_plan(
+            actual, target=ctx.target, spec=str(ctx.spec.path), tracking=backend.tracking_uri
+        )
         yield Locked(ctx, lock, plan, {})

@@ -1,4 +1,5 @@
 """The `mlrun` command line: the one place that turns errors into messages and exit codes."""
+
 from __future__ import annotations
 
 import atexit
@@ -29,7 +30,9 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--target", default="local", show_default=True, help="Check the settings of this target too.")
+@click.option(
+    "--target", default="local", show_default=True, help="Check the settings of this target too."
+)
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
 def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) -> int:
     """Check lab specs offline: schema and semantics, every problem at once."""
@@ -44,7 +47,10 @@ def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) ->
         warnings = len(doc.problems) - errors
         if errors:
             failed = True
-            click.echo(f"{display_path(path)}: {plural(errors, 'error')}, {plural(warnings, 'warning')}", err=True)
+            click.echo(
+                f"{display_path(path)}: {plural(errors, 'error')}, {plural(warnings, 'warning')}",
+                err=True,
+            )
         else:
             more = f", {plural(warnings, 'warning')}" if warnings else ""
             click.echo(f"{path}: ok ({checks.summary(doc.data)}{more})")
@@ -60,8 +66,12 @@ def schema() -> None:
 
 
 def _target_options(f):
-    f = click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable.")(f)
-    return click.option("--target", default="local", show_default=True, help="Where to run: local or azure.")(f)
+    f = click.option(
+        "--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable."
+    )(f)
+    return click.option(
+        "--target", default="local", show_default=True, help="Where to run: local or azure."
+    )(f)
 
 
 def _open(spec_path: str, target: str, variables):
@@ -69,7 +79,9 @@ def _open(spec_path: str, target: str, variables):
     from .context import open_context
     from .spec import parse_vars
 
-    ctx = open_context(spec_path, target, variables if isinstance(variables, dict) else parse_vars(variables))
+    ctx = open_context(
+        spec_path, target, variables if isinstance(variables, dict) else parse_vars(variables)
+    )
     _print_problems(ctx.spec.doc.problems)
     return ctx
 
@@ -89,7 +101,9 @@ def _confirm(question: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for mlrun apply FILE.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
 @click.option("--only", multiple=True, metavar="JOB", help="Plan to run only these jobs.")
-@click.option("--force", multiple=True, metavar="JOB", help="Plan to rerun these jobs even if up to date.")
+@click.option(
+    "--force", multiple=True, metavar="JOB", help="Plan to rerun these jobs even if up to date."
+)
 def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
     """Show what apply would do, changing nothing."""
     from . import plan as planning
@@ -130,14 +144,19 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     saved = planning.Plan.load(spec_or_plan)
     given = parse_vars(variables)
     if saved:
-        ctx = _open(saved.spec, saved.target, saved.reopen_variables(given, selected=bool(only or force)))
+        ctx = _open(
+            saved.spec, saved.target, saved.reopen_variables(given, selected=bool(only or force))
+        )
     else:
         ctx = _open(spec_or_plan, target, given)
     ctx.check_jobs(only + force)
     with engine.planned(ctx, force, only, saved, spec_or_plan) as locked:
         if locked.lock.taken_over:
-            click.echo(f"note: took over the lock of pid {locked.lock.taken_over.get('pid')}, which is no longer "
-                       "running", err=True)
+            click.echo(
+                f"note: took over the lock of pid {locked.lock.taken_over.get('pid')}, which is no longer "
+                "running",
+                err=True,
+            )
         click.echo(planning.render(locked.plan), nl=False)
         if not locked.needed:
             return EXIT_OK
@@ -150,13 +169,18 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
         finally:
             view.close()
     if detach:
-        click.echo(f"Started {len(outcome.runs)} run(s) and detached: see mlrun status {ctx.spec.path}")
+        click.echo(
+            f"Started {len(outcome.runs)} run(s) and detached: see mlrun status {ctx.spec.path}"
+        )
         return EXIT_OK
     if outcome.runs:
         from . import report
 
         click.echo()
-        click.echo(report.render_table(report.build(ctx.spec, ctx.state, ctx.backend, full=False)), nl=False)
+        click.echo(
+            report.render_table(report.build(ctx.spec, ctx.state, ctx.backend, full=False)),
+            nl=False,
+        )
     failure = outcome.failure(ctx.spec.path)
     if failure:
         raise UserError(failure)
@@ -219,8 +243,14 @@ def destroy(spec, target, variables, yes) -> int:
 
 @cli.command("export")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="The folder to write workspace.yml, computes/ and jobs/ in.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The folder to write workspace.yml, computes/ and jobs/ in.",
+)
 @_target_options
 def export_cmd(spec, out_dir, target, variables) -> int:
     """Write the spec as Azure ML CLI v2 YAML files: one per workspace, compute and job."""
@@ -229,7 +259,9 @@ def export_cmd(spec, out_dir, target, variables) -> int:
     from .spec import parse_vars
 
     overrides = parse_vars(variables)
-    s = open_context(spec, target, overrides, runs=False).spec  # generated variables as the state keeps them
+    s = open_context(
+        spec, target, overrides, runs=False
+    ).spec  # generated variables as the state keeps them
     _print_problems(s.doc.problems)
     for note in exporting.variable_notes(s, overrides):
         click.echo(note, err=True)
@@ -242,15 +274,26 @@ def export_cmd(spec, out_dir, target, variables) -> int:
 
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="The spec file to write.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The spec file to write.",
+)
 @click.option("--name", help="The spec's name (default: the MLproject's or workspace's name).")
-@click.option("--inline", is_flag=True, help="Copy the az ml files' fields in instead of file: includes.")
+@click.option(
+    "--inline", is_flag=True, help="Copy the az ml files' fields in instead of file: includes."
+)
 @click.option("--force", is_flag=True, help="Overwrite the output file.")
 def import_cmd(files, out, name, inline, force) -> int:
     """Write a lab spec from az ml workspace, compute and job YAML files and MLproject files."""
     from . import importer, spec as spec_mod
 
-    notes, counts = importer.make([Path(f) for f in files], Path(out), name=name, inline=inline, force=force)
+    notes, counts = importer.make(
+        [Path(f) for f in files], Path(out), name=name, inline=inline, force=force
+    )
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {display_path(out)} ({counts})")
@@ -262,8 +305,12 @@ def import_cmd(files, out, name, inline, force) -> int:
 @cli.command("report")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_target_options
-@click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option(
+    "--format", "fmt", type=click.Choice(REPORT_FORMATS), default="table", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout."
+)
 def report_cmd(spec, target, variables, fmt, output) -> int:
     """The lab's results: jobs, runs side by side, saved queries; HTML with charts and images."""
     from . import report
@@ -284,17 +331,23 @@ def report_cmd(spec, target, variables, fmt, output) -> int:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.argument("query", required=False)
 @_target_options
-@click.option("--experiment", help="The experiment to search (default: the query's, or the jobs' only one).")
-@click.option("--filter", "filter_string", help="An MLflow filter, e.g. \"metrics.AUC > 0.8\".")
-@click.option("--order-by", multiple=True, help="A sort key, e.g. \"start_time DESC\"; repeatable.")
+@click.option(
+    "--experiment", help="The experiment to search (default: the query's, or the jobs' only one)."
+)
+@click.option("--filter", "filter_string", help='An MLflow filter, e.g. "metrics.AUC > 0.8".')
+@click.option("--order-by", multiple=True, help='A sort key, e.g. "start_time DESC"; repeatable.')
 @click.option("--max-results", type=click.IntRange(min=1), help="The most runs to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def runs(spec, query, target, variables, experiment, filter_string, order_by, max_results, as_json) -> int:
+def runs(
+    spec, query, target, variables, experiment, filter_string, order_by, max_results, as_json
+) -> int:
     """Search the runs with MLflow's filter syntax, or run a saved query of the spec."""
     from . import report
 
     ctx = _open(spec, target, variables)
-    experiment, found = report.query_runs(ctx, query, experiment, filter_string, order_by, max_results)
+    experiment, found = report.query_runs(
+        ctx, query, experiment, filter_string, order_by, max_results
+    )
     if as_json:
         click.echo(json.dumps({"experiment": experiment, "runs": found}, indent=2))
     else:
@@ -361,6 +414,8 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except Exception:  # an internal bug: the only thing that may print a traceback
         traceback.print_exc()
-        click.echo("mlrun: internal error (a bug in mlrun). Please report it with the traceback above.",
-                   err=True)
+        click.echo(
+            "mlrun: internal error (a bug in mlrun). Please report it with the traceback above.",
+            err=True,
+        )
         return EXIT_BUG

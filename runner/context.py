@@ -1,9 +1,11 @@
 """What a command works on: the spec, its state for a target, and the target's backend."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import plan as planning, spec as spec_mod
 from .backends.base import Backend
@@ -38,15 +40,23 @@ class Context:
 
     def plan(self, force=(), only=None) -> tuple[planning.Plan, dict]:
         model = planning.desired(self.spec, self.target)
-        return planning.make_plan(model, self.refresh(), target=self.target, spec=str(self.spec.path.resolve()),
-                                  force=tuple(force), only=set(only) if only else None), model
+        return planning.make_plan(
+            model,
+            self.refresh(),
+            target=self.target,
+            spec=str(self.spec.path.resolve()),
+            force=tuple(force),
+            only=set(only) if only else None,
+        ), model
 
     def check_jobs(self, names: Iterable[str]) -> None:
         """Refuse job names (from --only, --force, logs) that the spec does not have."""
         unknown = [n for n in names if n not in self.spec.jobs]
         if unknown:
-            raise UserError(f"no job named {', '.join(repr(n) for n in unknown)} in {self.spec.path} "
-                            f"(jobs: {', '.join(self.spec.jobs) or 'none'})")
+            raise UserError(
+                f"no job named {', '.join(repr(n) for n in unknown)} in {self.spec.path} "
+                f"(jobs: {', '.join(self.spec.jobs) or 'none'})"
+            )
 
     def latest_run(self, job: str) -> dict:
         """The job's latest run, for logs: a job the spec lacks, or one not run yet, is refused."""
@@ -62,8 +72,12 @@ class Context:
             raise UserError(f"nothing has run yet: run mlrun apply {self.spec.path}")
 
 
-def open_context(path: str | Path, target: str = "local", overrides: Mapping[str, Any] | None = None,
-                 runs: bool = True) -> Context:
+def open_context(
+    path: str | Path,
+    target: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    runs: bool = True,
+) -> Context:
     """Load the spec with the state's generated variables, the state, and the backend.
     `runs`: the spec is loaded to run on the target (see spec.load)."""
     spec = spec_mod.load(path, target=target, overrides=overrides, runs=runs)

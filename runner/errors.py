@@ -1,4 +1,5 @@
 """The user's mistakes: one error type, and the Problem a spec check reports."""
+
 from __future__ import annotations
 
 import os
@@ -75,9 +76,16 @@ def read_text(path: str | os.PathLike, what: str) -> str:
         raise UserError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{name}: is a folder, not a {what}") from None
-    except UnicodeDecodeError as e:  # located like a spec problem: line and column (in bytes) of the bad byte
-        line, col = e.object.count(b"\n", 0, e.start) + 1, e.start - e.object.rfind(b"\n", 0, e.start)
-        raise SpecError([Problem(str(path), line, col, "", f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
+    except (
+        UnicodeDecodeError
+    ) as e:  # located like a spec problem: line and column (in bytes) of the bad byte
+        line, col = (
+            e.object.count(b"\n", 0, e.start) + 1,
+            e.start - e.object.rfind(b"\n", 0, e.start),
+        )
+        raise SpecError(
+            [Problem(str(path), line, col, "", f"not UTF-8 text ({e.reason} at byte {e.start})")]
+        ) from None
     except OSError as e:
         raise UserError(f"{name}: cannot read: {e.strerror}") from None
 

@@ -1,4 +1,5 @@
 """A spec's blocks as Azure ML CLI v2 YAML documents (what `az ml` and `azure.ai.ml.load_*` read)."""
+
 from __future__ import annotations
 
 import os
@@ -17,14 +18,20 @@ COMPUTE_SCHEMAS = {
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
 }
 WORKSPACE_KEYS = ("name", "display_name", "description", "location", "resource_group", "tags")
-NOT_EXPORTED = {"variables": "resolved into the files", "queries": "no az ml equivalent",
-                "targets": "no az ml equivalent"}
+NOT_EXPORTED = {
+    "variables": "resolved into the files",
+    "queries": "no az ml equivalent",
+    "targets": "no az ml equivalent",
+}
 
 
 def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     """The job as a commandJob (or sweepJob) file written in `out_dir`: local paths made relative
     to it (a sweep's code is its trial's)."""
-    doc: dict = {"$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA, "type": "sweep" if job.is_sweep else "command"}
+    doc: dict = {
+        "$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA,
+        "type": "sweep" if job.is_sweep else "command",
+    }
     for key, value in job.fields.items():
         if key in ("$schema", "type", "name"):
             continue
@@ -37,8 +44,10 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         if job.is_sweep:
             doc["trial"] = dict(doc["trial"])
         block = doc["trial"] if job.is_sweep else doc
-        block["environment_variables"] = {k: SENSITIVE if k in job.secrets else v
-                                          for k, v in block["environment_variables"].items()}
+        block["environment_variables"] = {
+            k: SENSITIVE if k in job.secrets else v
+            for k, v in block["environment_variables"].items()
+        }
     if job.compute:
         doc["compute"] = f"azureml:{job.compute}"
     doc["experiment_name"] = spec.experiment(job)
@@ -58,8 +67,10 @@ def put_secrets(entity, job: Job) -> None:
     job_document file, which holds them as (sensitive)), in memory only."""
     if job.secrets:
         block = entity.trial if job.is_sweep else entity
-        block.environment_variables = {**(block.environment_variables or {}),
-                                       **{k: v for k, v in job.env_vars.items() if k in job.secrets}}
+        block.environment_variables = {
+            **(block.environment_variables or {}),
+            **{k: v for k, v in job.env_vars.items() if k in job.secrets},
+        }
 
 
 def secret_note(job: Job, path: str) -> str | None:
@@ -68,23 +79,32 @@ def secret_note(job: Job, path: str) -> str | None:
         return None
     at = "trial.environment_variables" if job.is_sweep else "environment_variables"
     names = sorted(job.secrets)
-    return (f"note: {path}: secret environment variable{'s' if len(names) > 1 else ''} {', '.join(names)} "
-            f"written as {SENSITIVE}; set {'them' if len(names) > 1 else 'it'} when you submit: az ml job create "
-            f"--file {path} " + " ".join(f"--set {at}.{n}=\"${n}\"" for n in names))
+    return (
+        f"note: {path}: secret environment variable{'s' if len(names) > 1 else ''} {', '.join(names)} "
+        f"written as {SENSITIVE}; set {'them' if len(names) > 1 else 'it'} when you submit: az ml job create "
+        f"--file {path} " + " ".join(f'--set {at}.{n}="${n}"' for n in names)
+    )
 
 
 def variable_notes(spec: Spec, overrides: dict) -> list[str]:
     """Generated variables made up for this export alone (the state holds none yet)."""
-    return [f"note: variable {name} was generated for this export only ({value}); pass --var {name}=VALUE "
-            "to choose it" for name, value in spec.generated.items() if name not in overrides]
+    return [
+        f"note: variable {name} was generated for this export only ({value}); pass --var {name}=VALUE "
+        "to choose it"
+        for name, value in spec.generated.items()
+        if name not in overrides
+    ]
 
 
 def closing_notes(spec: Spec, out_dir: Path) -> list[str]:
     """After writing: how to submit jobs with secrets, and what the files leave out."""
     from .errors import display_path
 
-    notes = [note for name, job in spec.jobs.items()
-             if (note := secret_note(job, display_path(str(Path(out_dir) / "jobs" / f"{name}.yml"))))]
+    notes = [
+        note
+        for name, job in spec.jobs.items()
+        if (note := secret_note(job, display_path(str(Path(out_dir) / "jobs" / f"{name}.yml"))))
+    ]
     left = [f"{k} ({why})" for k, why in NOT_EXPORTED.items() if spec.doc.data.get(k)]
     if left:
         notes.append(f"not exported: {', '.join(left)}")

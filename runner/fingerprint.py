@@ -1,4 +1,5 @@
 """Job fingerprints: a hash of everything that determines a job's result, part by part."""
+
 from __future__ import annotations
 
 import hashlib
@@ -69,19 +70,34 @@ def parts(job: Job) -> dict:
     inputs = {}
     for name, inp in sorted(job.inputs.items()):
         if inp.local_path is not None:
-            inputs[name] = {"type": inp.type, "content": tree_digest(inp.local_path) if inp.local_path.exists() else None}
+            inputs[name] = {
+                "type": inp.type,
+                "content": tree_digest(inp.local_path) if inp.local_path.exists() else None,
+            }
         else:
             inputs[name] = {"type": inp.type, "value": inp.value}
     return {
         "command": _digest(job.command),
-        "code": tree_digest(job.code) if job.code and job.code.exists() else _digest(job.trial.get("code")),
+        "code": tree_digest(job.code)
+        if job.code and job.code.exists()
+        else _digest(job.trial.get("code")),
         "inputs": _digest(inputs),
         "environment": _digest(job.environment),
         "compute": _digest(job.compute),
-        "environment_variables": _digest(job.shown_env_vars),  # secrets by name: a new key reruns nothing
-        **({"search_space": _digest(job.search_space), "sampling_algorithm": _digest(job.sampling),
-            "objective": _digest(job.objective), "limits": _digest(job.limits),
-            "early_termination": _digest(job.early_termination)} if job.is_sweep else {}),
+        "environment_variables": _digest(
+            job.shown_env_vars
+        ),  # secrets by name: a new key reruns nothing
+        **(
+            {
+                "search_space": _digest(job.search_space),
+                "sampling_algorithm": _digest(job.sampling),
+                "objective": _digest(job.objective),
+                "limits": _digest(job.limits),
+                "early_termination": _digest(job.early_termination),
+            }
+            if job.is_sweep
+            else {}
+        ),
     }
 
 

@@ -1,5 +1,6 @@
 """How values read in every view of a report (table, Markdown, HTML): numbers, changes,
 durations, a sweep in one line."""
+
 from __future__ import annotations
 
 REPORT_FORMATS = ("table", "json", "markdown", "html")
@@ -27,7 +28,12 @@ def best_trial(sweep: dict) -> dict | None:
 def sweep_line(sweep: dict) -> str:
     """`best tune-trial-2: AUC=0.84 (reg=0.1); maximize, 3 trials, 1 stopped early`."""
     best, stopped = best_trial(sweep), sum(t["early_terminated"] for t in sweep["trials"])
-    head = (f"best {best['run_name']}: {sweep['primary_metric']}={num(best['value'])} "
-            f"({', '.join(f'{k}={v}' for k, v in best['params'].items())})" if best else "no trial completed")
-    return (f"{head}; {sweep['goal']}, {len(sweep['trials'])} trials"
-            + (f", {stopped} stopped early" if stopped else ""))
+    head = (
+        f"best {best['run_name']}: {sweep['primary_metric']}={num(best['value'])} "
+        f"({', '.join(f'{k}={v}' for k, v in best['params'].items())})"
+        if best
+        else "no trial completed"
+    )
+    return f"{head}; {sweep['goal']}, {len(sweep['trials'])} trials" + (
+        f", {stopped} stopped early" if stopped else ""
+    )

@@ -1,4 +1,5 @@
 """A lab spec from Azure ML CLI v2 YAML files (workspace, computes, jobs) and MLflow MLproject files."""
+
 from __future__ import annotations
 
 import os
@@ -14,15 +15,26 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "schemas" / "lab.schema.json"
 WORKSPACE_KEYS = ("name", "display_name", "description", "location", "resource_group", "tags")
 PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-LITERAL_TYPES = {"float": float, "double": float, "number": float, "int": int, "integer": int, "long": int}
+LITERAL_TYPES = {
+    "float": float,
+    "double": float,
+    "number": float,
+    "int": int,
+    "integer": int,
+    "long": int,
+}
 
 
 def kind(data: dict, path: Path) -> str:
     """workspace, compute, job or mlproject: what an az ml / MLflow YAML file describes."""
     schema = str(data.get("$schema") or "").lower()
-    for marker, what in (("workspace.schema", "workspace"), ("amlcompute.schema", "compute"),
-                         ("computeinstance.schema", "compute"), ("commandjob.schema", "job"),
-                         ("sweepjob.schema", "job")):
+    for marker, what in (
+        ("workspace.schema", "workspace"),
+        ("amlcompute.schema", "compute"),
+        ("computeinstance.schema", "compute"),
+        ("commandjob.schema", "job"),
+        ("sweepjob.schema", "job"),
+    ):
         if marker in schema:
             return what
     if path.name == "MLproject" or "entry_points" in data:
@@ -32,8 +44,10 @@ def kind(data: dict, path: Path) -> str:
         return "compute"
     if kind_of in ("command", "sweep") or (kind_of is None and "command" in data):
         return "job"
-    raise UserError(f"{display_path(str(path))}: not an az ml workspace, compute or command job file, "
-                    "nor an MLproject file")
+    raise UserError(
+        f"{display_path(str(path))}: not an az ml workspace, compute or command job file, "
+        "nor an MLproject file"
+    )
 
 
 def read_yaml(path: Path) -> dict:
@@ -58,7 +72,9 @@ def slug(text: str) -> str:
     return s[:64].strip("-") or "lab"
 
 
-def build(files: list[Path], out: Path, name: str | None = None, inline: bool = False) -> tuple[dict, list[str]]:
+def build(
+    files: list[Path], out: Path, name: str | None = None, inline: bool = False
+) -> tuple[dict, list[str]]:
     """The spec (as a dict, in writing order) and notes for the user."""
     out_dir = out.resolve().parent
     workspace, notes = None, []
@@ -76,7 +92,9 @@ def build(files: list[Path], out: Path, name: str | None = None, inline: bool = 
                 raise UserError(f"{shown}: a second workspace file (a spec has one workspace)")
             dropped = sorted(k for k in data if k not in WORKSPACE_KEYS and k != "$schema")
             if dropped:
-                notes.append(f"{shown}: not imported (mlrun does not manage them): {', '.join(dropped)}")
+                notes.append(
+                    f"{shown}: not imported (mlrun does not manage them): {', '.join(dropped)}"
+                )
             workspace = {k: data[k] for k in WORKSPACE_KEYS if k in data}
             if "name" not in workspace:
                 raise UserError(f"{shown}: the workspace file has no name")
@@ -84,30 +102,57 @@ def build(files: list[Path], out: Path, name: str | None = None, inline: bool = 
             key = data.get("name")
             if not isinstance(key, str) or not key:
                 raise UserError(f"{shown}: the compute file has no name")
-            _add(computes, seen, "compute", key, shown,
-                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)})
+            _add(
+                computes,
+                seen,
+                "compute",
+                key,
+                shown,
+                _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)},
+            )
         elif what == "job":
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
-            _add(jobs, seen, "job", key, shown,
-                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)})
+            _add(
+                jobs,
+                seen,
+                "job",
+                key,
+                shown,
+                _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)},
+            )
         else:
-            spec_name = spec_name or (slug(data["name"]) if data.get("name") else slug(path.resolve().parent.name))
+            spec_name = spec_name or (
+                slug(data["name"]) if data.get("name") else slug(path.resolve().parent.name)
+            )
             for env_key in ("conda_env", "python_env"):
                 if env_key in data:
-                    notes.append(f"{shown}: {env_key} not imported: locally the current interpreter runs the jobs; "
-                                 "give them an environment to run on Azure")
+                    notes.append(
+                        f"{shown}: {env_key} not imported: locally the current interpreter runs the jobs; "
+                        "give them an environment to run on Azure"
+                    )
             for key, block in _mlproject_jobs(data, path, out_dir).items():
                 _add(jobs, seen, "job", key, shown, block)
     spec_name = slug(spec_name or (workspace or {}).get("name") or out.stem)
-    doc: dict = {"name": spec_name, "description": f"Imported from {', '.join(Path(f).name for f in files)}"}
+    doc: dict = {
+        "name": spec_name,
+        "description": f"Imported from {', '.join(Path(f).name for f in files)}",
+    }
     if workspace is None:
-        doc["variables"] = {"suffix": {"generate": "hex", "length": 6,
-                                       "description": "Makes the workspace name unique; generated once, "
-                                                      "kept in the state."}}
+        doc["variables"] = {
+            "suffix": {
+                "generate": "hex",
+                "length": 6,
+                "description": "Makes the workspace name unique; generated once, "
+                "kept in the state.",
+            }
+        }
         base = spec_name[:20].strip("-")
-        workspace = {"name": f"mlw-{base}-${{{{vars.suffix}}}}", "resource_group": f"rg-{base}-${{{{vars.suffix}}}}",
-                     "location": "eastus"}
+        workspace = {
+            "name": f"mlw-{base}-${{{{vars.suffix}}}}",
+            "resource_group": f"rg-{base}-${{{{vars.suffix}}}}",
+            "location": "eastus",
+        }
     doc["workspace"] = workspace
     if computes:
         doc["computes"] = computes
@@ -118,7 +163,9 @@ def build(files: list[Path], out: Path, name: str | None = None, inline: bool = 
 
 def _add(section: dict, seen: dict, what: str, key: str, shown: str, block: dict) -> None:
     if (what, key) in seen:
-        raise UserError(f"{shown}: a second {what} named '{key}' (the first is in {seen[(what, key)]})")
+        raise UserError(
+            f"{shown}: a second {what} named '{key}' (the first is in {seen[(what, key)]})"
+        )
     seen[(what, key)] = shown
     section[key] = block
 
@@ -130,15 +177,24 @@ def _inline_block(data: dict, path: Path, out_dir: Path) -> dict:
     if is_local(block.get("code")):
         block["code"] = _rel(here / block["code"], out_dir)
     trial = block.get("trial")
-    if isinstance(trial, dict) and (is_local(trial.get("code")) or isinstance(trial.get("environment"), dict)):
-        block["trial"] = _inline_block(trial, path, out_dir)  # a sweep's trial holds its code and environment
+    if isinstance(trial, dict) and (
+        is_local(trial.get("code")) or isinstance(trial.get("environment"), dict)
+    ):
+        block["trial"] = _inline_block(
+            trial, path, out_dir
+        )  # a sweep's trial holds its code and environment
     inputs = block.get("inputs")
     if isinstance(inputs, dict):
         block["inputs"] = {
-            k: ({**v, "path": _rel(here / v["path"], out_dir)}
-                if isinstance(v, dict) and v.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(v.get("path"))
-                else v)
-            for k, v in inputs.items()}
+            k: (
+                {**v, "path": _rel(here / v["path"], out_dir)}
+                if isinstance(v, dict)
+                and v.get("type", "uri_folder") in LOCAL_INPUT_TYPES
+                and is_local(v.get("path"))
+                else v
+            )
+            for k, v in inputs.items()
+        }
     env = block.get("environment")
     if isinstance(env, dict) and isinstance(env.get("conda_file"), str):
         block["environment"] = {**env, "conda_file": _rel(here / env["conda_file"], out_dir)}
@@ -164,15 +220,23 @@ def _mlproject_jobs(data: dict, path: Path, out_dir: Path) -> dict:
             raise UserError(f"{shown}: entry point '{entry}': parameters must be a mapping")
         inputs = {}
         for pname, p in params.items():
-            ptype, default = (p.get("type", "string"), p.get("default")) if isinstance(p, dict) else ("string", p)
+            ptype, default = (
+                (p.get("type", "string"), p.get("default"))
+                if isinstance(p, dict)
+                else ("string", p)
+            )
             if default is None:
-                raise UserError(f"{shown}: entry point '{entry}': parameter '{pname}' has no default "
-                                "(a spec input needs a value)")
+                raise UserError(
+                    f"{shown}: entry point '{entry}': parameter '{pname}' has no default "
+                    "(a spec input needs a value)"
+                )
             inputs[pname] = _param_input(ptype, default, here, out_dir)
         unknown = sorted(set(PARAM.findall(ep["command"])) - set(params))
         if unknown:
-            raise UserError(f"{shown}: entry point '{entry}': the command uses undeclared parameters: "
-                            f"{', '.join(unknown)}")
+            raise UserError(
+                f"{shown}: entry point '{entry}': the command uses undeclared parameters: "
+                f"{', '.join(unknown)}"
+            )
         command = PARAM.sub(lambda m: f"${{{{inputs.{m.group(1)}}}}}", ep["command"])
         job: dict = {"code": _rel(here, out_dir), "command": command}
         if inputs:
@@ -189,7 +253,10 @@ def _param_input(ptype: str, default, here: Path, out_dir: Path):
         if not is_local(ref):
             return {"type": "uri_folder" if ref.endswith("/") else "uri_file", "path": ref}
         local = here / os.path.expanduser(ref)
-        return {"type": "uri_folder" if local.is_dir() else "uri_file", "path": _rel(local, out_dir)}
+        return {
+            "type": "uri_folder" if local.is_dir() else "uri_file",
+            "path": _rel(local, out_dir),
+        }
     convert = LITERAL_TYPES.get(ptype)
     if convert is None:  # string (MLflow's default type): the value as text
         return default if isinstance(default, (str, bool)) else str(default)
@@ -211,14 +278,17 @@ def schema_comment(out: Path) -> str | None:
     return f"# yaml-language-server: $schema={Path(os.path.relpath(SCHEMA, out_dir)).as_posix()}"
 
 
-def make(files: list[Path], out: Path, name: str | None = None, inline: bool = False,
-         force: bool = False) -> tuple[list[str], str]:
+def make(
+    files: list[Path], out: Path, name: str | None = None, inline: bool = False, force: bool = False
+) -> tuple[list[str], str]:
     """`mlrun import`: the spec built from `files`, written to `out`; its notes and what it holds."""
     if out.exists() and not force:
         raise UserError(f"{display_path(str(out))}: already exists (pass --force to overwrite)")
     doc, notes = build(files, out, name=name, inline=inline)
     write(doc, out, force=True)
-    return notes, ", ".join(plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job")))
+    return notes, ", ".join(
+        plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job"))
+    )
 
 
 def write(doc: dict, out: Path, force: bool = False) -> None:

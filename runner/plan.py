@@ -1,4 +1,5 @@
 """Plans: desired vs actual -> Changes, each with an action and a reason. make_plan is pure."""
+
 from __future__ import annotations
 
 import enum
@@ -81,14 +82,35 @@ class Address(str):
 
 ACTIVE = ("NotStarted", "Preparing", "Queued", "Starting", "Running", "Finalizing")
 WORKSPACE_FIELDS = ("location", "resource_group", "display_name", "description", "tags")
-COMPUTE_FIELDS = ("type", "size", "min_instances", "max_instances", "idle_time_before_scale_down", "tier",
-                  "idle_time_before_shutdown_minutes", "idle_time_before_shutdown", "location", "description",
-                  "tags")
+COMPUTE_FIELDS = (
+    "type",
+    "size",
+    "min_instances",
+    "max_instances",
+    "idle_time_before_scale_down",
+    "tier",
+    "idle_time_before_shutdown_minutes",
+    "idle_time_before_shutdown",
+    "location",
+    "description",
+    "tags",
+)
 # What Azure ML can change in place (dstack-style allow-list); any other difference replaces.
 UPDATABLE = {
     "workspace": {"display_name", "description", "tags"},
-    "amlcompute": {"min_instances", "max_instances", "idle_time_before_scale_down", "description", "tags"},
-    "computeinstance": {"idle_time_before_shutdown_minutes", "idle_time_before_shutdown", "description", "tags"},
+    "amlcompute": {
+        "min_instances",
+        "max_instances",
+        "idle_time_before_scale_down",
+        "description",
+        "tags",
+    },
+    "computeinstance": {
+        "idle_time_before_shutdown_minutes",
+        "idle_time_before_shutdown",
+        "description",
+        "tags",
+    },
 }
 
 
@@ -105,13 +127,23 @@ class Change:
         object.__setattr__(self, "action", Action(self.action))
 
     def to_dict(self) -> dict:
-        return {"address": str(self.address), "action": self.action.word, "reason": self.reason,
-                "before": self.before, "after": self.after}
+        return {
+            "address": str(self.address),
+            "action": self.action.word,
+            "reason": self.reason,
+            "before": self.before,
+            "after": self.after,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Change:
-        return cls(Address.parse(data["address"]), Action.from_word(data["action"]), data["reason"],
-                   data.get("before"), data.get("after"))
+        return cls(
+            Address.parse(data["address"]),
+            Action.from_word(data["action"]),
+            data["reason"],
+            data.get("before"),
+            data.get("after"),
+        )
 
 
 @dataclass
@@ -133,21 +165,39 @@ class Plan:
         return any(c.action != NOOP for c in self.changes)
 
     def summary(self) -> dict:
-        return {"add": self.count(CREATE), "change": self.count(UPDATE), "replace": self.count(REPLACE),
-                "destroy": self.count(DESTROY), "run": self.count(RUN), "wait": self.count(WAIT)}
+        return {
+            "add": self.count(CREATE),
+            "change": self.count(UPDATE),
+            "replace": self.count(REPLACE),
+            "destroy": self.count(DESTROY),
+            "run": self.count(RUN),
+            "wait": self.count(WAIT),
+        }
 
     def to_dict(self) -> dict:
-        return {"format_version": self.format_version, "target": self.target, "spec": self.spec,
-                "digest": self.digest, "state": {"lineage": self.lineage, "serial": self.serial},
-                "variables": self.variables, "changes": [c.to_dict() for c in self.changes],
-                "summary": self.summary()}
+        return {
+            "format_version": self.format_version,
+            "target": self.target,
+            "spec": self.spec,
+            "digest": self.digest,
+            "state": {"lineage": self.lineage, "serial": self.serial},
+            "variables": self.variables,
+            "changes": [c.to_dict() for c in self.changes],
+            "summary": self.summary(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
-        return cls(target=data["target"], spec=data["spec"], digest=data["digest"],
-                   lineage=data["state"]["lineage"], serial=data["state"]["serial"],
-                   variables=data["variables"], changes=[Change.from_dict(c) for c in data["changes"]],
-                   format_version=data["format_version"])
+        return cls(
+            target=data["target"],
+            spec=data["spec"],
+            digest=data["digest"],
+            lineage=data["state"]["lineage"],
+            serial=data["state"]["serial"],
+            variables=data["variables"],
+            changes=[Change.from_dict(c) for c in data["changes"]],
+            format_version=data["format_version"],
+        )
 
     # --- saved plans (mlrun plan --out, mlrun apply FILE) ---
 
@@ -174,40 +224,62 @@ class Plan:
         are refused: the plan is applied as it is."""
         hidden = {k for k, v in self.variables.items() if v == SENSITIVE}
         if selected or set(given) - hidden:
-            raise UserError("a saved plan is applied as it is: --only, --force and --var belong to mlrun plan")
+            raise UserError(
+                "a saved plan is applied as it is: --only, --force and --var belong to mlrun plan"
+            )
         return {**{k: v for k, v in self.variables.items() if k not in hidden}, **given}
 
     def check_current(self, current: Plan, path: str) -> None:
         """Refuse this saved plan when `current` (planned now, under the lock) shows that the spec,
         its files or the state moved since it was made."""
         if self.digest != current.digest:
-            raise UserError(f"the saved plan {path} is stale: the spec or its files changed "
-                            "since it was made; run mlrun plan again")
+            raise UserError(
+                f"the saved plan {path} is stale: the spec or its files changed "
+                "since it was made; run mlrun plan again"
+            )
         if (self.lineage, self.serial) != (current.lineage, current.serial):
-            raise UserError(f"the saved plan {path} is stale: the state changed since it was "
-                            "made; run mlrun plan again")
+            raise UserError(
+                f"the saved plan {path} is stale: the state changed since it was "
+                "made; run mlrun plan again"
+            )
 
 
 # --- the desired model ---------------------------------------------------------------------------
+
 
 def desired(spec: Spec, target: str = "local") -> dict:
     """What the spec asks for: resources by address (a resource group on Azure), and each job's
     fingerprint."""
     ws = spec.workspace
     resources = {}
-    if target == "azure" and ws.get("resource_group"):  # one named only in a config.json is used, not managed
+    if target == "azure" and ws.get(
+        "resource_group"
+    ):  # one named only in a config.json is used, not managed
         rg = ws["resource_group"]
-        resources[Address(Kind.RESOURCE_GROUP, rg)] = {"kind": "resource_group", "name": rg,
-                                             "attrs": {"location": ws.get("location")}}
-    resources[Address(Kind.WORKSPACE, ws["name"])] = {"kind": "workspace", "name": ws["name"],
-                                            "attrs": {k: ws[k] for k in WORKSPACE_FIELDS if k in ws}}
+        resources[Address(Kind.RESOURCE_GROUP, rg)] = {
+            "kind": "resource_group",
+            "name": rg,
+            "attrs": {"location": ws.get("location")},
+        }
+    resources[Address(Kind.WORKSPACE, ws["name"])] = {
+        "kind": "workspace",
+        "name": ws["name"],
+        "attrs": {k: ws[k] for k in WORKSPACE_FIELDS if k in ws},
+    }
     for c in spec.computes.values():
-        resources[Address(Kind.COMPUTE, c.name)] = {"kind": "compute", "name": c.name,
-                                          "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields}}
+        resources[Address(Kind.COMPUTE, c.name)] = {
+            "kind": "compute",
+            "name": c.name,
+            "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields},
+        }
     jobs = {}
     for job in spec.jobs.values():
         parts = fingerprint.parts(job)
-        jobs[job.name] = {"fingerprint": fingerprint.combine(parts), "parts": parts, "compute": job.compute}
+        jobs[job.name] = {
+            "fingerprint": fingerprint.combine(parts),
+            "parts": parts,
+            "compute": job.compute,
+        }
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
 
 
@@ -217,30 +289,63 @@ def digest(model: dict) -> str:
 
 # --- planning (pure) -----------------------------------------------------------------------------
 
+
 def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), only=None) -> Plan:
     """Compare the desired model with the actual state (resources and latest runs): the Plan."""
     resources, have = model["resources"], actual["resources"]
-    changes = [_resource_change(Address.parse(address), want, have.get(address))
-               for address, want in resources.items()]
+    changes = [
+        _resource_change(Address.parse(address), want, have.get(address))
+        for address, want in resources.items()
+    ]
     ws = next(i for i, (_, want) in enumerate(resources.items()) if want["kind"] == "workspace")
     fresh_ws = changes[ws].action in (CREATE, REPLACE)
     if fresh_ws:  # computes live in the workspace: a new one has none of the old ones
-        changes[ws + 1:] = [c if c.action == CREATE else Change(c.address, CREATE, "in the new workspace", c.before,
-                                                                c.after) for c in changes[ws + 1:]]
+        changes[ws + 1 :] = [
+            c
+            if c.action == CREATE
+            else Change(c.address, CREATE, "in the new workspace", c.before, c.after)
+            for c in changes[ws + 1 :]
+        ]
     for name, job in model["jobs"].items():
-        changes.append(_job_change(name, job, actual["jobs"].get(name), fresh_ws, name in force,
-                                   only is not None and name not in only))
+        changes.append(
+            _job_change(
+                name,
+                job,
+                actual["jobs"].get(name),
+                fresh_ws,
+                name in force,
+                only is not None and name not in only,
+            )
+        )
     gone = [a for a in have if a not in resources]
     for name in actual["jobs"]:
         if name not in model["jobs"]:
-            changes.append(Change(Address(Kind.JOB, name), DESTROY,
-                                  "no longer in the spec (its runs stay in the tracking store)",
-                                  before=_run_view(actual["jobs"][name])))
+            changes.append(
+                Change(
+                    Address(Kind.JOB, name),
+                    DESTROY,
+                    "no longer in the spec (its runs stay in the tracking store)",
+                    before=_run_view(actual["jobs"][name]),
+                )
+            )
     for address in sorted(gone, key=lambda a: (depth(have[a].get("kind")), a)):
-        changes.append(Change(Address.parse(address), DESTROY, "no longer in the spec",
-                              before=have[address].get("attrs")))
-    return Plan(target=target, spec=spec, digest=digest(model), lineage=actual.get("lineage", ""),
-                serial=actual.get("serial", 0), variables=model["variables"], changes=changes)
+        changes.append(
+            Change(
+                Address.parse(address),
+                DESTROY,
+                "no longer in the spec",
+                before=have[address].get("attrs"),
+            )
+        )
+    return Plan(
+        target=target,
+        spec=spec,
+        digest=digest(model),
+        lineage=actual.get("lineage", ""),
+        serial=actual.get("serial", 0),
+        variables=model["variables"],
+        changes=changes,
+    )
 
 
 def depth(kind: str | None) -> int:
@@ -258,9 +363,13 @@ def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
         return Change(address, NOOP, "up to date", before=before, after=after)
     kind = after.get("type", "workspace") if want["kind"] == "compute" else "workspace"
     fixed = [k for k in diff if k not in UPDATABLE.get(kind, set())]
-    text = ", ".join(f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff))
+    text = ", ".join(
+        f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff)
+    )
     if fixed:
-        return Change(address, REPLACE, f"{text} (cannot change in place)", before=before, after=after)
+        return Change(
+            address, REPLACE, f"{text} (cannot change in place)", before=before, after=after
+        )
     return Change(address, UPDATE, text, before=before, after=after)
 
 
@@ -277,24 +386,38 @@ def describe(kind: str, a: dict) -> str:
 
 
 def _show(value: Any) -> str:
-    return "(none)" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return (
+        "(none)"
+        if value is None
+        else json.dumps(value)
+        if isinstance(value, (dict, list))
+        else str(value)
+    )
 
 
 def _run_view(run: dict | None) -> dict | None:
     if not run:
         return None
-    return {"run": run.get("id"), "status": run.get("status"), "fingerprint": run.get("fingerprint")}
+    return {
+        "run": run.get("id"),
+        "status": run.get("status"),
+        "fingerprint": run.get("fingerprint"),
+    }
 
 
 def short(run_id: str | None) -> str:
     return (run_id or "?")[:7]
 
 
-def _job_change(name: str, job: dict, run: dict | None, fresh_ws: bool, forced: bool, skipped: bool) -> Change:
+def _job_change(
+    name: str, job: dict, run: dict | None, fresh_ws: bool, forced: bool, skipped: bool
+) -> Change:
     address, after = Address(Kind.JOB, name), {"fingerprint": job["fingerprint"]}
     before = _run_view(run)
     if run and run.get("status") in ACTIVE:
-        return Change(address, WAIT, f"run {short(run['id'])} is {run['status']}: wait for it", before, after)
+        return Change(
+            address, WAIT, f"run {short(run['id'])} is {run['status']}: wait for it", before, after
+        )
     if skipped:
         return Change(address, NOOP, "not selected (--only)", before, after)
     if forced:
@@ -306,13 +429,18 @@ def _job_change(name: str, job: dict, run: dict | None, fresh_ws: bool, forced: 
     if run.get("status") != "Completed":
         return Change(address, RUN, f"run {short(run['id'])} {run.get('status')}", before, after)
     if run.get("fingerprint") != job["fingerprint"]:
-        parts = fingerprint.changed(run.get("parts"), job["parts"]) or ["fingerprint"]  # same parts, other hashing
-        what = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts).replace("_", " ")
+        parts = fingerprint.changed(run.get("parts"), job["parts"]) or [
+            "fingerprint"
+        ]  # same parts, other hashing
+        what = " and ".join(
+            [", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts
+        ).replace("_", " ")
         return Change(address, RUN, f"{what} changed since run {short(run['id'])}", before, after)
     return Change(address, NOOP, f"up to date (run {short(run['id'])}, Completed)", before, after)
 
 
 # --- views ---------------------------------------------------------------------------------------
+
 
 def render(plan: Plan) -> str:
     """The human plan: one line per change (unchanged resources omitted), then the summary."""
@@ -329,8 +457,10 @@ def summary_line(plan: Plan) -> str:
     s = plan.summary()
     runs = f"{plural(s['run'], 'job')} to run"
     wait = f", {s['wait']} to wait for" if s["wait"] else ""
-    return (f"Plan: {s['add']} to add, {s['change']} to change, {s['replace']} to replace, "
-            f"{s['destroy']} to destroy, {runs}{wait}.")
+    return (
+        f"Plan: {s['add']} to add, {s['change']} to change, {s['replace']} to replace, "
+        f"{s['destroy']} to destroy, {runs}{wait}."
+    )
 
 
 def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") -> Plan:
@@ -338,15 +468,30 @@ def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") ->
     changes = []
     for name, run in sorted(actual["jobs"].items()):
         what = "cancel its running run" if run.get("status") in ACTIVE else "forget it"
-        changes.append(Change(Address(Kind.JOB, name), DESTROY, f"{what}; its runs are deleted with the workspace",
-                              before=_run_view(run)))
+        changes.append(
+            Change(
+                Address(Kind.JOB, name),
+                DESTROY,
+                f"{what}; its runs are deleted with the workspace",
+                before=_run_view(run),
+            )
+        )
     ordered = sorted(actual["resources"].items(), key=lambda kv: (depth(kv[1].get("kind")), kv[0]))
     for address, record in ordered:
         reason = ""
         if record.get("kind") == "workspace":
-            reason = f"with its tracking store{f' ({tracking})' if tracking else ''} and every run in it"
+            reason = (
+                f"with its tracking store{f' ({tracking})' if tracking else ''} and every run in it"
+            )
         if not record.get("created_by_mlrun", True):
             reason = "it existed before mlrun: kept, only forgotten"
         changes.append(Change(Address.parse(address), DESTROY, reason, before=record.get("attrs")))
-    return Plan(target=target, spec=spec, digest="", lineage=actual.get("lineage", ""),
-                serial=actual.get("serial", 0), variables={}, changes=changes)
+    return Plan(
+        target=target,
+        spec=spec,
+        digest="",
+        lineage=actual.get("lineage", ""),
+        serial=actual.get("serial", 0),
+        variables={},
+        changes=changes,
+    )

@@ -1,4 +1,5 @@
 """Views of apply's events: one line per event (logs, CI), or a live table on a terminal."""
+
 from __future__ import annotations
 
 import sys
@@ -25,7 +26,9 @@ class LineView:
         self._lock = threading.Lock()
 
     def __call__(self, e: Event) -> None:
-        line = f"{_clock(e.at - self.start):>6} {e.address}  {e.status}" + (f"  {e.message}" if e.message else "")
+        line = f"{_clock(e.at - self.start):>6} {e.address}  {e.status}" + (
+            f"  {e.message}" if e.message else ""
+        )
         with self._lock:
             print(line, file=self.out, flush=True)
 
@@ -38,7 +41,7 @@ class LiveView:
 
     def __init__(self, out: TextIO | None = None):
         self.out = out or sys.stdout
-        self.rows: dict[str, list] = {}   # address -> [status, message, since, ended]
+        self.rows: dict[str, list] = {}  # address -> [status, message, since, ended]
         self._lock = threading.Lock()
         self._drawn = 0
         self._stop = threading.Event()
@@ -60,8 +63,10 @@ class LiveView:
     def _draw(self) -> None:
         now = time.monotonic()
         width = max([len(a) for a in self.rows] + [10])
-        lines = [f"  {a:<{width}}  {st:<11} {_clock((end or now) - since):>6}  {msg}"
-                 for a, (st, msg, since, end) in self.rows.items()]
+        lines = [
+            f"  {a:<{width}}  {st:<11} {_clock((end or now) - since):>6}  {msg}"
+            for a, (st, msg, since, end) in self.rows.items()
+        ]
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
         self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.out.flush()

@@ -1,12 +1,14 @@
 """What a spec's strings refer to: `${{...}}` expressions, and paths that are local or remote.
 Shared by loading, checking and running a spec; stdlib only."""
+
 from __future__ import annotations
 
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
     from .yamldoc import Doc
@@ -14,20 +16,31 @@ if TYPE_CHECKING:
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name")
 NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
-LOCAL_INPUT_TYPES = ("uri_file", "uri_folder", "mlflow_model", "custom_model", "mltable", "triton_model")
+LOCAL_INPUT_TYPES = (
+    "uri_file",
+    "uri_folder",
+    "mlflow_model",
+    "custom_model",
+    "mltable",
+    "triton_model",
+)
 REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
 
 
 def unresolved(value: Any) -> bool:
     """Whether a string still holds a ${{vars.*}}, ${{env.*}} or unknown expression: one loading
     could not resolve and reported (another target's env aside), so checks of it only repeat that."""
-    return isinstance(value, str) and any(m.group(1).partition(".")[0] not in LEFT_FOR_JOB
-                                          for m in EXPR.finditer(value))
+    return isinstance(value, str) and any(
+        m.group(1).partition(".")[0] not in LEFT_FOR_JOB for m in EXPR.finditer(value)
+    )
 
 
-def substitute(command: str, values: Mapping[tuple[str, str], str], blank: tuple[str, ...] = ()) -> str:
+def substitute(
+    command: str, values: Mapping[tuple[str, str], str], blank: tuple[str, ...] = ()
+) -> str:
     """`${{ns.name}}` in a job's command replaced by its value, shell-quoted; a name of a `blank`
     namespace without a value (an optional input left out) becomes '', anything else stays."""
+
     def sub(m: re.Match) -> str:
         ns, _, name = m.group(1).partition(".")
         if (ns, name) in values:

@@ -1,6 +1,7 @@
 """Results: what the lab's runs logged, as one value (format_version 1) that every view renders.
 Building it reads the tracking store; the views (table, JSON, Markdown; HTML in report_html.py)
 only render it."""
+
 from __future__ import annotations
 
 import base64
@@ -20,7 +21,11 @@ IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 def _iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _seconds(run: dict) -> float | None:
@@ -46,39 +51,64 @@ def _user_tags(tags: dict) -> dict:
 def _run_summary(run) -> dict:
     """An MLflow run as reports and `mlrun runs` show it."""
     info, data = run.info, run.data
-    return {"run_id": info.run_id, "run_name": info.run_name, "job": data.tags.get("mlrun.job"),
-            "status": info.status, "start": _iso(info.start_time),
-            "duration": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
-            "params": dict(sorted(data.params.items())), "metrics": dict(sorted(data.metrics.items())),
-            "tags": _user_tags(data.tags)}
+    return {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "job": data.tags.get("mlrun.job"),
+        "status": info.status,
+        "start": _iso(info.start_time),
+        "duration": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
+        "params": dict(sorted(data.params.items())),
+        "metrics": dict(sorted(data.metrics.items())),
+        "tags": _user_tags(data.tags),
+    }
 
 
 def job_entry(spec, state, backend, client, name: str, images: bool, full: bool = True) -> dict:
     run = state.latest(name)
-    entry = {"job": name, "status": run["status"] if run else "never run", "run_id": run and run.get("id"),
-             "experiment": spec.experiment(spec.jobs[name]) if name in spec.jobs else None,
-             "start": run and run.get("started"), "duration": _seconds(run) if run else None,
-             "error": run and run.get("error"), "params": {}, "metrics": {}, "tags": {}, "artifacts": [],
-             "where": backend.run_url(run) if run and run.get("id") else None,
-             "previous": None, "histories": {}, "images": [], "sweep": None}
+    entry = {
+        "job": name,
+        "status": run["status"] if run else "never run",
+        "run_id": run and run.get("id"),
+        "experiment": spec.experiment(spec.jobs[name]) if name in spec.jobs else None,
+        "start": run and run.get("started"),
+        "duration": _seconds(run) if run else None,
+        "error": run and run.get("error"),
+        "params": {},
+        "metrics": {},
+        "tags": {},
+        "artifacts": [],
+        "where": backend.run_url(run) if run and run.get("id") else None,
+        "previous": None,
+        "histories": {},
+        "images": [],
+        "sweep": None,
+    }
     if not (run and run.get("id")):
         return entry
     mlrun = client.get_run(run["id"])
-    entry.update({k: v for k, v in _run_summary(mlrun).items() if k in ("params", "metrics", "tags")})
+    entry.update(
+        {k: v for k, v in _run_summary(mlrun).items() if k in ("params", "metrics", "tags")}
+    )
     if name in spec.jobs and spec.jobs[name].is_sweep:
         entry["sweep"] = _sweep(client, spec.jobs[name], mlrun)
     earlier = [r for r in state.runs(name)[:-1] if r.get("id") and r.get("status") == "Completed"]
     if earlier:
         prev = client.get_run(earlier[-1]["id"]).data.metrics
-        entry["previous"] = {"run_id": earlier[-1]["id"], "metrics": dict(sorted(prev.items())),
-                             "change": {k: v - prev[k] for k, v in entry["metrics"].items() if k in prev}}
+        entry["previous"] = {
+            "run_id": earlier[-1]["id"],
+            "metrics": dict(sorted(prev.items())),
+            "change": {k: v - prev[k] for k, v in entry["metrics"].items() if k in prev},
+        }
     if not full:
         return entry
     entry["artifacts"] = _artifacts(client, run["id"])
     for key in entry["metrics"]:
         history = client.get_metric_history(run["id"], key)
         if len(history) > 1:
-            entry["histories"][key] = [[m.step, m.value] for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+            entry["histories"][key] = [
+                [m.step, m.value] for m in sorted(history, key=lambda m: (m.step, m.timestamp))
+            ]
     for path in entry["artifacts"]:
         if path.lower().endswith(IMAGE_TYPES):
             image = {"path": path, "mime": mimetypes.guess_type(path)[0] or "image/png"}
@@ -92,15 +122,32 @@ def job_entry(spec, state, backend, client, name: str, images: bool, full: bool 
 def _sweep(client, job, parent) -> dict:
     """A sweep's trials (its parent run's children) with their searched values and objective."""
     primary = job.objective.get("primary_metric")
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                                  order_by=["attributes.start_time ASC"])
-    trials = [{"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
-               "params": _searched(job, r), "value": r.data.metrics.get(primary),
-               "early_terminated": r.data.tags.get("mlrun.early_terminated") == "true"} for r in children]
-    best = parent.data.tags.get("mlrun.best_trial") or parent.data.tags.get("best_child_run_id")  # local, Azure
-    return {"primary_metric": primary, "goal": job.objective.get("goal", "maximize"),
-            "parameters": list(job.search_space), "best_trial": best, "trials": trials}
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    trials = [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "params": _searched(job, r),
+            "value": r.data.metrics.get(primary),
+            "early_terminated": r.data.tags.get("mlrun.early_terminated") == "true",
+        }
+        for r in children
+    ]
+    best = parent.data.tags.get("mlrun.best_trial") or parent.data.tags.get(
+        "best_child_run_id"
+    )  # local, Azure
+    return {
+        "primary_metric": primary,
+        "goal": job.objective.get("goal", "maximize"),
+        "parameters": list(job.search_space),
+        "best_trial": best,
+        "trials": trials,
+    }
 
 
 def _searched(job, run) -> dict:
@@ -109,34 +156,54 @@ def _searched(job, run) -> dict:
         tagged = json.loads(run.data.tags.get("hyperparameters") or "{}")
     except ValueError:
         tagged = {}
-    return {p: run.data.params.get(p, None if tagged.get(p) is None else str(tagged[p])) for p in job.search_space}
+    return {
+        p: run.data.params.get(p, None if tagged.get(p) is None else str(tagged[p]))
+        for p in job.search_space
+    }
 
 
 def build(spec, state, backend, images: bool = False, full: bool = True) -> dict:
     """The report of a lab: jobs, experiments side by side, saved queries with their results.
     Not `full` (apply's closing table): the jobs' params, metrics and changes only, which on Azure
     saves a request per metric, artifact folder, experiment and query."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per image otherwise
+    os.environ.setdefault(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )  # one bar per image otherwise
     client = _RunCache(backend.client())
     jobs = [job_entry(spec, state, backend, client, name, images, full) for name in spec.jobs]
     experiments = []
     for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"] and full):
         ids = [j["run_id"] for j in jobs if j["experiment"] == exp_name and j["run_id"]]
         runs = [_run_summary(client.get_run(i)) for i in ids]
-        metrics = sorted({m for r in runs for m in r["metrics"]}, key=lambda m: (-sum(m in r["metrics"] for r in runs), m))
+        metrics = sorted(
+            {m for r in runs for m in r["metrics"]},
+            key=lambda m: (-sum(m in r["metrics"] for r in runs), m),
+        )
         experiments.append({"name": exp_name, "metrics": metrics, "runs": runs})
     queries = []
     for name, q in spec.queries.items() if full else ():
         try:
-            found = search(client, q["experiment"], q.get("filter", ""), order_keys(q.get("order_by")),
-                           q.get("max_results", 100))
+            found = search(
+                client,
+                q["experiment"],
+                q.get("filter", ""),
+                order_keys(q.get("order_by")),
+                q.get("max_results", 100),
+            )
             queries.append({"name": name, **_query_fields(q), "runs": found, "error": None})
         except UserError as e:
             queries.append({"name": name, **_query_fields(q), "runs": [], "error": str(e)})
-    return {"format_version": FORMAT_VERSION, "lab": spec.name, "description": spec.description,
-            "target": backend.name, "tracking_uri": backend.tracking_uri,
-            "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "jobs": jobs, "experiments": experiments, "queries": queries}
+    return {
+        "format_version": FORMAT_VERSION,
+        "lab": spec.name,
+        "description": spec.description,
+        "target": backend.name,
+        "tracking_uri": backend.tracking_uri,
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "jobs": jobs,
+        "experiments": experiments,
+        "queries": queries,
+    }
 
 
 class _RunCache:
@@ -154,23 +221,40 @@ class _RunCache:
         return getattr(self._client, name)
 
 
-def query_runs(ctx, query: str | None, experiment: str | None, filter_string: str | None,
-               order_by: tuple[str, ...], max_results: int | None) -> tuple[str, list[dict]]:
+def query_runs(
+    ctx,
+    query: str | None,
+    experiment: str | None,
+    filter_string: str | None,
+    order_by: tuple[str, ...],
+    max_results: int | None,
+) -> tuple[str, list[dict]]:
     """`mlrun runs`: a saved query of the spec, or the flags, run against the tracking store; the
     experiment searched (the flag's, the query's, or the jobs' only one) and the runs found."""
     spec, saved = ctx.spec, {}
     if query:
         if query not in spec.queries:
-            raise UserError(f"no query named '{query}' in {spec.path} (queries: {', '.join(spec.queries) or 'none'})")
+            raise UserError(
+                f"no query named '{query}' in {spec.path} (queries: {', '.join(spec.queries) or 'none'})"
+            )
         saved = spec.queries[query]
     experiments = list(dict.fromkeys(spec.experiment(j) for j in spec.jobs.values()))
-    experiment = experiment or saved.get("experiment") or (experiments[0] if len(experiments) == 1 else None)
+    experiment = (
+        experiment or saved.get("experiment") or (experiments[0] if len(experiments) == 1 else None)
+    )
     if not experiment:
-        raise UserError(f"which experiment? pass --experiment (experiments: {', '.join(experiments) or 'none'})")
+        raise UserError(
+            f"which experiment? pass --experiment (experiments: {', '.join(experiments) or 'none'})"
+        )
     ctx.require_runs()
     order = list(order_by) or order_keys(saved.get("order_by"))
-    found = search(ctx.backend.client(), experiment, filter_string if filter_string is not None
-                   else saved.get("filter", ""), order, max_results or saved.get("max_results", 100))
+    found = search(
+        ctx.backend.client(),
+        experiment,
+        filter_string if filter_string is not None else saved.get("filter", ""),
+        order,
+        max_results or saved.get("max_results", 100),
+    )
     return experiment, found
 
 
@@ -179,20 +263,33 @@ def order_keys(order_by) -> list[str]:
 
 
 def _query_fields(q: dict) -> dict:
-    return {"description": q.get("description", ""), "experiment": q["experiment"], "filter": q.get("filter", ""),
-            "order_by": order_keys(q.get("order_by")), "max_results": q.get("max_results", 100)}
+    return {
+        "description": q.get("description", ""),
+        "experiment": q["experiment"],
+        "filter": q.get("filter", ""),
+        "order_by": order_keys(q.get("order_by")),
+        "max_results": q.get("max_results", 100),
+    }
 
 
-def search(client, experiment: str, filter_string: str, order_by: list[str], max_results: int) -> list[dict]:
+def search(
+    client, experiment: str, filter_string: str, order_by: list[str], max_results: int
+) -> list[dict]:
     """MLflow's search_runs on one experiment, MLflow's complaints as one clear UserError."""
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise UserError(f"no experiment named '{experiment}' in the tracking store (has the lab run?)")
+        raise UserError(
+            f"no experiment named '{experiment}' in the tracking store (has the lab run?)"
+        )
     try:
-        runs = client.search_runs([exp.experiment_id], filter_string=filter_string or "",
-                                  order_by=order_by or None, max_results=max_results)
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=filter_string or "",
+            order_by=order_by or None,
+            max_results=max_results,
+        )
     except MlflowException as e:
         reason = " ".join(str(e.message).split())
         raise UserError(f"MLflow rejected the search: {reason}") from None
@@ -201,14 +298,17 @@ def search(client, experiment: str, filter_string: str, order_by: list[str], max
 
 # --- views ---------------------------------------------------------------------------------------
 
+
 def render_runs(experiment: str, found: list[dict]) -> str:
     """`mlrun runs`: one line per run found by `search`."""
     width = max([len(r["run_name"] or "") for r in found] + [3])
     lines = [f"{'RUN':<{width}}  {'ID':<7}  {'STATUS':<9} {'START':<20}  METRICS"]
     for r in found:
         metrics = "  ".join(f"{k}={num(v)}" for k, v in r["metrics"].items())
-        lines.append(f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  "
-                     f"{metrics}".rstrip())
+        lines.append(
+            f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  "
+            f"{metrics}".rstrip()
+        )
     lines.append(f"{plural(len(found), 'run')} in {experiment}")
     return "\n".join(lines) + "\n"
 
@@ -219,13 +319,22 @@ def render_table(report: dict) -> str:
     width = max([len(j["job"]) for j in jobs] + [3])
     lines = [f"{'JOB':<{width}}  {'STATUS':<10} {'RUN':<8} DURATION"]
     for j in jobs:
-        lines.append(f"{j['job']:<{width}}  {j['status']:<10} {short(j['run_id']) if j['run_id'] else '-':<8} "
-                     f"{duration(j['duration'])}")
+        lines.append(
+            f"{j['job']:<{width}}  {j['status']:<10} {short(j['run_id']) if j['run_id'] else '-':<8} "
+            f"{duration(j['duration'])}"
+        )
         change = (j["previous"] or {}).get("change", {})
-        details = [("error", j["error"]),
-                   ("params", "  ".join(f"{k}={num(v)}" for k, v in j["params"].items())),
-                   ("metrics", "  ".join(f"{k}={num(v)}" + (f" ({signed(change[k])})" if change.get(k) else "")
-                                         for k, v in j["metrics"].items()))]
+        details = [
+            ("error", j["error"]),
+            ("params", "  ".join(f"{k}={num(v)}" for k, v in j["params"].items())),
+            (
+                "metrics",
+                "  ".join(
+                    f"{k}={num(v)}" + (f" ({signed(change[k])})" if change.get(k) else "")
+                    for k, v in j["metrics"].items()
+                ),
+            ),
+        ]
         lines += [f"{'':<{width}}  {label:<8} {text}" for label, text in details if text]
         if j["sweep"]:
             lines.append(f"{'':<{width}}  {'sweep':<8} {sweep_line(j['sweep'])}")
@@ -259,41 +368,88 @@ def render_markdown(report: dict) -> str:
     lines = [f"# {report['lab']}", ""]
     if report["description"]:
         lines += [report["description"], ""]
-    lines += [f"Target `{report['target']}`, tracking `{report['tracking_uri']}`.", "", "## Jobs", ""]
+    lines += [
+        f"Target `{report['target']}`, tracking `{report['tracking_uri']}`.",
+        "",
+        "## Jobs",
+        "",
+    ]
     rows = []
     for j in report["jobs"]:
         change = (j["previous"] or {}).get("change", {})
-        metrics = ", ".join(f"{k}={num(v)}" + (f" ({signed(change[k])})" if change.get(k) else "")
-                            for k, v in j["metrics"].items())
-        run = f"[{short(j['run_id'])}]({j['where']})" if j["run_id"] and j["where"] else (short(j["run_id"]) if j["run_id"] else "-")
-        rows.append([j["job"], j["status"], run, duration(j["duration"]),
-                     ", ".join(f"{k}={num(v)}" for k, v in j["params"].items()) or "-", metrics or "-"])
+        metrics = ", ".join(
+            f"{k}={num(v)}" + (f" ({signed(change[k])})" if change.get(k) else "")
+            for k, v in j["metrics"].items()
+        )
+        run = (
+            f"[{short(j['run_id'])}]({j['where']})"
+            if j["run_id"] and j["where"]
+            else (short(j["run_id"]) if j["run_id"] else "-")
+        )
+        rows.append(
+            [
+                j["job"],
+                j["status"],
+                run,
+                duration(j["duration"]),
+                ", ".join(f"{k}={num(v)}" for k, v in j["params"].items()) or "-",
+                metrics or "-",
+            ]
+        )
     lines += _md_table(["job", "status", "run", "duration", "params", "metrics"], rows)
     for j in report["jobs"]:
         if j["sweep"]:
             s = j["sweep"]
             lines += ["", f"## Sweep `{j['job']}`", "", sweep_line(s), ""]
-            lines += _md_table(["trial", "status"] + s["parameters"] + [s["primary_metric"], ""],
-                               [[t["run_name"], t["status"]] + [t["params"][p] for p in s["parameters"]]
-                                + ["-" if t["value"] is None else num(t["value"]),
-                                   "best" if t["run_id"] == s["best_trial"] else
-                                   ("stopped early" if t["early_terminated"] else "")] for t in s["trials"]])
+            lines += _md_table(
+                ["trial", "status"] + s["parameters"] + [s["primary_metric"], ""],
+                [
+                    [t["run_name"], t["status"]]
+                    + [t["params"][p] for p in s["parameters"]]
+                    + [
+                        "-" if t["value"] is None else num(t["value"]),
+                        "best"
+                        if t["run_id"] == s["best_trial"]
+                        else ("stopped early" if t["early_terminated"] else ""),
+                    ]
+                    for t in s["trials"]
+                ],
+            )
     for exp in report["experiments"]:
         lines += ["", f"## Experiment `{exp['name']}`", ""]
-        lines += _md_table(["run", "job", "status"] + exp["metrics"],
-                           [[r["run_name"], r["job"] or "-", r["status"]]
-                            + [num(r["metrics"][m]) if m in r["metrics"] else "-" for m in exp["metrics"]]
-                            for r in exp["runs"]])
+        lines += _md_table(
+            ["run", "job", "status"] + exp["metrics"],
+            [
+                [r["run_name"], r["job"] or "-", r["status"]]
+                + [num(r["metrics"][m]) if m in r["metrics"] else "-" for m in exp["metrics"]]
+                for r in exp["runs"]
+            ],
+        )
     for q in report["queries"]:
-        lines += ["", f"## Query `{q['name']}`", "", f"`{q['filter'] or '(all runs)'}` on `{q['experiment']}`"
-                  + (f", ordered by {', '.join(q['order_by'])}" if q["order_by"] else "")
-                  + f", at most {q['max_results']}", ""]
+        lines += [
+            "",
+            f"## Query `{q['name']}`",
+            "",
+            f"`{q['filter'] or '(all runs)'}` on `{q['experiment']}`"
+            + (f", ordered by {', '.join(q['order_by'])}" if q["order_by"] else "")
+            + f", at most {q['max_results']}",
+            "",
+        ]
         if q["error"]:
             lines.append(f"**Error:** {_md(q['error'])}")
         elif not q["runs"]:
             lines.append("No runs match.")
         else:
-            lines += _md_table(["run", "status", "start", "metrics"],
-                               [[r["run_name"], r["status"], r["start"],
-                                 ", ".join(f"{k}={num(v)}" for k, v in r["metrics"].items())] for r in q["runs"]])
+            lines += _md_table(
+                ["run", "status", "start", "metrics"],
+                [
+                    [
+                        r["run_name"],
+                        r["status"],
+                        r["start"],
+                        ", ".join(f"{k}={num(v)}" for k, v in r["metrics"].items()),
+                    ]
+                    for r in q["runs"]
+                ],
+            )
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 Inline CSS, no scripts, charts as hand-written inline SVG, images as data: URIs. Every string that
 comes from the report goes through html.escape. Like the other views it only renders: the report
 value has decided everything already."""
+
 from __future__ import annotations
 
 import html
@@ -12,9 +13,21 @@ import re
 from .formats import duration, num, signed, sweep_line
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626")
-STATUS_CLASS = {"completed": "ok", "finished": "ok", "failed": "bad", "canceled": "off", "killed": "off",
-                "never run": "off", "running": "run", "queued": "run", "starting": "run", "preparing": "run",
-                "scheduled": "run", "provisioning": "run", "finalizing": "run"}
+STATUS_CLASS = {
+    "completed": "ok",
+    "finished": "ok",
+    "failed": "bad",
+    "canceled": "off",
+    "killed": "off",
+    "never run": "off",
+    "running": "run",
+    "queued": "run",
+    "starting": "run",
+    "preparing": "run",
+    "scheduled": "run",
+    "provisioning": "run",
+    "finalizing": "run",
+}
 
 
 def render_html(report: dict) -> str:
@@ -23,11 +36,15 @@ def render_html(report: dict) -> str:
     sections += [_sweep(j) for j in report["jobs"] if j.get("sweep")]
     sections += [_experiment(i, exp) for i, exp in enumerate(report["experiments"])]
     sections += [_histories(report["jobs"]), _images(report["jobs"]), _queries(report["queries"])]
-    return PAGE.format(title=_e(f"{report['lab']}: mlrun report"), css=CSS,
-                       body="\n".join(s for s in sections if s))
+    return PAGE.format(
+        title=_e(f"{report['lab']}: mlrun report"),
+        css=CSS,
+        body="\n".join(s for s in sections if s),
+    )
 
 
 # --- small pieces --------------------------------------------------------------------------------
+
 
 def _e(value) -> str:
     return html.escape("" if value is None else str(value))
@@ -51,14 +68,20 @@ def _badge(status: str) -> str:
 
 
 def _short(run_id: str | None) -> str:
-    return f'<code title="{_e(run_id)}">{_e(run_id[:7])}</code>' if run_id else '<span class="muted">-</span>'
+    return (
+        f'<code title="{_e(run_id)}">{_e(run_id[:7])}</code>'
+        if run_id
+        else '<span class="muted">-</span>'
+    )
 
 
 def _chips(values: dict) -> str:
     if not values:
         return '<span class="muted">-</span>'
-    items = "".join(f'<li><span class="k">{_breakable(k)}</span> <span class="v">{_breakable(num(v))}</span></li>'
-                    for k, v in values.items())
+    items = "".join(
+        f'<li><span class="k">{_breakable(k)}</span> <span class="v">{_breakable(num(v))}</span></li>'
+        for k, v in values.items()
+    )
     return f'<ul class="chips">{items}</ul>'
 
 
@@ -84,20 +107,27 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     """A table in its own horizontal scroller; cells are HTML already."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return (f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{body}</tbody></table></div>')
+    return (
+        f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 # --- sections ------------------------------------------------------------------------------------
 
+
 def _header(report: dict) -> str:
-    facts = [("Target", _e(report["target"])),
-             ("Tracking URI", f'<code class="path">{_breakable(report["tracking_uri"])}</code>'),
-             ("Generated", _time(report["generated"]))]
+    facts = [
+        ("Target", _e(report["target"])),
+        ("Tracking URI", f'<code class="path">{_breakable(report["tracking_uri"])}</code>'),
+        ("Generated", _time(report["generated"])),
+    ]
     dl = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     desc = f'<p class="lead">{_e(report["description"])}</p>' if report.get("description") else ""
-    return (f'<header><p class="eyebrow">mlrun report</p><h1>{_e(report["lab"])}</h1>{desc}'
-            f'<dl class="facts">{dl}</dl></header>')
+    return (
+        f'<header><p class="eyebrow">mlrun report</p><h1>{_e(report["lab"])}</h1>{desc}'
+        f'<dl class="facts">{dl}</dl></header>'
+    )
 
 
 def _nav(report: dict) -> str:
@@ -117,9 +147,12 @@ def _job_metrics(job: dict) -> str:
     if not job["metrics"]:
         return '<span class="muted">-</span>'
     change = (job["previous"] or {}).get("change")
-    rows = "".join(f'<tr><th>{_breakable(k)}</th><td class="num">{_e(num(v))}</td>'
-                   + (f"<td>{_change(change, k)}</td>" if change is not None else "") + "</tr>"
-                   for k, v in job["metrics"].items())
+    rows = "".join(
+        f'<tr><th>{_breakable(k)}</th><td class="num">{_e(num(v))}</td>'
+        + (f"<td>{_change(change, k)}</td>" if change is not None else "")
+        + "</tr>"
+        for k, v in job["metrics"].items()
+    )
     return f'<table class="kv">{rows}</table>'
 
 
@@ -129,8 +162,17 @@ def _job_row(job: dict) -> list[str]:
         name += f'<div class="muted small">{_e(job["experiment"])}</div>'
     if job["tags"]:
         name += _chips(job["tags"])
-    status = _badge(job["status"]) + (f'<div class="error small">{_e(job["error"])}</div>' if job["error"] else "")
-    return [name, status, _job_run(job), _chips(job["params"]), _job_metrics(job), _where(job["where"])]
+    status = _badge(job["status"]) + (
+        f'<div class="error small">{_e(job["error"])}</div>' if job["error"] else ""
+    )
+    return [
+        name,
+        status,
+        _job_run(job),
+        _chips(job["params"]),
+        _job_metrics(job),
+        _where(job["where"]),
+    ]
 
 
 def _job_run(job: dict) -> str:
@@ -139,7 +181,9 @@ def _job_run(job: dict) -> str:
     if job["start"]:
         parts.append(f'<div class="small">{_time(job["start"])}</div>')
     if job["duration"] is not None:
-        parts.append(f'<div class="small">took <span class="num">{_e(duration(job["duration"]))}</span></div>')
+        parts.append(
+            f'<div class="small">took <span class="num">{_e(duration(job["duration"]))}</span></div>'
+        )
     if job["previous"]:
         parts.append(f'<div class="muted small">previous {_short(job["previous"]["run_id"])}</div>')
     return "".join(parts)
@@ -154,49 +198,83 @@ def _jobs(jobs: list[dict]) -> str:
 def _experiment(index: int, exp: dict) -> str:
     runs = exp["runs"]
     header = ["Metric"] + [_run_head(i, r) for i, r in enumerate(runs)]
-    rows = [[f"<strong>{_e(m)}</strong>"] + [_value(r["metrics"], m) for r in runs] for m in exp["metrics"]]
+    rows = [
+        [f"<strong>{_e(m)}</strong>"] + [_value(r["metrics"], m) for r in runs]
+        for m in exp["metrics"]
+    ]
     charts = "".join(_metric_card(m, runs) for m in exp["metrics"])
-    return (f'<section id="exp-{index}"><h2>Experiment <code>{_e(exp["name"])}</code></h2>'
-            f'<h3>Runs side by side</h3>{_table(header, rows, "side")}'
-            f'<h3>Each metric across runs</h3><div class="grid charts">{charts}</div></section>')
+    return (
+        f'<section id="exp-{index}"><h2>Experiment <code>{_e(exp["name"])}</code></h2>'
+        f"<h3>Runs side by side</h3>{_table(header, rows, 'side')}"
+        f'<h3>Each metric across runs</h3><div class="grid charts">{charts}</div></section>'
+    )
 
 
 def _run_head(index: int, run: dict) -> str:
     """A run's column head, with the colour of its bars."""
-    return (f'<span class="swatch" style="background:{PALETTE[index % len(PALETTE)]}"></span>{_e(run["run_name"])}'
-            f'<div class="muted small">{_e(run["job"] or "")} {_short(run["run_id"])}</div>')
+    return (
+        f'<span class="swatch" style="background:{PALETTE[index % len(PALETTE)]}"></span>{_e(run["run_name"])}'
+        f'<div class="muted small">{_e(run["job"] or "")} {_short(run["run_id"])}</div>'
+    )
 
 
 def _value(metrics: dict, key: str) -> str:
-    return f'<span class="num">{_e(num(metrics[key]))}</span>' if key in metrics else '<span class="muted">-</span>'
+    return (
+        f'<span class="num">{_e(num(metrics[key]))}</span>'
+        if key in metrics
+        else '<span class="muted">-</span>'
+    )
 
 
 def _metric_card(metric: str, runs: list[dict]) -> str:
-    bars = [(r["run_name"] or r["run_id"][:7], r["metrics"][metric], PALETTE[i % len(PALETTE)])
-            for i, r in enumerate(runs) if metric in r["metrics"] and math.isfinite(r["metrics"][metric])]
+    bars = [
+        (r["run_name"] or r["run_id"][:7], r["metrics"][metric], PALETTE[i % len(PALETTE)])
+        for i, r in enumerate(runs)
+        if metric in r["metrics"] and math.isfinite(r["metrics"][metric])
+    ]
     return f'<figure class="card"><figcaption>{_e(metric)}</figcaption>{_bar_chart(metric, bars)}</figure>'
 
 
 def _sweep(job: dict) -> str:
     """A sweep's trials, and its objective against each searched parameter (the best in green)."""
     s = job["sweep"]
-    rows = [[f'{_e(t["run_name"])} {_short(t["run_id"])}', _badge(t["status"])]
-            + [_e(t["params"][p]) for p in s["parameters"]]
-            + [_e("-" if t["value"] is None else num(t["value"])),
-               "best" if t["run_id"] == s["best_trial"] else ("stopped early" if t["early_terminated"] else "")]
-            for t in s["trials"]]
-    table = _table(["Trial", "Status"] + [_e(p) for p in s["parameters"]] + [_e(s["primary_metric"]), ""], rows)
+    rows = [
+        [f"{_e(t['run_name'])} {_short(t['run_id'])}", _badge(t["status"])]
+        + [_e(t["params"][p]) for p in s["parameters"]]
+        + [
+            _e("-" if t["value"] is None else num(t["value"])),
+            "best"
+            if t["run_id"] == s["best_trial"]
+            else ("stopped early" if t["early_terminated"] else ""),
+        ]
+        for t in s["trials"]
+    ]
+    table = _table(
+        ["Trial", "Status"] + [_e(p) for p in s["parameters"]] + [_e(s["primary_metric"]), ""], rows
+    )
     cards = ""
     for p in s["parameters"]:
-        done = sorted((t for t in s["trials"] if t["value"] is not None and math.isfinite(t["value"])),
-                      key=lambda t: _sort_key(t["params"][p]))
-        bars = [(f'{p}={t["params"][p]}', t["value"], "#16a34a" if t["run_id"] == s["best_trial"] else PALETTE[0])
-                for t in done]
-        cards += (f'<figure class="card"><figcaption>{_e(s["primary_metric"])} by {_e(p)}</figcaption>'
-                  f'{_bar_chart(s["primary_metric"], bars)}</figure>')
-    return (f'<section id="sweep-{_e(job["job"])}"><h2>Sweep {_e(job["job"])}</h2>'
-            f'<p class="muted">{_e(sweep_line(s))}</p>{table}<h3>The objective against each searched parameter</h3>'
-            f'<div class="grid charts">{cards}</div></section>')
+        done = sorted(
+            (t for t in s["trials"] if t["value"] is not None and math.isfinite(t["value"])),
+            key=lambda t: _sort_key(t["params"][p]),
+        )
+        bars = [
+            (
+                f"{p}={t['params'][p]}",
+                t["value"],
+                "#16a34a" if t["run_id"] == s["best_trial"] else PALETTE[0],
+            )
+            for t in done
+        ]
+        cards += (
+            f'<figure class="card"><figcaption>{_e(s["primary_metric"])} by {_e(p)}</figcaption>'
+            f"{_bar_chart(s['primary_metric'], bars)}</figure>"
+        )
+    return (
+        f'<section id="sweep-{_e(job["job"])}"><h2>Sweep {_e(job["job"])}</h2>'
+        f'<p class="muted">{_e(sweep_line(s))}</p>{table}<h3>The objective against each searched parameter</h3>'
+        f'<div class="grid charts">{cards}</div></section>'
+    )
 
 
 def _sort_key(value) -> tuple:
@@ -207,13 +285,18 @@ def _sort_key(value) -> tuple:
 
 
 def _histories(jobs: list[dict]) -> str:
-    cards = "".join(f'<figure class="card"><figcaption>{_e(metric)} <span class="muted">· {_e(job["job"])}</span>'
-                    f'</figcaption>{_line_chart(metric, points)}</figure>'
-                    for job in jobs for metric, points in job["histories"].items())
+    cards = "".join(
+        f'<figure class="card"><figcaption>{_e(metric)} <span class="muted">· {_e(job["job"])}</span>'
+        f"</figcaption>{_line_chart(metric, points)}</figure>"
+        for job in jobs
+        for metric, points in job["histories"].items()
+    )
     if not cards:
         return ""
-    return (f'<section id="histories"><h2>Metric histories</h2><p class="muted">Metrics logged more than once, '
-            f'by step.</p><div class="grid wide">{cards}</div></section>')
+    return (
+        f'<section id="histories"><h2>Metric histories</h2><p class="muted">Metrics logged more than once, '
+        f'by step.</p><div class="grid wide">{cards}</div></section>'
+    )
 
 
 def _images(jobs: list[dict]) -> str:
@@ -223,44 +306,76 @@ def _images(jobs: list[dict]) -> str:
 
 def _job_images(job: dict) -> str:
     shown = {i["path"] for i in job["images"]}
-    others = "".join(f"<li><code>{_breakable(a)}</code></li>" for a in job["artifacts"] if a not in shown)
-    others = f'<p class="muted small">Other artifacts:</p><ul class="files">{others}</ul>' if others else ""
-    return (f'<h3>{_e(job["job"])} <span class="muted small">run {_short(job["run_id"])}</span></h3>'
-            f'<div class="grid images">{"".join(_figure(i) for i in job["images"])}</div>{others}')
+    others = "".join(
+        f"<li><code>{_breakable(a)}</code></li>" for a in job["artifacts"] if a not in shown
+    )
+    others = (
+        f'<p class="muted small">Other artifacts:</p><ul class="files">{others}</ul>'
+        if others
+        else ""
+    )
+    return (
+        f'<h3>{_e(job["job"])} <span class="muted small">run {_short(job["run_id"])}</span></h3>'
+        f'<div class="grid images">{"".join(_figure(i) for i in job["images"])}</div>{others}'
+    )
 
 
 def _figure(image: dict) -> str:
     """An image artifact with its path as caption; the report may have left its bytes out."""
     if not image.get("data"):
-        return (f'<figure class="card image"><figcaption>{_e(image["path"])} '
-                f'<span class="muted">(not embedded)</span></figcaption></figure>')
-    return (f'<figure class="card image"><img src="data:{_e(image["mime"])};base64,{_e(image["data"])}" '
-            f'alt="{_e(image["path"])}"><figcaption>{_e(image["path"])}</figcaption></figure>')
+        return (
+            f'<figure class="card image"><figcaption>{_e(image["path"])} '
+            f'<span class="muted">(not embedded)</span></figcaption></figure>'
+        )
+    return (
+        f'<figure class="card image"><img src="data:{_e(image["mime"])};base64,{_e(image["data"])}" '
+        f'alt="{_e(image["path"])}"><figcaption>{_e(image["path"])}</figcaption></figure>'
+    )
 
 
 def _queries(queries: list[dict]) -> str:
     if not queries:
         return ""
-    return '<section id="queries"><h2>Saved queries</h2>' + "".join(_query(q) for q in queries) + "</section>"
+    return (
+        '<section id="queries"><h2>Saved queries</h2>'
+        + "".join(_query(q) for q in queries)
+        + "</section>"
+    )
 
 
 def _query(q: dict) -> str:
-    meta = (f'<code>{_e(q["filter"] or "(all runs)")}</code> on <code>{_e(q["experiment"])}</code>'
-            + (f', ordered by <code>{_e(", ".join(q["order_by"]))}</code>' if q["order_by"] else "")
-            + f', at most {_e(q["max_results"])}')
+    meta = (
+        f"<code>{_e(q['filter'] or '(all runs)')}</code> on <code>{_e(q['experiment'])}</code>"
+        + (f", ordered by <code>{_e(', '.join(q['order_by']))}</code>" if q["order_by"] else "")
+        + f", at most {_e(q['max_results'])}"
+    )
     if q["error"]:
         body = f'<p class="error box">{_e(q["error"])}</p>'
     elif not q["runs"]:
         body = '<p class="muted">No runs match.</p>'
     else:
-        body = _table(["Run", "Job", "Status", "Started", "Duration", "Metrics"],
-                      [[f'{_e(r["run_name"])} {_short(r["run_id"])}', _e(r["job"] or "-"), _badge(r["status"]),
-                        _time(r["start"]), _e(duration(r["duration"])), _chips(r["metrics"])] for r in q["runs"]])
-    desc = f'<p>{_e(q["description"])}</p>' if q.get("description") else ""
-    return f'<div class="query"><h3>{_e(q["name"])}</h3>{desc}<p class="small">{meta}</p>{body}</div>'
+        body = _table(
+            ["Run", "Job", "Status", "Started", "Duration", "Metrics"],
+            [
+                [
+                    f"{_e(r['run_name'])} {_short(r['run_id'])}",
+                    _e(r["job"] or "-"),
+                    _badge(r["status"]),
+                    _time(r["start"]),
+                    _e(duration(r["duration"])),
+                    _chips(r["metrics"]),
+                ]
+                for r in q["runs"]
+            ],
+        )
+    desc = f"<p>{_e(q['description'])}</p>" if q.get("description") else ""
+    return (
+        f'<div class="query"><h3>{_e(q["name"])}</h3>{desc}<p class="small">{meta}</p>{body}</div>'
+    )
 
 
 # --- charts (inline SVG) -------------------------------------------------------------------------
+
 
 def _ticks(lo: float, hi: float, count: int = 5, least: float = 0.0) -> list[float]:
     """Round tick values covering [lo, hi], at least `least` apart."""
@@ -282,19 +397,27 @@ def _bar_chart(metric: str, bars: list[tuple[str, float, str]]) -> str:
     lo, hi = ticks[0], ticks[-1]
     x = lambda v: left + (v - lo) / (hi - lo) * (width - left - right)  # noqa: E731
     height = top + row * len(bars) + 22
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-           f'aria-label="{_e(metric)} by run">']
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(metric)} by run">'
+    ]
     for t in ticks:
-        out.append(f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{height - 20}"/><text '
-                   f'class="tick" x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{_e(num(float(t)))}</text>')
+        out.append(
+            f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{height - 20}"/><text '
+            f'class="tick" x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{_e(num(float(t)))}</text>'
+        )
     for n, (label, value, color) in enumerate(bars):
         y = top + n * row
         x0, x1 = sorted((x(0), x(value)))
-        out.append(f'<text class="label" x="{left + 2}" y="{y + 12}">{_e(label)}</text>'
-                   f'<text class="value" x="{width - right}" y="{y + 12}" text-anchor="end">{_e(num(value))}</text>'
-                   f'<rect x="{x0:.1f}" y="{y + 17}" width="{max(x1 - x0, 1):.1f}" height="16" rx="2" fill="{color}">'
-                   f'<title>{_e(label)}: {_e(value)}</title></rect>')
-    out.append(f'<line class="axis" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top}" y2="{height - 20}"/></svg>')
+        out.append(
+            f'<text class="label" x="{left + 2}" y="{y + 12}">{_e(label)}</text>'
+            f'<text class="value" x="{width - right}" y="{y + 12}" text-anchor="end">{_e(num(value))}</text>'
+            f'<rect x="{x0:.1f}" y="{y + 17}" width="{max(x1 - x0, 1):.1f}" height="16" rx="2" fill="{color}">'
+            f"<title>{_e(label)}: {_e(value)}</title></rect>"
+        )
+    out.append(
+        f'<line class="axis" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top}" y2="{height - 20}"/></svg>'
+    )
     return "".join(out)
 
 
@@ -308,19 +431,31 @@ def _line_chart(metric: str, history: list[list[float]]) -> str:
     yt = _ticks(min(v for _, v in points), max(v for _, v in points))
     x = lambda s: left + (s - xt[0]) / (xt[-1] - xt[0]) * (width - left - right)  # noqa: E731
     y = lambda v: height - bottom - (v - yt[0]) / (yt[-1] - yt[0]) * (height - top - bottom)  # noqa: E731
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-           f'aria-label="{_e(metric)} by step">']
-    out += [f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{_e(num(float(t)))}</text>'
-            for t in yt]
-    out += [f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">{_e(num(t))}</text>' for t in xt]
-    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}"/>'
-               f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}"/>')
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(metric)} by step">'
+    ]
+    out += [
+        f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+        f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{_e(num(float(t)))}</text>'
+        for t in yt
+    ]
+    out += [
+        f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">{_e(num(t))}</text>'
+        for t in xt
+    ]
+    out.append(
+        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}"/>'
+        f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}"/>'
+    )
     path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
     out.append(f'<polyline points="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>')
     if len(points) <= 60:
-        out += [f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{PALETTE[0]}">'
-                f'<title>step {_e(s)}: {_e(v)}</title></circle>' for s, v in points]
+        out += [
+            f'<circle cx="{x(s):.1f}" cy="{y(v):.1f}" r="3" fill="{PALETTE[0]}">'
+            f"<title>step {_e(s)}: {_e(v)}</title></circle>"
+            for s, v in points
+        ]
     return "".join(out) + "</svg>"
 
 

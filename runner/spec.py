@@ -1,19 +1,30 @@
 """Load a lab spec: YAML with positions, `${{vars.*}}`/`${{env.*}}`, `file:` includes -> Spec."""
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from . import validate, yamldoc
 from .errors import SpecError, UserError, read_text, special_file
-from .refs import EXPR, LEFT_FOR_JOB, LOCAL_INPUT_TYPES, NAMESPACES, is_local, local_inputs, relative_to, unresolved
+from .refs import (
+    EXPR,
+    LEFT_FOR_JOB,
+    LOCAL_INPUT_TYPES,
+    NAMESPACES,
+    is_local,
+    local_inputs,
+    relative_to,
+    unresolved,
+)
 from .yamldoc import Doc
 
 INCLUDABLE = ("jobs", "computes")
@@ -39,8 +50,9 @@ def secret_name(name: Any) -> bool:
 
 def secret_env_path(path: tuple) -> bool:
     """Whether `path` is a job's (or a sweep trial's) environment variable: where secrets may go."""
-    return (len(path) == 4 and path[0] == "jobs" and path[2] == "environment_variables") or \
-        (len(path) == 5 and path[0] == "jobs" and path[2:4] == ("trial", "environment_variables"))
+    return (len(path) == 4 and path[0] == "jobs" and path[2] == "environment_variables") or (
+        len(path) == 5 and path[0] == "jobs" and path[2:4] == ("trial", "environment_variables")
+    )
 
 
 def _text(value: Any) -> str:
@@ -52,7 +64,9 @@ def _text(value: Any) -> str:
 class Resolver:
     """The scalar hook that resolves `${{vars.X}}` and `${{env.X}}` while the YAML is built."""
 
-    def __init__(self, variables: dict | None, env: Mapping[str, str], target: str, secret_vars=frozenset()):
+    def __init__(
+        self, variables: dict | None, env: Mapping[str, str], target: str, secret_vars=frozenset()
+    ):
         self.variables, self.env, self.target = variables, env, target
         self.secret_vars = secret_vars
         self.declared: set = set()  # variables the spec declares, with a value or not
@@ -67,7 +81,7 @@ class Resolver:
             value = self.resolve(m, text, node, path, doc)
             if whole:
                 return value
-            parts.append(text[last:m.start()] + _text(value))
+            parts.append(text[last : m.start()] + _text(value))
             last = m.end()
         return "".join(parts) + text[last:]
 
@@ -95,16 +109,22 @@ class Resolver:
                     self.secret[path] = (f"variable '{name}'", (doc.file, *at))
                 return self.variables[name]
             if name in self.declared:
-                doc.problem(path, f"variable '{name}' has no value: give it with --var {name}=VALUE",
-                            at=(doc.file, *at))
+                doc.problem(
+                    path,
+                    f"variable '{name}' has no value: give it with --var {name}=VALUE",
+                    at=(doc.file, *at),
+                )
                 return m.group(0)
             known = ", ".join(sorted(self.variables)) or "none"
             doc.problem(path, f"undefined variable '{name}' (defined: {known})", at=(doc.file, *at))
             return m.group(0)
         if ns == "vars" and name:
             return m.group(0)
-        doc.problem(path, f"unknown expression '${{{{{expr}}}}}' (namespaces: {', '.join(NAMESPACES)})",
-                    at=(doc.file, *at))
+        doc.problem(
+            path,
+            f"unknown expression '${{{{{expr}}}}}' (namespaces: {', '.join(NAMESPACES)})",
+            at=(doc.file, *at),
+        )
         return m.group(0)
 
 
@@ -116,8 +136,14 @@ def _column(node: yaml.ScalarNode, offset: int) -> tuple[int, int]:
     return line, col + offset + (1 if node.style else 0)
 
 
-def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generated: Mapping[str, str],
-                      env: Mapping[str, str], target: str) -> tuple[dict, dict, set]:
+def resolve_variables(
+    doc: Doc,
+    node: Any,
+    overrides: Mapping[str, Any],
+    generated: Mapping[str, str],
+    env: Mapping[str, str],
+    target: str,
+) -> tuple[dict, dict, set]:
     """Variable values (overrides > state's generated > default > generate), the values of
     generated variables that the state does not hold yet, and the names of the secret ones
     (`secret: true`, or a default from ${{env.NAME}} with a secret NAME)."""
@@ -130,7 +156,9 @@ def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generat
         if not isinstance(raw, dict):
             return {}, {}, set()  # the schema check reports the shape
     secret = {p[1] for p in hook.secret if len(p) > 1}
-    secret |= {name for name, spec in raw.items() if isinstance(spec, dict) and spec.get("secret") is True}
+    secret |= {
+        name for name, spec in raw.items() if isinstance(spec, dict) and spec.get("secret") is True
+    }
     values, fresh = {}, {}
     for name, spec in raw.items():
         generate = isinstance(spec, dict) and "generate" in spec
@@ -140,7 +168,9 @@ def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generat
             values[name] = generated[name]
         elif generate:
             length = spec.get("length", 6)
-            length = length if isinstance(length, int) and 1 <= length <= 32 else 6  # else the schema says why
+            length = (
+                length if isinstance(length, int) and 1 <= length <= 32 else 6
+            )  # else the schema says why
             values[name] = secrets.token_hex((length + 1) // 2)[:length]
         elif isinstance(spec, dict):
             if "default" in spec:
@@ -155,9 +185,9 @@ def resolve_variables(doc: Doc, node: Any, overrides: Mapping[str, Any], generat
 @dataclass(frozen=True)
 class Input:
     name: str
-    type: str | None          # None for a literal value
-    value: Any                # the literal, or the path as written
-    local_path: Path | None   # resolved local file or folder, when it is one
+    type: str | None  # None for a literal value
+    value: Any  # the literal, or the path as written
+    local_path: Path | None  # resolved local file or folder, when it is one
     mode: str | None = None
 
 
@@ -178,10 +208,10 @@ class Compute:
 @dataclass(frozen=True)
 class Job:
     name: str
-    fields: dict                      # the CLI v2 fields, includes merged, `file` dropped
+    fields: dict  # the CLI v2 fields, includes merged, `file` dropped
     code: Path | None
     inputs: dict = field(default_factory=dict)
-    source: Path | None = None        # the CLI v2 file it came from, if any
+    source: Path | None = None  # the CLI v2 file it came from, if any
     secrets: frozenset = frozenset()  # names of environment_variables whose values are secret
 
     @property
@@ -200,7 +230,7 @@ class Job:
     @property
     def compute(self) -> str | None:
         c = self.fields.get("compute")
-        return c[len("azureml:"):] if isinstance(c, str) and c.startswith("azureml:") else c
+        return c[len("azureml:") :] if isinstance(c, str) and c.startswith("azureml:") else c
 
     @property
     def outputs(self) -> dict:
@@ -260,7 +290,7 @@ class Spec:
     jobs: dict
     queries: dict
     targets: dict
-    generated: dict   # generated variables not yet in the state
+    generated: dict  # generated variables not yet in the state
     doc: Doc
     secret_vars: frozenset = frozenset()  # variables whose values are never shown or stored
 
@@ -272,9 +302,14 @@ class Spec:
         return {k: SENSITIVE if k in self.secret_vars else v for k, v in self.variables.items()}
 
 
-def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
-             generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
-             ) -> tuple[Doc, dict, dict]:
+def read_doc(
+    path: str | os.PathLike,
+    *,
+    target: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    generated: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Doc, dict, dict]:
     """The spec parsed, variables resolved, includes merged; also the variables' values and the
     newly generated ones. Problems are in the Doc."""
     env = os.environ if env is None else env
@@ -287,12 +322,20 @@ def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mappi
     if not isinstance(node, yaml.MappingNode):
         doc.problem((), f"a lab spec must be a mapping, not {_kind(node)}")
         return doc, {}, {}
-    var_node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "variables"), None)
+    var_node = next(
+        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "variables"),
+        None,
+    )
     overrides = dict(overrides or {})
-    values, fresh, secret = resolve_variables(doc, var_node, overrides, generated or {}, env, target)
+    values, fresh, secret = resolve_variables(
+        doc, var_node, overrides, generated or {}, env, target
+    )
     declared = _declared_variables(var_node)
     for name in sorted(set(overrides) - declared):
-        doc.problem((), f"--var {name}: the spec has no such variable (defined: {', '.join(sorted(declared)) or 'none'})")
+        doc.problem(
+            (),
+            f"--var {name}: the spec has no such variable (defined: {', '.join(sorted(declared)) or 'none'})",
+        )
     hook = Resolver(values, env, target, frozenset(secret))
     hook.declared = declared
     doc.data = yamldoc.build(node, doc, hook)
@@ -300,10 +343,10 @@ def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mappi
         _include(doc, hook)
     doc.secret.update({("variables", name): values[name] for name in secret if name in values})
     jobs = doc.data.get("jobs") if isinstance(doc.data, dict) else None
-    for job, block in (jobs.items() if isinstance(jobs, dict) else ()):
+    for job, block in jobs.items() if isinstance(jobs, dict) else ():
         for at in (("environment_variables",), ("trial", "environment_variables")):
             env = _get(block, at)
-            for key, value in (env.items() if isinstance(env, dict) else ()):
+            for key, value in env.items() if isinstance(env, dict) else ():
                 if secret_name(key):
                     doc.secret[("jobs", job) + at + (key,)] = value
     for where, (what, at) in hook.secret.items():
@@ -312,8 +355,12 @@ def read_doc(path: str | os.PathLike, *, target: str = "local", overrides: Mappi
         if secret_env_path(where):
             doc.secret[where] = _get(doc.data, where)
         else:
-            doc.problem(where, f"{what} is secret: use it only in a job's environment_variables (the command "
-                              "reads it as $NAME), so that it is never shown or stored", at=at)
+            doc.problem(
+                where,
+                f"{what} is secret: use it only in a job's environment_variables (the command "
+                "reads it as $NAME), so that it is never shown or stored",
+                at=at,
+            )
     return doc, values, fresh
 
 
@@ -325,9 +372,13 @@ def _get(data: Any, path: tuple) -> Any:
 
 def redact(doc: Doc) -> None:
     """Secret values out of the doc's problems (a check may quote a value it rejects)."""
-    values = sorted({_text(v) for v in doc.secret.values() if len(_text(v)) >= 3}, key=len, reverse=True)
+    values = sorted(
+        {_text(v) for v in doc.secret.values() if len(_text(v)) >= 3}, key=len, reverse=True
+    )
     if values:
-        doc.problems[:] = [dataclasses.replace(p, message=_redacted(p.message, values)) for p in doc.problems]
+        doc.problems[:] = [
+            dataclasses.replace(p, message=_redacted(p.message, values)) for p in doc.problems
+        ]
 
 
 def _redacted(text: str, values: list) -> str:
@@ -370,7 +421,10 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
             raise OSError("not a regular file")
         text = path.read_text(encoding="utf-8")
     except (OSError, ValueError) as e:  # ValueError: not UTF-8, or a NUL in the name
-        reasons: dict[type, str] = {FileNotFoundError: "not found", IsADirectoryError: "is a folder"}
+        reasons: dict[type, str] = {
+            FileNotFoundError: "not found",
+            IsADirectoryError: "is a folder",
+        }
         why = reasons.get(type(e)) or f"cannot be read ({e})"
         doc.problem(at + ("file",), f"include file '{ref}' {why}")
         doc.broken.add(at)  # what the file would give is unknown: missing keys are no news
@@ -386,12 +440,17 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
         doc.broken.add(at)
         return block
     if "file" in data:
-        doc.problem(at + ("file",), "an included file cannot include another: includes do not nest",
-                    at=sub.where(at + ("file",), key=True))
+        doc.problem(
+            at + ("file",),
+            "an included file cannot include another: includes do not nest",
+            at=sub.where(at + ("file",), key=True),
+        )
     own = {k: v for k, v in block.items() if k != "file"}
     for table, into in ((sub.pos, doc.pos), (sub.keypos, doc.keypos)):
         for p, mark in table.items():
-            if len(p) > len(at) and p[len(at)] not in own:  # the block's own keys keep their positions
+            if (
+                len(p) > len(at) and p[len(at)] not in own
+            ):  # the block's own keys keep their positions
                 into[p] = mark
     doc.includes[at] = path
     merged = {k: v for k, v in data.items() if k != "file"}
@@ -399,12 +458,20 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
     return merged
 
 
-def load(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None,
-         generated: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-         runs: bool = False) -> Spec:
+def load(
+    path: str | os.PathLike,
+    *,
+    target: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    generated: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    runs: bool = False,
+) -> Spec:
     """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec).
     `runs`: it is loaded to run on `target` (plan, apply), so what would stop a run is an error."""
-    doc, values, fresh = read_doc(path, target=target, overrides=overrides, generated=generated, env=env)
+    doc, values, fresh = read_doc(
+        path, target=target, overrides=overrides, generated=generated, env=env
+    )
     validate.check(doc, target=target, runs=runs)
     redact(doc)
     if any(p.severity == "error" for p in doc.problems):
@@ -412,7 +479,9 @@ def load(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[s
     return _typed(doc, values, fresh, local_inputs(doc.data) if target == "local" else {})
 
 
-def check_file(path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None) -> Doc:
+def check_file(
+    path: str | os.PathLike, *, target: str = "local", overrides: Mapping[str, Any] | None = None
+) -> Doc:
     """`mlrun validate` of one file: the parsed spec with every problem found (secrets redacted)."""
     doc, _, _ = read_doc(path, target=target, overrides=overrides)
     validate.check(doc, target=target)
@@ -435,16 +504,30 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
     data = doc.data
     computes = {n: Compute(n, c["type"], c) for n, c in (data.get("computes") or {}).items()}
     jobs = {n: _job(doc, n, j, stand_ins) for n, j in (data.get("jobs") or {}).items()}
-    return Spec(path=Path(doc.file), name=data["name"], description=data.get("description", ""),
-                variables=variables, workspace=data["workspace"], computes=computes, jobs=jobs,
-                queries=data.get("queries") or {}, targets=data.get("targets") or {},
-                generated=fresh, doc=doc, secret_vars=frozenset(p[1] for p in doc.secret if p[0] == "variables"))
+    return Spec(
+        path=Path(doc.file),
+        name=data["name"],
+        description=data.get("description", ""),
+        variables=variables,
+        workspace=data["workspace"],
+        computes=computes,
+        jobs=jobs,
+        queries=data.get("queries") or {},
+        targets=data.get("targets") or {},
+        generated=fresh,
+        doc=doc,
+        secret_vars=frozenset(p[1] for p in doc.secret if p[0] == "variables"),
+    )
 
 
 def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
     at = ("jobs", name)
     code_at = at + ("trial", "code") if fields.get("type") == "sweep" else at + ("code",)
-    code_ref = (fields.get("trial") or {}).get("code") if fields.get("type") == "sweep" else fields.get("code")
+    code_ref = (
+        (fields.get("trial") or {}).get("code")
+        if fields.get("type") == "sweep"
+        else fields.get("code")
+    )
     code = relative_to(doc, code_at, code_ref) if is_local(code_ref) else None
     inputs = {}
     for key, value in (fields.get("inputs") or {}).items():
@@ -454,12 +537,20 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
                 local = relative_to(doc, at + ("inputs", key, "path"), ref)
             elif ref in stand_ins:  # a remote input's local stand-in (targets.local.inputs)
                 local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
-            inputs[key] = Input(key, value.get("type", "uri_folder"), ref if ref is not None else value.get("default"),
-                                local, value.get("mode"))
+            inputs[key] = Input(
+                key,
+                value.get("type", "uri_folder"),
+                ref if ref is not None else value.get("default"),
+                local,
+                value.get("mode"),
+            )
         else:
             inputs[key] = Input(key, None, value, None)
     env_at = code_at[:-1] + ("environment_variables",)
     env = (fields.get("trial") or {}) if fields.get("type") == "sweep" else fields
-    secrets = frozenset(k for k in env.get("environment_variables") or {}
-                        if secret_name(k) or env_at + (k,) in doc.secret)
+    secrets = frozenset(
+        k
+        for k in env.get("environment_variables") or {}
+        if secret_name(k) or env_at + (k,) in doc.secret
+    )
     return Job(name, fields, code, inputs, doc.includes.get(at), secrets)

@@ -1,4 +1,5 @@
 """The state file: what mlrun created and ran. Atomic writes, a backup, a lock naming its holder."""
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,7 @@ KEEP_RUNS = 20
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def state_path(spec_path: Path, name: str, target: str) -> Path:
@@ -26,8 +27,16 @@ def state_path(spec_path: Path, name: str, target: str) -> Path:
 
 
 def _empty(name: str, target: str) -> dict:
-    return {"format_version": FORMAT_VERSION, "lineage": "", "serial": 0, "name": name,
-            "target": target, "variables": {}, "resources": {}, "jobs": {}}
+    return {
+        "format_version": FORMAT_VERSION,
+        "lineage": "",
+        "serial": 0,
+        "name": name,
+        "target": target,
+        "variables": {},
+        "resources": {},
+        "jobs": {},
+    }
 
 
 def _check_shape(data) -> None:
@@ -43,7 +52,9 @@ def _check_shape(data) -> None:
     for job, entry in data["jobs"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("runs"), list):
             raise ValueError(f"'jobs.{job}' is not a mapping with a list of runs")
-        if not all(isinstance(run, dict) and isinstance(run.get("id"), str) for run in entry["runs"]):
+        if not all(
+            isinstance(run, dict) and isinstance(run.get("id"), str) for run in entry["runs"]
+        ):
             raise ValueError(f"a run of 'jobs.{job}' is not a mapping with an 'id'")
 
 
@@ -55,7 +66,7 @@ class State:
         self._mutex = threading.RLock()
 
     @classmethod
-    def load(cls, path: Path, name: str, target: str) -> "State":
+    def load(cls, path: Path, name: str, target: str) -> State:
         path = Path(path)
         try:
             text = path.read_bytes()  # decoded by json.loads: bad bytes are damage, not a crash
@@ -68,8 +79,11 @@ class State:
             _check_shape(data)
         except ValueError as e:
             backup = path.with_name(path.name + ".bak")
-            hint = (f"the previous state is in {backup}: check it, then copy it over {path.name}"
-                    if backup.exists() else "no backup exists: move it aside to start from an empty state")
+            hint = (
+                f"the previous state is in {backup}: check it, then copy it over {path.name}"
+                if backup.exists()
+                else "no backup exists: move it aside to start from an empty state"
+            )
             raise UserError(f"the state file {path} is damaged ({e}); {hint}") from None
         return cls(path, data)
 
@@ -155,7 +169,9 @@ class State:
         """Write atomically: temp file, fsync, keep the previous file as .bak, rename over."""
         with self._mutex:
             self.data["serial"] += 1
-            self.data["lineage"] = self.data["lineage"] or uuid.uuid4().hex  # named on its first save
+            self.data["lineage"] = (
+                self.data["lineage"] or uuid.uuid4().hex
+            )  # named on its first save
             text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
             atomic_write(self.path, text, backup=True)
 
@@ -181,7 +197,9 @@ def atomic_write(path: Path, text: str, backup: bool = False) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)  # the rename itself survives a power loss
     except OSError as e:
-        for leftover in (tmp, bak_tmp) if backup else (tmp,):  # the old file is intact: no half-done copies
+        for leftover in (
+            (tmp, bak_tmp) if backup else (tmp,)
+        ):  # the old file is intact: no half-done copies
             try:
                 leftover.unlink()
             except OSError:
@@ -208,7 +226,7 @@ class Lock:
         self.taken_over: dict | None = None
         self._fd: int | None = None
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -219,18 +237,41 @@ class Lock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} "
-                   f"({holder.get('command')})") if holder else "another process"
-            raise UserError(f"the state is locked by {who}; wait for it to finish ({self.path})") from None
+            who = (
+                (
+                    f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} "
+                    f"({holder.get('command')})"
+                )
+                if holder
+                else "another process"
+            )
+            raise UserError(
+                f"the state is locked by {who}; wait for it to finish ({self.path})"
+            ) from None
         previous = _read_holder(fd)
         if previous:
             self.taken_over = previous  # its holder died without releasing: flock says so
-        name = self.state_file.name  # only a holder writes the state: temp files left are a dead one's
-        for leftover in [*self.path.parent.glob(f".{name}.*.tmp"), self.path.with_name(f"{name}.bak.tmp")]:
+        name = (
+            self.state_file.name
+        )  # only a holder writes the state: temp files left are a dead one's
+        for leftover in [
+            *self.path.parent.glob(f".{name}.*.tmp"),
+            self.path.with_name(f"{name}.bak.tmp"),
+        ]:
             leftover.unlink(missing_ok=True)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now(),
-                                  "command": self.command}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": now(),
+                    "command": self.command,
+                }
+            ).encode(),
+            0,
+        )
         self._fd = fd
         return self
 

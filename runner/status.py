@@ -1,4 +1,5 @@
 """`mlrun status`: the resources the state records and each job's latest run, as data and as text."""
+
 from __future__ import annotations
 
 from . import plan as planning
@@ -13,20 +14,40 @@ def build(ctx) -> dict:
     for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
         run = actual["jobs"].get(name) or {}
         want = model["jobs"].get(name)
-        jobs.append({"job": name, "run_id": run.get("id"), "status": run.get("status", "never run"),
-                     "started": run.get("started"), "ended": run.get("ended"), "error": run.get("error"),
-                     "up_to_date": bool(want and run.get("status") == "Completed"
-                                        and run.get("fingerprint") == want["fingerprint"])})
-    return {"spec": str(ctx.spec.path), "target": ctx.target, "tracking_uri": ctx.backend.tracking_uri,
-            "resources": [{"address": a, **r} for a, r in actual["resources"].items()], "jobs": jobs}
+        jobs.append(
+            {
+                "job": name,
+                "run_id": run.get("id"),
+                "status": run.get("status", "never run"),
+                "started": run.get("started"),
+                "ended": run.get("ended"),
+                "error": run.get("error"),
+                "up_to_date": bool(
+                    want
+                    and run.get("status") == "Completed"
+                    and run.get("fingerprint") == want["fingerprint"]
+                ),
+            }
+        )
+    return {
+        "spec": str(ctx.spec.path),
+        "target": ctx.target,
+        "tracking_uri": ctx.backend.tracking_uri,
+        "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
+        "jobs": jobs,
+    }
 
 
 def render(data: dict) -> str:
     lines = [f"target {data['target']}, tracking {data['tracking_uri']}"]
     if not data["resources"]:
         lines.append("  nothing created yet: run mlrun apply")
-    for r in sorted(data["resources"], key=lambda r: (-planning.depth(r.get("kind")), r["address"])):
-        detail = planning.describe(r["kind"], r.get("attrs") or {}) if r.get("kind") == "compute" else ""
+    for r in sorted(
+        data["resources"], key=lambda r: (-planning.depth(r.get("kind")), r["address"])
+    ):
+        detail = (
+            planning.describe(r["kind"], r.get("attrs") or {}) if r.get("kind") == "compute" else ""
+        )
         lines.append(f"  {r['address']:<33}{detail}".rstrip())
     for j in data["jobs"]:
         run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""

@@ -3,6 +3,7 @@
 Pure and stdlib only: the local backend samples the trials when it submits a sweep and hands them
 to the sweep's controller (backends/sweep_controller.py), which runs them.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -17,6 +18,7 @@ DEFAULT_RANDOM_TRIALS = 10  # a random sweep without limits.max_total_trials, lo
 
 
 # --- sampling --------------------------------------------------------------------------------------
+
 
 def local_algorithm(sampling: dict) -> str:
     """The algorithm used locally: grid or random (bayesian is random here)."""
@@ -74,14 +76,22 @@ def notes(job: Job) -> list[str]:
     sampling = job.sampling
     if sampling.get("type") == "bayesian":
         seed = f" (seed {sampling['seed']})" if sampling.get("seed") is not None else ""
-        out.append(f"note: sweep {job.name} samples bayesian on Azure ML; locally it samples random{seed} instead")
+        out.append(
+            f"note: sweep {job.name} samples bayesian on Azure ML; locally it samples random{seed} instead"
+        )
     elif sampling.get("rule") == "sobol":
-        out.append(f"note: sweep {job.name} samples with the sobol rule on Azure ML; locally plain random")
+        out.append(
+            f"note: sweep {job.name} samples with the sobol rule on Azure ML; locally plain random"
+        )
     if local_algorithm(sampling) == "random" and not job.limits.get("max_total_trials"):
-        out.append(f"note: sweep {job.name} sets no limits.max_total_trials; locally it runs "
-                   f"{DEFAULT_RANDOM_TRIALS} trials")
+        out.append(
+            f"note: sweep {job.name} sets no limits.max_total_trials; locally it runs "
+            f"{DEFAULT_RANDOM_TRIALS} trials"
+        )
     policy = (job.early_termination or {}).get("type")
     if policy in ("bandit", "truncation_selection"):
-        out.append(f"note: sweep {job.name} uses {policy} early termination on Azure ML; "
-                   "locally median stopping is used instead")
+        out.append(
+            f"note: sweep {job.name} uses {policy} early termination on Azure ML; "
+            "locally median stopping is used instead"
+        )
     return out

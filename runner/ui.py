@@ -1,5 +1,6 @@
 """`mlrun ui`: MLflow's own server on a tracking store, at 127.0.0.1, in a process group of its own
 so that stopping it stops its workers too."""
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,24 @@ STOP_GRACE = 10.0  # seconds between TERM and KILL for the server's group
 class Server:
     def __init__(self, tracking_uri: str, port: int):
         self.url = f"http://127.0.0.1:{port}"
-        args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        args = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.proc = subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, env=env, start_new_session=True, stdin=subprocess.DEVNULL
+        )
 
     def wait(self) -> int:
         """Until the server exits: its exit code."""

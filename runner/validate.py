@@ -1,4 +1,5 @@
 """Schema and semantic checks of a parsed spec: every problem at once, located precisely."""
+
 from __future__ import annotations
 
 import difflib
@@ -9,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import plural
-from .refs import EXPR, LOCAL_INPUT_TYPES, is_local, local_inputs, mapping, relative_to
-from .refs import unresolved as _unresolved
+from .refs import (
+    EXPR,
+    LOCAL_INPUT_TYPES,
+    is_local,
+    local_inputs,
+    mapping,
+    relative_to,
+    unresolved as _unresolved,
+)
 from .yamldoc import Doc
 
 SCHEMA_FILE = Path(__file__).with_name("lab.schema.json")
@@ -18,9 +26,18 @@ WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
-JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
-              "object": "a mapping", "array": "a list", "null": "null"}
-PATTERN_RULES = {"^[a-z0-9][a-z0-9-]*$": "use lowercase letters, digits and '-', starting with a letter or digit"}
+JSON_TYPES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+PATTERN_RULES = {
+    "^[a-z0-9][a-z0-9-]*$": "use lowercase letters, digits and '-', starting with a letter or digit"
+}
 
 
 @lru_cache(maxsize=1)
@@ -38,8 +55,14 @@ def _validator():
 
 def summary(data: dict) -> str:
     """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query`."""
-    return ", ".join(plural(len(data.get(k) or {}), word, many) for k, word, many in
-                     (("computes", "compute", None), ("jobs", "job", None), ("queries", "query", "queries")))
+    return ", ".join(
+        plural(len(data.get(k) or {}), word, many)
+        for k, word, many in (
+            ("computes", "compute", None),
+            ("jobs", "job", None),
+            ("queries", "query", "queries"),
+        )
+    )
 
 
 def check(doc: Doc, target: str = "local", runs: bool = False) -> None:
@@ -57,11 +80,17 @@ def check(doc: Doc, target: str = "local", runs: bool = False) -> None:
 
 # --- schema errors as messages -------------------------------------------------------------------
 
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
-    for t, name in ((dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "an integer"),
-                    (float, "a number")):
+    for t, name in (
+        (dict, "a mapping"),
+        (list, "a list"),
+        (str, "a string"),
+        (int, "an integer"),
+        (float, "a number"),
+    ):
         if isinstance(value, t):
             return name
     return "null"
@@ -84,8 +113,12 @@ def _report(doc: Doc, error) -> None:
     elif v in ("oneOf", "anyOf"):
         _report_branches(doc, error)
     elif "propertyNames" in error.relative_schema_path:  # the error is the name's, e.g. its pattern
-        doc.problem(path + (inst,), f"'{inst}' is not a valid name: use letters, digits and '_', "
-                                    "starting with a letter or '_'", key=True)
+        doc.problem(
+            path + (inst,),
+            f"'{inst}' is not a valid name: use letters, digits and '_', "
+            "starting with a letter or '_'",
+            key=True,
+        )
     else:
         doc.problem(path, _message(v, error.validator_value, inst, sch))
 
@@ -95,7 +128,11 @@ def _message(v: str, want: Any, inst: Any, sch: dict) -> str:
         return f"expected {_either([want] if isinstance(want, str) else want)}, got {_kind(inst)}"
     if v in ("enum", "const"):
         options = want if v == "enum" else [want]
-        close = difflib.get_close_matches(inst, [str(o) for o in options], n=1) if isinstance(inst, str) else []
+        close = (
+            difflib.get_close_matches(inst, [str(o) for o in options], n=1)
+            if isinstance(inst, str)
+            else []
+        )
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{_show(inst)} is not one of: {', '.join(str(o) for o in options)}{hint}"
     if v == "minimum":
@@ -122,12 +159,26 @@ def _report_branches(doc: Doc, error) -> None:
     branches: dict[int, list] = {}
     for sub in error.context or []:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    fitting = [errs for errs in branches.values()
-               if not any(e.validator == "type" and len(e.relative_schema_path) <= 2 for e in errs)]
-    if fitting:  # of several mapping branches, the one whose keys fit, then the one with fewest errors
+    fitting = [
+        errs
+        for errs in branches.values()
+        if not any(e.validator == "type" and len(e.relative_schema_path) <= 2 for e in errs)
+    ]
+    if (
+        fitting
+    ):  # of several mapping branches, the one whose keys fit, then the one with fewest errors
         at = len(error.absolute_path)
-        best = min(fitting, key=lambda errs: (any(len(e.absolute_path) == at and e.validator in
-                                                  ("additionalProperties", "required") for e in errs), len(errs)))
+        best = min(
+            fitting,
+            key=lambda errs: (
+                any(
+                    len(e.absolute_path) == at
+                    and e.validator in ("additionalProperties", "required")
+                    for e in errs
+                ),
+                len(errs),
+            ),
+        )
         for sub in best:
             _report(doc, sub)
         return
@@ -137,7 +188,9 @@ def _report_branches(doc: Doc, error) -> None:
             option = _resolve(option["$ref"])
         t = option.get("type", "object")
         types += [t] if isinstance(t, str) else t
-    doc.problem(tuple(error.absolute_path), f"expected {_either(types)}, got {_kind(error.instance)}")
+    doc.problem(
+        tuple(error.absolute_path), f"expected {_either(types)}, got {_kind(error.instance)}"
+    )
 
 
 def _either(types: list[str]) -> str:
@@ -163,19 +216,32 @@ def _suggest(word: str, options: list[str]) -> str:
 
 # --- semantic checks -----------------------------------------------------------------------------
 
+
 def _dicts(value: Any) -> dict:
     """The mapping entries whose values are mappings (the rest the schema check reports)."""
-    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+    return (
+        {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+    )
 
 
 def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     ws = data.get("workspace")
     if isinstance(ws, dict):
-        _check_name(doc, ("workspace", "name"), ws.get("name"), WORKSPACE_NAME,
-                    "a workspace name has 3-33 letters, digits, '-' or '_', and starts with a letter or digit")
-        _check_name(doc, ("workspace", "resource_group"), ws.get("resource_group"), RESOURCE_GROUP,
-                    "a resource group name has 1-90 letters, digits, '_', '-', '.', '(' or ')', "
-                    "and does not end with '.'")
+        _check_name(
+            doc,
+            ("workspace", "name"),
+            ws.get("name"),
+            WORKSPACE_NAME,
+            "a workspace name has 3-33 letters, digits, '-' or '_', and starts with a letter or digit",
+        )
+        _check_name(
+            doc,
+            ("workspace", "resource_group"),
+            ws.get("resource_group"),
+            RESOURCE_GROUP,
+            "a resource group name has 1-90 letters, digits, '_', '-', '.', '(' or ')', "
+            "and does not end with '.'",
+        )
     computes = _dicts(data.get("computes"))
     for name, c in computes.items():
         _check_compute(doc, name, c)
@@ -189,14 +255,19 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     for name, q in _dicts(data.get("queries")).items():
         exp = q.get("experiment")
         if isinstance(exp, str) and experiments and exp not in experiments:
-            doc.problem(("queries", name, "experiment"),
-                        f"no job of this spec logs to experiment '{exp}' "
-                        f"(experiments: {', '.join(sorted(str(e) for e in experiments))})", severity="warning")
+            doc.problem(
+                ("queries", name, "experiment"),
+                f"no job of this spec logs to experiment '{exp}' "
+                f"(experiments: {', '.join(sorted(str(e) for e in experiments))})",
+                severity="warning",
+            )
     if target == "azure":
         _check_azure(doc, data)
 
 
-def _check_name(doc: Doc, path: tuple, name: Any, pattern: re.Pattern, rule: str, key: bool = False) -> None:
+def _check_name(
+    doc: Doc, path: tuple, name: Any, pattern: re.Pattern, rule: str, key: bool = False
+) -> None:
     if isinstance(name, str) and not pattern.match(name) and not _unresolved(name):
         doc.problem(path, f"'{name}' is not a valid name: {rule}", key=key)
 
@@ -204,25 +275,50 @@ def _check_name(doc: Doc, path: tuple, name: Any, pattern: re.Pattern, rule: str
 def _check_compute(doc: Doc, name: str, c: dict) -> None:
     at = ("computes", name)
     if c.get("type") == "amlcompute":
-        _check_name(doc, at, name, CLUSTER_NAME, "a cluster name has 2-16 letters, digits or '-', "
-                    "starts with a letter and ends with a letter or digit", key=True)
+        _check_name(
+            doc,
+            at,
+            name,
+            CLUSTER_NAME,
+            "a cluster name has 2-16 letters, digits or '-', "
+            "starts with a letter and ends with a letter or digit",
+            key=True,
+        )
         lo, hi = c.get("min_instances", 0), c.get("max_instances", 1)
         if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-            doc.problem(at + ("min_instances",), f"min_instances ({lo}) is greater than max_instances ({hi})")
+            doc.problem(
+                at + ("min_instances",),
+                f"min_instances ({lo}) is greater than max_instances ({hi})",
+            )
     elif c.get("type") == "computeinstance":
-        _check_name(doc, at, name, INSTANCE_NAME, "a compute instance name has 3-24 letters, digits or '-', "
-                    "starts with a letter and ends with a letter or digit", key=True)
+        _check_name(
+            doc,
+            at,
+            name,
+            INSTANCE_NAME,
+            "a compute instance name has 3-24 letters, digits or '-', "
+            "starts with a letter and ends with a letter or digit",
+            key=True,
+        )
 
 
-def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict | None = None,
-               runs: bool = False) -> None:
+def _check_job(
+    doc: Doc,
+    name: str,
+    job: dict,
+    computes: dict,
+    stand_ins: dict | None = None,
+    runs: bool = False,
+) -> None:
     at = ("jobs", name)
     compute = job.get("compute")
     if isinstance(compute, str) and not _unresolved(compute):
-        bare = compute[len("azureml:"):] if compute.startswith("azureml:") else compute
+        bare = compute[len("azureml:") :] if compute.startswith("azureml:") else compute
         if bare not in computes:
             defined = ", ".join(sorted(computes)) or "none"
-            doc.problem(at + ("compute",), f"'{bare}' is not a compute of this spec (defined: {defined})")
+            doc.problem(
+                at + ("compute",), f"'{bare}' is not a compute of this spec (defined: {defined})"
+            )
     inputs = mapping(job.get("inputs"))
     outputs = mapping(job.get("outputs"))
     sweep = job.get("type") == "sweep"
@@ -236,7 +332,11 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict |
     if isinstance(runs_what.get("command"), str):
         _check_placeholders(doc, run_at + ("command",), runs_what["command"], declared)
     code = runs_what.get("code")
-    if is_local(code) and not _unresolved(code) and not _exists(relative_to(doc, run_at + ("code",), code)):
+    if (
+        is_local(code)
+        and not _unresolved(code)
+        and not _exists(relative_to(doc, run_at + ("code",), code))
+    ):
         doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
     for key, value in inputs.items():
         if isinstance(value, dict):
@@ -246,8 +346,13 @@ def _check_job(doc: Doc, name: str, job: dict, computes: dict, stand_ins: dict |
     misplaced = {"type", "path", "mode"} & set(inputs)
     if "type" in misplaced and len(misplaced) >= 2:
         keys = " and ".join(f"'{k}'" for k in sorted(misplaced))
-        doc.problem(at + ("inputs",), f"inputs named {keys} look like the fields of one input: "
-                    "did you mean inputs: {NAME: {type: ..., path: ...}}?", key=True, severity="warning")
+        doc.problem(
+            at + ("inputs",),
+            f"inputs named {keys} look like the fields of one input: "
+            "did you mean inputs: {NAME: {type: ..., path: ...}}?",
+            key=True,
+            severity="warning",
+        )
 
 
 def _check_sweep(doc: Doc, at: tuple, job: dict) -> None:
@@ -258,8 +363,11 @@ def _check_sweep(doc: Doc, at: tuple, job: dict) -> None:
         return
     for name, param in _dicts(job.get("search_space")).items():
         if param.get("type") not in ("choice", None) and isinstance(param.get("type"), str):
-            doc.problem(at + ("search_space", name, "type"), f"grid sampling needs choice parameters, "
-                        f"but '{name}' is {param['type']} (use random sampling, or a choice of values)")
+            doc.problem(
+                at + ("search_space", name, "type"),
+                f"grid sampling needs choice parameters, "
+                f"but '{name}' is {param['type']} (use random sampling, or a choice of values)",
+            )
 
 
 def _check_placeholders(doc: Doc, path: tuple, command: str, declared: dict) -> None:
@@ -286,32 +394,51 @@ def _check_input(doc: Doc, path: tuple, value: dict) -> None:
     if not _exists(local):
         doc.problem(path + ("path",), f"input path '{ref}' does not exist")
     elif kind == "uri_file" and not local.is_file():
-        doc.problem(path + ("path",), f"input path '{ref}' is a folder, but the input's type is uri_file")
+        doc.problem(
+            path + ("path",), f"input path '{ref}' is a folder, but the input's type is uri_file"
+        )
     elif kind == "uri_folder" and not local.is_dir():
-        doc.problem(path + ("path",), f"input path '{ref}' is a file, but the input's type is uri_folder")
+        doc.problem(
+            path + ("path",), f"input path '{ref}' is a file, but the input's type is uri_folder"
+        )
 
 
 def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, runs: bool) -> None:
     """A remote input on the local target: it needs a local stand-in (an error for a run, a
     warning for validate: the spec may be meant for Azure)."""
     ref = value.get("path")
-    if value.get("type", "uri_folder") not in LOCAL_INPUT_TYPES or not isinstance(ref, str) or is_local(ref):
+    if (
+        value.get("type", "uri_folder") not in LOCAL_INPUT_TYPES
+        or not isinstance(ref, str)
+        or is_local(ref)
+    ):
         return
     if ref in stand_ins:
         local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
         if not _exists(local):
-            doc.problem(("targets", "local", "inputs", ref), f"the local stand-in '{stand_ins[ref]}' does not exist")
+            doc.problem(
+                ("targets", "local", "inputs", ref),
+                f"the local stand-in '{stand_ins[ref]}' does not exist",
+            )
         return
-    doc.problem(path + ("path",), f"'{ref}' is remote, which the local target cannot read: map it to a local "
-                "file or folder in targets.local.inputs", severity="error" if runs else "warning")
+    doc.problem(
+        path + ("path",),
+        f"'{ref}' is remote, which the local target cannot read: map it to a local "
+        "file or folder in targets.local.inputs",
+        severity="error" if runs else "warning",
+    )
 
 
 def _check_azure(doc: Doc, data: dict) -> None:
     targets = mapping(data.get("targets"))
     azure = mapping(targets.get("azure"))
     if not azure.get("subscription_id") and not azure.get("config"):
-        doc.problem(("targets",), "the azure target needs targets.azure.subscription_id "
-                    "(or targets.azure.config, a config.json)", key=True)
+        doc.problem(
+            ("targets",),
+            "the azure target needs targets.azure.subscription_id "
+            "(or targets.azure.config, a config.json)",
+            key=True,
+        )
     ws = mapping(data.get("workspace"))
     for key in ("resource_group", "location"):
         if not ws.get(key) and not azure.get("config"):

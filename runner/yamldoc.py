@@ -3,11 +3,13 @@
 PyYAML's composer gives nodes with marks; we build the data ourselves so that duplicate keys,
 unsupported tags and alias bombs become Problems instead of silent surprises.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -17,10 +19,14 @@ Path = tuple  # of str keys and int indices
 Mark = tuple  # (file, line, col), 1-based
 
 MAX_NODES = 100_000
-MAX_DEPTH = 100  # levels of nesting: deeper is a mistake or an attack, and paths cost memory per level
+MAX_DEPTH = (
+    100  # levels of nesting: deeper is a mistake or an attack, and paths cost memory per level
+)
 MAX_TEXT_DEPTH = 2 * MAX_DEPTH  # levels of nesting in the text: composing stops past it (_Loader)
 MAX_INT_BITS = 14_000  # about 4,200 digits: Python will not print a longer integer (sys.int_info)
-_STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+_STR, _INT, _FLOAT, _BOOL, _NULL = (
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")
+)
 _TIMESTAMP, _MERGE = "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _CORE = "tag:yaml.org,2002:"
@@ -53,8 +59,12 @@ class Doc:
     keypos: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     includes: dict = field(default_factory=dict)  # path of an including block -> included file
-    broken: set = field(default_factory=set)  # paths whose value a reported Problem left missing or None
-    secret: dict = field(default_factory=dict)  # path of a secret value (spec.py) -> what made it secret
+    broken: set = field(
+        default_factory=set
+    )  # paths whose value a reported Problem left missing or None
+    secret: dict = field(
+        default_factory=dict
+    )  # path of a secret value (spec.py) -> what made it secret
 
     def where(self, path: Path, key: bool = False) -> Mark:
         """The position of `path` (of its key when `key`), else of its nearest known parent."""
@@ -65,8 +75,14 @@ class Doc:
             path = path[:-1]
         return self.pos.get(path, (self.file, 1, 1))
 
-    def problem(self, path: Path, message: str, key: bool = False, severity: str = "error",
-                at: Mark | None = None) -> None:
+    def problem(
+        self,
+        path: Path,
+        message: str,
+        key: bool = False,
+        severity: str = "error",
+        at: Mark | None = None,
+    ) -> None:
         file, line, col = at or self.where(path, key)
         self.problems.append(Problem(file, line, col, jsonpath(path), message, severity))
 
@@ -85,8 +101,11 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
             loader.dispose()
     except _TextTooDeep as e:
         _, line, col = _mark(doc.file, e.args[0])
-        doc.problems.append(Problem(doc.file, line, col, "",
-                                    f"YAML nesting is too deep (more than {MAX_DEPTH} levels)"))
+        doc.problems.append(
+            Problem(
+                doc.file, line, col, "", f"YAML nesting is too deep (more than {MAX_DEPTH} levels)"
+            )
+        )
         return None
     except yaml.MarkedYAMLError as e:
         m, what = _syntax(e)
@@ -95,11 +114,20 @@ def compose(text: str, doc: Doc) -> yaml.Node | None:
             what += " (in { } or [ ], quote values that use ${{ }})"
         doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: {what}"))
         return None
-    except yaml.reader.ReaderError as e:  # a character YAML does not allow, e.g. a control character
+    except (
+        yaml.reader.ReaderError
+    ) as e:  # a character YAML does not allow, e.g. a control character
         line = text.count("\n", 0, e.position) + 1
         col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
-        doc.problems.append(Problem(doc.file, line, col, "", f"YAML syntax: the character #x{e.character:04x} "
-                                                            f"is not allowed ({e.reason})"))
+        doc.problems.append(
+            Problem(
+                doc.file,
+                line,
+                col,
+                "",
+                f"YAML syntax: the character #x{e.character:04x} is not allowed ({e.reason})",
+            )
+        )
         return None
     except yaml.YAMLError as e:
         doc.problems.append(Problem(doc.file, 1, 1, "", f"YAML syntax: {e}"))
@@ -152,28 +180,44 @@ class _Loader(yaml.SafeLoader):
             self.node_marks.pop()
 
 
-_UNCLOSED = {"while scanning a quoted scalar": "this quoted string is never closed",
-             "while parsing a flow mapping": "this '{' is never closed by a '}'",
-             "while parsing a flow sequence": "this '[' is never closed by a ']'"}
+_UNCLOSED = {
+    "while scanning a quoted scalar": "this quoted string is never closed",
+    "while parsing a flow mapping": "this '{' is never closed by a '}'",
+    "while parsing a flow sequence": "this '[' is never closed by a ']'",
+}
 _FLOW = {"while parsing a flow mapping": "{}", "while parsing a flow sequence": "[]"}
-_PLAIN = {"but found another document": "a spec file holds one YAML document; a second one starts here",
-          "expected <block end>, but found '<block mapping start>'":
-          "bad indentation: this line does not line up with the keys above it",
-          "found character '\\t' that cannot start any token": "a tab character: YAML indents with spaces only",
-          "mapping values are not allowed here":
-          "mapping values are not allowed here (bad indentation, or an unquoted value containing ': '?)"}
+_PLAIN = {
+    "but found another document": "a spec file holds one YAML document; a second one starts here",
+    "expected <block end>, but found '<block mapping start>'": "bad indentation: this line does not line up with the keys above it",
+    "found character '\\t' that cannot start any token": "a tab character: YAML indents with spaces only",
+    "mapping values are not allowed here": "mapping values are not allowed here (bad indentation, or an unquoted value containing ': '?)",
+}
 
 
 def _syntax(e: yaml.MarkedYAMLError) -> tuple[yaml.Mark | None, str]:
     """Where a syntax error is and what it is, in the user's words rather than the parser's."""
     problem = e.problem or ""
-    if e.context in _UNCLOSED and e.context_mark and ("<stream end>" in problem or "unexpected end" in problem
-                                                       or "document separator" in problem):
+    if (
+        e.context in _UNCLOSED
+        and e.context_mark
+        and (
+            "<stream end>" in problem
+            or "unexpected end" in problem
+            or "document separator" in problem
+        )
+    ):
         return e.context_mark, _UNCLOSED[e.context]
-    if e.context in _FLOW and e.context_mark and e.problem_mark and e.problem_mark.line > e.context_mark.line:
+    if (
+        e.context in _FLOW
+        and e.context_mark
+        and e.problem_mark
+        and e.problem_mark.line > e.context_mark.line
+    ):
         (open_, close), got = _FLOW[e.context], problem.rpartition(" but got ")[2]
-        return e.context_mark, (f"this '{open_}' needs ',' or '{close}' before the {got} "
-                                f"on line {e.problem_mark.line + 1} (a missing '{close}'?)")
+        return e.context_mark, (
+            f"this '{open_}' needs ',' or '{close}' before the {got} "
+            f"on line {e.problem_mark.line + 1} (a missing '{close}'?)"
+        )
     what = _PLAIN.get(problem, problem or e.context or "invalid YAML")
     return e.problem_mark or e.context_mark, what.replace("'<stream end>'", "the end of the file")
 
@@ -223,7 +267,7 @@ class _Builder:
         if self.count > MAX_NODES:
             raise _TooBig()
         if len(path) > MAX_DEPTH:
-            raise _TooDeep(path[:MAX_DEPTH + 1])
+            raise _TooDeep(path[: MAX_DEPTH + 1])
         self.doc.pos[path] = _mark(self.doc.file, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
@@ -242,13 +286,18 @@ class _Builder:
             self.open.discard(id(node))
 
     def recursive(self, path: Path) -> None:
-        self.doc.problem(path, "this alias refers to an anchor that contains it: the value would contain "
-                               "itself", key=True)
+        self.doc.problem(
+            path,
+            "this alias refers to an anchor that contains it: the value would contain itself",
+            key=True,
+        )
         self.doc.broken.add(path)
         return None
 
     def bad_tag(self, node: yaml.Node, path: Path) -> None:
-        tag = "!!" + node.tag[len(_CORE):] if node.tag.startswith(_CORE) else node.tag  # as written
+        tag = (
+            "!!" + node.tag[len(_CORE) :] if node.tag.startswith(_CORE) else node.tag
+        )  # as written
         self.doc.problem(path, f"unsupported YAML tag '{tag}'")
         self.doc.broken.add(path)
         return None
@@ -260,7 +309,11 @@ class _Builder:
         if node.tag in (_INT, _FLOAT, _BOOL, _NULL):
             try:
                 value = self.constructor.construct_object(node)
-            except (ValueError, KeyError, IndexError) as e:  # `!!int x`, or more digits than Python reads
+            except (
+                ValueError,
+                KeyError,
+                IndexError,
+            ) as e:  # `!!int x`, or more digits than Python reads
                 return self.bad_value(node, path, too_large="Exceeds the limit" in str(e))
             if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
                 return self.bad_value(node, path, too_large=True)
@@ -269,9 +322,13 @@ class _Builder:
 
     def bad_value(self, node: yaml.ScalarNode, path: Path, too_large: bool) -> None:
         text = node.value if len(node.value) <= 20 else node.value[:20] + "..."
-        tag = "!!" + node.tag[len(_CORE):]
-        self.doc.problem(path, f"the number '{text}' is too large ({len(node.value)} characters)" if too_large
-                         else f"'{text}' is not a valid {tag}")
+        tag = "!!" + node.tag[len(_CORE) :]
+        self.doc.problem(
+            path,
+            f"the number '{text}' is too large ({len(node.value)} characters)"
+            if too_large
+            else f"'{text}' is not a valid {tag}",
+        )
         self.doc.broken.add(path)
         return None
 
@@ -283,14 +340,20 @@ class _Builder:
                 self.merge(value_node, path, merged)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                self.doc.problem(path, "mapping keys must be plain strings",
-                                 at=_mark(self.doc.file, key_node.start_mark))
+                self.doc.problem(
+                    path,
+                    "mapping keys must be plain strings",
+                    at=_mark(self.doc.file, key_node.start_mark),
+                )
                 continue
             key = self.key(key_node, path)
             if key in out:
                 first = self.doc.keypos[path + (key,)][1]
-                self.doc.problem(path + (key,), f"duplicate key '{key}' (first defined on line {first})",
-                                 at=_mark(self.doc.file, key_node.start_mark))
+                self.doc.problem(
+                    path + (key,),
+                    f"duplicate key '{key}' (first defined on line {first})",
+                    at=_mark(self.doc.file, key_node.start_mark),
+                )
                 continue
             self.doc.keypos[path + (key,)] = _mark(self.doc.file, key_node.start_mark)
             out[key] = self.build(value_node, path + (key,))
@@ -312,8 +375,9 @@ class _Builder:
                 self.recursive(path + ("<<",))
                 continue
             if not isinstance(src, yaml.MappingNode):
-                self.doc.problem(path, "'<<' merges only mappings",
-                                 at=_mark(self.doc.file, src.start_mark))
+                self.doc.problem(
+                    path, "'<<' merges only mappings", at=_mark(self.doc.file, src.start_mark)
+                )
                 self.doc.broken.add(path)  # the keys it was meant to bring are unknown
                 continue
             self.open.add(id(src))

@@ -4,6 +4,7 @@ One emulator per session, started as `python tests/emulator` in a subprocess. Th
 and MLflow context per process (MLClient even writes AZUREML_CURRENT_CLOUD into os.environ), so
 code that drives them runs in subprocesses with `emulator.env` (see `run_sdk`).
 """
+
 import json
 import os
 import shlex
@@ -32,15 +33,22 @@ class Emulator:
     @property
     def env(self) -> dict:
         """This process's environment without Azure/MLflow settings, plus the emulator's."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "MLFLOW_", "IDENTITY_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AZURE", "MLFLOW_", "IDENTITY_"))
+        }
         env.update(self.exported)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.exported["PYTHONPATH"], os.environ.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (self.exported["PYTHONPATH"], os.environ.get("PYTHONPATH")) if p
+        )
         return env
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, context=self._tls, timeout=30) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
@@ -75,7 +83,7 @@ def stop_emulator(proc, folder: Path):
             proc.kill()
             proc.wait()
     pids = folder / "state" / "children.pids"
-    for pid in (pids.read_text().split() if pids.exists() else []):
+    for pid in pids.read_text().split() if pids.exists() else []:
         try:
             os.killpg(int(pid), signal.SIGKILL)  # only if the emulator could not stop it
         except (ProcessLookupError, PermissionError):
@@ -89,17 +97,36 @@ def start_emulator(folder: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZURE"))}
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(EMULATOR), "--dir", str(folder / "state"),
-                                 "--env-file", str(env_file)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(EMULATOR),
+                "--dir",
+                str(folder / "state"),
+                "--env-file",
+                str(env_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     while not env_file.exists():
-        problem = (f"exited with {proc.returncode}" if proc.poll() is not None else
-                   "was not ready within 60 s" if time.monotonic() - started > 60 else None)
+        problem = (
+            f"exited with {proc.returncode}"
+            if proc.poll() is not None
+            else "was not ready within 60 s"
+            if time.monotonic() - started > 60
+            else None
+        )
         if problem:
             stop_emulator(proc, folder)
             raise RuntimeError(f"the Azure emulator {problem}:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.1)
-    exported = dict(shlex.split(line)[1].split("=", 1) for line in env_file.read_text().splitlines())
+    exported = dict(
+        shlex.split(line)[1].split("=", 1) for line in env_file.read_text().splitlines()
+    )
     emulator = Emulator(exported, folder)
     emulator.startup_seconds = time.monotonic() - started
     return proc, emulator
@@ -121,11 +148,20 @@ def azure_emulator(tmp_path_factory):
 def run_sdk(emulator: Emulator, script: str, *, cwd=None, timeout=300, check=True):
     """Run a Python script (source text) against the emulator in a fresh interpreter.
     The script prints one JSON object as its last stdout line; that object is returned."""
-    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=emulator.env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=emulator.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"SDK script failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\n"
-                             f"stderr:\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"SDK script failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\n"
+            f"stderr:\n{proc.stderr[-6000:]}"
+        )
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     result["_stdout"], result["_stderr"], result["_rc"] = proc.stdout, proc.stderr, proc.returncode

@@ -43,10 +43,19 @@ def run_mlrun(*args, cwd, timeout=300, env=None, check=None):
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     full_env.update(env or {})
-    proc = subprocess.run(mlrun_cmd() + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        mlrun_cmd() + [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
     if check is not None:
-        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        assert proc.returncode == check, (
+            f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -56,10 +65,14 @@ def seed_lab(tmp_path_factory):
     import shutil
 
     root = tmp_path_factory.mktemp("seed")
-    shutil.copytree(ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "specs").mkdir()
     shutil.copy(SEED, root / "specs" / SEED.name)
-    proc = run_mlrun("apply", "-y", "specs/mlflow-tracking.yaml", "--var", "suffix=e2e", cwd=root, check=0)
+    proc = run_mlrun(
+        "apply", "-y", "specs/mlflow-tracking.yaml", "--var", "suffix=e2e", cwd=root, check=0
+    )
     return {"root": root, "spec": root / "specs" / SEED.name, "apply": proc}
 
 

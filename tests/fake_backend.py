@@ -18,6 +18,7 @@ Knobs (set before the apply; all thread-safe):
 Observations: calls / calls_of(method), running_jobs(compute), max_running[compute],
 max_running_total, runs (the service's runs by id), resources, wait_until(predicate).
 """
+
 from __future__ import annotations
 
 import threading
@@ -37,8 +38,8 @@ LIMIT = 10.0  # seconds a blocking call waits at most: a test that forgot a gate
 @dataclass(frozen=True)
 class Call:
     seq: int
-    method: str           # a Backend method, or "start"/"end" (a run starts or ends on the service)
-    subject: str          # a resource's address, a job's name, or "" (refresh, advise, client)
+    method: str  # a Backend method, or "start"/"end" (a run starts or ends on the service)
+    subject: str  # a resource's address, a job's name, or "" (refresh, advise, client)
     run: str | None = None
     detail: Any = None
     at: float = field(default_factory=time.monotonic)
@@ -59,9 +60,9 @@ class Gate(threading.Event):
 
 @dataclass
 class Script:
-    status: str       # how its runs end: Completed, Failed or Canceled
+    status: str  # how its runs end: Completed, Failed or Canceled
     error: str | None
-    gate: Gate        # a run ends once it is set (set from the start: it ends as it starts)
+    gate: Gate  # a run ends once it is set (set from the start: it ends as it starts)
 
 
 class FakeBackend:
@@ -72,8 +73,8 @@ class FakeBackend:
         self._tracking = tracking
         self._cond = threading.Condition(threading.RLock())
         self.calls: list[Call] = []
-        self.resources: dict[str, dict] = {}      # address -> {kind, name, attrs, details}
-        self.runs: dict[str, dict] = {}           # run id -> the service's view of the run
+        self.resources: dict[str, dict] = {}  # address -> {kind, name, attrs, details}
+        self.runs: dict[str, dict] = {}  # run id -> the service's view of the run
         self.scripts: dict[str, Script] = {}
         self.create_errors: dict[str, Exception] = {}
         self.create_gates: dict[str, Gate] = {}
@@ -89,8 +90,9 @@ class FakeBackend:
     def gate(self) -> Gate:
         return Gate(self._wake)
 
-    def script(self, job: str, status: str = "Completed", error: str | None = None,
-               hold: bool = False) -> Gate:
+    def script(
+        self, job: str, status: str = "Completed", error: str | None = None, hold: bool = False
+    ) -> Gate:
         assert status in TERMINAL, status
         g = self.gate()
         if not hold:
@@ -116,13 +118,18 @@ class FakeBackend:
     def seed(self, address: str, attrs: dict, details: dict | None = None) -> None:
         kind, name = address.split(".", 1)
         with self._cond:
-            self.resources[address] = {"kind": kind, "name": name, "attrs": dict(attrs),
-                                       "details": dict(details or {})}
+            self.resources[address] = {
+                "kind": kind,
+                "name": name,
+                "attrs": dict(attrs),
+                "details": dict(details or {}),
+            }
 
     # --- observing -----------------------------------------------------------------------------
 
-    def _record(self, method: str, subject: str = "", run: str | None = None,
-                detail: Any = None) -> None:
+    def _record(
+        self, method: str, subject: str = "", run: str | None = None, detail: Any = None
+    ) -> None:
         with self._cond:
             self.calls.append(Call(len(self.calls), method, subject, run, detail))
             self._cond.notify_all()
@@ -139,8 +146,11 @@ class FakeBackend:
     def running_jobs(self, compute: str | None = None) -> list[str]:
         """Names of the jobs whose runs run on the service now (on `compute`, or anywhere)."""
         with self._cond:
-            ids = (self.running.get(compute, set()) if compute is not None
-                   else set().union(*self.running.values()))
+            ids = (
+                self.running.get(compute, set())
+                if compute is not None
+                else set().union(*self.running.values())
+            )
             return sorted(self.runs[i]["job"] for i in ids)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
@@ -159,8 +169,12 @@ class FakeBackend:
     def _end(self, run_id: str, status: str, error: str | None) -> None:
         r = self.runs[run_id]
         exit_code = {"Completed": 0, "Failed": 1}.get(status)
-        r.update(status=status, exit_code=exit_code, ended=_now(),
-                 error=error or (f"exit code {exit_code}" if status == "Failed" else None))
+        r.update(
+            status=status,
+            exit_code=exit_code,
+            ended=_now(),
+            error=error or (f"exit code {exit_code}" if status == "Failed" else None),
+        )
         self.running[r["compute"]].discard(run_id)
         self.calls.append(Call(len(self.calls), "end", r["job"], run_id, status))
         self._cond.notify_all()
@@ -181,13 +195,21 @@ class FakeBackend:
     def refresh(self, state: dict) -> dict:
         """What exists on the service (with the state's record of it), and each job's latest run."""
         self._record("refresh")
-        actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"],
-                  "serial": state["serial"]}
+        actual = {
+            "resources": {},
+            "jobs": {},
+            "lineage": state["lineage"],
+            "serial": state["serial"],
+        }
         with self._cond:
             for address, live in self.resources.items():
                 record = state["resources"].get(address, {})
-                actual["resources"][address] = {**record, "kind": live["kind"],
-                                                "name": live["name"], "attrs": dict(live["attrs"])}
+                actual["resources"][address] = {
+                    **record,
+                    "kind": live["kind"],
+                    "name": live["name"],
+                    "attrs": dict(live["attrs"]),
+                }
         for name, entry in state["jobs"].items():
             if entry.get("runs"):
                 run = entry["runs"][-1]
@@ -227,8 +249,12 @@ class FakeBackend:
             raise error
         details = {"id": f"/fake/{kind}/{name}"}
         with self._cond:
-            self.resources[address] = {"kind": kind, "name": name, "attrs": dict(attrs or {}),
-                                       "details": details}
+            self.resources[address] = {
+                "kind": kind,
+                "name": name,
+                "attrs": dict(attrs or {}),
+                "details": details,
+            }
         self._record(method, address, detail="end")
         return dict(details)
 
@@ -260,9 +286,17 @@ class FakeBackend:
             self.at_start(job.name, run_id)
         with self._cond:
             compute = job.compute
-            self.runs[run_id] = {"job": job.name, "compute": compute, "status": "Running",
-                                 "script": script, "gate": script.gate, "exit_code": None,
-                                 "ended": None, "error": None, "cancelled": False}
+            self.runs[run_id] = {
+                "job": job.name,
+                "compute": compute,
+                "status": "Running",
+                "script": script,
+                "gate": script.gate,
+                "exit_code": None,
+                "ended": None,
+                "error": None,
+                "cancelled": False,
+            }
             self.running.setdefault(compute, set()).add(run_id)
             now_running = len(self.running[compute])
             self.max_running[compute] = max(self.max_running.get(compute, 0), now_running)
@@ -324,4 +358,3 @@ class FakeBackend:
 def _set(g: Gate) -> Gate:
     g.set()
     return g
-

@@ -1,5 +1,6 @@
 """runner/apply.py: the Applier driven against FakeBackend (tests/fake_backend.py), with real
 specs, real plans (desired + make_plan, destroy_plan) and a real State file in tmp_path."""
+
 from __future__ import annotations
 
 import _thread
@@ -8,21 +9,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fake_backend import FakeBackend
+
 from runner.apply import Applier, Event, pending_adoption
 from runner.errors import UserError
 from runner.plan import NOOP, RUN, WAIT, desired, destroy_plan, make_plan
 from runner.spec import load
 from runner.state import State
 
-LIMIT = 5.0     # seconds a positive wait may take: reached only when the test fails
-SETTLE = 0.05   # seconds given to something that must NOT happen (a job past its slot) to show
+LIMIT = 5.0  # seconds a positive wait may take: reached only when the test fails
+SETTLE = 0.05  # seconds given to something that must NOT happen (a job past its slot) to show
 
 
 def addr(kind: str, name: str) -> str:
@@ -55,8 +55,14 @@ targets:
 class Lab:
     """A spec in tmp_path, its State file, a FakeBackend, and the events of every apply."""
 
-    def __init__(self, root: Path, jobs: dict[str, str | None], target: str = "local",
-                 max_instances: int = 2, latency: float = 0.0):
+    def __init__(
+        self,
+        root: Path,
+        jobs: dict[str, str | None],
+        target: str = "local",
+        max_instances: int = 2,
+        latency: float = 0.0,
+    ):
         (root / "lab.yaml").write_text(spec_text(jobs, max_instances))
         self.spec = load(root / "lab.yaml", target=target)
         self.target = target
@@ -93,10 +99,14 @@ class Lab:
     def destroy_applier(self) -> Applier:
         """As `mlrun destroy` does it: the state's resources, each job's latest run polled."""
         snap = self.state.snapshot()
-        actual = {"resources": snap["resources"], "lineage": snap["lineage"],
-                  "serial": snap["serial"],
-                  "jobs": {n: {**r, **self.fake.poll(r)} for n in snap["jobs"]
-                           if (r := self.state.latest(n))}}
+        actual = {
+            "resources": snap["resources"],
+            "lineage": snap["lineage"],
+            "serial": snap["serial"],
+            "jobs": {
+                n: {**r, **self.fake.poll(r)} for n in snap["jobs"] if (r := self.state.latest(n))
+            },
+        }
         p = destroy_plan(actual, target=self.target, spec=str(self.spec.path))
         return Applier(p, self.spec, {}, self.fake, self.state, emit=self.emit)
 
@@ -136,11 +146,15 @@ def action(plan, address: str):
 
 
 def seq(calls, method: str, subject: str, detail: Any = None) -> list[int]:
-    return [c.seq for c in calls if c.method == method and c.subject == subject
-            and (detail is None or c.detail == detail)]
+    return [
+        c.seq
+        for c in calls
+        if c.method == method and c.subject == subject and (detail is None or c.detail == detail)
+    ]
 
 
 # --- (1) ordering --------------------------------------------------------------------------------
+
 
 def test_create_goes_group_then_workspace_then_computes_at_once_then_jobs(tmp_path):
     lab = Lab(tmp_path, {"a": "cluster", "b": "ci-one"}, target="azure", latency=0.02)
@@ -176,7 +190,7 @@ def test_create_goes_group_then_workspace_then_computes_at_once_then_jobs(tmp_pa
 def test_destroy_goes_jobs_then_computes_then_workspace_then_group(tmp_path):
     lab = Lab(tmp_path, {"done": "cluster", "long": "ci-one"}, target="azure", latency=0.02)
     lab.fake.script("long", hold=True)
-    lab.applier(detach=True).run()   # `long` is left Running on the service
+    lab.applier(detach=True).run()  # `long` is left Running on the service
     [long_run] = [c.run for c in lab.fake.calls_of("submit") if c.subject == "long"]
     lab.reopen()
     before = len(lab.fake.calls)
@@ -205,6 +219,7 @@ def test_destroy_goes_jobs_then_computes_then_workspace_then_group(tmp_path):
 
 # --- (2) the concurrency bound per compute -------------------------------------------------------
 
+
 def drive_one_at_a_time(lab: Lab, compute: str, bound: int, gates: dict) -> None:
     """Release the running jobs of `compute` one by one; before each release, no more than
     `bound` run, and as many as `bound` do while enough are left."""
@@ -216,11 +231,13 @@ def drive_one_at_a_time(lab: Lab, compute: str, bound: int, gates: dict) -> None
 
     while left:
         want = min(bound, len(left))
-        assert lab.fake.wait_until(lambda want=want: running() == want, LIMIT), \
+        assert lab.fake.wait_until(lambda want=want: running() == want, LIMIT), (
             f"{lab.fake.running_jobs(compute)} run on {compute}, {want} expected"
+        )
         # a job past its slot would start now: give it the moment, and see that none does
-        assert not lab.fake.wait_until(lambda: running() > bound, SETTLE), \
-            lab.fake.running_jobs(compute)
+        assert not lab.fake.wait_until(lambda: running() > bound, SETTLE), lab.fake.running_jobs(
+            compute
+        )
         name = lab.fake.running_jobs(compute)[0]
         gates[name].set()
         left.discard(name)
@@ -255,6 +272,7 @@ def test_jobs_on_different_computes_run_at_the_same_time(tmp_path):
 
 # --- (3) Ctrl-C ----------------------------------------------------------------------------------
 
+
 def test_ctrl_c_cancels_running_runs_and_never_starts_queued_ones(tmp_path):
     names = ["j1", "j2", "j3", "j4"]
     lab = Lab(tmp_path, {n: "cluster" for n in names}, max_instances=2)
@@ -262,8 +280,9 @@ def test_ctrl_c_cancels_running_runs_and_never_starts_queued_ones(tmp_path):
     applier = lab.applier()
 
     def press_ctrl_c() -> None:
-        ready = (lab.wait_events(lambda events: lab.queued() == 4)
-                 and lab.fake.wait_until(lambda: len(lab.fake.running_jobs("cluster")) == 2, LIMIT))
+        ready = lab.wait_events(lambda events: lab.queued() == 4) and lab.fake.wait_until(
+            lambda: len(lab.fake.running_jobs("cluster")) == 2, LIMIT
+        )
         if ready:
             _thread.interrupt_main()  # KeyboardInterrupt in the main thread, as from the terminal
         else:
@@ -365,6 +384,7 @@ def test_ctrl_c_after_a_job_failed_to_submit_still_cancels_the_running_ones(tmp_
 
 # --- (4) adoption --------------------------------------------------------------------------------
 
+
 def detached(tmp_path, **script) -> tuple[Lab, str]:
     """A lab whose job `train` a previous (detached) apply left Running on the service."""
     lab = Lab(tmp_path, {"train": "cluster"})
@@ -389,7 +409,7 @@ def test_a_run_still_running_is_waited_for_and_finalized_not_submitted_again(tmp
     lab.fake.scripts["train"].gate.set()
     outcome = apply.join()
 
-    assert len(lab.fake.calls_of("submit")) == 1      # the first apply's, only
+    assert len(lab.fake.calls_of("submit")) == 1  # the first apply's, only
     assert [c.run for c in lab.fake.calls_of("finalize")] == [run_id]
     assert outcome.runs["train"]["id"] == run_id and outcome.failed == []
     latest = lab.reopen().latest("train")
@@ -400,7 +420,7 @@ def test_a_run_still_running_is_waited_for_and_finalized_not_submitted_again(tmp
 
 def test_a_run_that_ended_while_mlrun_was_away_is_finalized_by_adoption(tmp_path):
     lab, run_id = detached(tmp_path)
-    lab.fake.scripts["train"].gate.set()             # it ends while no mlrun watches
+    lab.fake.scripts["train"].gate.set()  # it ends while no mlrun watches
     assert pending_adoption(lab.state, lab.fake)
     plan, model = lab.plan()
     assert action(plan, addr("job", "train")) == NOOP and not plan.has_changes
@@ -413,8 +433,12 @@ def test_a_run_that_ended_while_mlrun_was_away_is_finalized_by_adoption(tmp_path
     assert [c.method for c in after if c.method in ("submit", "wait", "cancel")] == []
     assert [c.run for c in after if c.method == "finalize"] == [run_id]
     latest = lab.reopen().latest("train")
-    assert (latest["id"], latest["status"], latest["finalized"], latest["exit_code"]) == \
-        (run_id, "Completed", True, 0)
+    assert (latest["id"], latest["status"], latest["finalized"], latest["exit_code"]) == (
+        run_id,
+        "Completed",
+        True,
+        0,
+    )
     [event] = [e for e in lab.events if e.address == addr("job", "train")]
     assert (event.status, event.run) == ("Completed", run_id)
     assert "ended while mlrun was away" in event.message
@@ -424,7 +448,7 @@ def test_a_run_that_ended_while_mlrun_was_away_is_finalized_by_adoption(tmp_path
 def test_a_run_that_failed_while_away_is_finalized_then_the_job_runs_again(tmp_path):
     lab, old = detached(tmp_path, status="Failed")
     lab.fake.scripts["train"].gate.set()
-    lab.fake.script("train")                         # the rerun completes
+    lab.fake.script("train")  # the rerun completes
     plan, model = lab.plan()
     assert action(plan, addr("job", "train")) == RUN
     lab.events.clear()
@@ -434,8 +458,10 @@ def test_a_run_that_failed_while_away_is_finalized_then_the_job_runs_again(tmp_p
     [new] = [c.run for c in lab.fake.calls_of("submit")][1:]
     assert [c.run for c in lab.fake.calls_of("finalize")] == [old, new]
     runs = lab.reopen().runs("train")
-    assert [(r["id"], r["status"], r["finalized"]) for r in runs] == \
-        [(old, "Failed", True), (new, "Completed", True)]
+    assert [(r["id"], r["status"], r["finalized"]) for r in runs] == [
+        (old, "Failed", True),
+        (new, "Completed", True),
+    ]
     assert runs[0]["error"] == "exit code 1"
     assert lab.statuses(addr("job", "train")) == ["Failed", "Queued", "Running", "Completed"]
     assert outcome.failed == []
@@ -445,7 +471,7 @@ def test_a_run_that_ends_between_plan_and_apply_is_finalized_once(tmp_path):
     lab, run_id = detached(tmp_path)
     plan, model = lab.plan()
     assert action(plan, addr("job", "train")) == WAIT
-    lab.fake.scripts["train"].gate.set()             # it ends while the plan awaits confirmation
+    lab.fake.scripts["train"].gate.set()  # it ends while the plan awaits confirmation
     lab.events.clear()
 
     lab.applier(plan, model).run()
@@ -458,11 +484,12 @@ def test_a_run_that_ends_between_plan_and_apply_is_finalized_once(tmp_path):
 
 # --- (5) one failing resource among several ------------------------------------------------------
 
+
 def test_one_compute_failing_to_create_lets_the_other_finish_and_is_recorded_for_destroy(tmp_path):
     lab = Lab(tmp_path, {"a": "cluster", "b": "ci-one"})
     bad, good = addr("compute", "ci-one"), addr("compute", "cluster")
     lab.fake.fail_create(bad, UserError("compute ci-one: quota exceeded"))
-    release = lab.fake.hold_create(good)             # still being created when the other fails
+    release = lab.fake.hold_create(good)  # still being created when the other fails
 
     def release_after_the_failure() -> None:
         lab.fake.wait_until(lambda: bool(seq(lab.fake.calls, "create", bad, "error")), LIMIT)
@@ -476,7 +503,7 @@ def test_one_compute_failing_to_create_lets_the_other_finish_and_is_recorded_for
 
     [failed] = seq(lab.fake.calls, "create", bad, "error")
     assert failed < seq(lab.fake.calls, "create", good, "end")[0]
-    assert lab.fake.calls_of("submit") == []        # no job starts without its computes
+    assert lab.fake.calls_of("submit") == []  # no job starts without its computes
     assert set(lab.fake.resources) == {addr("workspace", "ws-lab"), good}
     saved = lab.reopen()
     assert saved.resources[good]["details"] == {"id": "/fake/compute/cluster"}
@@ -498,6 +525,7 @@ def test_a_job_whose_submit_fails_is_not_left_queued_while_the_others_run(tmp_pa
     lab.fake.fail_submit("broken", UserError("job broken: the service refused it"))
     apply = InThread(lab.applier().run)
     try:
+
         def refused_while_long_runs() -> bool:
             refused = seq(lab.fake.calls, "submit", "broken", "error")
             return bool(refused) and lab.fake.running_jobs() == ["long"]
@@ -515,6 +543,7 @@ def test_a_job_whose_submit_fails_is_not_left_queued_while_the_others_run(tmp_pa
 
 # --- resources there before mlrun ----------------------------------------------------------------
 
+
 def test_resources_there_before_mlrun_are_recorded_as_such_and_destroy_keeps_them(tmp_path):
     lab = Lab(tmp_path, {"train": "cluster"}, target="azure")
     rg, ws = addr("resource_group", "rg-lab"), addr("workspace", "ws-lab")
@@ -525,8 +554,10 @@ def test_resources_there_before_mlrun_are_recorded_as_such_and_destroy_keeps_the
 
     lab.applier(plan, model).run()
 
-    assert {c.subject for c in lab.fake.calls_of("create")} == {addr("compute", "cluster"),
-                                                                 addr("compute", "ci-one")}
+    assert {c.subject for c in lab.fake.calls_of("create")} == {
+        addr("compute", "cluster"),
+        addr("compute", "ci-one"),
+    }
     saved = lab.reopen()
     assert saved.resources[rg]["created_by_mlrun"] is False
     assert saved.resources[ws]["created_by_mlrun"] is False
@@ -539,6 +570,7 @@ def test_resources_there_before_mlrun_are_recorded_as_such_and_destroy_keeps_the
 
 
 # --- events --------------------------------------------------------------------------------------
+
 
 def test_events_per_address_tell_each_resource_and_job_in_order(tmp_path):
     lab = Lab(tmp_path, {"ok": "cluster", "broken": "ci-one"})
@@ -555,8 +587,9 @@ def test_events_per_address_tell_each_resource_and_job_in_order(tmp_path):
         run_id = saved.latest(name)["id"]
         runs = [e.run for e in lab.events if e.address == addr("job", name)]
         assert runs == [None, run_id, run_id]
-    [failed] = [e for e in lab.events
-                if e.address == addr("job", "broken") and e.status == "Failed"]
+    [failed] = [
+        e for e in lab.events if e.address == addr("job", "broken") and e.status == "Failed"
+    ]
     assert "exit code 1" in failed.message
     assert outcome.failed == ["broken"] and not outcome.interrupted
     assert saved.latest("broken")["status"] == "Failed"
@@ -567,6 +600,7 @@ def test_a_run_is_in_the_state_file_before_it_starts_on_the_service(tmp_path):
     lab = Lab(tmp_path, {"train": "cluster"})
     on_disk: list = []
     lab.fake.at_start = lambda job, run_id: on_disk.append(
-        [r["id"] for r in State.load(lab.state_file, "lab", "local").runs(job)])
+        [r["id"] for r in State.load(lab.state_file, "lab", "local").runs(job)]
+    )
     outcome = lab.applier().run()
     assert on_disk == [[outcome.runs["train"]["id"]]]

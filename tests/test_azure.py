@@ -1,10 +1,10 @@
 """The azure target through the real SDKs over HTTPS, against the loopback emulator."""
+
 import json
 import shutil
 import textwrap
 
 import pytest
-
 from azure_fixtures import run_sdk
 from conftest import ROOT, SEED, run_mlrun
 
@@ -12,7 +12,9 @@ pytestmark = pytest.mark.azure
 
 
 def az(emulator, *args, cwd, check=None, timeout=400):
-    return run_mlrun(*args, "--target", "azure", cwd=cwd, env=emulator.env, check=check, timeout=timeout)
+    return run_mlrun(
+        *args, "--target", "azure", cwd=cwd, env=emulator.env, check=check, timeout=timeout
+    )
 
 
 def calls(emulator, since):
@@ -23,13 +25,37 @@ def calls(emulator, since):
 def seed_azure(azure_emulator, tmp_path_factory):
     """The seed lab applied once on the emulator (real jobs, real MLflow behind azureml://)."""
     root = tmp_path_factory.mktemp("seed-azure")
-    shutil.copytree(ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "specs").mkdir()
     shutil.copy(SEED, root / "specs" / SEED.name)
-    plan = az(azure_emulator, "plan", "specs/mlflow-tracking.yaml", "--var", "suffix=seed", cwd=root, check=0)
+    plan = az(
+        azure_emulator,
+        "plan",
+        "specs/mlflow-tracking.yaml",
+        "--var",
+        "suffix=seed",
+        cwd=root,
+        check=0,
+    )
     mark = azure_emulator.mark()
-    apply = az(azure_emulator, "apply", "-y", "specs/mlflow-tracking.yaml", "--var", "suffix=seed", cwd=root, check=0)
-    return {"root": root, "plan": plan.stdout, "apply": apply, "apply_calls": calls(azure_emulator, mark)}
+    apply = az(
+        azure_emulator,
+        "apply",
+        "-y",
+        "specs/mlflow-tracking.yaml",
+        "--var",
+        "suffix=seed",
+        cwd=root,
+        check=0,
+    )
+    return {
+        "root": root,
+        "plan": plan.stdout,
+        "apply": apply,
+        "apply_calls": calls(azure_emulator, mark),
+    }
 
 
 def test_seed_plan_shows_what_setup_sh_created(seed_azure):
@@ -40,14 +66,17 @@ def test_seed_plan_shows_what_setup_sh_created(seed_azure):
         "  + compute.aml-cluster           amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
         "  > job.train-mlflow              first run\n"
         "  > job.train-autolog             first run\n"
-        "Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy, 2 jobs to run.\n")
+        "Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy, 2 jobs to run.\n"
+    )
 
 
 def test_seed_apply_creates_everything_and_runs_both_jobs(seed_azure):
     made = seed_azure["apply_calls"]
     sub = "/subscriptions/00000000-0000-0000-0000-00000000000e"
     assert ("PUT", f"{sub}/resourcegroups/rg-dp100-seed") in made
-    assert any(m == "PUT" and "/Microsoft.Resources/deployments/mlw-dp100-seed" in p for m, p in made)
+    assert any(
+        m == "PUT" and "/Microsoft.Resources/deployments/mlw-dp100-seed" in p for m, p in made
+    )
     for compute in ("ci-seed", "aml-cluster"):
         assert any(m == "PUT" and p.endswith(f"/computes/{compute}") for m, p in made)
     assert sum(m == "PUT" and "/jobs/" in p for m, p in made) == 2
@@ -57,8 +86,17 @@ def test_seed_apply_creates_everything_and_runs_both_jobs(seed_azure):
 
 
 def test_seed_metrics_read_back_through_azureml_mlflow(seed_azure, azure_emulator):
-    report = json.loads(az(azure_emulator, "report", "specs/mlflow-tracking.yaml", "--format", "json",
-                           cwd=seed_azure["root"], check=0).stdout)
+    report = json.loads(
+        az(
+            azure_emulator,
+            "report",
+            "specs/mlflow-tracking.yaml",
+            "--format",
+            "json",
+            cwd=seed_azure["root"],
+            check=0,
+        ).stdout
+    )
     assert report["tracking_uri"].startswith("azureml://127.0.0.1:")
     jobs = {j["job"]: j for j in report["jobs"]}
     manual = jobs["train-mlflow"]
@@ -67,55 +105,98 @@ def test_seed_metrics_read_back_through_azureml_mlflow(seed_azure, azure_emulato
     assert manual["tags"]["model_type"] == "LogisticRegression"
     assert manual["where"].startswith("https://ml.azure.com/runs/" + manual["run_id"])
     assert "training_roc_auc" in jobs["train-autolog"]["metrics"]
-    found = json.loads(az(azure_emulator, "runs", "specs/mlflow-tracking.yaml", "best-auc", "--json",
-                          cwd=seed_azure["root"], check=0).stdout)
+    found = json.loads(
+        az(
+            azure_emulator,
+            "runs",
+            "specs/mlflow-tracking.yaml",
+            "best-auc",
+            "--json",
+            cwd=seed_azure["root"],
+            check=0,
+        ).stdout
+    )
     assert [r["run_name"] for r in found["runs"]] == ["diabetes-train-mlflow"]
 
 
 def test_seed_replan_is_up_to_date_and_only_reads(seed_azure, azure_emulator):
     mark = azure_emulator.mark()
-    out = az(azure_emulator, "plan", "specs/mlflow-tracking.yaml", cwd=seed_azure["root"], check=0).stdout
+    out = az(
+        azure_emulator, "plan", "specs/mlflow-tracking.yaml", cwd=seed_azure["root"], check=0
+    ).stdout
     assert out.endswith("No changes. Everything is up to date.\n")
     methods = {m for m, _ in calls(azure_emulator, mark)}
     assert methods <= {"GET", "HEAD"}, methods
 
 
 def test_seed_status_and_logs(seed_azure, azure_emulator):
-    status = json.loads(az(azure_emulator, "status", "specs/mlflow-tracking.yaml", "--json",
-                           cwd=seed_azure["root"], check=0).stdout)
+    status = json.loads(
+        az(
+            azure_emulator,
+            "status",
+            "specs/mlflow-tracking.yaml",
+            "--json",
+            cwd=seed_azure["root"],
+            check=0,
+        ).stdout
+    )
     assert status["target"] == "azure" and status["tracking_uri"].startswith("azureml://")
     assert [(j["job"], j["status"], j["up_to_date"]) for j in status["jobs"]] == [
-        ("train-mlflow", "Completed", True), ("train-autolog", "Completed", True)]
-    log = az(azure_emulator, "logs", "specs/mlflow-tracking.yaml", "train-mlflow", cwd=seed_azure["root"], check=0)
+        ("train-mlflow", "Completed", True),
+        ("train-autolog", "Completed", True),
+    ]
+    log = az(
+        azure_emulator,
+        "logs",
+        "specs/mlflow-tracking.yaml",
+        "train-mlflow",
+        cwd=seed_azure["root"],
+        check=0,
+    )
     assert "AUC: 0.8" in log.stdout
 
 
 def test_seed_destroy_deletes_the_resource_group_it_created(seed_azure, azure_emulator):
     root = seed_azure["root"]
     mark = azure_emulator.mark()
-    out = az(azure_emulator, "destroy", "-y", "specs/mlflow-tracking.yaml", cwd=root, check=0).stdout
+    out = az(
+        azure_emulator, "destroy", "-y", "specs/mlflow-tracking.yaml", cwd=root, check=0
+    ).stdout
     assert "  - resource_group.rg-dp100-seed\n" in out
     deleted = [p for m, p in calls(azure_emulator, mark) if m == "DELETE"]
     assert any(p.endswith("/computes/aml-cluster") for p in deleted)
     assert any(p.endswith("/workspaces/mlw-dp100-seed") for p in deleted)
     assert any(p.endswith("/resourcegroups/rg-dp100-seed") for p in deleted)
-    plan = az(azure_emulator, "plan", "specs/mlflow-tracking.yaml", "--var", "suffix=seed", cwd=root, check=0).stdout
-    assert plan.startswith("  + resource_group.rg-dp100-seed  eastus\n  + workspace.mlw-dp100-seed\n")
+    plan = az(
+        azure_emulator,
+        "plan",
+        "specs/mlflow-tracking.yaml",
+        "--var",
+        "suffix=seed",
+        cwd=root,
+        check=0,
+    ).stdout
+    assert plan.startswith(
+        "  + resource_group.rg-dp100-seed  eastus\n  + workspace.mlw-dp100-seed\n"
+    )
 
 
 # --- small labs --------------------------------------------------------------------------------------
 
+
 def small_lab(folder, suffix, cluster="max_instances: 2", rg=None):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "lab.yaml").write_text(textwrap.dedent(f"""\
+    (folder / "lab.yaml").write_text(
+        textwrap.dedent(f"""\
         name: small
-        workspace: {{name: ws-{suffix}, resource_group: {rg or 'rg-' + suffix}, location: eastus}}
+        workspace: {{name: ws-{suffix}, resource_group: {rg or "rg-" + suffix}, location: eastus}}
         computes:
           c1: {{type: amlcompute, size: STANDARD_DS11_V2, {cluster}}}
           c2: {{type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}}
         targets:
           azure: {{subscription_id: "${{{{env.AZURE_SUBSCRIPTION_ID}}}}"}}
-        """))
+        """)
+    )
     return folder / "lab.yaml"
 
 
@@ -129,7 +210,11 @@ def test_computes_are_created_concurrently(azure_emulator, tmp_path):
         log = azure_emulator.requests(mark)
     finally:
         azure_emulator.reset()
-    puts = [r["t"] for r in log if r["method"] == "PUT" and r["path"].endswith(("/computes/c1", "/computes/c2"))]
+    puts = [
+        r["t"]
+        for r in log
+        if r["method"] == "PUT" and r["path"].endswith(("/computes/c1", "/computes/c2"))
+    ]
     # The second PUT comes while the first compute is still being created. One after the other,
     # it could only come once the first was done, `delay` s after its PUT, however fast the
     # machine: an order, not a speed bound.
@@ -148,20 +233,31 @@ def test_update_in_place_and_replace(azure_emulator, tmp_path):
     made = calls(azure_emulator, mark)
     assert not any(m == "DELETE" for m, _ in made)
     assert any(m in ("PUT", "PATCH") and p.endswith("/computes/c1") for m, p in made)
-    spec.write_text(spec.read_text().replace("c1: {type: amlcompute, size: STANDARD_DS11_V2",
-                                             "c1: {type: amlcompute, size: STANDARD_DS12_V2"))
+    spec.write_text(
+        spec.read_text().replace(
+            "c1: {type: amlcompute, size: STANDARD_DS11_V2",
+            "c1: {type: amlcompute, size: STANDARD_DS12_V2",
+        )
+    )
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
-    assert "-/+ compute.c1                   size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 (cannot change in place)\n" in plan
+    assert (
+        "-/+ compute.c1                   size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 (cannot change in place)\n"
+        in plan
+    )
     mark = azure_emulator.mark()
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     made = [(m, p) for m, p in calls(azure_emulator, mark) if p.endswith("/computes/c1")]
     assert [m for m, _ in made if m != "GET"][:2] == ["DELETE", "PUT"]
-    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith("No changes. Everything is up to date.\n")
+    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith(
+        "No changes. Everything is up to date.\n"
+    )
 
 
 def existing_resource_group(emulator, name):
     """A resource group made before mlrun runs, through the real SDK."""
-    run_sdk(emulator, textwrap.dedent(f"""\
+    run_sdk(
+        emulator,
+        textwrap.dedent(f"""\
         import json, os
         from azure.ai.ml._azure_environments import _get_base_url_from_metadata
         from azure.identity import DefaultAzureCredential
@@ -171,7 +267,8 @@ def existing_resource_group(emulator, name):
                                        base_url=base, credential_scopes=[base + "/.default"])
         arm.resource_groups.create_or_update("{name}", {{"location": "eastus"}})
         print(json.dumps({{"ok": True}}))
-        """))
+        """),
+    )
 
 
 def test_a_resource_group_that_existed_before_survives_destroy(azure_emulator, tmp_path):
@@ -188,15 +285,22 @@ def test_a_resource_group_that_existed_before_survives_destroy(azure_emulator, t
 
 # --- faults -----------------------------------------------------------------------------------------
 
+
 def test_429_with_retry_after_is_retried_to_success(azure_emulator, tmp_path):
     spec = small_lab(tmp_path, "t429")
-    azure_emulator.fault(method="PUT", path_regex=r"/computes/c1$", status=429, retry_after=1, count=1)
+    azure_emulator.fault(
+        method="PUT", path_regex=r"/computes/c1$", status=429, retry_after=1, count=1
+    )
     try:
         mark = azure_emulator.mark()
         az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     finally:
         azure_emulator.reset()
-    statuses = [r["status"] for r in azure_emulator.requests(mark) if r["method"] == "PUT" and r["path"].endswith("/computes/c1")]
+    statuses = [
+        r["status"]
+        for r in azure_emulator.requests(mark)
+        if r["method"] == "PUT" and r["path"].endswith("/computes/c1")
+    ]
     assert statuses[:2] == [429, 201]
 
 
@@ -208,14 +312,22 @@ def test_quota_error_is_plain_and_the_next_apply_converges(azure_emulator, tmp_p
     finally:
         azure_emulator.call("POST", "/_emulator/quota", {"total": 100})
     warning, error = proc.stderr.splitlines()
-    assert warning.startswith("warning: the new computes need 6 vCPUs in total in eastus, but the subscription has 0 free")
+    assert warning.startswith(
+        "warning: the new computes need 6 vCPUs in total in eastus, but the subscription has 0 free"
+    )
     assert error.startswith("error: not enough quota: ") and ".. " not in error
-    assert error.endswith(". Request more vCPU quota for this VM family in the region, pick a smaller size, "
-                          "or lower max_instances.")
+    assert error.endswith(
+        ". Request more vCPU quota for this VM family in the region, pick a smaller size, "
+        "or lower max_instances."
+    )
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
-    assert "  + compute.c1" in plan and "workspace" not in plan.split("Plan:")[0].replace("  = ", "")
+    assert "  + compute.c1" in plan and "workspace" not in plan.split("Plan:")[0].replace(
+        "  = ", ""
+    )
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
-    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith("No changes. Everything is up to date.\n")
+    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith(
+        "No changes. Everything is up to date.\n"
+    )
 
 
 def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path):
@@ -224,22 +336,44 @@ def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path)
     try:
         proc = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0)
     finally:
-        azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 24})
+        azure_emulator.call(
+            "POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 24}
+        )
     assert proc.stderr == (
         "warning: the new computes need 18 vCPUs of the standardDSv2Family in eastus, but the subscription has "
         "4 free (quota 4, 0 in use): creating them will fail. Request more quota (Azure portal, Quotas, "
-        "Machine learning), or pick a smaller size or fewer max_instances.\n")
+        "Machine learning), or pick a smaller size or fewer max_instances.\n"
+    )
     assert "  + compute.c1" in proc.stdout
 
 
-@pytest.mark.parametrize("fault, expected", [
-    ({"status": 409, "body": {"error": {"code": "Conflict", "message": "Compute name c1 is already in use."}}},
-     "error: the name is taken: "),
-    ({"status": 503, "count": 8}, "error: Azure answered 503: "),
-    ({"async_failure": {"code": "ClusterCreationFailed", "message": "Allocation failed in eastus."}},
-     "Allocation failed in eastus."),
-])
-def test_compute_faults_end_in_a_clear_message_then_converge(azure_emulator, tmp_path, fault, expected):
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        (
+            {
+                "status": 409,
+                "body": {
+                    "error": {"code": "Conflict", "message": "Compute name c1 is already in use."}
+                },
+            },
+            "error: the name is taken: ",
+        ),
+        ({"status": 503, "count": 8}, "error: Azure answered 503: "),
+        (
+            {
+                "async_failure": {
+                    "code": "ClusterCreationFailed",
+                    "message": "Allocation failed in eastus.",
+                }
+            },
+            "Allocation failed in eastus.",
+        ),
+    ],
+)
+def test_compute_faults_end_in_a_clear_message_then_converge(
+    azure_emulator, tmp_path, fault, expected
+):
     spec = small_lab(tmp_path, f"fault{fault.get('status', 0)}")
     azure_emulator.fault(method="PUT", path_regex=r"/computes/c1$", **fault)
     try:
@@ -248,13 +382,21 @@ def test_compute_faults_end_in_a_clear_message_then_converge(azure_emulator, tmp
         azure_emulator.reset()
     assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
-    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith("No changes. Everything is up to date.\n")
+    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith(
+        "No changes. Everything is up to date.\n"
+    )
 
 
 def test_failed_workspace_deployment_is_a_clear_message(azure_emulator, tmp_path):
     spec = small_lab(tmp_path, "depl")
-    azure_emulator.fault(method="PUT", path_regex=r"/deployments/ws-depl", async_failure={
-        "code": "DeploymentFailed", "message": "At least one resource deployment operation failed."})
+    azure_emulator.fault(
+        method="PUT",
+        path_regex=r"/deployments/ws-depl",
+        async_failure={
+            "code": "DeploymentFailed",
+            "message": "At least one resource deployment operation failed.",
+        },
+    )
     try:
         proc = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=1)
     finally:
@@ -263,20 +405,35 @@ def test_failed_workspace_deployment_is_a_clear_message(azure_emulator, tmp_path
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
 
 
-def test_a_config_json_names_the_subscription_and_an_existing_resource_group(azure_emulator, tmp_path):
+def test_a_config_json_names_the_subscription_and_an_existing_resource_group(
+    azure_emulator, tmp_path
+):
     existing_resource_group(azure_emulator, "rg-fromconfig")
-    (tmp_path / "config.json").write_text(json.dumps({
-        "subscription_id": azure_emulator.subscription, "resource_group": "rg-fromconfig", "workspace_name": "ws-cfg"}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "subscription_id": azure_emulator.subscription,
+                "resource_group": "rg-fromconfig",
+                "workspace_name": "ws-cfg",
+            }
+        )
+    )
     spec = tmp_path / "lab.yaml"
-    spec.write_text("name: cfg\nworkspace: {name: ws-cfg, location: eastus}\n"
-                    "computes:\n  c1: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}\n"
-                    "targets:\n  azure: {config: config.json}\n")
+    spec.write_text(
+        "name: cfg\nworkspace: {name: ws-cfg, location: eastus}\n"
+        "computes:\n  c1: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}\n"
+        "targets:\n  azure: {config: config.json}\n"
+    )
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
-    assert plan == ("  + workspace.ws-cfg\n"
-                    "  + compute.c1                   amlcompute STANDARD_DS11_V2, 0..1 nodes\n"
-                    "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run.\n")
+    assert plan == (
+        "  + workspace.ws-cfg\n"
+        "  + compute.c1                   amlcompute STANDARD_DS11_V2, 0..1 nodes\n"
+        "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run.\n"
+    )
     mark = azure_emulator.mark()
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
-    assert any(m == "PUT" and "/resourceGroups/rg-fromconfig/" in p and p.endswith("/computes/c1")
-               for m, p in calls(azure_emulator, mark))
+    assert any(
+        m == "PUT" and "/resourceGroups/rg-fromconfig/" in p and p.endswith("/computes/c1")
+        for m, p in calls(azure_emulator, mark)
+    )
     az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)

@@ -29,13 +29,13 @@ not covered: the SDKs wait minutes for a read timeout.
                 |   503 on the status poll (re-applied) |
     metrics     | 403 on MLflow runs/get                |
 """
+
 import re
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-
 from conftest import ROOT, run_mlrun
 
 pytestmark = pytest.mark.azure
@@ -80,47 +80,120 @@ SECRETS = ("access_token", "Bearer ", "sig=", "eyJ", "AccountKey=")
 class Case:
     id: str
     step: str
-    rules: list             # fault rules for the first apply; "{s}" in path_regex is the case's suffix
-    error: str              # the words its error line must hold ("{s}": the suffix)
-    converge: list | None = None  # None: destroy at once; else rules for a re-apply that must succeed
+    rules: list  # fault rules for the first apply; "{s}" in path_regex is the case's suffix
+    error: str  # the words its error line must hold ("{s}": the suffix)
+    converge: list | None = (
+        None  # None: destroy at once; else rules for a re-apply that must succeed
+    )
     existing_rg: bool = False
     vars: dict = field(default_factory=dict)
-    replan: bool = False    # after converging, the next plan must have no changes (a plan costs time)
+    replan: bool = False  # after converging, the next plan must have no changes (a plan costs time)
 
 
 WS = r"/workspaces/ws-{s}"
 MLFLOW_GET = WS + r"/api/2\.0/mlflow/runs/get$"
 CASES = [
-    Case("rg-403", "rg", [dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", status=403, count=-1)],
-         "not allowed: resource_group.rg-{s}: Injected fault: HTTP 403. You need the Contributor role"),
-    Case("rg-409", "rg", [dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", status=409, count=-1)],
-         "the name is taken: resource_group.rg-{s}: ",
-         converge=[dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", reset=True)]),
-    Case("ws-deployment-failed", "workspace", [dict(method="PUT", path_regex=r"/deployments/ws-{s}-", async_failure={
-        "code": "InternalServerError", "message": "The workspace could not be provisioned."})],
-         "Azure could not finish it: workspace.ws-{s}: The workspace could not be provisioned. Apply again",
-         converge=[dict(method="PUT", path_regex=r"/deployments/ws-{s}-", status=429, retry_after=1)]),
-    Case("ws-400", "workspace", [dict(method="PUT", path_regex=r"/deployments/ws-{s}-", status=400, count=-1)],
-         "Azure answered 400: workspace.ws-{s}: Injected fault: HTTP 400. Check this resource's fields"),
-    Case("ws-503-after-create", "workspace",  # skip: the plan's GET and the SDK's GET before the deployment
-         [dict(method="GET", path_regex=WS + "$", status=503, count=-1, skip=2)],
-         "Azure answered 503: workspace.ws-{s}: Injected fault: HTTP 503. This is usually temporary",
-         converge=[], existing_rg=True, replan=True),
-    Case("ci-lro-failed", "instance", [dict(method="PUT", path_regex=r"/computes/ci-{s}$", async_failure={
-        "code": "ComputeInstanceCreationFailed", "message": "Allocation failed in eastus."})],
-         "Azure could not finish it: compute.ci-{s}: Allocation failed in eastus. Apply again"),
-    Case("cluster-reset", "cluster", [dict(method="PUT", path_regex=WS + r"/computes/cl$", reset=True, count=-1)],
-         "could not reach Azure (still after retries): compute.cl: ",
-         converge=[dict(method="POST", path_regex=WS + r"/codes/.*/startPendingUpload$", status=500)]),
-    Case("submit-403", "submit", [dict(method="PUT", path_regex=WS + r"/jobs/[^/]+$", status=403, count=-1)],
-         "not allowed: job.tiny: Injected fault: HTTP 403. You need the Contributor role",
-         converge=[dict(method="GET", path_regex=MLFLOW_GET, status=503)], replan=True),
-    Case("job-fails", "wait", [], "1 job did not complete: tiny (run ", converge=[], vars={"exit": "3"},
-         replan=True),
-    Case("poll-503", "wait", [dict(method="GET", path_regex=WS + r"/jobs/[^/]+$", status=503, count=-1)],
-         "Azure answered 503: run ", converge=[], replan=True),
-    Case("mlflow-403", "metrics", [dict(method="GET", path_regex=MLFLOW_GET, status=403, count=-1)],
-         "not allowed: the MLflow of workspace.ws-{s}: Injected fault: HTTP 403. You need the Contributor role"),
+    Case(
+        "rg-403",
+        "rg",
+        [dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", status=403, count=-1)],
+        "not allowed: resource_group.rg-{s}: Injected fault: HTTP 403. You need the Contributor role",
+    ),
+    Case(
+        "rg-409",
+        "rg",
+        [dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", status=409, count=-1)],
+        "the name is taken: resource_group.rg-{s}: ",
+        converge=[dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", reset=True)],
+    ),
+    Case(
+        "ws-deployment-failed",
+        "workspace",
+        [
+            dict(
+                method="PUT",
+                path_regex=r"/deployments/ws-{s}-",
+                async_failure={
+                    "code": "InternalServerError",
+                    "message": "The workspace could not be provisioned.",
+                },
+            )
+        ],
+        "Azure could not finish it: workspace.ws-{s}: The workspace could not be provisioned. Apply again",
+        converge=[
+            dict(method="PUT", path_regex=r"/deployments/ws-{s}-", status=429, retry_after=1)
+        ],
+    ),
+    Case(
+        "ws-400",
+        "workspace",
+        [dict(method="PUT", path_regex=r"/deployments/ws-{s}-", status=400, count=-1)],
+        "Azure answered 400: workspace.ws-{s}: Injected fault: HTTP 400. Check this resource's fields",
+    ),
+    Case(
+        "ws-503-after-create",
+        "workspace",  # skip: the plan's GET and the SDK's GET before the deployment
+        [dict(method="GET", path_regex=WS + "$", status=503, count=-1, skip=2)],
+        "Azure answered 503: workspace.ws-{s}: Injected fault: HTTP 503. This is usually temporary",
+        converge=[],
+        existing_rg=True,
+        replan=True,
+    ),
+    Case(
+        "ci-lro-failed",
+        "instance",
+        [
+            dict(
+                method="PUT",
+                path_regex=r"/computes/ci-{s}$",
+                async_failure={
+                    "code": "ComputeInstanceCreationFailed",
+                    "message": "Allocation failed in eastus.",
+                },
+            )
+        ],
+        "Azure could not finish it: compute.ci-{s}: Allocation failed in eastus. Apply again",
+    ),
+    Case(
+        "cluster-reset",
+        "cluster",
+        [dict(method="PUT", path_regex=WS + r"/computes/cl$", reset=True, count=-1)],
+        "could not reach Azure (still after retries): compute.cl: ",
+        converge=[
+            dict(method="POST", path_regex=WS + r"/codes/.*/startPendingUpload$", status=500)
+        ],
+    ),
+    Case(
+        "submit-403",
+        "submit",
+        [dict(method="PUT", path_regex=WS + r"/jobs/[^/]+$", status=403, count=-1)],
+        "not allowed: job.tiny: Injected fault: HTTP 403. You need the Contributor role",
+        converge=[dict(method="GET", path_regex=MLFLOW_GET, status=503)],
+        replan=True,
+    ),
+    Case(
+        "job-fails",
+        "wait",
+        [],
+        "1 job did not complete: tiny (run ",
+        converge=[],
+        vars={"exit": "3"},
+        replan=True,
+    ),
+    Case(
+        "poll-503",
+        "wait",
+        [dict(method="GET", path_regex=WS + r"/jobs/[^/]+$", status=503, count=-1)],
+        "Azure answered 503: run ",
+        converge=[],
+        replan=True,
+    ),
+    Case(
+        "mlflow-403",
+        "metrics",
+        [dict(method="GET", path_regex=MLFLOW_GET, status=403, count=-1)],
+        "not allowed: the MLflow of workspace.ws-{s}: Injected fault: HTTP 403. You need the Contributor role",
+    ),
 ]
 
 
@@ -141,14 +214,27 @@ class Lab:
         self.log = []
 
     def mlrun(self, *args, vars=None):
-        extra = [a for k, v in {"suffix": self.s, **(vars or {})}.items() for a in ("--var", f"{k}={v}")]
-        proc = run_mlrun(*args, "lab.yaml", "--target", "azure", *extra, cwd=self.root, env=self.env,
-                         timeout=COMMAND_TIMEOUT)
+        extra = [
+            a for k, v in {"suffix": self.s, **(vars or {})}.items() for a in ("--var", f"{k}={v}")
+        ]
+        proc = run_mlrun(
+            *args,
+            "lab.yaml",
+            "--target",
+            "azure",
+            *extra,
+            cwd=self.root,
+            env=self.env,
+            timeout=COMMAND_TIMEOUT,
+        )
         self.log.append((args[0], proc))
         return proc
 
     def inject(self, rules):
-        rules = [{**r, "path_regex": r["path_regex"].replace("{s}", self.s), "tag": self.s} for r in rules]
+        rules = [
+            {**r, "path_regex": r["path_regex"].replace("{s}", self.s), "tag": self.s}
+            for r in rules
+        ]
         if rules:
             self.emulator.call("POST", "/_emulator/faults", rules)
 
@@ -163,14 +249,22 @@ class Lab:
         """What of this case's resources the emulator still holds (a group's deployment history aside:
         the SDK's records of how the workspace was made, which Azure keeps too)."""
         ids = self.emulator.call("GET", "/_emulator/state")["resources"]
-        return sorted(i for i in ids if (f"/resourcegroups/rg-{self.s}" in i or f"/workspaces/ws-{self.s}" in i)
-                      and "/microsoft.resources/deployments/" not in i)
+        return sorted(
+            i
+            for i in ids
+            if (f"/resourcegroups/rg-{self.s}" in i or f"/workspaces/ws-{self.s}" in i)
+            and "/microsoft.resources/deployments/" not in i
+        )
 
 
 def existing_group(emulator, name):
     """A resource group made before mlrun runs, straight through ARM."""
     sub = emulator.subscription
-    emulator.call("PUT", f"/subscriptions/{sub}/resourcegroups/{name}?api-version=2025-04-01", {"location": "eastus"})
+    emulator.call(
+        "PUT",
+        f"/subscriptions/{sub}/resourcegroups/{name}?api-version=2025-04-01",
+        {"location": "eastus"},
+    )
 
 
 def run_case(emulator, root, case: Case) -> dict:
@@ -198,13 +292,20 @@ def run_case(emulator, root, case: Case) -> dict:
 @pytest.fixture(scope="module")
 def matrix(azure_emulator, tmp_path_factory, request):
     """Every selected case, run concurrently (their names and fault tags keep them apart)."""
-    selected = {item.callspec.params["case"].id for item in request.session.items
-                if item.module.__name__ == __name__ and hasattr(item, "callspec") and "case" in item.callspec.params}
+    selected = {
+        item.callspec.params["case"].id
+        for item in request.session.items
+        if item.module.__name__ == __name__
+        and hasattr(item, "callspec")
+        and "case" in item.callspec.params
+    }
     cases = [c for c in CASES if c.id in selected]
     root = tmp_path_factory.mktemp("faults")
     with ThreadPoolExecutor(max_workers=5) as pool:
-        futures = {c.id: pool.submit(run_case, azure_emulator, root, c)  # the longest first
-                   for c in sorted(cases, key=lambda c: c.converge is None)}
+        futures = {
+            c.id: pool.submit(run_case, azure_emulator, root, c)  # the longest first
+            for c in sorted(cases, key=lambda c: c.converge is None)
+        }
         results = {}
         for k, f in futures.items():
             try:
@@ -215,8 +316,10 @@ def matrix(azure_emulator, tmp_path_factory, request):
 
 
 def _show(result) -> str:
-    return "\n".join(f"--- mlrun {cmd} -> {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
-                     for cmd, p in result["lab"].log)
+    return "\n".join(
+        f"--- mlrun {cmd} -> {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+        for cmd, p in result["lab"].log
+    )
 
 
 def _clean(proc, result):
@@ -233,7 +336,9 @@ def test_fault(matrix, case):
     s = result["s"]
     apply = result["apply"]
     _clean(apply, result)
-    if any("async_failure" not in r for r in case.rules):  # the fault was really injected where the case says
+    if any(
+        "async_failure" not in r for r in case.rules
+    ):  # the fault was really injected where the case says
         assert result["apply_faulted"], _show(result)
     assert apply.returncode == 1, _show(result)
     lines = apply.stderr.strip().splitlines()
@@ -245,14 +350,19 @@ def test_fault(matrix, case):
         reapply = result["reapply"]
         assert reapply.returncode == 0 and "tiny  Completed" in reapply.stdout, _show(result)
         _clean(reapply, result)
-        assert len(result["reapply_faulted"]) == len(case.converge), _show(result)  # retried through
+        assert len(result["reapply_faulted"]) == len(case.converge), _show(
+            result
+        )  # retried through
         if case.replan:
-            assert result["replan"].stdout.endswith("No changes. Everything is up to date.\n"), _show(result)
+            assert result["replan"].stdout.endswith("No changes. Everything is up to date.\n"), (
+                _show(result)
+            )
     destroy = result["destroy"]
     assert destroy.returncode == 0, _show(result)
     _clean(destroy, result)
     if case.existing_rg:  # the group that was there before is kept; what mlrun made in it is gone
-        assert result["left"] == [f"/subscriptions/{result['lab'].emulator.subscription}/resourcegroups/rg-{s}"], \
-            (result["left"], _show(result))
+        assert result["left"] == [
+            f"/subscriptions/{result['lab'].emulator.subscription}/resourcegroups/rg-{s}"
+        ], (result["left"], _show(result))
     else:
         assert result["left"] == [], (result["left"], _show(result))

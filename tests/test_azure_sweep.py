@@ -1,15 +1,15 @@
 """Sweep jobs on the azure target: the SDK's own SweepJob, submitted over HTTPS to the emulator."""
+
 import json
 import textwrap
 
 import pytest
-
 from azure_fixtures import run_sdk
 from test_azure import az
 
 pytestmark = pytest.mark.azure
 
-TRAIN = '''\
+TRAIN = """\
 import argparse
 
 import mlflow
@@ -19,13 +19,14 @@ p.add_argument("--a", type=float)
 p.add_argument("--b", type=float)
 args = p.parse_args()
 mlflow.log_metric("score", args.a * 10 + args.b)
-'''
+"""
 
 
 def sweep_lab(folder, sampling):
     (folder / "src").mkdir(parents=True)
     (folder / "src" / "train.py").write_text(TRAIN)
-    (folder / "lab.yaml").write_text(textwrap.dedent(f"""\
+    (folder / "lab.yaml").write_text(
+        textwrap.dedent(f"""\
         name: tune
         workspace: {{name: ws-sweep, resource_group: rg-sweep, location: eastus}}
         computes:
@@ -47,7 +48,8 @@ def sweep_lab(folder, sampling):
             early_termination: {{type: bandit, slack_factor: 0.1, evaluation_interval: 1}}
         targets:
           azure: {{subscription_id: "${{{{env.AZURE_SUBSCRIPTION_ID}}}}"}}
-        """))
+        """)
+    )
     return folder / "lab.yaml"
 
 
@@ -55,17 +57,25 @@ def test_a_sweep_submits_the_sdks_sweep_job_and_reports_the_best_trial(azure_emu
     sweep_lab(tmp_path, "bayesian")
     plan = az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=0)
     assert "> job.tune" in plan.stdout
-    assert "random" not in plan.stdout + plan.stderr  # Bayesian is Azure's own: nothing is substituted
+    assert (
+        "random" not in plan.stdout + plan.stderr
+    )  # Bayesian is Azure's own: nothing is substituted
     mark = azure_emulator.mark()
     apply = az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0)
     assert "job.tune" in apply.stdout and "Completed" in apply.stdout
-    puts = [r["path"] for r in azure_emulator.requests(mark) if r["method"] == "PUT" and "/jobs/" in r["path"]]
+    puts = [
+        r["path"]
+        for r in azure_emulator.requests(mark)
+        if r["method"] == "PUT" and "/jobs/" in r["path"]
+    ]
     assert len(puts) == 1  # one sweep job; its trials are Azure's to run
 
     state = json.loads((tmp_path / ".mlrun" / "tune.azure.json").read_text())
     name = state["jobs"]["tune"]["runs"][-1]["id"]
     # what the service stored is a sweep job the SDK reads back as one
-    got = run_sdk(azure_emulator, textwrap.dedent(f"""\
+    got = run_sdk(
+        azure_emulator,
+        textwrap.dedent(f"""\
         import json, os
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
@@ -75,17 +85,30 @@ def test_a_sweep_submits_the_sdks_sweep_job_and_reports_the_best_trial(azure_emu
                           "space": sorted(job.search_space), "metric": job.objective.primary_metric,
                           "trials": job.limits.max_total_trials, "policy": job.early_termination.type,
                           "status": job.status}}))
-        """))
-    assert {k: got[k] for k in ("type", "algo", "space", "metric", "trials", "policy", "status")} == {
-        "type": "sweep", "algo": "bayesian", "space": ["a", "b"], "metric": "score", "trials": 4,
-        "policy": "bandit", "status": "Completed"}
+        """),
+    )
+    assert {
+        k: got[k] for k in ("type", "algo", "space", "metric", "trials", "policy", "status")
+    } == {
+        "type": "sweep",
+        "algo": "bayesian",
+        "space": ["a", "b"],
+        "metric": "score",
+        "trials": 4,
+        "policy": "bandit",
+        "status": "Completed",
+    }
 
-    report = json.loads(az(azure_emulator, "report", "lab.yaml", "--format", "json", cwd=tmp_path, check=0).stdout)
+    report = json.loads(
+        az(azure_emulator, "report", "lab.yaml", "--format", "json", cwd=tmp_path, check=0).stdout
+    )
     sweep = next(j for j in report["jobs"] if j["job"] == "tune")["sweep"]
     assert len(sweep["trials"]) == 4 and all(t["status"] == "FINISHED" for t in sweep["trials"])
     best = max(sweep["trials"], key=lambda t: t["value"])
     assert sweep["best_trial"] == best["run_id"]
-    assert abs(best["value"] - (float(best["params"]["a"]) * 10 + float(best["params"]["b"]))) < 1e-9
+    assert (
+        abs(best["value"] - (float(best["params"]["a"]) * 10 + float(best["params"]["b"]))) < 1e-9
+    )
 
     again = az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=0)
     assert "> job.tune" not in again.stdout  # completed: not resubmitted
@@ -107,19 +130,23 @@ def test_an_unmodified_cli_v2_job_without_compute_runs_serverless(azure_emulator
     from conftest import ROOT
 
     shutil.copytree(ROOT / "tests" / "specs" / "cli_v2", tmp_path / "cli_v2")
-    (tmp_path / "lab.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "lab.yaml").write_text(
+        textwrap.dedent("""\
         name: interop
         workspace: {name: ws-interop, resource_group: rg-interop, location: eastus}
         jobs:
           literals: {file: cli_v2/literals-outputs.yml}
         targets:
           azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}
-        """))
+        """)
+    )
     mark = azure_emulator.mark()
     apply = az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0)
     assert "job.literals" in apply.stdout and "Completed" in apply.stdout
     assert apply.stderr.strip() == ""  # nothing of the SDK's own printing
-    put = next(r for r in azure_emulator.requests(mark) if r["method"] == "PUT" and "/jobs/" in r["path"])
+    put = next(
+        r for r in azure_emulator.requests(mark) if r["method"] == "PUT" and "/jobs/" in r["path"]
+    )
     assert "computes" not in put["path"]
     logs = az(azure_emulator, "logs", "lab.yaml", "literals", cwd=tmp_path, check=0)
     assert "args: --rate 0.5 --label hello world | FLAG: on" in logs.stdout

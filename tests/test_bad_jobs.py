@@ -1,6 +1,7 @@
 """Jobs that behave badly on the local target: floods of output, stray children, a job that
 ignores SIGTERM, a job that deletes its own folder. mlrun stays small, stops what it started,
 and ends with the job's status and a message, never a traceback."""
+
 import json
 import os
 import shutil
@@ -9,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import mlflow_client, mlrun_cmd, run_mlrun
 
 pytestmark = pytest.mark.e2e
@@ -36,9 +36,18 @@ def measured(*args, cwd: Path, env: dict | None = None, stdout=None) -> tuple[in
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     full_env.update(env or {})
     out_path, err_path = cwd / f".out-{time.monotonic_ns()}", cwd / f".err-{time.monotonic_ns()}"
-    with open(err_path, "w") as err, (open(out_path, "w") if stdout is None else open(os.devnull, "w")) as out:
-        proc = subprocess.Popen(mlrun_cmd() + [str(a) for a in args], cwd=cwd, env=full_env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    with (
+        open(err_path, "w") as err,
+        open(out_path, "w") if stdout is None else open(os.devnull, "w") as out,
+    ):
+        proc = subprocess.Popen(
+            mlrun_cmd() + [str(a) for a in args],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     text = out_path.read_text() if out_path.exists() else ""
@@ -64,15 +73,20 @@ def test_gigabytes_of_output_stream_to_the_log_and_mlrun_memory_stays_flat(tmp_p
     free = shutil.disk_usage(tmp_path).free
     if free < 3 * 256 * MiB:
         pytest.skip(f"only {free // MiB} MiB free in {tmp_path}")
-    size = min(384 * MiB, free // 6 // MiB * MiB)  # the log and its artifact copy, with room to spare
+    size = min(
+        384 * MiB, free // 6 // MiB * MiB
+    )  # the log and its artifact copy, with room to spare
     line = b"mlrun-bad-job-output-line\n"
-    spec = write_spec(tmp_path, f"""  tiny:
+    spec = write_spec(
+        tmp_path,
+        f"""  tiny:
     command: yes mlrun-bad-job-output-line | head -c 1000
     compute: cluster
   flood:
     command: yes mlrun-bad-job-output-line | head -c {size}; echo done >&2
     compute: cluster
-""")
+""",
+    )
     code, small_rss, out, err = measured("apply", "-y", "--only", "tiny", spec, cwd=tmp_path)
     assert code == 0, out + err
     code, big_rss, out, err = measured("apply", "-y", "--only", "flood", spec, cwd=tmp_path)
@@ -102,7 +116,9 @@ def test_children_a_job_leaves_behind_are_stopped_with_its_process_group(tmp_pat
     marker = f"mlrun-orphan-{os.getpid()}-{time.monotonic_ns()}"
     pids = tmp_path / "pids"
     sleeper = f'python -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)" {marker}'
-    spec = write_spec(tmp_path, f"""  forker:
+    spec = write_spec(
+        tmp_path,
+        f"""  forker:
     command: |
       {sleeper} &
       echo $! >> "$PIDS"
@@ -112,7 +128,8 @@ def test_children_a_job_leaves_behind_are_stopped_with_its_process_group(tmp_pat
       echo parent leaves
     compute: cluster
     environment_variables: {{PIDS: {pids}}}
-""")
+""",
+    )
     start = time.monotonic()
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     assert time.monotonic() - start < 150  # runaway guard (normally 3-6 s): not the sleepers' 300 s
@@ -128,14 +145,17 @@ def test_children_a_job_leaves_behind_are_stopped_with_its_process_group(tmp_pat
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
     marker = f"mlrun-stubborn-{os.getpid()}-{time.monotonic_ns()}"
-    spec = write_spec(tmp_path, f"""  stubborn:
+    spec = write_spec(
+        tmp_path,
+        f"""  stubborn:
     command: |
       trap '' TERM
       echo started
       python -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring TERM', flush=True); time.sleep(300)" {marker}
     compute: cluster
     limits: {{timeout: 2}}
-""")
+""",
+    )
     start = time.monotonic()
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, env={"MLRUN_KILL_GRACE": "1"}, check=1)
     assert time.monotonic() - start < 150  # runaway guard (normally 3-6 s): not the sleepers' 300 s
@@ -154,11 +174,17 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout == ""
     client = mlflow_client(tmp_path, "ws-bad")
     assert client.get_run(run["id"]).info.status == "FAILED"
-    assert run_mlrun("logs", spec, "stubborn", cwd=tmp_path, check=0).stdout == "started\nignoring TERM\n"
+    assert (
+        run_mlrun("logs", spec, "stubborn", cwd=tmp_path, check=0).stdout
+        == "started\nignoring TERM\n"
+    )
     log = Path(client.download_artifacts(run["id"], "user_logs/std_log.txt")).read_text()
     assert log == "started\nignoring TERM\n"
     status = run_mlrun("status", spec, cwd=tmp_path, check=0).stdout
-    assert f"job.stubborn                     Failed     run {run['id'][:7]} {run['error']}\n" in status
+    assert (
+        f"job.stubborn                     Failed     run {run['id'][:7]} {run['error']}\n"
+        in status
+    )
 
 
 def _seconds(stamp: str) -> float:
@@ -168,28 +194,37 @@ def _seconds(stamp: str) -> float:
 
 
 def test_a_job_that_deletes_its_folder_ends_with_its_status_and_a_message(tmp_path):
-    spec = write_spec(tmp_path, """  rm-work:
+    spec = write_spec(
+        tmp_path,
+        """  rm-work:
     command: echo deleting my working folder; rm -rf "$PWD"; echo deleted
     compute: cluster
   rm-run:
     command: echo deleting my run folder; rm -rf "$(dirname "$PWD")"; echo deleted; exit 4
     compute: cluster
-""")
+""",
+    )
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=1)
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     work, run_folder = latest(spec, "rm-work"), latest(spec, "rm-run")
     assert work["status"] == "Completed"
-    assert run_mlrun("logs", spec, "rm-work", cwd=tmp_path, check=0).stdout == \
-        "deleting my working folder\ndeleted\n"
+    assert (
+        run_mlrun("logs", spec, "rm-work", cwd=tmp_path, check=0).stdout
+        == "deleting my working folder\ndeleted\n"
+    )
     assert run_folder["status"] == "Failed"
     assert run_folder["error"] == "exit code 4; the job deleted its run folder, with its log"
-    assert f"rm-run (run {run_folder['id'][:7]}: {run_folder['error']}); see mlrun logs" in proc.stderr
+    assert (
+        f"rm-run (run {run_folder['id'][:7]}: {run_folder['error']}); see mlrun logs" in proc.stderr
+    )
     client = mlflow_client(tmp_path, "ws-bad")
     assert client.get_run(work["id"]).info.status == "FINISHED"
     assert client.get_run(run_folder["id"]).info.status == "FAILED"
     logs = run_mlrun("logs", spec, "rm-run", cwd=tmp_path, check=1)
-    assert logs.stderr == f"error: the log of run {run_folder['id'][:7]} is gone: " \
-                          f"{run_folder['run_dir']}/user_logs/std_log.txt does not exist\n"
+    assert (
+        logs.stderr == f"error: the log of run {run_folder['id'][:7]} is gone: "
+        f"{run_folder['run_dir']}/user_logs/std_log.txt does not exist\n"
+    )
 
 
 def test_a_pipe_in_the_code_folder_is_neither_hashed_nor_copied(tmp_path):
@@ -199,13 +234,22 @@ def test_a_pipe_in_the_code_folder_is_neither_hashed_nor_copied(tmp_path):
     code.mkdir()
     (code / "train.py").write_text("print('trained')\n")
     os.mkfifo(code / "control")
-    spec = write_spec(tmp_path, """  listing:
+    spec = write_spec(
+        tmp_path,
+        """  listing:
     command: ls -A; python train.py
     code: ./code
     compute: cluster
-""")
-    assert "> job.listing                  first run" in run_mlrun("plan", spec, cwd=tmp_path, timeout=60, check=0).stdout
+""",
+    )
+    assert (
+        "> job.listing                  first run"
+        in run_mlrun("plan", spec, cwd=tmp_path, timeout=60, check=0).stdout
+    )
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, timeout=120, check=0)
     assert "Traceback" not in proc.stderr
     assert run_mlrun("logs", spec, "listing", cwd=tmp_path, check=0).stdout == "train.py\ntrained\n"
-    assert "No changes. Everything is up to date." in run_mlrun("plan", spec, cwd=tmp_path, timeout=60, check=0).stdout
+    assert (
+        "No changes. Everything is up to date."
+        in run_mlrun("plan", spec, cwd=tmp_path, timeout=60, check=0).stdout
+    )

@@ -1,17 +1,21 @@
 """The benchmark script runs (its short mode); timings are judged in benchmarks/RESULTS.md, not here."""
+
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
 
 def test_benchmarks_run_in_quick_mode():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick"], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["case", "mlrun", "baseline", "ratio", "target"]

@@ -5,6 +5,7 @@ running are adopted, no MLflow run stays RUNNING, and a further apply changes no
 Kill points are exact: either the test watches the world from outside (a job that blocks on a flag
 file it controls), or it runs the real `python -m runner apply -y` with a few of mlrun's functions
 wrapped (in this test's bootstrap, never in mlrun) so the process SIGKILLs itself at that call."""
+
 import os
 import random
 import signal
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, mlflow_client, run_mlrun
 
 pytestmark = pytest.mark.e2e
@@ -77,19 +77,25 @@ runpy.run_module("runner", run_name="__main__", alter_sys=True)
 
 
 def env():
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-            "PYTHONPATH": str(ROOT)}
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def lab(tmp_path: Path, block: bool = False) -> Path:
     """Two trivial jobs on one two-slot compute; each appends its name to `count` (outside the
     workspace) when it starts, then, with `block`, waits until the file `go-NAME` exists."""
     wait = "; while [ ! -e {}/go-{} ]; do sleep 0.02; done" if block else ""
-    jobs = "".join(f"  {j}:\n    command: echo {j} >> {tmp_path}/count{wait.format(tmp_path, j)}\n    compute: pool\n"
-                   for j in JOBS)
+    jobs = "".join(
+        f"  {j}:\n    command: echo {j} >> {tmp_path}/count{wait.format(tmp_path, j)}\n    compute: pool\n"
+        for j in JOBS
+    )
     spec = tmp_path / "lab.yaml"
-    spec.write_text("name: crash\nworkspace: {name: ws-crash}\ncomputes:\n"
-                    "  pool: {type: amlcompute, max_instances: 2}\njobs:\n" + jobs)
+    spec.write_text(
+        "name: crash\nworkspace: {name: ws-crash}\ncomputes:\n"
+        "  pool: {type: amlcompute, max_instances: 2}\njobs:\n" + jobs
+    )
     return spec
 
 
@@ -100,8 +106,16 @@ def counts(tmp_path: Path) -> dict:
 
 def start_apply(tmp_path: Path, spec: Path, point: str | None = None) -> subprocess.Popen:
     args = [sys.executable, "-c", BOOT, point] if point else [sys.executable, "-m", "runner"]
-    return subprocess.Popen(args + ["apply", "-y", str(spec)], cwd=tmp_path, env=env(), start_new_session=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        args + ["apply", "-y", str(spec)],
+        cwd=tmp_path,
+        env=env(),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_dirs(tmp_path: Path) -> list[Path]:
@@ -125,7 +139,10 @@ def check_converged(tmp_path: Path, first, again, killed_pid: int) -> None:
     from runner.state import State
 
     assert first.returncode == 0, f"stdout:\n{first.stdout}\nstderr:\n{first.stderr}"
-    assert f"note: took over the lock of pid {killed_pid}, which is no longer running\n" in first.stderr
+    assert (
+        f"note: took over the lock of pid {killed_pid}, which is no longer running\n"
+        in first.stderr
+    )
     state = State.load(tmp_path / ".mlrun" / "crash.local.json", "crash", "local")
     for j in JOBS:
         latest = state.latest(j)
@@ -133,9 +150,15 @@ def check_converged(tmp_path: Path, first, again, killed_pid: int) -> None:
     assert counts(tmp_path) == {j: 1 for j in JOBS}, "a job ran twice (or never)"
     client = mlflow_client(tmp_path, "ws-crash")
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
-    assert {r.info.run_id: r.info.status for r in runs if r.info.status not in TERMINAL_MLFLOW} == {}
-    assert sorted(r.data.tags["mlrun.job"] for r in runs if r.info.status == "FINISHED") == sorted(JOBS)
-    assert {r.info.run_id for r in runs if r.info.status == "FINISHED"} == {state.latest(j)["id"] for j in JOBS}
+    assert {
+        r.info.run_id: r.info.status for r in runs if r.info.status not in TERMINAL_MLFLOW
+    } == {}
+    assert sorted(r.data.tags["mlrun.job"] for r in runs if r.info.status == "FINISHED") == sorted(
+        JOBS
+    )
+    assert {r.info.run_id for r in runs if r.info.status == "FINISHED"} == {
+        state.latest(j)["id"] for j in JOBS
+    }
     assert sorted(p.name for p in (tmp_path / ".mlrun").iterdir() if p.name.endswith(".tmp")) == []
     for d in run_dirs(tmp_path):  # every job that was started has ended: none left behind
         assert (d / "exit.json").exists() or not (d / "spawned").exists(), d
@@ -146,8 +169,15 @@ def check_converged(tmp_path: Path, first, again, killed_pid: int) -> None:
 
 # --- killed at an exact call ---------------------------------------------------------------------
 
-POINTS = ["workspace-created", "mlflow-run-created", "run-recorded", "job-spawned", "mid-finalize", "finalized",
-          "state-rename"]
+POINTS = [
+    "workspace-created",
+    "mlflow-run-created",
+    "run-recorded",
+    "job-spawned",
+    "mid-finalize",
+    "finalized",
+    "state-rename",
+]
 
 
 def crash_and_converge(folder: Path, point: str) -> dict:
@@ -158,7 +188,12 @@ def crash_and_converge(folder: Path, point: str) -> dict:
         return {"killed": (proc.returncode, out, err)}
     for d in run_dirs(folder):  # jobs the dead mlrun started end without it
         wait_for(lambda: (d / "exit.json").exists() or not (d / "spawned").exists())
-    return {"killed": (proc.returncode, out, err), "pid": proc.pid, "spec": spec, "applies": converge(folder, spec)}
+    return {
+        "killed": (proc.returncode, out, err),
+        "pid": proc.pid,
+        "spec": spec,
+        "applies": converge(folder, spec),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +203,9 @@ def crashed(tmp_path_factory):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {p: pool.submit(crash_and_converge, tmp_path_factory.mktemp(p), p) for p in POINTS}
+        futures = {
+            p: pool.submit(crash_and_converge, tmp_path_factory.mktemp(p), p) for p in POINTS
+        }
         yield futures
 
 
@@ -182,6 +219,7 @@ def test_apply_killed_at_a_point_converges_on_the_next_apply(crashed, point):
 
 # --- killed from outside while the jobs run ------------------------------------------------------
 
+
 def test_jobs_left_running_by_a_killed_mlrun_are_adopted_not_rerun(tmp_path):
     """kill -9 while both jobs run; one ends while mlrun is dead, the other is still running when
     the next apply starts: the first is adopted as it ended, the second waited on; neither reruns."""
@@ -193,8 +231,12 @@ def test_jobs_left_running_by_a_killed_mlrun_are_adopted_not_rerun(tmp_path):
         first.kill()
         first.communicate()
     (tmp_path / "go-a").touch()
-    wait_for(lambda: [(d.parent.name, (d / "exit.json").exists()) for d in run_dirs(tmp_path)]
-             == [("a", True), ("b", False)])
+    wait_for(
+        lambda: (
+            [(d.parent.name, (d / "exit.json").exists()) for d in run_dirs(tmp_path)]
+            == [("a", True), ("b", False)]
+        )
+    )
     second = start_apply(tmp_path, spec)
     guard = threading.Timer(60, second.kill)  # a safety bound for the readline()s below
     guard.start()
@@ -205,8 +247,13 @@ def test_jobs_left_running_by_a_killed_mlrun_are_adopted_not_rerun(tmp_path):
         assert lines[0].startswith("  = job.a                        up to date (run "), lines
         assert lines[1].startswith("  * job.b                        run "), lines
         assert lines[1].endswith(" is Running: wait for it\n"), lines
-        assert lines[2] == "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for.\n"
-        assert "job.a  Completed  run " in lines[3] and lines[3].endswith(" ended while mlrun was away\n"), lines
+        assert (
+            lines[2]
+            == "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for.\n"
+        )
+        assert "job.a  Completed  run " in lines[3] and lines[3].endswith(
+            " ended while mlrun was away\n"
+        ), lines
         assert "waiting for the run" in lines[-1], lines
         (tmp_path / "go-b").touch()
         out, err = second.communicate(timeout=60)
@@ -240,7 +287,9 @@ def test_state_writes_killed_at_random_always_leave_a_loadable_state(tmp_path):
     rng = random.Random(8)
     serial = 0
     for _ in range(15):
-        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], env=env(), start_new_session=True)
+        saver = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(path)], env=env(), start_new_session=True
+        )
         wait_for(lambda: path.exists() and State.load(path, "lab", "local").serial > serial)
         time.sleep(rng.uniform(0, 0.05))
         saver.kill()
@@ -250,7 +299,16 @@ def test_state_writes_killed_at_random_always_leave_a_loadable_state(tmp_path):
         serial = state.serial
         ids = [r["id"] for r in state.runs("job")]
         assert len(ids) == len(set(ids)) > 0
-        assert State.load(path.with_name(path.name + ".bak"), "lab", "local").serial in (serial - 1, serial)
-    with Lock(path, "mlrun apply"):  # the next holder of the lock clears the dead writers' temp files
+        assert State.load(path.with_name(path.name + ".bak"), "lab", "local").serial in (
+            serial - 1,
+            serial,
+        )
+    with Lock(
+        path, "mlrun apply"
+    ):  # the next holder of the lock clears the dead writers' temp files
         pass
-    assert sorted(p.name for p in path.parent.iterdir()) == ["lab.local.json", "lab.local.json.bak", "lab.local.lock"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "lab.local.json",
+        "lab.local.json.bak",
+        "lab.local.lock",
+    ]

@@ -1,11 +1,12 @@
 """mlrun export (CLI v2 YAML files the azure-ai-ml SDK loads) and mlrun import (az ml files, MLproject)."""
+
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SEED, SPECS, mlflow_client, run_mlrun
+
 from runner import plan as planning, spec as spec_mod
 
 HELLO = SPECS / "hello.yaml"
@@ -19,6 +20,7 @@ def _write(path: Path, text: str) -> Path:
 
 # --- export -----------------------------------------------------------------------------------
 
+
 def test_export_of_the_seed_spec_is_loaded_by_the_sdk(mlrun, tmp_path):
     pytest.importorskip("azure.ai.ml")
     from azure.ai.ml import load_compute, load_job, load_workspace
@@ -26,11 +28,18 @@ def test_export_of_the_seed_spec_is_loaded_by_the_sdk(mlrun, tmp_path):
     out = tmp_path / "out"
     code, stdout, err = mlrun("export", SEED, "-o", out, "--var", "suffix=x")
     assert code == 0, err
-    for rel in ("workspace.yml", "computes/ci-x.yml", "computes/aml-cluster.yml", "jobs/train-mlflow.yml",
-                "jobs/train-autolog.yml"):
+    for rel in (
+        "workspace.yml",
+        "computes/ci-x.yml",
+        "computes/aml-cluster.yml",
+        "jobs/train-mlflow.yml",
+        "jobs/train-autolog.yml",
+    ):
         assert f"wrote {out / rel}" in stdout
-    assert "not exported: variables (resolved into the files), queries (no az ml equivalent), " \
-           "targets (no az ml equivalent)" in err
+    assert (
+        "not exported: variables (resolved into the files), queries (no az ml equivalent), "
+        "targets (no az ml equivalent)" in err
+    )
 
     ws_doc = yaml.safe_load((out / "workspace.yml").read_text())
     assert ws_doc["$schema"] == "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
@@ -38,25 +47,46 @@ def test_export_of_the_seed_spec_is_loaded_by_the_sdk(mlrun, tmp_path):
     assert (ws.name, ws.location, ws.resource_group) == ("mlw-dp100-x", "eastus", "rg-dp100-x")
 
     ci_doc = yaml.safe_load((out / "computes/ci-x.yml").read_text())
-    assert ci_doc["$schema"] == "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json"
+    assert (
+        ci_doc["$schema"]
+        == "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json"
+    )
     ci = load_compute(out / "computes/ci-x.yml")
-    assert (type(ci).__name__, ci.name, ci.type, ci.size) == ("ComputeInstance", "ci-x", "computeinstance",
-                                                              "STANDARD_DS11_V2")
+    assert (type(ci).__name__, ci.name, ci.type, ci.size) == (
+        "ComputeInstance",
+        "ci-x",
+        "computeinstance",
+        "STANDARD_DS11_V2",
+    )
     cluster_doc = yaml.safe_load((out / "computes/aml-cluster.yml").read_text())
-    assert cluster_doc["$schema"] == "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json"
+    assert (
+        cluster_doc["$schema"]
+        == "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json"
+    )
     cluster = load_compute(out / "computes/aml-cluster.yml")
-    assert (cluster.name, cluster.type, cluster.size, cluster.min_instances, cluster.max_instances) == \
-        ("aml-cluster", "amlcompute", "STANDARD_DS11_V2", 0, 2)
+    assert (
+        cluster.name,
+        cluster.type,
+        cluster.size,
+        cluster.min_instances,
+        cluster.max_instances,
+    ) == ("aml-cluster", "amlcompute", "STANDARD_DS11_V2", 0, 2)
 
     job_doc = yaml.safe_load((out / "jobs/train-mlflow.yml").read_text())
-    assert job_doc["$schema"] == "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+    assert (
+        job_doc["$schema"] == "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+    )
     assert (out / "jobs" / job_doc["code"]).resolve() == ROOT / "training"
-    assert (out / "jobs" / job_doc["inputs"]["training_data"]["path"]).resolve() == \
-        ROOT / "training" / "data" / "diabetes.csv"
+    assert (
+        out / "jobs" / job_doc["inputs"]["training_data"]["path"]
+    ).resolve() == ROOT / "training" / "data" / "diabetes.csv"
     job = load_job(out / "jobs/train-mlflow.yml")
     assert job.command == "python train-model-mlflow.py --training_data ${{inputs.training_data}}"
-    assert (job.compute, job.experiment_name, job.display_name) == \
-        ("aml-cluster", "diabetes-training", "diabetes-train-mlflow")
+    assert (job.compute, job.experiment_name, job.display_name) == (
+        "aml-cluster",
+        "diabetes-training",
+        "diabetes-train-mlflow",
+    )
     assert job.environment == "AzureML-sklearn-1.5@latest"  # the SDK strips azureml:
     assert job.inputs["training_data"].type == "uri_file"
     assert job.tags == {"model_type": "LogisticRegression"}
@@ -71,8 +101,11 @@ def test_export_of_the_hello_spec_is_loaded_by_the_sdk(mlrun, tmp_path):
     out = tmp_path / "out"
     code, stdout, err = mlrun("export", HELLO, "-o", out)
     assert code == 0, err
-    assert stdout.splitlines() == [f"wrote {out / 'workspace.yml'}", f"wrote {out / 'computes/cpu-cluster.yml'}",
-                                   f"wrote {out / 'jobs/hello.yml'}"]
+    assert stdout.splitlines() == [
+        f"wrote {out / 'workspace.yml'}",
+        f"wrote {out / 'computes/cpu-cluster.yml'}",
+        f"wrote {out / 'jobs/hello.yml'}",
+    ]
     assert load_workspace(out / "workspace.yml").name == "mlw-hello"
     cluster = load_compute(out / "computes/cpu-cluster.yml")
     assert (cluster.name, cluster.max_instances) == ("cpu-cluster", 1)
@@ -88,35 +121,51 @@ def test_export_notes_a_generated_variable(mlrun, tmp_path):
     assert code == 0, err
     name = yaml.safe_load((tmp_path / "out/workspace.yml").read_text())["name"]
     suffix = name.removeprefix("mlw-dp100-")
-    assert f"note: variable suffix was generated for this export only ({suffix}); pass --var suffix=VALUE " \
-           "to choose it" in err
+    assert (
+        f"note: variable suffix was generated for this export only ({suffix}); pass --var suffix=VALUE "
+        "to choose it" in err
+    )
 
 
 # --- round trip -------------------------------------------------------------------------------
 
+
 def _same_plan(a: Path, b: Path, overrides_a: dict, overrides_b: dict) -> None:
     want = planning.desired(spec_mod.load(a, overrides=overrides_a))
     got = planning.desired(spec_mod.load(b, overrides=overrides_b))
-    assert {k: v["attrs"] for k, v in got["resources"].items()} == \
-        {k: v["attrs"] for k, v in want["resources"].items()}
-    assert {k: v["fingerprint"] for k, v in got["jobs"].items()} == \
-        {k: v["fingerprint"] for k, v in want["jobs"].items()}
-    assert {k: v["compute"] for k, v in got["jobs"].items()} == {k: v["compute"] for k, v in want["jobs"].items()}
+    assert {k: v["attrs"] for k, v in got["resources"].items()} == {
+        k: v["attrs"] for k, v in want["resources"].items()
+    }
+    assert {k: v["fingerprint"] for k, v in got["jobs"].items()} == {
+        k: v["fingerprint"] for k, v in want["jobs"].items()
+    }
+    assert {k: v["compute"] for k, v in got["jobs"].items()} == {
+        k: v["compute"] for k, v in want["jobs"].items()
+    }
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["includes", "inline"])
 def test_export_then_import_gives_the_same_plan(mlrun, tmp_path, inline):
     out = tmp_path / "exported"
     assert mlrun("export", SEED, "-o", out, "--var", "suffix=x")[0] == 0
-    files = [out / "workspace.yml", *sorted((out / "computes").iterdir()), *sorted((out / "jobs").iterdir())]
+    files = [
+        out / "workspace.yml",
+        *sorted((out / "computes").iterdir()),
+        *sorted((out / "jobs").iterdir()),
+    ]
     spec = tmp_path / "lab" / "spec.yaml"
-    code, stdout, err = mlrun("import", *files, "-o", spec, "--name", "mlflow-tracking",
-                              *(["--inline"] if inline else []))
+    code, stdout, err = mlrun(
+        "import", *files, "-o", spec, "--name", "mlflow-tracking", *(["--inline"] if inline else [])
+    )
     assert code == 0, err
     assert stdout == f"wrote {spec} (2 computes, 2 jobs)\n"
     data = yaml.safe_load(spec.read_text())
     assert data["name"] == "mlflow-tracking"
-    assert data["workspace"] == {"name": "mlw-dp100-x", "location": "eastus", "resource_group": "rg-dp100-x"}
+    assert data["workspace"] == {
+        "name": "mlw-dp100-x",
+        "location": "eastus",
+        "resource_group": "rg-dp100-x",
+    }
     if inline:
         assert (spec.parent / data["jobs"]["train-mlflow"]["code"]).resolve() == ROOT / "training"
         assert data["computes"]["ci-x"] == {"type": "computeinstance", "size": "STANDARD_DS11_V2"}
@@ -157,8 +206,17 @@ def test_a_sweep_exported_then_imported_gives_the_same_plan(mlrun, tmp_path, inl
     out = tmp_path / "exported"
     assert mlrun("export", lab, "-o", out)[0] == 0
     spec = tmp_path / "again" / "spec.yaml"
-    code, _, err = mlrun("import", out / "workspace.yml", out / "computes" / "cluster.yml", out / "jobs" / "tune.yml",
-                         "-o", spec, "--name", "tune", *(["--inline"] if inline else []))
+    code, _, err = mlrun(
+        "import",
+        out / "workspace.yml",
+        out / "computes" / "cluster.yml",
+        out / "jobs" / "tune.yml",
+        "-o",
+        spec,
+        "--name",
+        "tune",
+        *(["--inline"] if inline else []),
+    )
     assert code == 0, err
     job = yaml.safe_load(spec.read_text())["jobs"]["tune"]
     if inline:
@@ -174,10 +232,19 @@ def test_import_inside_the_repo_points_at_the_schema(mlrun, tmp_path):
     assert mlrun("export", HELLO, "-o", out)[0] == 0
     spec = SPECS / "jobs" / "tmp-imported-by-test.yaml"
     try:
-        code, _, err = mlrun("import", out / "workspace.yml", out / "jobs/hello.yml", out / "computes/cpu-cluster.yml",
-                             "-o", spec)
+        code, _, err = mlrun(
+            "import",
+            out / "workspace.yml",
+            out / "jobs/hello.yml",
+            out / "computes/cpu-cluster.yml",
+            "-o",
+            spec,
+        )
         assert code == 0, err
-        assert spec.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../schemas/lab.schema.json"
+        assert (
+            spec.read_text().splitlines()[0]
+            == "# yaml-language-server: $schema=../../schemas/lab.schema.json"
+        )
         assert yaml.safe_load(spec.read_text())["name"] == "mlw-hello"
         _same_plan(HELLO, spec, {}, {})
     finally:
@@ -202,7 +269,9 @@ mlflow.log_param(name, value)
 def _mlproject(root: Path) -> Path:
     _write(root / "project" / "log_param.py", LOG_PARAM)
     _write(root / "project" / "data" / "rows.csv", "a,b\n1,2\n")
-    return _write(root / "project" / "MLproject", """
+    return _write(
+        root / "project" / "MLproject",
+        """
         name: My Project
         python_env: python_env.yaml
         entry_points:
@@ -215,7 +284,8 @@ def _mlproject(root: Path) -> Path:
             parameters:
               greeting: hello
             command: "python log_param.py greeting {greeting}"
-        """)
+        """,
+    )
 
 
 def test_mlproject_import_gives_jobs_with_inputs(mlrun, tmp_path):
@@ -224,19 +294,33 @@ def test_mlproject_import_gives_jobs_with_inputs(mlrun, tmp_path):
     code, stdout, err = mlrun("import", mlproject, "-o", spec)
     assert code == 0, err
     assert stdout == f"wrote {spec} (0 computes, 2 jobs)\n"
-    assert err == f"note: {mlproject}: python_env not imported: locally the current interpreter runs the jobs; " \
-                  "give them an environment to run on Azure\n"
+    assert (
+        err
+        == f"note: {mlproject}: python_env not imported: locally the current interpreter runs the jobs; "
+        "give them an environment to run on Azure\n"
+    )
     data = yaml.safe_load(spec.read_text())
     assert data["name"] == "my-project"
     assert data["variables"]["suffix"]["generate"] == "hex"
-    assert data["workspace"] == {"name": "mlw-my-project-${{vars.suffix}}",
-                                 "resource_group": "rg-my-project-${{vars.suffix}}", "location": "eastus"}
+    assert data["workspace"] == {
+        "name": "mlw-my-project-${{vars.suffix}}",
+        "resource_group": "rg-my-project-${{vars.suffix}}",
+        "location": "eastus",
+    }
     assert data["jobs"] == {
-        "main": {"code": "../project",
-                 "command": "python log_param.py alpha ${{inputs.alpha}} && test -f ${{inputs.data}}",
-                 "inputs": {"alpha": 0.5, "data": {"type": "uri_file", "path": "../project/data/rows.csv"}}},
-        "greet": {"code": "../project", "command": "python log_param.py greeting ${{inputs.greeting}}",
-                  "inputs": {"greeting": "hello"}},
+        "main": {
+            "code": "../project",
+            "command": "python log_param.py alpha ${{inputs.alpha}} && test -f ${{inputs.data}}",
+            "inputs": {
+                "alpha": 0.5,
+                "data": {"type": "uri_file", "path": "../project/data/rows.csv"},
+            },
+        },
+        "greet": {
+            "code": "../project",
+            "command": "python log_param.py greeting ${{inputs.greeting}}",
+            "inputs": {"greeting": "hello"},
+        },
     }
     assert mlrun("validate", spec)[0] == 0
 
@@ -255,26 +339,48 @@ def test_mlproject_jobs_run_locally_with_their_parameters(tmp_path):
 
 # --- errors -----------------------------------------------------------------------------------
 
+
 def test_import_refuses_to_overwrite(mlrun, tmp_path):
     mlproject = _mlproject(tmp_path)
     spec = _write(tmp_path / "spec.yaml", "keep: me\n")
     code, out, err = mlrun("import", mlproject, "-o", spec)
-    assert (code, out, err) == (1, "", f"error: {spec}: already exists (pass --force to overwrite)\n")
+    assert (code, out, err) == (
+        1,
+        "",
+        f"error: {spec}: already exists (pass --force to overwrite)\n",
+    )
     assert spec.read_text() == "keep: me\n"
     assert mlrun("import", mlproject, "-o", spec, "--force")[0] == 0
     assert yaml.safe_load(spec.read_text())["name"] == "my-project"
 
 
-@pytest.mark.parametrize("name,text,message", [
-    ("notes.yml", "hello: world\n", "{f}: not an az ml workspace, compute or command job file, nor an MLproject file"),
-    ("broken.yml", "a: [1, 2\n", "{f}:2:1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
-    ("list.yml", "- 1\n- 2\n", "{f}: expected a YAML mapping"),
-    ("deep.yml", "a: " + "[" * 3000 + "\n", "{f}: not valid YAML: nested too deeply"),
-    ("MLproject", "name: x\nentry_points:\n  main:\n    parameters: {a: {type: float}}\n    command: python t.py {a}\n",
-     "{f}: entry point 'main': parameter 'a' has no default (a spec input needs a value)"),
-    ("MLproject", "name: x\nentry_points:\n  main:\n    command: python t.py {b}\n",
-     "{f}: entry point 'main': the command uses undeclared parameters: b"),
-])
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        (
+            "notes.yml",
+            "hello: world\n",
+            "{f}: not an az ml workspace, compute or command job file, nor an MLproject file",
+        ),
+        (
+            "broken.yml",
+            "a: [1, 2\n",
+            "{f}:2:1: not valid YAML: expected ',' or ']', but got '<stream end>'",
+        ),
+        ("list.yml", "- 1\n- 2\n", "{f}: expected a YAML mapping"),
+        ("deep.yml", "a: " + "[" * 3000 + "\n", "{f}: not valid YAML: nested too deeply"),
+        (
+            "MLproject",
+            "name: x\nentry_points:\n  main:\n    parameters: {a: {type: float}}\n    command: python t.py {a}\n",
+            "{f}: entry point 'main': parameter 'a' has no default (a spec input needs a value)",
+        ),
+        (
+            "MLproject",
+            "name: x\nentry_points:\n  main:\n    command: python t.py {b}\n",
+            "{f}: entry point 'main': the command uses undeclared parameters: b",
+        ),
+    ],
+)
 def test_import_errors_name_the_file(mlrun, tmp_path, name, text, message):
     f = _write(tmp_path / name, text)
     code, out, err = mlrun("import", f, "-o", tmp_path / "spec.yaml")
@@ -291,4 +397,8 @@ def test_import_rejects_two_jobs_with_one_name(mlrun, tmp_path):
     a = _write(tmp_path / "a" / "train.yml", "command: echo a\n")
     b = _write(tmp_path / "b" / "train.yml", "command: echo b\n")
     code, out, err = mlrun("import", a, b, "-o", tmp_path / "spec.yaml")
-    assert (code, out, err) == (1, "", f"error: {b}: a second job named 'train' (the first is in {a})\n")
+    assert (code, out, err) == (
+        1,
+        "",
+        f"error: {b}: a second job named 'train' (the first is in {a})\n",
+    )

@@ -1,4 +1,5 @@
 """runner/fingerprint.py: content digests of trees, and job fingerprints part by part."""
+
 import hashlib
 import os
 import socket
@@ -26,13 +27,16 @@ def tree(tmp_path):
 
 # --- tree_digest ---------------------------------------------------------------------------------
 
+
 def test_tree_digest_is_stable_and_independent_of_where_the_tree_is(tree, tmp_path):
     first = tree_digest(tree)
     assert tree_digest(tree) == first
     fingerprint._tree_cache.clear()
     assert tree_digest(tree) == first
     assert tree_digest(Path(str(tree) + "/")) == first
-    copy = make_tree(tmp_path / "elsewhere", {"train.py": "print('hi')\n", "lib/util.py": "X = 1\n"})
+    copy = make_tree(
+        tmp_path / "elsewhere", {"train.py": "print('hi')\n", "lib/util.py": "X = 1\n"}
+    )
     assert tree_digest(copy) == first
     assert len(first) == 64
 
@@ -81,7 +85,9 @@ def test_a_same_size_edit_within_one_timestamp_tick_is_seen(tree):
 def test_only_trees_of_settled_files_are_cached(tree):
     fingerprint._tree_cache.clear()
     tree_digest(tree)
-    assert fingerprint._tree_cache == {}  # just written: an edit in the same tick would look the same
+    assert (
+        fingerprint._tree_cache == {}
+    )  # just written: an edit in the same tick would look the same
     hour_ago = os.stat(tree / "train.py").st_mtime_ns - 3600 * 10**9
     for f in (tree / "train.py", tree / "lib" / "util.py"):
         os.utime(f, ns=(hour_ago, hour_ago))
@@ -104,9 +110,18 @@ def test_tree_digest_changes_when_a_file_is_added_renamed_or_moved(tree):
 
 def test_tree_digest_ignores_caches_vcs_and_state(tree):
     before = tree_digest(tree)
-    make_tree(tree, {"__pycache__/train.cpython-311.pyc": b"\x00", "lib/__pycache__/util.cpython-311.pyc": b"\x01",
-                     "lib/util.pyc": b"\x02", ".git/HEAD": "ref: refs/heads/main\n", ".mlrun/lab.local.json": "{}",
-                     ".ipynb_checkpoints/x.ipynb": "{}", ".pytest_cache/v/cache": "[]"})
+    make_tree(
+        tree,
+        {
+            "__pycache__/train.cpython-311.pyc": b"\x00",
+            "lib/__pycache__/util.cpython-311.pyc": b"\x01",
+            "lib/util.pyc": b"\x02",
+            ".git/HEAD": "ref: refs/heads/main\n",
+            ".mlrun/lab.local.json": "{}",
+            ".ipynb_checkpoints/x.ipynb": "{}",
+            ".pytest_cache/v/cache": "[]",
+        },
+    )
     assert tree_digest(tree) == before
 
 
@@ -146,25 +161,59 @@ def job_parts(root: Path, body: str = LAB) -> dict:
 
 def test_parts_are_the_parts_in_order_and_stable(lab):
     first = job_parts(lab)
-    assert tuple(first) == PARTS == ("command", "code", "inputs", "environment", "compute", "environment_variables")
+    assert (
+        tuple(first)
+        == PARTS
+        == ("command", "code", "inputs", "environment", "compute", "environment_variables")
+    )
     assert first["code"] == tree_digest(lab / "src")
     fingerprint._tree_cache.clear()
     assert job_parts(lab) == first
     assert combine(first) == combine(dict(reversed(list(first.items()))))
 
 
-@pytest.mark.parametrize("edit, part", [
-    (lambda root: job_parts(root, LAB.replace("python train.py", "python3 train.py")), "command"),
-    (lambda root: (root / "src" / "train.py").write_text("print('train v2')\n") and job_parts(root), "code"),
-    (lambda root: (root / "src" / "extra.py").write_text("") is not None and job_parts(root), "code"),
-    (lambda root: (root / "data.csv").write_text("a,b\n1,3\n") and job_parts(root), "inputs"),
-    (lambda root: job_parts(root, LAB.replace("rate: 0.1", "rate: 0.2")), "inputs"),
-    (lambda root: job_parts(root, LAB.replace("sklearn-1.5", "sklearn-1.6")), "environment"),
-    (lambda root: job_parts(root, LAB.replace("compute: cpu", "compute: gpu")), "compute"),
-    (lambda root: job_parts(root, LAB.replace("MODE: fast", "MODE: slow")), "environment_variables"),
-    (lambda root: job_parts(root, LAB.replace("{MODE: fast}", "{MODE: fast, SEED: 1}")), "environment_variables"),
-], ids=["command", "code-edit", "code-new-file", "input-file", "literal-input", "environment",
-        "compute", "env-value", "env-added"])
+@pytest.mark.parametrize(
+    "edit, part",
+    [
+        (
+            lambda root: job_parts(root, LAB.replace("python train.py", "python3 train.py")),
+            "command",
+        ),
+        (
+            lambda root: (
+                (root / "src" / "train.py").write_text("print('train v2')\n") and job_parts(root)
+            ),
+            "code",
+        ),
+        (
+            lambda root: (root / "src" / "extra.py").write_text("") is not None and job_parts(root),
+            "code",
+        ),
+        (lambda root: (root / "data.csv").write_text("a,b\n1,3\n") and job_parts(root), "inputs"),
+        (lambda root: job_parts(root, LAB.replace("rate: 0.1", "rate: 0.2")), "inputs"),
+        (lambda root: job_parts(root, LAB.replace("sklearn-1.5", "sklearn-1.6")), "environment"),
+        (lambda root: job_parts(root, LAB.replace("compute: cpu", "compute: gpu")), "compute"),
+        (
+            lambda root: job_parts(root, LAB.replace("MODE: fast", "MODE: slow")),
+            "environment_variables",
+        ),
+        (
+            lambda root: job_parts(root, LAB.replace("{MODE: fast}", "{MODE: fast, SEED: 1}")),
+            "environment_variables",
+        ),
+    ],
+    ids=[
+        "command",
+        "code-edit",
+        "code-new-file",
+        "input-file",
+        "literal-input",
+        "environment",
+        "compute",
+        "env-value",
+        "env-added",
+    ],
+)
 def test_each_change_changes_exactly_its_part(lab, edit, part):
     before = job_parts(lab)
     after = edit(lab)
@@ -172,12 +221,16 @@ def test_each_change_changes_exactly_its_part(lab, edit, part):
     assert combine(after) != combine(before)
 
 
-@pytest.mark.parametrize("body", [
-    LAB.replace("display_name: train-run", "display_name: other"),
-    LAB.replace("{team: ml}", "{team: ops}"),
-    LAB.replace("compute: cpu", "compute: azureml:cpu"),
-    LAB.replace("{MODE: fast}", "{MODE: 'fast'}"),
-], ids=["display_name", "tags", "azureml-prefixed-compute", "quoted-env-value"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        LAB.replace("display_name: train-run", "display_name: other"),
+        LAB.replace("{team: ml}", "{team: ops}"),
+        LAB.replace("compute: cpu", "compute: azureml:cpu"),
+        LAB.replace("{MODE: fast}", "{MODE: 'fast'}"),
+    ],
+    ids=["display_name", "tags", "azureml-prefixed-compute", "quoted-env-value"],
+)
 def test_what_does_not_change_the_result_does_not_change_the_fingerprint(lab, body):
     assert job_parts(lab, body) == job_parts(lab)
 
@@ -190,15 +243,27 @@ def test_the_fingerprint_ignores_caches_in_the_code_folder(lab):
 
 def test_a_remote_code_reference_is_fingerprinted_by_its_name(lab):
     body = LAB.replace("code: src", "code: azureml:my-code:1")
-    assert changed(job_parts(lab, body), job_parts(lab, body.replace("my-code:1", "my-code:2"))) == ["code"]
+    assert changed(
+        job_parts(lab, body), job_parts(lab, body.replace("my-code:1", "my-code:2"))
+    ) == ["code"]
     assert changed(job_parts(lab, body), job_parts(lab)) == ["code"]
 
 
 def test_changed_lists_part_names_in_parts_order():
     old = {p: "a" for p in PARTS}
-    new = dict(reversed(list({**old, "environment_variables": "b", "command": "b", "compute": "b"}.items())))
+    new = dict(
+        reversed(
+            list({**old, "environment_variables": "b", "command": "b", "compute": "b"}.items())
+        )
+    )
     assert changed(old, new) == ["command", "compute", "environment_variables"]
     assert changed(old, dict(old)) == []
     assert changed(None, new) == list(PARTS)
     assert changed({}, new) == list(PARTS)
-    assert changed({"command": "a"}, old) == ["code", "inputs", "environment", "compute", "environment_variables"]
+    assert changed({"command": "a"}, old) == [
+        "code",
+        "inputs",
+        "environment",
+        "compute",
+        "environment_variables",
+    ]

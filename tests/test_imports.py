@@ -1,4 +1,5 @@
 """runner/'s modules import each other without cycles (imports inside functions count too)."""
+
 import ast
 from pathlib import Path
 
@@ -19,7 +20,11 @@ def import_graph() -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
-                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                base = (
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    if node.level
+                    else []
+                )
                 target = ".".join(base + ([node.module] if node.module else []))
                 found = [target] + [f"{target}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):

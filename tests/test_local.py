@@ -1,4 +1,5 @@
 """The local target end to end: real subprocesses, a real MLflow SQLite store, the real CLI."""
+
 import json
 import os
 import signal
@@ -8,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import mlflow_client, mlrun_cmd, run_mlrun
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +28,7 @@ def runs_of(root, workspace, experiment):
 
 
 # --- the seed lab, run once ------------------------------------------------------------------------
+
 
 def test_seed_lab_runs_carry_the_labs_params_metrics_tags_and_artifacts(seed_lab):
     client = mlflow_client(seed_lab["root"] / "specs", "mlw-dp100-e2e")
@@ -56,7 +57,7 @@ def test_seed_apply_prints_progress_and_a_results_table(seed_lab):
     out = seed_lab["apply"].stdout
     assert "Plan: 3 to add, 0 to change, 0 to replace, 0 to destroy, 2 jobs to run." in out
     assert "job.train-mlflow  Completed" in out
-    table = out[out.index("JOB "):]
+    table = out[out.index("JOB ") :]
     assert "train-mlflow   Completed" in table
     assert "params   Regularization rate=0.01" in table
     assert "metrics  AUC=0.8" in table
@@ -65,26 +66,46 @@ def test_seed_apply_prints_progress_and_a_results_table(seed_lab):
 def test_best_auc_query_finds_the_hand_logged_run(seed_lab):
     client = mlflow_client(seed_lab["root"] / "specs", "mlw-dp100-e2e")
     exp = client.get_experiment_by_name("diabetes-training")
-    found = client.search_runs([exp.experiment_id],
-                               filter_string="metrics.AUC > 0.8 and tags.model_type = 'LogisticRegression'",
-                               order_by=["start_time DESC"], max_results=2)
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string="metrics.AUC > 0.8 and tags.model_type = 'LogisticRegression'",
+        order_by=["start_time DESC"],
+        max_results=2,
+    )
     assert [r.info.run_name for r in found] == ["diabetes-train-mlflow"]
 
 
 def test_second_apply_changes_nothing_and_imports_no_mlflow(seed_lab):
     root = seed_lab["root"]
     before = len(runs_of(root / "specs", "mlw-dp100-e2e", "diabetes-training"))
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", "apply", "-y",
-                           "specs/mlflow-tracking.yaml"], cwd=root, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "runner",
+            "apply",
+            "-y",
+            "specs/mlflow-tracking.yaml",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith("No changes. Everything is up to date.\n")
     assert "= job.train-mlflow" in proc.stdout
-    assert not [line for line in proc.stderr.splitlines() if line.endswith(("| mlflow", "| pandas"))]
+    assert not [
+        line for line in proc.stderr.splitlines() if line.endswith(("| mlflow", "| pandas"))
+    ]
     assert len(runs_of(root / "specs", "mlw-dp100-e2e", "diabetes-training")) == before
 
 
 def test_status_json_has_tracking_uri_and_latest_runs(seed_lab):
-    proc = run_mlrun("status", "specs/mlflow-tracking.yaml", "--json", cwd=seed_lab["root"], check=0)
+    proc = run_mlrun(
+        "status", "specs/mlflow-tracking.yaml", "--json", cwd=seed_lab["root"], check=0
+    )
     data = json.loads(proc.stdout)
     db = seed_lab["root"] / "specs" / ".mlrun" / "local" / "mlw-dp100-e2e" / "mlflow.db"
     assert data["tracking_uri"] == f"sqlite:///{db}"
@@ -107,7 +128,10 @@ jobs:
 def test_input_change_reruns_only_that_job(tmp_path):
     (tmp_path / "a.txt").write_text("one")
     (tmp_path / "b.txt").write_text("two")
-    spec = write_spec(tmp_path, QUICK + """  a:
+    spec = write_spec(
+        tmp_path,
+        QUICK
+        + """  a:
     command: cat ${{inputs.data}}
     inputs: {data: {type: uri_file, path: a.txt}}
     compute: cluster
@@ -115,13 +139,18 @@ def test_input_change_reruns_only_that_job(tmp_path):
     command: cat ${{inputs.data}}
     inputs: {data: {type: uri_file, path: b.txt}}
     compute: cluster
-""")
+""",
+    )
     run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
-    first = {r.data.tags["mlrun.job"]: r.info.run_id for r in runs_of(tmp_path, "ws-quick", "quick")}
+    first = {
+        r.data.tags["mlrun.job"]: r.info.run_id for r in runs_of(tmp_path, "ws-quick", "quick")
+    }
     (tmp_path / "a.txt").write_text("changed")
     plan = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
     assert f"  > job.a                        inputs changed since run {first['a'][:7]}\n" in plan
-    assert f"  = job.b                        up to date (run {first['b'][:7]}, Completed)\n" in plan
+    assert (
+        f"  = job.b                        up to date (run {first['b'][:7]}, Completed)\n" in plan
+    )
     run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     runs = runs_of(tmp_path, "ws-quick", "quick")
     assert sorted(r.data.tags["mlrun.job"] for r in runs) == ["a", "a", "b"]
@@ -130,13 +159,17 @@ def test_input_change_reruns_only_that_job(tmp_path):
 
 
 def test_failing_job_fails_apply_keeps_its_log_and_spares_the_others(tmp_path):
-    spec = write_spec(tmp_path, QUICK + """  bad:
+    spec = write_spec(
+        tmp_path,
+        QUICK
+        + """  bad:
     command: echo about to fail; echo boom >&2; exit 3
     compute: cluster
   good:
     command: echo fine
     compute: cluster
-""")
+""",
+    )
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=1)
     assert "error: 1 job did not complete: bad (run " in proc.stderr
     assert ": exit code 3); see mlrun logs" in proc.stderr
@@ -145,7 +178,9 @@ def test_failing_job_fails_apply_keeps_its_log_and_spares_the_others(tmp_path):
     assert runs["good"].info.status == "FINISHED"
     assert run_mlrun("logs", spec, "bad", cwd=tmp_path, check=0).stdout == "about to fail\nboom\n"
     client = mlflow_client(tmp_path, "ws-quick")
-    text = Path(client.download_artifacts(runs["bad"].info.run_id, "user_logs/std_log.txt")).read_text()
+    text = Path(
+        client.download_artifacts(runs["bad"].info.run_id, "user_logs/std_log.txt")
+    ).read_text()
     assert text == "about to fail\nboom\n"
     plan = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
     assert f"> job.bad                      run {runs['bad'].info.run_id[:7]} Failed" in plan
@@ -154,11 +189,15 @@ def test_failing_job_fails_apply_keeps_its_log_and_spares_the_others(tmp_path):
 def test_timeout_kills_the_job_and_its_children(tmp_path):
     marker = f"mlrun-timeout-{os.getpid()}"
     sleeper = f'python -c "import time; time.sleep(300)" {marker}'
-    spec = write_spec(tmp_path, QUICK + f"""  slow:
+    spec = write_spec(
+        tmp_path,
+        QUICK
+        + f"""  slow:
     command: ({sleeper}; echo after) & {sleeper}
     compute: cluster
     limits: {{timeout: 2}}
-""")
+""",
+    )
     start = time.monotonic()
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=1)
     assert time.monotonic() - start < 150  # runaway guard (normally 5 s): not the sleepers' 300 s
@@ -170,12 +209,15 @@ def test_timeout_kills_the_job_and_its_children(tmp_path):
 
 
 def test_jobs_on_a_two_node_cluster_run_at_the_same_time(tmp_path):
-    window = 'date +%s.%N > ${{outputs.t}}/start; sleep 1.5; date +%s.%N > ${{outputs.t}}/end'
-    jobs = "".join(f"""  j{i}:
+    window = "date +%s.%N > ${{outputs.t}}/start; sleep 1.5; date +%s.%N > ${{outputs.t}}/end"
+    jobs = "".join(
+        f"""  j{i}:
     command: {window}
     outputs: {{t: {{type: uri_folder}}}}
     compute: cluster
-""" for i in (1, 2))
+"""
+        for i in (1, 2)
+    )
     spec = write_spec(tmp_path, QUICK + jobs)
     run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     client = mlflow_client(tmp_path, "ws-quick")
@@ -188,19 +230,29 @@ def test_jobs_on_a_two_node_cluster_run_at_the_same_time(tmp_path):
 
 
 def test_a_one_node_cluster_runs_jobs_one_at_a_time(tmp_path):
-    window = 'date +%s.%N > ${{outputs.t}}/start; sleep 0.5; date +%s.%N > ${{outputs.t}}/end'
-    jobs = "".join(f"""  j{i}:
+    window = "date +%s.%N > ${{outputs.t}}/start; sleep 0.5; date +%s.%N > ${{outputs.t}}/end"
+    jobs = "".join(
+        f"""  j{i}:
     command: {window}
     outputs: {{t: {{type: uri_folder}}}}
     compute: single
-""" for i in (1, 2))
-    spec = write_spec(tmp_path, "name: quick\nworkspace: {name: ws-quick}\ncomputes:\n"
-                                "  single: {type: amlcompute, max_instances: 1}\njobs:\n" + jobs)
+"""
+        for i in (1, 2)
+    )
+    spec = write_spec(
+        tmp_path,
+        "name: quick\nworkspace: {name: ws-quick}\ncomputes:\n"
+        "  single: {type: amlcompute, max_instances: 1}\njobs:\n" + jobs,
+    )
     run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     client = mlflow_client(tmp_path, "ws-quick")
-    spans = sorted((float(Path(client.download_artifacts(r.info.run_id, "t/start")).read_text()),
-                    float(Path(client.download_artifacts(r.info.run_id, "t/end")).read_text()))
-                   for r in runs_of(tmp_path, "ws-quick", "quick"))
+    spans = sorted(
+        (
+            float(Path(client.download_artifacts(r.info.run_id, "t/start")).read_text()),
+            float(Path(client.download_artifacts(r.info.run_id, "t/end")).read_text()),
+        )
+        for r in runs_of(tmp_path, "ws-quick", "quick")
+    )
     assert spans[0][1] <= spans[1][0], f"overlap: {spans}"
 
 
@@ -208,14 +260,20 @@ def test_saved_plan_is_applied_exactly_and_refused_once_stale(tmp_path):
     spec = write_spec(tmp_path, QUICK + "  a: {command: echo a, compute: cluster}\n")
     run_mlrun("plan", spec, "--out", "p.json", cwd=tmp_path, check=0)
     saved = json.loads((tmp_path / "p.json").read_text())
-    assert [c["address"] for c in saved["changes"]] == ["workspace.ws-quick", "compute.cluster", "job.a"]
+    assert [c["address"] for c in saved["changes"]] == [
+        "workspace.ws-quick",
+        "compute.cluster",
+        "job.a",
+    ]
     proc = run_mlrun("apply", "p.json", cwd=tmp_path, check=0)
     assert "job.a  Completed" in proc.stdout
     run_mlrun("plan", spec, "--out", "p2.json", "--force", "a", cwd=tmp_path, check=0)
     spec.write_text(spec.read_text().replace("echo a", "echo b"))
     proc = run_mlrun("apply", "p2.json", cwd=tmp_path, check=1)
-    assert proc.stderr == ("error: the saved plan p2.json is stale: the spec or its files changed since it "
-                           "was made; run mlrun plan again\n")
+    assert proc.stderr == (
+        "error: the saved plan p2.json is stale: the spec or its files changed since it "
+        "was made; run mlrun plan again\n"
+    )
     run_mlrun("plan", spec, "--out", "p3.json", cwd=tmp_path, check=0)
     run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     proc = run_mlrun("apply", "p3.json", cwd=tmp_path, check=1)
@@ -231,7 +289,8 @@ def test_destroy_removes_everything_then_plan_shows_creates(tmp_path):
         "  - compute.cluster\n"
         f"  - workspace.ws-quick           with its tracking store (sqlite:///{tmp_path}/.mlrun/local/ws-quick/mlflow.db)"
         " and every run in it\n"
-        "Plan: 0 to add, 0 to change, 0 to replace, 3 to destroy, 0 jobs to run.\n")
+        "Plan: 0 to add, 0 to change, 0 to replace, 3 to destroy, 0 jobs to run.\n"
+    )
     assert not (tmp_path / ".mlrun" / "local" / "ws-quick").exists()
     plan = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
     assert plan.startswith("  + workspace.ws-quick\n  + compute.cluster")
@@ -247,8 +306,13 @@ def test_apply_without_yes_and_without_a_terminal_refuses(tmp_path):
 
 def test_second_apply_is_refused_while_the_first_holds_the_lock(tmp_path):
     spec = write_spec(tmp_path, QUICK + "  a: {command: sleep 5, compute: cluster}\n")
-    first = subprocess.Popen(mlrun_cmd() + ["apply", "-y", str(spec)], cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        mlrun_cmd() + ["apply", "-y", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lock = tmp_path / ".mlrun" / "quick.local.lock"
         deadline = time.monotonic() + 30
@@ -265,16 +329,30 @@ def test_second_apply_is_refused_while_the_first_holds_the_lock(tmp_path):
 
 def test_ctrl_c_cancels_running_jobs_and_exits_130(tmp_path):
     marker = f"mlrun-ctrlc-{os.getpid()}"
-    spec = write_spec(tmp_path, QUICK + f"""  a:
+    spec = write_spec(
+        tmp_path,
+        QUICK
+        + f"""  a:
     command: python -c "import time; time.sleep(300)" {marker} & wait
     compute: cluster
-""")
-    proc = subprocess.Popen(mlrun_cmd() + ["apply", "-y", str(spec)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+""",
+    )
+    proc = subprocess.Popen(
+        mlrun_cmd() + ["apply", "-y", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
+    while (
+        time.monotonic() < deadline
+        and not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout
+    ):
         time.sleep(0.1)
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout, "the job never started"
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout, (
+        "the job never started"
+    )
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -287,7 +365,9 @@ def test_ctrl_c_cancels_running_jobs_and_exits_130(tmp_path):
 
 
 def test_detach_then_apply_adopts_the_running_job_instead_of_rerunning(tmp_path):
-    spec = write_spec(tmp_path, QUICK + "  a: {command: 'echo start; sleep 4; echo done', compute: cluster}\n")
+    spec = write_spec(
+        tmp_path, QUICK + "  a: {command: 'echo start; sleep 4; echo done', compute: cluster}\n"
+    )
     proc = run_mlrun("apply", "-y", "--detach", spec, cwd=tmp_path, check=0)
     assert "detached" in proc.stdout
     status = json.loads(run_mlrun("status", spec, "--json", cwd=tmp_path, check=0).stdout)
@@ -302,14 +382,25 @@ def test_detach_then_apply_adopts_the_running_job_instead_of_rerunning(tmp_path)
 
 
 def test_killed_mlrun_leaves_a_job_that_the_next_apply_adopts(tmp_path):
-    spec = write_spec(tmp_path, QUICK + "  a: {command: 'sleep 2; echo survived', compute: cluster}\n")
-    proc = subprocess.Popen(mlrun_cmd() + ["apply", "-y", str(spec)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    spec = write_spec(
+        tmp_path, QUICK + "  a: {command: 'sleep 2; echo survived', compute: cluster}\n"
+    )
+    proc = subprocess.Popen(
+        mlrun_cmd() + ["apply", "-y", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     state_file = tmp_path / ".mlrun" / "quick.local.json"
     deadline = time.monotonic() + 60
-    started = tmp_path / ".mlrun" / "local" / "ws-quick" / "runs" / "a"  # recorded in the state, then started
-    while time.monotonic() < deadline and not ('"Preparing"' in (state_file.read_text() if state_file.exists() else "")
-                                               and list(started.glob("*/pgid"))):
+    started = (
+        tmp_path / ".mlrun" / "local" / "ws-quick" / "runs" / "a"
+    )  # recorded in the state, then started
+    while time.monotonic() < deadline and not (
+        '"Preparing"' in (state_file.read_text() if state_file.exists() else "")
+        and list(started.glob("*/pgid"))
+    ):
         time.sleep(0.05)
     proc.kill()
     proc.communicate()
@@ -319,4 +410,6 @@ def test_killed_mlrun_leaves_a_job_that_the_next_apply_adopts(tmp_path):
     (run,) = runs_of(tmp_path, "ws-quick", "quick")
     assert run.info.status == "FINISHED"
     assert run_mlrun("logs", spec, "a", cwd=tmp_path, check=0).stdout == "survived\n"
-    assert run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0).stdout.endswith("No changes. Everything is up to date.\n")
+    assert run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0).stdout.endswith(
+        "No changes. Everything is up to date.\n"
+    )

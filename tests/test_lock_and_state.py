@@ -1,6 +1,7 @@
 """The lock and the state file through the CLI: who holds the lock and what works meanwhile, a
 damaged state (stops every command with the way out), a state that cannot be written (the
 previous one stays as it was). State and Lock themselves are tested in test_state.py."""
+
 import errno
 import json
 import os
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, mlflow_client, run_mlrun
+
 from runner import state as state_mod
 
 pytestmark = pytest.mark.e2e
@@ -23,10 +24,14 @@ def write_lab(folder: Path, jobs=("a",), block: bool = False) -> Path:
     """Trivial jobs on one compute; each appends its name to `count` (outside the workspace), then,
     with `block`, waits for the file `go`."""
     wait = f"; while [ ! -e {folder}/go ]; do sleep 0.02; done" if block else ""
-    body = "".join(f"  {j}:\n    command: echo {j} >> {folder}/count{wait}\n    compute: pool\n" for j in jobs)
+    body = "".join(
+        f"  {j}:\n    command: echo {j} >> {folder}/count{wait}\n    compute: pool\n" for j in jobs
+    )
     spec = folder / "lab.yaml"
-    spec.write_text("name: locky\nworkspace: {name: ws-locky}\ncomputes:\n"
-                    "  pool: {type: amlcompute, max_instances: 2}\njobs:\n" + body)
+    spec.write_text(
+        "name: locky\nworkspace: {name: ws-locky}\ncomputes:\n"
+        "  pool: {type: amlcompute, max_instances: 2}\njobs:\n" + body
+    )
     return spec
 
 
@@ -52,11 +57,21 @@ def applied(tmp_path, mlrun):
 
 # --- the lock ------------------------------------------------------------------------------------
 
-def test_while_an_apply_holds_the_lock_applies_are_refused_by_name_and_plan_and_status_work(tmp_path):
+
+def test_while_an_apply_holds_the_lock_applies_are_refused_by_name_and_plan_and_status_work(
+    tmp_path,
+):
     spec = write_lab(tmp_path, block=True)
-    first = subprocess.Popen([sys.executable, "-m", "runner", "apply", "-y", str(spec)], cwd=tmp_path,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "runner", "apply", "-y", str(spec)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while counts(tmp_path) != {"a": 1}:  # the job runs: the apply holds the lock and waits
@@ -64,16 +79,24 @@ def test_while_an_apply_holds_the_lock_applies_are_refused_by_name_and_plan_and_
             time.sleep(0.02)
         lock = tmp_path / ".mlrun" / "locky.local.lock"
         holder = json.loads(lock.read_text())
-        assert (holder["pid"], holder["host"], holder["command"]) == (first.pid, socket.gethostname(), "mlrun apply")
-        refused = (f"error: the state is locked by pid {first.pid} on {socket.gethostname()} since "
-                   f"{holder['since']} (mlrun apply); wait for it to finish ({lock})\n")
+        assert (holder["pid"], holder["host"], holder["command"]) == (
+            first.pid,
+            socket.gethostname(),
+            "mlrun apply",
+        )
+        refused = (
+            f"error: the state is locked by pid {first.pid} on {socket.gethostname()} since "
+            f"{holder['since']} (mlrun apply); wait for it to finish ({lock})\n"
+        )
         for command in (["apply", "-y", spec], ["destroy", "-y", spec]):
             proc = run_mlrun(*command, cwd=tmp_path, check=1)
             assert (proc.stdout, proc.stderr) == ("", refused)
         plan = run_mlrun("plan", spec, "--detailed-exitcode", cwd=tmp_path, check=2).stdout
         assert plan.startswith("  * job.a                        run ")
-        assert plan.endswith(" is Running: wait for it\n"
-                             "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for.\n")
+        assert plan.endswith(
+            " is Running: wait for it\n"
+            "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for.\n"
+        )
         status = json.loads(run_mlrun("status", spec, "--json", cwd=tmp_path, check=0).stdout)
         assert [(j["job"], j["status"]) for j in status["jobs"]] == [("a", "Running")]
         assert json.loads(lock.read_text()) == holder  # nobody took it meanwhile
@@ -91,14 +114,15 @@ def test_while_an_apply_holds_the_lock_applies_are_refused_by_name_and_plan_and_
 
 # --- a damaged state -----------------------------------------------------------------------------
 
+
 def damage(kind: str, good: bytes) -> bytes:
     if kind == "truncated":
-        return good[:len(good) // 2]
+        return good[: len(good) // 2]
     if kind == "empty":
         return b""
     if kind == "garbled":
         middle = len(good) // 2
-        return good[:middle] + b"\x00\xff\x13garbage\x80" + good[middle + 12:]
+        return good[:middle] + b"\x00\xff\x13garbage\x80" + good[middle + 12 :]
     raise ValueError(kind)
 
 
@@ -117,10 +141,18 @@ def test_a_damaged_state_stops_every_command_and_says_how_to_recover(applied, ml
     broken = damage(kind, path.read_bytes())
     path.write_bytes(broken)
     backup = bak.read_bytes()
-    message = (f"error: the state file {path} is damaged ({json_error(broken)}); the previous state is in "
-               f"{bak}: check it, then copy it over locky.local.json\n")
-    for command in (["apply", "-y", spec], ["plan", spec], ["status", spec], ["destroy", "-y", spec],
-                    ["logs", spec, "a"], ["report", spec]):
+    message = (
+        f"error: the state file {path} is damaged ({json_error(broken)}); the previous state is in "
+        f"{bak}: check it, then copy it over locky.local.json\n"
+    )
+    for command in (
+        ["apply", "-y", spec],
+        ["plan", spec],
+        ["status", spec],
+        ["destroy", "-y", spec],
+        ["logs", spec, "a"],
+        ["report", spec],
+    ):
         code, out, err = mlrun(*command)
         assert (code, out, err) == (1, "", message), command
     assert (path.read_bytes(), bak.read_bytes()) == (broken, backup)  # nothing touched
@@ -132,17 +164,36 @@ def test_a_damaged_state_stops_every_command_and_says_how_to_recover(applied, ml
     assert mlflow_statuses(spec.parent) == [("a", "FINISHED")]
 
 
-@pytest.mark.parametrize("edit, why", [
-    pytest.param(lambda d: d["jobs"].update(a=5), "'jobs.a' is not a mapping with a list of runs", id="job"),
-    pytest.param(lambda d: d["jobs"]["a"].update(runs={}), "'jobs.a' is not a mapping with a list of runs",
-                 id="runs"),
-    pytest.param(lambda d: d["jobs"]["a"]["runs"].append("r2"), "a run of 'jobs.a' is not a mapping with an 'id'",
-                 id="run"),
-    pytest.param(lambda d: d["jobs"]["a"]["runs"][0].pop("id"), "a run of 'jobs.a' is not a mapping with an 'id'",
-                 id="run-id"),
-    pytest.param(lambda d: d["resources"].update({"compute.pool": []}), "'resources.compute.pool' is not a mapping",
-                 id="resource"),
-])
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        pytest.param(
+            lambda d: d["jobs"].update(a=5),
+            "'jobs.a' is not a mapping with a list of runs",
+            id="job",
+        ),
+        pytest.param(
+            lambda d: d["jobs"]["a"].update(runs={}),
+            "'jobs.a' is not a mapping with a list of runs",
+            id="runs",
+        ),
+        pytest.param(
+            lambda d: d["jobs"]["a"]["runs"].append("r2"),
+            "a run of 'jobs.a' is not a mapping with an 'id'",
+            id="run",
+        ),
+        pytest.param(
+            lambda d: d["jobs"]["a"]["runs"][0].pop("id"),
+            "a run of 'jobs.a' is not a mapping with an 'id'",
+            id="run-id",
+        ),
+        pytest.param(
+            lambda d: d["resources"].update({"compute.pool": []}),
+            "'resources.compute.pool' is not a mapping",
+            id="resource",
+        ),
+    ],
+)
 def test_a_state_of_the_wrong_shape_is_damage_too_not_a_crash(applied, mlrun, edit, why):
     spec, path = applied
     data = json.loads(path.read_bytes())
@@ -150,11 +201,16 @@ def test_a_state_of_the_wrong_shape_is_damage_too_not_a_crash(applied, mlrun, ed
     path.write_text(json.dumps(data))
     bak = path.with_name(path.name + ".bak")
     for command in (["apply", "-y", spec], ["plan", spec], ["status", spec]):
-        assert mlrun(*command) == (1, "", f"error: the state file {path} is damaged ({why}); the previous state is "
-                                          f"in {bak}: check it, then copy it over locky.local.json\n")
+        assert mlrun(*command) == (
+            1,
+            "",
+            f"error: the state file {path} is damaged ({why}); the previous state is "
+            f"in {bak}: check it, then copy it over locky.local.json\n",
+        )
 
 
 # --- a state that cannot be written --------------------------------------------------------------
+
 
 def refuse_state_writes(monkeypatch, error: int) -> None:
     """Writing a temp file of the state fails with `error`, as on a full disk or a read-only folder;
@@ -181,7 +237,9 @@ def refuse_state_writes(monkeypatch, error: int) -> None:
 
 
 def check_refused_then_recovered(spec: Path, path: Path, mlrun, run, words: str) -> None:
-    spec.write_text(spec.read_text() + f"  b:\n    command: echo b >> {spec.parent}/count\n    compute: pool\n")
+    spec.write_text(
+        spec.read_text() + f"  b:\n    command: echo b >> {spec.parent}/count\n    compute: pool\n"
+    )
     bak = path.with_name(path.name + ".bak")
     before = (path.read_bytes(), bak.read_bytes())
     code, out, err = run()
@@ -194,10 +252,16 @@ def check_refused_then_recovered(spec: Path, path: Path, mlrun, run, words: str)
     assert mlflow_statuses(spec.parent) == [("a", "FINISHED"), ("b", "FINISHED"), ("b", "KILLED")]
 
 
-@pytest.mark.parametrize("error, words", [pytest.param(errno.ENOSPC, "No space left on device", id="disk-full"),
-                                          pytest.param(errno.EACCES, "Permission denied", id="read-only")])
-def test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one(applied, mlrun, monkeypatch,
-                                                                                 error, words):
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        pytest.param(errno.ENOSPC, "No space left on device", id="disk-full"),
+        pytest.param(errno.EACCES, "Permission denied", id="read-only"),
+    ],
+)
+def test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one(
+    applied, mlrun, monkeypatch, error, words
+):
     spec, path = applied
 
     def run():
@@ -211,8 +275,10 @@ def test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one(a
 def test_a_read_only_state_folder_stops_apply_and_keeps_the_previous_state(applied, mlrun):
     if os.geteuid() == 0:
         print("skipped: running as root, which chmod does not stop from writing")
-        pytest.skip("running as root: chmod 0o500 does not stop root from writing (the EACCES case is "
-                    "simulated in test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one)")
+        pytest.skip(
+            "running as root: chmod 0o500 does not stop root from writing (the EACCES case is "
+            "simulated in test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one)"
+        )
     spec, path = applied
 
     def run():

@@ -1,4 +1,5 @@
 """runner/plan.py: desired vs actual -> Changes with exact reasons; the human and JSON views."""
+
 import copy
 import json
 from pathlib import Path
@@ -6,8 +7,23 @@ from pathlib import Path
 import pytest
 
 from runner import fingerprint, spec as spec_mod
-from runner.plan import (CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Change, Plan, desired,
-                         destroy_plan, digest, make_plan, render, summary_line)
+from runner.plan import (
+    CREATE,
+    DESTROY,
+    NOOP,
+    REPLACE,
+    RUN,
+    UPDATE,
+    WAIT,
+    Change,
+    Plan,
+    desired,
+    destroy_plan,
+    digest,
+    make_plan,
+    render,
+    summary_line,
+)
 
 RUN_ID = "abc1234def5678"
 PARTS = {p: f"{p}-v1" for p in fingerprint.PARTS}
@@ -16,18 +32,28 @@ FP = fingerprint.combine(PARTS)
 
 # --- builders ------------------------------------------------------------------------------------
 
+
 def ws(name="mlw-dev", **attrs):
     attrs = attrs or {"location": "eastus", "resource_group": "rg-dev"}
     return f"workspace.{name}", {"kind": "workspace", "name": name, "attrs": attrs}
 
 
 def cluster(name="aml-cluster", **attrs):
-    base = {"type": "amlcompute", "size": "STANDARD_DS11_V2", "min_instances": 0, "max_instances": 2}
+    base = {
+        "type": "amlcompute",
+        "size": "STANDARD_DS11_V2",
+        "min_instances": 0,
+        "max_instances": 2,
+    }
     return f"compute.{name}", {"kind": "compute", "name": name, "attrs": {**base, **attrs}}
 
 
 def instance(name="ci-dev", **attrs):
-    base = {"type": "computeinstance", "size": "STANDARD_DS11_V2", "idle_time_before_shutdown_minutes": 60}
+    base = {
+        "type": "computeinstance",
+        "size": "STANDARD_DS11_V2",
+        "idle_time_before_shutdown_minutes": 60,
+    }
     return f"compute.{name}", {"kind": "compute", "name": name, "attrs": {**base, **attrs}}
 
 
@@ -38,7 +64,13 @@ def job(parts=None, compute="aml-cluster"):
 
 def run(status="Completed", parts=None, run_id=RUN_ID, **extra):
     parts = dict(parts or PARTS)
-    return {"id": run_id, "status": status, "fingerprint": fingerprint.combine(parts), "parts": parts, **extra}
+    return {
+        "id": run_id,
+        "status": status,
+        "fingerprint": fingerprint.combine(parts),
+        "parts": parts,
+        **extra,
+    }
 
 
 def model(*resources, jobs=None, variables=None):
@@ -60,24 +92,57 @@ def change(p, address):
 
 def job_change(job_model, latest, **kw):
     """The change for one job 'train' in an existing, unchanged workspace."""
-    p = plan_of(model(ws(), jobs={"train": job_model}), actual(ws(), jobs={"train": latest} if latest else {}), **kw)
+    p = plan_of(
+        model(ws(), jobs={"train": job_model}),
+        actual(ws(), jobs={"train": latest} if latest else {}),
+        **kw,
+    )
     return change(p, "job.train")
 
 
 # --- resources -----------------------------------------------------------------------------------
 
+
 def test_everything_missing_is_created_with_a_description_and_jobs_run_first_time():
     m = model(ws(), cluster(), instance(), jobs={"train": job()})
     p = plan_of(m, actual(lineage="", serial=0))
     assert p.changes == [
-        Change("workspace.mlw-dev", CREATE, "", after={"location": "eastus", "resource_group": "rg-dev"}),
-        Change("compute.aml-cluster", CREATE, "amlcompute STANDARD_DS11_V2, 0..2 nodes",
-               after={"type": "amlcompute", "size": "STANDARD_DS11_V2", "min_instances": 0, "max_instances": 2}),
-        Change("compute.ci-dev", CREATE, "computeinstance STANDARD_DS11_V2",
-               after={"type": "computeinstance", "size": "STANDARD_DS11_V2", "idle_time_before_shutdown_minutes": 60}),
+        Change(
+            "workspace.mlw-dev",
+            CREATE,
+            "",
+            after={"location": "eastus", "resource_group": "rg-dev"},
+        ),
+        Change(
+            "compute.aml-cluster",
+            CREATE,
+            "amlcompute STANDARD_DS11_V2, 0..2 nodes",
+            after={
+                "type": "amlcompute",
+                "size": "STANDARD_DS11_V2",
+                "min_instances": 0,
+                "max_instances": 2,
+            },
+        ),
+        Change(
+            "compute.ci-dev",
+            CREATE,
+            "computeinstance STANDARD_DS11_V2",
+            after={
+                "type": "computeinstance",
+                "size": "STANDARD_DS11_V2",
+                "idle_time_before_shutdown_minutes": 60,
+            },
+        ),
         Change("job.train", RUN, "first run", before=None, after={"fingerprint": FP}),
     ]
-    assert (p.target, p.spec, p.lineage, p.serial, p.format_version) == ("local", "lab.yaml", "", 0, 1)
+    assert (p.target, p.spec, p.lineage, p.serial, p.format_version) == (
+        "local",
+        "lab.yaml",
+        "",
+        0,
+        1,
+    )
 
 
 def test_create_description_defaults_for_a_cluster_without_node_counts_or_size():
@@ -90,7 +155,9 @@ def test_create_description_defaults_for_a_cluster_without_node_counts_or_size()
 def test_unchanged_resources_are_noop_up_to_date():
     p = plan_of(model(ws(), cluster()), actual(ws(), cluster()))
     attrs = cluster()[1]["attrs"]
-    assert change(p, "compute.aml-cluster") == Change("compute.aml-cluster", NOOP, "up to date", attrs, attrs)
+    assert change(p, "compute.aml-cluster") == Change(
+        "compute.aml-cluster", NOOP, "up to date", attrs, attrs
+    )
     assert [c.action for c in p.changes] == [NOOP, NOOP]
     assert not p.has_changes
 
@@ -108,19 +175,29 @@ def test_several_updatable_fields_are_listed_sorted_by_name():
 
 
 def test_cluster_size_change_replaces_and_names_only_the_fixed_fields():
-    p = plan_of(model(ws(), cluster(size="STANDARD_NC24", max_instances=4)),
-                actual(ws(), cluster(size="STANDARD_NC6")))
+    p = plan_of(
+        model(ws(), cluster(size="STANDARD_NC24", max_instances=4)),
+        actual(ws(), cluster(size="STANDARD_NC6")),
+    )
     c = change(p, "compute.aml-cluster")
-    assert (c.action, c.reason) == (REPLACE, "size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)")
+    assert (c.action, c.reason) == (
+        REPLACE,
+        "size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)",
+    )
 
 
 def test_compute_instance_idle_shutdown_is_updatable_but_its_size_is_not():
-    p = plan_of(model(ws(), instance(idle_time_before_shutdown_minutes=30)), actual(ws(), instance()))
+    p = plan_of(
+        model(ws(), instance(idle_time_before_shutdown_minutes=30)), actual(ws(), instance())
+    )
     assert change(p, "compute.ci-dev").action == UPDATE
     assert change(p, "compute.ci-dev").reason == "idle_time_before_shutdown_minutes: 60 -> 30"
     p = plan_of(model(ws(), instance(size="STANDARD_DS12_V2")), actual(ws(), instance()))
     assert change(p, "compute.ci-dev").action == REPLACE
-    assert change(p, "compute.ci-dev").reason == "size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 (cannot change in place)"
+    assert (
+        change(p, "compute.ci-dev").reason
+        == "size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 (cannot change in place)"
+    )
 
 
 def test_max_instances_is_not_updatable_on_a_compute_instance():
@@ -136,19 +213,30 @@ def test_changing_the_compute_type_replaces_it():
     assert change(p, address).action == REPLACE
     assert change(p, address).reason == (
         "max_instances: 2 -> (none), min_instances: 0 -> (none), type: amlcompute -> computeinstance "
-        "(cannot change in place)")  # idle_time_before_shutdown_minutes is updatable: not the reason
+        "(cannot change in place)"
+    )  # idle_time_before_shutdown_minutes is updatable: not the reason
 
 
 def test_workspace_tags_and_description_update_in_place_with_json_values():
     want = ws(location="eastus", resource_group="rg-dev", tags={"team": "ml"}, description="lab")
-    p = plan_of(model(want), actual(ws(location="eastus", resource_group="rg-dev", description="old")))
+    p = plan_of(
+        model(want), actual(ws(location="eastus", resource_group="rg-dev", description="old"))
+    )
     c = change(p, "workspace.mlw-dev")
-    assert (c.action, c.reason) == (UPDATE, 'description: old -> lab, tags: (none) -> {"team": "ml"}')
+    assert (c.action, c.reason) == (
+        UPDATE,
+        'description: old -> lab, tags: (none) -> {"team": "ml"}',
+    )
 
 
 def test_a_replaced_workspace_recreates_its_computes_and_reruns_its_jobs():
-    m = model(ws(location="westus", resource_group="rg-dev"), cluster(max_instances=4), instance(), cluster("new"),
-              jobs={"train": job(), "fresh": job()})
+    m = model(
+        ws(location="westus", resource_group="rg-dev"),
+        cluster(max_instances=4),
+        instance(),
+        cluster("new"),
+        jobs={"train": job(), "fresh": job()},
+    )
     a = actual(ws(), cluster(), instance(), jobs={"train": run()})
     p = plan_of(m, a)
     assert [(c.address, c.action, c.reason) for c in p.changes] == [
@@ -181,8 +269,12 @@ def test_a_new_workspace_name_creates_it_and_destroys_the_old_one_last():
 
 def test_resources_and_jobs_gone_from_the_spec_are_destroyed_jobs_first():
     m = model(ws(), jobs={"keep": job()})
-    a = actual(ws(), cluster("b-gone"), cluster("a-gone"),
-               jobs={"keep": run(), "old": run(status="Failed", run_id="9f8e7d6c5b")})
+    a = actual(
+        ws(),
+        cluster("b-gone"),
+        cluster("a-gone"),
+        jobs={"keep": run(), "old": run(status="Failed", run_id="9f8e7d6c5b")},
+    )
     p = plan_of(m, a)
     assert [(c.address, c.action, c.reason) for c in p.changes] == [
         ("workspace.mlw-dev", NOOP, "up to date"),
@@ -191,30 +283,47 @@ def test_resources_and_jobs_gone_from_the_spec_are_destroyed_jobs_first():
         ("compute.a-gone", DESTROY, "no longer in the spec"),
         ("compute.b-gone", DESTROY, "no longer in the spec"),
     ]
-    assert change(p, "job.old").before == {"run": "9f8e7d6c5b", "status": "Failed", "fingerprint": FP}
+    assert change(p, "job.old").before == {
+        "run": "9f8e7d6c5b",
+        "status": "Failed",
+        "fingerprint": FP,
+    }
 
 
 # --- jobs ----------------------------------------------------------------------------------------
+
 
 def changed_parts(*names):
     return {p: (f"{p}-v2" if p in names else v) for p, v in PARTS.items()}
 
 
-@pytest.mark.parametrize("names, reason", [
-    (("code",), "code changed since run abc1234"),
-    (("code", "inputs"), "code and inputs changed since run abc1234"),
-    (("command", "code", "inputs"), "command, code and inputs changed since run abc1234"),
-    (("compute", "command"), "command and compute changed since run abc1234"),
-    (("environment_variables",), "environment variables changed since run abc1234"),
-    (("environment", "environment_variables"), "environment and environment variables changed since run abc1234"),
-    (fingerprint.PARTS,
-     "command, code, inputs, environment, compute and environment variables changed since run abc1234"),
-])
+@pytest.mark.parametrize(
+    "names, reason",
+    [
+        (("code",), "code changed since run abc1234"),
+        (("code", "inputs"), "code and inputs changed since run abc1234"),
+        (("command", "code", "inputs"), "command, code and inputs changed since run abc1234"),
+        (("compute", "command"), "command and compute changed since run abc1234"),
+        (("environment_variables",), "environment variables changed since run abc1234"),
+        (
+            ("environment", "environment_variables"),
+            "environment and environment variables changed since run abc1234",
+        ),
+        (
+            fingerprint.PARTS,
+            "command, code, inputs, environment, compute and environment variables changed since run abc1234",
+        ),
+    ],
+)
 def test_a_changed_job_runs_and_says_which_parts_changed(names, reason):
     c = job_change(job(changed_parts(*names)), run())
-    assert c == Change("job.train", RUN, reason,
-                       before={"run": RUN_ID, "status": "Completed", "fingerprint": FP},
-                       after={"fingerprint": fingerprint.combine(changed_parts(*names))})
+    assert c == Change(
+        "job.train",
+        RUN,
+        reason,
+        before={"run": RUN_ID, "status": "Completed", "fingerprint": FP},
+        after={"fingerprint": fingerprint.combine(changed_parts(*names))},
+    )
 
 
 def test_a_run_recorded_without_parts_counts_every_part_as_changed():
@@ -222,7 +331,8 @@ def test_a_run_recorded_without_parts_counts_every_part_as_changed():
     del latest["parts"]
     latest["fingerprint"] = "old"
     assert job_change(job(), latest).reason == (
-        "command, code, inputs, environment, compute and environment variables changed since run abc1234")
+        "command, code, inputs, environment, compute and environment variables changed since run abc1234"
+    )
 
 
 def test_a_fingerprint_that_differs_with_the_same_parts_still_says_what_changed():
@@ -233,8 +343,13 @@ def test_a_fingerprint_that_differs_with_the_same_parts_still_says_what_changed(
 
 def test_a_completed_run_with_the_same_fingerprint_is_up_to_date():
     c = job_change(job(), run())
-    assert c == Change("job.train", NOOP, "up to date (run abc1234, Completed)",
-                       before={"run": RUN_ID, "status": "Completed", "fingerprint": FP}, after={"fingerprint": FP})
+    assert c == Change(
+        "job.train",
+        NOOP,
+        "up to date (run abc1234, Completed)",
+        before={"run": RUN_ID, "status": "Completed", "fingerprint": FP},
+        after={"fingerprint": FP},
+    )
 
 
 @pytest.mark.parametrize("status", ["Failed", "Canceled"])
@@ -281,38 +396,69 @@ def test_first_run_in_a_new_workspace_says_first_run():
 
 
 def test_the_run_id_is_shortened_to_seven_characters_and_a_missing_one_shows_a_question_mark():
-    assert job_change(job(), run(run_id="0123456789abcdef", status="Failed")).reason == "run 0123456 Failed"
+    assert (
+        job_change(job(), run(run_id="0123456789abcdef", status="Failed")).reason
+        == "run 0123456 Failed"
+    )
     assert job_change(job(), run(run_id=None, status="Failed")).reason == "run ? Failed"
 
 
 # --- the plan as a value -------------------------------------------------------------------------
 
+
 def test_make_plan_is_pure_and_carries_the_state_it_was_made_from():
     m = model(ws(), cluster(max_instances=4), jobs={"train": job()}, variables={"suffix": "dev"})
-    a = actual(ws(), cluster(), jobs={"train": run(status="Failed"), "old": run()}, lineage="L1", serial=12)
+    a = actual(
+        ws(), cluster(), jobs={"train": run(status="Failed"), "old": run()}, lineage="L1", serial=12
+    )
     m0, a0 = copy.deepcopy(m), copy.deepcopy(a)
     p1 = plan_of(m, a)
     p2 = plan_of(m, a)
     assert (m, a) == (m0, a0)
     assert p1 == p2
-    assert (p1.lineage, p1.serial, p1.variables, p1.digest) == ("L1", 12, {"suffix": "dev"}, digest(m))
-    assert digest(m) != digest(model(ws(), cluster(max_instances=5), jobs={"train": job()}, variables={"suffix": "dev"}))
+    assert (p1.lineage, p1.serial, p1.variables, p1.digest) == (
+        "L1",
+        12,
+        {"suffix": "dev"},
+        digest(m),
+    )
+    assert digest(m) != digest(
+        model(ws(), cluster(max_instances=5), jobs={"train": job()}, variables={"suffix": "dev"})
+    )
 
 
 def test_summary_counts_each_action():
-    p = plan_of(model(ws(), cluster("new"), cluster("up", max_instances=4), cluster("rep", size="X"),
-                      jobs={"a": job(), "b": job(), "w": job(), "n": job()}),
-                actual(ws(), cluster("up"), cluster("rep"), cluster("gone"),
-                       jobs={"b": run(status="Failed"), "w": run(status="Running"), "n": run()}))
+    p = plan_of(
+        model(
+            ws(),
+            cluster("new"),
+            cluster("up", max_instances=4),
+            cluster("rep", size="X"),
+            jobs={"a": job(), "b": job(), "w": job(), "n": job()},
+        ),
+        actual(
+            ws(),
+            cluster("up"),
+            cluster("rep"),
+            cluster("gone"),
+            jobs={"b": run(status="Failed"), "w": run(status="Running"), "n": run()},
+        ),
+    )
     assert p.summary() == {"add": 1, "change": 1, "replace": 1, "destroy": 1, "run": 2, "wait": 1}
     assert p.has_changes
-    assert summary_line(p) == "Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy, 2 jobs to run, 1 to wait for."
+    assert (
+        summary_line(p)
+        == "Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy, 2 jobs to run, 1 to wait for."
+    )
 
 
 def test_a_plan_with_only_a_wait_has_changes():
     p = plan_of(model(ws(), jobs={"w": job()}), actual(ws(), jobs={"w": run(status="Running")}))
     assert p.has_changes
-    assert summary_line(p) == "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for."
+    assert (
+        summary_line(p)
+        == "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for."
+    )
 
 
 # --- the human view ------------------------------------------------------------------------------
@@ -329,28 +475,57 @@ Plan: 2 to add, 1 to change, 1 to replace, 0 to destroy, 1 job to run.
 
 
 def hand_plan(changes):
-    return Plan(target="local", spec="lab.yaml", digest="d", lineage="", serial=0, variables={}, changes=changes)
+    return Plan(
+        target="local",
+        spec="lab.yaml",
+        digest="d",
+        lineage="",
+        serial=0,
+        variables={},
+        changes=changes,
+    )
 
 
 def test_render_matches_the_design_example_word_for_word():
-    p = hand_plan([
-        Change("workspace.mlw-dp100-dev", CREATE, ""),
-        Change("compute.aml-cluster", CREATE, "amlcompute STANDARD_DS11_V2, 0..2 nodes"),
-        Change("compute.ci-dev", UPDATE, "idle_time_before_shutdown_minutes: 60 -> 30"),
-        Change("compute.gpu", REPLACE, "size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)"),
-        Change("compute.unchanged", NOOP, "up to date"),
-        Change("job.train-mlflow", RUN, "code changed since run 3f2a9c1"),
-        Change("job.train-autolog", NOOP, "up to date (run 81bd0e2, Completed)"),
-    ])
+    p = hand_plan(
+        [
+            Change("workspace.mlw-dp100-dev", CREATE, ""),
+            Change("compute.aml-cluster", CREATE, "amlcompute STANDARD_DS11_V2, 0..2 nodes"),
+            Change("compute.ci-dev", UPDATE, "idle_time_before_shutdown_minutes: 60 -> 30"),
+            Change(
+                "compute.gpu",
+                REPLACE,
+                "size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)",
+            ),
+            Change("compute.unchanged", NOOP, "up to date"),
+            Change("job.train-mlflow", RUN, "code changed since run 3f2a9c1"),
+            Change("job.train-autolog", NOOP, "up to date (run 81bd0e2, Completed)"),
+        ]
+    )
     assert render(p) == DESIGN_EXAMPLE
 
 
 def test_render_of_a_made_plan_with_one_of_each_action():
-    m = model(ws(), cluster("new"), cluster("grow", max_instances=4), cluster("bigger", size="STANDARD_NC24"),
-              cluster("same"), jobs={"train": job(changed_parts("code")), "score": job(), "eval": job()})
-    a = actual(ws(), cluster("grow"), cluster("bigger", size="STANDARD_NC6"), cluster("same"), cluster("gone"),
-               jobs={"train": run(), "score": run(status="Running", run_id="5e6f7a8b9c"),
-                     "eval": run(run_id="81bd0e2aa")})
+    m = model(
+        ws(),
+        cluster("new"),
+        cluster("grow", max_instances=4),
+        cluster("bigger", size="STANDARD_NC24"),
+        cluster("same"),
+        jobs={"train": job(changed_parts("code")), "score": job(), "eval": job()},
+    )
+    a = actual(
+        ws(),
+        cluster("grow"),
+        cluster("bigger", size="STANDARD_NC6"),
+        cluster("same"),
+        cluster("gone"),
+        jobs={
+            "train": run(),
+            "score": run(status="Running", run_id="5e6f7a8b9c"),
+            "eval": run(run_id="81bd0e2aa"),
+        },
+    )
     assert render(plan_of(m, a)) == (
         "  + compute.new                  amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
         "  ~ compute.grow                 max_instances: 2 -> 4\n"
@@ -359,7 +534,8 @@ def test_render_of_a_made_plan_with_one_of_each_action():
         "  * job.score                    run 5e6f7a8 is Running: wait for it\n"
         "  = job.eval                     up to date (run 81bd0e2, Completed)\n"
         "  - compute.gone                 no longer in the spec\n"
-        "Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy, 1 job to run, 1 to wait for.\n")
+        "Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy, 1 job to run, 1 to wait for.\n"
+    )
 
 
 def test_render_widens_the_address_column_for_a_long_address():
@@ -368,13 +544,19 @@ def test_render_widens_the_address_column_for_a_long_address():
     assert render(p) == (
         "  > job.a                                   first run\n"
         "  + compute.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx  computeinstance\n"
-        "Plan: 1 to add, 0 to change, 0 to replace, 0 to destroy, 1 job to run.\n")
+        "Plan: 1 to add, 0 to change, 0 to replace, 0 to destroy, 1 job to run.\n"
+    )
 
 
 def test_render_of_an_up_to_date_lab_shows_its_jobs_and_says_no_changes():
-    p = plan_of(model(ws(), cluster(), jobs={"train": job()}), actual(ws(), cluster(), jobs={"train": run()}))
-    assert render(p) == ("  = job.train                    up to date (run abc1234, Completed)\n"
-                         "No changes. Everything is up to date.\n")
+    p = plan_of(
+        model(ws(), cluster(), jobs={"train": job()}),
+        actual(ws(), cluster(), jobs={"train": run()}),
+    )
+    assert render(p) == (
+        "  = job.train                    up to date (run abc1234, Completed)\n"
+        "No changes. Everything is up to date.\n"
+    )
 
 
 def test_render_of_an_empty_plan_is_only_the_summary():
@@ -383,31 +565,60 @@ def test_render_of_an_empty_plan_is_only_the_summary():
 
 # --- the JSON view -------------------------------------------------------------------------------
 
+
 def test_to_dict_is_format_version_1_with_each_change_as_data():
     m = model(ws(), cluster(max_instances=4), jobs={"train": job()}, variables={"suffix": "dev"})
     p = plan_of(m, actual(ws(), cluster(), lineage="L1", serial=3))
     assert p.to_dict() == {
-        "format_version": 1, "target": "local", "spec": "lab.yaml", "digest": digest(m),
-        "state": {"lineage": "L1", "serial": 3}, "variables": {"suffix": "dev"},
+        "format_version": 1,
+        "target": "local",
+        "spec": "lab.yaml",
+        "digest": digest(m),
+        "state": {"lineage": "L1", "serial": 3},
+        "variables": {"suffix": "dev"},
         "changes": [
-            {"address": "workspace.mlw-dev", "action": "noop", "reason": "up to date",
-             "before": {"location": "eastus", "resource_group": "rg-dev"},
-             "after": {"location": "eastus", "resource_group": "rg-dev"}},
-            {"address": "compute.aml-cluster", "action": "update", "reason": "max_instances: 2 -> 4",
-             "before": cluster()[1]["attrs"], "after": cluster(max_instances=4)[1]["attrs"]},
-            {"address": "job.train", "action": "run", "reason": "first run", "before": None,
-             "after": {"fingerprint": FP}},
+            {
+                "address": "workspace.mlw-dev",
+                "action": "noop",
+                "reason": "up to date",
+                "before": {"location": "eastus", "resource_group": "rg-dev"},
+                "after": {"location": "eastus", "resource_group": "rg-dev"},
+            },
+            {
+                "address": "compute.aml-cluster",
+                "action": "update",
+                "reason": "max_instances: 2 -> 4",
+                "before": cluster()[1]["attrs"],
+                "after": cluster(max_instances=4)[1]["attrs"],
+            },
+            {
+                "address": "job.train",
+                "action": "run",
+                "reason": "first run",
+                "before": None,
+                "after": {"fingerprint": FP},
+            },
         ],
         "summary": {"add": 0, "change": 1, "replace": 0, "destroy": 0, "run": 1, "wait": 0},
     }
 
 
 def test_json_round_trip_gives_the_same_plan():
-    m = model(ws(tags={"a": "b"}, location="eastus"), cluster("new"), cluster("grow", max_instances=4),
-              cluster("big", size="B"), jobs={"train": job(changed_parts("code")), "w": job(), "n": job()},
-              variables={"suffix": "dev", "n": 3, "flag": True})
-    a = actual(ws(tags={"a": "b"}, location="eastus"), cluster("grow"), cluster("big", size="A"), cluster("gone"),
-               jobs={"train": run(), "w": run(status="Running"), "n": run(), "old": run()})
+    m = model(
+        ws(tags={"a": "b"}, location="eastus"),
+        cluster("new"),
+        cluster("grow", max_instances=4),
+        cluster("big", size="B"),
+        jobs={"train": job(changed_parts("code")), "w": job(), "n": job()},
+        variables={"suffix": "dev", "n": 3, "flag": True},
+    )
+    a = actual(
+        ws(tags={"a": "b"}, location="eastus"),
+        cluster("grow"),
+        cluster("big", size="A"),
+        cluster("gone"),
+        jobs={"train": run(), "w": run(status="Running"), "n": run(), "old": run()},
+    )
     p = plan_of(m, a)
     assert {c.action for c in p.changes} == {NOOP, CREATE, UPDATE, REPLACE, DESTROY, RUN, WAIT}
     back = Plan.from_dict(json.loads(json.dumps(p.to_dict())))
@@ -417,27 +628,50 @@ def test_json_round_trip_gives_the_same_plan():
 
 # --- destroy -------------------------------------------------------------------------------------
 
+
 def test_destroy_plan_orders_jobs_then_computes_then_the_workspace():
-    a = actual(ws(), cluster("b-cluster"), instance("a-ci"),
-               jobs={"train": run(), "score": run(status="Running", run_id="5e6f7a8b9c")}, lineage="L", serial=4)
+    a = actual(
+        ws(),
+        cluster("b-cluster"),
+        instance("a-ci"),
+        jobs={"train": run(), "score": run(status="Running", run_id="5e6f7a8b9c")},
+        lineage="L",
+        serial=4,
+    )
     p = destroy_plan(a, target="local", spec="lab.yaml", tracking="sqlite:///x/mlflow.db")
     assert [(c.address, c.action, c.reason) for c in p.changes] == [
         ("job.score", DESTROY, "cancel its running run; its runs are deleted with the workspace"),
         ("job.train", DESTROY, "forget it; its runs are deleted with the workspace"),
         ("compute.a-ci", DESTROY, ""),
         ("compute.b-cluster", DESTROY, ""),
-        ("workspace.mlw-dev", DESTROY, "with its tracking store (sqlite:///x/mlflow.db) and every run in it"),
+        (
+            "workspace.mlw-dev",
+            DESTROY,
+            "with its tracking store (sqlite:///x/mlflow.db) and every run in it",
+        ),
     ]
     assert change(p, "compute.a-ci").before == instance("a-ci")[1]["attrs"]
-    assert change(p, "job.score").before == {"run": "5e6f7a8b9c", "status": "Running", "fingerprint": FP}
+    assert change(p, "job.score").before == {
+        "run": "5e6f7a8b9c",
+        "status": "Running",
+        "fingerprint": FP,
+    }
     assert (p.lineage, p.serial, p.digest) == ("L", 4, "")
-    assert summary_line(p) == "Plan: 0 to add, 0 to change, 0 to replace, 5 to destroy, 0 jobs to run."
+    assert (
+        summary_line(p) == "Plan: 0 to add, 0 to change, 0 to replace, 5 to destroy, 0 jobs to run."
+    )
 
 
 def test_destroy_plan_without_a_tracking_uri_and_of_nothing():
     p = destroy_plan(actual(ws()), target="local", spec="lab.yaml")
-    assert p.changes == [Change("workspace.mlw-dev", DESTROY, "with its tracking store and every run in it",
-                                before={"location": "eastus", "resource_group": "rg-dev"})]
+    assert p.changes == [
+        Change(
+            "workspace.mlw-dev",
+            DESTROY,
+            "with its tracking store and every run in it",
+            before={"location": "eastus", "resource_group": "rg-dev"},
+        )
+    ]
     assert destroy_plan(actual(), target="local", spec="lab.yaml").changes == []
 
 
@@ -481,21 +715,42 @@ def write_lab(root: Path, body: str = LAB) -> Path:
 
 def applied(m: dict) -> dict:
     """The actual world right after a successful apply of model m."""
-    return actual(*copy.deepcopy(m["resources"]).items(),
-                  jobs={n: run(parts=j["parts"], run_id=f"{i}234567aaaa") for i, (n, j) in enumerate(m["jobs"].items())})
+    return actual(
+        *copy.deepcopy(m["resources"]).items(),
+        jobs={
+            n: run(parts=j["parts"], run_id=f"{i}234567aaaa")
+            for i, (n, j) in enumerate(m["jobs"].items())
+        },
+    )
 
 
 def test_desired_from_a_spec(tmp_path):
     m = desired(spec_mod.load(write_lab(tmp_path)))
     assert m["resources"] == {
-        "workspace.mlw-dev": {"kind": "workspace", "name": "mlw-dev",
-                              "attrs": {"location": "eastus", "resource_group": "rg-dev"}},
-        "compute.ci-dev": {"kind": "compute", "name": "ci-dev",
-                           "attrs": {"type": "computeinstance", "size": "STANDARD_DS11_V2",
-                                     "idle_time_before_shutdown_minutes": 60}},
-        "compute.aml-cluster": {"kind": "compute", "name": "aml-cluster",
-                                "attrs": {"type": "amlcompute", "size": "STANDARD_DS11_V2", "min_instances": 0,
-                                          "max_instances": 2}},
+        "workspace.mlw-dev": {
+            "kind": "workspace",
+            "name": "mlw-dev",
+            "attrs": {"location": "eastus", "resource_group": "rg-dev"},
+        },
+        "compute.ci-dev": {
+            "kind": "compute",
+            "name": "ci-dev",
+            "attrs": {
+                "type": "computeinstance",
+                "size": "STANDARD_DS11_V2",
+                "idle_time_before_shutdown_minutes": 60,
+            },
+        },
+        "compute.aml-cluster": {
+            "kind": "compute",
+            "name": "aml-cluster",
+            "attrs": {
+                "type": "amlcompute",
+                "size": "STANDARD_DS11_V2",
+                "min_instances": 0,
+                "max_instances": 2,
+            },
+        },
     }
     assert list(m["jobs"]) == ["train", "hello"]
     assert m["jobs"]["train"]["compute"] == "aml-cluster"
@@ -508,21 +763,27 @@ def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tm
     before = desired(spec_mod.load(path))
     a = applied(before)
     p = plan_of(before, a)
-    assert render(p) == ("  = job.train                    up to date (run 0234567, Completed)\n"
-                         "  = job.hello                    up to date (run 1234567, Completed)\n"
-                         "No changes. Everything is up to date.\n")
+    assert render(p) == (
+        "  = job.train                    up to date (run 0234567, Completed)\n"
+        "  = job.hello                    up to date (run 1234567, Completed)\n"
+        "No changes. Everything is up to date.\n"
+    )
     (tmp_path / "src" / "train.py").write_text("print('train v2')\n")
     (tmp_path / "data.csv").write_text("a,b\n1,3\n")
-    write_lab(tmp_path, LAB.replace("max_instances: 2", "max_instances: 3")
-              .replace("idle_time_before_shutdown_minutes: 60", "idle_time_before_shutdown_minutes: 30")
-              .replace("echo hi", "echo hello"))
+    write_lab(
+        tmp_path,
+        LAB.replace("max_instances: 2", "max_instances: 3")
+        .replace("idle_time_before_shutdown_minutes: 60", "idle_time_before_shutdown_minutes: 30")
+        .replace("echo hi", "echo hello"),
+    )
     p = plan_of(desired(spec_mod.load(path)), a)
     assert render(p) == (
         "  ~ compute.ci-dev               idle_time_before_shutdown_minutes: 60 -> 30\n"
         "  ~ compute.aml-cluster          max_instances: 2 -> 3\n"
         "  > job.train                    code and inputs changed since run 0234567\n"
         "  > job.hello                    command changed since run 1234567\n"
-        "Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy, 2 jobs to run.\n")
+        "Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy, 2 jobs to run.\n"
+    )
 
 
 def test_a_new_variable_value_renames_the_workspace_and_starts_over(tmp_path):
@@ -565,15 +826,26 @@ def test_cli_plan_json_and_detailed_exitcode_on_a_fresh_spec_write_nothing(tmp_p
         ("compute.cpu", "create", "amlcompute STANDARD_DS11_V2, 0..2 nodes"),
         ("job.hi", "run", "first run"),
     ]
-    assert all(set(c) == {"address", "action", "reason", "before", "after"} for c in data["changes"])
-    assert data["summary"] == {"add": 2, "change": 0, "replace": 0, "destroy": 0, "run": 1, "wait": 0}
+    assert all(
+        set(c) == {"address", "action", "reason", "before", "after"} for c in data["changes"]
+    )
+    assert data["summary"] == {
+        "add": 2,
+        "change": 0,
+        "replace": 0,
+        "destroy": 0,
+        "run": 1,
+        "wait": 0,
+    }
 
     code, out, err = mlrun("plan", "lab.yaml", "--detailed-exitcode", cwd=tmp_path)
     assert (code, err) == (2, "")
-    assert out == ("  + workspace.ws-quick\n"
-                   "  + compute.cpu                  amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
-                   "  > job.hi                       first run\n"
-                   "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 1 job to run.\n")
+    assert out == (
+        "  + workspace.ws-quick\n"
+        "  + compute.cpu                  amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
+        "  > job.hi                       first run\n"
+        "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 1 job to run.\n"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.yaml"]  # no .mlrun, no state
 
 
@@ -581,7 +853,9 @@ def test_cli_plan_out_saves_the_json_plan_and_nothing_else(tmp_path, mlrun):
     (tmp_path / "lab.yaml").write_text(QUICK)
     code, out, _ = mlrun("plan", "lab.yaml", "--out", "plan.json", cwd=tmp_path)
     assert code == 0
-    assert out.endswith("Saved the plan to plan.json: apply exactly it with mlrun apply plan.json\n")
+    assert out.endswith(
+        "Saved the plan to plan.json: apply exactly it with mlrun apply plan.json\n"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.yaml", "plan.json"]
     _, as_json, _ = mlrun("plan", "lab.yaml", "--json", cwd=tmp_path)
     assert json.loads((tmp_path / "plan.json").read_text()) == json.loads(as_json)
@@ -603,6 +877,10 @@ def test_cli_detailed_exitcode_is_0_when_everything_is_up_to_date(tmp_path, mlru
     saved = state_path(spec_file, "quick", "local").read_bytes()
     code, out, err = mlrun("plan", "lab.yaml", "--detailed-exitcode", cwd=tmp_path)
     assert (code, err) == (0, "")
-    assert out == ("  = job.hi                       up to date (run abc1234, Completed)\n"
-                   "No changes. Everything is up to date.\n")
-    assert state_path(spec_file, "quick", "local").read_bytes() == saved  # plan never writes the state
+    assert out == (
+        "  = job.hi                       up to date (run abc1234, Completed)\n"
+        "No changes. Everything is up to date.\n"
+    )
+    assert (
+        state_path(spec_file, "quick", "local").read_bytes() == saved
+    )  # plan never writes the state

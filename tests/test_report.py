@@ -1,4 +1,5 @@
 """Reports and run queries on a real store from a real lab run."""
+
 import json
 import os
 import signal
@@ -9,7 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import mlrun_cmd, run_mlrun
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +18,9 @@ FILTER = "metrics.AUC > 0.8 and tags.model_type = 'LogisticRegression'"
 
 @pytest.fixture(scope="module")
 def seed_report(seed_lab):
-    proc = run_mlrun("report", "specs/mlflow-tracking.yaml", "--format", "json", cwd=seed_lab["root"], check=0)
+    proc = run_mlrun(
+        "report", "specs/mlflow-tracking.yaml", "--format", "json", cwd=seed_lab["root"], check=0
+    )
     return json.loads(proc.stdout)
 
 
@@ -45,21 +47,38 @@ def test_report_compares_the_experiments_runs_and_answers_the_saved_query(seed_r
     (exp,) = seed_report["experiments"]
     assert exp["name"] == "diabetes-training"
     assert exp["metrics"][:2] == ["AUC", "Accuracy"] or {"AUC", "Accuracy"} <= set(exp["metrics"])
-    assert sorted(r["run_name"] for r in exp["runs"]) == ["diabetes-train-autolog", "diabetes-train-mlflow"]
+    assert sorted(r["run_name"] for r in exp["runs"]) == [
+        "diabetes-train-autolog",
+        "diabetes-train-mlflow",
+    ]
     (q,) = seed_report["queries"]
     assert (q["name"], q["filter"], q["order_by"], q["max_results"], q["error"]) == (
-        "best-auc", FILTER, ["start_time DESC"], 2, None)
+        "best-auc",
+        FILTER,
+        ["start_time DESC"],
+        2,
+        None,
+    )
     assert [run["run_name"] for run in q["runs"]] == ["diabetes-train-mlflow"]
 
 
 def test_report_markdown_tables(seed_report, seed_lab):
-    md = run_mlrun("report", "specs/mlflow-tracking.yaml", "--format", "markdown", cwd=seed_lab["root"], check=0).stdout
+    md = run_mlrun(
+        "report",
+        "specs/mlflow-tracking.yaml",
+        "--format",
+        "markdown",
+        cwd=seed_lab["root"],
+        check=0,
+    ).stdout
     manual = seed_report["jobs"][0]
     lines = md.splitlines()
     assert lines[:3] == ["# mlflow-tracking", "", "Use MLflow to track training jobs"]
     assert "| job | status | run | duration | params | metrics |" in lines
-    row = (f"| train-mlflow | Completed | [{manual['run_id'][:7]}]({manual['where']}) | {manual['duration']:.1f}s "
-           f"| Regularization rate=0.01 | AUC={manual['metrics']['AUC']:.4g}, Accuracy={manual['metrics']['Accuracy']:.4g} |")
+    row = (
+        f"| train-mlflow | Completed | [{manual['run_id'][:7]}]({manual['where']}) | {manual['duration']:.1f}s "
+        f"| Regularization rate=0.01 | AUC={manual['metrics']['AUC']:.4g}, Accuracy={manual['metrics']['Accuracy']:.4g} |"
+    )
     assert row in lines
     assert "## Query `best-auc`" in lines
     assert f"`{FILTER}` on `diabetes-training`, ordered by start_time DESC, at most 2" in lines
@@ -68,39 +87,86 @@ def test_report_markdown_tables(seed_report, seed_lab):
 
 def test_report_writes_a_file(seed_lab, tmp_path):
     out = tmp_path / "r.json"
-    proc = run_mlrun("report", "specs/mlflow-tracking.yaml", "--format", "json", "-o", out, cwd=seed_lab["root"], check=0)
+    proc = run_mlrun(
+        "report",
+        "specs/mlflow-tracking.yaml",
+        "--format",
+        "json",
+        "-o",
+        out,
+        cwd=seed_lab["root"],
+        check=0,
+    )
     assert proc.stdout == f"Wrote {out}\n"
     assert json.loads(out.read_text())["format_version"] == 1
 
 
 def test_runs_saved_query_and_the_same_search_by_flags(seed_lab):
     root = seed_lab["root"]
-    by_name = json.loads(run_mlrun("runs", "specs/mlflow-tracking.yaml", "best-auc", "--json", cwd=root, check=0).stdout)
-    by_flags = json.loads(run_mlrun("runs", "specs/mlflow-tracking.yaml", "--experiment", "diabetes-training",
-                                    "--filter", FILTER, "--order-by", "start_time DESC", "--max-results", "2",
-                                    "--json", cwd=root, check=0).stdout)
+    by_name = json.loads(
+        run_mlrun(
+            "runs", "specs/mlflow-tracking.yaml", "best-auc", "--json", cwd=root, check=0
+        ).stdout
+    )
+    by_flags = json.loads(
+        run_mlrun(
+            "runs",
+            "specs/mlflow-tracking.yaml",
+            "--experiment",
+            "diabetes-training",
+            "--filter",
+            FILTER,
+            "--order-by",
+            "start_time DESC",
+            "--max-results",
+            "2",
+            "--json",
+            cwd=root,
+            check=0,
+        ).stdout
+    )
     assert by_name == by_flags
     assert [r["run_name"] for r in by_name["runs"]] == ["diabetes-train-mlflow"]
-    table = run_mlrun("runs", "specs/mlflow-tracking.yaml", "best-auc", cwd=root, check=0).stdout.splitlines()
+    table = run_mlrun(
+        "runs", "specs/mlflow-tracking.yaml", "best-auc", cwd=root, check=0
+    ).stdout.splitlines()
     assert table[0].split() == ["RUN", "ID", "STATUS", "START", "METRICS"]
-    assert table[1].startswith("diabetes-train-mlflow  ") and table[-1] == "1 run in diabetes-training"
-    everything = json.loads(run_mlrun("runs", "specs/mlflow-tracking.yaml", "--json", cwd=root, check=0).stdout)
+    assert (
+        table[1].startswith("diabetes-train-mlflow  ") and table[-1] == "1 run in diabetes-training"
+    )
+    everything = json.loads(
+        run_mlrun("runs", "specs/mlflow-tracking.yaml", "--json", cwd=root, check=0).stdout
+    )
     assert len(everything["runs"]) == 2
 
 
 def test_runs_with_a_bad_filter_says_mlflows_reason_in_one_line(seed_lab):
-    proc = run_mlrun("runs", "specs/mlflow-tracking.yaml", "--filter", "metrics.AUC >> 1", cwd=seed_lab["root"], check=1)
+    proc = run_mlrun(
+        "runs",
+        "specs/mlflow-tracking.yaml",
+        "--filter",
+        "metrics.AUC >> 1",
+        cwd=seed_lab["root"],
+        check=1,
+    )
     assert proc.stdout == ""
-    assert proc.stderr.startswith("error: MLflow rejected the search: Invalid comparator '>>' not one of ")
+    assert proc.stderr.startswith(
+        "error: MLflow rejected the search: Invalid comparator '>>' not one of "
+    )
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     proc = run_mlrun("runs", "specs/mlflow-tracking.yaml", "nope", cwd=seed_lab["root"], check=1)
-    assert proc.stderr == "error: no query named 'nope' in specs/mlflow-tracking.yaml (queries: best-auc)\n"
+    assert (
+        proc.stderr
+        == "error: no query named 'nope' in specs/mlflow-tracking.yaml (queries: best-auc)\n"
+    )
 
 
 def test_report_shows_metric_histories_and_the_change_since_the_previous_run(tmp_path):
     (tmp_path / "x.txt").write_text("0.5")
-    script = ("import mlflow; v = float(open('${{inputs.x}}').read()); "
-              "[mlflow.log_metric('loss', v / (s + 1), step=s) for s in range(4)]; mlflow.log_metric('score', v)")
+    script = (
+        "import mlflow; v = float(open('${{inputs.x}}').read()); "
+        "[mlflow.log_metric('loss', v / (s + 1), step=s) for s in range(4)]; mlflow.log_metric('score', v)"
+    )
     spec = tmp_path / "lab.yaml"
     spec.write_text(f"""name: hist
 workspace: {{name: ws-hist}}
@@ -113,7 +179,9 @@ jobs:
     (tmp_path / "x.txt").write_text("0.75")
     out = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0).stdout
     assert "     metrics  loss=0.1875 (+0.0625)  score=0.75 (+0.25)\n" in out
-    (job,) = json.loads(run_mlrun("report", spec, "--format", "json", cwd=tmp_path, check=0).stdout)["jobs"]
+    (job,) = json.loads(
+        run_mlrun("report", spec, "--format", "json", cwd=tmp_path, check=0).stdout
+    )["jobs"]
     assert job["histories"] == {"loss": [[0, 0.75], [1, 0.375], [2, 0.25], [3, 0.1875]]}
     assert job["previous"]["metrics"] == {"loss": 0.125, "score": 0.5}
     assert job["previous"]["change"] == {"loss": 0.0625, "score": 0.25}
@@ -127,17 +195,26 @@ def _free_port() -> int:
 
 def test_ui_serves_mlflow_and_ctrl_c_leaves_no_process_behind(seed_lab):
     port = _free_port()
-    proc = subprocess.Popen(mlrun_cmd() + ["ui", "specs/mlflow-tracking.yaml", "--port", str(port)],
-                            cwd=seed_lab["root"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        mlrun_cmd() + ["ui", "specs/mlflow-tracking.yaml", "--port", str(port)],
+        cwd=seed_lab["root"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, body = time.monotonic() + 90, ""
         while time.monotonic() < deadline and not body:
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                body = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                )
             except OSError:
                 time.sleep(0.3)
         assert "<title>MLflow</title>" in body
-        children = subprocess.run(["pgrep", "-f", f"port {port}"], capture_output=True, text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-f", f"port {port}"], capture_output=True, text=True
+        ).stdout.split()
         assert children, "the server's processes should be visible while it runs"
     finally:
         proc.send_signal(signal.SIGINT)

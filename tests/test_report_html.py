@@ -3,6 +3,7 @@ driven by selenium through chromedriver) at a laptop's width and at 1024px, from
 
 Without Chromium the browser tests skip (run .ci/install-browser); in CI (CI=true) they fail instead.
 MLRUN_UPDATE_SCREENSHOT=1 also writes the 1280px full-page screenshot to docs/report.png (the README's)."""
+
 import os
 import shutil
 import tempfile
@@ -10,14 +11,22 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mlrun
+
 from runner.report_html import render_html
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+]
 SIZES = [(1280, 900), (1024, 768)]
 
 
@@ -25,12 +34,15 @@ SIZES = [(1280, 900), (1024, 768)]
 def html_report(seed_lab, tmp_path_factory):
     """The seed lab's report, made by the CLI: (path, text)."""
     out = tmp_path_factory.mktemp("report") / "report.html"
-    proc = run_mlrun("report", seed_lab["spec"], "--format", "html", "-o", out, cwd=seed_lab["root"], check=0)
+    proc = run_mlrun(
+        "report", seed_lab["spec"], "--format", "html", "-o", out, cwd=seed_lab["root"], check=0
+    )
     assert f"Wrote {out}" in proc.stdout
     return out, out.read_text()
 
 
 # --- the file --------------------------------------------------------------------------------------
+
 
 class Refs(HTMLParser):
     """Every tag with its attributes, to look at what the page would load."""
@@ -60,29 +72,76 @@ def test_html_report_is_one_self_contained_file(html_report):
 
 def test_html_report_shows_the_seed_labs_results(html_report):
     _, text = html_report
-    for expected in ("mlflow-tracking", "Use MLflow to track training jobs", "train-mlflow", "train-autolog",
-                     "Regularization rate", "diabetes-training", "best-auc", "Completed",
-                     "metrics.AUC &gt; 0.8 and tags.model_type = &#x27;LogisticRegression&#x27;"):
+    for expected in (
+        "mlflow-tracking",
+        "Use MLflow to track training jobs",
+        "train-mlflow",
+        "train-autolog",
+        "Regularization rate",
+        "diabetes-training",
+        "best-auc",
+        "Completed",
+        "metrics.AUC &gt; 0.8 and tags.model_type = &#x27;LogisticRegression&#x27;",
+    ):
         assert expected in text
     assert text.count("<svg") >= 2
 
 
 def report_value(**overrides) -> dict:
     """A small report value, as runner.report.build makes them, for rendering without a lab."""
-    job = {"job": "train", "status": "Completed", "run_id": "0123456789abcdef", "experiment": "exp",
-           "start": "2026-01-02T03:04:05.678Z", "duration": 8.5, "error": None, "params": {"C": "1.0"},
-           "metrics": {"loss": 0.25, "acc": 0.9}, "tags": {}, "artifacts": ["plot.png"],
-           "where": "/tmp/runs/train", "previous": {"run_id": "fedcba9876543210", "metrics": {"loss": 0.5},
-                                                     "change": {"loss": -0.25}},
-           "histories": {"loss": [[0, 1.0], [1, 0.5], [2, 0.25]]},
-           "images": [{"path": "plot.png", "mime": "image/png"}]}
-    run = {"run_id": job["run_id"], "run_name": "train-run", "job": "train", "status": "FINISHED",
-           "start": "2026-01-02T03:04:05Z", "duration": 8.6, "params": job["params"], "metrics": job["metrics"], "tags": {}}
-    value = {"format_version": 1, "lab": "lab", "description": "A lab", "target": "local", "tracking_uri": "sqlite:///x.db",
-             "generated": "2026-01-02T03:05:00Z", "jobs": [job],
-             "experiments": [{"name": "exp", "metrics": ["acc", "loss"], "runs": [run]}],
-             "queries": [{"name": "q", "experiment": "exp", "filter": "metrics.acc > 0.5", "order_by": [], "max_results": 5,
-                          "runs": [run], "error": None}]}
+    job = {
+        "job": "train",
+        "status": "Completed",
+        "run_id": "0123456789abcdef",
+        "experiment": "exp",
+        "start": "2026-01-02T03:04:05.678Z",
+        "duration": 8.5,
+        "error": None,
+        "params": {"C": "1.0"},
+        "metrics": {"loss": 0.25, "acc": 0.9},
+        "tags": {},
+        "artifacts": ["plot.png"],
+        "where": "/tmp/runs/train",
+        "previous": {
+            "run_id": "fedcba9876543210",
+            "metrics": {"loss": 0.5},
+            "change": {"loss": -0.25},
+        },
+        "histories": {"loss": [[0, 1.0], [1, 0.5], [2, 0.25]]},
+        "images": [{"path": "plot.png", "mime": "image/png"}],
+    }
+    run = {
+        "run_id": job["run_id"],
+        "run_name": "train-run",
+        "job": "train",
+        "status": "FINISHED",
+        "start": "2026-01-02T03:04:05Z",
+        "duration": 8.6,
+        "params": job["params"],
+        "metrics": job["metrics"],
+        "tags": {},
+    }
+    value = {
+        "format_version": 1,
+        "lab": "lab",
+        "description": "A lab",
+        "target": "local",
+        "tracking_uri": "sqlite:///x.db",
+        "generated": "2026-01-02T03:05:00Z",
+        "jobs": [job],
+        "experiments": [{"name": "exp", "metrics": ["acc", "loss"], "runs": [run]}],
+        "queries": [
+            {
+                "name": "q",
+                "experiment": "exp",
+                "filter": "metrics.acc > 0.5",
+                "order_by": [],
+                "max_results": 5,
+                "runs": [run],
+                "error": None,
+            }
+        ],
+    }
     value.update(overrides)
     return value
 
@@ -99,8 +158,17 @@ def test_every_string_is_escaped():
 
 def test_changes_histories_errors_and_missing_images_are_rendered():
     value = report_value()
-    value["queries"].append({"name": "bad", "experiment": "exp", "filter": "metrics.x >>> 1", "order_by": [],
-                             "max_results": 5, "runs": [], "error": "MLflow rejected the search: bad comparator"})
+    value["queries"].append(
+        {
+            "name": "bad",
+            "experiment": "exp",
+            "filter": "metrics.x >>> 1",
+            "order_by": [],
+            "max_results": 5,
+            "runs": [],
+            "error": "MLflow rejected the search: bad comparator",
+        }
+    )
     text = render_html(value)
     assert "&#9660; -0.25" in text  # loss went down against the previous run
     assert "<polyline" in text and "loss" in text  # the history's line chart
@@ -109,6 +177,7 @@ def test_changes_histories_errors_and_missing_images_are_rendered():
 
 
 # --- in a browser ----------------------------------------------------------------------------------
+
 
 def _need_browser() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
@@ -161,7 +230,9 @@ return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !==
 def test_console_errors_would_be_seen(browser, tmp_path):
     """The console check below is not vacuous: an error on a page does show up in the log."""
     page = tmp_path / "probe.html"
-    page.write_text("<!DOCTYPE html><title>probe</title><script>console.error('mlrun-probe')</script>")
+    page.write_text(
+        "<!DOCTYPE html><title>probe</title><script>console.error('mlrun-probe')</script>"
+    )
     log = open_page(browser, page, 800, 600)
     assert any("mlrun-probe" in e["message"] and e["level"] == "SEVERE" for e in log)
 
@@ -183,12 +254,21 @@ def test_html_report_in_chromium(browser, html_report, tmp_path, width, height):
     roc = browser.find_element(By.CSS_SELECTOR, "img[alt='ROC-Curve.png']")
     browser.execute_script("arguments[0].scrollIntoView()", roc)
     assert browser.execute_script(VISIBLE, roc)
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", roc) > 0
-    assert roc.find_element(By.XPATH, "..").find_element(By.TAG_NAME, "figcaption").text == "ROC-Curve.png"
+    assert (
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", roc) > 0
+    )
+    assert (
+        roc.find_element(By.XPATH, "..").find_element(By.TAG_NAME, "figcaption").text
+        == "ROC-Curve.png"
+    )
     for img in browser.find_elements(By.TAG_NAME, "img"):
-        assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, img.get_attribute("alt")
+        assert browser.execute_script("return arguments[0].naturalWidth", img) > 0, (
+            img.get_attribute("alt")
+        )
 
-    widths = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
     assert widths[0] <= widths[1], f"page is {widths[0]}px wide in a {widths[1]}px window"
     browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(tmp_path / f"report-{width}.png"))
@@ -202,11 +282,15 @@ def save_readme_screenshot(driver, width: int) -> None:
 
     full = driver.execute_script("return document.documentElement.scrollHeight")
     metrics = {"width": width, "height": full, "deviceScaleFactor": 1, "mobile": False}
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # taller than a window may be
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", metrics
+    )  # taller than a window may be
     target = ROOT / "docs" / "report.png"
     target.parent.mkdir(exist_ok=True)
     try:
         driver.save_screenshot(str(target))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    Image.open(target).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(target, optimize=True)
+    Image.open(target).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(
+        target, optimize=True
+    )

@@ -1,22 +1,25 @@
 """Secrets: variables marked secret, ${{env.NAME}} and environment_variables whose NAME has KEY,
 TOKEN, SECRET or PASSWORD reach the job's process and nothing else: every file mlrun writes and
 everything it prints is scanned for the values."""
+
 import hashlib
 import json
 import secrets
 from pathlib import Path
 
 import yaml
-
 from conftest import mlflow_client, run_mlrun
 
 NAMES = ["SERVICE_AUTH", "UPSTREAM", "MY_API_TOKEN", "DB_PASSWORD"]
-CHECK = """import hashlib, os, sys
+CHECK = (
+    """import hashlib, os, sys
 names = %r
 got = hashlib.sha256("|".join(os.environ.get(n, "") for n in names).encode()).hexdigest()
 print("lengths", " ".join(f"{n}={len(os.environ.get(n, ''))}" for n in names), "plain", os.environ["PLAIN"])
 sys.exit(0 if got == os.environ["EXPECT_SHA256"] else 1)
-""" % NAMES
+"""
+    % NAMES
+)
 
 
 def lab(folder: Path, values: list[str], plain: str) -> Path:
@@ -68,13 +71,21 @@ def test_secret_values_reach_the_job_and_nothing_mlrun_writes_or_prints(tmp_path
     assert "> job.check                    first run" in mlrun("plan", spec, *key).stdout
     data = json.loads(mlrun("plan", spec, *key, "--json", "--out", tmp_path / "plan.json").stdout)
     assert data["variables"] == {"api_key": "(sensitive)", "service_key": "(sensitive)"}
-    proc = mlrun("apply", tmp_path / "plan.json", *key)  # a saved plan holds no secret: --var gives it
-    assert "job.check  Completed" in proc.stdout  # the job saw the four values: it exits 1 otherwise
+    proc = mlrun(
+        "apply", tmp_path / "plan.json", *key
+    )  # a saved plan holds no secret: --var gives it
+    assert (
+        "job.check  Completed" in proc.stdout
+    )  # the job saw the four values: it exits 1 otherwise
     # a rotated key (and another token) is no change: fingerprints hash secrets' names, not values
-    rotated = mlrun("plan", spec, "--var", "api_key=rotated-value", env={"MY_API_TOKEN": "rotated-token"}).stdout
+    rotated = mlrun(
+        "plan", spec, "--var", "api_key=rotated-value", env={"MY_API_TOKEN": "rotated-token"}
+    ).stdout
     assert rotated.endswith("No changes. Everything is up to date.\n")
     assert "check" in mlrun("status", spec, *key).stdout
-    assert json.loads(mlrun("status", spec, *key, "--json").stdout)["jobs"][0]["status"] == "Completed"
+    assert (
+        json.loads(mlrun("status", spec, *key, "--json").stdout)["jobs"][0]["status"] == "Completed"
+    )
     for fmt in ("table", "json", "markdown"):
         assert "check" in mlrun("report", spec, *key, "--format", fmt).stdout
     mlrun("report", spec, *key, "--format", "html", "-o", tmp_path / "report.html")
@@ -83,25 +94,40 @@ def test_secret_values_reach_the_job_and_nothing_mlrun_writes_or_prints(tmp_path
     assert logs == f"lengths {lengths} plain {plain}\n"
     exported = mlrun("export", spec, *key, "-o", tmp_path / "exported")
     job = yaml.safe_load((tmp_path / "exported" / "jobs" / "check.yml").read_text())
-    assert job["environment_variables"] == {**{n: "(sensitive)" for n in NAMES}, "PLAIN": plain,
-                                            "EXPECT_SHA256": job["environment_variables"]["EXPECT_SHA256"]}
-    note = ("note: exported/jobs/check.yml: secret environment variables DB_PASSWORD, MY_API_TOKEN, SERVICE_AUTH, "
-            "UPSTREAM written as (sensitive); set them when you submit: az ml job create --file "
-            "exported/jobs/check.yml --set environment_variables.DB_PASSWORD=\"$DB_PASSWORD\" --set "
-            "environment_variables.MY_API_TOKEN=\"$MY_API_TOKEN\" --set environment_variables.SERVICE_AUTH="
-            "\"$SERVICE_AUTH\" --set environment_variables.UPSTREAM=\"$UPSTREAM\"\n")
+    assert job["environment_variables"] == {
+        **{n: "(sensitive)" for n in NAMES},
+        "PLAIN": plain,
+        "EXPECT_SHA256": job["environment_variables"]["EXPECT_SHA256"],
+    }
+    note = (
+        "note: exported/jobs/check.yml: secret environment variables DB_PASSWORD, MY_API_TOKEN, SERVICE_AUTH, "
+        "UPSTREAM written as (sensitive); set them when you submit: az ml job create --file "
+        'exported/jobs/check.yml --set environment_variables.DB_PASSWORD="$DB_PASSWORD" --set '
+        'environment_variables.MY_API_TOKEN="$MY_API_TOKEN" --set environment_variables.SERVICE_AUTH='
+        '"$SERVICE_AUTH" --set environment_variables.UPSTREAM="$UPSTREAM"\n'
+    )
     assert note in exported.stderr
 
     # every file under the lab's folder (spec, state, plan, workspace, mlflow.db, artifacts, run
     # folders, report, export) and everything printed: no secret value, while the plain one shows
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert {"mlflow.db", "std_log.txt", "exit.json", "command.sh", "quick.local.json", "report.html",
-            "check.yml", "plan.json"} <= {p.name for p in files}
+    assert {
+        "mlflow.db",
+        "std_log.txt",
+        "exit.json",
+        "command.sh",
+        "quick.local.json",
+        "report.html",
+        "check.yml",
+        "plan.json",
+    } <= {p.name for p in files}
     for value in values:
         leaks = [str(p.relative_to(tmp_path)) for p in files if value.encode() in p.read_bytes()]
         assert leaks == [], value
         assert [text for text in said if value in text] == []
-    assert {"std_log.txt", "check.yml"} <= {p.name for p in files if plain.encode() in p.read_bytes()}
+    assert {"std_log.txt", "check.yml"} <= {
+        p.name for p in files if plain.encode() in p.read_bytes()
+    }
     client = mlflow_client(tmp_path, "ws-secret")
     (run,) = client.search_runs([client.get_experiment_by_name("quick").experiment_id])
     assert run.data.tags["team"] == "secrets" and run.info.status == "FINISHED"
@@ -126,7 +152,9 @@ jobs:
 """
 
 
-def test_a_secret_outside_environment_variables_is_an_error_that_never_shows_it(tmp_path, mlrun, monkeypatch):
+def test_a_secret_outside_environment_variables_is_an_error_that_never_shows_it(
+    tmp_path, mlrun, monkeypatch
+):
     token, key = f"token-{secrets.token_hex(8)}", f"key-{secrets.token_hex(8)}"
     monkeypatch.setenv("MY_API_TOKEN", token)
     spec = tmp_path / "lab.yaml"
@@ -141,13 +169,16 @@ def test_a_secret_outside_environment_variables_is_an_error_that_never_shows_it(
         f"{spec}:14:14: error: $.jobs.wrong.compute: '(sensitive)' is not a compute of this spec (defined: cluster)\n"
         f"{spec}:14:14: error: $.jobs.wrong.compute: variable 'api_key' is secret: use it only in a job's "
         "environment_variables (the command reads it as $NAME), so that it is never shown or stored\n"
-        f"{spec}: 4 errors, 0 warnings\n")
+        f"{spec}: 4 errors, 0 warnings\n"
+    )
     code, out, err = mlrun("plan", spec, "--var", f"api_key={key}")
     assert code == 1 and key not in out + err and token not in out + err
     assert list(tmp_path.iterdir()) == [spec]  # nothing written
     code, _, err = mlrun("validate", spec)
-    assert f"{spec}:9:19: error: $.jobs.leaky.command: variable 'api_key' has no value: give it with " \
-           "--var api_key=VALUE\n" in err
+    assert (
+        f"{spec}:9:19: error: $.jobs.leaky.command: variable 'api_key' has no value: give it with "
+        "--var api_key=VALUE\n" in err
+    )
 
 
 def test_azure_submission_sets_secrets_on_the_loaded_job_in_memory_only(tmp_path, monkeypatch):
@@ -186,8 +217,10 @@ jobs:
     limits: {max_total_trials: 2}
 """)
     lab = spec_mod.load(path)
-    for name, secret, plain, block in (("cmd", ("API_TOKEN", "t0k3n-value"), "one", lambda e: e),
-                                       ("sweep", ("DB_PASSWORD", "pw-value"), "two", lambda e: e.trial)):
+    for name, secret, plain, block in (
+        ("cmd", ("API_TOKEN", "t0k3n-value"), "one", lambda e: e),
+        ("sweep", ("DB_PASSWORD", "pw-value"), "two", lambda e: e.trial),
+    ):
         job = lab.jobs[name]
         file = tmp_path / f"{name}.yml"
         file.write_text(yaml.safe_dump(job_document(lab, job, tmp_path), sort_keys=False))

@@ -1,4 +1,5 @@
 """runner/state.py: the state file (atomic saves, a backup, damage reported) and its lock."""
+
 import json
 import os
 import re
@@ -42,14 +43,26 @@ def leftovers(folder):
 
 # --- loading and saving --------------------------------------------------------------------------
 
+
 def test_state_path_is_beside_the_spec_named_for_lab_and_target(tmp_path):
-    assert state_path(tmp_path / "specs" / "lab.yaml", "lab", "azure") == tmp_path / "specs" / ".mlrun" / "lab.azure.json"
+    assert (
+        state_path(tmp_path / "specs" / "lab.yaml", "lab", "azure")
+        == tmp_path / "specs" / ".mlrun" / "lab.azure.json"
+    )
 
 
 def test_a_missing_state_loads_empty_and_creates_nothing(tmp_path, path):
     s = load(path)
-    assert s.data == {"format_version": 1, "lineage": "", "serial": 0, "name": "lab", "target": "local",
-                      "variables": {}, "resources": {}, "jobs": {}}
+    assert s.data == {
+        "format_version": 1,
+        "lineage": "",
+        "serial": 0,
+        "name": "lab",
+        "target": "local",
+        "variables": {},
+        "resources": {},
+        "jobs": {},
+    }
     assert (s.serial, s.resources, s.jobs, s.runs("x"), s.latest("x")) == (0, {}, {}, [], None)
     assert list(tmp_path.iterdir()) == []
 
@@ -69,7 +82,9 @@ def test_the_first_save_names_the_lineage_and_later_saves_keep_it(path):
 def test_each_save_keeps_the_previous_file_as_bak_and_leaves_no_temp_files(path):
     s = load(path)
     s.set_resource("workspace.w", {"kind": "workspace", "name": "w", "attrs": {}})
-    assert sorted(p.name for p in path.parent.iterdir()) == ["lab.local.json"]  # nothing to back up yet
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "lab.local.json"
+    ]  # nothing to back up yet
     previous = path.read_bytes()
     s.set_resource("compute.c", {"kind": "compute", "name": "c", "attrs": {"type": "amlcompute"}})
     assert path.with_name("lab.local.json.bak").read_bytes() == previous
@@ -112,7 +127,9 @@ def test_a_failed_write_of_the_temp_file_leaves_the_old_state_intact(path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(state_mod.os, "fsync", fsync)
-    with pytest.raises(UserError, match=re.escape(f"cannot write the state file {path}: No space left on device")):
+    with pytest.raises(
+        UserError, match=re.escape(f"cannot write the state file {path}: No space left on device")
+    ):
         s.save()
     assert path.read_bytes() == before
     assert leftovers(path.parent) == []
@@ -127,25 +144,41 @@ def test_a_truncated_state_names_the_file_and_its_backup(path):
         load(path)
     message = str(e.value)
     assert message.startswith(f"the state file {path} is damaged (")
-    assert message.endswith(f"); the previous state is in {path}.bak: check it, then copy it over lab.local.json")
+    assert message.endswith(
+        f"); the previous state is in {path}.bak: check it, then copy it over lab.local.json"
+    )
     assert on_disk(path.with_name("lab.local.json.bak"))["serial"] == 1  # and the backup is good
 
 
-@pytest.mark.parametrize("content, why", [
-    (b"", "Expecting value: line 1 column 1 (char 0)"),
-    (b'{"format_version": 1, "serial": 3', "Expecting ',' delimiter: line 1 column 34 (char 33)"),
-    (b"[1, 2]", "not an mlrun state of format_version 1"),
-    (b'{"format_version": 2}', "not an mlrun state of format_version 1"),
-    (b'{"format_version": 1, "resources": {}, "jobs": []}', "'jobs' is missing or not a mapping"),
-    (b'{"format_version": 1, "jobs": {}, "variables": {}}', "'resources' is missing or not a mapping"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "Expecting value: line 1 column 1 (char 0)"),
+        (
+            b'{"format_version": 1, "serial": 3',
+            "Expecting ',' delimiter: line 1 column 34 (char 33)",
+        ),
+        (b"[1, 2]", "not an mlrun state of format_version 1"),
+        (b'{"format_version": 2}', "not an mlrun state of format_version 1"),
+        (
+            b'{"format_version": 1, "resources": {}, "jobs": []}',
+            "'jobs' is missing or not a mapping",
+        ),
+        (
+            b'{"format_version": 1, "jobs": {}, "variables": {}}',
+            "'resources' is missing or not a mapping",
+        ),
+    ],
+)
 def test_a_damaged_state_without_a_backup_says_how_to_start_over(path, content, why):
     path.parent.mkdir()
     path.write_bytes(content)
     with pytest.raises(UserError) as e:
         load(path)
-    assert str(e.value) == (f"the state file {path} is damaged ({why}); no backup exists: move it aside to "
-                            "start from an empty state")
+    assert str(e.value) == (
+        f"the state file {path} is damaged ({why}); no backup exists: move it aside to "
+        "start from an empty state"
+    )
 
 
 def test_a_garbled_binary_state_is_reported_as_damaged_not_a_crash(path):
@@ -166,6 +199,7 @@ def test_a_state_that_is_a_folder_cannot_be_read(path):
 
 # --- runs ----------------------------------------------------------------------------------------
 
+
 def test_add_run_keeps_the_latest_keep_runs_and_saves_each_time(path):
     s = load(path)
     for i in range(KEEP_RUNS + 5):
@@ -182,10 +216,16 @@ def test_update_run_changes_the_run_with_that_id_only(path):
     s.add_run("train", {"id": "r1", "status": "Completed"})
     s.add_run("train", {"id": "r2", "status": "Running"})
     s.add_run("score", {"id": "r2", "status": "Running"})
-    assert s.update_run("train", "r2", status="Failed", exit_code=1) == {"id": "r2", "status": "Failed", "exit_code": 1}
+    assert s.update_run("train", "r2", status="Failed", exit_code=1) == {
+        "id": "r2",
+        "status": "Failed",
+        "exit_code": 1,
+    }
     on_file = load(path)
-    assert on_file.runs("train") == [{"id": "r1", "status": "Completed"},
-                                     {"id": "r2", "status": "Failed", "exit_code": 1}]
+    assert on_file.runs("train") == [
+        {"id": "r1", "status": "Completed"},
+        {"id": "r2", "status": "Failed", "exit_code": 1},
+    ]
     assert on_file.runs("score") == [{"id": "r2", "status": "Running"}]
     assert on_file.serial == 4
 
@@ -208,7 +248,11 @@ def test_forget_job_and_set_variables(path):
     s.set_variables({"suffix": "a1b2c3"})
     s.forget_job("train")
     on_file = load(path)
-    assert (on_file.serial, on_file.data["variables"], on_file.jobs) == (3, {"suffix": "a1b2c3"}, {})
+    assert (on_file.serial, on_file.data["variables"], on_file.jobs) == (
+        3,
+        {"suffix": "a1b2c3"},
+        {},
+    )
 
 
 def test_snapshot_is_a_deep_copy(path):
@@ -220,7 +264,9 @@ def test_snapshot_is_a_deep_copy(path):
 
 
 def test_threads_adding_and_updating_runs_leave_a_consistent_file(path, monkeypatch):
-    monkeypatch.setattr(state_mod.os, "fsync", lambda fd: None)  # 400 saves: the disk's speed is not the point
+    monkeypatch.setattr(
+        state_mod.os, "fsync", lambda fd: None
+    )  # 400 saves: the disk's speed is not the point
     s = load(path)
     threads, per_thread, errors = 8, 50, []
 
@@ -243,7 +289,9 @@ def test_threads_adding_and_updating_runs_leave_a_consistent_file(path, monkeypa
     assert data == s.data
     for t in range(threads):
         runs = data["jobs"][f"job{t}"]["runs"]
-        assert [r["id"] for r in runs] == [f"{t}-{k}" for k in range(per_thread // 2 - KEEP_RUNS, per_thread // 2)]
+        assert [r["id"] for r in runs] == [
+            f"{t}-{k}" for k in range(per_thread // 2 - KEEP_RUNS, per_thread // 2)
+        ]
         assert {r["status"] for r in runs} == {"Completed"}
     assert on_disk(path.with_name("lab.local.json.bak"))["serial"] == threads * per_thread - 1
     assert leftovers(path.parent) == []
@@ -251,10 +299,12 @@ def test_threads_adding_and_updating_runs_leave_a_consistent_file(path, monkeypa
 
 # --- the lock ------------------------------------------------------------------------------------
 
+
 def hold_lock(path, command="mlrun apply"):
     """Another process that takes the lock and keeps it; returns once it has it."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), command], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path), command], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline() == "locked\n"
     return proc
 
@@ -263,12 +313,18 @@ def test_a_second_lock_from_another_process_names_the_holder(path):
     proc = hold_lock(path)
     try:
         holder = json.loads(path.with_suffix(".lock").read_text())
-        assert (holder["pid"], holder["host"], holder["command"]) == (proc.pid, socket.gethostname(), "mlrun apply")
+        assert (holder["pid"], holder["host"], holder["command"]) == (
+            proc.pid,
+            socket.gethostname(),
+            "mlrun apply",
+        )
         with pytest.raises(UserError) as e:
             with Lock(path, "mlrun destroy"):
                 pass
-        assert str(e.value) == (f"the state is locked by pid {proc.pid} on {socket.gethostname()} since "
-                                f"{holder['since']} (mlrun apply); wait for it to finish ({path.with_suffix('.lock')})")
+        assert str(e.value) == (
+            f"the state is locked by pid {proc.pid} on {socket.gethostname()} since "
+            f"{holder['since']} (mlrun apply); wait for it to finish ({path.with_suffix('.lock')})"
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -283,7 +339,9 @@ def test_the_lock_of_a_killed_holder_is_taken_over_and_names_it(path):
         assert lock.taken_over["command"] == "mlrun apply"
         holder = json.loads(path.with_suffix(".lock").read_text())
         assert (holder["pid"], holder["command"]) == (os.getpid(), "mlrun destroy")
-    assert path.with_suffix(".lock").read_text() == ""  # released cleanly: nothing to take over next time
+    assert (
+        path.with_suffix(".lock").read_text() == ""
+    )  # released cleanly: nothing to take over next time
     with Lock(path, "mlrun apply") as lock:
         assert lock.taken_over is None
 

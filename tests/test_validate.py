@@ -4,6 +4,7 @@ An invalid case is a YAML file in tests/specs/invalid/ ending in `# expect: ...`
 diagnostics `mlrun validate` must print, in order, word for word (the case's own file name is
 implied when an expectation starts with a line number).
 """
+
 import json
 import os
 import re
@@ -12,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SEED, SPECS, run_mlrun
 
 INVALID = Path(__file__).parent / "specs" / "invalid"
@@ -65,7 +65,9 @@ def test_there_are_enough_invalid_cases():
 
 def test_all_problems_at_once_sorted_by_position(mlrun, tmp_path):
     spec = tmp_path / "lab.yaml"
-    spec.write_text("name: Bad_Name\nworkspace: {name: w}\njobs:\n  a: {command: x, compute: nope}\n")
+    spec.write_text(
+        "name: Bad_Name\nworkspace: {name: w}\njobs:\n  a: {command: x, compute: nope}\n"
+    )
     code, _, err = mlrun("validate", spec, cwd=tmp_path)
     assert code == 1
     assert err.splitlines() == [
@@ -80,14 +82,22 @@ def test_all_problems_at_once_sorted_by_position(mlrun, tmp_path):
 
 def test_var_overrides_and_unknown_var(mlrun, tmp_path):
     spec = tmp_path / "lab.yaml"
-    spec.write_text("name: lab\nvariables: {n: 1}\nworkspace:\n  name: ws-${{vars.n}}\n"
-                    "computes:\n  c1: {type: amlcompute, max_instances: '${{vars.n}}'}\n")
+    spec.write_text(
+        "name: lab\nvariables: {n: 1}\nworkspace:\n  name: ws-${{vars.n}}\n"
+        "computes:\n  c1: {type: amlcompute, max_instances: '${{vars.n}}'}\n"
+    )
     assert mlrun("validate", spec, "--var", "n=2")[0] == 0
     code, _, err = mlrun("validate", spec, "--var", "m=2", cwd=tmp_path)
     assert code == 1
-    assert err.splitlines()[0] == "lab.yaml:1:1: error: $: --var m: the spec has no such variable (defined: n)"
+    assert (
+        err.splitlines()[0]
+        == "lab.yaml:1:1: error: $: --var m: the spec has no such variable (defined: n)"
+    )
     code, _, err = mlrun("validate", spec, "--var", "n=x", cwd=tmp_path)
-    assert err.splitlines()[0] == "lab.yaml:6:41: error: $.computes.c1.max_instances: expected an integer, got a string"
+    assert (
+        err.splitlines()[0]
+        == "lab.yaml:6:41: error: $.computes.c1.max_instances: expected an integer, got a string"
+    )
 
 
 def test_env_of_another_target_is_not_needed(mlrun, monkeypatch):
@@ -95,7 +105,10 @@ def test_env_of_another_target_is_not_needed(mlrun, monkeypatch):
     assert mlrun("validate", SEED)[0] == 0
     code, _, err = mlrun("validate", SEED, "--target", "azure")
     assert code == 1
-    assert "error: $.targets.azure.subscription_id: environment variable 'AZURE_SUBSCRIPTION_ID' is not set" in err
+    assert (
+        "error: $.targets.azure.subscription_id: environment variable 'AZURE_SUBSCRIPTION_ID' is not set"
+        in err
+    )
 
 
 def test_missing_file_is_a_clear_error(mlrun, tmp_path):
@@ -110,7 +123,10 @@ def test_a_pipe_or_a_device_as_the_spec_file_is_refused_not_read(tmp_path):
     os.mkfifo(pipe)
     for path in (pipe.name, "/dev/zero"):
         proc = run_mlrun("validate", path, cwd=tmp_path, timeout=60)
-        assert (proc.returncode, proc.stderr) == (1, f"error: {path}: not a regular file, not a spec file\n")
+        assert (proc.returncode, proc.stderr) == (
+            1,
+            f"error: {path}: not a regular file, not a spec file\n",
+        )
 
 
 def test_schema_command_prints_the_schema(mlrun):
@@ -154,11 +170,18 @@ def test_validate_and_a_local_plan_import_nothing_heavy(command, tmp_path):
     spec.parent.mkdir()
     spec.write_text(SEED.read_text())
     (tmp_path / "training").symlink_to(ROOT / "training")
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", command, str(spec)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", command, str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "jsonschema" in imported  # the probe works
     assert sorted(imported & set(HEAVY)) == []
 
@@ -180,4 +203,6 @@ def test_seed_jobs_exported_as_cli_v2_are_accepted_by_load_job(tmp_path):
         assert loaded.compute == "aml-cluster"  # load_job drops the azureml: prefix
         assert loaded.experiment_name == "diabetes-training"
         assert loaded.inputs["training_data"].type == "uri_file"
-        assert (path.parent / loaded.code).resolve() == (ROOT / "training").resolve()  # relative to the file
+        assert (path.parent / loaded.code).resolve() == (
+            ROOT / "training"
+        ).resolve()  # relative to the file

@@ -15,15 +15,21 @@ from pathlib import Path
 import numpy as np
 
 COLUMNS = [
-    "PatientID", "Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure",
-    "TricepsThickness", "SerumInsulin", "BMI", "DiabetesPedigree", "Age",
+    "PatientID",
+    "Pregnancies",
+    "PlasmaGlucose",
+    "DiastolicBloodPressure",
+    "TricepsThickness",
+    "SerumInsulin",
+    "BMI",
+    "DiabetesPedigree",
+    "Age",
     "Diabetic",
 ]
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "data" / "diabetes.csv"
 
 # Share of patients with 0, 1, ..., 14 pregnancies.
-PREGNANCY_WEIGHTS = np.array(
-    [29, 19, 6, 8, 4.5, 4.5, 7, 6, 4.5, 6, 3, 1, 0.5, 0.5, 0.2])
+PREGNANCY_WEIGHTS = np.array([29, 19, 6, 8, 4.5, 4.5, 7, 6, 4.5, 6, 3, 1, 0.5, 0.5, 0.2])
 
 
 def mixture(rng, n, share, first, second):
@@ -43,34 +49,56 @@ def generate(rows, seed):
     data = {}
     data["PatientID"] = 1_000_000 + rng.choice(1_000_000, size=rows, replace=False)
     data["Pregnancies"] = rng.choice(
-        len(PREGNANCY_WEIGHTS), size=rows,
-        p=PREGNANCY_WEIGHTS / PREGNANCY_WEIGHTS.sum())
+        len(PREGNANCY_WEIGHTS), size=rows, p=PREGNANCY_WEIGHTS / PREGNANCY_WEIGHTS.sum()
+    )
     data["PlasmaGlucose"] = np.clip(rng.normal(108, 31, rows), 44, 192).round()
     data["DiastolicBloodPressure"] = np.clip(rng.normal(71, 17, rows), 24, 117).round()
-    data["TricepsThickness"] = np.clip(mixture(
-        rng, rows, 0.3,
-        lambda k: rng.uniform(7, 20, k),
-        lambda k: rng.normal(38, 10, k)), 7, 92).round()
-    data["SerumInsulin"] = np.clip(
-        rng.lognormal(np.log(85), 0.95, rows), 14, 796).round()
-    data["BMI"] = np.clip(mixture(
-        rng, rows, 0.4,
-        lambda k: rng.uniform(18.2, 24, k),
-        lambda k: rng.normal(38, 6.5, k)), 18.2, 56.1)
-    data["DiabetesPedigree"] = np.clip(mixture(
-        rng, rows, 0.6,
-        lambda k: rng.uniform(0.078, 0.25, k),
-        lambda k: rng.lognormal(np.log(0.75), 0.4, k)), 0.078, 2.3)
-    data["Age"] = np.clip(mixture(
-        rng, rows, 0.6,
-        lambda k: 21 + rng.geometric(0.45, k) - 1,
-        lambda k: rng.normal(40, 12, k)), 21, 77).round()
+    data["TricepsThickness"] = np.clip(
+        mixture(rng, rows, 0.3, lambda k: rng.uniform(7, 20, k), lambda k: rng.normal(38, 10, k)),
+        7,
+        92,
+    ).round()
+    data["SerumInsulin"] = np.clip(rng.lognormal(np.log(85), 0.95, rows), 14, 796).round()
+    data["BMI"] = np.clip(
+        mixture(
+            rng, rows, 0.4, lambda k: rng.uniform(18.2, 24, k), lambda k: rng.normal(38, 6.5, k)
+        ),
+        18.2,
+        56.1,
+    )
+    data["DiabetesPedigree"] = np.clip(
+        mixture(
+            rng,
+            rows,
+            0.6,
+            lambda k: rng.uniform(0.078, 0.25, k),
+            lambda k: rng.lognormal(np.log(0.75), 0.4, k),
+        ),
+        0.078,
+        2.3,
+    )
+    data["Age"] = np.clip(
+        mixture(
+            rng,
+            rows,
+            0.6,
+            lambda k: 21 + rng.geometric(0.45, k) - 1,
+            lambda k: rng.normal(40, 12, k),
+        ),
+        21,
+        77,
+    ).round()
 
     # Logistic model on standardised features, plus noise on the log-odds.
     weights = {
-        "Pregnancies": 1.1, "PlasmaGlucose": 0.38, "DiastolicBloodPressure": 0.15,
-        "TricepsThickness": 0.38, "SerumInsulin": 0.62, "BMI": 0.56,
-        "DiabetesPedigree": 0.44, "Age": 0.94,
+        "Pregnancies": 1.1,
+        "PlasmaGlucose": 0.38,
+        "DiastolicBloodPressure": 0.15,
+        "TricepsThickness": 0.38,
+        "SerumInsulin": 0.62,
+        "BMI": 0.56,
+        "DiabetesPedigree": 0.44,
+        "Age": 0.94,
     }
     logit = np.full(rows, -1.05)
     for name, weight in weights.items():
@@ -86,7 +114,8 @@ def write_csv(data, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     floats = {"BMI": "{:.8f}", "DiabetesPedigree": "{:.9f}"}
     columns = [
-        [floats[name].format(v) for v in data[name]] if name in floats
+        [floats[name].format(v) for v in data[name]]
+        if name in floats
         else [str(int(v)) for v in data[name]]
         for name in COLUMNS
     ]

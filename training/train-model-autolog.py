@@ -18,8 +18,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-FEATURES = ["Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure",
-            "TricepsThickness", "SerumInsulin", "BMI", "DiabetesPedigree", "Age"]
+FEATURES = [
+    "Pregnancies",
+    "PlasmaGlucose",
+    "DiastolicBloodPressure",
+    "TricepsThickness",
+    "SerumInsulin",
+    "BMI",
+    "DiabetesPedigree",
+    "Age",
+]
 LABEL = "Diabetic"
 
 
@@ -41,7 +49,8 @@ def main():
     data = read_data(args.training_data)
     print(f"Read {len(data)} rows from {args.training_data}")
     X_train, X_test, y_train, y_test = train_test_split(
-        data[FEATURES].values, data[LABEL].values, test_size=0.30, random_state=0)
+        data[FEATURES].values, data[LABEL].values, test_size=0.30, random_state=0
+    )
 
     mlflow.autolog()
     with mlflow.start_run():

@@ -15,15 +15,23 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import train_test_split
 
-FEATURES = ["Pregnancies", "PlasmaGlucose", "DiastolicBloodPressure",
-            "TricepsThickness", "SerumInsulin", "BMI", "DiabetesPedigree", "Age"]
+FEATURES = [
+    "Pregnancies",
+    "PlasmaGlucose",
+    "DiastolicBloodPressure",
+    "TricepsThickness",
+    "SerumInsulin",
+    "BMI",
+    "DiabetesPedigree",
+    "Age",
+]
 LABEL = "Diabetic"
 
 
@@ -45,7 +53,8 @@ def main():
     data = read_data(args.training_data)
     print(f"Read {len(data)} rows from {args.training_data}")
     X_train, X_test, y_train, y_test = train_test_split(
-        data[FEATURES].values, data[LABEL].values, test_size=0.30, random_state=0)
+        data[FEATURES].values, data[LABEL].values, test_size=0.30, random_state=0
+    )
 
     with mlflow.start_run():
         mlflow.log_param("Regularization rate", args.reg_rate)

@@ -1,5 +1,6 @@
 """The azure target: the real service through azure-ai-ml (MLClient), azure-identity,
 azure-mgmt-resource and azureml-mlflow. Every SDK is imported lazily, inside the calls."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import UserError
 from ..plan import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
@@ -20,13 +21,32 @@ from ..state import now
 from .base import TERMINAL
 
 PROVIDER = "Microsoft.MachineLearningServices"
-STATUS = {"Completed": "Completed", "Failed": "Failed", "NotResponding": "Failed", "Canceled": "Canceled",
-          "CancelRequested": "Canceled"}
+STATUS = {
+    "Completed": "Completed",
+    "Failed": "Failed",
+    "NotResponding": "Failed",
+    "Canceled": "Canceled",
+    "CancelRequested": "Canceled",
+}
 POLL_SECONDS = 5.0
-CLUSTER_FIELDS = ("size", "min_instances", "max_instances", "idle_time_before_scale_down", "tier", "location",
-                  "description", "tags")
-INSTANCE_FIELDS = ("size", "idle_time_before_shutdown_minutes", "idle_time_before_shutdown", "location",
-                   "description", "tags")
+CLUSTER_FIELDS = (
+    "size",
+    "min_instances",
+    "max_instances",
+    "idle_time_before_scale_down",
+    "tier",
+    "location",
+    "description",
+    "tags",
+)
+INSTANCE_FIELDS = (
+    "size",
+    "idle_time_before_shutdown_minutes",
+    "idle_time_before_shutdown",
+    "location",
+    "description",
+    "tags",
+)
 
 
 class AzureBackend:
@@ -44,7 +64,9 @@ class AzureBackend:
         self.tenant = settings.get("tenant_id")
         self.interactive = settings.get("credential") == "interactive_browser"
         self.poll_seconds = POLL_SECONDS
-        self._lock = threading.RLock()  # clients are made from other clients (arm() needs credential())
+        self._lock = (
+            threading.RLock()
+        )  # clients are made from other clients (arm() needs credential())
         self._cache: dict = {}
         self._locks: dict = {}
         self._submit_lock = threading.Lock()
@@ -71,6 +93,7 @@ class AzureBackend:
             from azure.identity import DefaultAzureCredential
 
             return DefaultAzureCredential()
+
         return self._once("credential", make)
 
     def ml(self):
@@ -78,9 +101,15 @@ class AzureBackend:
             from azure.ai.ml import MLClient
 
             _quiet_sdk()
-            return MLClient(self.credential(), subscription_id=self.subscription,
-                            resource_group_name=self.resource_group, workspace_name=self.workspace,
-                            enable_telemetry=False, show_progress=False)
+            return MLClient(
+                self.credential(),
+                subscription_id=self.subscription,
+                resource_group_name=self.resource_group,
+                workspace_name=self.workspace,
+                enable_telemetry=False,
+                show_progress=False,
+            )
+
         return self._once("ml", make)
 
     def arm(self):
@@ -89,8 +118,13 @@ class AzureBackend:
             from azure.mgmt.resource.resources import ResourceManagementClient
 
             base = _get_base_url_from_metadata()
-            return ResourceManagementClient(self.credential(), self.subscription or "", base_url=base,
-                                            credential_scopes=[base + "/.default"])
+            return ResourceManagementClient(
+                self.credential(),
+                self.subscription or "",
+                base_url=base,
+                credential_scopes=[base + "/.default"],
+            )
+
         return self._once("arm", make)
 
     @property
@@ -111,8 +145,14 @@ class AzureBackend:
             from mlflow.tracking import MlflowClient
 
             if not self.tracking_uri:
-                raise UserError(f"the workspace {self.workspace} does not exist (yet): run mlrun apply")
-            return _Refusals(MlflowClient(tracking_uri=self.tracking_uri), f"the MLflow of workspace.{self.workspace}")
+                raise UserError(
+                    f"the workspace {self.workspace} does not exist (yet): run mlrun apply"
+                )
+            return _Refusals(
+                MlflowClient(tracking_uri=self.tracking_uri),
+                f"the MLflow of workspace.{self.workspace}",
+            )
+
         return self._once("mlflow", make)
 
     # --- reading the world -----------------------------------------------------------------------
@@ -120,9 +160,16 @@ class AzureBackend:
     def refresh(self, state: dict) -> dict:
         """GET each resource the spec names or the state holds; 404 means it is not there."""
         with plain_errors():
-            actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"], "serial": state["serial"]}
+            actual = {
+                "resources": {},
+                "jobs": {},
+                "lineage": state["lineage"],
+                "serial": state["serial"],
+            }
             addresses = {Address.parse(a) for a in state["resources"]}
-            if self.spec.workspace.get("resource_group"):  # a config.json's group is used, not managed
+            if self.spec.workspace.get(
+                "resource_group"
+            ):  # a config.json's group is used, not managed
                 addresses.add(Address(Kind.RESOURCE_GROUP, self.spec.workspace["resource_group"]))
             addresses.add(Address(Kind.WORKSPACE, self.workspace))
             addresses.update(Address(Kind.COMPUTE, n) for n in self.spec.computes)
@@ -132,12 +179,21 @@ class AzureBackend:
                 kind, name = address.kind.value, address.name
                 record = state["resources"].get(address, {})
                 live = self._live(kind, name, ws) if rg_alive else None
-                if live is not None:  # compared on the fields the spec or the state names, not Azure's defaults
+                if (
+                    live is not None
+                ):  # compared on the fields the spec or the state names, not Azure's defaults
                     known = record.get("attrs", {})
                     keys = set(known) | self._named(kind, name)
-                    actual["resources"][address] = {"kind": kind, "name": name, **record,
-                                                    "attrs": {k: live.get(k, known.get(k)) for k in sorted(keys)
-                                                              if k in live or k in known}}
+                    actual["resources"][address] = {
+                        "kind": kind,
+                        "name": name,
+                        **record,
+                        "attrs": {
+                            k: live.get(k, known.get(k))
+                            for k in sorted(keys)
+                            if k in live or k in known
+                        },
+                    }
             if ws is not None:
                 for name, entry in state["jobs"].items():
                     if entry.get("runs"):
@@ -168,9 +224,19 @@ class AzureBackend:
         if kind == "resource_group":
             return {"location": self.location}
         if kind == "workspace":
-            return None if ws is None or name != self.workspace else _pick(
-                {"location": _region(ws.location), "resource_group": self.resource_group,
-                 "display_name": ws.display_name, "description": ws.description, "tags": ws.tags or None})
+            return (
+                None
+                if ws is None or name != self.workspace
+                else _pick(
+                    {
+                        "location": _region(ws.location),
+                        "resource_group": self.resource_group,
+                        "display_name": ws.display_name,
+                        "description": ws.description,
+                        "tags": ws.tags or None,
+                    }
+                )
+            )
         if ws is None:
             return None
         from azure.core.exceptions import ResourceNotFoundError
@@ -180,11 +246,29 @@ class AzureBackend:
         except ResourceNotFoundError:
             return None
         if c.type == "amlcompute":
-            return _pick({"type": "amlcompute", "size": c.size, "min_instances": c.min_instances,
-                          "max_instances": c.max_instances, "idle_time_before_scale_down": c.idle_time_before_scale_down,
-                          "tier": c.tier, "description": c.description, "tags": c.tags or None})
-        return _pick({"type": c.type, "size": c.size, "description": c.description, "tags": c.tags or None,
-                      "idle_time_before_shutdown_minutes": getattr(c, "idle_time_before_shutdown_minutes", None)})
+            return _pick(
+                {
+                    "type": "amlcompute",
+                    "size": c.size,
+                    "min_instances": c.min_instances,
+                    "max_instances": c.max_instances,
+                    "idle_time_before_scale_down": c.idle_time_before_scale_down,
+                    "tier": c.tier,
+                    "description": c.description,
+                    "tags": c.tags or None,
+                }
+            )
+        return _pick(
+            {
+                "type": c.type,
+                "size": c.size,
+                "description": c.description,
+                "tags": c.tags or None,
+                "idle_time_before_shutdown_minutes": getattr(
+                    c, "idle_time_before_shutdown_minutes", None
+                ),
+            }
+        )
 
     def poll(self, run: dict) -> dict:
         if run.get("status") in TERMINAL:
@@ -208,14 +292,22 @@ class AzureBackend:
     def advise(self, plan) -> list[str]:
         """Warnings before apply: the vCPU quota the new computes need against the region's free
         quota (the commonest way this lab fails for students)."""
-        new = [c.after for c in plan.changes if c.address.kind == Kind.COMPUTE and c.action in (CREATE, REPLACE)]
+        new = [
+            c.after
+            for c in plan.changes
+            if c.address.kind == Kind.COMPUTE and c.action in (CREATE, REPLACE)
+        ]
         if not new or not self.location:
             return []
         with plain_errors():
-            sizes = {s.name.lower(): (_field(s, "v_cp_us", "vCPUs") or 0, s.family)
-                     for s in self.ml().compute.list_sizes(location=self.location)}
-            usages = {_usage_name(u): (_field(u, "current_value", "currentValue") or 0, u.limit or 0)
-                      for u in self.ml().compute.list_usage(location=self.location)}
+            sizes = {
+                s.name.lower(): (_field(s, "v_cp_us", "vCPUs") or 0, s.family)
+                for s in self.ml().compute.list_sizes(location=self.location)
+            }
+            usages = {
+                _usage_name(u): (_field(u, "current_value", "currentValue") or 0, u.limit or 0)
+                for u in self.ml().compute.list_usage(location=self.location)
+            }
         need: dict = {}
         for attrs in new:
             vcpus, family = sizes.get(str(attrs.get("size", "")).lower(), (0, None))
@@ -229,10 +321,12 @@ class AzureBackend:
                 used, limit = usages[family]
                 if wanted > limit - used:
                     what = "in total" if family == "TotalCores" else f"of the {family}"
-                    out.append(f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, but the "
-                               f"subscription has {max(0, limit - used)} free (quota {limit}, {used} in use): "
-                               "creating them will fail. Request more quota (Azure portal, Quotas, Machine "
-                               "learning), or pick a smaller size or fewer max_instances.")
+                    out.append(
+                        f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, but the "
+                        f"subscription has {max(0, limit - used)} free (quota {limit}, {used} in use): "
+                        "creating them will fail. Request more quota (Azure portal, Quotas, Machine "
+                        "learning), or pick a smaller size or fewer max_instances."
+                    )
         return out
 
     # --- resources -------------------------------------------------------------------------------
@@ -244,11 +338,25 @@ class AzureBackend:
             if kind == "workspace":
                 from azure.ai.ml.entities import Workspace
 
-                ws = self.ml().workspaces.begin_create(Workspace(
-                    name=name, location=attrs.get("location") or self.location, display_name=attrs.get("display_name"),
-                    description=attrs.get("description"), tags=attrs.get("tags"))).result()
+                ws = (
+                    self.ml()
+                    .workspaces.begin_create(
+                        Workspace(
+                            name=name,
+                            location=attrs.get("location") or self.location,
+                            display_name=attrs.get("display_name"),
+                            description=attrs.get("description"),
+                            tags=attrs.get("tags"),
+                        )
+                    )
+                    .result()
+                )
                 return {"id": ws.id, "mlflow_tracking_uri": ws.mlflow_tracking_uri}
-            compute = self.ml().compute.begin_create_or_update(_compute(name, attrs, self.location)).result()
+            compute = (
+                self.ml()
+                .compute.begin_create_or_update(_compute(name, attrs, self.location))
+                .result()
+            )
             return {"id": compute.id}
 
     def _create_rg(self, name: str) -> dict:
@@ -264,11 +372,17 @@ class AzureBackend:
     def update(self, kind: str, name: str, attrs: dict) -> dict:
         with plain_errors(f"{kind}.{name}"):
             if kind == "compute":
-                compute = self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
+                compute = (
+                    self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
+                )
                 return {"id": compute.id}
             if kind == "workspace":
                 ws = self.ml().workspaces.get(name)
-                ws.display_name, ws.description, ws.tags = attrs.get("display_name"), attrs.get("description"), attrs.get("tags")
+                ws.display_name, ws.description, ws.tags = (
+                    attrs.get("display_name"),
+                    attrs.get("description"),
+                    attrs.get("tags"),
+                )
                 self.ml().workspaces.begin_update(ws).result()
             return {}
 
@@ -284,8 +398,14 @@ class AzureBackend:
             elif kind == "workspace":
                 if self._rg_exists() and self._get_workspace() is not None:
                     # its storage, key vault, insights and registry were made with it: they go with it
-                    self.ml().workspaces.begin_delete(name, delete_dependent_resources=True).result()
-            elif self._rg_exists() and self._get_workspace() is not None and self._compute_exists(name):
+                    self.ml().workspaces.begin_delete(
+                        name, delete_dependent_resources=True
+                    ).result()
+            elif (
+                self._rg_exists()
+                and self._get_workspace() is not None
+                and self._compute_exists(name)
+            ):
                 self.ml().compute.begin_delete(name).result()
 
     def _compute_exists(self, name: str) -> bool:
@@ -300,32 +420,46 @@ class AzureBackend:
     # --- jobs ------------------------------------------------------------------------------------
 
     def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+        import yaml
         from azure.ai.ml import load_job
 
         from ..export import job_document, put_secrets
-        import yaml
 
         name = uuid.uuid4().hex  # like an MLflow run id: Azure ML's run id is the job's name
         run = {**record, "id": name, "status": "Preparing", "submitted": now()}
         on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
         # one submission at a time: jobs sharing a code folder upload the same content-addressed blob
-        with self._submit_lock, plain_errors(f"job.{job.name}"), tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp:
+        with (
+            self._submit_lock,
+            plain_errors(f"job.{job.name}"),
+            tempfile.TemporaryDirectory(prefix="mlrun-job-") as tmp,
+        ):
             path = Path(tmp) / f"{job.name}.yml"
             path.write_text(yaml.safe_dump(job_document(spec, job, Path(tmp)), sort_keys=False))
             entity = load_job(path)
-            put_secrets(entity, job)  # the file holds them as (sensitive): the values stay in memory
+            put_secrets(
+                entity, job
+            )  # the file holds them as (sensitive): the values stay in memory
             entity.name = name
-            entity.properties = {**(entity.properties or {}), "mlrun.fingerprint": record["fingerprint"],
-                                 "mlrun.job": job.name}
+            entity.properties = {
+                **(entity.properties or {}),
+                "mlrun.fingerprint": record["fingerprint"],
+                "mlrun.job": job.name,
+            }
             entity.tags = {**(entity.tags or {}), "mlrun.job": job.name}
             with _sdk_stderr():
                 created = self.ml().jobs.create_or_update(entity)
-        run.update(status=STATUS.get(created.status, created.status or "NotStarted"), started=now(),
-                   studio_url=created.studio_url)
+        run.update(
+            status=STATUS.get(created.status, created.status or "NotStarted"),
+            started=now(),
+            studio_url=created.studio_url,
+        )
         return run
 
     def wait(self, run: dict) -> dict:
-        if "mlflow" not in self._cache:  # the closing report needs it: import azureml-mlflow meanwhile
+        if (
+            "mlflow" not in self._cache
+        ):  # the closing report needs it: import azureml-mlflow meanwhile
             threading.Thread(target=self._warm_client, daemon=True, name="mlflow-import").start()
         while True:
             change = self.poll(run)
@@ -351,9 +485,13 @@ class AzureBackend:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                self.client().keep(self.client().get_run(run["id"]))  # what the closing report reads
+                self.client().keep(
+                    self.client().get_run(run["id"])
+                )  # what the closing report reads
                 return
-            except UserError:  # refused (MLflow itself retried what is transient): the report says why
+            except (
+                UserError
+            ):  # refused (MLflow itself retried what is transient): the report says why
                 return
             except Exception:  # metrics lag the job's completion: retry
                 time.sleep(2)
@@ -402,6 +540,7 @@ class _Refusals:
         def call(*args, **kwargs):
             with plain_errors(self._what):
                 return attr(*args, **kwargs)
+
         return call
 
 
@@ -466,7 +605,10 @@ def _compute(name: str, attrs: dict, location: str | None):
 
     if attrs.get("type") == "amlcompute":
         return AmlCompute(name=name, **_pick({k: attrs.get(k) for k in CLUSTER_FIELDS}))
-    return ComputeInstance(name=name, **_pick({k: attrs.get(k) for k in INSTANCE_FIELDS if k != "idle_time_before_shutdown"}))
+    return ComputeInstance(
+        name=name,
+        **_pick({k: attrs.get(k) for k in INSTANCE_FIELDS if k != "idle_time_before_shutdown"}),
+    )
 
 
 def _job_error(job) -> str:
@@ -494,7 +636,7 @@ def plain_errors(what: str | None = None) -> Iterator[None]:
         yield
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001  (what plain() cannot say goes on as it is)
+    except Exception as exc:
         message = plain(exc, what)
         if message is None:
             raise
@@ -502,8 +644,15 @@ def plain_errors(what: str | None = None) -> Iterator[None]:
 
 
 def plain(exc: BaseException, what: str | None = None) -> str | None:
-    from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, \
-        ResourceExistsError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
 
     body = getattr(exc, "json", None)  # an MLflow RestException with Azure's error body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -516,7 +665,9 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
     elif not isinstance(exc, AzureError):
         return None
     error = getattr(exc, "error", None)  # Azure's {"error": {"code", "message"}}, when it sent one
-    while details := getattr(error, "details", None):  # "At least one resource deployment operation failed": why is inside
+    while details := getattr(
+        error, "details", None
+    ):  # "At least one resource deployment operation failed": why is inside
         error = details[0]
     detail = getattr(error, "message", None) or getattr(exc, "message", None) or exc
     text = " ".join(str(detail).split()).rstrip(".")
@@ -529,20 +680,26 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
     if isinstance(exc, ResourceNotFoundError):
         return f"not found on Azure: {text}"
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return (f"could not reach Azure (still after retries): {text}. Check the network connection (and proxy), "
-                "then run the command again.")
+        return (
+            f"could not reach Azure (still after retries): {text}. Check the network connection (and proxy), "
+            "then run the command again."
+        )
     if isinstance(exc, HttpResponseError):
         status = getattr(exc, "status_code", None)
         if "quota" in low:
-            return (f"not enough quota: {text}. Request more vCPU quota for this VM family in the region, "
-                    "pick a smaller size, or lower max_instances.")
+            return (
+                f"not enough quota: {text}. Request more vCPU quota for this VM family in the region, "
+                "pick a smaller size, or lower max_instances."
+            )
         if status == 403 or "authorization" in low:
             return f"not allowed: {text}. You need the Contributor role on the subscription or resource group."
         if status == 429:
             return f"Azure is throttling requests (still after retries): {text}. Wait a minute and apply again."
         if status is None or status < 300:  # a long-running operation that ended Failed
-            return (f"Azure could not finish it: {text}. Apply again to retry; mlrun destroy removes what was "
-                    "made.")
+            return (
+                f"Azure could not finish it: {text}. Apply again to retry; mlrun destroy removes what was "
+                "made."
+            )
         if status >= 500:
             return f"Azure answered {status}: {text}. This is usually temporary: run the command again in a few minutes."
         return f"Azure answered {status}: {text}. Check this resource's fields in the spec."

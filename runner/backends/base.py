@@ -1,7 +1,9 @@
 """The Backend protocol: what apply, status, logs and reports need from a target."""
+
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..spec import Job, Spec
 
@@ -52,4 +54,3 @@ class Backend(Protocol):
 
     def client(self):
         """An MlflowClient on the target's tracking store (imports mlflow)."""
-

@@ -7,6 +7,7 @@ JSON file in its run folder, written by the local backend when it submitted the 
 a supervised run of its own in a folder under the controller's, with a child MLflow run (tag
 mlflow.parentRunId). SIGTERM (the supervisor's cancel or timeout) stops the running children.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ class Child:
 
 class Controller:
     CONFIG = "controller.json"  # each kind of controller names its own
-    TAG = "controller"          # the prefix of its log lines
+    TAG = "controller"  # the prefix of its log lines
 
     def __init__(self, run_dir: Path):
         from mlflow.tracking import MlflowClient
@@ -60,20 +61,32 @@ class Controller:
             if child.proc is not None and child.status is None:
                 supervised.signal_pid(child.proc.pid, signal.SIGTERM)
 
-    def start_child(self, child: Child, command: str, run_name: str, tags: dict, params: dict,
-                    timeout: float | None = None) -> None:
+    def start_child(
+        self,
+        child: Child,
+        command: str,
+        run_name: str,
+        tags: dict,
+        params: dict,
+        timeout: float | None = None,
+    ) -> None:
         """Run `command` (its ${{...}} already substituted) in child.dir/work under a new child
         MLflow run with `tags` and `params`."""
         from mlflow.entities import Param
 
         (child.dir / "command.sh").write_text(command + "\n")
-        run = self.client.create_run(self.experiment, run_name=run_name,
-                                     tags={**tags, "mlflow.parentRunId": self.parent})
+        run = self.client.create_run(
+            self.experiment, run_name=run_name, tags={**tags, "mlflow.parentRunId": self.parent}
+        )
         child.run_id = run.info.run_id
         if params:
-            self.client.log_batch(child.run_id, params=[Param(k, supervised.literal(v)) for k, v in params.items()])
+            self.client.log_batch(
+                child.run_id, params=[Param(k, supervised.literal(v)) for k, v in params.items()]
+            )
         (child.dir / "run_id").write_text(child.run_id)
-        child.proc = supervised.launch(child.dir, dict(os.environ, MLFLOW_RUN_ID=child.run_id), timeout)
+        child.proc = supervised.launch(
+            child.dir, dict(os.environ, MLFLOW_RUN_ID=child.run_id), timeout
+        )
         if child not in self.children:
             self.children.append(child)
 
@@ -81,9 +94,13 @@ class Controller:
         """Record an exited child: its status from its exit.json (or `status`, the controller's
         own verdict), its folder into MLflow."""
         assert child.run_id is not None, "finish_child of a child never started"
-        child.ended = supervised.read_json(child.dir / "exit.json", wait=1.0) or {"status": "Failed",
-                                                                                 "exit_code": None}
-        child.status = status or {"TimedOut": "Failed"}.get(child.ended["status"], child.ended["status"])
+        child.ended = supervised.read_json(child.dir / "exit.json", wait=1.0) or {
+            "status": "Failed",
+            "exit_code": None,
+        }
+        child.status = status or {"TimedOut": "Failed"}.get(
+            child.ended["status"], child.ended["status"]
+        )
         supervised.finalize_run(self.client, child.run_id, child.dir, child.status)
         return child.status
 

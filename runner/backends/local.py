@@ -1,5 +1,6 @@
 """The embedded local target: a workspace folder, slot-pool computes, jobs as supervised
 subprocesses, and a real MLflow SQLite store. MLflow is imported only when a run is touched."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import sweep
 from ..errors import UserError
@@ -42,7 +44,12 @@ class LocalBackend:
     # --- reading the world -----------------------------------------------------------------------
 
     def refresh(self, state: dict) -> dict:
-        actual = {"resources": {}, "jobs": {}, "lineage": state["lineage"], "serial": state["serial"]}
+        actual = {
+            "resources": {},
+            "jobs": {},
+            "lineage": state["lineage"],
+            "serial": state["serial"],
+        }
         if (self.root / "mlflow.db").exists():  # everything local lives in the workspace folder
             actual["resources"] = dict(state["resources"])
             for name, entry in state["jobs"].items():
@@ -64,11 +71,15 @@ class LocalBackend:
         """Copy the run's std_log.txt to `out`; with `follow`, until the run ends."""
         path = Path(run["run_dir"]) / "user_logs" / "std_log.txt"
         offset = _copy_out(path, 0, out)
-        if not path.exists() and (not follow or self.poll(run).get("status", run.get("status")) in TERMINAL):
+        if not path.exists() and (
+            not follow or self.poll(run).get("status", run.get("status")) in TERMINAL
+        ):
             raise UserError(f"the log of run {run['id'][:7]} is gone: {path} does not exist")
         while follow:
             ended = self.poll(run).get("status", run.get("status")) in TERMINAL
-            grown = _copy_out(path, offset, out)  # after reading the status: the end of the log is in
+            grown = _copy_out(
+                path, offset, out
+            )  # after reading the status: the end of the log is in
             if ended:
                 return
             if grown == offset:
@@ -78,16 +89,24 @@ class LocalBackend:
     def advise(self, plan) -> list[str]:
         """Notes: a job's environment (a Docker image, an azureml: environment) is recorded, and
         locally the job runs with this interpreter instead."""
-        running = [self.spec.jobs[c.address.name] for c in plan.changes
-                   if c.action == RUN and c.address.kind == Kind.JOB and c.address.name in self.spec.jobs]
+        running = [
+            self.spec.jobs[c.address.name]
+            for c in plan.changes
+            if c.action == RUN and c.address.kind == Kind.JOB and c.address.name in self.spec.jobs
+        ]
         envs: dict = {}
         for job in running:
             env = job.environment
             if env:
-                envs.setdefault(json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []).append(job.name)
+                envs.setdefault(
+                    json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []
+                ).append(job.name)
         python = f"{sys.executable} (Python {sys.version.split()[0]})"
-        notes = [f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
-                 f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}" for env, jobs in envs.items()]
+        notes = [
+            f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
+            f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}"
+            for env, jobs in envs.items()
+        ]
         for job in running:
             notes += sweep.notes(job)
         return notes
@@ -137,8 +156,11 @@ class LocalBackend:
             if name not in self._experiments:  # looked up (or made) once per apply
                 exp = client.get_experiment_by_name(name)
                 location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
-                self._experiments[name] = (exp.experiment_id if exp is not None else
-                                           client.create_experiment(name, artifact_location=location))
+                self._experiments[name] = (
+                    exp.experiment_id
+                    if exp is not None
+                    else client.create_experiment(name, artifact_location=location)
+                )
             return self._experiments[name]
 
     def close_orphans(self, known: set) -> list[tuple[str, str]]:
@@ -150,9 +172,15 @@ class LocalBackend:
         client = self.client()
         experiments = [e.experiment_id for e in client.search_experiments()]
         closed = []
-        for r in client.search_runs(experiments, "attributes.status = 'RUNNING'") if experiments else []:
+        for r in (
+            client.search_runs(experiments, "attributes.status = 'RUNNING'") if experiments else []
+        ):
             tags = r.data.tags
-            if "mlrun.job" in tags and "mlflow.parentRunId" not in tags and r.info.run_id not in known:
+            if (
+                "mlrun.job" in tags
+                and "mlflow.parentRunId" not in tags
+                and r.info.run_id not in known
+            ):
                 with self._mlflow_lock:
                     client.set_terminated(r.info.run_id, "KILLED")
                 closed.append((tags["mlrun.job"], r.info.run_id))
@@ -161,7 +189,12 @@ class LocalBackend:
     # --- jobs ------------------------------------------------------------------------------------
 
     def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
-        run_dir = self.root / "runs" / job.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        run_dir = (
+            self.root
+            / "runs"
+            / job.name
+            / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        )
         if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
             command = self._sweep(job, run_dir)
         else:
@@ -171,13 +204,27 @@ class LocalBackend:
         client = self.client()
         experiment = self.experiment_id(spec.experiment(job))
         tags = {str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()}
-        tags.update({"mlrun.job": job.name, "mlrun.fingerprint": record["fingerprint"],
-                     "mlflow.source.name": job.command, "mlflow.source.type": "JOB"})
+        tags.update(
+            {
+                "mlrun.job": job.name,
+                "mlrun.fingerprint": record["fingerprint"],
+                "mlflow.source.name": job.command,
+                "mlflow.source.type": "JOB",
+            }
+        )
         with self._mlflow_lock:
-            mlrun = client.create_run(experiment, run_name=job.fields.get("display_name") or job.name, tags=tags)
-        run = {**record, "id": mlrun.info.run_id, "experiment_id": experiment, "run_dir": str(run_dir),
-               "artifact_uri": mlrun.info.artifact_uri,
-               "status": "Preparing", "submitted": now()}
+            mlrun = client.create_run(
+                experiment, run_name=job.fields.get("display_name") or job.name, tags=tags
+            )
+        run = {
+            **record,
+            "id": mlrun.info.run_id,
+            "experiment_id": experiment,
+            "run_dir": str(run_dir),
+            "artifact_uri": mlrun.info.artifact_uri,
+            "status": "Preparing",
+            "submitted": now(),
+        }
         (run_dir / "run_id").write_text(run["id"])
         on_start(run)  # in the state before the process exists: a crash from here on is adoptable
         proc = supervised.launch(run_dir, self._env(job, run), job.timeout)
@@ -203,8 +250,12 @@ class LocalBackend:
             "objective": job.objective,
             "early_termination": job.early_termination,
             "run_name": job.fields.get("display_name") or job.name,
-            "tags": {**{str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()},
-                     "mlrun.job": job.name, "mlflow.source.name": job.command, "mlflow.source.type": "JOB"},
+            "tags": {
+                **{str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()},
+                "mlrun.job": job.name,
+                "mlflow.source.name": job.command,
+                "mlflow.source.type": "JOB",
+            },
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / sweep_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
@@ -213,24 +264,35 @@ class LocalBackend:
     def _command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
         values = {}
         for name, inp in job.inputs.items():
-            if inp.type is not None and inp.local_path is None and isinstance(inp.value, str) \
-                    and inp.type not in ("string", "integer", "number", "boolean"):
-                raise UserError(f"job {job.name}: input '{name}' is {inp.value}, which the local target "
-                                "cannot read; give it a local path")
-            values[("inputs", name)] = str(inp.local_path) if inp.local_path else supervised.literal(inp.value)
+            if (
+                inp.type is not None
+                and inp.local_path is None
+                and isinstance(inp.value, str)
+                and inp.type not in ("string", "integer", "number", "boolean")
+            ):
+                raise UserError(
+                    f"job {job.name}: input '{name}' is {inp.value}, which the local target "
+                    "cannot read; give it a local path"
+                )
+            values[("inputs", name)] = (
+                str(inp.local_path) if inp.local_path else supervised.literal(inp.value)
+            )
         for name in job.outputs if outputs else ():
             out = run_dir / "outputs" / name
             out.mkdir(parents=True, exist_ok=True)
             values[("outputs", name)] = str(out)
         return substitute(job.command, values, blank=("inputs",))  # an optional input left out: ''
 
-
     def _snapshot(self, job: Job, work: Path) -> None:
         skipped = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
 
         def ignore(folder, names):  # and pipes and sockets, as the fingerprint skips them
-            special = {n for n in names if not os.path.islink(p := os.path.join(folder, n))
-                       and not (os.path.isfile(p) or os.path.isdir(p))}
+            special = {
+                n
+                for n in names
+                if not os.path.islink(p := os.path.join(folder, n))
+                and not (os.path.isfile(p) or os.path.isdir(p))
+            }
             return skipped(folder, names) | special
 
         if job.code and job.code.is_dir():
@@ -244,8 +306,11 @@ class LocalBackend:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env.update(job.env_vars)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_RUN_ID=run["id"],
-                   MLFLOW_EXPERIMENT_ID=run["experiment_id"])
+        env.update(
+            MLFLOW_TRACKING_URI=self.tracking_uri,
+            MLFLOW_RUN_ID=run["id"],
+            MLFLOW_EXPERIMENT_ID=run["experiment_id"],
+        )
         return env
 
     def wait(self, run: dict) -> dict:
@@ -263,8 +328,14 @@ class LocalBackend:
 
     def finalize(self, run: dict) -> None:
         """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
-        supervised.finalize_run(self.client(), run["id"], Path(run["run_dir"]), run["status"], self._mlflow_lock,
-                                run.get("artifact_uri"))
+        supervised.finalize_run(
+            self.client(),
+            run["id"],
+            Path(run["run_dir"]),
+            run["status"],
+            self._mlflow_lock,
+            run.get("artifact_uri"),
+        )
 
 
 def _copy_out(path: Path, offset: int, out) -> int:
@@ -309,4 +380,3 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 def _slots(attrs: dict) -> int:
     return int(attrs.get("max_instances", 1)) if attrs.get("type") == "amlcompute" else 1
-

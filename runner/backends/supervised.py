@@ -6,6 +6,7 @@ A run folder RUN_DIR holds `command.sh` and `work/` (written by whoever launches
 writes `pid`, `pgid`, `user_logs/std_log.txt` and, once the command is over, `exit.json`. The folder
 alone tells how the run stands, so a run outlives whoever launched it and is adopted by the next.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,15 +34,23 @@ def launch(run_dir: Path, env: dict, timeout: float | None = None) -> subprocess
     args = [sys.executable, "-I", "-S", str(SUPERVISOR), str(run_dir)]
     if timeout:
         args.append(str(timeout))
-    return subprocess.Popen(args, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        args,
+        env=env,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def controller_command(module: str, run_dir: Path) -> str:
     """A command.sh line running `module.main(RUN_DIR)` with this interpreter and this checkout of
     mlrun: a controller of child runs, supervised like any job."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from {module} import main; "
-            "sys.exit(main(sys.argv[1]))")
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from {module} import main; "
+        "sys.exit(main(sys.argv[1]))"
+    )
     return f"exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} {shlex.quote(str(run_dir))}"
 
 
@@ -53,6 +62,7 @@ def literal(value) -> str:
 
 
 # --- how a run stands ----------------------------------------------------------------------------
+
 
 def status(run: dict) -> dict:
     """The run's status as its folder tells it, without MLflow: {} when it still has the status
@@ -68,7 +78,11 @@ def status(run: dict) -> dict:
             time.sleep(0.05)
             pid = read_int(run_dir / "pid")
     if pid is None:
-        return {"status": "Canceled", "error": "mlrun stopped before the job started", "exit_code": None}
+        return {
+            "status": "Canceled",
+            "error": "mlrun stopped before the job started",
+            "exit_code": None,
+        }
     if alive(pid):
         return {"status": "Running"}
     ended = read_json(run_dir / "exit.json")  # it may have just finished
@@ -80,11 +94,21 @@ def status(run: dict) -> dict:
 def ending(ended: dict, run: dict) -> dict:
     """An exit.json as a run's final fields: status (Azure ML's words), exit code, times, error."""
     status = {"TimedOut": "Failed"}.get(ended["status"], ended["status"])
-    out = {"status": status, "exit_code": ended.get("exit_code"), "ended": ended.get("ended"),
-           "started": ended.get("started", run.get("started"))}
-    killed = f"killed: it ignored SIGTERM for {_secs(ended.get('grace'))}s" if ended.get("killed") else ""
+    out = {
+        "status": status,
+        "exit_code": ended.get("exit_code"),
+        "ended": ended.get("ended"),
+        "started": ended.get("started", run.get("started")),
+    }
+    killed = (
+        f"killed: it ignored SIGTERM for {_secs(ended.get('grace'))}s"
+        if ended.get("killed")
+        else ""
+    )
     if ended["status"] == "TimedOut":
-        limit = f" after {_secs(ended['timeout'])}s (limits.timeout)" if ended.get("timeout") else ""
+        limit = (
+            f" after {_secs(ended['timeout'])}s (limits.timeout)" if ended.get("timeout") else ""
+        )
         out["error"] = f"timed out{limit}" + (f"; {killed}" if killed else "")
     elif status == "Failed":
         out["error"] = f"exit code {ended.get('exit_code')}"
@@ -114,8 +138,14 @@ def cancel(run_dir: Path) -> None:
             pass
 
 
-def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threading.Lock | None = None,
-                 artifact_uri: str | None = None) -> None:
+def finalize_run(
+    client,
+    run_id: str,
+    run_dir: Path,
+    status: str,
+    lock: threading.Lock | None = None,
+    artifact_uri: str | None = None,
+) -> None:
     """A finished run's folder into MLflow: std_log.txt, outputs, ./outputs and ./logs of the
     working copy as artifacts, then the status (a job's run, or a controller's child). The log is
     copied straight into a local artifact folder (what MLflow's local artifact repository does,
@@ -139,6 +169,7 @@ def finalize_run(client, run_id: str, run_dir: Path, status: str, lock: threadin
 
 
 # --- small readers -------------------------------------------------------------------------------
+
 
 def read_json(path: Path, wait: float = 0.0) -> dict | None:
     """A JSON file written atomically by another process, or None; with `wait`, keep looking that

@@ -9,6 +9,7 @@ its own; `os`, `signal` and `time` only (no subprocess, json or re: it starts in
 SIGTERM (mlrun's cancel, Ctrl-C) stops the job's whole process group: TERM, then KILL after a grace.
 The job's output goes to the log file through the file descriptor: it never passes through here.
 """
+
 import os
 import signal
 import sys
@@ -35,10 +36,12 @@ def write_atomic(path, text, durable=True):
 
 def to_json(record):
     """A flat record of None, bools, numbers and plain strings (status words, times) as JSON."""
+
     def value(v):
         if v is None or isinstance(v, bool):
             return {None: "null", True: "true", False: "false"}[v]
         return repr(v) if isinstance(v, (int, float)) else '"%s"' % v
+
     return "{" + ", ".join('"%s": %s' % (k, value(v)) for k, v in record.items()) + "}"
 
 
@@ -54,6 +57,7 @@ def raise_(kind):
     def handler(*_):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise kind()
+
     return handler
 
 
@@ -112,7 +116,9 @@ def stop(pid):
 
 
 def main(run_dir, timeout=None):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C goes to mlrun, which decides
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # the terminal's Ctrl-C goes to mlrun, which decides
     write_atomic(os.path.join(run_dir, "pid"), str(os.getpid()), durable=False)
     started = now()
     log_dir = os.path.join(run_dir, "user_logs")
@@ -127,7 +133,9 @@ def main(run_dir, timeout=None):
         write_atomic(os.path.join(run_dir, "pgid"), str(pid), durable=False)
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])  # a handler that raises ends the wait
+        code = os.waitstatus_to_exitcode(
+            os.waitpid(pid, 0)[1]
+        )  # a handler that raises ends the wait
         signal.setitimer(signal.ITIMER_REAL, 0)
         status = "Completed" if code == 0 else "Failed"
     except (Cancelled, TimedOut) as e:
@@ -145,10 +153,21 @@ def main(run_dir, timeout=None):
             pass
     log_lost = not os.path.exists(log_path)  # the job deleted it
     os.makedirs(run_dir, exist_ok=True)
-    write_atomic(os.path.join(run_dir, "exit.json"),
-                 to_json({"exit_code": code, "status": status, "started": started, "ended": now(),
-                          "timeout": float(timeout) if timeout else None, "grace": GRACE, "killed": killed,
-                          "log_lost": log_lost}))
+    write_atomic(
+        os.path.join(run_dir, "exit.json"),
+        to_json(
+            {
+                "exit_code": code,
+                "status": status,
+                "started": started,
+                "ended": now(),
+                "timeout": float(timeout) if timeout else None,
+                "grace": GRACE,
+                "killed": killed,
+                "log_lost": log_lost,
+            }
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ with everything else a trial needs, to RUN_DIR/sweep.json; this controller then:
   - at the end tags the parent with mlrun.best_trial and logs the best value and its params;
   - exits 0 when at least one trial completed.
 """
+
 from __future__ import annotations
 
 import collections
@@ -24,8 +25,8 @@ from ..refs import substitute
 from . import supervised
 from .controller import Child, Controller
 
-POLL = 0.5        # seconds between looks at the trials and their metrics
-MIN_OTHERS = 2    # median stopping compares a trial with at least this many others
+POLL = 0.5  # seconds between looks at the trials and their metrics
+MIN_OTHERS = 2  # median stopping compares a trial with at least this many others
 CONFIG = "sweep.json"
 MODULE = __name__
 
@@ -34,8 +35,8 @@ class Trial(Child):
     def __init__(self, folder: Path, number: int, params: dict):
         super().__init__(folder)
         self.number, self.params = number, params
-        self.history: list[float] = []   # the primary metric's values, by step
-        self.evaluated = 0               # the last step count the policy judged it at
+        self.history: list[float] = []  # the primary metric's values, by step
+        self.evaluated = 0  # the last step count the policy judged it at
         self.stopped_early = False
         self.value: float | None = None  # the primary metric's final value
 
@@ -50,12 +51,16 @@ class SweepController(Controller):
         self.metric = self.objective["primary_metric"]
         self.maximize = self.objective.get("goal", "maximize") == "maximize"
         self.policy = self.cfg.get("early_termination")
-        self.trials = [Trial(run_dir / "trials" / str(i), i, p) for i, p in enumerate(self.cfg["trials"], 1)]
+        self.trials = [
+            Trial(run_dir / "trials" / str(i), i, p) for i, p in enumerate(self.cfg["trials"], 1)
+        ]
 
     def run(self) -> int:
         concurrency = max(1, int(self.cfg["concurrency"]))
-        self.log(f"{len(self.trials)} trials ({self.cfg['algorithm']}), at most {concurrency} at once, "
-                 f"objective: {self.objective.get('goal', 'maximize')} {self.metric}")
+        self.log(
+            f"{len(self.trials)} trials ({self.cfg['algorithm']}), at most {concurrency} at once, "
+            f"objective: {self.objective.get('goal', 'maximize')} {self.metric}"
+        )
         pending = collections.deque(self.trials)
         running: list[Trial] = []
         while (pending and not self.stopping) or running:
@@ -85,10 +90,14 @@ class SweepController(Controller):
             out = t.dir / "outputs" / name
             out.mkdir(parents=True, exist_ok=True)
             values[("outputs", name)] = str(out)
-        self.start_child(t, substitute(self.cfg["command"], values),
-                         run_name=f"{self.cfg['run_name']}-trial-{t.number}",
-                         tags={**self.cfg["tags"], "mlrun.trial": str(t.number)}, params=t.params,
-                         timeout=self.cfg.get("trial_timeout"))
+        self.start_child(
+            t,
+            substitute(self.cfg["command"], values),
+            run_name=f"{self.cfg['run_name']}-trial-{t.number}",
+            tags={**self.cfg["tags"], "mlrun.trial": str(t.number)},
+            params=t.params,
+            timeout=self.cfg.get("trial_timeout"),
+        )
         self.log(f"trial {t.number} started: run {t.run_id} {json.dumps(t.params)}")
 
     def finish(self, t: Trial) -> None:
@@ -99,7 +108,11 @@ class SweepController(Controller):
         if status == "Completed":
             t.value = self.client.get_run(t.run_id).data.metrics.get(self.metric)
         ended = t.ended
-        how = "stopped early" if t.stopped_early else f"{status} ({ended['status']}, exit code {ended.get('exit_code')})"
+        how = (
+            "stopped early"
+            if t.stopped_early
+            else f"{status} ({ended['status']}, exit code {ended.get('exit_code')})"
+        )
         self.log(f"trial {t.number} {how}; {self.metric}: {t.value}")
 
     # --- median stopping ---
@@ -126,8 +139,11 @@ class SweepController(Controller):
             point = delay + (k - delay) // interval * interval
             if point < 1 or point <= t.evaluated:
                 continue
-            others = [o.history[:point] for o in self.trials
-                      if o is not t and o.run_id and len(o.history) >= point]
+            others = [
+                o.history[:point]
+                for o in self.trials
+                if o is not t and o.run_id and len(o.history) >= point
+            ]
             if len(others) < MIN_OTHERS:
                 continue  # too few to compare with yet: judged when the others get there
             t.evaluated = point
@@ -135,9 +151,13 @@ class SweepController(Controller):
             best = max(t.history[:point]) if self.maximize else min(t.history[:point])
             if ((best < median) if self.maximize else (best > median)) and t.proc is not None:
                 t.stopped_early = True
-                supervised.signal_pid(t.proc.pid, signal.SIGTERM)  # the supervisor stops the trial's group
-                self.log(f"trial {t.number} stopped early at step {point}: best {self.metric} {best} "
-                         f"is worse than the median {median} of the other trials' averages")
+                supervised.signal_pid(
+                    t.proc.pid, signal.SIGTERM
+                )  # the supervisor stops the trial's group
+                self.log(
+                    f"trial {t.number} stopped early at step {point}: best {self.metric} {best} "
+                    f"is worse than the median {median} of the other trials' averages"
+                )
 
     # --- the end ---
 
@@ -151,10 +171,15 @@ class SweepController(Controller):
             from mlflow.entities import Metric, Param
 
             self.client.set_tag(self.parent, "mlrun.best_trial", best.run_id)
-            self.client.log_batch(self.parent, metrics=[Metric(self.metric, value, int(time.time() * 1000), 0)],
-                                  params=[Param(k, supervised.literal(v)) for k, v in best.params.items()])
-            self.log(f"best trial: {best.number} (run {best.run_id}) {self.metric} {best.value} "
-                     f"{json.dumps(best.params)}")
+            self.client.log_batch(
+                self.parent,
+                metrics=[Metric(self.metric, value, int(time.time() * 1000), 0)],
+                params=[Param(k, supervised.literal(v)) for k, v in best.params.items()],
+            )
+            self.log(
+                f"best trial: {best.number} (run {best.run_id}) {self.metric} {best.value} "
+                f"{json.dumps(best.params)}"
+            )
         elif done:
             self.log(f"no completed trial logged the metric '{self.metric}'")
         self.log(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

@@ -3,6 +3,7 @@
 Prints `export NAME=value` lines (and writes them to --env-file) once it is ready, then serves
 until SIGTERM/SIGINT, when it stops Azurite, the MLflow servers and running jobs.
 """
+
 import argparse
 import os
 import shlex
@@ -15,13 +16,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app import Emulator  # noqa: E402
+from app import Emulator
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python tests/emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python tests/emulator", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--port", type=int, default=0, help="HTTPS port (default: a free one)")
-    parser.add_argument("--azurite-port", type=int, default=0, help="Azurite blob port (default: a free one)")
+    parser.add_argument(
+        "--azurite-port", type=int, default=0, help="Azurite blob port (default: a free one)"
+    )
     parser.add_argument("--dir", type=Path, help="working folder (default: a new temp folder)")
     parser.add_argument("--env-file", type=Path, help="also write the environment to this file")
     args = parser.parse_args(argv)
@@ -40,7 +45,11 @@ def main(argv=None):
             partial.write_text(lines)
             os.replace(partial, args.env_file)
         print(lines, end="", flush=True)
-        print(f"# ready in {time.monotonic() - started:.1f}s; folder {tmp}", file=sys.stderr, flush=True)
+        print(
+            f"# ready in {time.monotonic() - started:.1f}s; folder {tmp}",
+            file=sys.stderr,
+            flush=True,
+        )
         stop.wait()
     finally:
         emulator.shutdown()

@@ -1,4 +1,5 @@
 """The emulator: wires the HTTPS server, Azurite, the per-workspace MLflow servers and running jobs."""
+
 import threading
 import uuid
 from pathlib import Path
@@ -28,9 +29,9 @@ class Emulator:
         self.httpd = serve(self, port)
         self.port = self.httpd.server_address[1]
         self.base = f"https://127.0.0.1:{self.port}"
-        self.mlflow = {}   # lower-cased workspace id -> MlflowServer
-        self.jobs = {}     # lower-cased job id -> JobRunner
-        self.slots = {}    # lower-cased compute id -> Semaphore of max nodes
+        self.mlflow = {}  # lower-cased workspace id -> MlflowServer
+        self.jobs = {}  # lower-cased job id -> JobRunner
+        self.slots = {}  # lower-cased compute id -> Semaphore of max nodes
         self.env = {
             "ARM_CLOUD_METADATA_URL": f"{self.base}/metadata/endpoints?api-version=2019-05-01",
             "AZUREML_CURRENT_CLOUD": CLOUD,
@@ -58,7 +59,9 @@ class Emulator:
         self.httpd.shutdown()
         for runner in list(self.jobs.values()):
             runner.cancel()
-        stoppers = [threading.Thread(target=child.stop) for child in [*self.mlflow.values(), self.azurite]]
+        stoppers = [
+            threading.Thread(target=child.stop) for child in [*self.mlflow.values(), self.azurite]
+        ]
         for t in stoppers:
             t.start()
         for t in stoppers:
@@ -79,23 +82,46 @@ class Emulator:
         blob_container, artifact_container = f"azureml-blobstore-{workspace_id}", "azureml"
         for c in (blob_container, artifact_container):
             self.azurite.ensure_container(c)
-        ws = {"id": wid, "name": name, "type": f"{MLS_NS}/workspaces", "location": location,
-              "kind": params.get("kind") or "Default", "tags": params.get("tagValues") or {},
-              "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()),
-                           "tenantId": "00000000-0000-0000-0000-0000000000e1"},
-              "sku": {"name": "Basic", "tier": "Basic"}, "systemData": system_data(),
-              "properties": {
-                  "friendlyName": params.get("friendlyName") or name, "description": params.get("description") or "",
-                  "storageAccount": f"{rid}/Microsoft.Storage/storageAccounts/{params.get('storageAccountName') or 'st' + workspace_id[:8]}",
-                  "keyVault": f"{rid}/Microsoft.KeyVault/vaults/{params.get('keyVaultName') or 'kv' + workspace_id[:8]}",
-                  "applicationInsights": f"{rid}/Microsoft.Insights/components/{params.get('applicationInsightsName') or 'ai' + workspace_id[:8]}",
-                  "containerRegistry": None, "workspaceId": workspace_id, "provisioningState": "Succeeded",
-                  "discoveryUrl": f"{self.base}/discovery", "hbiWorkspace": False, "v1LegacyMode": False,
-                  "publicNetworkAccess": "Enabled", "storageHnsEnabled": False,
-                  "mlFlowTrackingUri": f"azureml://127.0.0.1:{self.port}/mlflow/v1.0{wid}",
-                  "systemDatastoresAuthMode": "accesskey", "enableDataIsolation": False}}
-        self.state.put(wid, ws, workspace_id=workspace_id, blob_container=blob_container,
-                       artifact_container=artifact_container)
+        ws = {
+            "id": wid,
+            "name": name,
+            "type": f"{MLS_NS}/workspaces",
+            "location": location,
+            "kind": params.get("kind") or "Default",
+            "tags": params.get("tagValues") or {},
+            "identity": {
+                "type": "SystemAssigned",
+                "principalId": str(uuid.uuid4()),
+                "tenantId": "00000000-0000-0000-0000-0000000000e1",
+            },
+            "sku": {"name": "Basic", "tier": "Basic"},
+            "systemData": system_data(),
+            "properties": {
+                "friendlyName": params.get("friendlyName") or name,
+                "description": params.get("description") or "",
+                "storageAccount": f"{rid}/Microsoft.Storage/storageAccounts/{params.get('storageAccountName') or 'st' + workspace_id[:8]}",
+                "keyVault": f"{rid}/Microsoft.KeyVault/vaults/{params.get('keyVaultName') or 'kv' + workspace_id[:8]}",
+                "applicationInsights": f"{rid}/Microsoft.Insights/components/{params.get('applicationInsightsName') or 'ai' + workspace_id[:8]}",
+                "containerRegistry": None,
+                "workspaceId": workspace_id,
+                "provisioningState": "Succeeded",
+                "discoveryUrl": f"{self.base}/discovery",
+                "hbiWorkspace": False,
+                "v1LegacyMode": False,
+                "publicNetworkAccess": "Enabled",
+                "storageHnsEnabled": False,
+                "mlFlowTrackingUri": f"azureml://127.0.0.1:{self.port}/mlflow/v1.0{wid}",
+                "systemDatastoresAuthMode": "accesskey",
+                "enableDataIsolation": False,
+            },
+        }
+        self.state.put(
+            wid,
+            ws,
+            workspace_id=workspace_id,
+            blob_container=blob_container,
+            artifact_container=artifact_container,
+        )
         server = MlflowServer(self.tmp / "mlflow" / workspace_id, self.track)
         self.mlflow[wid.lower()] = server
         # started on first use (MlflowServer.base_url): most workspaces of the fault tests never need it

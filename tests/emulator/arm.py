@@ -1,4 +1,5 @@
 """ARM: resource groups, provider registration, template deployments, workspaces, computes, quota."""
+
 import time
 import uuid
 
@@ -9,10 +10,14 @@ from state import now_iso
 MLS_NS = "Microsoft.MachineLearningServices"
 # size -> (vCPUs, family, memory GB); the lab's sizes and a few neighbours.
 VM_SIZES = {
-    "STANDARD_DS11_V2": (2, "standardDSv2Family", 14), "STANDARD_DS12_V2": (4, "standardDSv2Family", 28),
-    "STANDARD_DS3_V2": (4, "standardDSv2Family", 14), "STANDARD_DS2_V2": (2, "standardDSv2Family", 7),
-    "STANDARD_D2_V3": (2, "standardDv3Family", 8), "STANDARD_E4DS_V4": (4, "standardEDSv4Family", 32),
-    "STANDARD_NC6": (6, "standardNCFamily", 56), "STANDARD_NC24": (24, "standardNCFamily", 224),
+    "STANDARD_DS11_V2": (2, "standardDSv2Family", 14),
+    "STANDARD_DS12_V2": (4, "standardDSv2Family", 28),
+    "STANDARD_DS3_V2": (4, "standardDSv2Family", 14),
+    "STANDARD_DS2_V2": (2, "standardDSv2Family", 7),
+    "STANDARD_D2_V3": (2, "standardDv3Family", 8),
+    "STANDARD_E4DS_V4": (4, "standardEDSv4Family", 32),
+    "STANDARD_NC6": (6, "standardNCFamily", 56),
+    "STANDARD_NC24": (24, "standardNCFamily", 224),
 }
 FAMILY_DEFAULT_LIMIT = 24
 
@@ -28,16 +33,27 @@ def ws_id(sub, rg, ws):
 def not_found(kind, name, rg=None):
     if kind == "resourceGroups":
         return error(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
-    return error(404, "ResourceNotFound", f"The Resource '{MLS_NS}/{kind}/{name}' under resource group "
-                 f"'{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+    return error(
+        404,
+        "ResourceNotFound",
+        f"The Resource '{MLS_NS}/{kind}/{name}' under resource group "
+        f"'{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+    )
 
 
 def system_data():
-    return {"createdAt": now_iso(), "createdBy": "emulator", "createdByType": "Application",
-            "lastModifiedAt": now_iso(), "lastModifiedBy": "emulator", "lastModifiedByType": "Application"}
+    return {
+        "createdAt": now_iso(),
+        "createdBy": "emulator",
+        "createdByType": "Application",
+        "lastModifiedAt": now_iso(),
+        "lastModifiedBy": "emulator",
+        "lastModifiedByType": "Application",
+    }
 
 
 # --- resource groups ---
+
 
 @route("GET", SUB + r"/resourcegroups")
 def list_groups(ctx, sub):
@@ -49,13 +65,24 @@ def resource_group(ctx, sub, rg):
     state, rid = ctx.app.state, rg_id(sub, rg)
     current = state.get(rid)
     if ctx.method == "PUT":
-        body = {"id": rg_id(sub, current["name"] if current else rg), "name": current["name"] if current else rg,
-                "type": "Microsoft.Resources/resourceGroups", "location": ctx.json.get("location", "eastus"),
-                "tags": ctx.json.get("tags") or {}, "properties": {"provisioningState": "Succeeded"}}
+        body = {
+            "id": rg_id(sub, current["name"] if current else rg),
+            "name": current["name"] if current else rg,
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": ctx.json.get("location", "eastus"),
+            "tags": ctx.json.get("tags") or {},
+            "properties": {"provisioningState": "Succeeded"},
+        }
         if current and current["properties"]["provisioningState"] == "Deleting":
-            return error(409, "ResourceGroupBeingDeleted", f"The resource group '{rg}' is in deprovisioning state "
-                         "and cannot perform this operation.")
-        time.sleep(state.delay_for(ctx.method, ctx.path))  # a synchronous PUT: the delay is the answer's
+            return error(
+                409,
+                "ResourceGroupBeingDeleted",
+                f"The resource group '{rg}' is in deprovisioning state "
+                "and cannot perform this operation.",
+            )
+        time.sleep(
+            state.delay_for(ctx.method, ctx.path)
+        )  # a synchronous PUT: the delay is the answer's
         return Reply(200 if current else 201, state.put(rid, body))
     if current is None:
         return Reply(404) if ctx.method == "HEAD" else not_found("resourceGroups", rg)
@@ -73,11 +100,13 @@ def resource_group(ctx, sub, rg):
 
     def failed():
         current["properties"]["provisioningState"] = "Succeeded"
+
     op = state.new_op(ctx.method, ctx.path, done, failed, ctx.async_failure())
     return Reply(202, None, location_headers(ctx, op, f"/subscriptions/{sub}"))
 
 
 # --- provider registration ---
+
 
 def provider(ctx, sub, namespace):
     info = ctx.app.state.info(f"/subscriptions/{sub}/providers/{namespace}")
@@ -88,16 +117,27 @@ def provider(ctx, sub, namespace):
         status = "NotRegistered"
     else:
         status = "Registered" if time.monotonic() >= registered_at else "Registering"
-    return {"id": f"/subscriptions/{sub}/providers/{namespace}", "namespace": namespace,
-            "registrationState": status, "registrationPolicy": "RegistrationRequired",
-            "resourceTypes": [{"resourceType": t, "locations": ["East US", "West Europe"],
-                               "apiVersions": ["2024-10-01-preview", "2023-08-01-preview"]}
-                              for t in ("workspaces", "workspaces/computes", "workspaces/jobs")]}
+    return {
+        "id": f"/subscriptions/{sub}/providers/{namespace}",
+        "namespace": namespace,
+        "registrationState": status,
+        "registrationPolicy": "RegistrationRequired",
+        "resourceTypes": [
+            {
+                "resourceType": t,
+                "locations": ["East US", "West Europe"],
+                "apiVersions": ["2024-10-01-preview", "2023-08-01-preview"],
+            }
+            for t in ("workspaces", "workspaces/computes", "workspaces/jobs")
+        ],
+    }
 
 
 @route("GET", SUB + r"/providers")
 def list_providers(ctx, sub):
-    return Reply(200, {"value": [provider(ctx, sub, MLS_NS), provider(ctx, sub, "Microsoft.Resources")]})
+    return Reply(
+        200, {"value": [provider(ctx, sub, MLS_NS), provider(ctx, sub, "Microsoft.Resources")]}
+    )
 
 
 @route("GET", SUB + r"/providers/(?P<namespace>[A-Za-z.]+)")
@@ -108,17 +148,24 @@ def get_provider(ctx, sub, namespace):
 @route("POST", SUB + r"/providers/(?P<namespace>[A-Za-z.]+)/register")
 def register_provider(ctx, sub, namespace):
     info = ctx.app.state.info(f"/subscriptions/{sub}/providers/{namespace}")
-    info.setdefault("registered_at", time.monotonic() + ctx.app.state.delay_for(ctx.method, ctx.path))
+    info.setdefault(
+        "registered_at", time.monotonic() + ctx.app.state.delay_for(ctx.method, ctx.path)
+    )
     return Reply(200, provider(ctx, sub, namespace))
 
 
 # --- template deployments (how azure-ai-ml creates a workspace) ---
 
+
 def _find_resources(template, rtype):
     for res in template.get("resources", []) if isinstance(template, dict) else []:
         if res.get("type", "").lower() == rtype.lower():
             yield res
-        nested = res.get("properties", {}).get("template") if isinstance(res.get("properties"), dict) else None
+        nested = (
+            res.get("properties", {}).get("template")
+            if isinstance(res.get("properties"), dict)
+            else None
+        )
         if nested:
             yield from _find_resources(nested, rtype)
 
@@ -129,27 +176,54 @@ def deployment(ctx, sub, rg, name):
     did = f"{rg_id(sub, rg)}/providers/Microsoft.Resources/deployments/{name}"
     if ctx.method == "GET":
         found = state.get(did)
-        return Reply(200, found) if found else error(404, "DeploymentNotFound", f"Deployment '{name}' could not be found.")
+        return (
+            Reply(200, found)
+            if found
+            else error(404, "DeploymentNotFound", f"Deployment '{name}' could not be found.")
+        )
     if state.get(rg_id(sub, rg)) is None:
         return not_found("resourceGroups", rg)
     props = ctx.json.get("properties", {})
     params = {k: v.get("value") for k, v in (props.get("parameters") or {}).items()}
     workspaces = list(_find_resources(props.get("template") or {}, f"{MLS_NS}/workspaces"))
-    dep = {"id": did, "name": name, "type": "Microsoft.Resources/deployments",
-           "properties": {"provisioningState": "Running", "timestamp": now_iso(), "duration": "PT0S",
-                          "correlationId": str(uuid.uuid4()), "mode": props.get("mode", "Incremental"),
-                          "parameters": props.get("parameters") or {}, "outputResources": [], "dependencies": []}}
+    dep = {
+        "id": did,
+        "name": name,
+        "type": "Microsoft.Resources/deployments",
+        "properties": {
+            "provisioningState": "Running",
+            "timestamp": now_iso(),
+            "duration": "PT0S",
+            "correlationId": str(uuid.uuid4()),
+            "mode": props.get("mode", "Incremental"),
+            "parameters": props.get("parameters") or {},
+            "outputResources": [],
+            "dependencies": [],
+        },
+    }
     operations = []
     if workspaces and params.get("workspaceName"):
         target = ws_id(sub, rg, params["workspaceName"])
-        operations.append({"id": f"{did}/operations/{uuid.uuid4().hex[:16].upper()}",
-                           "operationId": uuid.uuid4().hex[:16].upper(),
-                           "properties": {"provisioningOperation": "Create", "provisioningState": "Running",
-                                          "timestamp": now_iso(), "duration": "PT0.5S",
-                                          "trackingId": str(uuid.uuid4()), "serviceRequestId": str(uuid.uuid4()),
-                                          "statusCode": "Created",
-                                          "targetResource": {"id": target, "resourceName": params["workspaceName"],
-                                                             "resourceType": f"{MLS_NS}/workspaces"}}})
+        operations.append(
+            {
+                "id": f"{did}/operations/{uuid.uuid4().hex[:16].upper()}",
+                "operationId": uuid.uuid4().hex[:16].upper(),
+                "properties": {
+                    "provisioningOperation": "Create",
+                    "provisioningState": "Running",
+                    "timestamp": now_iso(),
+                    "duration": "PT0.5S",
+                    "trackingId": str(uuid.uuid4()),
+                    "serviceRequestId": str(uuid.uuid4()),
+                    "statusCode": "Created",
+                    "targetResource": {
+                        "id": target,
+                        "resourceName": params["workspaceName"],
+                        "resourceType": f"{MLS_NS}/workspaces",
+                    },
+                },
+            }
+        )
     state.put(did, dep, operations=operations)
     started = time.monotonic()
     failure = ctx.async_failure()
@@ -176,10 +250,14 @@ def deployment(ctx, sub, rg, name):
 
     error_body = None
     if failure:
-        error_body = {"code": "DeploymentFailed", "target": did,
-                      "message": "At least one resource deployment operation failed. Please list deployment "
-                                 "operations for details. Please see https://aka.ms/arm-deployment-operations "
-                                 "for usage details.", "details": [failure]}
+        error_body = {
+            "code": "DeploymentFailed",
+            "target": did,
+            "message": "At least one resource deployment operation failed. Please list deployment "
+            "operations for details. Please see https://aka.ms/arm-deployment-operations "
+            "for usage details.",
+            "details": [failure],
+        }
     op = state.new_op(ctx.method, ctx.path, done, failed, error_body)
     headers = async_headers(ctx, op, did, "2020-06-01")
     return Reply(201, dep, headers)
@@ -195,16 +273,23 @@ def deployment_operations(ctx, sub, rg, name):
 
 # --- workspaces ---
 
+
 @route("GET", RG + MLS + r"/workspaces")
 def list_workspaces(ctx, sub, rg):
-    return Reply(200, {"value": ctx.app.state.children(f"{rg_id(sub, rg)}/providers/{MLS_NS}", "workspaces")})
+    return Reply(
+        200, {"value": ctx.app.state.children(f"{rg_id(sub, rg)}/providers/{MLS_NS}", "workspaces")}
+    )
 
 
 @route("GET", SUB + MLS + r"/workspaces")
 def list_sub_workspaces(ctx, sub):
     with ctx.app.state.lock:
-        found = [v for v in ctx.app.state.resources.values()
-                 if v.get("type") == f"{MLS_NS}/workspaces" and v["id"].lower().startswith(f"/subscriptions/{sub}/".lower())]
+        found = [
+            v
+            for v in ctx.app.state.resources.values()
+            if v.get("type") == f"{MLS_NS}/workspaces"
+            and v["id"].lower().startswith(f"/subscriptions/{sub}/".lower())
+        ]
     return Reply(200, {"value": found})
 
 
@@ -216,8 +301,12 @@ def workspace(ctx, sub, rg, ws):
         if state.get(rg_id(sub, rg)) is None:
             return not_found("resourceGroups", rg)
         body = ctx.json
-        params = {"workspaceName": ws, "location": body.get("location"), "tagValues": body.get("tags"),
-                  **{k: v for k, v in body.get("properties", {}).items()}}
+        params = {
+            "workspaceName": ws,
+            "location": body.get("location"),
+            "tagValues": body.get("tags"),
+            **{k: v for k, v in body.get("properties", {}).items()},
+        }
         created = ctx.app.create_workspace(sub, rg, params)
         return Reply(200 if current else 201, created)
     if current is None:
@@ -239,6 +328,7 @@ def workspace(ctx, sub, rg, ws):
 
     def failed():
         current["properties"]["provisioningState"] = "Succeeded"
+
     op = state.new_op(ctx.method, ctx.path, done, failed, ctx.async_failure())
     status_base = f"/subscriptions/{sub}/providers/{MLS_NS}/locations/{current['location']}"
     headers = {**async_headers(ctx, op, status_base), **location_headers(ctx, op, status_base)}
@@ -246,6 +336,7 @@ def workspace(ctx, sub, rg, ws):
 
 
 # --- computes ---
+
 
 def vm(size):
     return VM_SIZES.get((size or "").upper())
@@ -255,7 +346,10 @@ def used_vcpus(state, sub, location, family=None):
     total = 0
     with state.lock:
         for res in state.resources.values():
-            if res.get("type") != f"{MLS_NS}/workspaces/computes" or res.get("location") != location:
+            if (
+                res.get("type") != f"{MLS_NS}/workspaces/computes"
+                or res.get("location") != location
+            ):
                 continue
             if not res["id"].lower().startswith(f"/subscriptions/{sub}/".lower()):
                 continue
@@ -263,8 +357,11 @@ def used_vcpus(state, sub, location, family=None):
             size = vm(p.get("vmSize"))
             if not size or (family and size[1] != family):
                 continue
-            nodes = p.get("currentNodeCount", 0) if res["properties"]["computeType"] == "AmlCompute" else (
-                1 if p.get("state") in ("Running", "Creating", "Starting") else 0)
+            nodes = (
+                p.get("currentNodeCount", 0)
+                if res["properties"]["computeType"] == "AmlCompute"
+                else (1 if p.get("state") in ("Running", "Creating", "Starting") else 0)
+            )
             total += size[0] * nodes
     return total
 
@@ -273,16 +370,24 @@ def quota_error(state, sub, location, size):
     vcpus, family, _ = vm(size)
     total = state.quota["total"]
     if total - used_vcpus(state, sub, location) < vcpus:
-        return error(400, "BadRequest", f"The specified subscription has a total vCPU quota of {total} and cannot "
-                     f"accomodate for at least 1 requested managed compute node which maps to {vcpus} vCPUs. "
-                     "Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease to increase "
-                     "the total quota.")
+        return error(
+            400,
+            "BadRequest",
+            f"The specified subscription has a total vCPU quota of {total} and cannot "
+            f"accomodate for at least 1 requested managed compute node which maps to {vcpus} vCPUs. "
+            "Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease to increase "
+            "the total quota.",
+        )
     limit = state.quota["families"].get(family, FAMILY_DEFAULT_LIMIT)
     if limit - used_vcpus(state, sub, location, family) < vcpus:
-        return error(400, "BadRequest", f"The specified subscription has a vCPU quota of {limit} for {family} "
-                     f"and cannot accomodate for at least 1 requested managed compute node which maps to "
-                     f"{vcpus} vCPUs. Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease "
-                     "to increase the quota.")
+        return error(
+            400,
+            "BadRequest",
+            f"The specified subscription has a vCPU quota of {limit} for {family} "
+            f"and cannot accomodate for at least 1 requested managed compute node which maps to "
+            f"{vcpus} vCPUs. Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease "
+            "to increase the quota.",
+        )
     return None
 
 
@@ -315,8 +420,13 @@ def compute(ctx, sub, rg, ws, name):
 
         def kept():
             current["properties"]["provisioningState"] = "Succeeded"
+
         op = state.new_op(ctx.method, ctx.path, gone, kept, ctx.async_failure())
-        return Reply(202, None, {**async_headers(ctx, op, status_base), **location_headers(ctx, op, status_base)})
+        return Reply(
+            202,
+            None,
+            {**async_headers(ctx, op, status_base), **location_headers(ctx, op, status_base)},
+        )
     if ctx.method == "PATCH":
         if current is None:
             return not_found("workspaces/computes", name, rg)
@@ -338,14 +448,25 @@ def put_compute(ctx, sub, rg, ws, name, workspace_res, current, status_base):
         return error(400, "BadRequest", f"Compute type '{ctype}' is not supported by the emulator.")
     size = inner.get("vmSize") or "STANDARD_DS3_V2"
     if not vm(size):
-        return error(400, "BadRequest", f"The specified VM size '{size}' is not available in location "
-                     f"'{workspace_res['location']}'.")
+        return error(
+            400,
+            "BadRequest",
+            f"The specified VM size '{size}' is not available in location "
+            f"'{workspace_res['location']}'.",
+        )
     if current:
         old = current["properties"]
-        if old["computeType"] != ctype or (old["properties"].get("vmSize") or "").upper() != size.upper():
-            return error(400, "BadRequest", f"Compute '{name}' already exists with a different "
-                         f"{'type' if old['computeType'] != ctype else 'vmSize'}; these cannot be updated. "
-                         "Delete the compute and create it again.")
+        if (
+            old["computeType"] != ctype
+            or (old["properties"].get("vmSize") or "").upper() != size.upper()
+        ):
+            return error(
+                400,
+                "BadRequest",
+                f"Compute '{name}' already exists with a different "
+                f"{'type' if old['computeType'] != ctype else 'vmSize'}; these cannot be updated. "
+                "Delete the compute and create it again.",
+            )
         if ctype == "AmlCompute" and inner.get("scaleSettings"):
             old["properties"]["scaleSettings"] = inner["scaleSettings"]
         old["modifiedOn"] = now_iso()
@@ -356,20 +477,57 @@ def put_compute(ctx, sub, rg, ws, name, workspace_res, current, status_base):
     inner.update({"vmSize": size, "osType": "Linux"})
     if ctype == "AmlCompute":
         inner.setdefault("vmPriority", "Dedicated")
-        inner.setdefault("scaleSettings", {"maxNodeCount": 1, "minNodeCount": 0, "nodeIdleTimeBeforeScaleDown": "PT2M"})
-        inner.update({"allocationState": "Resizing", "allocationStateTransitionTime": now_iso(),
-                      "currentNodeCount": 0, "targetNodeCount": 0,
-                      "nodeStateCounts": {"idleNodeCount": 0, "runningNodeCount": 0, "preparingNodeCount": 0,
-                                          "unusableNodeCount": 0, "leavingNodeCount": 0, "preemptedNodeCount": 0}})
+        inner.setdefault(
+            "scaleSettings",
+            {"maxNodeCount": 1, "minNodeCount": 0, "nodeIdleTimeBeforeScaleDown": "PT2M"},
+        )
+        inner.update(
+            {
+                "allocationState": "Resizing",
+                "allocationStateTransitionTime": now_iso(),
+                "currentNodeCount": 0,
+                "targetNodeCount": 0,
+                "nodeStateCounts": {
+                    "idleNodeCount": 0,
+                    "runningNodeCount": 0,
+                    "preparingNodeCount": 0,
+                    "unusableNodeCount": 0,
+                    "leavingNodeCount": 0,
+                    "preemptedNodeCount": 0,
+                },
+            }
+        )
     else:
-        inner.update({"state": "Creating", "applications": [], "connectivityEndpoints": {"publicIpAddress": "127.0.0.1"}})
-    props.update({"properties": inner, "provisioningState": "Creating", "createdOn": now_iso(),
-                  "modifiedOn": now_iso(), "isAttachedCompute": False, "disableLocalAuth": True,
-                  "computeLocation": workspace_res["location"], "provisioningErrors": None})
+        inner.update(
+            {
+                "state": "Creating",
+                "applications": [],
+                "connectivityEndpoints": {"publicIpAddress": "127.0.0.1"},
+            }
+        )
+    props.update(
+        {
+            "properties": inner,
+            "provisioningState": "Creating",
+            "createdOn": now_iso(),
+            "modifiedOn": now_iso(),
+            "isAttachedCompute": False,
+            "disableLocalAuth": True,
+            "computeLocation": workspace_res["location"],
+            "provisioningErrors": None,
+        }
+    )
     cid = f"{workspace_res['id']}/computes/{name}"
-    res = {"id": cid, "name": name, "type": f"{MLS_NS}/workspaces/computes", "location": workspace_res["location"],
-           "tags": body.get("tags"), "identity": body.get("identity"), "properties": props,
-           "systemData": system_data()}
+    res = {
+        "id": cid,
+        "name": name,
+        "type": f"{MLS_NS}/workspaces/computes",
+        "location": workspace_res["location"],
+        "tags": body.get("tags"),
+        "identity": body.get("identity"),
+        "properties": props,
+        "systemData": system_data(),
+    }
     state.put(cid, res)
 
     def done():
@@ -384,6 +542,7 @@ def put_compute(ctx, sub, rg, ws, name, workspace_res, current, status_base):
         props["provisioningErrors"] = [{"error": op.error}]
         if ctype == "ComputeInstance":
             inner["state"] = "CreateFailed"
+
     op = state.new_op(ctx.method, ctx.path, done, failed, ctx.async_failure())
     return Reply(201, res, async_headers(ctx, op, status_base))
 
@@ -397,35 +556,73 @@ def compute_action(ctx, sub, rg, ws, name, action):
     inner = current["properties"]["properties"]
     inner["state"] = {"start": "Starting", "stop": "Stopping", "restart": "Restarting"}[action]
     final = "Stopped" if action == "stop" else "Running"
-    op = state.new_op(ctx.method, ctx.path, lambda: inner.update(state=final), None, ctx.async_failure())
+    op = state.new_op(
+        ctx.method, ctx.path, lambda: inner.update(state=final), None, ctx.async_failure()
+    )
     status_base = f"/subscriptions/{sub}/providers/{MLS_NS}/locations/{current['location']}"
-    return Reply(202, None, {**async_headers(ctx, op, status_base), **location_headers(ctx, op, status_base)})
+    return Reply(
+        202, None, {**async_headers(ctx, op, status_base), **location_headers(ctx, op, status_base)}
+    )
 
 
 # --- quota and sizes ---
+
 
 @route("GET", SUB + MLS + r"/locations/(?P<loc>[^/]+)/usages")
 def usages(ctx, sub, loc):
     state = ctx.app.state
     base = f"/subscriptions/{sub}/providers/{MLS_NS}/locations/{loc}/usages"
-    rows = [{"id": f"{base}/totalCores", "amlWorkspaceLocation": loc, "type": f"{MLS_NS}/totalCores/usages",
-             "unit": "Count", "currentValue": used_vcpus(state, sub, loc), "limit": state.quota["total"],
-             "name": {"value": "TotalCores", "localizedValue": "Total Cluster Dedicated Regional vCPUs"}}]
+    rows = [
+        {
+            "id": f"{base}/totalCores",
+            "amlWorkspaceLocation": loc,
+            "type": f"{MLS_NS}/totalCores/usages",
+            "unit": "Count",
+            "currentValue": used_vcpus(state, sub, loc),
+            "limit": state.quota["total"],
+            "name": {
+                "value": "TotalCores",
+                "localizedValue": "Total Cluster Dedicated Regional vCPUs",
+            },
+        }
+    ]
     for family in sorted({f for _, f, _ in VM_SIZES.values()}):
-        rows.append({"id": f"{base}/{family}", "amlWorkspaceLocation": loc, "type": f"{MLS_NS}/vmFamily/usages",
-                     "unit": "Count", "currentValue": used_vcpus(state, sub, loc, family),
-                     "limit": state.quota["families"].get(family, FAMILY_DEFAULT_LIMIT),
-                     "name": {"value": family, "localizedValue": f"{family} Cluster Dedicated vCPUs"}})
+        rows.append(
+            {
+                "id": f"{base}/{family}",
+                "amlWorkspaceLocation": loc,
+                "type": f"{MLS_NS}/vmFamily/usages",
+                "unit": "Count",
+                "currentValue": used_vcpus(state, sub, loc, family),
+                "limit": state.quota["families"].get(family, FAMILY_DEFAULT_LIMIT),
+                "name": {"value": family, "localizedValue": f"{family} Cluster Dedicated vCPUs"},
+            }
+        )
     return Reply(200, {"value": rows})
 
 
 @route("GET", SUB + MLS + r"/locations/(?P<loc>[^/]+)/vmSizes")
 def vm_sizes(ctx, sub, loc):
-    return Reply(200, {"value": [
-        {"name": size.title().replace("Standard_", "Standard_"), "family": family, "vCPUs": vcpus, "gpus": 0,
-         "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 28672, "memoryGB": mem, "lowPriorityCapable": True,
-         "premiumIO": True, "supportedComputeTypes": ["AmlCompute", "ComputeInstance"]}
-        for size, (vcpus, family, mem) in VM_SIZES.items()]})
+    return Reply(
+        200,
+        {
+            "value": [
+                {
+                    "name": size.title().replace("Standard_", "Standard_"),
+                    "family": family,
+                    "vCPUs": vcpus,
+                    "gpus": 0,
+                    "osVhdSizeMB": 1047552,
+                    "maxResourceVolumeMB": 28672,
+                    "memoryGB": mem,
+                    "lowPriorityCapable": True,
+                    "premiumIO": True,
+                    "supportedComputeTypes": ["AmlCompute", "ComputeInstance"],
+                }
+                for size, (vcpus, family, mem) in VM_SIZES.items()
+            ]
+        },
+    )
 
 
 # --- the workspace's dependent resources (storage, key vault, insights, registry) ---
@@ -441,5 +638,13 @@ def dependent_resource(ctx, sub, rg, ns, kind, name):
         return not_found("resourceGroups", rg)
     if ctx.method == "DELETE":
         return Reply(200)
-    return Reply(200, {"id": f"{rg_id(sub, rg)}/providers/{ns}/{kind}/{name}", "name": name,
-                       "type": f"{ns}/{kind}", "location": "eastus", "properties": {"provisioningState": "Succeeded"}})
+    return Reply(
+        200,
+        {
+            "id": f"{rg_id(sub, rg)}/providers/{ns}/{kind}/{name}",
+            "name": name,
+            "type": f"{ns}/{kind}",
+            "location": "eastus",
+            "properties": {"provisioningState": "Succeeded"},
+        },
+    )

@@ -1,4 +1,5 @@
 """Azurite (npm `azurite`), Microsoft's blob storage emulator, as the emulator's blob store."""
+
 import datetime
 import os
 import shutil
@@ -20,19 +21,39 @@ def find_binary() -> str:
             return candidate
     raise RuntimeError(
         "azurite-blob not found: set AZURITE_BLOB, or run `npm install --prefix ~/.cache/mlrun-azurite "
-        "azurite@3.37.0` (as .ci/run does)")
+        "azurite@3.37.0` (as .ci/run does)"
+    )
 
 
 class Azurite:
     def __init__(self, folder: Path, cert: Path, key: Path, port: int):
         self.folder, self.port, self.cert = folder, port, cert
         folder.mkdir(parents=True, exist_ok=True)
-        cmd = [find_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--cert", str(cert),
-               "--key", str(key), "--location", str(folder), "--skipApiVersionCheck", "--silent",
-               "--debug", str(folder / "debug.log")]
+        cmd = [
+            find_binary(),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--location",
+            str(folder),
+            "--skipApiVersionCheck",
+            "--silent",
+            "--debug",
+            str(folder / "debug.log"),
+        ]
         self.log = open(folder / "azurite.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     @property
     def url(self) -> str:
@@ -43,8 +64,10 @@ class Azurite:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"azurite exited with {self.proc.returncode}: "
-                                   f"{(self.folder / 'azurite.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"azurite exited with {self.proc.returncode}: "
+                    f"{(self.folder / 'azurite.log').read_text()[-2000:]}"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return
@@ -65,8 +88,11 @@ class Azurite:
     def service(self):
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient(self.url, credential={"account_name": ACCOUNT, "account_key": KEY},
-                                 connection_verify=str(self.cert))
+        return BlobServiceClient(
+            self.url,
+            credential={"account_name": ACCOUNT, "account_key": KEY},
+            connection_verify=str(self.cert),
+        )
 
     def ensure_container(self, name: str):
         from azure.core.exceptions import ResourceExistsError
@@ -79,17 +105,29 @@ class Azurite:
     def container_sas_url(self, container: str, write=True, hours=24) -> str:
         from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-        perm = ContainerSasPermissions(read=True, write=write, create=write, add=write, list=True,
-                                       delete=write)
-        sas = generate_container_sas(ACCOUNT, container, account_key=KEY, permission=perm,
-                                     expiry=_utcnow() + datetime.timedelta(hours=hours))
+        perm = ContainerSasPermissions(
+            read=True, write=write, create=write, add=write, list=True, delete=write
+        )
+        sas = generate_container_sas(
+            ACCOUNT,
+            container,
+            account_key=KEY,
+            permission=perm,
+            expiry=_utcnow() + datetime.timedelta(hours=hours),
+        )
         return f"{self.url}/{container}?{sas}"
 
     def blob_sas_url(self, container: str, blob: str, hours=24) -> str:
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
-        sas = generate_blob_sas(ACCOUNT, container, blob, account_key=KEY, permission=BlobSasPermissions(read=True),
-                                expiry=_utcnow() + datetime.timedelta(hours=hours))
+        sas = generate_blob_sas(
+            ACCOUNT,
+            container,
+            blob,
+            account_key=KEY,
+            permission=BlobSasPermissions(read=True),
+            expiry=_utcnow() + datetime.timedelta(hours=hours),
+        )
         return f"{self.url}/{container}/{blob}?{sas}"
 
     def upload(self, container: str, blob: str, data: bytes):
@@ -97,7 +135,9 @@ class Azurite:
 
     def download_blob(self, container: str, blob: str, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.service().get_blob_client(container, blob).download_blob().readall())
+        target.write_bytes(
+            self.service().get_blob_client(container, blob).download_blob().readall()
+        )
         return target
 
     def download_prefix(self, container: str, prefix: str, dest: Path) -> list[Path]:
@@ -106,7 +146,7 @@ class Azurite:
         prefix = prefix.strip("/")
         written = []
         for blob in client.list_blobs(name_starts_with=prefix or None):
-            rel = blob.name[len(prefix):].lstrip("/") if prefix else blob.name
+            rel = blob.name[len(prefix) :].lstrip("/") if prefix else blob.name
             if not rel:  # the prefix names a single blob
                 rel = Path(blob.name).name
             target = dest / rel
@@ -117,4 +157,4 @@ class Azurite:
 
 
 def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)

@@ -1,5 +1,6 @@
 """Command jobs, really run: code snapshot and inputs from Azurite, the command under bash, MLflow
 pointed at the emulator, status NotStarted -> Queued -> Running -> Completed/Failed/Canceled."""
+
 import os
 import re
 import shutil
@@ -37,18 +38,37 @@ class JobRunner(threading.Thread):
     # --- what the run history endpoint answers ---
     def details(self) -> dict:
         container = self.app.state.info(self.ws["id"])["artifact_container"]
-        logs = {LOG_NAME: self.app.azurite.blob_sas_url(container, self.log_blob)} if self.has_log else {}
+        logs = (
+            {LOG_NAME: self.app.azurite.blob_sas_url(container, self.log_blob)}
+            if self.has_log
+            else {}
+        )
         compute = (self.props.get("computeId") or "").rsplit("/", 1)[-1] or None
-        return {"runId": self.name, "runUuid": self.name, "status": self.props["status"], "target": compute,
-                "createdTimeUtc": self.times["created"], "startTimeUtc": self.times.get("start"),
-                "endTimeUtc": self.times.get("end"), "logFiles": logs, "warnings": None,
-                "error": {"error": self.error} if self.error else None,
-                "tags": self.props.get("tags") or {}, "properties": self.props.get("properties") or {},
-                "displayName": self.props.get("displayName"), "experimentName": self.props.get("experimentName"),
-                "runDefinition": None, "services": {}}
+        return {
+            "runId": self.name,
+            "runUuid": self.name,
+            "status": self.props["status"],
+            "target": compute,
+            "createdTimeUtc": self.times["created"],
+            "startTimeUtc": self.times.get("start"),
+            "endTimeUtc": self.times.get("end"),
+            "logFiles": logs,
+            "warnings": None,
+            "error": {"error": self.error} if self.error else None,
+            "tags": self.props.get("tags") or {},
+            "properties": self.props.get("properties") or {},
+            "displayName": self.props.get("displayName"),
+            "experimentName": self.props.get("experimentName"),
+            "runDefinition": None,
+            "services": {},
+        }
 
     def patch(self, body: dict):
-        for src, dst in (("tags", "tags"), ("displayName", "displayName"), ("description", "description")):
+        for src, dst in (
+            ("tags", "tags"),
+            ("displayName", "displayName"),
+            ("description", "description"),
+        ):
             if body.get(src) is not None:
                 self.props[dst] = body[src]
 
@@ -92,9 +112,13 @@ class JobRunner(threading.Thread):
             elif rc == 0:
                 self._finish("Completed", "FINISHED")
             else:
-                self.error = {"code": "UserError", "message": (
-                    f"Execution failed. User process 'bash' exited with status code {rc}. Please check log file "
-                    f"'{LOG_NAME}' for error details. Error: {self._log_tail()}")}
+                self.error = {
+                    "code": "UserError",
+                    "message": (
+                        f"Execution failed. User process 'bash' exited with status code {rc}. Please check log file "
+                        f"'{LOG_NAME}' for error details. Error: {self._log_tail()}"
+                    ),
+                }
                 self._finish("Failed", "FAILED")
         except Exception as e:  # an emulator-side failure is a system error of the job
             self.error = {"code": "SystemError", "message": f"{type(e).__name__}: {e}"}
@@ -145,13 +169,14 @@ class JobRunner(threading.Thread):
             path = m.group("path").rstrip("/")
             target = self.dir / "inputs" / name
             if kind == "uri_file":
-                values[("inputs", name)] = str(self.app.azurite.download_blob(container, path,
-                                                                              target / Path(path).name))
+                values[("inputs", name)] = str(
+                    self.app.azurite.download_blob(container, path, target / Path(path).name)
+                )
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 self.app.azurite.download_prefix(container, path, target)
                 values[("inputs", name)] = str(target)
-        for name in (self.props.get("outputs") or {}):
+        for name in self.props.get("outputs") or {}:
             target = self.dir / "outputs" / name
             target.mkdir(parents=True, exist_ok=True)
             values[("outputs", name)] = str(target)
@@ -161,37 +186,62 @@ class JobRunner(threading.Thread):
         server = self.app.mlflow_for(self.ws["id"])
         server.base_url()  # waits for the server if the workspace is brand new
         tags = {k: str(v) for k, v in (self.props.get("tags") or {}).items()}
-        return server.create_job_run(self.name, self.props["experimentName"],
-                                     self.props.get("displayName") or self.name, tags)
+        return server.create_job_run(
+            self.name,
+            self.props["experimentName"],
+            self.props.get("displayName") or self.name,
+            tags,
+        )
 
     def _env(self, bindings, exp_id) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_", "AZURE_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MLFLOW_", "AZUREML_", "AZURE_"))
+        }
         env.update({k: str(v) for k, v in (self.props.get("environmentVariables") or {}).items()})
         ids = self.ws["id"].split("/")
         app = self.app
-        env.update({
-            "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-            "MLFLOW_TRACKING_URI": self.ws["properties"]["mlFlowTrackingUri"],
-            "MLFLOW_RUN_ID": self.name, "MLFLOW_EXPERIMENT_ID": exp_id,
-            "MLFLOW_EXPERIMENT_NAME": self.props["experimentName"], "MLFLOW_TRACKING_TOKEN": jwt(self.name),
-            "AZUREML_CURRENT_CLOUD": CLOUD, "ARM_CLOUD_METADATA_URL": app.env["ARM_CLOUD_METADATA_URL"],
-            "REQUESTS_CA_BUNDLE": str(app.cert), "SSL_CERT_FILE": str(app.cert),
-            "AZUREML_ARM_SUBSCRIPTION": ids[2], "AZUREML_ARM_RESOURCEGROUP": ids[4],
-            "AZUREML_ARM_WORKSPACE_NAME": ids[8], "AZUREML_ARM_PROJECT_NAME": self.props["experimentName"],
-            "AZUREML_RUN_ID": self.name, "AZUREML_CR_EXECUTION_WORKING_DIR_PATH": str(self.dir / "code"),
-        })
+        env.update(
+            {
+                "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+                "MLFLOW_TRACKING_URI": self.ws["properties"]["mlFlowTrackingUri"],
+                "MLFLOW_RUN_ID": self.name,
+                "MLFLOW_EXPERIMENT_ID": exp_id,
+                "MLFLOW_EXPERIMENT_NAME": self.props["experimentName"],
+                "MLFLOW_TRACKING_TOKEN": jwt(self.name),
+                "AZUREML_CURRENT_CLOUD": CLOUD,
+                "ARM_CLOUD_METADATA_URL": app.env["ARM_CLOUD_METADATA_URL"],
+                "REQUESTS_CA_BUNDLE": str(app.cert),
+                "SSL_CERT_FILE": str(app.cert),
+                "AZUREML_ARM_SUBSCRIPTION": ids[2],
+                "AZUREML_ARM_RESOURCEGROUP": ids[4],
+                "AZUREML_ARM_WORKSPACE_NAME": ids[8],
+                "AZUREML_ARM_PROJECT_NAME": self.props["experimentName"],
+                "AZUREML_RUN_ID": self.name,
+                "AZUREML_CR_EXECUTION_WORKING_DIR_PATH": str(self.dir / "code"),
+            }
+        )
         for (kind, name), value in bindings.items():
             env[f"AZURE_ML_{kind[:-1].upper()}_{name}"] = value
         return env
 
     def _run_command(self, code_dir, bindings, exp_id) -> int:
-        command = BINDING.sub(lambda m: bindings.get((m.group(1), m.group(2)), m.group(0)), self.props["command"])
+        command = BINDING.sub(
+            lambda m: bindings.get((m.group(1), m.group(2)), m.group(0)), self.props["command"]
+        )
         log_path = self.dir / LOG_NAME
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(["bash", "-c", command], cwd=code_dir, env=self._env(bindings, exp_id),
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=code_dir,
+                env=self._env(bindings, exp_id),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             self.app.track(self.proc.pid)
             limit = (self.props.get("limits") or {}).get("timeout")
             deadline = time.monotonic() + _seconds(limit) if limit else None
@@ -214,14 +264,21 @@ class JobRunner(threading.Thread):
 
     def _log_tail(self, lines=5):
         try:
-            return " | ".join((self.dir / LOG_NAME).read_text(errors="replace").strip().splitlines()[-lines:])
+            return " | ".join(
+                (self.dir / LOG_NAME).read_text(errors="replace").strip().splitlines()[-lines:]
+            )
         except OSError:
             return ""
 
     def _collect_outputs(self, code_dir, bindings):
         """As Azure ML does: the std log and ./outputs become run artifacts; named outputs go to blob."""
         server = self.app.mlflow_for(self.ws["id"])
-        art = server.artifacts / server.experiment_id(self.props["experimentName"]) / self.name / "artifacts"
+        art = (
+            server.artifacts
+            / server.experiment_id(self.props["experimentName"])
+            / self.name
+            / "artifacts"
+        )
         (art / "user_logs").mkdir(parents=True, exist_ok=True)
         shutil.copy(self.dir / LOG_NAME, art / LOG_NAME)
         if (code_dir / "outputs").is_dir():
@@ -233,7 +290,9 @@ class JobRunner(threading.Thread):
             root = Path(bindings[("outputs", name)])
             for f in root.rglob("*"):
                 if f.is_file():
-                    self.app.azurite.upload(container, f"{prefix}/{f.relative_to(root).as_posix()}", f.read_bytes())
+                    self.app.azurite.upload(
+                        container, f"{prefix}/{f.relative_to(root).as_posix()}", f.read_bytes()
+                    )
 
 
 def _seconds(value) -> float:

@@ -1,7 +1,10 @@
 """Long-running operation answers: Azure-AsyncOperation status URLs and Location result URLs."""
+
 from server import Reply, route
 
-POLL_KINDS = r"(?:operationStatuses|computeOperationsStatus|workspaceOperationsStatus|mfeOperationsStatus)"
+POLL_KINDS = (
+    r"(?:operationStatuses|computeOperationsStatus|workspaceOperationsStatus|mfeOperationsStatus)"
+)
 
 
 def async_headers(ctx, op, status_base, api_version=None):
@@ -13,14 +16,19 @@ def async_headers(ctx, op, status_base, api_version=None):
 
 def location_headers(ctx, op, base):
     api = ctx.q("api-version", "2025-04-01")
-    return {"Location": f"{ctx.app.base}{base}/operationresults/{op.id}?api-version={api}", "Retry-After": "1"}
+    return {
+        "Location": f"{ctx.app.base}{base}/operationresults/{op.id}?api-version={api}",
+        "Retry-After": "1",
+    }
 
 
 @route("GET", r"/.*/" + POLL_KINDS + r"/(?P<op_id>[^/]+)")
 def operation_status(ctx, op_id):
     op = ctx.app.state.ops.get(op_id)
     if op is None:
-        return Reply(404, {"error": {"code": "NotFound", "message": f"operation {op_id} not found"}})
+        return Reply(
+            404, {"error": {"code": "NotFound", "message": f"operation {op_id} not found"}}
+        )
     body = {"id": ctx.path, "name": op.id, "status": op.status, "startTime": op.start}
     if op.status == "InProgress":
         return Reply(200, body, {"Retry-After": "1"})
@@ -35,9 +43,13 @@ def operation_status(ctx, op_id):
 def operation_result(ctx, op_id):
     op = ctx.app.state.ops.get(op_id)
     if op is None:
-        return Reply(404, {"error": {"code": "NotFound", "message": f"operation {op_id} not found"}})
+        return Reply(
+            404, {"error": {"code": "NotFound", "message": f"operation {op_id} not found"}}
+        )
     if op.status == "InProgress":
-        return Reply(202, None, {"Location": ctx.app.base + ctx.path + "?" + _query(ctx), "Retry-After": "1"})
+        return Reply(
+            202, None, {"Location": ctx.app.base + ctx.path + "?" + _query(ctx), "Retry-After": "1"}
+        )
     if op.error:
         return Reply(int(op.error.get("status", 400)), {"error": op.error})
     return Reply(200, None)

@@ -1,19 +1,22 @@
 """The Azure ML workspace data plane: datastores, code uploads, environments, jobs, run history,
 discovery, and the MLflow endpoint (proxied to the workspace's real MLflow server)."""
+
 import json
 import urllib.error
 import urllib.request
 import uuid
 
+import sweeps
 from arm import MLS_NS, not_found, system_data, ws_id
 from azurite import ACCOUNT, KEY
 from lro import location_headers
 from server import WS, Reply, error, route
-import sweeps
 from state import now_iso
 
-WS_CASED = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
-            r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
+WS_CASED = (
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
+)
 TERMINAL = {"Completed", "Failed", "Canceled", "NotResponding", "Paused"}
 
 
@@ -24,14 +27,28 @@ def workspace_or_404(ctx, sub, rg, ws):
 
 # --- datastores ---
 
+
 def datastore(app, wres, name):
     container = app.state.info(wres["id"])["blob_container"]
-    return {"id": f"{wres['id']}/datastores/{name}", "name": name, "type": f"{MLS_NS}/workspaces/datastores",
-            "systemData": system_data(),
-            "properties": {"datastoreType": "AzureBlob", "accountName": ACCOUNT, "containerName": container,
-                           "endpoint": f"core.localhost:{app.azurite.port}", "protocol": "https",
-                           "credentials": {"credentialsType": "AccountKey"}, "isDefault": name == "workspaceblobstore",
-                           "serviceDataAccessAuthIdentity": "None", "description": None, "tags": {}, "properties": {}}}
+    return {
+        "id": f"{wres['id']}/datastores/{name}",
+        "name": name,
+        "type": f"{MLS_NS}/workspaces/datastores",
+        "systemData": system_data(),
+        "properties": {
+            "datastoreType": "AzureBlob",
+            "accountName": ACCOUNT,
+            "containerName": container,
+            "endpoint": f"core.localhost:{app.azurite.port}",
+            "protocol": "https",
+            "credentials": {"credentialsType": "AccountKey"},
+            "isDefault": name == "workspaceblobstore",
+            "serviceDataAccessAuthIdentity": "None",
+            "description": None,
+            "tags": {},
+            "properties": {},
+        },
+    }
 
 
 DATASTORES = ("workspaceblobstore", "workspaceartifactstore")
@@ -42,7 +59,9 @@ def list_datastores(ctx, sub, rg, ws):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
     if missing:
         return missing
-    names = ["workspaceblobstore"] if (ctx.q("isDefault") or "").lower() == "true" else list(DATASTORES)
+    names = (
+        ["workspaceblobstore"] if (ctx.q("isDefault") or "").lower() == "true" else list(DATASTORES)
+    )
     return Reply(200, {"value": [datastore(ctx.app, wres, n) for n in names]})
 
 
@@ -61,6 +80,7 @@ def datastore_secrets(ctx, sub, rg, ws, name):
 
 
 # --- code assets (snapshots of a job's code folder) ---
+
 
 @route("GET", WS + r"/codes/(?P<name>[^/]+)/versions")
 def list_code_versions(ctx, sub, rg, ws, name):
@@ -82,10 +102,19 @@ def code_version(ctx, sub, rg, ws, name, version):
     cid = f"{wres['id']}/codes/{name}/versions/{version}"
     current = ctx.app.state.get(cid)
     if ctx.method == "GET":
-        return Reply(200, current) if current else not_found("workspaces/codes/versions", f"{name}/{version}", rg)
+        return (
+            Reply(200, current)
+            if current
+            else not_found("workspaces/codes/versions", f"{name}/{version}", rg)
+        )
     props = ctx.json.get("properties", {})
-    body = {"id": cid, "name": version, "type": f"{MLS_NS}/workspaces/codes/versions",
-            "systemData": system_data(), "properties": {**props, "provisioningState": "Succeeded"}}
+    body = {
+        "id": cid,
+        "name": version,
+        "type": f"{MLS_NS}/workspaces/codes/versions",
+        "systemData": system_data(),
+        "properties": {**props, "provisioningState": "Succeeded"},
+    }
     ctx.app.state.put(cid, body, hash=(props.get("properties") or {}).get("hash_sha256"))
     return Reply(200 if current else 201, body)
 
@@ -95,8 +124,16 @@ def code_container(ctx, sub, rg, ws, name):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
     if missing:
         return missing
-    return Reply(200, {"id": f"{wres['id']}/codes/{name}", "name": name, "type": f"{MLS_NS}/workspaces/codes",
-                       "properties": {"latestVersion": "1", "nextVersion": "2"}, "systemData": system_data()})
+    return Reply(
+        200,
+        {
+            "id": f"{wres['id']}/codes/{name}",
+            "name": name,
+            "type": f"{MLS_NS}/workspaces/codes",
+            "properties": {"latestVersion": "1", "nextVersion": "2"},
+            "systemData": system_data(),
+        },
+    )
 
 
 @route("POST", WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/startPendingUpload")
@@ -106,16 +143,23 @@ def start_pending_upload(ctx, sub, rg, ws, name, version):
         return missing
     container = ctx.app.state.info(wres["id"])["blob_container"]
     sas = ctx.app.azurite.container_sas_url(container)
-    return Reply(200, {"pendingUploadId": str(uuid.uuid4()),
-                       "pendingUploadType": ctx.json.get("pendingUploadType", "TemporaryBlobReference"),
-                       "blobReferenceForConsumption": {
-                           "blobUri": f"{ctx.app.azurite.url}/{container}",
-                           "storageAccountArmId": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
-                                                  f"Microsoft.Storage/storageAccounts/{ACCOUNT}",
-                           "credential": {"credentialType": "SAS", "sasUri": sas}}})
+    return Reply(
+        200,
+        {
+            "pendingUploadId": str(uuid.uuid4()),
+            "pendingUploadType": ctx.json.get("pendingUploadType", "TemporaryBlobReference"),
+            "blobReferenceForConsumption": {
+                "blobUri": f"{ctx.app.azurite.url}/{container}",
+                "storageAccountArmId": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                f"Microsoft.Storage/storageAccounts/{ACCOUNT}",
+                "credential": {"credentialType": "SAS", "sasUri": sas},
+            },
+        },
+    )
 
 
 # --- environments (curated ones, and those a workspace registers: images, anonymous ones) ---
+
 
 @route("GET PUT", WS + r"/environments/(?P<name>[^/]+)/versions(?:/(?P<version>[^/]+))?")
 def environment(ctx, sub, rg, ws, name, version=None):
@@ -126,9 +170,16 @@ def environment(ctx, sub, rg, ws, name, version=None):
     if ctx.method == "PUT":
         props = dict((ctx.json or {}).get("properties") or {})
         if not version or not (props.get("image") or props.get("build")):
-            return error(400, "UserError", "An environment version needs an image or a build context.")
-        body = {"id": eid, "name": version, "type": f"{MLS_NS}/workspaces/environments/versions",
-                "systemData": system_data(), "properties": {**props, "osType": props.get("osType") or "Linux"}}
+            return error(
+                400, "UserError", "An environment version needs an image or a build context."
+            )
+        body = {
+            "id": eid,
+            "name": version,
+            "type": f"{MLS_NS}/workspaces/environments/versions",
+            "systemData": system_data(),
+            "properties": {**props, "osType": props.get("osType") or "Linux"},
+        }
         ctx.app.state.put(eid, body, created=now_iso())
         return Reply(200, body)
     registered = ctx.app.state.get(eid) if version else None
@@ -136,14 +187,25 @@ def environment(ctx, sub, rg, ws, name, version=None):
         return Reply(200, registered)
     if not name.startswith("AzureML-"):
         return not_found("workspaces/environments", name, rg)
-    body = {"id": f"{wres['id']}/environments/{name}/versions/{version or '1'}", "name": version or "1",
-            "type": f"{MLS_NS}/workspaces/environments/versions", "systemData": system_data(),
-            "properties": {"image": "mcr.microsoft.com/azureml/curated/sklearn-1.5:1", "osType": "Linux",
-                           "isAnonymous": False, "tags": {}, "properties": {}, "description": "curated"}}
+    body = {
+        "id": f"{wres['id']}/environments/{name}/versions/{version or '1'}",
+        "name": version or "1",
+        "type": f"{MLS_NS}/workspaces/environments/versions",
+        "systemData": system_data(),
+        "properties": {
+            "image": "mcr.microsoft.com/azureml/curated/sklearn-1.5:1",
+            "osType": "Linux",
+            "isAnonymous": False,
+            "tags": {},
+            "properties": {},
+            "description": "curated",
+        },
+    }
     return Reply(200, body if version else {"value": [body]})
 
 
 # --- jobs ---
+
 
 @route("GET", WS + r"/jobs")
 def list_jobs(ctx, sub, rg, ws):
@@ -163,24 +225,45 @@ def job(ctx, sub, rg, ws, name):
     if ctx.method == "GET":
         return Reply(200, current) if current else not_found("workspaces/jobs", name, rg)
     if current:
-        return error(409, "UserError", f"A job with name '{name}' already exists in workspace '{ws}'.")
+        return error(
+            409, "UserError", f"A job with name '{name}' already exists in workspace '{ws}'."
+        )
     props = dict(ctx.json.get("properties") or {})
     if props.get("jobType") not in ("Command", "Sweep"):
-        return error(400, "UserError", f"The emulator runs Command and Sweep jobs, not {props.get('jobType')}.")
+        return error(
+            400,
+            "UserError",
+            f"The emulator runs Command and Sweep jobs, not {props.get('jobType')}.",
+        )
     problem = sweeps.check(props) if props["jobType"] == "Sweep" else None
     if problem:
         return error(400, "UserError", problem)
     compute_id = props.get("computeId")
     if compute_id and not ctx.app.state.get(compute_id):
-        return error(400, "UserError", f"Compute '{compute_id.rsplit('/', 1)[-1]}' does not exist in "
-                     f"workspace '{ws}'.")
+        return error(
+            400,
+            "UserError",
+            f"Compute '{compute_id.rsplit('/', 1)[-1]}' does not exist in workspace '{ws}'.",
+        )
     props.setdefault("experimentName", "Default")
     props["status"] = "NotStarted"
     props["services"] = {
-        "Studio": {"jobServiceType": "Studio", "endpoint": f"https://ml.azure.com/runs/{name}?wsid={wres['id']}"},
-        "Tracking": {"jobServiceType": "Tracking", "endpoint": wres["properties"]["mlFlowTrackingUri"]}}
-    body = {"id": jid, "name": name, "type": f"{MLS_NS}/workspaces/jobs", "properties": props,
-            "systemData": system_data()}
+        "Studio": {
+            "jobServiceType": "Studio",
+            "endpoint": f"https://ml.azure.com/runs/{name}?wsid={wres['id']}",
+        },
+        "Tracking": {
+            "jobServiceType": "Tracking",
+            "endpoint": wres["properties"]["mlFlowTrackingUri"],
+        },
+    }
+    body = {
+        "id": jid,
+        "name": name,
+        "type": f"{MLS_NS}/workspaces/jobs",
+        "properties": props,
+        "systemData": system_data(),
+    }
     ctx.app.state.put(jid, body, created=now_iso())
     ctx.app.start_job(wres, body)
     return Reply(201, body)
@@ -199,14 +282,22 @@ def cancel_job(ctx, sub, rg, ws, name):
     if runner and current["properties"]["status"] not in TERMINAL:
         runner.cancel()
     op = ctx.app.state.new_op(ctx.method, ctx.path)
-    return Reply(202, None, location_headers(ctx, op, f"/subscriptions/{sub}/providers/{MLS_NS}/locations/"
-                                             f"{wres['location']}"))
+    return Reply(
+        202,
+        None,
+        location_headers(
+            ctx, op, f"/subscriptions/{sub}/providers/{MLS_NS}/locations/{wres['location']}"
+        ),
+    )
 
 
 # --- run history (what jobs.stream polls) and discovery ---
 
-HISTORY = (r"/history/v1\.0" + WS_CASED +
-           r"(?:/experiments/[^/]+|/experimentids/[^/]+)?/runs/(?P<run>[^/]+)")
+HISTORY = (
+    r"/history/v1\.0"
+    + WS_CASED
+    + r"(?:/experiments/[^/]+|/experimentids/[^/]+)?/runs/(?P<run>[^/]+)"
+)
 
 
 @route("GET", HISTORY + r"/details")
@@ -230,12 +321,24 @@ def run(ctx, sub, rg, ws, run):
 @route("GET", r"/discovery")
 def discovery(ctx):
     base = ctx.app.base
-    return Reply(200, {"api": base, "catalog": base, "experimentation": base, "history": base,
-                       "hyperdrive": base, "labeling": base, "modelmanagement": base, "pipelines": base,
-                       "studio": "https://ml.azure.com"})
+    return Reply(
+        200,
+        {
+            "api": base,
+            "catalog": base,
+            "experimentation": base,
+            "history": base,
+            "hyperdrive": base,
+            "labeling": base,
+            "modelmanagement": base,
+            "pipelines": base,
+            "studio": "https://ml.azure.com",
+        },
+    )
 
 
 # --- MLflow: the azureml tracking URI's REST paths, served by the workspace's MLflow server ---
+
 
 @route("GET POST PATCH DELETE", r"/mlflow/v[12]\.0" + WS_CASED + r"(?P<rest>/api/2\.0/.*)")
 def mlflow_proxy(ctx, sub, rg, ws, rest):
@@ -249,11 +352,19 @@ def mlflow_proxy(ctx, sub, rg, ws, rest):
         rest = "/api/2.0/mlflow/runs/log-batch"
     query = "&".join(f"{k}={urllib.request.quote(v)}" for k, vs in ctx.query.items() for v in vs)
     url = server.base_url() + rest + (f"?{query}" if query else "")
-    req = urllib.request.Request(url, data=ctx.raw if ctx.method != "GET" else None, method=ctx.method,
-                                 headers={"Content-Type": ctx.headers.get("Content-Type", "application/json")})
+    req = urllib.request.Request(
+        url,
+        data=ctx.raw if ctx.method != "GET" else None,
+        method=ctx.method,
+        headers={"Content-Type": ctx.headers.get("Content-Type", "application/json")},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            status, body, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "application/json")
+            status, body, ctype = (
+                resp.status,
+                resp.read(),
+                resp.headers.get("Content-Type", "application/json"),
+            )
     except urllib.error.HTTPError as e:
         status, body, ctype = e.code, e.read(), e.headers.get("Content-Type", "application/json")
     if is_async and status == 200:

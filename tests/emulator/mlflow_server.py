@@ -4,6 +4,7 @@ Azure ML creates a job's MLflow run itself, with run id == job name; MLflow's AP
 run id, so the emulator writes that run straight into the workspace's store (same models MLflow
 uses), then the job's process resumes it through the proxied REST API as it does on Azure.
 """
+
 import os
 import socket
 import subprocess
@@ -12,8 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-
-_MIGRATIONS = threading.Lock()  # alembic's migration context is process-global: one new store at a time
+_MIGRATIONS = (
+    threading.Lock()
+)  # alembic's migration context is process-global: one new store at a time
 
 
 def free_port() -> int:
@@ -50,12 +52,32 @@ class MlflowServer:
             self.port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-            cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.db_uri,
-                   "--default-artifact-root", self.artifacts.as_uri(), "--no-serve-artifacts",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                self.db_uri,
+                "--default-artifact-root",
+                self.artifacts.as_uri(),
+                "--no-serve-artifacts",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ]
             self.log = open(self.folder / "server.log", "wb")
-            self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             self.on_spawn(self.proc.pid)
             self._wait_listening(60)
         except Exception as e:  # reported to the request that needs the server
@@ -69,7 +91,9 @@ class MlflowServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}"
+                )
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1).read()
                 return
@@ -119,14 +143,30 @@ class MlflowServer:
 
         exp_id = self.experiment_id(experiment)
         store = self.store()
-        all_tags = {"mlflow.runName": run_name, "mlflow.user": "emulator", "mlflow.source.type": "JOB",
-                    "azureml.runsource": "azureml.scriptrun", **(tags or {})}
+        all_tags = {
+            "mlflow.runName": run_name,
+            "mlflow.user": "emulator",
+            "mlflow.source.type": "JOB",
+            "azureml.runsource": "azureml.scriptrun",
+            **(tags or {}),
+        }
         with store.ManagedSessionMaker(read_only=False) as session:
-            run = SqlRun(name=run_name, artifact_uri=(self.artifacts / exp_id / run_id / "artifacts").as_uri(),
-                         run_uuid=run_id, experiment_id=exp_id, source_type="JOB", source_name="",
-                         entry_point_name="", user_id="emulator", status="RUNNING",
-                         start_time=get_current_time_millis(), end_time=None, deleted_time=None,
-                         source_version="", lifecycle_stage="active")
+            run = SqlRun(
+                name=run_name,
+                artifact_uri=(self.artifacts / exp_id / run_id / "artifacts").as_uri(),
+                run_uuid=run_id,
+                experiment_id=exp_id,
+                source_type="JOB",
+                source_name="",
+                entry_point_name="",
+                user_id="emulator",
+                status="RUNNING",
+                start_time=get_current_time_millis(),
+                end_time=None,
+                deleted_time=None,
+                source_version="",
+                lifecycle_stage="active",
+            )
             run.tags = [SqlTag(key=k, value=str(v)) for k, v in all_tags.items()]
             session.add(run)
         return exp_id
@@ -136,4 +176,6 @@ class MlflowServer:
         from mlflow.entities import RunStatus
         from mlflow.utils.time import get_current_time_millis
 
-        self.store().update_run_info(run_id, RunStatus.from_string(status), get_current_time_millis(), None)
+        self.store().update_run_info(
+            run_id, RunStatus.from_string(status), get_current_time_millis(), None
+        )

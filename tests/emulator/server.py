@@ -1,5 +1,6 @@
 """HTTPS plumbing: routing, the request log, fault injection, control endpoints, cloud metadata
 and the managed-identity token endpoint."""
+
 import base64
 import json
 import re
@@ -29,6 +30,7 @@ def route(methods, pattern):
     def register(fn):
         ROUTES.append((set(methods.split()), re.compile(pattern, re.I), fn))
         return fn
+
     return register
 
 
@@ -45,7 +47,14 @@ class Ctx:
     """One request as handlers see it."""
 
     def __init__(self, app, method, path, query, headers, raw):
-        self.app, self.method, self.path, self.query, self.headers, self.raw = app, method, path, query, headers, raw
+        self.app, self.method, self.path, self.query, self.headers, self.raw = (
+            app,
+            method,
+            path,
+            query,
+            headers,
+            raw,
+        )
         self._json = None
 
     @property
@@ -73,12 +82,23 @@ class Ctx:
 
 def jwt(subject="emulator", lifetime=3600 * 24):
     """A JWT-shaped (unsigned) token with exp, as the SDKs decode but never verify."""
+
     def part(obj):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
     now = int(time.time())
-    claims = {"aud": "https://management.azure.com/", "iss": f"https://sts.windows.net/{TENANT}/", "iat": now,
-              "nbf": now, "exp": now + lifetime, "oid": subject, "sub": subject, "tid": TENANT,
-              "appid": "emulator", "name": subject}
+    claims = {
+        "aud": "https://management.azure.com/",
+        "iss": f"https://sts.windows.net/{TENANT}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "oid": subject,
+        "sub": subject,
+        "tid": TENANT,
+        "appid": "emulator",
+        "name": subject,
+    }
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
 
 
@@ -114,9 +134,18 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(reply)
         if not control:
-            app.state.log_request({"time": now_iso(), "t": started, "method": self.command, "path": path,
-                                   "query": parts.query, "status": reply.status,
-                                   "ms": round((time.time() - started) * 1000, 1), "fault": bool(fault)})
+            app.state.log_request(
+                {
+                    "time": now_iso(),
+                    "t": started,
+                    "method": self.command,
+                    "path": path,
+                    "query": parts.query,
+                    "status": reply.status,
+                    "ms": round((time.time() - started) * 1000, 1),
+                    "fault": bool(fault),
+                }
+            )
 
     def _send(self, reply):
         body = reply.body
@@ -140,11 +169,22 @@ class Handler(BaseHTTPRequestHandler):
 
 def fault_reply(rule):
     status = int(rule.get("status", 500))
-    codes = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed", 404: "NotFound",
-             409: "Conflict", 429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
-    body = rule.get("body") or {"error": {"code": codes.get(status, "Error"),
-                                          "message": f"Injected fault: HTTP {status}."}}
-    headers = {"Retry-After": str(rule["retry_after"])} if rule.get("retry_after") is not None else {}
+    codes = {
+        400: "BadRequest",
+        401: "AuthenticationFailed",
+        403: "AuthorizationFailed",
+        404: "NotFound",
+        409: "Conflict",
+        429: "TooManyRequests",
+        500: "InternalServerError",
+        503: "ServiceUnavailable",
+    }
+    body = rule.get("body") or {
+        "error": {"code": codes.get(status, "Error"), "message": f"Injected fault: HTTP {status}."}
+    }
+    headers = (
+        {"Retry-After": str(rule["retry_after"])} if rule.get("retry_after") is not None else {}
+    )
     return Reply(status, body, headers)
 
 
@@ -158,8 +198,11 @@ def dispatch(ctx):
             allowed = True
     if allowed:
         return error(405, "MethodNotAllowed", f"{ctx.method} is not supported on {ctx.path}")
-    return error(404, "NoRegisteredProviderFound" if "/providers/" in ctx.path else "NotFound",
-                 f"The emulator has no route for {ctx.method} {ctx.path}")
+    return error(
+        404,
+        "NoRegisteredProviderFound" if "/providers/" in ctx.path else "NotFound",
+        f"The emulator has no route for {ctx.method} {ctx.path}",
+    )
 
 
 def serve(app, port):
@@ -174,30 +217,55 @@ def serve(app, port):
 
 # --- cloud metadata and identity ---
 
+
 @route("GET", r"/metadata/endpoints")
 def metadata(ctx):
     base = ctx.app.base
-    return Reply(200, [{
-        "name": CLOUD,
-        "portal": "https://portal.azure.com",
-        "resourceManager": base + "/",
-        "authentication": {"loginEndpoint": base + "/login/", "audiences": [base + "/"], "tenant": "common",
-                           "identityProvider": "AAD"},
-        "media": base + "/", "graphAudience": base + "/", "graph": base + "/", "batch": base + "/",
-        "sqlManagement": base + "/", "gallery": base + "/", "activeDirectoryDataLake": base + "/",
-        "microsoftGraphResourceId": base + "/", "appInsightsResourceId": base + "/",
-        "appInsightsTelemetryChannelResourceId": base + "/", "logAnalyticsResourceId": base + "/",
-        "synapseAnalyticsResourceId": base + "/", "attestationResourceId": base + "/",
-        "vmImageAliasDoc": base + "/aliases.json",
-        "suffixes": {"storage": f"core.localhost:{ctx.app.azurite.port}", "keyVaultDns": "vault.localhost",
-                     "sqlServerHostname": "database.localhost", "acrLoginServer": "azurecr.localhost",
-                     "azureDataLakeStoreFileSystem": "azuredatalakestore.localhost",
-                     "azureDataLakeAnalyticsCatalogAndJob": "azuredatalakeanalytics.localhost",
-                     "storageSyncEndpointSuffix": "afs.localhost", "mhsmDns": "managedhsm.localhost",
-                     "mysqlServerEndpoint": "mysql.localhost", "postgresqlServerEndpoint": "postgres.localhost",
-                     "mariadbServerEndpoint": "mariadb.localhost", "synapseAnalytics": "synapse.localhost",
-                     "attestationEndpoint": "attest.localhost"},
-    }])
+    return Reply(
+        200,
+        [
+            {
+                "name": CLOUD,
+                "portal": "https://portal.azure.com",
+                "resourceManager": base + "/",
+                "authentication": {
+                    "loginEndpoint": base + "/login/",
+                    "audiences": [base + "/"],
+                    "tenant": "common",
+                    "identityProvider": "AAD",
+                },
+                "media": base + "/",
+                "graphAudience": base + "/",
+                "graph": base + "/",
+                "batch": base + "/",
+                "sqlManagement": base + "/",
+                "gallery": base + "/",
+                "activeDirectoryDataLake": base + "/",
+                "microsoftGraphResourceId": base + "/",
+                "appInsightsResourceId": base + "/",
+                "appInsightsTelemetryChannelResourceId": base + "/",
+                "logAnalyticsResourceId": base + "/",
+                "synapseAnalyticsResourceId": base + "/",
+                "attestationResourceId": base + "/",
+                "vmImageAliasDoc": base + "/aliases.json",
+                "suffixes": {
+                    "storage": f"core.localhost:{ctx.app.azurite.port}",
+                    "keyVaultDns": "vault.localhost",
+                    "sqlServerHostname": "database.localhost",
+                    "acrLoginServer": "azurecr.localhost",
+                    "azureDataLakeStoreFileSystem": "azuredatalakestore.localhost",
+                    "azureDataLakeAnalyticsCatalogAndJob": "azuredatalakeanalytics.localhost",
+                    "storageSyncEndpointSuffix": "afs.localhost",
+                    "mhsmDns": "managedhsm.localhost",
+                    "mysqlServerEndpoint": "mysql.localhost",
+                    "postgresqlServerEndpoint": "postgres.localhost",
+                    "mariadbServerEndpoint": "mariadb.localhost",
+                    "synapseAnalytics": "synapse.localhost",
+                    "attestationEndpoint": "attest.localhost",
+                },
+            }
+        ],
+    )
 
 
 @route("GET", r"/msi/token")
@@ -205,11 +273,20 @@ def msi_token(ctx):
     if not ctx.headers.get("X-IDENTITY-HEADER"):
         return error(400, "invalid_request", "X-IDENTITY-HEADER is missing")
     exp = int(time.time()) + 24 * 3600
-    return Reply(200, {"access_token": jwt(), "expires_on": str(exp), "resource": ctx.q("resource", ""),
-                       "token_type": "Bearer", "client_id": "emulator"})
+    return Reply(
+        200,
+        {
+            "access_token": jwt(),
+            "expires_on": str(exp),
+            "resource": ctx.q("resource", ""),
+            "token_type": "Bearer",
+            "client_id": "emulator",
+        },
+    )
 
 
 # --- control endpoints ---
+
 
 @route("GET", r"/_emulator/health")
 def health(ctx):
@@ -267,5 +344,10 @@ def quota(ctx):
 @route("GET", r"/_emulator/state")
 def dump(ctx):
     with ctx.app.state.lock:
-        return Reply(200, {"resources": ctx.app.state.resources,
-                           "operations": {k: o.status for k, o in ctx.app.state.ops.items()}})
+        return Reply(
+            200,
+            {
+                "resources": ctx.app.state.resources,
+                "operations": {k: o.status for k, o in ctx.app.state.ops.items()},
+            },
+        )

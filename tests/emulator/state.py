@@ -1,4 +1,5 @@
 """The emulator's memory: resources by ARM id, long-running operations, fault and delay rules."""
+
 import json
 import re
 import threading
@@ -29,8 +30,8 @@ class Operation:
 class State:
     def __init__(self, request_log_path=None):
         self.lock = threading.RLock()
-        self.resources = {}   # lower-cased ARM id -> resource dict (as answered)
-        self.extra = {}       # lower-cased ARM id -> emulator-side data (not answered)
+        self.resources = {}  # lower-cased ARM id -> resource dict (as answered)
+        self.extra = {}  # lower-cased ARM id -> emulator-side data (not answered)
         self.ops = {}
         self.faults = []
         self.delays = []
@@ -65,13 +66,21 @@ class State:
 
     def children(self, parent, kind):
         """Resources directly under parent/kind/{name}."""
-        pat = re.compile(re.escape(parent.lower().rstrip("/") + "/" + kind.lower() + "/") + r"[^/]+$")
+        pat = re.compile(
+            re.escape(parent.lower().rstrip("/") + "/" + kind.lower() + "/") + r"[^/]+$"
+        )
         with self.lock:
             return [v for k, v in self.resources.items() if pat.match(k)]
 
     # --- long-running operations ---
     def new_op(self, method, path, on_done=None, on_fail=None, error=None) -> Operation:
-        op = Operation(uuid.uuid4().hex, time.monotonic() + self.delay_for(method, path), on_done, on_fail, error)
+        op = Operation(
+            uuid.uuid4().hex,
+            time.monotonic() + self.delay_for(method, path),
+            on_done,
+            on_fail,
+            error,
+        )
         with self.lock:
             self.ops[op.id] = op
         return op
@@ -79,7 +88,9 @@ class State:
     def settle(self):
         """Finish every operation whose time has come (called before each request is answered)."""
         with self.lock:
-            due = [op for op in self.ops.values() if not op.finished and op.done_at <= time.monotonic()]
+            due = [
+                op for op in self.ops.values() if not op.finished and op.done_at <= time.monotonic()
+            ]
             for op in due:
                 op.finished = True
                 callback = op.on_fail if op.error else op.on_done
@@ -101,7 +112,9 @@ class State:
             for rule in self.faults:
                 if (kind == "async") != ("async_failure" in rule):
                     continue
-                if rule["method"] not in ("*", method) or not re.search(rule["path_regex"], path, re.I):
+                if rule["method"] not in ("*", method) or not re.search(
+                    rule["path_regex"], path, re.I
+                ):
                     continue
                 if rule.get("skip", 0) > 0:  # let the first `skip` matching requests through
                     rule["skip"] -= 1

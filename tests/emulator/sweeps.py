@@ -2,11 +2,12 @@
 mlflow.parentRunId), sampled from the REST search space (grid, or seeded random; Bayesian is sampled
 as random here), at most maxConcurrentTrials at once; the parent is tagged best_child_run_id.
 Early termination policies are accepted and not applied."""
+
 import itertools
 import json
 import math
-import re
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +32,19 @@ def check(props: dict) -> str | None:
             return f"searchSpace.{name} is not a valid distribution: {json.dumps(value)}"
     kind = (props.get("samplingAlgorithm") or {}).get("samplingAlgorithmType")
     if kind not in ("Grid", "Random", "Bayesian"):
-        return f"samplingAlgorithm.samplingAlgorithmType must be Grid, Random or Bayesian, not {kind}."
+        return (
+            f"samplingAlgorithm.samplingAlgorithmType must be Grid, Random or Bayesian, not {kind}."
+        )
     if kind == "Grid" and any(v[0] != "choice" for v in space.values()):
         return "Grid sampling supports choice distributions only."
     objective = props.get("objective") or {}
-    if not objective.get("primaryMetric") or str(objective.get("goal", "")).lower() not in ("maximize", "minimize"):
-        return "A sweep job needs objective.primaryMetric and objective.goal (maximize or minimize)."
+    if not objective.get("primaryMetric") or str(objective.get("goal", "")).lower() not in (
+        "maximize",
+        "minimize",
+    ):
+        return (
+            "A sweep job needs objective.primaryMetric and objective.goal (maximize or minimize)."
+        )
     if kind != "Grid" and not (props.get("limits") or {}).get("maxTotalTrials"):
         return "limits.maxTotalTrials is required for Random and Bayesian sampling."
     return None
@@ -62,7 +70,10 @@ def trials(props: dict) -> list[dict]:
     limit = (props.get("limits") or {}).get("maxTotalTrials")
     if algo["samplingAlgorithmType"] == "Grid":
         names = list(space)
-        combos = [dict(zip(names, values)) for values in itertools.product(*(space[n][1][0] for n in names))]
+        combos = [
+            dict(zip(names, values))
+            for values in itertools.product(*(space[n][1][0] for n in names))
+        ]
         return combos[:limit] if limit else combos
     rng = random.Random(algo.get("seed"))
     return [{n: SAMPLERS[v[0]](rng, v[1]) for n, v in space.items()} for _ in range(int(limit))]
@@ -82,13 +93,23 @@ class SweepRunner(threading.Thread):
         self.children: list[JobRunner] = []
 
     def details(self) -> dict:
-        return {"runId": self.name, "runUuid": self.name, "status": self.props["status"],
-                "createdTimeUtc": self.times["created"], "startTimeUtc": self.times.get("start"),
-                "endTimeUtc": self.times.get("end"), "logFiles": {}, "warnings": None,
-                "error": {"error": self.error} if self.error else None,
-                "tags": self.props.get("tags") or {}, "properties": self.props.get("properties") or {},
-                "displayName": self.props.get("displayName"), "experimentName": self.props.get("experimentName"),
-                "runDefinition": None, "services": {}}
+        return {
+            "runId": self.name,
+            "runUuid": self.name,
+            "status": self.props["status"],
+            "createdTimeUtc": self.times["created"],
+            "startTimeUtc": self.times.get("start"),
+            "endTimeUtc": self.times.get("end"),
+            "logFiles": {},
+            "warnings": None,
+            "error": {"error": self.error} if self.error else None,
+            "tags": self.props.get("tags") or {},
+            "properties": self.props.get("properties") or {},
+            "displayName": self.props.get("displayName"),
+            "experimentName": self.props.get("experimentName"),
+            "runDefinition": None,
+            "services": {},
+        }
 
     def patch(self, body: dict):
         for key in ("tags", "displayName", "description"):
@@ -111,14 +132,22 @@ class SweepRunner(threading.Thread):
         try:
             server.base_url()
             experiment = self.props["experimentName"]
-            server.create_job_run(self.name, experiment, self.props.get("displayName") or self.name,
-                                  {**(self.props.get("tags") or {}), "azureml.runsource": "hyperdrive"})
+            server.create_job_run(
+                self.name,
+                experiment,
+                self.props.get("displayName") or self.name,
+                {**(self.props.get("tags") or {}), "azureml.runsource": "hyperdrive"},
+            )
             self.times["start"] = now_iso()
             self.set_status("Running")
             limits = self.props.get("limits") or {}
-            deadline = time.monotonic() + _seconds(limits["timeout"]) if limits.get("timeout") else None
+            deadline = (
+                time.monotonic() + _seconds(limits["timeout"]) if limits.get("timeout") else None
+            )
             plan = trials(self.props)
-            with ThreadPoolExecutor(max_workers=int(limits.get("maxConcurrentTrials") or len(plan) or 1)) as pool:
+            with ThreadPoolExecutor(
+                max_workers=int(limits.get("maxConcurrentTrials") or len(plan) or 1)
+            ) as pool:
                 list(pool.map(lambda nv: self._trial(*nv, deadline), enumerate(plan)))
             best = self._best(server)
             if best:
@@ -145,15 +174,26 @@ class SweepRunner(threading.Thread):
             value = values.get(m.group(1))
             return m.group(0) if value is None else str(value)
 
-        props = {"jobType": "Command", "command": SEARCH.sub(fill, trial["command"]),
-                 "codeId": trial.get("codeId"), "environmentId": trial.get("environmentId"),
-                 "environmentVariables": trial.get("environmentVariables") or {},
-                 "inputs": self.props.get("inputs") or {}, "outputs": {},
-                 "computeId": self.props.get("computeId"), "experimentName": self.props["experimentName"],
-                 "displayName": name, "status": "NotStarted",
-                 "limits": {"timeout": (self.props.get("limits") or {}).get("trialTimeout")},
-                 "tags": {"mlflow.parentRunId": self.name, "hyperparameters": json.dumps(values)}}
-        child = JobRunner(self.app, self.ws, {"id": f"{self.job['id']}_{number}", "name": name, "properties": props})
+        props = {
+            "jobType": "Command",
+            "command": SEARCH.sub(fill, trial["command"]),
+            "codeId": trial.get("codeId"),
+            "environmentId": trial.get("environmentId"),
+            "environmentVariables": trial.get("environmentVariables") or {},
+            "inputs": self.props.get("inputs") or {},
+            "outputs": {},
+            "computeId": self.props.get("computeId"),
+            "experimentName": self.props["experimentName"],
+            "displayName": name,
+            "status": "NotStarted",
+            "limits": {"timeout": (self.props.get("limits") or {}).get("trialTimeout")},
+            "tags": {"mlflow.parentRunId": self.name, "hyperparameters": json.dumps(values)},
+        }
+        child = JobRunner(
+            self.app,
+            self.ws,
+            {"id": f"{self.job['id']}_{number}", "name": name, "properties": props},
+        )
         self.children.append(child)
         self.app.jobs[child.job["id"].lower()] = child
         child.run()  # in this pool thread

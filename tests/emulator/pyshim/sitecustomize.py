@@ -5,6 +5,7 @@ RFC 6761 reserves .localhost for loopback and systemd-resolved answers it, but p
 so with the emulator's storage suffix "core.localhost:PORT" it needs devstoreaccount1.blob.core.localhost.
 Only name resolution changes; every byte still goes to the real Azurite over TLS.
 """
+
 import socket
 
 _getaddrinfo = socket.getaddrinfo

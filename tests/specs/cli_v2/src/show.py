@@ -1,4 +1,5 @@
 """Prints its arguments and an environment variable, as a job's code would."""
+
 import os
 import sys
 
