@@ -55,7 +55,8 @@ class Outcome:
         if not self.failed:
             return None
         details = ", ".join(
-            f"{n} (run {short(self.runs[n]['id'])}: {self.runs[n].get('error') or self.runs[n]['status']})"
+            f"{n} (run {short(self.runs[n]['id'])}: "
+            f"{self.runs[n].get('error') or self.runs[n]['status']})"
             for n in self.failed
         )
         return (
@@ -87,7 +88,8 @@ class Applier:
         self.cancelled = threading.Event()
         self.active: dict[str, dict] = {}  # run id -> run, while it runs
         self._lock = threading.Lock()
-        # job slots: an instance runs one job at a time, a cluster max_instances, no compute cpu_count
+        # job slots: an instance runs one job at a time, a cluster max_instances,
+        # no compute cpu_count
         self.slots = {name: threading.Semaphore(c.slots) for name, c in spec.computes.items()}
         self.slots[None] = threading.Semaphore(os.cpu_count() or 1)
 
@@ -359,7 +361,8 @@ def pending_adoption(state: State, backend: Backend) -> bool:
 
 @dataclass
 class Locked:
-    """A plan made while holding the state's lock (the state reloaded under it), ready to carry out."""
+    """A plan made while holding the state's lock (the state reloaded under it), ready to carry
+    out."""
 
     ctx: Context
     lock: Lock

@@ -25,7 +25,8 @@ def _print_problems(problems: list[Problem]) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mlrun", message="mlrun %(version)s")
 def cli() -> None:
-    """Declarative runner for Azure Machine Learning labs: validate, plan, apply, report, destroy."""
+    """Declarative runner for Azure Machine Learning labs: validate, plan, apply, report,
+    destroy."""
 
 
 @cli.command()
@@ -153,8 +154,8 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     with engine.planned(ctx, force, only, saved, spec_or_plan) as locked:
         if locked.lock.taken_over:
             click.echo(
-                f"note: took over the lock of pid {locked.lock.taken_over.get('pid')}, which is no longer "
-                "running",
+                f"note: took over the lock of pid {locked.lock.taken_over.get('pid')}, which is no "
+                "longer running",
                 err=True,
             )
         click.echo(planning.render(locked.plan), nl=False)

@@ -1,4 +1,5 @@
-"""A spec's blocks as Azure ML CLI v2 YAML documents (what `az ml` and `azure.ai.ml.load_*` read)."""
+"""A spec's blocks as Azure ML CLI v2 YAML documents (what `az ml` and `azure.ai.ml.load_*`
+read)."""
 
 from __future__ import annotations
 
@@ -74,23 +75,25 @@ def put_secrets(entity, job: Job) -> None:
 
 
 def secret_note(job: Job, path: str) -> str | None:
-    """What to do about a job file whose secret environment variables were written as (sensitive)."""
+    """What to do about a job file whose secret environment variables were written as
+    (sensitive)."""
     if not job.secrets:
         return None
     at = "trial.environment_variables" if job.is_sweep else "environment_variables"
     names = sorted(job.secrets)
     return (
-        f"note: {path}: secret environment variable{'s' if len(names) > 1 else ''} {', '.join(names)} "
-        f"written as {SENSITIVE}; set {'them' if len(names) > 1 else 'it'} when you submit: az ml job create "
-        f"--file {path} " + " ".join(f'--set {at}.{n}="${n}"' for n in names)
+        f"note: {path}: secret environment variable{'s' if len(names) > 1 else ''} "
+        f"{', '.join(names)} written as {SENSITIVE}; set {'them' if len(names) > 1 else 'it'} "
+        f"when you submit: az ml job create --file {path} "
+        + " ".join(f'--set {at}.{n}="${n}"' for n in names)
     )
 
 
 def variable_notes(spec: Spec, overrides: dict) -> list[str]:
     """Generated variables made up for this export alone (the state holds none yet)."""
     return [
-        f"note: variable {name} was generated for this export only ({value}); pass --var {name}=VALUE "
-        "to choose it"
+        f"note: variable {name} was generated for this export only ({value}); pass "
+        f"--var {name}=VALUE to choose it"
         for name, value in spec.generated.items()
         if name not in overrides
     ]
@@ -129,7 +132,8 @@ def compute_document(spec: Spec, name: str) -> dict:
 
 
 def export(spec: Spec, out_dir: Path) -> list[Path]:
-    """Write workspace.yml, computes/NAME.yml and jobs/NAME.yml under `out_dir`; the files written."""
+    """Write workspace.yml, computes/NAME.yml and jobs/NAME.yml under `out_dir`; the files
+    written."""
     out_dir = Path(out_dir)
     written = []
 

@@ -1,4 +1,5 @@
-"""A lab spec from Azure ML CLI v2 YAML files (workspace, computes, jobs) and MLflow MLproject files."""
+"""A lab spec from Azure ML CLI v2 YAML files (workspace, computes, jobs) and MLflow MLproject
+files."""
 
 from __future__ import annotations
 
@@ -128,8 +129,8 @@ def build(
             for env_key in ("conda_env", "python_env"):
                 if env_key in data:
                     notes.append(
-                        f"{shown}: {env_key} not imported: locally the current interpreter runs the jobs; "
-                        "give them an environment to run on Azure"
+                        f"{shown}: {env_key} not imported: locally the current interpreter runs "
+                        "the jobs; give them an environment to run on Azure"
                     )
             for key, block in _mlproject_jobs(data, path, out_dir).items():
                 _add(jobs, seen, "job", key, shown, block)
@@ -267,7 +268,8 @@ def _param_input(ptype: str, default, here: Path, out_dir: Path):
 
 
 def schema_comment(out: Path) -> str | None:
-    """The yaml-language-server line pointing at schemas/lab.schema.json, when out is in this repo."""
+    """The yaml-language-server line pointing at schemas/lab.schema.json, when out is in this
+    repo."""
     out_dir = out.resolve().parent
     if not SCHEMA.exists():
         return None
@@ -281,7 +283,8 @@ def schema_comment(out: Path) -> str | None:
 def make(
     files: list[Path], out: Path, name: str | None = None, inline: bool = False, force: bool = False
 ) -> tuple[list[str], str]:
-    """`mlrun import`: the spec built from `files`, written to `out`; its notes and what it holds."""
+    """`mlrun import`: the spec built from `files`, written to `out`; its notes and what it
+    holds."""
     if out.exists() and not force:
         raise UserError(f"{display_path(str(out))}: already exists (pass --force to overwrite)")
     doc, notes = build(files, out, name=name, inline=inline)

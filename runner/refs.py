@@ -29,7 +29,8 @@ REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
 
 def unresolved(value: Any) -> bool:
     """Whether a string still holds a ${{vars.*}}, ${{env.*}} or unknown expression: one loading
-    could not resolve and reported (another target's env aside), so checks of it only repeat that."""
+    could not resolve and reported (another target's env aside), so checks of it only repeat
+    that."""
     return isinstance(value, str) and any(
         m.group(1).partition(".")[0] not in LEFT_FOR_JOB for m in EXPR.finditer(value)
     )

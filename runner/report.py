@@ -235,7 +235,8 @@ def query_runs(
     if query:
         if query not in spec.queries:
             raise UserError(
-                f"no query named '{query}' in {spec.path} (queries: {', '.join(spec.queries) or 'none'})"
+                f"no query named '{query}' in {spec.path} "
+                f"(queries: {', '.join(spec.queries) or 'none'})"
             )
         saved = spec.queries[query]
     experiments = list(dict.fromkeys(spec.experiment(j) for j in spec.jobs.values()))
@@ -306,8 +307,8 @@ def render_runs(experiment: str, found: list[dict]) -> str:
     for r in found:
         metrics = "  ".join(f"{k}={num(v)}" for k, v in r["metrics"].items())
         lines.append(
-            f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} {r['start'] or '-':<20}  "
-            f"{metrics}".rstrip()
+            f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} "
+            f"{r['start'] or '-':<20}  {metrics}".rstrip()
         )
     lines.append(f"{plural(len(found), 'run')} in {experiment}")
     return "\n".join(lines) + "\n"
@@ -320,8 +321,8 @@ def render_table(report: dict) -> str:
     lines = [f"{'JOB':<{width}}  {'STATUS':<10} {'RUN':<8} DURATION"]
     for j in jobs:
         lines.append(
-            f"{j['job']:<{width}}  {j['status']:<10} {short(j['run_id']) if j['run_id'] else '-':<8} "
-            f"{duration(j['duration'])}"
+            f"{j['job']:<{width}}  {j['status']:<10} "
+            f"{short(j['run_id']) if j['run_id'] else '-':<8} {duration(j['duration'])}"
         )
         change = (j["previous"] or {}).get("change", {})
         details = [

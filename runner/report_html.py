@@ -51,7 +51,8 @@ def _e(value) -> str:
 
 
 def _breakable(text) -> str:
-    """Escaped, with line-break opportunities after / and before words after _ or . (paths, names)."""
+    """Escaped, with line-break opportunities after / and before words after _ or . (paths,
+    names)."""
     return re.sub(r"(/|[_.](?=[A-Za-z]))", r"\1<wbr>", _e(text))
 
 
@@ -60,7 +61,10 @@ def _time(iso: str | None) -> str:
         return '<span class="muted">-</span>'
     date, _, clock = iso[:19].partition("T")
     zone = " UTC" if iso.endswith("Z") else ""
-    return f'<time datetime="{_e(iso)}">{_e(date)} <span class="nowrap">{_e(clock + zone)}</span></time>'
+    return (
+        f'<time datetime="{_e(iso)}">{_e(date)} '
+        f'<span class="nowrap">{_e(clock + zone)}</span></time>'
+    )
 
 
 def _badge(status: str) -> str:
@@ -79,7 +83,8 @@ def _chips(values: dict) -> str:
     if not values:
         return '<span class="muted">-</span>'
     items = "".join(
-        f'<li><span class="k">{_breakable(k)}</span> <span class="v">{_breakable(num(v))}</span></li>'
+        f'<li><span class="k">{_breakable(k)}</span> '
+        f'<span class="v">{_breakable(num(v))}</span></li>'
         for k, v in values.items()
     )
     return f'<ul class="chips">{items}</ul>'
@@ -182,7 +187,8 @@ def _job_run(job: dict) -> str:
         parts.append(f'<div class="small">{_time(job["start"])}</div>')
     if job["duration"] is not None:
         parts.append(
-            f'<div class="small">took <span class="num">{_e(duration(job["duration"]))}</span></div>'
+            f'<div class="small">took '
+            f'<span class="num">{_e(duration(job["duration"]))}</span></div>'
         )
     if job["previous"]:
         parts.append(f'<div class="muted small">previous {_short(job["previous"]["run_id"])}</div>')
@@ -192,7 +198,10 @@ def _job_run(job: dict) -> str:
 def _jobs(jobs: list[dict]) -> str:
     header = ["Job", "Status", "Run", "Params", "Metrics (change vs previous run)", "Where"]
     table = _table(header, [_job_row(j) for j in jobs], "jobs")
-    return f'<section id="jobs"><h2>Jobs</h2><p class="muted">The latest run of each job.</p>{table}</section>'
+    return (
+        '<section id="jobs"><h2>Jobs</h2><p class="muted">The latest run of each job.</p>'
+        f"{table}</section>"
+    )
 
 
 def _experiment(index: int, exp: dict) -> str:
@@ -213,7 +222,8 @@ def _experiment(index: int, exp: dict) -> str:
 def _run_head(index: int, run: dict) -> str:
     """A run's column head, with the colour of its bars."""
     return (
-        f'<span class="swatch" style="background:{PALETTE[index % len(PALETTE)]}"></span>{_e(run["run_name"])}'
+        f'<span class="swatch" style="background:{PALETTE[index % len(PALETTE)]}"></span>'
+        f"{_e(run['run_name'])}"
         f'<div class="muted small">{_e(run["job"] or "")} {_short(run["run_id"])}</div>'
     )
 
@@ -232,7 +242,10 @@ def _metric_card(metric: str, runs: list[dict]) -> str:
         for i, r in enumerate(runs)
         if metric in r["metrics"] and math.isfinite(r["metrics"][metric])
     ]
-    return f'<figure class="card"><figcaption>{_e(metric)}</figcaption>{_bar_chart(metric, bars)}</figure>'
+    return (
+        f'<figure class="card"><figcaption>{_e(metric)}</figcaption>'
+        f"{_bar_chart(metric, bars)}</figure>"
+    )
 
 
 def _sweep(job: dict) -> str:
@@ -272,7 +285,8 @@ def _sweep(job: dict) -> str:
         )
     return (
         f'<section id="sweep-{_e(job["job"])}"><h2>Sweep {_e(job["job"])}</h2>'
-        f'<p class="muted">{_e(sweep_line(s))}</p>{table}<h3>The objective against each searched parameter</h3>'
+        f'<p class="muted">{_e(sweep_line(s))}</p>{table}'
+        "<h3>The objective against each searched parameter</h3>"
         f'<div class="grid charts">{cards}</div></section>'
     )
 
@@ -286,7 +300,8 @@ def _sort_key(value) -> tuple:
 
 def _histories(jobs: list[dict]) -> str:
     cards = "".join(
-        f'<figure class="card"><figcaption>{_e(metric)} <span class="muted">· {_e(job["job"])}</span>'
+        f'<figure class="card"><figcaption>{_e(metric)} '
+        f'<span class="muted">· {_e(job["job"])}</span>'
         f"</figcaption>{_line_chart(metric, points)}</figure>"
         for job in jobs
         for metric, points in job["histories"].items()
@@ -294,7 +309,8 @@ def _histories(jobs: list[dict]) -> str:
     if not cards:
         return ""
     return (
-        f'<section id="histories"><h2>Metric histories</h2><p class="muted">Metrics logged more than once, '
+        '<section id="histories"><h2>Metric histories</h2>'
+        '<p class="muted">Metrics logged more than once, '
         f'by step.</p><div class="grid wide">{cards}</div></section>'
     )
 
@@ -328,7 +344,8 @@ def _figure(image: dict) -> str:
             f'<span class="muted">(not embedded)</span></figcaption></figure>'
         )
     return (
-        f'<figure class="card image"><img src="data:{_e(image["mime"])};base64,{_e(image["data"])}" '
+        f'<figure class="card image"><img src="data:{_e(image["mime"])};'
+        f'base64,{_e(image["data"])}" '
         f'alt="{_e(image["path"])}"><figcaption>{_e(image["path"])}</figcaption></figure>'
     )
 
@@ -398,21 +415,24 @@ def _bar_chart(metric: str, bars: list[tuple[str, float, str]]) -> str:
     x = lambda v: left + (v - lo) / (hi - lo) * (width - left - right)  # noqa: E731
     height = top + row * len(bars) + 22
     out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(metric)} by run">'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{_e(metric)} by run">'
     ]
     for t in ticks:
         out.append(
-            f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{height - 20}"/><text '
-            f'class="tick" x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{_e(num(float(t)))}</text>'
+            f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{height - 20}"/>'
+            f'<text class="tick" x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">'
+            f"{_e(num(float(t)))}</text>"
         )
     for n, (label, value, color) in enumerate(bars):
         y = top + n * row
         x0, x1 = sorted((x(0), x(value)))
         out.append(
             f'<text class="label" x="{left + 2}" y="{y + 12}">{_e(label)}</text>'
-            f'<text class="value" x="{width - right}" y="{y + 12}" text-anchor="end">{_e(num(value))}</text>'
-            f'<rect x="{x0:.1f}" y="{y + 17}" width="{max(x1 - x0, 1):.1f}" height="16" rx="2" fill="{color}">'
+            f'<text class="value" x="{width - right}" y="{y + 12}" text-anchor="end">'
+            f"{_e(num(value))}</text>"
+            f'<rect x="{x0:.1f}" y="{y + 17}" width="{max(x1 - x0, 1):.1f}" height="16" rx="2" '
+            f'fill="{color}">'
             f"<title>{_e(label)}: {_e(value)}</title></rect>"
         )
     out.append(
@@ -432,20 +452,23 @@ def _line_chart(metric: str, history: list[list[float]]) -> str:
     x = lambda s: left + (s - xt[0]) / (xt[-1] - xt[0]) * (width - left - right)  # noqa: E731
     y = lambda v: height - bottom - (v - yt[0]) / (yt[-1] - yt[0]) * (height - top - bottom)  # noqa: E731
     out = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(metric)} by step">'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{_e(metric)} by step">'
     ]
     out += [
         f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-        f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{_e(num(float(t)))}</text>'
+        f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
+        f"{_e(num(float(t)))}</text>"
         for t in yt
     ]
     out += [
-        f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">{_e(num(t))}</text>'
+        f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">'
+        f"{_e(num(t))}</text>"
         for t in xt
     ]
     out.append(
-        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}"/>'
+        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" '
+        f'y2="{height - bottom}"/>'
         f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}"/>'
     )
     path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
@@ -471,20 +494,25 @@ PAGE = """<!DOCTYPE html>
 <body>
 <main>
 {body}
-<footer>Made by <code>mlrun report</code>. This file is self-contained: it loads nothing from the network.</footer>
+<footer>Made by <code>mlrun report</code>. This file is self-contained: \
+it loads nothing from the network.</footer>
 </main>
 </body>
 </html>
 """
 
 CSS = """
-:root { --fg: #1f2937; --muted: #6b7280; --line: #e5e7eb; --bg: #f6f7f9; --card: #fff; --accent: #2563eb; }
+:root { --fg: #1f2937; --muted: #6b7280; --line: #e5e7eb; --bg: #f6f7f9; --card: #fff; \
+--accent: #2563eb; }
 * { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg); font: 14px/1.5 system-ui, -apple-system, "Segoe UI",
+body { margin: 0; background: var(--bg); color: var(--fg); \
+font: 14px/1.5 system-ui, -apple-system, "Segoe UI",
   Roboto, "Helvetica Neue", Arial, sans-serif; }
 main { max-width: 1200px; margin: 0 auto; padding: 24px; overflow-wrap: break-word; }
-header { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 20px 24px; }
-.eyebrow { margin: 0; color: var(--accent); font-weight: 600; text-transform: uppercase; letter-spacing: .06em; font-size: 12px; }
+header { background: var(--card); border: 1px solid var(--line); border-radius: 10px; \
+padding: 20px 24px; }
+.eyebrow { margin: 0; color: var(--accent); font-weight: 600; text-transform: uppercase; \
+letter-spacing: .06em; font-size: 12px; }
 h1 { margin: 2px 0 4px; font-size: 26px; }
 h2 { margin: 0 0 8px; font-size: 20px; }
 h3 { margin: 20px 0 8px; font-size: 15px; }
@@ -493,11 +521,14 @@ h3 { margin: 20px 0 8px; font-size: 15px; }
 .facts dt { color: var(--muted); font-size: 12px; }
 .facts dd { margin: 0; }
 nav { display: flex; flex-wrap: wrap; gap: 6px; margin: 16px 0; }
-nav a { padding: 4px 10px; border-radius: 999px; background: var(--card); border: 1px solid var(--line);
+nav a { padding: 4px 10px; border-radius: 999px; background: var(--card); \
+border: 1px solid var(--line);
   color: var(--fg); text-decoration: none; font-size: 13px; }
 nav a:hover { border-color: var(--accent); color: var(--accent); }
-section { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 20px 24px; margin: 16px 0; }
-code { font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace; }
+section { background: var(--card); border: 1px solid var(--line); border-radius: 10px; \
+padding: 20px 24px; margin: 16px 0; }
+code { font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", \
+monospace; }
 .path, .error, .files code, .chips li, .kv th { overflow-wrap: break-word; }
 .path { font-size: 12px; }
 .muted { color: var(--muted); }
@@ -506,7 +537,8 @@ a { color: var(--accent); }
 .num { font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; max-width: 100%; border: 1px solid var(--line); border-radius: 8px; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; vertical-align: top; padding: 8px; border-bottom: 1px solid var(--line); }
+th, td { text-align: left; vertical-align: top; padding: 8px; \
+border-bottom: 1px solid var(--line); }
 thead th { background: #f9fafb; font-size: 12px; color: var(--muted); font-weight: 600; }
 tbody tr:last-child > td { border-bottom: 0; }
 table.jobs .error { min-width: 140px; }
@@ -516,10 +548,12 @@ table.jobs .error { min-width: 140px; }
 .nowrap { white-space: nowrap; }
 table.side td:not(:first-child), table.side th:not(:first-child) { text-align: right; }
 table.kv { width: auto; }
-table.kv th, table.kv td { padding: 1px 8px 1px 0; border: 0; font-weight: normal; font-size: 13px; }
+table.kv th, table.kv td { padding: 1px 8px 1px 0; border: 0; font-weight: normal; \
+font-size: 13px; }
 table.kv td { white-space: nowrap; }
 table.kv td.num { text-align: right; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; \
+font-weight: 600; white-space: nowrap; }
 .badge.ok { background: #dcfce7; color: #166534; }
 .badge.bad { background: #fee2e2; color: #991b1b; }
 .badge.run { background: #dbeafe; color: #1e40af; }
@@ -534,7 +568,8 @@ table.kv td.num { text-align: right; }
 .grid.charts { grid-template-columns: repeat(auto-fill, minmax(min(100%, 300px), 1fr)); }
 .grid.wide { grid-template-columns: repeat(auto-fill, minmax(min(100%, 420px), 1fr)); }
 .grid.images { grid-template-columns: repeat(auto-fill, minmax(min(100%, 320px), 1fr)); }
-.card { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: var(--card); min-width: 0; }
+.card { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; \
+background: var(--card); min-width: 0; }
 .card figcaption { font-weight: 600; font-size: 13px; margin-bottom: 4px; overflow-wrap: anywhere; }
 .card.image img { display: block; max-width: 100%; height: auto; margin: 0 auto 6px; }
 .card.image figcaption { font-weight: normal; text-align: center; }
@@ -542,7 +577,8 @@ svg.chart { display: block; width: 100%; height: auto; }
 svg .grid { stroke: #eef0f3; } svg .axis { stroke: #9ca3af; }
 svg text { font-size: 11px; fill: var(--fg); } svg .tick { fill: var(--muted); font-size: 10px; }
 svg .value { font-weight: 600; }
-svg .label, svg .value { paint-order: stroke; stroke: var(--card); stroke-width: 3px; stroke-linejoin: round; }
+svg .label, svg .value { paint-order: stroke; stroke: var(--card); stroke-width: 3px; \
+stroke-linejoin: round; }
 .files { margin: 4px 0 0; padding-left: 18px; }
 .error { color: #991b1b; }
 .box { background: #fef2f2; border: 1px solid #fecaca; border-radius: 6px; padding: 8px 12px; }

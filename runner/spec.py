@@ -44,7 +44,8 @@ def parse_var(text: str) -> Any:
 
 
 def secret_name(name: Any) -> bool:
-    """Whether an environment variable's name says its value is secret (KEY, TOKEN, SECRET, PASSWORD)."""
+    """Whether an environment variable's name says its value is secret (KEY, TOKEN, SECRET,
+    PASSWORD)."""
     return any(word in str(name).upper() for word in SECRET_WORDS)
 
 
@@ -70,7 +71,8 @@ class Resolver:
         self.variables, self.env, self.target = variables, env, target
         self.secret_vars = secret_vars
         self.declared: set = set()  # variables the spec declares, with a value or not
-        self.secret: dict = {}  # path -> (what made its value secret, e.g. "${{env.API_TOKEN}}", where)
+        # path -> (what made its value secret, e.g. "${{env.API_TOKEN}}", where)
+        self.secret: dict = {}
 
     def __call__(self, text: str, node: yaml.ScalarNode, path: tuple, doc: Doc) -> Any:
         if "${{" not in text:
@@ -242,12 +244,14 @@ class Job:
 
     @property
     def env_vars(self) -> dict:
-        """The environment variables with their values, secret ones too: for the job's process only."""
+        """The environment variables with their values, secret ones too: for the job's process
+        only."""
         return {k: _text(v) for k, v in (self.trial.get("environment_variables") or {}).items()}
 
     @property
     def shown_env_vars(self) -> dict:
-        """The environment variables as mlrun shows and stores them: secret values as (sensitive)."""
+        """The environment variables as mlrun shows and stores them: secret values as
+        (sensitive)."""
         return {k: SENSITIVE if k in self.secrets else v for k, v in self.env_vars.items()}
 
     @property
@@ -334,7 +338,8 @@ def read_doc(
     for name in sorted(set(overrides) - declared):
         doc.problem(
             (),
-            f"--var {name}: the spec has no such variable (defined: {', '.join(sorted(declared)) or 'none'})",
+            f"--var {name}: the spec has no such variable "
+            f"(defined: {', '.join(sorted(declared)) or 'none'})",
         )
     hook = Resolver(values, env, target, frozenset(secret))
     hook.declared = declared

@@ -1,4 +1,5 @@
-"""`mlrun status`: the resources the state records and each job's latest run, as data and as text."""
+"""`mlrun status`: the resources the state records and each job's latest run, as data and as
+text."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 DEFAULT_RANDOM_TRIALS = 10  # a random sweep without limits.max_total_trials, locally
 
 
-# --- sampling --------------------------------------------------------------------------------------
+# --- sampling ------------------------------------------------------------------------------------
 
 
 def local_algorithm(sampling: dict) -> str:
@@ -77,7 +77,8 @@ def notes(job: Job) -> list[str]:
     if sampling.get("type") == "bayesian":
         seed = f" (seed {sampling['seed']})" if sampling.get("seed") is not None else ""
         out.append(
-            f"note: sweep {job.name} samples bayesian on Azure ML; locally it samples random{seed} instead"
+            f"note: sweep {job.name} samples bayesian on Azure ML; locally it samples "
+            f"random{seed} instead"
         )
     elif sampling.get("rule") == "sobol":
         out.append(

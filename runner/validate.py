@@ -194,7 +194,8 @@ def _report_branches(doc: Doc, error) -> None:
 
 
 def _either(types: list[str]) -> str:
-    """`a string, a number, a boolean or a mapping` (an integer counts as a number when both fit)."""
+    """`a string, a number, a boolean or a mapping` (an integer counts as a number when both
+    fit)."""
     if "number" in types and "integer" in types:
         types = [t for t in types if t != "integer"]
     names = list(dict.fromkeys(JSON_TYPES[t] for t in types))
@@ -232,7 +233,8 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
             ("workspace", "name"),
             ws.get("name"),
             WORKSPACE_NAME,
-            "a workspace name has 3-33 letters, digits, '-' or '_', and starts with a letter or digit",
+            "a workspace name has 3-33 letters, digits, '-' or '_', "
+            "and starts with a letter or digit",
         )
         _check_name(
             doc,
@@ -379,7 +381,8 @@ def _check_placeholders(doc: Doc, path: tuple, command: str, declared: dict) -> 
 
 
 def _exists(path) -> bool:
-    """Path.exists(), a name the system refuses (a part longer than 255 bytes, say) counting as missing."""
+    """Path.exists(), a name the system refuses (a part longer than 255 bytes, say) counting as
+    missing."""
     try:
         return path.exists()
     except OSError:

@@ -188,9 +188,16 @@ _UNCLOSED = {
 _FLOW = {"while parsing a flow mapping": "{}", "while parsing a flow sequence": "[]"}
 _PLAIN = {
     "but found another document": "a spec file holds one YAML document; a second one starts here",
-    "expected <block end>, but found '<block mapping start>'": "bad indentation: this line does not line up with the keys above it",
-    "found character '\\t' that cannot start any token": "a tab character: YAML indents with spaces only",
-    "mapping values are not allowed here": "mapping values are not allowed here (bad indentation, or an unquoted value containing ': '?)",
+    "expected <block end>, but found '<block mapping start>'": (
+        "bad indentation: this line does not line up with the keys above it"
+    ),
+    "found character '\\t' that cannot start any token": (
+        "a tab character: YAML indents with spaces only"
+    ),
+    "mapping values are not allowed here": (
+        "mapping values are not allowed here (bad indentation, or an unquoted value containing "
+        "': '?)"
+    ),
 }
 
 

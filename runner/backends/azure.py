@@ -129,7 +129,8 @@ class AzureBackend:
 
     @property
     def tracking_uri(self) -> str:
-        """The workspace's MLflow URI; "" while the workspace does not exist (not kept: apply makes it)."""
+        """The workspace's MLflow URI; "" while the workspace does not exist (not kept: apply
+        makes it)."""
         with self._key_lock("tracking_uri"):
             if "tracking_uri" not in self._cache:
                 with plain_errors(f"workspace.{self.workspace}"):
@@ -322,10 +323,11 @@ class AzureBackend:
                 if wanted > limit - used:
                     what = "in total" if family == "TotalCores" else f"of the {family}"
                     out.append(
-                        f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, but the "
-                        f"subscription has {max(0, limit - used)} free (quota {limit}, {used} in use): "
-                        "creating them will fail. Request more quota (Azure portal, Quotas, Machine "
-                        "learning), or pick a smaller size or fewer max_instances."
+                        f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, "
+                        f"but the subscription has {max(0, limit - used)} free (quota {limit}, "
+                        f"{used} in use): creating them will fail. Request more quota (Azure "
+                        "portal, Quotas, Machine learning), or pick a smaller size or fewer "
+                        "max_instances."
                     )
         return out
 
@@ -397,7 +399,8 @@ class AzureBackend:
                     self.arm().resource_groups.begin_delete(name).result()
             elif kind == "workspace":
                 if self._rg_exists() and self._get_workspace() is not None:
-                    # its storage, key vault, insights and registry were made with it: they go with it
+                    # its storage, key vault, insights and registry were made with it: they go
+                    # with it
                     self.ml().workspaces.begin_delete(
                         name, delete_dependent_resources=True
                     ).result()
@@ -428,7 +431,8 @@ class AzureBackend:
         name = uuid.uuid4().hex  # like an MLflow run id: Azure ML's run id is the job's name
         run = {**record, "id": name, "status": "Preparing", "submitted": now()}
         on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
-        # one submission at a time: jobs sharing a code folder upload the same content-addressed blob
+        # one submission at a time: jobs sharing a code folder upload the same
+        # content-addressed blob
         with (
             self._submit_lock,
             plain_errors(f"job.{job.name}"),
@@ -478,8 +482,8 @@ class AzureBackend:
             self.ml().jobs.begin_cancel(run["id"])
 
     def finalize(self, run: dict) -> None:
-        """Azure ML records the run itself: read it once (retried while its history lags the job), for
-        the closing report to reuse."""
+        """Azure ML records the run itself: read it once (retried while its history lags the job),
+        for the closing report to reuse."""
         if run.get("status") != "Completed":
             return
         deadline = time.monotonic() + 60
@@ -674,33 +678,45 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
     low = text.lower()
     text = (f"{what}: " if what else "") + text
     if isinstance(exc, ClientAuthenticationError):
-        return f"Azure sign-in failed: {text}. Run `az login` (or set the AZURE_* variables of a service principal)."
+        return (
+            f"Azure sign-in failed: {text}. Run `az login` (or set the AZURE_* variables of a "
+            "service principal)."
+        )
     if isinstance(exc, ResourceExistsError):
         return f"the name is taken: {text}. Pick another name (a variable suffix helps)."
     if isinstance(exc, ResourceNotFoundError):
         return f"not found on Azure: {text}"
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return (
-            f"could not reach Azure (still after retries): {text}. Check the network connection (and proxy), "
-            "then run the command again."
+            f"could not reach Azure (still after retries): {text}. Check the network connection "
+            "(and proxy), then run the command again."
         )
     if isinstance(exc, HttpResponseError):
         status = getattr(exc, "status_code", None)
         if "quota" in low:
             return (
-                f"not enough quota: {text}. Request more vCPU quota for this VM family in the region, "
-                "pick a smaller size, or lower max_instances."
+                f"not enough quota: {text}. Request more vCPU quota for this VM family in the "
+                "region, pick a smaller size, or lower max_instances."
             )
         if status == 403 or "authorization" in low:
-            return f"not allowed: {text}. You need the Contributor role on the subscription or resource group."
+            return (
+                f"not allowed: {text}. You need the Contributor role on the subscription or "
+                "resource group."
+            )
         if status == 429:
-            return f"Azure is throttling requests (still after retries): {text}. Wait a minute and apply again."
+            return (
+                f"Azure is throttling requests (still after retries): {text}. Wait a minute and "
+                "apply again."
+            )
         if status is None or status < 300:  # a long-running operation that ended Failed
             return (
-                f"Azure could not finish it: {text}. Apply again to retry; mlrun destroy removes what was "
-                "made."
+                f"Azure could not finish it: {text}. Apply again to retry; mlrun destroy removes "
+                "what was made."
             )
         if status >= 500:
-            return f"Azure answered {status}: {text}. This is usually temporary: run the command again in a few minutes."
+            return (
+                f"Azure answered {status}: {text}. This is usually temporary: run the command "
+                "again in a few minutes."
+            )
         return f"Azure answered {status}: {text}. Check this resource's fields in the spec."
     return None

@@ -1,11 +1,13 @@
 """Runs one local job and records how it ended, whether or not mlrun is still alive.
 
 Started by the local backend as `python -I -S supervisor.py RUN_DIR [TIMEOUT]` in a session of
-its own; `os`, `signal` and `time` only (no subprocess, json or re: it starts in milliseconds). In RUN_DIR it reads `command.sh` and writes:
+its own; `os`, `signal` and `time` only (no subprocess, json or re: it starts in milliseconds).
+In RUN_DIR it reads `command.sh` and writes:
   pid          its own pid (the job's process group id is in `pgid`)
   user_logs/std_log.txt   the job's stdout and stderr
-  exit.json    {"exit_code", "status", "started", "ended", "timeout", "grace", "killed", "log_lost"},
-               atomically, when the job is over (RUN_DIR made again if the job deleted it)
+  exit.json    {"exit_code", "status", "started", "ended", "timeout", "grace", "killed",
+               "log_lost"}, atomically, when the job is over (RUN_DIR made again if the job
+               deleted it)
 SIGTERM (mlrun's cancel, Ctrl-C) stops the job's whole process group: TERM, then KILL after a grace.
 The job's output goes to the log file through the file descriptor: it never passes through here.
 """
@@ -24,7 +26,8 @@ def now():
 
 
 def write_atomic(path, text, durable=True):
-    """Readers see all of it or nothing; `durable`: on disk too (pid files need not outlive a reboot)."""
+    """Readers see all of it or nothing; `durable`: on disk too (pid files need not outlive a
+    reboot)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
@@ -88,7 +91,8 @@ def spawn(run_dir, log_path):
 
 
 def reap(pid, seconds):
-    """The job's exit code (negative: the signal that ended it), or None if it still runs after `seconds`."""
+    """The job's exit code (negative: the signal that ended it), or None if it still runs after
+    `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -100,7 +104,8 @@ def reap(pid, seconds):
 
 
 def stop(pid):
-    """TERM the job's process group, then KILL it after the grace period: (exit code, whether it took KILL)."""
+    """TERM the job's process group, then KILL it after the grace period: (exit code, whether it
+    took KILL)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
