@@ -413,7 +413,7 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-    except Exception:  # an internal bug: the only thing that may print a traceback
+    except Exception:  # noqa: BLE001  (an internal bug: the only thing that may print a traceback)
         traceback.print_exc()
         click.echo(
             "mlrun: internal error (a bug in mlrun). Please report it with the traceback above.",

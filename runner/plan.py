@@ -16,7 +16,7 @@ from .spec import SENSITIVE, Spec
 FORMAT_VERSION = 1
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What a change does; its value is the plan's symbol, its `word` what `plan --json` says."""
 
     CREATE = "+"
@@ -42,7 +42,7 @@ class Action(str, enum.Enum):
 CREATE, UPDATE, REPLACE, DESTROY, RUN, WAIT, NOOP = Action  # short names, in definition order
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """What an address names, in the order apply creates them (destroy: the reverse)."""
 
     RESOURCE_GROUP = "resource_group"

@@ -450,7 +450,9 @@ def _line_chart(metric: str, history: list[list[float]]) -> str:
     xt = _ticks(min(s for s, _ in points), max(s for s, _ in points), least=1)
     yt = _ticks(min(v for _, v in points), max(v for _, v in points))
     x = lambda s: left + (s - xt[0]) / (xt[-1] - xt[0]) * (width - left - right)  # noqa: E731
-    y = lambda v: height - bottom - (v - yt[0]) / (yt[-1] - yt[0]) * (height - top - bottom)  # noqa: E731
+    y = lambda v: (  # noqa: E731
+        height - bottom - (v - yt[0]) / (yt[-1] - yt[0]) * (height - top - bottom)
+    )
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{_e(metric)} by step">'

@@ -40,7 +40,7 @@ def sample(search_space: dict, sampling: dict, limits: dict) -> list[dict]:
     count = trial_count(search_space, sampling, limits)
     if local_algorithm(sampling) == "grid":
         combos = itertools.product(*(search_space[n]["values"] for n in names))
-        return [dict(zip(names, c)) for c in itertools.islice(combos, count)]
+        return [dict(zip(names, c, strict=True)) for c in itertools.islice(combos, count)]
     rng = random.Random(sampling.get("seed"))
     return [{n: draw(rng, search_space[n]) for n in names} for _ in range(count)]
 

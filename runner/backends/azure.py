@@ -497,7 +497,7 @@ class AzureBackend:
                 UserError
             ):  # refused (MLflow itself retried what is transient): the report says why
                 return
-            except Exception:  # metrics lag the job's completion: retry
+            except Exception:  # noqa: BLE001  (metrics lag the job's completion: retry)
                 time.sleep(2)
 
     def run_url(self, run: dict) -> str:
@@ -575,7 +575,8 @@ def _quiet_sdk() -> None:
     ... was accepted", "experimental class"): mlrun's events say what happens instead."""
     import logging
 
-    import azure.ai.ml._arm_deployments.arm_deployment_executor  # noqa: F401  (configures its logger)
+    # configures its logger, which the loop below then quiets
+    import azure.ai.ml._arm_deployments.arm_deployment_executor  # noqa: F401
 
     for name in list(logging.root.manager.loggerDict):
         if name.startswith(("azure", "azureml")):

@@ -22,7 +22,7 @@ GRACE = float(os.environ.get("MLRUN_KILL_GRACE", "10"))
 
 def now():
     t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
 def write_atomic(path, text, durable=True):
@@ -43,9 +43,9 @@ def to_json(record):
     def value(v):
         if v is None or isinstance(v, bool):
             return {None: "null", True: "true", False: "false"}[v]
-        return repr(v) if isinstance(v, (int, float)) else '"%s"' % v
+        return repr(v) if isinstance(v, (int, float)) else f'"{v}"'
 
-    return "{" + ", ".join('"%s": %s' % (k, value(v)) for k, v in record.items()) + "}"
+    return "{" + ", ".join(f'"{k}": {value(v)}' for k, v in record.items()) + "}"
 
 
 class Cancelled(Exception):
@@ -80,7 +80,7 @@ def spawn(run_dir, log_path):
             os.chdir(os.path.join(run_dir, "work"))
             os.execvp("bash", ["bash", os.path.join(run_dir, "command.sh")])
         except BaseException as e:  # noqa: BLE001  (said in the job's log; the job fails with 127)
-            os.write(2, ("mlrun: could not start the job: %s\n" % e).encode())
+            os.write(2, f"mlrun: could not start the job: {e}\n".encode())
         finally:
             os._exit(127)
     try:
