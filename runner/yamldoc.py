@@ -220,7 +220,11 @@ def _syntax(e: yaml.MarkedYAMLError) -> tuple[yaml.Mark | None, str]:
         and e.problem_mark
         and e.problem_mark.line > e.context_mark.line
     ):
-        (open_, close), got = _FLOW[e.context], problem.rpartition(" but got ")[2]
+        # _FLOW's values are two characters: the opening and the closing bracket
+        (open_, close), got = (
+            _FLOW[e.context],  # type: ignore[str-unpack]
+            problem.rpartition(" but got ")[2],
+        )
         return e.context_mark, (
             f"this '{open_}' needs ',' or '{close}' before the {got} "
             f"on line {e.problem_mark.line + 1} (a missing '{close}'?)"
@@ -288,7 +292,8 @@ class _Builder:
                 return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
             if node.tag != _MAP:
                 return self.bad_tag(node, path)
-            return self.mapping(node, path)
+            # composing makes scalar, sequence and mapping nodes only: this one is a mapping
+            return self.mapping(node, path)  # type: ignore[arg-type]
         finally:
             self.open.discard(id(node))
 
