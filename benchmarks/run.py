@@ -66,8 +66,10 @@ def export_jobs(spec: Path, out: Path) -> list:
     out.mkdir(parents=True, exist_ok=True)
     script = (
         "import sys, yaml; from pathlib import Path; from runner import spec as s; "
-        "from runner.export import job_document; sp = s.load(sys.argv[1]); out = Path(sys.argv[2]); "
-        "[(out / f'{j.name}.yml').write_text(yaml.safe_dump(job_document(sp, j, out), sort_keys=False)) "
+        "from runner.export import job_document; sp = s.load(sys.argv[1]); "
+        "out = Path(sys.argv[2]); "
+        "[(out / f'{j.name}.yml').write_text("
+        "yaml.safe_dump(job_document(sp, j, out), sort_keys=False)) "
         "for j in sp.jobs.values()]"
     )
     subprocess.run([PY, "-c", script, str(spec), str(out)], check=True, cwd=ROOT)
@@ -138,8 +140,10 @@ def mlflow_projects(folder: Path) -> list:
     lab_copy(folder)
     (folder / "training" / "MLproject").write_text(
         "name: diabetes\nentry_points:\n"
-        "  manual: {parameters: {data: path}, command: 'python train-model-mlflow.py --training_data {data}'}\n"
-        "  auto: {parameters: {data: path}, command: 'python train-model-autolog.py --training_data {data}'}\n"
+        "  manual: {parameters: {data: path}, "
+        "command: 'python train-model-mlflow.py --training_data {data}'}\n"
+        "  auto: {parameters: {data: path}, "
+        "command: 'python train-model-autolog.py --training_data {data}'}\n"
     )
     data = folder / "training" / "data" / "diabetes.csv"
     run = f"mlflow run {folder}/training --env-manager local -P data={data}"
@@ -218,10 +222,11 @@ def plan_scaling(work: Path, sizes: list[int], env: dict) -> None:
 
 def azure_emulator_case(work: Path, reps: int, delay: float, env: dict) -> None:
     """The seed lab on the Azure emulator, every PUT (each create, each job's queueing) delayed
-    `delay` seconds: `mlrun apply` against the seed's own order by hand (benchmarks/seed_by_hand.py),
-    wall time and the number of requests the service saw (the jobs' own MLflow calls included, the
-    same on both sides; cloud metadata left out: the SDK fetches it for every call in a custom cloud
-    like the emulator's and never in Azure's public cloud, which it knows)."""
+    `delay` seconds: `mlrun apply` against the seed's own order by hand
+    (benchmarks/seed_by_hand.py), wall time and the number of requests the service saw (the jobs'
+    own MLflow calls included, the same on both sides; cloud metadata left out: the SDK fetches it
+    for every call in a custom cloud like the emulator's and never in Azure's public cloud, which
+    it knows)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from azure_fixtures import start_emulator, stop_emulator
 
@@ -259,13 +264,16 @@ def azure_emulator_case(work: Path, reps: int, delay: float, env: dict) -> None:
             for d in (walls, counts)
         )
         print(
-            f"\nseed lab on the Azure emulator, each PUT delayed {delay:g} s, vs the seed's own order by hand"
+            f"\nseed lab on the Azure emulator, each PUT delayed {delay:g} s, "
+            "vs the seed's own order by hand"
         )
         print(
-            f"{'  wall':<44} {wa:>8.1f}s {wb:>8.1f}s {wa / wb:>6.2f}x {'<=0.6x':>7} {'ok' if wa / wb <= 0.6 else 'MISSED'}"
+            f"{'  wall':<44} {wa:>8.1f}s {wb:>8.1f}s {wa / wb:>6.2f}x {'<=0.6x':>7} "
+            f"{'ok' if wa / wb <= 0.6 else 'MISSED'}"
         )
         print(
-            f"{'  requests':<44} {ra:>9g} {rb:>9g} {ra / rb:>6.2f}x {'<=1.0x':>7} {'ok' if ra / rb <= 1.0 else 'MISSED'}",
+            f"{'  requests':<44} {ra:>9g} {rb:>9g} {ra / rb:>6.2f}x {'<=1.0x':>7} "
+            f"{'ok' if ra / rb <= 1.0 else 'MISSED'}",
             flush=True,
         )
     finally:
@@ -303,8 +311,8 @@ def main() -> None:
             ma, mb = statistics.median(ours), statistics.median(base)
             verdict = "ok" if ma / mb <= case.target else "MISSED"
             print(
-                f"{case.name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x {'<=' + str(case.target) + 'x':>7} "
-                f"{verdict}",
+                f"{case.name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x "
+                f"{'<=' + str(case.target) + 'x':>7} {verdict}",
                 flush=True,
             )
         if not args.only or any("plan" in w for w in args.only):

@@ -1,6 +1,7 @@
 """The seed lab the way its setup.sh and notebook do it, with the SDKs, one step after another and
-each waited for: (provider registration, as setup.sh does) resource group, workspace, compute instance, cluster, then each job (submitted and
-streamed to its end). The baseline of the Azure emulator benchmark.
+each waited for: (provider registration, as setup.sh does) resource group, workspace, compute
+instance, cluster, then each job (submitted and streamed to its end). The baseline of the Azure
+emulator benchmark.
 
     python benchmarks/seed_by_hand.py SUFFIX TRAINING_FOLDER   (AZURE_* from the emulator's env)
 """

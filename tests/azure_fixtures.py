@@ -54,11 +54,13 @@ class Emulator:
         return json.loads(raw) if raw else None
 
     def fault(self, **rule):
-        """e.g. fault(method="PUT", path_regex="/computes/c1$", status=429, retry_after=1, count=1)."""
+        """e.g. fault(method="PUT", path_regex="/computes/c1$", status=429, retry_after=1,
+        count=1)."""
         return self.call("POST", "/_emulator/faults", rule)[0]
 
     def delay(self, **rule):
-        """e.g. delay(method="PUT", path_regex="/computes/", seconds=3): LROs stay InProgress that long."""
+        """e.g. delay(method="PUT", path_regex="/computes/", seconds=3): LROs stay InProgress that
+        long."""
         return self.call("POST", "/_emulator/delay", rule)[0]
 
     def requests(self, since=0):
@@ -91,8 +93,8 @@ def stop_emulator(proc, folder: Path):
 
 
 def start_emulator(folder: Path):
-    """Start `python tests/emulator` with its state in `folder`; (process, Emulator) once it is ready.
-    Raises RuntimeError (with the emulator's log) if it exits or is not ready within 60 s."""
+    """Start `python tests/emulator` with its state in `folder`; (process, Emulator) once it is
+    ready. Raises RuntimeError (with the emulator's log) if it exits or is not ready within 60 s."""
     env_file, log_path = folder / "emulator.env", folder / "emulator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZURE"))}
     started = time.monotonic()

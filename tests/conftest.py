@@ -1,9 +1,10 @@
-pytest_plugins = ["azure_fixtures"]
 import os
 import sys
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["azure_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -61,7 +62,8 @@ def run_mlrun(*args, cwd, timeout=300, env=None, check=None):
 
 @pytest.fixture(scope="session")
 def seed_lab(tmp_path_factory):
-    """One real run of the seed lab, shared by the session: a copy of specs/ and training/, applied."""
+    """One real run of the seed lab, shared by the session: a copy of specs/ and training/,
+    applied."""
     import shutil
 
     root = tmp_path_factory.mktemp("seed")

@@ -181,7 +181,7 @@ def test_seed_destroy_deletes_the_resource_group_it_created(seed_azure, azure_em
     )
 
 
-# --- small labs --------------------------------------------------------------------------------------
+# --- small labs ----------------------------------------------------------------------------------
 
 
 def small_lab(folder, suffix, cluster="max_instances: 2", rg=None):
@@ -241,8 +241,8 @@ def test_update_in_place_and_replace(azure_emulator, tmp_path):
     )
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
     assert (
-        "-/+ compute.c1                   size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 (cannot change in place)\n"
-        in plan
+        "-/+ compute.c1                   size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 "
+        "(cannot change in place)\n" in plan
     )
     mark = azure_emulator.mark()
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
@@ -263,8 +263,9 @@ def existing_resource_group(emulator, name):
         from azure.identity import DefaultAzureCredential
         from azure.mgmt.resource.resources import ResourceManagementClient
         base = _get_base_url_from_metadata()
-        arm = ResourceManagementClient(DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
-                                       base_url=base, credential_scopes=[base + "/.default"])
+        arm = ResourceManagementClient(
+            DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
+            base_url=base, credential_scopes=[base + "/.default"])
         arm.resource_groups.create_or_update("{name}", {{"location": "eastus"}})
         print(json.dumps({{"ok": True}}))
         """),
@@ -283,7 +284,7 @@ def test_a_resource_group_that_existed_before_survives_destroy(azure_emulator, t
     assert not any(m == "DELETE" and p.lower().endswith("/resourcegroups/rg-mine") for m, p in made)
 
 
-# --- faults -----------------------------------------------------------------------------------------
+# --- faults --------------------------------------------------------------------------------------
 
 
 def test_429_with_retry_after_is_retried_to_success(azure_emulator, tmp_path):
@@ -340,9 +341,9 @@ def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path)
             "POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 24}
         )
     assert proc.stderr == (
-        "warning: the new computes need 18 vCPUs of the standardDSv2Family in eastus, but the subscription has "
-        "4 free (quota 4, 0 in use): creating them will fail. Request more quota (Azure portal, Quotas, "
-        "Machine learning), or pick a smaller size or fewer max_instances.\n"
+        "warning: the new computes need 18 vCPUs of the standardDSv2Family in eastus, but the "
+        "subscription has 4 free (quota 4, 0 in use): creating them will fail. Request more quota "
+        "(Azure portal, Quotas, Machine learning), or pick a smaller size or fewer max_instances.\n"
     )
     assert "  + compute.c1" in proc.stdout
 

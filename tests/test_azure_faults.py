@@ -17,17 +17,17 @@ fault, and every fault kind (500/503, 429 with Retry-After, 409, 403, 400, a fai
 operation, a dropped connection, a failing job) appears at least once. Connection timeouts are
 not covered: the SDKs wait minutes for a read timeout.
 
-    step        | fault that fails the apply            | transient fault in the re-apply (must succeed)
-    rg          | 403; 409 (re-applied)                 | connection reset once
-    workspace   | failed deployment (re-applied); 400;  | 429 with Retry-After once
-                |   503 on the GET after the deployment |
-                |   in a pre-existing group (re-applied)|
-    instance    | failed LRO                            |
-    cluster     | connection reset always (re-applied)  | 500 once on the code upload (next step)
-    job submit  | 403 on the job PUT (re-applied)       | 503 once on MLflow runs/get (next steps)
-    job wait    | the job fails (re-applied);           |
-                |   503 on the status poll (re-applied) |
-    metrics     | 403 on MLflow runs/get                |
+step        | fault that fails the apply            | transient fault in the re-apply (must succeed)
+rg          | 403; 409 (re-applied)                 | connection reset once
+workspace   | failed deployment (re-applied); 400;  | 429 with Retry-After once
+            |   503 on the GET after the deployment |
+            |   in a pre-existing group (re-applied)|
+instance    | failed LRO                            |
+cluster     | connection reset always (re-applied)  | 500 once on the code upload (next step)
+job submit  | 403 on the job PUT (re-applied)       | 503 once on MLflow runs/get (next steps)
+job wait    | the job fails (re-applied);           |
+            |   503 on the status poll (re-applied) |
+metrics     | 403 on MLflow runs/get                |
 """
 
 import re
@@ -97,7 +97,8 @@ CASES = [
         "rg-403",
         "rg",
         [dict(method="PUT", path_regex=r"/resourcegroups/rg-{s}$", status=403, count=-1)],
-        "not allowed: resource_group.rg-{s}: Injected fault: HTTP 403. You need the Contributor role",
+        "not allowed: resource_group.rg-{s}: Injected fault: HTTP 403. "
+        "You need the Contributor role",
     ),
     Case(
         "rg-409",
@@ -119,7 +120,8 @@ CASES = [
                 },
             )
         ],
-        "Azure could not finish it: workspace.ws-{s}: The workspace could not be provisioned. Apply again",
+        "Azure could not finish it: workspace.ws-{s}: The workspace could not be provisioned. "
+        "Apply again",
         converge=[
             dict(method="PUT", path_regex=r"/deployments/ws-{s}-", status=429, retry_after=1)
         ],
@@ -128,7 +130,8 @@ CASES = [
         "ws-400",
         "workspace",
         [dict(method="PUT", path_regex=r"/deployments/ws-{s}-", status=400, count=-1)],
-        "Azure answered 400: workspace.ws-{s}: Injected fault: HTTP 400. Check this resource's fields",
+        "Azure answered 400: workspace.ws-{s}: Injected fault: HTTP 400. "
+        "Check this resource's fields",
     ),
     Case(
         "ws-503-after-create",
@@ -192,7 +195,8 @@ CASES = [
         "mlflow-403",
         "metrics",
         [dict(method="GET", path_regex=MLFLOW_GET, status=403, count=-1)],
-        "not allowed: the MLflow of workspace.ws-{s}: Injected fault: HTTP 403. You need the Contributor role",
+        "not allowed: the MLflow of workspace.ws-{s}: Injected fault: HTTP 403. "
+        "You need the Contributor role",
     ),
 ]
 
@@ -246,8 +250,8 @@ class Lab:
         self.emulator.call("DELETE", f"/_emulator/faults?tag={self.s}")
 
     def left(self) -> list:
-        """What of this case's resources the emulator still holds (a group's deployment history aside:
-        the SDK's records of how the workspace was made, which Azure keeps too)."""
+        """What of this case's resources the emulator still holds (a group's deployment history
+        aside: the SDK's records of how the workspace was made, which Azure keeps too)."""
         ids = self.emulator.call("GET", "/_emulator/state")["resources"]
         return sorted(
             i
@@ -310,14 +314,15 @@ def matrix(azure_emulator, tmp_path_factory, request):
         for k, f in futures.items():
             try:
                 results[k] = f.result()
-            except Exception as e:  # reported by that case's test, not by all of them
+            except Exception as e:  # noqa: BLE001 - reported by that case's test, not by all
                 results[k] = e
     return results
 
 
 def _show(result) -> str:
     return "\n".join(
-        f"--- mlrun {cmd} -> {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+        f"--- mlrun {cmd} -> {p.returncode}\n"
+        f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
         for cmd, p in result["lab"].log
     )
 

@@ -79,12 +79,13 @@ def test_a_sweep_submits_the_sdks_sweep_job_and_reports_the_best_trial(azure_emu
         import json, os
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
-        ml = MLClient(DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"], "rg-sweep", "ws-sweep", enable_telemetry=False)
+        ml = MLClient(DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
+                      "rg-sweep", "ws-sweep", enable_telemetry=False)
         job = ml.jobs.get("{name}")
         print(json.dumps({{"type": job.type, "algo": job.sampling_algorithm.type,
                           "space": sorted(job.search_space), "metric": job.objective.primary_metric,
-                          "trials": job.limits.max_total_trials, "policy": job.early_termination.type,
-                          "status": job.status}}))
+                          "trials": job.limits.max_total_trials,
+                          "policy": job.early_termination.type, "status": job.status}}))
         """),
     )
     assert {
@@ -123,8 +124,8 @@ def test_a_grid_over_a_uniform_is_refused_before_anything_is_created(azure_emula
 
 
 def test_an_unmodified_cli_v2_job_without_compute_runs_serverless(azure_emulator, tmp_path):
-    """tests/specs/cli_v2/literals-outputs.yml as it is: literal inputs, an empty output block, an image
-    environment, environment variables and no compute (Azure ML's serverless compute)."""
+    """tests/specs/cli_v2/literals-outputs.yml as it is: literal inputs, an empty output block, an
+    image environment, environment variables and no compute (Azure ML's serverless compute)."""
     import shutil
 
     from conftest import ROOT

@@ -115,7 +115,10 @@ def test_gigabytes_of_output_stream_to_the_log_and_mlrun_memory_stays_flat(tmp_p
 def test_children_a_job_leaves_behind_are_stopped_with_its_process_group(tmp_path):
     marker = f"mlrun-orphan-{os.getpid()}-{time.monotonic_ns()}"
     pids = tmp_path / "pids"
-    sleeper = f'python -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)" {marker}'
+    sleeper = (
+        'python -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+        f'time.sleep(300)" {marker}'
+    )
     spec = write_spec(
         tmp_path,
         f"""  forker:
@@ -145,13 +148,17 @@ def test_children_a_job_leaves_behind_are_stopped_with_its_process_group(tmp_pat
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
     marker = f"mlrun-stubborn-{os.getpid()}-{time.monotonic_ns()}"
+    stubborn = (
+        'python -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+        f"print('ignoring TERM', flush=True); time.sleep(300)\" {marker}"
+    )
     spec = write_spec(
         tmp_path,
         f"""  stubborn:
     command: |
       trap '' TERM
       echo started
-      python -c "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring TERM', flush=True); time.sleep(300)" {marker}
+      {stubborn}
     compute: cluster
     limits: {{timeout: 2}}
 """,

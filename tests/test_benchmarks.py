@@ -1,4 +1,5 @@
-"""The benchmark script runs (its short mode); timings are judged in benchmarks/RESULTS.md, not here."""
+"""The benchmark script runs (its short mode); timings are judged in benchmarks/RESULTS.md, not
+here."""
 
 import subprocess
 import sys

@@ -61,8 +61,10 @@ elif point == "mlflow-run-created":   # an MLflow run exists (RUNNING), the stat
 elif point == "run-recorded":         # in the state as Preparing, no process yet
     hook(st.State, "add_run", "after")
 elif point == "job-spawned":          # the supervisor started, the state still says Preparing
-    hook(supervised.subprocess, "Popen", "after", match=lambda args, *a, **k: str(supervised.SUPERVISOR) in str(args))
-elif point == "mid-finalize":         # the state says Completed; artifacts logged, MLflow still RUNNING
+    hook(supervised.subprocess, "Popen", "after",
+         match=lambda args, *a, **k: str(supervised.SUPERVISOR) in str(args))
+elif point == "mid-finalize":         # the state says Completed; artifacts logged,
+                                      # MLflow still RUNNING
     from mlflow.tracking import MlflowClient
     hook(MlflowClient, "set_terminated", "before")
 elif point == "finalized":            # MLflow FINISHED, the state not marked finalized
@@ -88,7 +90,8 @@ def lab(tmp_path: Path, block: bool = False) -> Path:
     workspace) when it starts, then, with `block`, waits until the file `go-NAME` exists."""
     wait = "; while [ ! -e {}/go-{} ]; do sleep 0.02; done" if block else ""
     jobs = "".join(
-        f"  {j}:\n    command: echo {j} >> {tmp_path}/count{wait.format(tmp_path, j)}\n    compute: pool\n"
+        f"  {j}:\n    command: echo {j} >> {tmp_path}/count{wait.format(tmp_path, j)}\n"
+        "    compute: pool\n"
         for j in JOBS
     )
     spec = tmp_path / "lab.yaml"
@@ -187,7 +190,7 @@ def crash_and_converge(folder: Path, point: str) -> dict:
     if proc.returncode != -signal.SIGKILL:
         return {"killed": (proc.returncode, out, err)}
     for d in run_dirs(folder):  # jobs the dead mlrun started end without it
-        wait_for(lambda: (d / "exit.json").exists() or not (d / "spawned").exists())
+        wait_for(lambda d=d: (d / "exit.json").exists() or not (d / "spawned").exists())
     return {
         "killed": (proc.returncode, out, err),
         "pid": proc.pid,
@@ -222,7 +225,8 @@ def test_apply_killed_at_a_point_converges_on_the_next_apply(crashed, point):
 
 def test_jobs_left_running_by_a_killed_mlrun_are_adopted_not_rerun(tmp_path):
     """kill -9 while both jobs run; one ends while mlrun is dead, the other is still running when
-    the next apply starts: the first is adopted as it ended, the second waited on; neither reruns."""
+    the next apply starts: the first is adopted as it ended, the second waited on; neither
+    reruns."""
     spec = lab(tmp_path, block=True)
     first = start_apply(tmp_path, spec)
     try:
@@ -247,9 +251,9 @@ def test_jobs_left_running_by_a_killed_mlrun_are_adopted_not_rerun(tmp_path):
         assert lines[0].startswith("  = job.a                        up to date (run "), lines
         assert lines[1].startswith("  * job.b                        run "), lines
         assert lines[1].endswith(" is Running: wait for it\n"), lines
-        assert (
-            lines[2]
-            == "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for.\n"
+        assert lines[2] == (
+            "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, "
+            "1 to wait for.\n"
         )
         assert "job.a  Completed  run " in lines[3] and lines[3].endswith(
             " ended while mlrun was away\n"
@@ -290,7 +294,9 @@ def test_state_writes_killed_at_random_always_leave_a_loadable_state(tmp_path):
         saver = subprocess.Popen(
             [sys.executable, "-c", SAVER, str(path)], env=env(), start_new_session=True
         )
-        wait_for(lambda: path.exists() and State.load(path, "lab", "local").serial > serial)
+        wait_for(
+            lambda serial=serial: path.exists() and State.load(path, "lab", "local").serial > serial
+        )
         time.sleep(rng.uniform(0, 0.05))
         saver.kill()
         saver.wait()

@@ -26,7 +26,8 @@ PRELUDE = textwrap.dedent("""
 
     def rm():
         from azure.mgmt.resource.resources import ResourceManagementClient
-        return ResourceManagementClient(cred, SUB, base_url=ARM, credential_scopes=[ARM + ".default"])
+        return ResourceManagementClient(
+            cred, SUB, base_url=ARM, credential_scopes=[ARM + ".default"])
 
     def done(**result):
         print(json.dumps(result, default=str))
@@ -60,7 +61,8 @@ def azure_workspace(azure_emulator):
         + textwrap.dedent("""
         from azure.ai.ml.entities import Workspace
         rm().resource_groups.create_or_update("rg-shared", {"location": "eastus"})
-        ws = ml("rg-shared").workspaces.begin_create(Workspace(name="ws-shared", location="eastus")).result()
+        ws = ml("rg-shared").workspaces.begin_create(
+            Workspace(name="ws-shared", location="eastus")).result()
         done(name=ws.name)
     """),
     )
@@ -94,7 +96,8 @@ def test_tls_metadata_and_managed_identity_token(azure_emulator):
 
 def test_lab_end_to_end_with_real_sdks(azure_emulator, tmp_path):
     """Provider, resource group, workspace (ARM deployment), cluster, a command job that really runs
-    and logs to MLflow, logs streamed, metrics read back through azureml-mlflow, then every delete."""
+    and logs to MLflow, logs streamed, metrics read back through azureml-mlflow, then every
+    delete."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text(TRAIN)
     (tmp_path / "data.csv").write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(10)))
@@ -114,7 +117,8 @@ def test_lab_end_to_end_with_real_sdks(azure_emulator, tmp_path):
         out["provider"] = rm().providers.get("Microsoft.MachineLearningServices").registration_state
         rm().resource_groups.create_or_update("rg-e2e", {"location": "eastus"})
         out["rg_exists"] = rm().resource_groups.check_existence("rg-e2e")
-        ws = ml("rg-e2e").workspaces.begin_create(Workspace(name="ws-e2e", location="eastus")).result()
+        ws = ml("rg-e2e").workspaces.begin_create(
+            Workspace(name="ws-e2e", location="eastus")).result()
         out["tracking_uri"] = ws.mlflow_tracking_uri
         out["t_workspace"] = time.monotonic() - t0
         client = ml("rg-e2e", "ws-e2e")
@@ -122,8 +126,9 @@ def test_lab_end_to_end_with_real_sdks(azure_emulator, tmp_path):
             name="aml-cluster", size="STANDARD_DS11_V2", min_instances=0, max_instances=2)).result()
         cluster = client.compute.get("aml-cluster")
         out["cluster"] = [cluster.provisioning_state, cluster.size, cluster.max_instances]
-        # quirk (azure-ai-ml 1.35.2): Usage._from_rest_object copies as_dict(), whose keys are the REST
-        # names, so current_value stays None, the value is in `currentValue`, and name is a plain dict.
+        # quirk (azure-ai-ml 1.35.2): Usage._from_rest_object copies as_dict(), whose keys are the
+        # REST names, so current_value stays None, the value is in `currentValue`, and name is a
+        # plain dict.
         out["usages"] = {u.name["value"]: [u.current_value, u.currentValue, u.limit]
                          for u in client.compute.list_usage(location="eastus")}
         job = client.jobs.create_or_update(command(
@@ -139,11 +144,12 @@ def test_lab_end_to_end_with_real_sdks(azure_emulator, tmp_path):
         out["t_job"] = time.monotonic() - t0
         mlflow.set_tracking_uri(ws.mlflow_tracking_uri)
         run = mlflow.get_run(job.name)
-        out["run"] = [run.info.run_id, run.info.status, run.info.run_name, run.data.metrics, run.data.params,
-                      run.data.tags.get("model_type")]
-        found = mlflow.search_runs(experiment_names=["diabetes-training"], output_format="list",
-                                   filter_string="metrics.AUC > 0.8 and tags.model_type = 'LogisticRegression'",
-                                   order_by=["start_time DESC"], max_results=2)
+        out["run"] = [run.info.run_id, run.info.status, run.info.run_name, run.data.metrics,
+                      run.data.params, run.data.tags.get("model_type")]
+        found = mlflow.search_runs(
+            experiment_names=["diabetes-training"], output_format="list",
+            filter_string="metrics.AUC > 0.8 and tags.model_type = 'LogisticRegression'",
+            order_by=["start_time DESC"], max_results=2)
         out["searched"] = [r.info.run_id for r in found]
         client.compute.begin_delete("aml-cluster").result()
         out["computes_after_delete"] = [c.name for c in client.compute.list()]
@@ -219,8 +225,9 @@ def test_lab_end_to_end_with_real_sdks(azure_emulator, tmp_path):
         for p in paths
     )
     print(
-        f"\nend to end: {elapsed:.1f}s (workspace after {result['t_workspace']:.1f}s, job completed after "
-        f"{result['t_job']:.1f}s); emulator start-up {azure_emulator.startup_seconds:.1f}s"
+        f"\nend to end: {elapsed:.1f}s (workspace after {result['t_workspace']:.1f}s, "
+        f"job completed after {result['t_job']:.1f}s); "
+        f"emulator start-up {azure_emulator.startup_seconds:.1f}s"
     )
 
 
@@ -262,7 +269,8 @@ def test_quota_error_on_compute_create(azure_emulator, azure_workspace):
         from azure.ai.ml.entities import AmlCompute
         from azure.core.exceptions import HttpResponseError
         try:
-            ml("{rg}", "{ws}").compute.begin_create_or_update(AmlCompute(name="gpu", size="STANDARD_NC6")).result()
+            ml("{rg}", "{ws}").compute.begin_create_or_update(
+                AmlCompute(name="gpu", size="STANDARD_NC6")).result()
             done(error=None)
         except HttpResponseError as e:
             done(error=type(e).__name__, code=e.error.code if e.error else None, message=e.message)
@@ -270,8 +278,8 @@ def test_quota_error_on_compute_create(azure_emulator, azure_workspace):
     )
     assert result["code"] == "BadRequest"
     assert (
-        "The specified subscription has a vCPU quota of 0 for standardNCFamily and cannot accomodate for at "
-        "least 1 requested managed compute node which maps to 6 vCPUs."
+        "The specified subscription has a vCPU quota of 0 for standardNCFamily and cannot "
+        "accomodate for at least 1 requested managed compute node which maps to 6 vCPUs."
     ) in result["message"]
 
 
@@ -291,13 +299,15 @@ def test_async_failure_and_lro_delay(azure_emulator, azure_workspace):
         from azure.ai.ml.entities import AmlCompute
         client = ml("{rg}", "{ws}")
         try:
-            client.compute.begin_create_or_update(AmlCompute(name="cfail", size="STANDARD_DS11_V2")).result()
+            client.compute.begin_create_or_update(
+                AmlCompute(name="cfail", size="STANDARD_DS11_V2")).result()
             error = None
         except Exception as e:
             error = f"{{type(e).__name__}}: {{e}}"
         failed = client.compute.get("cfail").provisioning_state
         t0 = time.monotonic()
-        client.compute.begin_create_or_update(AmlCompute(name="cslow", size="STANDARD_DS11_V2")).result()
+        client.compute.begin_create_or_update(
+            AmlCompute(name="cslow", size="STANDARD_DS11_V2")).result()
         done(error=error, failed=failed, slow=time.monotonic() - t0)
     '''),
     )

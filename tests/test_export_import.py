@@ -1,4 +1,5 @@
-"""mlrun export (CLI v2 YAML files the azure-ai-ml SDK loads) and mlrun import (az ml files, MLproject)."""
+"""mlrun export (CLI v2 YAML files the azure-ai-ml SDK loads) and mlrun import (az ml files,
+MLproject)."""
 
 import textwrap
 from pathlib import Path
@@ -122,8 +123,8 @@ def test_export_notes_a_generated_variable(mlrun, tmp_path):
     name = yaml.safe_load((tmp_path / "out/workspace.yml").read_text())["name"]
     suffix = name.removeprefix("mlw-dp100-")
     assert (
-        f"note: variable suffix was generated for this export only ({suffix}); pass --var suffix=VALUE "
-        "to choose it" in err
+        f"note: variable suffix was generated for this export only ({suffix}); "
+        "pass --var suffix=VALUE to choose it" in err
     )
 
 
@@ -295,9 +296,8 @@ def test_mlproject_import_gives_jobs_with_inputs(mlrun, tmp_path):
     assert code == 0, err
     assert stdout == f"wrote {spec} (0 computes, 2 jobs)\n"
     assert (
-        err
-        == f"note: {mlproject}: python_env not imported: locally the current interpreter runs the jobs; "
-        "give them an environment to run on Azure\n"
+        err == f"note: {mlproject}: python_env not imported: locally the current interpreter runs "
+        "the jobs; give them an environment to run on Azure\n"
     )
     data = yaml.safe_load(spec.read_text())
     assert data["name"] == "my-project"
@@ -371,7 +371,8 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
         ("deep.yml", "a: " + "[" * 3000 + "\n", "{f}: not valid YAML: nested too deeply"),
         (
             "MLproject",
-            "name: x\nentry_points:\n  main:\n    parameters: {a: {type: float}}\n    command: python t.py {a}\n",
+            "name: x\nentry_points:\n  main:\n    parameters: {a: {type: float}}\n"
+            "    command: python t.py {a}\n",
             "{f}: entry point 'main': parameter 'a' has no default (a spec input needs a value)",
         ),
         (

@@ -433,7 +433,8 @@ KEYS = [
 
 
 def rarely(common, rare, one_in: int = 30):
-    """`rare` about once in `one_in` draws: heavy cases (huge, deep, bombs) cost 100x a plain one."""
+    """`rare` about once in `one_in` draws: heavy cases (huge, deep, bombs) cost 100x a plain
+    one."""
     return st.integers(1, one_in).flatmap(lambda n: rare if n == 1 else common)
 
 
@@ -813,7 +814,7 @@ def _binary(seed, how, junk, at, encoding, command):
     exercise(lab, data, command, "binary")
 
 
-# --- the tests: several @given runs, each with its own budget -------------------------------------
+# --- the tests: several @given runs, each with its own budget ------------------------------------
 
 BUDGET = {"structural": 2000, "textual": 2000, "heavy": 300, "binary": 900}
 
@@ -859,7 +860,7 @@ def test_enough_cases_per_run():
     assert sum(BUDGET.values()) >= 5000
 
 
-# --- the guard itself must be able to fail ---------------------------------------------------------
+# --- the guard itself must be able to fail -------------------------------------------------------
 
 
 def test_guard_sees_writes_processes_and_requests(guard, tmp_path):
@@ -879,7 +880,7 @@ def test_guard_sees_writes_processes_and_requests(guard, tmp_path):
     assert {"open", "os.mkdir", "socket.getaddrinfo", "subprocess.Popen"} <= events
 
 
-# --- what the fuzzer found: each a plain regression test, messages word for word ------------------
+# --- what the fuzzer found: each a plain regression test, messages word for word -----------------
 
 BASE = "name: lab\nworkspace: {name: mlw-lab}\n"
 
@@ -901,10 +902,10 @@ def test_an_integer_too_long_for_python_is_a_problem_not_a_crash(mlrun, tmp_path
     assert _validate(mlrun, tmp_path, text) == (
         1,
         [
-            "lab.yaml:4:42: error: $.computes.cpu.max_instances: the number '99999999999999999999...' is too large "
-            "(5000 characters)",
-            "lab.yaml:5:42: error: $.computes.gpu.min_instances: the number '-0xfffffffffffffffff...' is too large "
-            "(4003 characters)",
+            "lab.yaml:4:42: error: $.computes.cpu.max_instances: "
+            "the number '99999999999999999999...' is too large (5000 characters)",
+            "lab.yaml:5:42: error: $.computes.gpu.min_instances: "
+            "the number '-0xfffffffffffffffff...' is too large (4003 characters)",
             "lab.yaml: 2 errors, 0 warnings",
         ],
     )
@@ -924,9 +925,9 @@ def test_a_nul_in_an_include_path_is_a_problem(mlrun, tmp_path):
 
 def test_a_path_with_a_part_too_long_for_the_system_does_not_exist(mlrun, tmp_path):
     long = "d" * 300
-    text = (
-        BASE
-        + f"computes: {{cpu: {{type: amlcompute}}}}\njobs:\n  a: {{command: x, compute: cpu, code: {long}}}\n"
+    text = BASE + (
+        f"computes: {{cpu: {{type: amlcompute}}}}\njobs:\n"
+        f"  a: {{command: x, compute: cpu, code: {long}}}\n"
     )
     assert _validate(mlrun, tmp_path, text) == (
         1,
@@ -988,15 +989,17 @@ def test_nesting_far_deeper_than_the_limit_is_refused_without_reading_on(
 def test_a_document_that_contains_itself_is_one_problem(mlrun, tmp_path):
     # was: nesting too deep, then one 'not set' error per level of the partial expansion (1.6 MB)
     text = (
-        "&root\nname: lab\nworkspace: {name: mlw-lab}\ntargets: {azure: {subscription_id: '${{env.MLRUN_FUZZ_UNSET}}'}}\n"
+        "&root\nname: lab\nworkspace: {name: mlw-lab}\n"
+        "targets: {azure: {subscription_id: '${{env.MLRUN_FUZZ_UNSET}}'}}\n"
         "again: *root\n"
     )
     assert _validate(mlrun, tmp_path, text) == (
         1,
         [
-            "lab.yaml:5:1: error: $.again: this alias refers to an anchor that contains it: the value would contain itself",
-            "lab.yaml:5:1: error: $.again: unknown key (expected one of: computes, description, jobs, name, queries, "
-            "targets, variables, workspace)",
+            "lab.yaml:5:1: error: $.again: this alias refers to an anchor that contains it: "
+            "the value would contain itself",
+            "lab.yaml:5:1: error: $.again: unknown key (expected one of: computes, description, "
+            "jobs, name, queries, targets, variables, workspace)",
             "lab.yaml: 2 errors, 0 warnings",
         ],
     )
@@ -1006,7 +1009,8 @@ def test_a_control_character_is_located_by_line_and_column(mlrun, tmp_path):
     assert _validate(mlrun, tmp_path, BASE + "description: a\x01b\n") == (
         1,
         [
-            "lab.yaml:3:15: error: YAML syntax: the character #x0001 is not allowed (special characters are not allowed)",
+            "lab.yaml:3:15: error: YAML syntax: the character #x0001 is not allowed "
+            "(special characters are not allowed)",
             "lab.yaml: 1 error, 0 warnings",
         ],
     )
@@ -1018,8 +1022,8 @@ def test_control_characters_in_quoted_values_are_escaped(mlrun, tmp_path):
     ) == (
         1,
         [
-            "lab.yaml:1:7: error: $.name: 'lab\\x1b[2J\\nfake.yaml:1:1: error: x' is not valid: use lowercase letters, "
-            "digits and '-', starting with a letter or digit",
+            "lab.yaml:1:7: error: $.name: 'lab\\x1b[2J\\nfake.yaml:1:1: error: x' is not valid: "
+            "use lowercase letters, digits and '-', starting with a letter or digit",
             "lab.yaml: 1 error, 0 warnings",
         ],
     )

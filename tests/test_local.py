@@ -27,7 +27,7 @@ def runs_of(root, workspace, experiment):
     return client.search_runs([exp.experiment_id], order_by=["start_time ASC"]) if exp else []
 
 
-# --- the seed lab, run once ------------------------------------------------------------------------
+# --- the seed lab, run once ----------------------------------------------------------------------
 
 
 def test_seed_lab_runs_carry_the_labs_params_metrics_tags_and_artifacts(seed_lab):
@@ -115,7 +115,7 @@ def test_status_json_has_tracking_uri_and_latest_runs(seed_lab):
     assert client.get_run(jobs["train-autolog"]["run_id"]).info.run_name == "diabetes-train-autolog"
 
 
-# --- small labs, one per test ----------------------------------------------------------------------
+# --- small labs, one per test --------------------------------------------------------------------
 
 QUICK = """name: quick
 workspace: {name: ws-quick}

@@ -95,7 +95,8 @@ def test_while_an_apply_holds_the_lock_applies_are_refused_by_name_and_plan_and_
         assert plan.startswith("  * job.a                        run ")
         assert plan.endswith(
             " is Running: wait for it\n"
-            "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for.\n"
+            "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, "
+            "1 to wait for.\n"
         )
         status = json.loads(run_mlrun("status", spec, "--json", cwd=tmp_path, check=0).stdout)
         assert [(j["job"], j["status"]) for j in status["jobs"]] == [("a", "Running")]
@@ -277,7 +278,8 @@ def test_a_read_only_state_folder_stops_apply_and_keeps_the_previous_state(appli
         print("skipped: running as root, which chmod does not stop from writing")
         pytest.skip(
             "running as root: chmod 0o500 does not stop root from writing (the EACCES case is "
-            "simulated in test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one)"
+            "simulated in "
+            "test_a_state_that_cannot_be_written_stops_apply_and_keeps_the_previous_one)"
         )
     spec, path = applied
 

@@ -212,8 +212,8 @@ def test_changing_the_compute_type_replaces_it():
     p = plan_of(model(ws(), (address, want)), actual(ws(), have))
     assert change(p, address).action == REPLACE
     assert change(p, address).reason == (
-        "max_instances: 2 -> (none), min_instances: 0 -> (none), type: amlcompute -> computeinstance "
-        "(cannot change in place)"
+        "max_instances: 2 -> (none), min_instances: 0 -> (none), "
+        "type: amlcompute -> computeinstance (cannot change in place)"
     )  # idle_time_before_shutdown_minutes is updatable: not the reason
 
 
@@ -311,7 +311,8 @@ def changed_parts(*names):
         ),
         (
             fingerprint.PARTS,
-            "command, code, inputs, environment, compute and environment variables changed since run abc1234",
+            "command, code, inputs, environment, compute and environment variables "
+            "changed since run abc1234",
         ),
     ],
 )
@@ -331,7 +332,8 @@ def test_a_run_recorded_without_parts_counts_every_part_as_changed():
     del latest["parts"]
     latest["fingerprint"] = "old"
     assert job_change(job(), latest).reason == (
-        "command, code, inputs, environment, compute and environment variables changed since run abc1234"
+        "command, code, inputs, environment, compute and environment variables "
+        "changed since run abc1234"
     )
 
 
@@ -529,7 +531,8 @@ def test_render_of_a_made_plan_with_one_of_each_action():
     assert render(plan_of(m, a)) == (
         "  + compute.new                  amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
         "  ~ compute.grow                 max_instances: 2 -> 4\n"
-        "-/+ compute.bigger               size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)\n"
+        "-/+ compute.bigger               size: STANDARD_NC6 -> STANDARD_NC24 "
+        "(cannot change in place)\n"
         "  > job.train                    code changed since run abc1234\n"
         "  * job.score                    run 5e6f7a8 is Running: wait for it\n"
         "  = job.eval                     up to date (run 81bd0e2, Completed)\n"
@@ -686,7 +689,10 @@ workspace:
   resource_group: rg-${{vars.suffix}}
   location: eastus
 computes:
-  ci-${{vars.suffix}}: {type: computeinstance, size: STANDARD_DS11_V2, idle_time_before_shutdown_minutes: 60}
+  ci-${{vars.suffix}}:
+    type: computeinstance
+    size: STANDARD_DS11_V2
+    idle_time_before_shutdown_minutes: 60
   aml-cluster: {type: amlcompute, size: STANDARD_DS11_V2, min_instances: 0, max_instances: 2}
 jobs:
   train:

@@ -76,8 +76,10 @@ def test_report_markdown_tables(seed_report, seed_lab):
     assert lines[:3] == ["# mlflow-tracking", "", "Use MLflow to track training jobs"]
     assert "| job | status | run | duration | params | metrics |" in lines
     row = (
-        f"| train-mlflow | Completed | [{manual['run_id'][:7]}]({manual['where']}) | {manual['duration']:.1f}s "
-        f"| Regularization rate=0.01 | AUC={manual['metrics']['AUC']:.4g}, Accuracy={manual['metrics']['Accuracy']:.4g} |"
+        f"| train-mlflow | Completed | [{manual['run_id'][:7]}]({manual['where']}) "
+        f"| {manual['duration']:.1f}s | Regularization rate=0.01 "
+        f"| AUC={manual['metrics']['AUC']:.4g}, "
+        f"Accuracy={manual['metrics']['Accuracy']:.4g} |"
     )
     assert row in lines
     assert "## Query `best-auc`" in lines
@@ -165,7 +167,8 @@ def test_report_shows_metric_histories_and_the_change_since_the_previous_run(tmp
     (tmp_path / "x.txt").write_text("0.5")
     script = (
         "import mlflow; v = float(open('${{inputs.x}}').read()); "
-        "[mlflow.log_metric('loss', v / (s + 1), step=s) for s in range(4)]; mlflow.log_metric('score', v)"
+        "[mlflow.log_metric('loss', v / (s + 1), step=s) for s in range(4)]; "
+        "mlflow.log_metric('score', v)"
     )
     spec = tmp_path / "lab.yaml"
     spec.write_text(f"""name: hist

@@ -1,8 +1,10 @@
-"""The HTML report: self-contained, escaped, and right in a real browser (Debian's headless Chromium
-driven by selenium through chromedriver) at a laptop's width and at 1024px, from a real seed-lab run.
+"""The HTML report: self-contained, escaped, and right in a real browser (Debian's headless
+Chromium driven by selenium through chromedriver) at a laptop's width and at 1024px, from a real
+seed-lab run.
 
-Without Chromium the browser tests skip (run .ci/install-browser); in CI (CI=true) they fail instead.
-MLRUN_UPDATE_SCREENSHOT=1 also writes the 1280px full-page screenshot to docs/report.png (the README's)."""
+Without Chromium the browser tests skip (run .ci/install-browser); in CI (CI=true) they fail
+instead. MLRUN_UPDATE_SCREENSHOT=1 also writes the 1280px full-page screenshot to docs/report.png
+(the README's)."""
 
 import os
 import shutil
@@ -41,7 +43,7 @@ def html_report(seed_lab, tmp_path_factory):
     return out, out.read_text()
 
 
-# --- the file --------------------------------------------------------------------------------------
+# --- the file ------------------------------------------------------------------------------------
 
 
 class Refs(HTMLParser):
@@ -176,7 +178,7 @@ def test_changes_histories_errors_and_missing_images_are_rendered():
     assert "plot.png" in text and "not embedded" in text and "<img" not in text
 
 
-# --- in a browser ----------------------------------------------------------------------------------
+# --- in a browser --------------------------------------------------------------------------------
 
 
 def _need_browser() -> None:
@@ -186,7 +188,10 @@ def _need_browser() -> None:
     except ImportError:
         missing.append("the selenium package (pip install -e '.[dev]')")
     if missing:
-        reason = f"needs {', '.join(missing)}: run .ci/install-browser to install Chromium and chromedriver"
+        reason = (
+            f"needs {', '.join(missing)}: "
+            "run .ci/install-browser to install Chromium and chromedriver"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must have a browser: {reason}")
         print(reason)
@@ -224,7 +229,8 @@ def open_page(driver, path: Path, width: int, height: int) -> list[dict]:
 
 
 VISIBLE = """const e = arguments[0], r = e.getBoundingClientRect(), s = getComputedStyle(e);
-return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none' && +s.opacity > 0;"""
+return (r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'
+        && +s.opacity > 0);"""
 
 
 def test_console_errors_would_be_seen(browser, tmp_path):

@@ -15,9 +15,10 @@ CHECK = (
     """import hashlib, os, sys
 names = %r
 got = hashlib.sha256("|".join(os.environ.get(n, "") for n in names).encode()).hexdigest()
-print("lengths", " ".join(f"{n}={len(os.environ.get(n, ''))}" for n in names), "plain", os.environ["PLAIN"])
+print("lengths", " ".join(f"{n}={len(os.environ.get(n, ''))}" for n in names),
+      "plain", os.environ["PLAIN"])
 sys.exit(0 if got == os.environ["EXPECT_SHA256"] else 1)
-"""
+"""  # noqa: UP031 - Python source full of braces: %r is clearer than doubling them for .format
     % NAMES
 )
 
@@ -25,7 +26,8 @@ sys.exit(0 if got == os.environ["EXPECT_SHA256"] else 1)
 def lab(folder: Path, values: list[str], plain: str) -> Path:
     """A lab whose job exits 0 only if its four secret environment variables hold `values`: one
     from a secret variable (--var), one from a variable defaulting to a secret ${{env.X}}, one
-    from ${{env.MY_API_TOKEN}}, one secret by its name DB_PASSWORD (from a plain ${{env.LAB_DB}})."""
+    from ${{env.MY_API_TOKEN}}, one secret by its name DB_PASSWORD (from a plain
+    ${{env.LAB_DB}})."""
     (folder / "src").mkdir(parents=True)
     (folder / "src" / "check.py").write_text(CHECK)
     expect = hashlib.sha256("|".join(values).encode()).hexdigest()  # a hash, not the values
@@ -90,7 +92,7 @@ def test_secret_values_reach_the_job_and_nothing_mlrun_writes_or_prints(tmp_path
         assert "check" in mlrun("report", spec, *key, "--format", fmt).stdout
     mlrun("report", spec, *key, "--format", "html", "-o", tmp_path / "report.html")
     logs = mlrun("logs", spec, "check", *key).stdout
-    lengths = " ".join(f"{n}={len(v)}" for n, v in zip(NAMES, values))
+    lengths = " ".join(f"{n}={len(v)}" for n, v in zip(NAMES, values, strict=True))
     assert logs == f"lengths {lengths} plain {plain}\n"
     exported = mlrun("export", spec, *key, "-o", tmp_path / "exported")
     job = yaml.safe_load((tmp_path / "exported" / "jobs" / "check.yml").read_text())
@@ -100,11 +102,13 @@ def test_secret_values_reach_the_job_and_nothing_mlrun_writes_or_prints(tmp_path
         "EXPECT_SHA256": job["environment_variables"]["EXPECT_SHA256"],
     }
     note = (
-        "note: exported/jobs/check.yml: secret environment variables DB_PASSWORD, MY_API_TOKEN, SERVICE_AUTH, "
-        "UPSTREAM written as (sensitive); set them when you submit: az ml job create --file "
-        'exported/jobs/check.yml --set environment_variables.DB_PASSWORD="$DB_PASSWORD" --set '
-        'environment_variables.MY_API_TOKEN="$MY_API_TOKEN" --set environment_variables.SERVICE_AUTH='
-        '"$SERVICE_AUTH" --set environment_variables.UPSTREAM="$UPSTREAM"\n'
+        "note: exported/jobs/check.yml: secret environment variables DB_PASSWORD, MY_API_TOKEN, "
+        "SERVICE_AUTH, UPSTREAM written as (sensitive); set them when you submit: "
+        "az ml job create --file exported/jobs/check.yml "
+        '--set environment_variables.DB_PASSWORD="$DB_PASSWORD" '
+        '--set environment_variables.MY_API_TOKEN="$MY_API_TOKEN" '
+        '--set environment_variables.SERVICE_AUTH="$SERVICE_AUTH" '
+        '--set environment_variables.UPSTREAM="$UPSTREAM"\n'
     )
     assert note in exported.stderr
 
@@ -162,13 +166,17 @@ def test_a_secret_outside_environment_variables_is_an_error_that_never_shows_it(
     code, out, err = mlrun("validate", spec, "--var", f"api_key={key}")
     assert code == 1 and out == ""
     assert err == (
-        f"{spec}:9:19: error: $.jobs.leaky.command: variable 'api_key' is secret: use it only in a job's "
-        "environment_variables (the command reads it as $NAME), so that it is never shown or stored\n"
-        f"{spec}:11:20: error: $.jobs.leaky.tags.token: ${{{{env.MY_API_TOKEN}}}} is secret: use it only in a "
-        "job's environment_variables (the command reads it as $NAME), so that it is never shown or stored\n"
-        f"{spec}:14:14: error: $.jobs.wrong.compute: '(sensitive)' is not a compute of this spec (defined: cluster)\n"
-        f"{spec}:14:14: error: $.jobs.wrong.compute: variable 'api_key' is secret: use it only in a job's "
-        "environment_variables (the command reads it as $NAME), so that it is never shown or stored\n"
+        f"{spec}:9:19: error: $.jobs.leaky.command: variable 'api_key' is secret: "
+        "use it only in a job's environment_variables (the command reads it as $NAME), "
+        "so that it is never shown or stored\n"
+        f"{spec}:11:20: error: $.jobs.leaky.tags.token: ${{{{env.MY_API_TOKEN}}}} is secret: "
+        "use it only in a job's environment_variables (the command reads it as $NAME), "
+        "so that it is never shown or stored\n"
+        f"{spec}:14:14: error: $.jobs.wrong.compute: '(sensitive)' is not a compute of this spec "
+        "(defined: cluster)\n"
+        f"{spec}:14:14: error: $.jobs.wrong.compute: variable 'api_key' is secret: "
+        "use it only in a job's environment_variables (the command reads it as $NAME), "
+        "so that it is never shown or stored\n"
         f"{spec}: 4 errors, 0 warnings\n"
     )
     code, out, err = mlrun("plan", spec, "--var", f"api_key={key}")

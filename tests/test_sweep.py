@@ -132,8 +132,8 @@ def check_sweep_report(tmp_path, want, children, goal):
         {"a": "1", "b": "0.2"},
     ]
     best = (
-        f"best {want.info.run_name}: score={want.data.metrics['score']:.4g} (a={want.data.params['a']}, "
-        f"b={want.data.params['b']}); {goal}, 6 trials"
+        f"best {want.info.run_name}: score={want.data.metrics['score']:.4g} "
+        f"(a={want.data.params['a']}, b={want.data.params['b']}); {goal}, 6 trials"
     )
     table = run_mlrun("report", "lab.yaml", cwd=tmp_path, check=0).stdout
     assert f"      sweep    {best}\n" in table
@@ -295,12 +295,12 @@ def test_bayesian_and_bandit_are_noted_in_the_local_plan(tmp_path):
         in proc.stdout + proc.stderr
     )
     assert (
-        f"note: sweep tune sets no limits.max_total_trials; locally it runs {sweep.DEFAULT_RANDOM_TRIALS} trials"
-        in proc.stdout + proc.stderr
+        "note: sweep tune sets no limits.max_total_trials; "
+        f"locally it runs {sweep.DEFAULT_RANDOM_TRIALS} trials" in proc.stdout + proc.stderr
     )
     assert (
-        "note: sweep tune uses bandit early termination on Azure ML; locally median stopping is used instead"
-        in proc.stdout + proc.stderr
+        "note: sweep tune uses bandit early termination on Azure ML; "
+        "locally median stopping is used instead" in proc.stdout + proc.stderr
     )
 
 

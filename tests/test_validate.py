@@ -50,7 +50,10 @@ def test_invalid_spec_messages(mlrun, case):
     errors = sum(": error: " in e for e in expected)
     warnings = len(expected) - errors
     if errors:
-        summary = f"{case.name}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        summary = (
+            f"{case.name}: {errors} error{'s' * (errors != 1)}, "
+            f"{warnings} warning{'s' * (warnings != 1)}"
+        )
         assert (code, out) == (1, "")
         assert err.splitlines() == expected + [summary]
     else:
@@ -71,11 +74,12 @@ def test_all_problems_at_once_sorted_by_position(mlrun, tmp_path):
     code, _, err = mlrun("validate", spec, cwd=tmp_path)
     assert code == 1
     assert err.splitlines() == [
-        "lab.yaml:1:7: error: $.name: 'Bad_Name' is not valid: use lowercase letters, digits and '-', "
-        "starting with a letter or digit",
-        "lab.yaml:2:19: error: $.workspace.name: 'w' is not a valid name: a workspace name has 3-33 "
-        "letters, digits, '-' or '_', and starts with a letter or digit",
-        "lab.yaml:4:28: error: $.jobs.a.compute: 'nope' is not a compute of this spec (defined: none)",
+        "lab.yaml:1:7: error: $.name: 'Bad_Name' is not valid: use lowercase letters, digits "
+        "and '-', starting with a letter or digit",
+        "lab.yaml:2:19: error: $.workspace.name: 'w' is not a valid name: a workspace name has "
+        "3-33 letters, digits, '-' or '_', and starts with a letter or digit",
+        "lab.yaml:4:28: error: $.jobs.a.compute: 'nope' is not a compute of this spec "
+        "(defined: none)",
         "lab.yaml: 3 errors, 0 warnings",
     ]
 
@@ -106,8 +110,8 @@ def test_env_of_another_target_is_not_needed(mlrun, monkeypatch):
     code, _, err = mlrun("validate", SEED, "--target", "azure")
     assert code == 1
     assert (
-        "error: $.targets.azure.subscription_id: environment variable 'AZURE_SUBSCRIPTION_ID' is not set"
-        in err
+        "error: $.targets.azure.subscription_id: "
+        "environment variable 'AZURE_SUBSCRIPTION_ID' is not set" in err
     )
 
 
@@ -118,7 +122,8 @@ def test_missing_file_is_a_clear_error(mlrun, tmp_path):
 
 def test_a_pipe_or_a_device_as_the_spec_file_is_refused_not_read(tmp_path):
     """Reading /dev/zero never ends and opening a pipe blocks until a writer comes: both are named
-    and refused before any read (a subprocess, so that a regression times out instead of hanging)."""
+    and refused before any read (a subprocess, so that a regression times out instead of
+    hanging)."""
     pipe = tmp_path / "lab.yaml"
     os.mkfifo(pipe)
     for path in (pipe.name, "/dev/zero"):

@@ -121,7 +121,7 @@ def write_csv(data, path):
     ]
     with open(path, "w", newline="\n", encoding="ascii") as f:
         f.write(",".join(COLUMNS) + "\n")
-        for row in zip(*columns):
+        for row in zip(*columns, strict=True):  # every column has one value per row
             f.write(",".join(row) + "\n")
 
 

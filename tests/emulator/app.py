@@ -1,4 +1,5 @@
-"""The emulator: wires the HTTPS server, Azurite, the per-workspace MLflow servers and running jobs."""
+"""The emulator: wires the HTTPS server, Azurite, the per-workspace MLflow servers and running
+jobs."""
 
 import threading
 import uuid
@@ -46,7 +47,8 @@ class Emulator:
         }
 
     def track(self, pid):
-        """Children run in their own sessions; their pids let a supervisor clean up after a crash."""
+        """Children run in their own sessions; their pids let a supervisor clean up after a
+        crash."""
         with open(self.tmp / "children.pids", "a") as f:
             f.write(f"{pid}\n")
 
@@ -99,9 +101,18 @@ class Emulator:
             "properties": {
                 "friendlyName": params.get("friendlyName") or name,
                 "description": params.get("description") or "",
-                "storageAccount": f"{rid}/Microsoft.Storage/storageAccounts/{params.get('storageAccountName') or 'st' + workspace_id[:8]}",
-                "keyVault": f"{rid}/Microsoft.KeyVault/vaults/{params.get('keyVaultName') or 'kv' + workspace_id[:8]}",
-                "applicationInsights": f"{rid}/Microsoft.Insights/components/{params.get('applicationInsightsName') or 'ai' + workspace_id[:8]}",
+                "storageAccount": (
+                    f"{rid}/Microsoft.Storage/storageAccounts/"
+                    f"{params.get('storageAccountName') or 'st' + workspace_id[:8]}"
+                ),
+                "keyVault": (
+                    f"{rid}/Microsoft.KeyVault/vaults/"
+                    f"{params.get('keyVaultName') or 'kv' + workspace_id[:8]}"
+                ),
+                "applicationInsights": (
+                    f"{rid}/Microsoft.Insights/components/"
+                    f"{params.get('applicationInsightsName') or 'ai' + workspace_id[:8]}"
+                ),
                 "containerRegistry": None,
                 "workspaceId": workspace_id,
                 "provisioningState": "Succeeded",
@@ -124,7 +135,8 @@ class Emulator:
         )
         server = MlflowServer(self.tmp / "mlflow" / workspace_id, self.track)
         self.mlflow[wid.lower()] = server
-        # started on first use (MlflowServer.base_url): most workspaces of the fault tests never need it
+        # started on first use (MlflowServer.base_url): most workspaces of the fault tests never
+        # need it
         return ws
 
     def mlflow_for(self, wid) -> MlflowServer:

@@ -1,4 +1,5 @@
-"""ARM: resource groups, provider registration, template deployments, workspaces, computes, quota."""
+"""ARM: resource groups, provider registration, template deployments, workspaces, computes,
+quota."""
 
 import time
 import uuid
@@ -374,9 +375,9 @@ def quota_error(state, sub, location, size):
             400,
             "BadRequest",
             f"The specified subscription has a total vCPU quota of {total} and cannot "
-            f"accomodate for at least 1 requested managed compute node which maps to {vcpus} vCPUs. "
-            "Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease to increase "
-            "the total quota.",
+            f"accomodate for at least 1 requested managed compute node which maps to {vcpus} "
+            "vCPUs. Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease "
+            "to increase the total quota.",
         )
     limit = state.quota["families"].get(family, FAMILY_DEFAULT_LIMIT)
     if limit - used_vcpus(state, sub, location, family) < vcpus:
@@ -385,8 +386,8 @@ def quota_error(state, sub, location, size):
             "BadRequest",
             f"The specified subscription has a vCPU quota of {limit} for {family} "
             f"and cannot accomodate for at least 1 requested managed compute node which maps to "
-            f"{vcpus} vCPUs. Talk to your Subscription Admin or refer to https://aka.ms/AmlQuotaIncrease "
-            "to increase the quota.",
+            f"{vcpus} vCPUs. Talk to your Subscription Admin or refer to "
+            "https://aka.ms/AmlQuotaIncrease to increase the quota.",
         )
     return None
 
@@ -629,7 +630,10 @@ def vm_sizes(ctx, sub, loc):
 # The workspace's ARM template creates them; here they exist while their resource group does,
 # which is what the SDK's workspace delete with delete_dependent_resources=True needs to see.
 
-DEPENDENT = r"/providers/(?P<ns>Microsoft\.(?:Storage|KeyVault|Insights|ContainerRegistry))/(?P<kind>[^/]+)/(?P<name>[^/]+)"
+DEPENDENT = (
+    r"/providers/(?P<ns>Microsoft\.(?:Storage|KeyVault|Insights|ContainerRegistry))"
+    r"/(?P<kind>[^/]+)/(?P<name>[^/]+)"
+)
 
 
 @route("GET DELETE", RG + DEPENDENT)

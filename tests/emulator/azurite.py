@@ -20,8 +20,8 @@ def find_binary() -> str:
         if candidate and Path(candidate).is_file():
             return candidate
     raise RuntimeError(
-        "azurite-blob not found: set AZURITE_BLOB, or run `npm install --prefix ~/.cache/mlrun-azurite "
-        "azurite@3.37.0` (as .ci/run does)"
+        "azurite-blob not found: set AZURITE_BLOB, or run "
+        "`npm install --prefix ~/.cache/mlrun-azurite azurite@3.37.0` (as .ci/run does)"
     )
 
 

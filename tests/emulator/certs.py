@@ -5,8 +5,8 @@ import ipaddress
 from pathlib import Path
 
 # The datastore path of azure-ai-ml builds https://{account}.blob.{storage suffix}: with the
-# suffix "core.localhost:PORT" that is devstoreaccount1.blob.core.localhost (azure-storage-blob reads the
-# account name from "<account>.blob.core."), which the certificate must name.
+# suffix "core.localhost:PORT" that is devstoreaccount1.blob.core.localhost (azure-storage-blob
+# reads the account name from "<account>.blob.core."), which the certificate must name.
 DNS_NAMES = ["localhost", "devstoreaccount1.blob.core.localhost", "*.blob.core.localhost"]
 
 

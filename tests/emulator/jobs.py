@@ -115,12 +115,13 @@ class JobRunner(threading.Thread):
                 self.error = {
                     "code": "UserError",
                     "message": (
-                        f"Execution failed. User process 'bash' exited with status code {rc}. Please check log file "
-                        f"'{LOG_NAME}' for error details. Error: {self._log_tail()}"
+                        "Execution failed. User process 'bash' exited with status code "
+                        f"{rc}. Please check log file '{LOG_NAME}' for error details. "
+                        f"Error: {self._log_tail()}"
                     ),
                 }
                 self._finish("Failed", "FAILED")
-        except Exception as e:  # an emulator-side failure is a system error of the job
+        except Exception as e:  # noqa: BLE001 - any emulator-side failure: a SystemError of the job
             self.error = {"code": "SystemError", "message": f"{type(e).__name__}: {e}"}
             self._finish("Failed", "FAILED")
         finally:
@@ -132,7 +133,7 @@ class JobRunner(threading.Thread):
         self.times["end"] = now_iso()
         try:
             self.app.mlflow_for(self.ws["id"]).end_job_run(self.name, mlflow_status)
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort, the job's status is set either way
             pass  # no run yet (failed before it was created)
         self.set_status(status)
 
@@ -271,7 +272,8 @@ class JobRunner(threading.Thread):
             return ""
 
     def _collect_outputs(self, code_dir, bindings):
-        """As Azure ML does: the std log and ./outputs become run artifacts; named outputs go to blob."""
+        """As Azure ML does: the std log and ./outputs become run artifacts; named outputs go to
+        blob."""
         server = self.app.mlflow_for(self.ws["id"])
         art = (
             server.artifacts

@@ -80,7 +80,7 @@ class MlflowServer:
             )
             self.on_spawn(self.proc.pid)
             self._wait_listening(60)
-        except Exception as e:  # reported to the request that needs the server
+        except Exception as e:  # noqa: BLE001 - reported to the request that needs the server
             self.error = e
         finally:
             self.ready.set()
@@ -132,7 +132,7 @@ class MlflowServer:
         if exp is None:
             try:
                 return store.create_experiment(name)
-            except Exception:
+            except Exception:  # noqa: BLE001 - created meanwhile by another thread: look it up
                 exp = store.get_experiment_by_name(name)
         return exp.experiment_id
 

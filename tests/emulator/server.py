@@ -124,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
                 app.state.settle()
                 fault = app.state.take_fault(self.command, path, "sync")
             reply = fault_reply(fault) if fault else dispatch(ctx)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - an emulator bug is a 500 reply, not a dead server
             traceback.print_exc(file=sys.stderr)
             reply = error(500, "InternalServerError", f"emulator bug: {type(e).__name__}: {e}")
         if fault and fault.get("reset"):  # the connection drops (TCP RST) before any answer

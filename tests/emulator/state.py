@@ -106,8 +106,8 @@ class State:
         return rule
 
     def take_fault(self, method, path, kind):
-        """The first rule matching this request; kind 'sync' (a status, or reset: drop the connection)
-        or 'async' (async_failure)."""
+        """The first rule matching this request; kind 'sync' (a status, or reset: drop the
+        connection) or 'async' (async_failure)."""
         with self.lock:
             for rule in self.faults:
                 if (kind == "async") != ("async_failure" in rule):

@@ -71,7 +71,7 @@ def trials(props: dict) -> list[dict]:
     if algo["samplingAlgorithmType"] == "Grid":
         names = list(space)
         combos = [
-            dict(zip(names, values))
+            dict(zip(names, values, strict=True))
             for values in itertools.product(*(space[n][1][0] for n in names))
         ]
         return combos[:limit] if limit else combos
@@ -160,7 +160,7 @@ class SweepRunner(threading.Thread):
             else:
                 self.error = {"code": "UserError", "message": "No trial of the sweep completed."}
                 self._finish(server, "Failed", "FAILED")
-        except Exception as e:  # an emulator-side failure is a system error of the job
+        except Exception as e:  # noqa: BLE001 - any emulator-side failure: a SystemError of the job
             self.error = {"code": "SystemError", "message": f"{type(e).__name__}: {e}"}
             self._finish(server, "Failed", "FAILED")
 
@@ -214,7 +214,7 @@ class SweepRunner(threading.Thread):
         self.times["end"] = now_iso()
         try:
             server.end_job_run(self.name, mlflow_status)
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort (no run yet), the status is set either way
             pass
         self.set_status(status)
 

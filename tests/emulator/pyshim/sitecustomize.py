@@ -2,8 +2,9 @@
 
 RFC 6761 reserves .localhost for loopback and systemd-resolved answers it, but plain glibc
 (files + dns) does not. azure-ai-ml uploads job inputs to https://{account}.blob.{storage suffix},
-so with the emulator's storage suffix "core.localhost:PORT" it needs devstoreaccount1.blob.core.localhost.
-Only name resolution changes; every byte still goes to the real Azurite over TLS.
+so with the emulator's storage suffix "core.localhost:PORT" it needs
+devstoreaccount1.blob.core.localhost. Only name resolution changes; every byte still goes to the
+real Azurite over TLS.
 """
 
 import socket
