@@ -220,6 +220,76 @@ def plan_scaling(work: Path, sizes: list[int], env: dict) -> None:
         print(f"{n:<44} {t:>8.3f}s {t / n * 1000:>7.2f}ms{verdict}", flush=True)
 
 
+LAYER_LOOP = """
+import shutil, subprocess, sys, os
+from pathlib import Path
+from runner.backends import envs
+n, mode, base = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+req = envs.request((sys.executable, sys.version.split()[0]), (), False) if mode == "built" else None
+for i in range(n):
+    if mode == "bare":
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        continue
+    layer = base / str(i)
+    over = envs.own() if req is None else envs.built(req)
+    env = {**os.environ, **envs.make_layer(layer, over)}
+    subprocess.run([str(layer / "bin" / "python"), "-c", "pass"], env=env, check=True)
+    shutil.rmtree(layer)
+"""
+
+
+def environment_costs(work: Path, reps: int, n: int, env: dict) -> None:
+    """What a run's environment adds to each job, side by side with a bare `python -c pass`: the
+    throwaway layer over mlrun's own packages (target <= 20 ms), and a layer over a cached built
+    environment, found in the cache (target <= 50 ms). Then the same for whole applies: n jobs
+    with a built (cached) environment against n jobs with none."""
+    sys.path.insert(0, str(ROOT))  # this checkout's runner
+    from runner.backends import envs as envs_mod
+
+    req = envs_mod.request((PY, sys.version.split()[0]), (), False)
+    if envs_mod.built(req) is None:  # the cached built environment (an image alone: empty)
+        with open(os.devnull, "wb") as log:
+            envs_mod.build(req, log)
+    print(f"\n{'per job, ' + str(n) + ' jobs':<44} {'mlrun':>9} {'baseline':>9} {'added':>9}")
+    rows = (
+        ("layer over mlrun's packages", "own", 0.020),
+        ("layer over a cached build", "built", 0.050),
+    )
+    for name, mode, target in rows:
+        ours, base = [], []
+        for i in range(reps):
+            folder = work / "layers" / f"{mode}-{i}"
+            folder.mkdir(parents=True)
+            loop = [PY, "-c", LAYER_LOOP, str(n)]
+            ours.append(timed(loop + [mode, str(folder)], work, env))
+            base.append(timed(loop + ["bare", str(folder)], work, env))
+        ma, mb = statistics.median(ours) / n, statistics.median(base) / n
+        verdict = "ok" if ma - mb <= target else "MISSED"
+        print(
+            f"  {name:<42} {ma * 1000:>7.1f}ms {mb * 1000:>7.1f}ms {(ma - mb) * 1000:>7.1f}ms "
+            f"<={target * 1000:.0f}ms {verdict}",
+            flush=True,
+        )
+    built, plain = [], []
+    for i in range(reps):
+        for label, out, extra in (
+            ("built", built, ", environment: {image: python}"),
+            ("none", plain, ""),
+        ):
+            folder = work / "env-apply" / f"{label}-{i}"
+            spec = many_jobs(folder, n)
+            text = spec.read_text().replace(", compute: cluster}", extra + ", compute: cluster}")
+            spec.write_text(text)
+            out.append(timed(MLRUN + ["apply", "-y", str(spec)], folder, env))
+    ma, mb = statistics.median(built) / n, statistics.median(plain) / n
+    verdict = "ok" if ma - mb <= 0.050 else "MISSED"
+    print(
+        f"  {'apply, cached built env vs none':<42} {ma * 1000:>7.1f}ms {mb * 1000:>7.1f}ms "
+        f"{(ma - mb) * 1000:>7.1f}ms <=50ms {verdict}",
+        flush=True,
+    )
+
+
 def azure_emulator_case(work: Path, reps: int, delay: float, env: dict) -> None:
     """The seed lab on the Azure emulator, every PUT (each create, each job's queueing) delayed
     `delay` seconds: `mlrun apply` against the seed's own order by hand
@@ -317,6 +387,8 @@ def main() -> None:
             )
         if not args.only or any("plan" in w for w in args.only):
             plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
+        if not args.only or "environment" in args.only:
+            environment_costs(work, 1 if args.quick else args.n, 5 if args.quick else 50, env)
         if not args.only or "emulator" in args.only:
             azure_emulator_case(work, 1 if args.quick else args.n, 0.5 if args.quick else 3.0, env)
 

@@ -44,6 +44,29 @@ class Event:
 Emit = Callable[[Event], None]
 
 
+class Slots:
+    """A compute's job slots (an instance one, a cluster max_instances nodes); a job takes one
+    per node it runs on, all at once (so two multi-node jobs never each hold half of what they
+    need)."""
+
+    def __init__(self, total: int):
+        self.total, self.free = total, total
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def taking(self, count: int) -> Iterator[None]:
+        count = min(count, self.total)  # validate refuses more; a changed compute cannot block
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= count)
+            self.free -= count
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += count
+                self._cond.notify_all()
+
+
 @dataclass
 class Outcome:
     runs: dict = field(default_factory=dict)  # job -> final run record
@@ -90,8 +113,8 @@ class Applier:
         self._lock = threading.Lock()
         # job slots: an instance runs one job at a time, a cluster max_instances,
         # no compute cpu_count
-        self.slots = {name: threading.Semaphore(c.slots) for name, c in spec.computes.items()}
-        self.slots[None] = threading.Semaphore(os.cpu_count() or 1)
+        self.slots = {name: Slots(c.slots) for name, c in spec.computes.items()}
+        self.slots[None] = Slots(os.cpu_count() or 1)
 
     # --- the whole apply ---------------------------------------------------------------------
 
@@ -112,13 +135,10 @@ class Applier:
         if jobs:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
-        self._parallel(gone(Kind.COMPUTE), self.change_resource)
-        for kind in (
-            Kind.RESOURCE_GROUP,
-            Kind.WORKSPACE,
-            Kind.COMPUTE,
-        ):  # outside in; each kind at once
-            self._parallel(kept(kind), self.change_resource)
+        inside = (Kind.COMPUTE, Kind.ENVIRONMENT)  # what lives in the workspace: made at once
+        self._parallel(gone(Kind.COMPUTE) + gone(Kind.ENVIRONMENT), self.change_resource)
+        for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
+            self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
         self._parallel(jobs, self.run_job, workers=max(1, len(by_kind[Kind.JOB])))
         self._parallel(gone(Kind.WORKSPACE), self.change_resource)
         self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
@@ -222,7 +242,8 @@ class Applier:
             return self._finalize(name, self._wait_run(name, run))
         job = self.spec.jobs[name]
         self.emit(Event(change.address, "Queued", change.reason))
-        with self.slots[job.compute if job.compute in self.slots else None]:
+        slots = self.slots[job.compute if job.compute in self.slots else None]
+        with slots.taking(job.instance_count):
             if self.cancelled.is_set():
                 self.emit(Event(change.address, "Canceled", "not started"))
                 return

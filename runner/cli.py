@@ -211,8 +211,14 @@ def status(spec, target, variables, as_json) -> int:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
 def logs(spec, job, target, variables, follow) -> int:
     """Print a job's std output (its latest run)."""
+    from .backends.base import LineEnding
+
     ctx = _open(spec, target, variables)
-    ctx.backend.logs(ctx.latest_run(job), follow, sys.stdout.buffer)
+    out = LineEnding(sys.stdout.buffer)
+    try:
+        ctx.backend.logs(ctx.latest_run(job), follow, out)
+    finally:
+        out.end_line()  # a log cut mid-line (a failed job's, often) ends its line
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from .spec import SENSITIVE, Job, Spec
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
+ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
@@ -49,6 +50,14 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
             k: SENSITIVE if k in job.secrets else v
             for k, v in block["environment_variables"].items()
         }
+    env_at = ("jobs", job.name, "trial") if job.is_sweep else ("jobs", job.name)
+    block = doc["trial"] if job.is_sweep else doc
+    if isinstance(block.get("environment"), dict):  # its files' paths, relative to the new file
+        if job.is_sweep:
+            doc["trial"] = block = dict(block)
+        block["environment"] = _environment_paths(
+            spec, env_at + ("environment",), block["environment"], out_dir
+        )
     if job.compute:
         doc["compute"] = f"azureml:{job.compute}"
     doc["experiment_name"] = spec.experiment(job)
@@ -60,6 +69,28 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         inputs[name] = value
     if inputs:
         doc["inputs"] = inputs
+    return doc
+
+
+def _environment_paths(spec: Spec, at: tuple, env: dict, out_dir: Path) -> dict:
+    """An environment's conda file and build context as paths relative to `out_dir`."""
+    env = dict(env)
+    conda = env.get("conda_file")
+    if isinstance(conda, str) and is_local(conda):
+        env["conda_file"] = _rel(relative_to(spec.doc, at + ("conda_file",), conda), out_dir)
+    build = env.get("build")
+    if isinstance(build, dict) and is_local(build.get("path")):
+        where = relative_to(spec.doc, at + ("build", "path"), build["path"])
+        env["build"] = {**build, "path": _rel(where, out_dir)}
+    return env
+
+
+def environment_document(spec: Spec, name: str, out_dir: Path) -> dict:
+    """An environment of the spec's environments: section as an environment.schema.json file."""
+    fields = (spec.doc.data.get("environments") or {}).get(name) or {}
+    env = _environment_paths(spec, ("environments", name), fields, out_dir)
+    doc: dict = {"$schema": ENVIRONMENT_SCHEMA, "name": name}
+    doc.update({k: v for k, v in env.items() if k not in ("$schema", "name", "file")})
     return doc
 
 
@@ -132,8 +163,8 @@ def compute_document(spec: Spec, name: str) -> dict:
 
 
 def export(spec: Spec, out_dir: Path) -> list[Path]:
-    """Write workspace.yml, computes/NAME.yml and jobs/NAME.yml under `out_dir`; the files
-    written."""
+    """Write workspace.yml, computes/NAME.yml, environments/NAME.yml and jobs/NAME.yml under
+    `out_dir`; the files written."""
     out_dir = Path(out_dir)
     written = []
 
@@ -145,6 +176,9 @@ def export(spec: Spec, out_dir: Path) -> list[Path]:
     write(out_dir / "workspace.yml", workspace_document(spec))
     for name in spec.computes:
         write(out_dir / "computes" / f"{name}.yml", compute_document(spec, name))
+    for name in spec.environments:
+        folder = out_dir / "environments"
+        write(folder / f"{name}.yml", environment_document(spec, name, folder))
     for name, job in spec.jobs.items():
         folder = out_dir / "jobs"
         write(folder / f"{name}.yml", job_document(spec, job, folder))

@@ -82,7 +82,7 @@ def parts(job: Job) -> dict:
         if job.code and job.code.exists()
         else _digest(job.trial.get("code")),
         "inputs": _digest(inputs),
-        "environment": _digest(job.environment),
+        "environment": job.env.digest,  # a built one's content, its conda file read in
         "compute": _digest(job.compute),
         "environment_variables": _digest(
             job.shown_env_vars

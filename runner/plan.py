@@ -48,6 +48,7 @@ class Kind(enum.StrEnum):
     RESOURCE_GROUP = "resource_group"
     WORKSPACE = "workspace"
     COMPUTE = "compute"
+    ENVIRONMENT = "environment"
     JOB = "job"
 
     def __str__(self) -> str:
@@ -80,6 +81,7 @@ class Address(str):
         return cls(kind, name)
 
 
+VERSIONED = (Kind.ENVIRONMENT,)  # assets whose versions are immutable (see _asset_change)
 ACTIVE = ("NotStarted", "Preparing", "Queued", "Starting", "Running", "Finalizing")
 WORKSPACE_FIELDS = ("location", "resource_group", "display_name", "description", "tags")
 COMPUTE_FIELDS = (
@@ -272,6 +274,12 @@ def desired(spec: Spec, target: str = "local") -> dict:
             "name": c.name,
             "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields},
         }
+    for name, env in spec.environments.items():  # versioned: see _asset_change
+        resources[Address(Kind.ENVIRONMENT, name)] = {
+            "kind": "environment",
+            "name": name,
+            "attrs": {"version": env.version, "content": env.digest[:16]},
+        }
     jobs = {}
     for job in spec.jobs.values():
         parts = fingerprint.parts(job)
@@ -294,7 +302,9 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
     """Compare the desired model with the actual state (resources and latest runs): the Plan."""
     resources, have = model["resources"], actual["resources"]
     changes = [
-        _resource_change(Address.parse(address), want, have.get(address))
+        (_asset_change if want["kind"] in VERSIONED else _resource_change)(
+            Address.parse(address), want, have.get(address)
+        )
         for address, want in resources.items()
     ]
     ws = next(i for i, (_, want) in enumerate(resources.items()) if want["kind"] == "workspace")
@@ -349,8 +359,38 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
 
 
 def depth(kind: str | None) -> int:
-    """Destroy order: what lives inside first (computes, then the workspace, then its group)."""
-    return {"compute": 0, "workspace": 1, "resource_group": 2}.get(kind or "", 0)
+    """Destroy order: what lives inside first (computes and assets, then the workspace, then its
+    group)."""
+    return {"workspace": 1, "resource_group": 2}.get(kind or "", 0)
+
+
+def _asset_change(address: Address, want: dict, have: dict | None) -> Change:
+    """A versioned asset (an environment), as Azure ML keeps them: a version is immutable, so
+    changed content needs a new version. With no version in the spec one is assigned: 1, then the
+    next one whenever the content changes. Changed content under the same explicit version is
+    refused."""
+    asked, content = want["attrs"].get("version"), want["attrs"]["content"]
+    before = (have or {}).get("attrs") or {}
+    if not before:
+        after = {"version": asked or "1", "content": content}
+        return Change(address, CREATE, describe(address.kind, after), after=after)
+    current = before.get("version")
+    if before.get("content") == content and asked in (None, current):
+        return Change(address, NOOP, f"up to date (v{current})", before=before, after=before)
+    if asked is not None and asked == current:
+        raise UserError(
+            f"{address}: version {current} was registered with other content; versions are "
+            "immutable, as on Azure ML: give it a new version (or drop version: to number them "
+            "automatically)"
+        )
+    after = {"version": asked or _next_version(current), "content": content}
+    why = "new version" if asked else "new version: its content changed"
+    reason = f"v{after['version']} ({why}; v{current} is kept)"
+    return Change(address, CREATE, reason, before, after)
+
+
+def _next_version(version: str | None) -> str:
+    return str(int(version) + 1) if version and version.isdigit() else "1"
 
 
 def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
@@ -377,6 +417,8 @@ def describe(kind: str, a: dict) -> str:
     """`amlcompute STANDARD_DS11_V2, 0..2 nodes`: a resource in a few words."""
     if kind == "workspace":
         return ""
+    if kind in VERSIONED:
+        return f"v{a.get('version')}"
     if kind == "resource_group":
         return a.get("location") or ""
     size = f" {a['size']}" if a.get("size") else ""

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from . import validate, yamldoc
+from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
 from .refs import (
     EXPR,
@@ -27,7 +28,7 @@ from .refs import (
 )
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes")
+INCLUDABLE = ("jobs", "computes", "environments")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
@@ -215,6 +216,7 @@ class Job:
     inputs: dict = field(default_factory=dict)
     source: Path | None = None  # the CLI v2 file it came from, if any
     secrets: frozenset = frozenset()  # names of environment_variables whose values are secret
+    env: Environment = Environment(shown(None))  # what its `environment` resolves to
 
     @property
     def is_sweep(self) -> bool:
@@ -258,6 +260,17 @@ class Job:
     def timeout(self) -> int | None:
         return (self.fields.get("limits") or {}).get("timeout")
 
+    @property
+    def instance_count(self) -> int:
+        """The nodes it runs on (resources.instance_count): slots of its compute, locally."""
+        count = (self.fields.get("resources") or {}).get("instance_count", 1)
+        return count if isinstance(count, int) and count > 0 else 1
+
+    @property
+    def distribution(self) -> dict | None:
+        """distribution: {type: pytorch|tensorflow|mpi, ...}, or None for a plain job."""
+        return self.fields.get("distribution") or None
+
     # --- sweep jobs (type: sweep) ---
 
     @property
@@ -297,6 +310,7 @@ class Spec:
     generated: dict  # generated variables not yet in the state
     doc: Doc
     secret_vars: frozenset = frozenset()  # variables whose values are never shown or stored
+    environments: dict = field(default_factory=dict)  # name -> Environment (environments:)
 
     def experiment(self, job: Job) -> str:
         return job.fields.get("experiment_name") or self.name
@@ -522,6 +536,11 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
         generated=fresh,
         doc=doc,
         secret_vars=frozenset(p[1] for p in doc.secret if p[0] == "variables"),
+        environments={
+            n: doc.environments[("environments", n)]
+            for n in data.get("environments") or {}
+            if ("environments", n) in doc.environments
+        },
     )
 
 
@@ -558,4 +577,8 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
         for k in env.get("environment_variables") or {}
         if secret_name(k) or env_at + (k,) in doc.secret
     )
-    return Job(name, fields, code, inputs, doc.includes.get(at), secrets)
+    run_at = code_at[:-1]  # the job, or its sweep trial
+    resolved = doc.environments.get(run_at) or Environment(
+        shown(env.get("environment")), ref=env.get("environment")
+    )
+    return Job(name, fields, code, inputs, doc.includes.get(at), secrets, resolved)

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import environments
 from .errors import plural
 from .refs import (
     EXPR,
@@ -263,8 +264,45 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
                 f"(experiments: {', '.join(sorted(str(e) for e in experiments))})",
                 severity="warning",
             )
+    _check_environments(doc, data, target, runs)
     if target == "azure":
         _check_azure(doc, data)
+
+
+def _check_environments(doc: Doc, data: dict, target: str, runs: bool) -> None:
+    """Each job's (or sweep trial's) environment read, its conda file too, and resolved: kept on
+    the doc for the typed spec. Locally, a conda-only package or a python= not installed here is
+    an error (environments.Reader says them); a Docker build context needs a stand-in."""
+    local = target == "local"
+    reader = environments.Reader(doc, local=local)
+    substitutes = environments.stand_ins(data) if local else None
+    defined = {}
+    for name, fields in _dicts(data.get("environments")).items():  # az ml environment create
+        where: tuple = ("environments", name)
+        if where in doc.broken:
+            continue
+        version = fields.get("version")
+        env = reader.definition(
+            where, fields, name, version=None if version is None else str(version)
+        )
+        doc.environments[where] = defined[name] = env
+        if not fields.get("image") and not fields.get("build"):
+            need = "an environment needs an image or a build context (as Azure ML does)"
+            doc.problem(where, need, key=True)
+    for name, job in _dicts(data.get("jobs")).items():
+        at = ("jobs", name, "trial") if job.get("type") == "sweep" else ("jobs", name)
+        block = mapping(job.get("trial")) if job.get("type") == "sweep" else job
+        if block.get("environment") is None:
+            continue
+        env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
+        doc.environments[at] = env
+        if local and env.built and not env.buildable:
+            doc.problem(
+                at + ("environment",),
+                f"environment {env.shown} is built from a Docker context, which the local target "
+                "cannot build: map it to a local stand-in in targets.local.environments",
+                severity="error" if runs else "warning",
+            )
 
 
 def _check_name(
@@ -321,6 +359,8 @@ def _check_job(
             doc.problem(
                 at + ("compute",), f"'{bare}' is not a compute of this spec (defined: {defined})"
             )
+        else:
+            _check_instances(doc, at, job, bare, computes[bare])
     inputs = mapping(job.get("inputs"))
     outputs = mapping(job.get("outputs"))
     sweep = job.get("type") == "sweep"
@@ -354,6 +394,21 @@ def _check_job(
             "did you mean inputs: {NAME: {type: ..., path: ...}}?",
             key=True,
             severity="warning",
+        )
+
+
+def _check_instances(doc: Doc, at: tuple, job: dict, name: str, compute: dict) -> None:
+    """A job runs on at most as many nodes as its compute has (Azure ML queues it forever)."""
+    count = mapping(job.get("resources")).get("instance_count")
+    if compute.get("type") == "amlcompute":
+        nodes, what = compute.get("max_instances", 1), "max_instances"
+    else:
+        nodes, what = 1, "one node (a compute instance)"
+    if isinstance(count, int) and isinstance(nodes, int) and count > nodes:
+        has = f"{what} {nodes}" if what == "max_instances" else what
+        doc.problem(
+            at + ("resources", "instance_count"),
+            f"the job asks for {count} instances, but compute '{name}' has {has}",
         )
 
 

@@ -62,9 +62,10 @@ class Doc:
     broken: set = field(
         default_factory=set
     )  # paths whose value a reported Problem left missing or None
-    secret: dict = field(
-        default_factory=dict
-    )  # path of a secret value (spec.py) -> what made it secret
+    # path of a secret value (spec.py) -> what made it secret
+    secret: dict = field(default_factory=dict)
+    # path of a job or sweep trial -> its Environment (validate.py)
+    environments: dict = field(default_factory=dict)
 
     def where(self, path: Path, key: bool = False) -> Mark:
         """The position of `path` (of its key when `key`), else of its nearest known parent."""

@@ -11,6 +11,15 @@ SPECS = ROOT / "specs"
 SEED = SPECS / "mlflow-tracking.yaml"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """mlrun's and uv's caches (built environments, the template store) in a folder of the
+    session's, not the user's: what a test builds cannot leak into a later session."""
+    if not os.environ.get("MLRUN_TESTS_SHARED_CACHE"):
+        os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 @pytest.fixture
 def mlrun(capsys, monkeypatch):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""

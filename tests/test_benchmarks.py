@@ -21,7 +21,9 @@ def test_benchmarks_run_in_quick_mode():
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["case", "mlrun", "baseline", "ratio", "target"]
     rows = [line for line in lines if line.endswith((" ok", " MISSED"))]
-    assert len(rows) == 9, proc.stdout  # seven cases, and the emulator case's wall and requests
+    # seven cases, three environment costs, and the emulator case's wall and requests
+    assert len(rows) == 12, proc.stdout
+    assert any(line.startswith("  layer over mlrun's packages ") for line in rows)
     assert any(line.startswith("validate 10 heavy inputs vs the seed 10x ") for line in rows)
     assert "seed lab on the Azure emulator" in proc.stdout
     assert any(line.startswith("1000 ") or line.startswith("100 ") for line in lines)

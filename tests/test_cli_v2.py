@@ -2,11 +2,15 @@
 `file:` includes on the local target, with a real MLflow store."""
 
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, mlflow_client, run_mlrun
+
+from runner.backends import envs
+from runner.environments import find_python
 
 pytestmark = pytest.mark.e2e
 FILES = Path(__file__).parent / "specs" / "cli_v2"
@@ -34,10 +38,11 @@ def test_literals_outputs_image_env_vars_and_no_compute(lab):
         """,
     )
     plan = run_mlrun("plan", spec, cwd=lab, check=0)
+    empty = envs.request(find_python(None), (), False)  # an image alone: Python and nothing else
+    state = "built" if envs.built(empty) else "not built yet: builds on apply"
     assert plan.stderr == (
-        'note: environment {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"} '
-        f"of show is recorded; locally it runs with {__import__('sys').executable} "
-        f"(Python {__import__('sys').version.split()[0]})\n"
+        "note: environment inline image mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest "
+        f"of show (Python {sys.version.split()[0]}, nothing else): {state} ({empty.folder})\n"
     )
     run_mlrun("apply", "-y", spec, cwd=lab, check=0)
     client = mlflow_client(lab, "ws-cli")

@@ -174,12 +174,13 @@ class AzureBackend:
                 addresses.add(Address(Kind.RESOURCE_GROUP, self.spec.workspace["resource_group"]))
             addresses.add(Address(Kind.WORKSPACE, self.workspace))
             addresses.update(Address(Kind.COMPUTE, n) for n in self.spec.computes)
+            addresses.update(Address(Kind.ENVIRONMENT, n) for n in self.spec.environments)
             rg_alive = self._rg_exists()
             ws = self._get_workspace() if rg_alive else None
             for address in sorted(addresses):
                 kind, name = address.kind.value, address.name
                 record = state["resources"].get(address, {})
-                live = self._live(kind, name, ws) if rg_alive else None
+                live = self._live(kind, name, ws, record) if rg_alive else None
                 if (
                     live is not None
                 ):  # compared on the fields the spec or the state names, not Azure's defaults
@@ -207,6 +208,8 @@ class AzureBackend:
             return set(self.spec.workspace) & set(WORKSPACE_FIELDS)
         if kind == "compute" and name in self.spec.computes:
             return set(self.spec.computes[name].fields) & set(COMPUTE_FIELDS)
+        if kind == "environment":
+            return {"version", "content"}
         return {"location"} if kind == "resource_group" else set()
 
     def _rg_exists(self) -> bool:
@@ -220,7 +223,7 @@ class AzureBackend:
         except ResourceNotFoundError:
             return None
 
-    def _live(self, kind: str, name: str, ws) -> dict | None:
+    def _live(self, kind: str, name: str, ws, record: dict | None = None) -> dict | None:
         """The resource's fields as Azure has them, in the spec's words; None if it is absent."""
         if kind == "resource_group":
             return {"location": self.location}
@@ -242,6 +245,8 @@ class AzureBackend:
             return None
         from azure.core.exceptions import ResourceNotFoundError
 
+        if kind == "environment":
+            return self._live_environment(name, record or {})
         try:
             c = self.ml().compute.get(name)
         except ResourceNotFoundError:
@@ -333,10 +338,50 @@ class AzureBackend:
 
     # --- resources -------------------------------------------------------------------------------
 
+    def _live_environment(self, name: str, record: dict) -> dict | None:
+        """The version the state (or else the spec) names, as registered, with the content digest
+        mlrun tagged it with; None when it is not registered."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        asked = self.spec.environments[name].version if name in self.spec.environments else None
+        version = (record.get("attrs") or {}).get("version") or asked
+        if version is None:
+            return None
+        try:
+            env = self.ml().environments.get(name, version=version)
+        except ResourceNotFoundError:
+            return None
+        return {"version": str(env.version), "content": (env.tags or {}).get("mlrun.content")}
+
+    def _create_environment(self, name: str, attrs: dict) -> dict:
+        """`az ml environment create`: the spec's definition (its conda file read in) as a new
+        version, tagged with its content digest."""
+        from azure.ai.ml.entities import BuildContext, Environment
+
+        definition = self.spec.environments[name].definition or {}
+        fields = (self.spec.doc.data.get("environments") or {}).get(name) or {}
+        build = definition.get("build")
+        entity = Environment(
+            name=name,
+            version=attrs["version"],
+            image=definition.get("image"),
+            conda_file=definition.get("conda_file"),
+            build=BuildContext(path=build["path"], dockerfile_path=build.get("dockerfile_path"))
+            if build
+            else None,
+            description=fields.get("description"),
+            tags={**(fields.get("tags") or {}), "mlrun.content": attrs["content"]},
+        )
+        with _sdk_stderr():
+            created = self.ml().environments.create_or_update(entity)
+        return {"id": created.id}
+
     def create(self, kind: str, name: str, attrs: dict) -> dict:
         with plain_errors(f"{kind}.{name}"):
             if kind == "resource_group":
                 return self._create_rg(name)
+            if kind == "environment":
+                return self._create_environment(name, attrs)
             if kind == "workspace":
                 from azure.ai.ml.entities import Workspace
 
@@ -404,6 +449,9 @@ class AzureBackend:
                     self.ml().workspaces.begin_delete(
                         name, delete_dependent_resources=True
                     ).result()
+            elif kind == "environment":  # Azure ML archives environments; it never deletes them
+                if self._rg_exists() and self._get_workspace() is not None:
+                    self.ml().environments.archive(name)
             elif (
                 self._rg_exists()
                 and self._get_workspace() is not None

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ..spec import Job, Spec
 
 # Statuses are Azure ML's; these are the ones a run ends in.
 TERMINAL = ("Completed", "Failed", "Canceled")
 MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
+
+
+class LineEnding:
+    """A binary stream that remembers whether what was written ends a line, so that a log that
+    does not end with a newline does not run into what is printed next."""
+
+    def __init__(self, out: BinaryIO):
+        self.out, self.last = out, b"\n"
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.last = data[-1:]
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def end_line(self) -> None:
+        if self.last != b"\n":
+            self.write(b"\n")
+            self.flush()
 
 
 class Backend(Protocol):

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import supervised
+from . import envs, supervised
 
 
 class Child:
@@ -49,6 +49,8 @@ class Controller:
         self.client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
         self.children: list[Child] = []
         self.stopping = False
+        base = self.cfg.get("base")  # what each child's layer sits on (backends/envs.py)
+        self.base = envs.Base.from_dict(base) if base else None
 
     def log(self, message: str) -> None:
         print(f"[{self.TAG}] {message}", flush=True)
@@ -84,9 +86,10 @@ class Controller:
                 child.run_id, params=[Param(k, supervised.literal(v)) for k, v in params.items()]
             )
         (child.dir / "run_id").write_text(child.run_id)
-        child.proc = supervised.launch(
-            child.dir, dict(os.environ, MLFLOW_RUN_ID=child.run_id), timeout
-        )
+        env = dict(os.environ, MLFLOW_RUN_ID=child.run_id, AZUREML_RUN_ID=child.run_id)
+        if self.base is not None:
+            env.update(envs.make_layer(child.dir / "env", self.base))
+        child.proc = supervised.launch(child.dir, env, timeout)
         if child not in self.children:
             self.children.append(child)
 

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import sweep
-from ..errors import UserError
+from ..environments import Environment, find_python
+from ..errors import UserError, plural
 from ..fingerprint import SKIP_DIRS
 from ..plan import RUN, Kind
 from ..refs import substitute
 from ..spec import Job, Spec
 from ..state import now
-from . import supervised
+from . import distributed, envs, supervised, sweep_controller
 from .base import TERMINAL
 
 
@@ -68,8 +69,12 @@ class LocalBackend:
         return str(run.get("run_dir") or self.root)
 
     def logs(self, run: dict, follow: bool, out) -> None:
-        """Copy the run's std_log.txt to `out`; with `follow`, until the run ends."""
-        path = Path(run["run_dir"]) / "user_logs" / "std_log.txt"
+        """Copy the run's std_log.txt (a distributed job's: rank 0's, as Azure ML streams) to
+        `out`; with `follow`, until the run ends."""
+        logs = Path(run["run_dir"]) / "user_logs"
+        path = logs / "std_log.txt"
+        if (logs.parent / "processes").is_dir():  # distributed
+            path = logs / "std_log_process_0.txt"
         offset = _copy_out(path, 0, out)
         if not path.exists() and (
             not follow or self.poll(run).get("status", run.get("status")) in TERMINAL
@@ -87,29 +92,60 @@ class LocalBackend:
             offset = grown
 
     def advise(self, plan) -> list[str]:
-        """Notes: a job's environment (a Docker image, an azureml: environment) is recorded, and
-        locally the job runs with this interpreter instead."""
+        """Notes on the jobs to run: the environment each runs in here (built, to be built, or
+        Azure's, for which mlrun's own interpreter stands in), and what a sweep does differently."""
         running = [
             self.spec.jobs[c.address.name]
             for c in plan.changes
             if c.action == RUN and c.address.kind == Kind.JOB and c.address.name in self.spec.jobs
         ]
-        envs: dict = {}
+        groups: dict[str, list[Job]] = {}
         for job in running:
-            env = job.environment
-            if env:
-                envs.setdefault(
-                    json.dumps(env, sort_keys=True) if isinstance(env, dict) else env, []
-                ).append(job.name)
-        python = f"{sys.executable} (Python {sys.version.split()[0]})"
-        notes = [
-            f"note: environment {env} of {', '.join(jobs)} is recorded; locally "
-            f"{'they run' if len(jobs) > 1 else 'it runs'} with {python}"
-            for env, jobs in envs.items()
-        ]
+            if job.environment is not None:
+                groups.setdefault(job.env.shown, []).append(job)
+        notes = [self._environment_note(jobs) for jobs in groups.values()]
         for job in running:
             notes += sweep.notes(job)
         return notes
+
+    def _environment_note(self, jobs: list[Job]) -> str:
+        env, names = jobs[0].env, ", ".join(j.name for j in jobs)
+        they, their = ("they run", "their") if len(jobs) > 1 else ("it runs", "its")
+        if not env.built:
+            python = f"{sys.executable} (Python {sys.version.split()[0]})"
+            return (
+                f"note: environment {env.shown} of {names} is not built locally: {they} with "
+                f"{python} and its packages, in a layer of {their} own"
+            )
+        req = self._request(env)
+        count = len(req.requirements)
+        what = f"Python {req.version}, " + (
+            plural(count, "requirement") if count else "nothing else"
+        )
+        if req.constraints:
+            what += f", MLflow held at {req.constraints[0].split('==')[1]}"
+        state = "built" if envs.built(req) else "not built yet: builds on apply"
+        return f"note: environment {env.shown} of {names} ({what}): {state} ({req.folder})"
+
+    def _request(self, env: Environment) -> envs.Request:
+        python = find_python(env.python)
+        if python is None:  # validate says so, located; the interpreter went away since
+            raise UserError(f"environment {env.shown}: no Python {env.python} is installed here")
+        return envs.request(python, env.requirements, env.asks_for_mlflow)
+
+    def _base(self, job: Job, run_dir: Path) -> envs.Base:
+        """What the job's runs sit on: mlrun's own environment, or its built one (built now, the
+        output in the run's azureml-logs/20_image_build_log.txt, if no lab built it before)."""
+        if not job.env.built:
+            return envs.own()
+        req = self._request(job.env)
+        base = envs.built(req)
+        if base is not None:
+            return base
+        log = run_dir / "azureml-logs" / "20_image_build_log.txt"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            return envs.build(req, out)
 
     # --- resources -------------------------------------------------------------------------------
 
@@ -118,6 +154,8 @@ class LocalBackend:
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
             self.client()  # creates and migrates mlflow.db once, before any job can touch it
             return {"path": str(self.root), "tracking_uri": self.tracking_uri}
+        if kind == "environment":  # registered: built (into the shared cache) when a job needs it
+            return {"version": attrs["version"]}
         return {"slots": _slots(attrs)}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
@@ -200,6 +238,8 @@ class LocalBackend:
         else:
             command = self._command(job, run_dir)
         self._snapshot(job, run_dir / "work")
+        for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
+            (run_dir / "work" / name).mkdir(exist_ok=True)
         (run_dir / "command.sh").write_text(command + "\n")
         client = self.client()
         experiment = self.experiment_id(spec.experiment(job))
@@ -227,7 +267,27 @@ class LocalBackend:
         }
         (run_dir / "run_id").write_text(run["id"])
         on_start(run)  # in the state before the process exists: a crash from here on is adoptable
-        proc = supervised.launch(run_dir, self._env(job, run), job.timeout)
+        try:
+            base = self._base(job, run_dir)
+        except envs.BuildFailed as e:
+            supervised.fail_unstarted(
+                run_dir,
+                f"environment {job.env.shown} did not build ({e}): "
+                "see azureml-logs/20_image_build_log.txt in the run folder",
+                run_dir / "azureml-logs" / "20_image_build_log.txt",
+            )
+            return run  # Preparing: waiting on it finds how it ended
+        env = self._env(job, run, run_dir)
+        if (job.distribution or {}).get("type") in distributed.KINDS:
+            distributed.write(run_dir / "processes", job.distribution or {}, job.instance_count)
+        if job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
+            config = run_dir / sweep_controller.CONFIG
+            config.write_text(
+                json.dumps({**json.loads(config.read_text()), "base": base.to_dict()})
+            )
+        else:
+            env.update(envs.make_layer(run_dir / "env", base))
+        proc = supervised.launch(run_dir, env, job.timeout)
         self._procs[run["id"]] = proc
         run.update(status="Running", pid=proc.pid, started=now())
         return run
@@ -235,8 +295,6 @@ class LocalBackend:
     def _sweep(self, job: Job, run_dir: Path) -> str:
         """Write RUN_DIR/sweep.json (the trials, sampled now, and what each needs) and return the
         command that runs the sweep's controller (backends/sweep_controller.py)."""
-        from . import sweep_controller
-
         compute = self.spec.computes.get(job.compute)
         slots = compute.slots if compute else (os.cpu_count() or 1)
         limit = job.limits.get("max_concurrent_trials")
@@ -302,15 +360,32 @@ class LocalBackend:
             if job.code:
                 shutil.copy2(job.code, work)
 
-    def _env(self, job: Job, run: dict) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    def _env(self, job: Job, run: dict, run_dir: Path) -> dict:
+        """The job's environment variables: mlrun's own, the job's, and those Azure ML sets for a
+        job that scripts read (MLflow's, the run and workspace, inputs and outputs)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_"))}
         env.update(job.env_vars)
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        experiment = self.spec.experiment(job)
+        ws = self.spec.workspace
         env.update(
             MLFLOW_TRACKING_URI=self.tracking_uri,
             MLFLOW_RUN_ID=run["id"],
             MLFLOW_EXPERIMENT_ID=run["experiment_id"],
+            MLFLOW_EXPERIMENT_NAME=experiment,
+            AZUREML_RUN_ID=run["id"],
+            AZUREML_ARM_WORKSPACE_NAME=ws["name"],
+            AZUREML_ARM_RESOURCEGROUP=str(ws.get("resource_group") or ""),
+            AZUREML_ARM_PROJECT_NAME=experiment,
+            AZUREML_EXPERIMENT_ID=run["experiment_id"],
+            AZUREML_CR_EXECUTION_WORKING_DIR_PATH=str(run_dir / "work"),
+            AZUREML_CR_NODE_RANK="0",
+            AZUREML_NODE_COUNT=str(job.instance_count),
         )
+        for name, inp in job.inputs.items():
+            if inp.local_path is not None:
+                env[f"AZURE_ML_INPUT_{name}"] = str(inp.local_path)
+        for name in job.outputs:
+            env[f"AZURE_ML_OUTPUT_{name}"] = str(run_dir / "outputs" / name)
         return env
 
     def wait(self, run: dict) -> dict:

@@ -110,6 +110,8 @@ def ending(ended: dict, run: dict) -> dict:
             f" after {_secs(ended['timeout'])}s (limits.timeout)" if ended.get("timeout") else ""
         )
         out["error"] = f"timed out{limit}" + (f"; {killed}" if killed else "")
+    elif ended.get("error"):  # it never started (fail_unstarted)
+        out["error"] = ended["error"]
     elif status == "Failed":
         out["error"] = f"exit code {ended.get('exit_code')}"
     elif status == "Canceled" and killed:
@@ -117,6 +119,20 @@ def ending(ended: dict, run: dict) -> dict:
     if ended.get("log_lost") and "error" in out:
         out["error"] += "; the job deleted its run folder, with its log"
     return out
+
+
+def fail_unstarted(run_dir: Path, error: str, log: Path | None = None) -> None:
+    """Record a run that failed before its command could start (its environment did not build):
+    exit.json says why, and std_log.txt holds `log` so that `mlrun logs` shows it."""
+    logs = run_dir / "user_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    if log is not None and log.exists():
+        shutil.copyfile(log, logs / "std_log.txt")
+    at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    record = {"exit_code": None, "status": "Failed", "started": at, "ended": at, "error": error}
+    tmp = run_dir / "exit.json.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, run_dir / "exit.json")
 
 
 def _secs(value) -> str:
@@ -146,17 +162,23 @@ def finalize_run(
     lock: threading.Lock | None = None,
     artifact_uri: str | None = None,
 ) -> None:
-    """A finished run's folder into MLflow: std_log.txt, outputs, ./outputs and ./logs of the
-    working copy as artifacts, then the status (a job's run, or a controller's child). The log is
-    copied straight into a local artifact folder (what MLflow's local artifact repository does,
-    without reading the run back first)."""
-    log = run_dir / "user_logs" / "std_log.txt"
-    if log.exists() and artifact_uri and artifact_uri.startswith("file://"):
-        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path)) / "user_logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, folder / log.name)
-    elif log.exists():
-        client.log_artifact(run_id, str(log), artifact_path="user_logs")
+    """A finished run's folder into MLflow: its logs (user_logs/std_log*.txt, an environment's
+    build log), outputs, ./outputs and ./logs of the working copy as artifacts, then the status (a
+    job's run, or a controller's child). Logs are copied straight into a local artifact folder
+    (what MLflow's local artifact repository does, without reading the run back first)."""
+    logs = [
+        log
+        for pattern in ("user_logs/std_log*.txt", "azureml-logs/*.txt")
+        for log in sorted(run_dir.glob(pattern))
+    ]
+    local = artifact_uri and artifact_uri.startswith("file://")
+    for log in logs:
+        if local:
+            root = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri or "").path))
+            (root / log.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, root / log.parent.name / log.name)
+        else:
+            client.log_artifact(run_id, str(log), artifact_path=log.parent.name)
     for folder in sorted((run_dir / "outputs").glob("*")):
         if folder.is_dir() and any(folder.iterdir()):
             client.log_artifacts(run_id, str(folder), artifact_path=folder.name)
@@ -166,6 +188,7 @@ def finalize_run(
             client.log_artifacts(run_id, str(folder), artifact_path=name)
     with lock or threading.Lock():
         client.set_terminated(run_id, MLFLOW_STATUS[status])
+    shutil.rmtree(run_dir / "env", ignore_errors=True)  # the run's throwaway layer
 
 
 # --- small readers -------------------------------------------------------------------------------

@@ -161,6 +161,41 @@ def start_pending_upload(ctx, sub, rg, ws, name, version):
 # --- environments (curated ones, and those a workspace registers: images, anonymous ones) ---
 
 
+@route("GET PUT", WS + r"/environments/(?P<name>[^/]+)")
+def environment_container(ctx, sub, rg, ws, name):
+    """An environment's container: what `environments.archive(name)` reads and writes back."""
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    cid = f"{wres['id']}/environments/{name}"
+    if ctx.method == "PUT":
+        props = dict((ctx.json or {}).get("properties") or {})
+        body = {
+            "id": cid,
+            "name": name,
+            "type": f"{MLS_NS}/workspaces/environments",
+            "systemData": system_data(),
+            "properties": props,
+        }
+        ctx.app.state.put(cid, body, created=now_iso())
+        return Reply(200, body)
+    container = ctx.app.state.get(cid)
+    if container:
+        return Reply(200, container)
+    if not ctx.app.state.children(cid, "versions"):
+        return not_found("workspaces/environments", name, rg)
+    return Reply(
+        200,
+        {
+            "id": cid,
+            "name": name,
+            "type": f"{MLS_NS}/workspaces/environments",
+            "systemData": system_data(),
+            "properties": {"isArchived": False, "latestVersion": None},
+        },
+    )
+
+
 @route("GET PUT", WS + r"/environments/(?P<name>[^/]+)/versions(?:/(?P<version>[^/]+))?")
 def environment(ctx, sub, rg, ws, name, version=None):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)

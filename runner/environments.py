@@ -1,0 +1,478 @@
+"""Job environments: what a job's `environment` refers to, and what it asks for on this machine.
+
+A job's environment is a reference (`azureml:NAME:VERSION`, `azureml:NAME@latest`, a registry URI)
+or an inline definition (CLI v2 environment fields: `image`, `conda_file`, `build`). A reference
+resolves, in order, to a stand-in in `targets.local.environments` (local target), an environment of
+the spec's `environments:` section, or else Azure's own (a curated or registered environment, which
+the local target does not build: the job runs on mlrun's interpreter and packages).
+
+A definition is read into an Environment: its content digest (the conda file read in, so that
+editing the file reruns its jobs), and what the local target builds from it: a Python version and
+PyPI requirements (a conda file's dependencies converted: `name=1.2` becomes `name==1.2.*`, `pip:`
+entries are kept as they are). Stdlib and PyYAML only: validate and plan use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import yamldoc
+from .errors import special_file
+from .refs import is_local, mapping, relative_to, unresolved
+from .yamldoc import Doc
+
+FORMAT = 1  # of the build request; part of every environment's cache key
+MLFLOW_PACKAGES = ("mlflow", "mlflow-skinny", "azureml-mlflow")
+# conda packages with no PyPI counterpart that a job could need at run time: a build cannot succeed
+CONDA_ONLY = {
+    "cudatoolkit",
+    "cudnn",
+    "nccl",
+    "cuda",
+    "cuda-toolkit",
+    "cuda-nvcc",
+    "mkl",
+    "mkl-service",
+    "mkl_fft",
+    "mkl_random",
+    "intel-openmp",
+    "blas",
+    "openblas",
+    "openmpi",
+    "mpich",
+    "mpi",
+    "r-base",
+    "r-essentials",
+    "nodejs",
+    "gcc",
+    "gxx",
+    "gfortran",
+    "cmake",
+    "make",
+    "git",
+}
+# libraries conda ships for its own Python: here the system's or the wheels' own serve
+RUNTIME_LIBRARIES = {
+    "openssl",
+    "ca-certificates",
+    "zlib",
+    "xz",
+    "bzip2",
+    "sqlite",
+    "tk",
+    "readline",
+    "ncurses",
+    "tzdata",
+    "ld_impl_linux-64",
+    "_libgcc_mutex",
+    "_openmp_mutex",
+    "libffi",
+    "libgcc-ng",
+    "libstdcxx-ng",
+    "libgomp",
+    "libuuid",
+    "libnsl",
+    "libzlib",
+    "libsqlite",
+    "libexpat",
+    "libxcrypt",
+    "setuptools",
+    "wheel",
+}
+CONDA_NAMES = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "py-xgboost": "xgboost",
+    "matplotlib-base": "matplotlib",
+    "tensorflow-base": "tensorflow",
+    "pytables": "tables",
+    "py-opencv": "opencv-python",
+    "lightgbm": "lightgbm",
+    "libopencv": "opencv-python",
+}
+_CONDA_SPEC = re.compile(r"^\s*(?:[\w.-]+::)?([A-Za-z0-9_.\-]+)\s*(.*)$")
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)")
+
+
+def normalize(name: str) -> str:
+    """A package name as PyPI compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What a job runs in. `definition` is None for a reference to an environment this spec does
+    not define (Azure's own): the local target then runs the job on mlrun's interpreter."""
+
+    shown: str  # how plans name it
+    definition: dict | None = None  # the fields, its conda file read in as a mapping
+    python: str | None = None  # a conda file's python= ("3.11")
+    requirements: tuple = ()  # PyPI requirements
+    buildable: bool = True  # False: a Docker build context (a local run needs a stand-in)
+    version: str | None = None  # an environment of the spec's environments: section
+    ref: Any = None  # a reference as written (the fingerprint hashes it when nothing is defined)
+
+    @property
+    def built(self) -> bool:
+        """Whether the local target builds it (else the job runs on mlrun's own environment)."""
+        return self.definition is not None
+
+    @property
+    def digest(self) -> str:
+        """The content hash the fingerprint uses: the definition with its conda file read in."""
+        return _digest(self.definition if self.definition is not None else self.ref)
+
+    @property
+    def asks_for_mlflow(self) -> bool:
+        return any(_req_name(r) in MLFLOW_PACKAGES for r in self.requirements)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def shown(value: Any) -> str:
+    """A reference as written; an inline definition in a few words (`inline image python +
+    conda conda.yml`)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        return "mlrun's own environment"
+    parts = [f"image {value['image']}"] if value.get("image") else []
+    if value.get("conda_file") is not None:
+        parts.append(
+            f"conda {value['conda_file']}"
+            if isinstance(value["conda_file"], str)
+            else "conda (inline)"
+        )
+    if value.get("build"):
+        parts.append(f"build {mapping(value['build']).get('path')}")
+    return "inline " + (" + ".join(parts) or "{}")
+
+
+# --- references ----------------------------------------------------------------------------------
+
+_VERSIONED = re.compile(
+    r"^azureml:(?P<name>[^:@/]+)(?::(?P<version>[^:@/]+)|@(?P<label>[\w.-]+))?$"
+)
+
+
+def parse_ref(ref: str) -> tuple[str, str | None] | None:
+    """`azureml:NAME:VERSION` -> (NAME, VERSION); `azureml:NAME@latest` or `azureml:NAME` ->
+    (NAME, None); anything else (a registry URI) -> None."""
+    m = _VERSIONED.match(ref)
+    return (m["name"], m["version"]) if m else None
+
+
+def stand_ins(data: Any) -> dict:
+    """targets.local.environments: references mapped to local stand-ins."""
+    return mapping(mapping(mapping(mapping(data).get("targets")).get("local")).get("environments"))
+
+
+class Reader:
+    """Reads the environments of one spec: definitions with their conda files, references
+    resolved. With `report`, what is wrong is added to the doc's problems, located in the spec or
+    in the file that holds it."""
+
+    def __init__(self, doc: Doc, local: bool = True, report: bool = True):
+        self.doc, self.local, self.report = doc, local, report
+        self._stand_ins: dict[str, Environment] = {}
+
+    def problem(
+        self, path: tuple, message: str, severity: str = "error", at: tuple | None = None
+    ) -> None:
+        if self.report:
+            self.doc.problem(path, message, severity=severity, at=at)
+
+    # --- what a job names ---
+
+    def job(self, at: tuple, value: Any, defined: dict, substitutes: dict | None) -> Environment:
+        """The Environment a job's `environment` (at `at`) resolves to. `defined`: the spec's
+        environments by name; `substitutes`: targets.local.environments (None off the local
+        target)."""
+        if isinstance(value, dict):
+            return self.definition(at, value, shown(value))
+        if not isinstance(value, str) or unresolved(value):
+            return Environment(shown(value), ref=value)
+        if substitutes and value in substitutes:
+            if value not in self._stand_ins:  # read once, however many jobs name it
+                self._stand_ins[value] = self.stand_in(value, substitutes[value])
+            return self._stand_ins[value]
+        ref = parse_ref(value)
+        if ref and ref[0] in defined:
+            name, version = ref
+            env = defined[name]
+            if version is not None and env.version is not None and version != env.version:
+                self.problem(
+                    at, f"environment {name} has version {env.version} in this spec, not {version}"
+                )
+            return env
+        return Environment(value, ref=value)
+
+    def stand_in(self, ref: str, value: Any) -> Environment:
+        """A reference's local stand-in: an environment file, a conda file, or an inline
+        definition."""
+        at = ("targets", "local", "environments", ref)
+        if isinstance(value, dict):
+            return self.definition(at, value, f"{ref} (stand-in)")
+        if not isinstance(value, str) or unresolved(value):
+            return Environment(ref, ref=ref)
+        path = relative_to(self.doc, at, value)
+        sub = self.load(at, path, f"stand-in '{value}'")
+        if sub is None:
+            return Environment(ref, ref=ref)
+        if "dependencies" in sub.data or "channels" in sub.data:  # a conda file itself
+            return self.definition(at, {"conda_file": value}, f"{ref} (stand-in {value})")
+        return self.definition(at, sub.data, f"{ref} (stand-in {value})", base=sub)
+
+    # --- definitions ---
+
+    def definition(
+        self,
+        at: tuple,
+        fields: dict,
+        name: str,
+        base: Doc | None = None,
+        version: str | None = None,
+    ) -> Environment:
+        """An environment's fields (at `at` in the spec, or in the file `base`) with its conda file
+        read in and converted to PyPI requirements."""
+        definition = {
+            k: v for k, v in fields.items() if k in ("image", "conda_file", "build", "os_type")
+        }
+        python: str | None = None
+        requirements: list[str] = []
+        conda = fields.get("conda_file")
+        if isinstance(conda, str) and not unresolved(conda):
+            path = (
+                (Path(base.file).parent / conda)
+                if base
+                else relative_to(self.doc, at + ("conda_file",), conda)
+            )
+            sub = self.load(at + ("conda_file",), path, f"conda file '{conda}'")
+            if sub is not None:
+                definition["conda_file"] = sub.data
+                python, requirements = self.conda(
+                    sub, (), sub.data, path.parent, at + ("conda_file",)
+                )
+        elif isinstance(conda, dict):
+            python, requirements = self.conda(
+                self.doc,
+                at + ("conda_file",),
+                conda,
+                Path(self.doc.where(at)[0]).parent,
+                at + ("conda_file",),
+            )
+        return Environment(
+            name,
+            definition,
+            python,
+            tuple(requirements),
+            buildable=not fields.get("build"),
+            version=version,
+        )
+
+    def load(self, at: tuple, path: Path, what: str) -> Doc | None:
+        """A YAML file a definition names, parsed with positions (None, said, if it cannot be)."""
+        try:
+            if special_file(path):
+                raise OSError("not a regular file")
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.problem(at, f"{what} does not exist")
+            return None
+        except (OSError, ValueError) as e:
+            self.problem(at, f"{what} cannot be read ({e})")
+            return None
+        sub = yamldoc.parse(text, str(path))
+        for p in sub.problems:
+            self.problem(at, p.message, p.severity, at=(p.file, p.line, p.col))
+        if not isinstance(sub.data, dict):
+            if not sub.problems:
+                self.problem(at, f"{what} is not a mapping")
+            return None
+        return sub
+
+    def conda(
+        self, where: Doc, prefix: tuple, data: dict, folder: Path, shown_at: tuple
+    ) -> tuple[str | None, list[str]]:
+        """A conda file's python version and requirements; its problems located in `where` (the
+        conda file, or the spec for an inline one) and named by the spec's path `shown_at`."""
+        python, requirements, found = conda_requirements(data, folder)
+        for path, message, severity, local_only in found:
+            if self.local or not local_only:
+                self.problem(shown_at + path, message, severity, at=where.where(prefix + path))
+        if python is None:
+            return None, requirements
+        version, path = python
+        if self.local and find_python(version) is None:
+            self.problem(
+                shown_at + path,
+                f"python={version}: no Python {version} is installed here (installed: "
+                f"{', '.join(installed_pythons())}); install it, or change the conda file",
+                at=where.where(prefix + path),
+            )
+        return version, requirements
+
+
+def conda_requirements(data: dict, folder: Path) -> tuple[tuple | None, list[str], list]:
+    """A conda environment file's dependencies as PyPI requirements: ((python version, its path in
+    the file) or None, requirements, problems as (path in the file, message, severity, whether
+    only the local target has it))."""
+    python: tuple | None = None
+    out: list[str] = []
+    problems: list = []
+    deps = data.get("dependencies")
+    if deps is None:
+        return None, [], []
+    if not isinstance(deps, list):
+        return None, [], [(("dependencies",), "must be a list", "error", False)]
+    for i, dep in enumerate(deps):
+        at = ("dependencies", i)
+        if isinstance(dep, dict) and "pip" in dep:
+            pips = dep["pip"] if isinstance(dep["pip"], list) else []
+            out += [_pip_entry(str(entry), folder) for entry in pips]
+            continue
+        m = _CONDA_SPEC.match(dep) if isinstance(dep, str) else None
+        if m is None:
+            shape = "a package spec (name=1.2) or a {pip: [...]} list"
+            problems.append(
+                (
+                    at,
+                    f"{_shown_dep(dep)} is not a conda dependency: expected {shape}",
+                    "error",
+                    False,
+                )
+            )
+            continue
+        name, version = m[1].lower(), m[2].strip()
+        if name == "python":
+            found = _version_prefix(version)
+            python = (found, at) if found else None
+        elif name == "pip":
+            pass  # every run has pip (its layer's); the version conda would pin is not needed here
+        elif name in CONDA_ONLY:
+            problems.append(
+                (
+                    at,
+                    f"'{dep}' is a conda-only package: it has no PyPI counterpart, so "
+                    "the local target cannot build this environment (map it to a stand-in "
+                    "in targets.local.environments)",
+                    "error",
+                    True,
+                )
+            )
+        elif name in RUNTIME_LIBRARIES or name.startswith("lib"):
+            problems.append(
+                (
+                    at,
+                    f"'{dep}' is a runtime library conda installs; locally the "
+                    "system's and the wheels' own are used",
+                    "warning",
+                    True,
+                )
+            )
+        else:
+            out.append(CONDA_NAMES.get(name, name) + _pip_version(version))
+    return python, out, problems
+
+
+def _shown_dep(dep: Any) -> str:
+    return f"'{dep}'" if isinstance(dep, str) else json.dumps(dep, default=str)
+
+
+def _pip_entry(entry: str, folder: Path) -> str:
+    """A `pip:` entry as pip reads it; `-r FILE` and local paths made absolute (the build reads the
+    requirements from elsewhere)."""
+    for flag in ("-r ", "--requirement ", "-c ", "--constraint "):
+        if entry.startswith(flag):
+            ref = entry[len(flag) :].strip()
+            return flag + str(folder / ref) if is_local(ref) and not os.path.isabs(ref) else entry
+    if entry.startswith((".", "/")) and is_local(entry):
+        return str((folder / entry).resolve())
+    return entry
+
+
+def _version_prefix(spec: str) -> str | None:
+    """python=3.11 / python=3.11.7 / python 3.11 -> 3.11 (the minor version picks the
+    interpreter)."""
+    m = re.search(r"(\d+)\.(\d+)", spec)
+    return f"{m[1]}.{m[2]}" if m else None
+
+
+def _pip_version(spec: str) -> str:
+    """A conda version spec as a PyPI one: `=1.2` -> `==1.2.*`, `1.2` -> `==1.2.*`, `==1.2`, `>=1`
+    and `1.2.*` as they mean; a build string (`=1.2=py38_0`) is dropped."""
+    spec = spec.strip()
+    if not spec:
+        return ""
+    if spec.startswith("=") and not spec.startswith("=="):
+        spec = spec[1:]
+    spec = spec.split("=")[0] if re.match(r"^[\d.*]+=", spec) else spec
+    if re.match(r"^[\d][\w.]*\*?$", spec):  # a bare version: conda's "this prefix"
+        return f"=={spec}" if spec.endswith("*") else f"=={spec}.*"
+    return spec.replace(" ", "")
+
+
+def _req_name(requirement: str) -> str:
+    m = _REQ_NAME.match(requirement)
+    return normalize(m[1]) if m else ""
+
+
+# --- interpreters --------------------------------------------------------------------------------
+
+_pythons: dict = {}
+
+
+def find_python(version: str | None) -> tuple[str, str] | None:
+    """An interpreter installed here for `version` ("3.11"; None: mlrun's own): (path, full
+    version), or None. Looks at mlrun's own, then `python3.X` on PATH and in pyenv's versions;
+    never downloads one."""
+    if version is None or version == f"{sys.version_info[0]}.{sys.version_info[1]}":
+        return getattr(sys, "_base_executable", sys.executable), sys.version.split()[0]
+    if version in _pythons:
+        return _pythons[version]
+    candidates = [shutil.which(f"python{version}")]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    if pyenv.is_dir():
+        candidates += [
+            str(p) for p in sorted(pyenv.glob(f"{version}.*/bin/python{version}"), reverse=True)
+        ]
+    found = None
+    for candidate in filter(None, candidates):
+        try:
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.executable, sys.version.split()[0])"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if len(out) == 2 and _version_prefix(out[1]) == version:
+            found = (os.path.realpath(out[0]), out[1])
+            break
+    _pythons[version] = found
+    return found
+
+
+def installed_pythons() -> list[str]:
+    """The Python versions (major.minor) found here, for messages: mlrun's own, those on PATH and
+    pyenv's (not each checked to run)."""
+    found = {f"{sys.version_info[0]}.{sys.version_info[1]}"}
+    for minor in range(6, 20):
+        if shutil.which(f"python3.{minor}"):
+            found.add(f"3.{minor}")
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    if pyenv.is_dir():
+        found |= {v for p in pyenv.iterdir() if (v := _version_prefix(p.name))}
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
