@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,49 +429,29 @@ def _req_name(requirement: str) -> str:
 
 # --- interpreters --------------------------------------------------------------------------------
 
-_pythons: dict = {}
-
 
 def find_python(version: str | None) -> tuple[str, str] | None:
-    """An interpreter installed here for `version` ("3.11"; None: mlrun's own): (path, full
-    version), or None. Looks at mlrun's own, then `python3.X` on PATH and in pyenv's versions;
-    never downloads one."""
+    """An interpreter installed here for `version` ("3.11"; None: mlrun's own): (path, version as
+    far as its location tells), or None. Looks at mlrun's own, pyenv's versions, then `python3.X`
+    on PATH (not a shim). Runs nothing (validate and plan start no process) and never downloads
+    one: uv checks the interpreter when it builds."""
     if version is None or version == f"{sys.version_info[0]}.{sys.version_info[1]}":
         return getattr(sys, "_base_executable", sys.executable), sys.version.split()[0]
-    if version in _pythons:
-        return _pythons[version]
-    candidates = [shutil.which(f"python{version}")]
     pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     if pyenv.is_dir():
-        candidates += [
-            str(p) for p in sorted(pyenv.glob(f"{version}.*/bin/python{version}"), reverse=True)
-        ]
-    found = None
-    for candidate in filter(None, candidates):
-        try:
-            out = subprocess.run(
-                [candidate, "-c", "import sys; print(sys.executable, sys.version.split()[0])"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            ).stdout.split()
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if len(out) == 2 and _version_prefix(out[1]) == version:
-            found = (os.path.realpath(out[0]), out[1])
-            break
-    _pythons[version] = found
-    return found
+        for folder in sorted(pyenv.glob(f"{version}.*"), key=_version_key, reverse=True):
+            if (folder / "bin" / f"python{version}").is_file():
+                return str(folder / "bin" / f"python{version}"), folder.name
+    found = shutil.which(f"python{version}")
+    if found and "shims" not in Path(found).parts:
+        return os.path.realpath(found), version
+    return None
+
+
+def _version_key(folder: Path) -> tuple:
+    return tuple(int(x) if x.isdigit() else 0 for x in folder.name.split("."))
 
 
 def installed_pythons() -> list[str]:
-    """The Python versions (major.minor) found here, for messages: mlrun's own, those on PATH and
-    pyenv's (not each checked to run)."""
-    found = {f"{sys.version_info[0]}.{sys.version_info[1]}"}
-    for minor in range(6, 20):
-        if shutil.which(f"python3.{minor}"):
-            found.add(f"3.{minor}")
-    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-    if pyenv.is_dir():
-        found |= {v for p in pyenv.iterdir() if (v := _version_prefix(p.name))}
-    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+    """The Python versions (3.X) find_python finds here, for messages."""
+    return [f"3.{minor}" for minor in range(6, 20) if find_python(f"3.{minor}")]
