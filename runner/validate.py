@@ -211,7 +211,7 @@ def _suggest(word: str, options: list[str]) -> str:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if close:
         return f" (did you mean '{close[0]}'?)"
-    if 0 < len(options) <= 8:
+    if 0 < len(options) <= 12:  # a longer list is more noise than help
         return f" (expected one of: {', '.join(options)})"
     return ""
 
