@@ -29,64 +29,19 @@ from .errors import special_file
 from .refs import is_local, mapping, relative_to, unresolved
 from .yamldoc import Doc
 
-FORMAT = 1  # of the build request; part of every environment's cache key
 MLFLOW_PACKAGES = ("mlflow", "mlflow-skinny", "azureml-mlflow")
 # conda packages with no PyPI counterpart that a job could need at run time: a build cannot succeed
-CONDA_ONLY = {
-    "cudatoolkit",
-    "cudnn",
-    "nccl",
-    "cuda",
-    "cuda-toolkit",
-    "cuda-nvcc",
-    "mkl",
-    "mkl-service",
-    "mkl_fft",
-    "mkl_random",
-    "intel-openmp",
-    "blas",
-    "openblas",
-    "openmpi",
-    "mpich",
-    "mpi",
-    "r-base",
-    "r-essentials",
-    "nodejs",
-    "gcc",
-    "gxx",
-    "gfortran",
-    "cmake",
-    "make",
-    "git",
-}
-# libraries conda ships for its own Python: here the system's or the wheels' own serve
-RUNTIME_LIBRARIES = {
-    "openssl",
-    "ca-certificates",
-    "zlib",
-    "xz",
-    "bzip2",
-    "sqlite",
-    "tk",
-    "readline",
-    "ncurses",
-    "tzdata",
-    "ld_impl_linux-64",
-    "_libgcc_mutex",
-    "_openmp_mutex",
-    "libffi",
-    "libgcc-ng",
-    "libstdcxx-ng",
-    "libgomp",
-    "libuuid",
-    "libnsl",
-    "libzlib",
-    "libsqlite",
-    "libexpat",
-    "libxcrypt",
-    "setuptools",
-    "wheel",
-}
+CONDA_ONLY = frozenset(
+    "cudatoolkit cudnn nccl cuda cuda-toolkit cuda-nvcc mkl mkl-service mkl_fft mkl_random "
+    "intel-openmp blas openblas openmpi mpich mpi r-base r-essentials nodejs gcc gxx gfortran "
+    "cmake make git".split()
+)
+# what conda ships for its own Python (lib* too): here the system's or the wheels' own serve
+RUNTIME_LIBRARIES = frozenset(
+    "openssl ca-certificates zlib xz bzip2 sqlite tk readline ncurses tzdata ld_impl_linux-64 "
+    "_libgcc_mutex _openmp_mutex setuptools wheel".split()
+)
+# conda names of packages that PyPI names otherwise
 CONDA_NAMES = {
     "pytorch": "torch",
     "pytorch-cpu": "torch",
@@ -95,8 +50,6 @@ CONDA_NAMES = {
     "tensorflow-base": "tensorflow",
     "pytables": "tables",
     "py-opencv": "opencv-python",
-    "lightgbm": "lightgbm",
-    "libopencv": "opencv-python",
 }
 _CONDA_SPEC = re.compile(r"^\s*(?:[\w.-]+::)?([A-Za-z0-9_.\-]+)\s*(.*)$")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)")
@@ -132,7 +85,7 @@ class Environment:
 
     @property
     def asks_for_mlflow(self) -> bool:
-        return any(_req_name(r) in MLFLOW_PACKAGES for r in self.requirements)
+        return any(requirement_name(r) in MLFLOW_PACKAGES for r in self.requirements)
 
 
 def _digest(value: Any) -> str:
@@ -422,7 +375,7 @@ def _pip_version(spec: str) -> str:
     return spec.replace(" ", "")
 
 
-def _req_name(requirement: str) -> str:
+def requirement_name(requirement: str) -> str:
     m = _REQ_NAME.match(requirement)
     return normalize(m[1]) if m else ""
 

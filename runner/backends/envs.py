@@ -104,11 +104,11 @@ def request(python: tuple[str, str], requirements: tuple, asks_for_mlflow: bool)
     environments.find_python; MLflow pinned to mlrun's version when the definition asks for it."""
     pins: tuple[str, ...] = ()
     if asks_for_mlflow and (version := mlflow_version()):
-        from ..environments import MLFLOW_PACKAGES, _req_name
+        from ..environments import MLFLOW_PACKAGES, requirement_name
 
         pins = (f"mlflow=={version}", f"mlflow-skinny=={version}")
         requirements = tuple(
-            f"{_req_name(r)}=={version}" if _req_name(r) in MLFLOW_PACKAGES[:2] else r
+            f"{requirement_name(r)}=={version}" if requirement_name(r) in MLFLOW_PACKAGES[:2] else r
             for r in requirements
         )
     return Request(python[0], python[1], tuple(requirements), pins)
