@@ -135,8 +135,8 @@ class Applier:
         if jobs:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
-        inside = (Kind.COMPUTE, Kind.ENVIRONMENT)  # what lives in the workspace: made at once
-        self._parallel(gone(Kind.COMPUTE) + gone(Kind.ENVIRONMENT), self.change_resource)
+        inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT)  # in the workspace: made at once
+        self._parallel([c for k in inside for c in gone(k)], self.change_resource)
         for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
             self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
         self._parallel(jobs, self.run_job, workers=max(1, len(by_kind[Kind.JOB])))
@@ -243,7 +243,7 @@ class Applier:
         job = self.spec.jobs[name]
         self.emit(Event(change.address, "Queued", change.reason))
         slots = self.slots[job.compute if job.compute in self.slots else None]
-        with slots.taking(job.instance_count):
+        with slots.taking(0 if job.is_pipeline else job.instance_count):  # its steps take them
             if self.cancelled.is_set():
                 self.emit(Event(change.address, "Canceled", "not started"))
                 return

@@ -40,9 +40,14 @@ class Context:
 
     def plan(self, force=(), only=None) -> tuple[planning.Plan, dict]:
         model = planning.desired(self.spec, self.target)
+        actual = self.refresh()
+        steps = [
+            s["fingerprint"] for j in model["jobs"].values() for s in j.get("steps", {}).values()
+        ]
+        actual["reusable"] = self.backend.reusable(steps) if steps else {}
         return planning.make_plan(
             model,
-            self.refresh(),
+            actual,
             target=self.target,
             spec=str(self.spec.path.resolve()),
             force=tuple(force),

@@ -15,6 +15,7 @@ JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
+COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
@@ -91,6 +92,22 @@ def environment_document(spec: Spec, name: str, out_dir: Path) -> dict:
     env = _environment_paths(spec, ("environments", name), fields, out_dir)
     doc: dict = {"$schema": ENVIRONMENT_SCHEMA, "name": name}
     doc.update({k: v for k, v in env.items() if k not in ("$schema", "name", "file")})
+    return doc
+
+
+def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
+    """A component of the spec's components: section as a commandComponent file in `out_dir`."""
+    fields = (spec.doc.data.get("components") or {}).get(name) or {}
+    doc: dict = {"$schema": COMPONENT_SCHEMA, "name": name}
+    doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
+    at = ("components", name)
+    if is_local(fields.get("code")):
+        doc["code"] = _rel(relative_to(spec.doc, at + ("code",), fields["code"]), out_dir)
+    if isinstance(fields.get("environment"), dict):
+        doc["environment"] = _environment_paths(
+            spec, at + ("environment",), fields["environment"], out_dir
+        )
+    doc.setdefault("type", "command")
     return doc
 
 
@@ -179,6 +196,9 @@ def export(spec: Spec, out_dir: Path) -> list[Path]:
     for name in spec.environments:
         folder = out_dir / "environments"
         write(folder / f"{name}.yml", environment_document(spec, name, folder))
+    for name in spec.components:
+        folder = out_dir / "components"
+        write(folder / f"{name}.yml", component_document(spec, name, folder))
     for name, job in spec.jobs.items():
         folder = out_dir / "jobs"
         write(folder / f"{name}.yml", job_document(spec, job, folder))

@@ -9,13 +9,17 @@ import stat
 import time
 from pathlib import Path
 
+from .pipelines import Step
 from .spec import Job
 
 SKIP_DIRS = {".git", "__pycache__", ".mlrun", ".ipynb_checkpoints", ".pytest_cache"}
 SKIP_SUFFIXES = (".pyc",)
 PARTS = ("command", "code", "inputs", "environment", "compute", "environment_variables")
 SWEEP_PARTS = ("search_space", "sampling_algorithm", "objective", "limits", "early_termination")
-ALL_PARTS = PARTS + SWEEP_PARTS  # a command job has PARTS only, so its fingerprint is as before
+STEP_PARTS = PARTS + ("outputs", "upstream")  # a pipeline step's
+PIPELINE_PARTS = ("steps", "settings")  # a pipeline's (each step has its own)
+# a command job has PARTS only, so its fingerprint is as before
+ALL_PARTS = PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS
 RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
 _tree_cache: dict = {}
@@ -99,6 +103,75 @@ def parts(job: Job) -> dict:
             else {}
         ),
     }
+
+
+def _content(path: Path) -> str | None:
+    return tree_digest(path) if path.exists() else None
+
+
+def step_parts(step: Step, upstream: dict[str, str]) -> dict:
+    """A pipeline step's parts; `upstream` has the fingerprints of the steps before it, so a step
+    whose input is another's output changes when that one does (as Azure ML reuses steps)."""
+    inputs = {}
+    for name, source in sorted(step.inputs.items()):
+        if source.kind == "path":
+            inputs[name] = {"content": _content(source.value)}
+        elif source.kind == "step":
+            inputs[name] = {"step": source.value[0], "output": source.value[1]}
+        else:
+            inputs[name] = {source.kind: source.value}
+    return {
+        "command": _digest(step.command),
+        "code": tree_digest(step.code) if step.code and step.code.exists() else _digest(None),
+        "inputs": _digest(inputs),
+        "environment": step.env.digest,
+        "compute": _digest(step.compute),
+        "environment_variables": _digest(step.env_vars),
+        "outputs": _digest(sorted(step.outputs)),
+        "upstream": _digest({u: upstream.get(u) for u in step.upstream}),
+    }
+
+
+def pipeline(job: Job) -> dict:
+    """A pipeline job's parts, and each step's fingerprint and parts (in dependency order)."""
+    assert job.pipeline is not None
+    steps: dict[str, dict] = {}
+    fingerprints: dict[str, str] = {}
+    for step in job.pipeline.steps.values():
+        step_parts_ = step_parts(step, fingerprints)
+        fingerprints[step.name] = combine(step_parts_)
+        steps[step.name] = {
+            "fingerprint": fingerprints[step.name],
+            "parts": step_parts_,
+            "upstream": step.upstream,
+            "reusable": step.deterministic and not job.pipeline.force_rerun,
+        }
+    settings = {
+        "outputs": job.pipeline.outputs,
+        "continue_on_step_failure": job.pipeline.continue_on_step_failure,
+    }
+    return {
+        "parts": {"steps": _digest(fingerprints), "settings": _digest(settings)},
+        "steps": steps,
+    }
+
+
+def component(spec, name: str) -> str:
+    """A component of the spec's components: as its content: its fields, its code folder's
+    content and its environment's."""
+    from .refs import is_local, relative_to
+
+    fields = spec.components[name].fields
+    code = fields.get("code")
+    folder = relative_to(spec.doc, ("components", name, "code"), code) if is_local(code) else None
+    env = spec.doc.environments.get(("components", name, "environment"))
+    return _digest(
+        {
+            "fields": {k: v for k, v in fields.items() if k not in ("version", "$schema")},
+            "code": _content(folder) if folder else None,
+            "environment": env.digest if env else None,
+        }
+    )
 
 
 def combine(job_parts: dict) -> str:

@@ -49,6 +49,7 @@ class Kind(enum.StrEnum):
     WORKSPACE = "workspace"
     COMPUTE = "compute"
     ENVIRONMENT = "environment"
+    COMPONENT = "component"
     JOB = "job"
 
     def __str__(self) -> str:
@@ -81,7 +82,10 @@ class Address(str):
         return cls(kind, name)
 
 
-VERSIONED = (Kind.ENVIRONMENT,)  # assets whose versions are immutable (see _asset_change)
+VERSIONED = (
+    Kind.ENVIRONMENT,
+    Kind.COMPONENT,
+)  # assets whose versions are immutable (see _asset_change)
 ACTIVE = ("NotStarted", "Preparing", "Queued", "Starting", "Running", "Finalizing")
 WORKSPACE_FIELDS = ("location", "resource_group", "display_name", "description", "tags")
 COMPUTE_FIELDS = (
@@ -274,6 +278,12 @@ def desired(spec: Spec, target: str = "local") -> dict:
             "name": c.name,
             "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields},
         }
+    for name, comp in spec.components.items():  # versioned: see _asset_change
+        resources[Address(Kind.COMPONENT, name)] = {
+            "kind": "component",
+            "name": name,
+            "attrs": {"version": comp.version, "content": fingerprint.component(spec, name)[:16]},
+        }
     for name, env in spec.environments.items():  # versioned: see _asset_change
         resources[Address(Kind.ENVIRONMENT, name)] = {
             "kind": "environment",
@@ -282,6 +292,14 @@ def desired(spec: Spec, target: str = "local") -> dict:
         }
     jobs = {}
     for job in spec.jobs.values():
+        if job.is_pipeline:
+            model = fingerprint.pipeline(job)
+            jobs[job.name] = {
+                "fingerprint": fingerprint.combine(model["parts"]),
+                **model,
+                "compute": None,
+            }
+            continue
         parts = fingerprint.parts(job)
         jobs[job.name] = {
             "fingerprint": fingerprint.combine(parts),
@@ -316,17 +334,19 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
             else Change(c.address, CREATE, "in the new workspace", c.before, c.after)
             for c in changes[ws + 1 :]
         ]
+    reusable = actual.get("reusable") or {}
     for name, job in model["jobs"].items():
-        changes.append(
-            _job_change(
-                name,
-                job,
-                actual["jobs"].get(name),
-                fresh_ws,
-                name in force,
-                only is not None and name not in only,
-            )
+        change = _job_change(
+            name,
+            job,
+            actual["jobs"].get(name),
+            fresh_ws,
+            name in force,
+            only is not None and name not in only,
         )
+        if "steps" in job and change.action == RUN:
+            change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
+        changes.append(change)
     gone = [a for a in have if a not in resources]
     for name in actual["jobs"]:
         if name not in model["jobs"]:
@@ -481,6 +501,47 @@ def _job_change(
     return Change(address, NOOP, f"up to date (run {short(run['id'])}, Completed)", before, after)
 
 
+def _with_steps(
+    change: Change, job: dict, run: dict | None, reusable: dict, forced: bool
+) -> Change:
+    """A pipeline to run, with each step and why it runs or is reused (as Azure ML reuses a step
+    whose fingerprint, upstream steps included, matches a completed run's)."""
+    before = (run or {}).get("steps") or {}
+    steps: list[dict] = []
+    running: set[str] = set()
+    for name, step in job["steps"].items():
+        action, reason = RUN, _step_reason(name, step, before.get(name), running, reusable, forced)
+        if reason.startswith("reused"):
+            action = NOOP
+        else:
+            running.add(name)
+        steps.append({"step": name, "action": action.word, "reason": reason})
+    after = {**change.after, "steps": steps}
+    reason = f"pipeline: {len(running)} of {plural(len(steps), 'step')} to run"
+    return Change(change.address, change.action, reason, change.before, after)
+
+
+def _step_reason(
+    name: str, step: dict, before: dict | None, running: set, reusable: dict, forced: bool
+) -> str:
+    if forced:
+        return "forced (--force)"
+    if not step["reusable"]:
+        return "runs every time (is_deterministic: false, or settings.force_rerun)"
+    if step["fingerprint"] in reusable:
+        return f"reused (run {short(reusable[step['fingerprint']])})"
+    if before is None:
+        return "first run"
+    own = [p for p in fingerprint.changed(before.get("parts"), step["parts"]) if p != "upstream"]
+    if own:
+        what = " and ".join([", ".join(own[:-1]), own[-1]] if len(own) > 1 else own)
+        return f"{what.replace('_', ' ')} changed since run {short(before.get('run_id'))}"
+    upstream = [u for u in step["upstream"] if u in running]
+    if upstream:
+        return f"upstream {', '.join(upstream)} {'runs' if len(upstream) == 1 else 'run'}"
+    return f"run {short(before.get('run_id'))} {before.get('status', 'cannot be reused')}"
+
+
 # --- views ---------------------------------------------------------------------------------------
 
 
@@ -488,7 +549,12 @@ def render(plan: Plan) -> str:
     """The human plan: one line per change (unchanged resources omitted), then the summary."""
     shown = [c for c in plan.changes if not (c.action == NOOP and c.address.kind != Kind.JOB)]
     width = max([29] + [len(c.address) + 2 for c in shown])
-    lines = [f"{c.action.value:>3} {c.address:<{width}}{c.reason}".rstrip() for c in shown]
+    lines = []
+    for c in shown:
+        lines.append(f"{c.action.value:>3} {c.address:<{width}}{c.reason}".rstrip())
+        for s in (c.after or {}).get("steps", []) if isinstance(c.after, dict) else []:
+            symbol = Action.from_word(s["action"]).value
+            lines.append(f"    {symbol:>3} {s['step']:<{width - 4}}{s['reason']}".rstrip())
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 

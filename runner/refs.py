@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .yamldoc import Doc
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name")
+LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name", "parent")
 NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
 LOCAL_INPUT_TYPES = (
     "uri_file",

@@ -16,6 +16,7 @@ import yaml
 from . import validate, yamldoc
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
+from .pipelines import Component, Pipeline
 from .refs import (
     EXPR,
     LEFT_FOR_JOB,
@@ -23,12 +24,13 @@ from .refs import (
     NAMESPACES,
     is_local,
     local_inputs,
+    mapping,
     relative_to,
     unresolved,
 )
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes", "environments")
+INCLUDABLE = ("jobs", "computes", "environments", "components")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
@@ -217,10 +219,15 @@ class Job:
     source: Path | None = None  # the CLI v2 file it came from, if any
     secrets: frozenset = frozenset()  # names of environment_variables whose values are secret
     env: Environment = Environment(shown(None))  # what its `environment` resolves to
+    pipeline: Pipeline | None = None  # a pipeline job's steps, resolved
 
     @property
     def is_sweep(self) -> bool:
         return self.fields.get("type") == "sweep"
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.fields.get("type") == "pipeline"
 
     @property
     def trial(self) -> dict:
@@ -311,6 +318,7 @@ class Spec:
     doc: Doc
     secret_vars: frozenset = frozenset()  # variables whose values are never shown or stored
     environments: dict = field(default_factory=dict)  # name -> Environment (environments:)
+    components: dict = field(default_factory=dict)  # name -> pipelines.Component (components:)
 
     def experiment(self, job: Job) -> str:
         return job.fields.get("experiment_name") or self.name
@@ -430,9 +438,28 @@ def _include(doc: Doc, hook: Resolver) -> None:
                     doc.broken.add((section, name))
                 else:
                     blocks[name] = _merge_include(doc, (section, name), block, hook)
+    for name, job in mapping(doc.data.get("jobs")).items():
+        if isinstance(job, dict) and job.get("type") == "pipeline":
+            _include_components(doc, ("jobs", name), job, hook)
 
 
-def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
+def _include_components(doc: Doc, at: tuple, pipeline: dict, hook: Resolver) -> None:
+    """A pipeline step's `component: ./x.yml` (or file:x.yml), an unmodified commandComponent
+    file, read in place of the reference (paths in it stay relative to it)."""
+    for step, block in mapping(pipeline.get("jobs")).items():
+        ref = block.get("component") if isinstance(block, dict) else None
+        if not isinstance(ref, str) or ref.startswith("azureml:") or unresolved(ref):
+            continue
+        where = at + ("jobs", step, "component")
+        file = ref[len("file:") :] if ref.startswith("file:") else ref
+        merged = _merge_include(doc, where, {"file": file}, hook, what="component file")
+        if "file" not in merged:  # read (else the problem is said)
+            block["component"] = merged
+
+
+def _merge_include(
+    doc: Doc, at: tuple, block: dict, hook: Resolver, what: str = "include file"
+) -> dict:
     ref = block["file"]
     path = relative_to(doc, at + ("file",), ref)
     try:
@@ -445,7 +472,7 @@ def _merge_include(doc: Doc, at: tuple, block: dict, hook: Resolver) -> dict:
             IsADirectoryError: "is a folder",
         }
         why = reasons.get(type(e)) or f"cannot be read ({e})"
-        doc.problem(at + ("file",), f"include file '{ref}' {why}")
+        doc.problem(at + ("file",), f"{what} '{ref}' {why}")
         doc.broken.add(at)  # what the file would give is unknown: missing keys are no news
         return block
     sub = Doc(str(path))
@@ -536,6 +563,10 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
         generated=fresh,
         doc=doc,
         secret_vars=frozenset(p[1] for p in doc.secret if p[0] == "variables"),
+        components={
+            n: Component(n, None if c.get("version") is None else str(c["version"]), c)
+            for n, c in (data.get("components") or {}).items()
+        },
         environments={
             n: doc.environments[("environments", n)]
             for n in data.get("environments") or {}
@@ -581,4 +612,6 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
     resolved = doc.environments.get(run_at) or Environment(
         shown(env.get("environment")), ref=env.get("environment")
     )
-    return Job(name, fields, code, inputs, doc.includes.get(at), secrets, resolved)
+    return Job(
+        name, fields, code, inputs, doc.includes.get(at), secrets, resolved, doc.pipelines.get(at)
+    )

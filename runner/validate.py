@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import environments
+from . import environments, pipelines
 from .errors import plural
 from .refs import (
     EXPR,
@@ -289,20 +289,43 @@ def _check_environments(doc: Doc, data: dict, target: str, runs: bool) -> None:
         if not fields.get("image") and not fields.get("build"):
             need = "an environment needs an image or a build context (as Azure ML does)"
             doc.problem(where, need, key=True)
+    components = {
+        name: pipelines.Component(name, None if c.get("version") is None else str(c["version"]), c)
+        for name, c in _dicts(data.get("components")).items()
+        if ("components", name) not in doc.broken
+    }
+    for name, comp in components.items():  # their environments, read once for their steps
+        if comp.fields.get("environment") is not None:
+            where = ("components", name, "environment")
+            env = reader.job(where, comp.fields["environment"], defined, substitutes)
+            doc.environments[where] = env
+    computes = set(_dicts(data.get("computes")))
     for name, job in _dicts(data.get("jobs")).items():
+        if job.get("type") == "pipeline":
+            steps = pipelines.PipelineReader(
+                doc, reader, components, defined, substitutes, computes, local_inputs(data), local
+            )
+            doc.pipelines[("jobs", name)] = found = steps.read(("jobs", name), job)
+            for step in found.steps.values():
+                _check_buildable(doc, ("jobs", name, "jobs", step.name), step.env, local, runs)
+            continue
         at = ("jobs", name, "trial") if job.get("type") == "sweep" else ("jobs", name)
         block = mapping(job.get("trial")) if job.get("type") == "sweep" else job
         if block.get("environment") is None:
             continue
         env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
         doc.environments[at] = env
-        if local and env.built and not env.buildable:
-            doc.problem(
-                at + ("environment",),
-                f"environment {env.shown} is built from a Docker context, which the local target "
-                "cannot build: map it to a local stand-in in targets.local.environments",
-                severity="error" if runs else "warning",
-            )
+        _check_buildable(doc, at, env, local, runs)
+
+
+def _check_buildable(doc: Doc, at: tuple, env, local: bool, runs: bool) -> None:
+    if local and env.built and not env.buildable:
+        doc.problem(
+            at + ("environment",),
+            f"environment {env.shown} is built from a Docker context, which the local target "
+            "cannot build: map it to a local stand-in in targets.local.environments",
+            severity="error" if runs else "warning",
+        )
 
 
 def _check_name(

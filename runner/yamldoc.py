@@ -66,6 +66,8 @@ class Doc:
     secret: dict = field(default_factory=dict)
     # path of a job or sweep trial -> its Environment (validate.py)
     environments: dict = field(default_factory=dict)
+    # path of a pipeline job -> its Pipeline (validate.py)
+    pipelines: dict = field(default_factory=dict)
 
     def where(self, path: Path, key: bool = False) -> Mark:
         """The position of `path` (of its key when `key`), else of its nearest known parent."""

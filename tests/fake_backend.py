@@ -216,6 +216,9 @@ class FakeBackend:
                 actual["jobs"][name] = {**run, **self.poll(run)}
         return actual
 
+    def reusable(self, fingerprints: list[str]) -> dict[str, str]:
+        return {}  # the fake service runs no pipelines
+
     def poll(self, run: dict) -> dict:
         self._record("poll", self._job(run), run["id"])
         with self._cond:

@@ -175,6 +175,7 @@ class AzureBackend:
             addresses.add(Address(Kind.WORKSPACE, self.workspace))
             addresses.update(Address(Kind.COMPUTE, n) for n in self.spec.computes)
             addresses.update(Address(Kind.ENVIRONMENT, n) for n in self.spec.environments)
+            addresses.update(Address(Kind.COMPONENT, n) for n in self.spec.components)
             rg_alive = self._rg_exists()
             ws = self._get_workspace() if rg_alive else None
             for address in sorted(addresses):
@@ -208,7 +209,7 @@ class AzureBackend:
             return set(self.spec.workspace) & set(WORKSPACE_FIELDS)
         if kind == "compute" and name in self.spec.computes:
             return set(self.spec.computes[name].fields) & set(COMPUTE_FIELDS)
-        if kind == "environment":
+        if kind in ("environment", "component"):
             return {"version", "content"}
         return {"location"} if kind == "resource_group" else set()
 
@@ -245,8 +246,8 @@ class AzureBackend:
             return None
         from azure.core.exceptions import ResourceNotFoundError
 
-        if kind == "environment":
-            return self._live_environment(name, record or {})
+        if kind in ("environment", "component"):
+            return self._live_asset(kind, name, record or {})
         try:
             c = self.ml().compute.get(name)
         except ResourceNotFoundError:
@@ -295,6 +296,9 @@ class AzureBackend:
                 out["error"] = _job_error(job)
         return out
 
+    def reusable(self, fingerprints: list[str]) -> dict[str, str]:
+        return {}  # Azure ML decides what it reuses when the pipeline runs
+
     def advise(self, plan) -> list[str]:
         """Warnings before apply: the vCPU quota the new computes need against the region's free
         quota (the commonest way this lab fails for students)."""
@@ -338,20 +342,22 @@ class AzureBackend:
 
     # --- resources -------------------------------------------------------------------------------
 
-    def _live_environment(self, name: str, record: dict) -> dict | None:
-        """The version the state (or else the spec) names, as registered, with the content digest
-        mlrun tagged it with; None when it is not registered."""
+    def _live_asset(self, kind: str, name: str, record: dict) -> dict | None:
+        """The version of an environment or component the state (or else the spec) names, as
+        registered, with the content digest mlrun tagged it with; None when it is not there."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        asked = self.spec.environments[name].version if name in self.spec.environments else None
+        spec_assets = self.spec.environments if kind == "environment" else self.spec.components
+        asked = spec_assets[name].version if name in spec_assets else None
         version = (record.get("attrs") or {}).get("version") or asked
         if version is None:
             return None
+        operations = self.ml().environments if kind == "environment" else self.ml().components
         try:
-            env = self.ml().environments.get(name, version=version)
+            asset = operations.get(name, version=version)
         except ResourceNotFoundError:
             return None
-        return {"version": str(env.version), "content": (env.tags or {}).get("mlrun.content")}
+        return {"version": str(asset.version), "content": (asset.tags or {}).get("mlrun.content")}
 
     def _create_environment(self, name: str, attrs: dict) -> dict:
         """`az ml environment create`: the spec's definition (its conda file read in) as a new
@@ -376,12 +382,32 @@ class AzureBackend:
             created = self.ml().environments.create_or_update(entity)
         return {"id": created.id}
 
+    def _create_component(self, name: str, attrs: dict) -> dict:
+        """`az ml component create`: the spec's component written as a commandComponent file,
+        loaded by the SDK, registered as a new version tagged with its content digest."""
+        import yaml
+        from azure.ai.ml import load_component
+
+        from ..export import component_document
+
+        with tempfile.TemporaryDirectory(prefix="mlrun-component-") as tmp:
+            path = Path(tmp) / f"{name}.yml"
+            document = component_document(self.spec, name, Path(tmp))
+            document["version"] = attrs["version"]
+            document["tags"] = {**(document.get("tags") or {}), "mlrun.content": attrs["content"]}
+            path.write_text(yaml.safe_dump(document, sort_keys=False))
+            with _sdk_stderr():
+                created = self.ml().components.create_or_update(load_component(source=path))
+        return {"id": created.id}
+
     def create(self, kind: str, name: str, attrs: dict) -> dict:
         with plain_errors(f"{kind}.{name}"):
             if kind == "resource_group":
                 return self._create_rg(name)
             if kind == "environment":
                 return self._create_environment(name, attrs)
+            if kind == "component":
+                return self._create_component(name, attrs)
             if kind == "workspace":
                 from azure.ai.ml.entities import Workspace
 
@@ -449,9 +475,12 @@ class AzureBackend:
                     self.ml().workspaces.begin_delete(
                         name, delete_dependent_resources=True
                     ).result()
-            elif kind == "environment":  # Azure ML archives environments; it never deletes them
+            elif kind in ("environment", "component"):  # archived: Azure ML never deletes them
                 if self._rg_exists() and self._get_workspace() is not None:
-                    self.ml().environments.archive(name)
+                    operations = (
+                        self.ml().environments if kind == "environment" else self.ml().components
+                    )
+                    operations.archive(name)
             elif (
                 self._rg_exists()
                 and self._get_workspace() is not None

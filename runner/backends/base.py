@@ -43,6 +43,10 @@ class Backend(Protocol):
         """The actual world as plan sees it: {resources, jobs: {name: latest run}, lineage, serial}.
         Reads only; never imports heavy libraries for the local target."""
 
+    def reusable(self, fingerprints: list[str]) -> dict[str, str]:
+        """Of these pipeline step fingerprints, those a completed step run has, with its run id
+        (the target reuses that run instead of running the step)."""
+
     def poll(self, run: dict) -> dict:
         """How the run stands now, cheaply: {} if unchanged, else {status, ...}."""
 

@@ -71,9 +71,12 @@ class Controller:
         tags: dict,
         params: dict,
         timeout: float | None = None,
+        base: envs.Base | None = None,
+        env: dict | None = None,
     ) -> None:
         """Run `command` (its ${{...}} already substituted) in child.dir/work under a new child
-        MLflow run with `tags` and `params`."""
+        MLflow run with `tags` and `params`, in a layer over `base` (else the controller's), with
+        `env` added to its environment."""
         from mlflow.entities import Param
 
         (child.dir / "command.sh").write_text(command + "\n")
@@ -86,10 +89,12 @@ class Controller:
                 child.run_id, params=[Param(k, supervised.literal(v)) for k, v in params.items()]
             )
         (child.dir / "run_id").write_text(child.run_id)
-        env = dict(os.environ, MLFLOW_RUN_ID=child.run_id, AZUREML_RUN_ID=child.run_id)
-        if self.base is not None:
-            env.update(envs.make_layer(child.dir / "env", self.base))
-        child.proc = supervised.launch(child.dir, env, timeout)
+        environ = {**os.environ, **(env or {})}
+        environ.update(MLFLOW_RUN_ID=child.run_id, AZUREML_RUN_ID=child.run_id)
+        over = base or self.base
+        if over is not None:
+            environ.update(envs.make_layer(child.dir / "env", over))
+        child.proc = supervised.launch(child.dir, environ, timeout)
         if child not in self.children:
             self.children.append(child)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import sweep
+from .. import fingerprint, sweep
 from ..environments import Environment, find_python
 from ..errors import UserError, plural
 from ..fingerprint import SKIP_DIRS
@@ -23,8 +23,9 @@ from ..plan import RUN, Kind
 from ..refs import substitute
 from ..spec import Job, Spec
 from ..state import now
-from . import distributed, envs, supervised, sweep_controller
+from . import distributed, envs, pipeline_controller, supervised, sweep_controller
 from .base import TERMINAL
+from .steps import StepCache
 
 
 class LocalBackend:
@@ -62,7 +63,11 @@ class LocalBackend:
         """The run's status as its folder tells it, without MLflow: {} when nothing changed."""
         if run.get("status") in TERMINAL:
             return {}
-        return supervised.status(run)
+        change = supervised.status(run)
+        steps = Path(run["run_dir"]) / "steps.json"  # a pipeline's, once its controller ended
+        if change.get("status") in TERMINAL and (found := supervised.read_json(steps)):
+            change["steps"] = found
+        return change
 
     def run_url(self, run: dict) -> str:
         """Where to see a run: its folder (working copy, logs, outputs)."""
@@ -133,12 +138,12 @@ class LocalBackend:
             raise UserError(f"environment {env.shown}: no Python {env.python} is installed here")
         return envs.request(python, env.requirements, env.asks_for_mlflow)
 
-    def _base(self, job: Job, run_dir: Path) -> envs.Base:
-        """What the job's runs sit on: mlrun's own environment, or its built one (built now, the
-        output in the run's azureml-logs/20_image_build_log.txt, if no lab built it before)."""
-        if not job.env.built:
+    def _base(self, env: Environment, run_dir: Path) -> envs.Base:
+        """What a run sits on: mlrun's own environment, or its built one (built now, the output
+        in the run's azureml-logs/20_image_build_log.txt, if no lab built it before)."""
+        if not env.built:
             return envs.own()
-        req = self._request(job.env)
+        req = self._request(env)
         base = envs.built(req)
         if base is not None:
             return base
@@ -156,6 +161,14 @@ class LocalBackend:
             return {"path": str(self.root), "tracking_uri": self.tracking_uri}
         if kind == "environment":  # registered: built (into the shared cache) when a job needs it
             return {"version": attrs["version"]}
+        if kind == "component":  # registered in the workspace: its file, as az ml would have it
+            from ..export import component_document
+
+            folder = self.root / "components" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            document = {**component_document(self.spec, name, folder), "version": attrs["version"]}
+            (folder / f"{attrs['version']}.json").write_text(json.dumps(document, indent=2))
+            return {"version": attrs["version"], "path": str(folder / f"{attrs['version']}.json")}
         return {"slots": _slots(attrs)}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
@@ -235,9 +248,11 @@ class LocalBackend:
         )
         if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
             command = self._sweep(job, run_dir)
+        elif job.is_pipeline:  # so does a pipeline's: its steps are child runs
+            command = self._pipeline(job, run_dir)
         else:
             command = self._command(job, run_dir)
-        self._snapshot(job, run_dir / "work")
+        self._copy_code(job.code, run_dir / "work")
         for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
             (run_dir / "work" / name).mkdir(exist_ok=True)
         (run_dir / "command.sh").write_text(command + "\n")
@@ -267,12 +282,19 @@ class LocalBackend:
         }
         (run_dir / "run_id").write_text(run["id"])
         on_start(run)  # in the state before the process exists: a crash from here on is adoptable
+        building = job.env
         try:
-            base = self._base(job, run_dir)
+            base = self._base(job.env, run_dir)
+            if job.is_pipeline:  # every step's environment, built before the first step starts
+                config = json.loads((run_dir / pipeline_controller.CONFIG).read_text())
+                for step in (job.pipeline.steps if job.pipeline else {}).values():
+                    building = step.env
+                    config["steps"][step.name]["base"] = self._base(step.env, run_dir).to_dict()
+                (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2))
         except envs.BuildFailed as e:
             supervised.fail_unstarted(
                 run_dir,
-                f"environment {job.env.shown} did not build ({e}): "
+                f"environment {building.shown} did not build ({e}): "
                 "see azureml-logs/20_image_build_log.txt in the run folder",
                 run_dir / "azureml-logs" / "20_image_build_log.txt",
             )
@@ -280,7 +302,9 @@ class LocalBackend:
         env = self._env(job, run, run_dir)
         if (job.distribution or {}).get("type") in distributed.KINDS:
             distributed.write(run_dir / "processes", job.distribution or {}, job.instance_count)
-        if job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
+        if job.is_pipeline:
+            pass  # the controller runs with mlrun; each step gets a layer over its own base
+        elif job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
             config = run_dir / sweep_controller.CONFIG
             config.write_text(
                 json.dumps({**json.loads(config.read_text()), "base": base.to_dict()})
@@ -291,6 +315,60 @@ class LocalBackend:
         self._procs[run["id"]] = proc
         run.update(status="Running", pid=proc.pid, started=now())
         return run
+
+    def _pipeline(self, job: Job, run_dir: Path) -> str:
+        """Write RUN_DIR/pipeline.json (each step resolved: command, inputs, outputs, compute,
+        fingerprint) with each step's code snapshot in RUN_DIR/steps/STEP/work, and return the
+        command that runs the pipeline's controller (backends/pipeline_controller.py)."""
+        assert job.pipeline is not None
+        model = fingerprint.pipeline(job)
+        steps, capacity = {}, {}
+        for step in job.pipeline.steps.values():
+            work = run_dir / "steps" / step.name / "work"
+            self._copy_code(step.code, work)
+            for name in ("outputs", "logs"):
+                (work / name).mkdir(exist_ok=True)
+            compute = self.spec.computes.get(step.compute or "")
+            capacity[step.compute or ""] = compute.slots if compute else (os.cpu_count() or 1)
+            inputs = {}
+            for name, source in step.inputs.items():
+                if source.kind == "remote":
+                    raise UserError(
+                        f"job {job.name}: step {step.name}: input '{name}' is "
+                        f"{source.value}, which the local target cannot read; give it "
+                        "a local path or a stand-in in targets.local.inputs"
+                    )
+                value = str(source.value) if source.kind == "path" else source.value
+                inputs[name] = {"kind": source.kind, "value": value}
+            steps[step.name] = {
+                "command": step.command,
+                "inputs": inputs,
+                "outputs": sorted(step.outputs),
+                "compute": step.compute,
+                "upstream": step.upstream,
+                "fingerprint": model["steps"][step.name]["fingerprint"],
+                "parts": model["steps"][step.name]["parts"],
+                "reusable": model["steps"][step.name]["reusable"],
+                "run_name": step.fields.get("display_name") or step.name,
+                "tags": {str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
+                "env_vars": step.env_vars,
+                "timeout": (step.fields.get("limits") or {}).get("timeout"),
+            }
+        config = {
+            "pipeline": job.name,
+            "steps": steps,
+            "capacity": capacity,
+            "cache": str(self.root / "steps"),
+            "continue_on_step_failure": job.pipeline.continue_on_step_failure,
+            "outputs": job.pipeline.outputs,
+            "tags": {"mlrun.job": job.name, "mlflow.source.type": "JOB"},
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        return supervised.controller_command(pipeline_controller.MODULE, run_dir)
+
+    def reusable(self, fingerprints: list[str]) -> dict[str, str]:
+        return StepCache(self.root / "steps").reusable(fingerprints)
 
     def _sweep(self, job: Job, run_dir: Path) -> str:
         """Write RUN_DIR/sweep.json (the trials, sampled now, and what each needs) and return the
@@ -341,7 +419,8 @@ class LocalBackend:
             values[("outputs", name)] = str(out)
         return substitute(job.command, values, blank=("inputs",))  # an optional input left out: ''
 
-    def _snapshot(self, job: Job, work: Path) -> None:
+    def _copy_code(self, code: Path | None, work: Path) -> None:
+        """The working folder: a snapshot of `code` (a folder, or a file), or an empty one."""
         skipped = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
 
         def ignore(folder, names):  # and pipes and sockets, as the fingerprint skips them
@@ -353,12 +432,12 @@ class LocalBackend:
             }
             return skipped(folder, names) | special
 
-        if job.code and job.code.is_dir():
-            shutil.copytree(job.code, work, symlinks=True, ignore=ignore)
+        if code and code.is_dir():
+            shutil.copytree(code, work, symlinks=True, ignore=ignore)
         else:
             work.mkdir(parents=True)
-            if job.code:
-                shutil.copy2(job.code, work)
+            if code:
+                shutil.copy2(code, work)
 
     def _env(self, job: Job, run: dict, run_dir: Path) -> dict:
         """The job's environment variables: mlrun's own, the job's, and those Azure ML sets for a

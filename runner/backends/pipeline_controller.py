@@ -1,0 +1,217 @@
+"""The controller of a pipeline job (type: pipeline) on the local target.
+
+The local backend resolves the pipeline when it submits it (runner/pipelines.py), snapshots each
+step's code into RUN_DIR/steps/STEP/work, builds the steps' environments, and writes everything a
+step needs to RUN_DIR/pipeline.json; this controller then runs the steps as child runs (tag
+mlflow.parentRunId = the pipeline's run, mlrun.step = the step):
+  - in dependency order, independent steps at once within their computes' capacity;
+  - each output a folder (RUN_DIR/steps/STEP/outputs/NAME; `artifacts`: the step's working folder
+    with its ./outputs and ./logs), handed to the steps that bind it;
+  - a step whose fingerprint matches a completed step run of this workspace (backends/steps.py)
+    is reused unless it is not deterministic or forced: a child run tagged mlrun.reused_from,
+    its outputs handed on as they are;
+  - a failing step cancels the running ones and the rest (with continue_on_step_failure, only
+    the steps that need its outputs);
+  - at the end the pipeline's outputs are logged on the parent run, RUN_DIR/steps.json records
+    each step (fingerprint, parts, run, status) for the state, and it exits 0 when every step
+    completed or was reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..refs import substitute
+from . import envs, supervised
+from .controller import Child, Controller
+from .steps import StepCache
+
+POLL = 0.2  # seconds between looks at the running steps
+CONFIG = "pipeline.json"
+MODULE = __name__
+DONE = ("Completed", "Reused")
+
+
+class StepRun(Child):
+    def __init__(self, folder: Path, name: str, cfg: dict):
+        super().__init__(folder)
+        self.name, self.cfg = name, cfg
+        self.outputs: dict[str, str] = {}
+        self.reused_from: str | None = None
+
+
+class PipelineController(Controller):
+    CONFIG = CONFIG
+    TAG = "pipeline"
+
+    def __init__(self, run_dir: Path):
+        super().__init__(run_dir)
+        self.cache = StepCache(Path(self.cfg["cache"]))
+        self.steps = {n: StepRun(run_dir / "steps" / n, n, c) for n, c in self.cfg["steps"].items()}
+        self.capacity: dict[str, int] = self.cfg["capacity"]
+        self.used = {compute: 0 for compute in self.capacity}
+
+    def run(self) -> int:
+        self.log(f"{len(self.steps)} steps: {', '.join(self.steps)}")
+        running: list[StepRun] = []
+        while True:
+            moved = True
+            while moved:  # a reused or canceled step may let others go at once
+                moved = False
+                for step in self.steps.values():
+                    if step.status is not None or step in running:
+                        continue
+                    before = step.status
+                    if self.startable(step) and self.start(step):
+                        running.append(step)
+                    moved = moved or step in running or step.status != before
+            if not running:
+                break
+            time.sleep(POLL)
+            for step in list(running):
+                if step.done():
+                    running.remove(step)
+                    self.finish(step)
+        return self.conclude()
+
+    def key(self, step: StepRun) -> str:
+        return step.cfg["compute"] or ""
+
+    def startable(self, step: StepRun) -> bool:
+        """Whether the step can start now; a step whose upstream failed is Canceled here."""
+        upstream = [self.steps[u] for u in step.cfg["upstream"]]
+        if self.stopping or any(u.status not in (None, *DONE) for u in upstream):
+            step.status = "Canceled"
+            self.log(
+                f"step {step.name} canceled: "
+                + (
+                    "the pipeline is stopping"
+                    if self.stopping
+                    else "a step it needs did not complete"
+                )
+            )
+            return False
+        return all(u.status in DONE for u in upstream)
+
+    # --- one step ---
+
+    def start(self, step: StepRun) -> bool:
+        """Reuse the step or start it (False: its compute is full, try again later)."""
+        if step.cfg["reusable"] and (record := self.cache.get(step.cfg["fingerprint"])):
+            self.reuse(step, record)
+            return False
+        if self.used[self.key(step)] >= self.capacity[self.key(step)]:
+            return False
+        self.used[self.key(step)] += 1
+        values, given = {}, set()
+        for name, source in step.cfg["inputs"].items():
+            kind, value = source["kind"], source.get("value")
+            if kind == "step":
+                value = self.steps[value[0]].outputs[value[1]]
+            elif kind in ("unset", "remote"):
+                continue
+            values[("inputs", name)] = supervised.literal(value)
+            given.add(name)
+        env = {f"AZURE_ML_INPUT_{n}": values[("inputs", n)] for n in given}
+        for name in step.cfg["outputs"]:
+            path = step.dir / "work" if name == "artifacts" else step.dir / "outputs" / name
+            path.mkdir(parents=True, exist_ok=True)
+            step.outputs[name] = values[("outputs", name)] = str(path)
+            env[f"AZURE_ML_OUTPUT_{name}"] = str(path)
+        from ..pipelines import optional_parts
+
+        command = substitute(optional_parts(step.cfg["command"], given), values, blank=("inputs",))
+        env.update(step.cfg["env_vars"])
+        base = envs.Base.from_dict(step.cfg["base"])
+        self.start_child(
+            step,
+            command,
+            step.cfg["run_name"],
+            self.tags(step),
+            {},
+            step.cfg.get("timeout"),
+            base,
+            env,
+        )
+        self.log(f"step {step.name} started: run {step.run_id}")
+        return True
+
+    def tags(self, step: StepRun) -> dict:
+        return {
+            **self.cfg["tags"],
+            **step.cfg["tags"],
+            "mlrun.step": step.name,
+            "mlrun.fingerprint": step.cfg["fingerprint"],
+        }
+
+    def reuse(self, step: StepRun, record: dict) -> None:
+        """A completed run of the same step (same fingerprint): recorded as a child run that
+        points at it, its outputs handed on."""
+        tags = {
+            **self.tags(step),
+            "mlrun.reused_from": record["run_id"],
+            "mlflow.parentRunId": self.parent,
+        }
+        run = self.client.create_run(self.experiment, run_name=step.cfg["run_name"], tags=tags)
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        step.run_id, step.status = run.info.run_id, "Reused"
+        step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
+        self.log(f"step {step.name} reused: run {record['run_id']}")
+
+    def finish(self, step: StepRun) -> None:
+        self.used[self.key(step)] -= 1
+        status = self.finish_child(step)
+        self.log(f"step {step.name} {status} (exit code {step.ended.get('exit_code')})")
+        if status == "Completed":
+            self.cache.put(
+                step.cfg["fingerprint"],
+                {
+                    "run_id": step.run_id,
+                    "step": step.name,
+                    "pipeline": self.cfg["pipeline"],
+                    "outputs": step.outputs,
+                    "ended": step.ended.get("ended"),
+                },
+            )
+        elif not self.cfg["continue_on_step_failure"] and not self.stopping:
+            self.log(f"step {step.name} failed: canceling the rest")
+            self.on_term()
+
+    # --- the end ---
+
+    def conclude(self) -> int:
+        for name, feed in self.cfg["outputs"].items():  # the pipeline's own outputs
+            if feed and self.steps[feed[0]].status in DONE:
+                folder = self.steps[feed[0]].outputs.get(feed[1])
+                if folder and Path(folder).is_dir() and any(Path(folder).iterdir()):
+                    self.client.log_artifacts(self.parent, folder, artifact_path=name)
+        record = {
+            name: {
+                "fingerprint": s.cfg["fingerprint"],
+                "parts": s.cfg["parts"],
+                "run_id": s.reused_from or s.run_id,
+                "status": s.status or "Canceled",
+                **({"reused": True} if s.reused_from else {}),
+            }
+            for name, s in self.steps.items()
+        }
+        tmp = self.run_dir / "steps.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, self.run_dir / "steps.json")
+        counts = [f"{n} {s}" for s, n in _count(r["status"] for r in record.values()).items()]
+        self.log(", ".join(counts))
+        return 0 if all(r["status"] in DONE for r in record.values()) else 1
+
+
+def _count(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def main(run_dir: str) -> int:
+    return PipelineController(Path(run_dir)).main()

@@ -1,0 +1,460 @@
+"""Pipeline jobs (type: pipeline) and components, as Azure ML CLI v2 has them.
+
+A pipeline's steps are inline command jobs or components (a component file read in by spec.py,
+an inline one, or `azureml:NAME:VERSION` / `azureml:NAME@latest` of the spec's `components:`).
+A step's inputs are literals, assets, or bindings: `${{parent.inputs.X}}` (the pipeline's input)
+and `${{parent.jobs.STEP.outputs.Y}}` (another step's output, which orders the two); a step's
+output may feed the pipeline's own (`${{parent.outputs.Z}}`). Reading a pipeline resolves all of
+it into Steps in dependency order and reports, located, what is wrong: unknown steps, outputs or
+inputs in a binding, cycles, missing required inputs, literals outside a component input's
+min/max/enum, unknown components and computes, unknown settings. Stdlib and PyYAML only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .environments import Environment, Reader, parse_ref
+from .refs import EXPR, LOCAL_INPUT_TYPES, is_local, mapping, relative_to, unresolved
+from .yamldoc import Doc
+
+PARENT = re.compile(r"^\$\{\{\s*parent\.(inputs|outputs)\.([\w.-]+)\s*\}\}$")
+STEP_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([\w.-]+)\.outputs\.([\w.-]+)\s*\}\}$")
+OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
+SETTINGS = ("default_compute", "default_datastore", "continue_on_step_failure", "force_rerun")
+LITERAL_TYPES = ("string", "integer", "number", "boolean")
+ARTIFACTS = "artifacts"  # a step output that is the step's own artifacts (./outputs and ./logs)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a step input's value comes from: a literal, a local path, a remote asset (which a
+    local run needs a stand-in for), another step's output (step, output), or nothing (an
+    optional input left out)."""
+
+    kind: str  # literal | path | remote | step | unset
+    value: Any = None
+
+
+@dataclass
+class Step:
+    name: str
+    command: str
+    code: Path | None
+    env: Environment
+    compute: str | None  # a compute of the spec; None: no compute (serverless)
+    inputs: dict[str, Source]
+    outputs: dict[str, str | None]  # output -> the pipeline output it feeds, if any
+    env_vars: dict[str, str] = field(default_factory=dict)
+    deterministic: bool = True
+    component: str | None = None  # what it runs, as plans show it (NAME:VERSION, a file)
+    fields: dict = field(default_factory=dict)  # display_name, tags, resources, ...
+
+    @property
+    def upstream(self) -> list[str]:
+        return sorted({s.value[0] for s in self.inputs.values() if s.kind == "step"})
+
+
+@dataclass
+class Pipeline:
+    steps: dict[str, Step]  # in dependency order
+    outputs: dict[str, tuple[str, str] | None]  # pipeline output -> (step, output) feeding it
+    force_rerun: bool = False
+    continue_on_step_failure: bool = False
+
+    def downstream(self, name: str) -> set[str]:
+        """Every step that needs `name`'s outputs, directly or not."""
+        out, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            for s in self.steps.values():
+                if current in s.upstream and s.name not in out:
+                    out.add(s.name)
+                    todo.append(s.name)
+        return out
+
+
+@dataclass
+class Component:
+    """A component of the spec's `components:` (az ml component create)."""
+
+    name: str
+    version: str | None
+    fields: dict
+
+
+def strip_compute(value: Any) -> str | None:
+    """`azureml:cpu-cluster` -> `cpu-cluster`; `azureml:serverless` and none -> None."""
+    if not isinstance(value, str):
+        return None
+    bare = value[len("azureml:") :] if value.startswith("azureml:") else value
+    return None if bare == "serverless" else bare
+
+
+def optional_parts(command: str, given: set[str]) -> str:
+    """`$[[ ... ]]`: kept (without the brackets) when every input it names is given, else
+    dropped, as Azure ML does for optional inputs."""
+
+    def keep(m: re.Match) -> str:
+        names = {
+            e.group(1).partition(".")[2]
+            for e in EXPR.finditer(m.group(1))
+            if e.group(1).startswith("inputs.")
+        }
+        return m.group(1) if names <= given else ""
+
+    return OPTIONAL.sub(keep, command)
+
+
+class PipelineReader:
+    """Reads one pipeline job (at `at` in `doc`) into a Pipeline, saying what is wrong."""
+
+    def __init__(
+        self,
+        doc: Doc,
+        envs: Reader,
+        components: dict[str, Component],
+        defined_envs: dict,
+        substitutes: dict | None,
+        computes: set,
+        stand_ins: dict,
+        local: bool,
+    ):
+        self.doc, self.envs, self.components = doc, envs, components
+        self.defined_envs, self.substitutes = defined_envs, substitutes
+        self.computes, self.stand_ins, self.local = computes, stand_ins, local
+
+    def problem(
+        self, path: tuple, message: str, severity: str = "error", key: bool = False
+    ) -> None:
+        if self.envs.report:
+            self.doc.problem(path, message, severity=severity, key=key)
+
+    def read(self, at: tuple, job: dict) -> Pipeline:
+        settings = mapping(job.get("settings"))
+        for key in settings:
+            if key not in SETTINGS:
+                close = difflib.get_close_matches(str(key), SETTINGS, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.problem(
+                    at + ("settings", key),
+                    f"unknown setting{hint}: Azure ML ignores it",
+                    severity="warning",
+                    key=True,
+                )
+        default_compute = settings.get("default_compute", job.get("compute"))
+        parent_inputs = mapping(job.get("inputs"))
+        parent_outputs = mapping(job.get("outputs"))
+        blocks = {n: b for n, b in mapping(job.get("jobs")).items() if isinstance(b, dict)}
+        steps = {}
+        for name, block in blocks.items():
+            steps[name] = self.step(
+                at + ("jobs", name),
+                name,
+                block,
+                default_compute,
+                parent_inputs,
+                parent_outputs,
+                blocks,
+            )
+        feeds: dict[str, tuple[str, str] | None] = {o: None for o in parent_outputs}
+        for step in steps.values():
+            for output, target in step.outputs.items():
+                if target is not None:
+                    feeds[target] = (step.name, output)
+        return Pipeline(
+            self.order(at, steps),
+            feeds,
+            settings.get("force_rerun") is True,
+            settings.get("continue_on_step_failure") is True,
+        )
+
+    # --- one step ---
+
+    def step(
+        self,
+        at: tuple,
+        name: str,
+        block: dict,
+        default_compute: Any,
+        parent_inputs: dict,
+        parent_outputs: dict,
+        blocks: dict,
+    ) -> Step:
+        comp, comp_at, shown = self.component(at, block)
+        command = comp["command"] if isinstance(comp.get("command"), str) else ""
+        code_ref = comp.get("code")
+        code = relative_to(self.doc, comp_at + ("code",), code_ref) if is_local(code_ref) else None
+        env_value = block.get("environment", comp.get("environment"))
+        env_at = (at if "environment" in block else comp_at) + ("environment",)
+        env = self.doc.environments.get(env_at)  # a registered component's: read once
+        if env is None:
+            env = self.envs.job(env_at, env_value, self.defined_envs, self.substitutes)
+            self.doc.environments[env_at] = env
+        self.doc.environments[at] = env
+        compute = strip_compute(block.get("compute", default_compute))
+        compute_at = at + ("compute",) if "compute" in block else at
+        if compute is not None and compute not in self.computes and not unresolved(compute):
+            defined = ", ".join(sorted(self.computes)) or "none"
+            self.problem(
+                compute_at, f"'{compute}' is not a compute of this spec (defined: {defined})"
+            )
+        declared = mapping(comp.get("inputs")) if comp is not block else {}
+        inputs = self.inputs(at, name, block, declared, parent_inputs, blocks)
+        outputs = self.outputs(at, block, comp if comp is not block else {}, parent_outputs)
+        env_vars = {
+            **mapping(comp.get("environment_variables")),
+            **mapping(block.get("environment_variables")),
+        }
+        deterministic = (
+            block.get("is_deterministic", comp.get("is_deterministic", True)) is not False
+        )
+        kept = {
+            k: v
+            for k, v in {**comp, **block}.items()
+            if k in ("display_name", "description", "tags", "resources", "distribution", "limits")
+        }
+        return Step(
+            name,
+            command,
+            code,
+            env,
+            compute,
+            inputs,
+            outputs,
+            {str(k): str(v) for k, v in env_vars.items()},
+            deterministic,
+            shown,
+            kept,
+        )
+
+    def component(self, at: tuple, block: dict) -> tuple[dict, tuple, str | None]:
+        """What the step runs: (its fields, where they are in the doc, how plans name it)."""
+        comp = block.get("component")
+        if comp is None:
+            return block, at, None
+        if isinstance(comp, dict):  # inline, or a component file read in by spec.py
+            where = self.doc.includes.get(at + ("component",))
+            return comp, at + ("component",), str(where.name) if where else "inline component"
+        ref = parse_ref(comp) if isinstance(comp, str) else None
+        if ref is None or unresolved(comp):
+            if isinstance(comp, str) and not unresolved(comp):
+                self.problem(
+                    at + ("component",),
+                    f"'{comp}' is not a component reference: use "
+                    "./FILE.yml, file:FILE.yml, azureml:NAME:VERSION or azureml:NAME@latest",
+                )
+            return {}, at, None
+        name, version = ref
+        if name not in self.components:
+            known = ", ".join(sorted(self.components)) or "none"
+            self.problem(
+                at + ("component",),
+                f"component '{name}' is not a component of this spec (components: {known})",
+            )
+            return {}, at, None
+        registered = self.components[name]
+        if version is not None and registered.version is not None and version != registered.version:
+            self.problem(
+                at + ("component",),
+                f"component {name} has version {registered.version} in this spec, not {version}",
+            )
+        return registered.fields, ("components", name), f"{name}:{registered.version or 'auto'}"
+
+    def inputs(
+        self, at: tuple, step: str, block: dict, declared: dict, parent_inputs: dict, blocks: dict
+    ) -> dict[str, Source]:
+        given = mapping(block.get("inputs"))
+        out = {}
+        for name, value in given.items():
+            where = at + ("inputs", name)
+            if declared and name not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                self.problem(
+                    where, f"the component has no input '{name}' (inputs: {known})", key=True
+                )
+            source = self.source(where, step, value, parent_inputs, blocks)
+            out[name] = source
+            spec = mapping(declared.get(name))
+            if source.kind == "literal":
+                self.check_literal(where, name, source.value, spec)
+        for name, spec in declared.items():
+            spec = mapping(spec)
+            if name in out:
+                continue
+            if "default" in spec:
+                out[name] = Source("literal", spec["default"])
+            elif spec.get("path") is not None:
+                out[name] = self.source(
+                    at,
+                    step,
+                    {"type": spec.get("type"), "path": spec["path"]},
+                    parent_inputs,
+                    blocks,
+                )
+            elif spec.get("optional") is True:
+                out[name] = Source("unset")
+            else:
+                self.problem(at, f"missing required input '{name}' of the component", key=True)
+                out[name] = Source("unset")
+        return out
+
+    def source(
+        self,
+        where: tuple,
+        step: str,
+        value: Any,
+        parent_inputs: dict,
+        blocks: dict,
+        from_parent: bool = False,
+    ) -> Source:
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("path"), str)
+            and (PARENT.match(value["path"]) or STEP_OUTPUT.match(value["path"]))
+        ):
+            value = value["path"]  # {type: uri_folder, path: ${{parent...}}}
+        if isinstance(value, str) and (m := STEP_OUTPUT.match(value)):
+            other, output = m.group(1), m.group(2)
+            if other == step:
+                self.problem(where, f"step {step} cannot take its own output '{output}'")
+            elif other not in blocks:
+                known = ", ".join(sorted(blocks))
+                self.problem(where, f"'{value}': there is no step '{other}' (steps: {known})")
+            elif output not in self.outputs_of(blocks[other]):
+                known = ", ".join(sorted(self.outputs_of(blocks[other]))) or "none"
+                self.problem(
+                    where, f"'{value}': step {other} has no output '{output}' (outputs: {known})"
+                )
+            return Source("step", (other, output))
+        if isinstance(value, str) and (m := PARENT.match(value)):
+            kind, name = m.group(1), m.group(2)
+            if kind != "inputs" or from_parent:
+                self.problem(
+                    where,
+                    f"'{value}': a step input binds ${{{{parent.inputs.NAME}}}} or "
+                    "${{parent.jobs.STEP.outputs.NAME}}",
+                )
+                return Source("unset")
+            if name not in parent_inputs:
+                known = ", ".join(sorted(parent_inputs)) or "none"
+                self.problem(
+                    where, f"'{value}': the pipeline has no input '{name}' (inputs: {known})"
+                )
+                return Source("unset")
+            parent_at = where[: where.index("jobs", 1)] + ("inputs", name)
+            return self.source(parent_at, step, parent_inputs[name], parent_inputs, blocks, True)
+        if isinstance(value, dict):
+            kind = value.get("type", "uri_folder")
+            if kind in LITERAL_TYPES or (
+                "path" not in value and ("value" in value or "default" in value)
+            ):
+                return Source("literal", value.get("value", value.get("default")))
+            ref = value.get("path")
+            if not isinstance(ref, str) or unresolved(ref):
+                return Source("unset")
+            if is_local(ref):
+                return Source("path", relative_to(self.doc, where + ("path",), ref))
+            if ref in self.stand_ins:
+                return Source(
+                    "path",
+                    relative_to(self.doc, ("targets", "local", "inputs", ref), self.stand_ins[ref]),
+                )
+            if self.local and kind in LOCAL_INPUT_TYPES:
+                self.problem(
+                    where + ("path",),
+                    f"'{ref}' is remote, which the local target cannot "
+                    "read: map it to a local file or folder in targets.local.inputs",
+                    severity="warning",
+                )
+            return Source("remote", ref)
+        return Source("literal", value)
+
+    def outputs_of(self, block: dict) -> set[str]:
+        """A step's outputs: its component's (inline, from a file, or registered) and its own."""
+        comp = block.get("component")
+        ref = parse_ref(comp) if isinstance(comp, str) else None
+        if ref and ref[0] in self.components:
+            comp = self.components[ref[0]].fields
+        declared = set(mapping(comp.get("outputs"))) if isinstance(comp, dict) else set()
+        return declared | set(mapping(block.get("outputs")))
+
+    def check_literal(self, where: tuple, name: str, value: Any, spec: dict) -> None:
+        if unresolved(value):
+            return
+        low, high, allowed = spec.get("min"), spec.get("max"), spec.get("enum")
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is not None and isinstance(low, (int, float)) and number < low:
+            self.problem(where, f"{value} is below the minimum of input '{name}' ({low})")
+        if number is not None and isinstance(high, (int, float)) and number > high:
+            self.problem(where, f"{value} is above the maximum of input '{name}' ({high})")
+        if isinstance(allowed, list) and allowed and value not in allowed:
+            options = ", ".join(str(a) for a in allowed)
+            self.problem(where, f"'{value}' is not one of the values of input '{name}': {options}")
+
+    def outputs(
+        self, at: tuple, block: dict, comp: dict, parent_outputs: dict
+    ) -> dict[str, str | None]:
+        out: dict[str, str | None] = {name: None for name in mapping(comp.get("outputs"))}
+        for name, value in mapping(block.get("outputs")).items():
+            if comp and name not in out:
+                known = ", ".join(sorted(out)) or "none"
+                self.problem(
+                    at + ("outputs", name),
+                    f"the component has no output '{name}' (outputs: {known})",
+                    key=True,
+                )
+            target = None
+            if isinstance(value, str) and (m := PARENT.match(value)) and m.group(1) == "outputs":
+                target = m.group(2)
+                if target not in parent_outputs:
+                    known = ", ".join(sorted(parent_outputs)) or "none"
+                    self.problem(
+                        at + ("outputs", name),
+                        f"'{value}': the pipeline has no output '{target}' (outputs: {known})",
+                    )
+                    target = None
+            elif isinstance(value, str):
+                self.problem(
+                    at + ("outputs", name),
+                    f"'{value}': an output binds ${{{{parent.outputs.NAME}}}}",
+                )
+            out[name] = target
+        return out
+
+    # --- order ---
+
+    def order(self, at: tuple, steps: dict[str, Step]) -> dict[str, Step]:
+        """The steps so that each comes after those whose outputs it takes; a cycle is an error
+        (its steps then keep their written order)."""
+        done: dict[str, Step] = {}
+        left = dict(steps)
+        while left:
+            ready = [
+                s for s in left.values() if all(u in done or u not in steps for u in s.upstream)
+            ]
+            if not ready:
+                cycle = self.cycle(left)
+                self.problem(
+                    at + ("jobs",),
+                    "steps " + " -> ".join(cycle) + " form a cycle: "
+                    "each waits for another's output",
+                    key=True,
+                )
+                done.update(left)
+                break
+            for s in ready:
+                done[s.name] = left.pop(s.name)
+        return done
+
+    @staticmethod
+    def cycle(left: dict[str, Step]) -> list[str]:
+        path, current = [], next(iter(left))
+        while current not in path:
+            path.append(current)
+            current = next(u for u in left[current].upstream if u in left)
+        return path[path.index(current) :] + [current]
