@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plan as planning, spec as spec_mod
-from .backends.base import Backend
+from .backends.base import TERMINAL, Backend
 from .errors import UserError
 from .state import State, state_path
 
@@ -64,13 +64,42 @@ class Context:
             )
 
     def latest_run(self, job: str) -> dict:
-        """The job's latest run, for logs: a job the spec lacks, or one not run yet, is refused."""
+        """The job's latest run, for logs: a job the spec lacks, or one not run yet, is refused.
+        PIPELINE/STEP names a step of a pipeline's latest run."""
+        pipeline, _, step = job.partition("/")
+        if step:
+            return self.step_run(pipeline, step)
         if job not in self.state.jobs:
             self.check_jobs((job,))  # a job of the spec that has not run yet is said below
         run = self.state.latest(job)
         if run is None:
             raise UserError(f"job {job} has not run yet")
         return run
+
+    def step_run(self, pipeline: str, step: str) -> dict:
+        """A step of the latest run of a pipeline, as a run of its own (its id, folder, status)."""
+        job = self.spec.jobs.get(pipeline)
+        if job is None or job.pipeline is None:
+            pipelines = [n for n, j in self.spec.jobs.items() if j.pipeline] or ["none"]
+            raise UserError(
+                f"no pipeline named '{pipeline}' in {self.spec.path} "
+                f"(pipelines: {', '.join(pipelines)})"
+            )
+        if step not in job.pipeline.steps:
+            raise UserError(
+                f"pipeline {pipeline} has no step '{step}' (steps: {', '.join(job.pipeline.steps)})"
+            )
+        run = self.latest_run(pipeline)
+        record = (run.get("steps") or {}).get(step) or {}
+        folder = record.get("run_dir") or str(Path(run.get("run_dir", "")) / "steps" / step)
+        ended = run.get("status") in TERMINAL
+        status = record.get("status") or (run.get("status") if ended else "Running")
+        return {
+            **record,
+            "id": record.get("run_id") or run["id"],
+            "run_dir": folder,
+            "status": "Completed" if status == "Reused" else status,
+        }
 
     def require_runs(self) -> None:
         if not self.state.jobs:

@@ -83,6 +83,7 @@ def job_entry(spec, state, backend, client, name: str, images: bool, full: bool 
         "histories": {},
         "images": [],
         "sweep": None,
+        "pipeline": None,
     }
     if not (run and run.get("id")):
         return entry
@@ -92,6 +93,8 @@ def job_entry(spec, state, backend, client, name: str, images: bool, full: bool 
     )
     if name in spec.jobs and spec.jobs[name].is_sweep:
         entry["sweep"] = _sweep(client, spec.jobs[name], mlrun)
+    if name in spec.jobs and spec.jobs[name].pipeline is not None:
+        entry["pipeline"] = _pipeline(client, spec.jobs[name], mlrun)
     earlier = [r for r in state.runs(name)[:-1] if r.get("id") and r.get("status") == "Completed"]
     if earlier:
         prev = client.get_run(earlier[-1]["id"]).data.metrics
@@ -148,6 +151,36 @@ def _sweep(client, job, parent) -> dict:
         "best_trial": best,
         "trials": trials,
     }
+
+
+def _pipeline(client, job, parent) -> dict:
+    """A pipeline's steps (its parent run's children, tagged mlrun.step), in dependency order:
+    status, duration, params and metrics, and the run a reused step reuses."""
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    runs = {r.data.tags.get("mlrun.step") or r.info.run_name: r for r in children}
+    steps = []
+    for name, step in job.pipeline.steps.items():
+        run = runs.get(name)
+        summary = _run_summary(run) if run else {}
+        steps.append(
+            {
+                "step": name,
+                "upstream": step.upstream,
+                "run_id": run.info.run_id if run else None,
+                "status": "REUSED"
+                if run and run.data.tags.get("mlrun.reused_from")
+                else (run.info.status if run else "NOT RUN"),
+                "reused_from": run.data.tags.get("mlrun.reused_from") if run else None,
+                "duration": summary.get("duration"),
+                "params": summary.get("params", {}),
+                "metrics": summary.get("metrics", {}),
+            }
+        )
+    return {"steps": steps}
 
 
 def _searched(job, run) -> dict:
@@ -339,6 +372,15 @@ def render_table(report: dict) -> str:
         lines += [f"{'':<{width}}  {label:<8} {text}" for label, text in details if text]
         if j["sweep"]:
             lines.append(f"{'':<{width}}  {'sweep':<8} {sweep_line(j['sweep'])}")
+        for s in (j.get("pipeline") or {}).get("steps", []):
+            what = (
+                f"reuses {short(s['reused_from'])}" if s["reused_from"] else duration(s["duration"])
+            )
+            metrics = "  ".join(f"{k}={num(v)}" for k, v in s["metrics"].items())
+            lines.append(
+                f"{'':<{width}}  {'step':<8} {s['step']}: {s['status']}, {what}"
+                + (f"  {metrics}" if metrics else "")
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -414,6 +456,24 @@ def render_markdown(report: dict) -> str:
                         else ("stopped early" if t["early_terminated"] else ""),
                     ]
                     for t in s["trials"]
+                ],
+            )
+    for j in report["jobs"]:
+        if j.get("pipeline"):
+            lines += ["", f"## Pipeline `{j['job']}`", ""]
+            lines += _md_table(
+                ["step", "after", "status", "duration", "params", "metrics"],
+                [
+                    [
+                        s["step"],
+                        ", ".join(s["upstream"]) or "-",
+                        s["status"]
+                        + (f" (reuses {short(s['reused_from'])})" if s["reused_from"] else ""),
+                        duration(s["duration"]),
+                        ", ".join(f"{k}={num(v)}" for k, v in s["params"].items()) or "-",
+                        ", ".join(f"{k}={num(v)}" for k, v in s["metrics"].items()) or "-",
+                    ]
+                    for s in j["pipeline"]["steps"]
                 ],
             )
     for exp in report["experiments"]:

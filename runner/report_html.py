@@ -27,6 +27,8 @@ STATUS_CLASS = {
     "scheduled": "run",
     "provisioning": "run",
     "finalizing": "run",
+    "reused": "ok",
+    "not run": "off",
 }
 
 
@@ -34,6 +36,7 @@ def render_html(report: dict) -> str:
     """The whole page."""
     sections = [_header(report), _nav(report), _jobs(report["jobs"])]
     sections += [_sweep(j) for j in report["jobs"] if j.get("sweep")]
+    sections += [_pipeline(j) for j in report["jobs"] if j.get("pipeline")]
     sections += [_experiment(i, exp) for i, exp in enumerate(report["experiments"])]
     sections += [_histories(report["jobs"]), _images(report["jobs"]), _queries(report["queries"])]
     return PAGE.format(
@@ -288,6 +291,72 @@ def _sweep(job: dict) -> str:
         f'<p class="muted">{_e(sweep_line(s))}</p>{table}'
         "<h3>The objective against each searched parameter</h3>"
         f'<div class="grid charts">{cards}</div></section>'
+    )
+
+
+def _pipeline(job: dict) -> str:
+    """A pipeline's steps: a table, and their graph (each step after those it takes outputs
+    from)."""
+    steps = job["pipeline"]["steps"]
+    rows = [
+        [
+            f"{_e(s['step'])} {_short(s['run_id'])}",
+            _badge(s["status"]),
+            _e(", ".join(s["upstream"]) or "-"),
+            f"reuses {_short(s['reused_from'])}"
+            if s["reused_from"]
+            else _e(duration(s["duration"])),
+            _chips(s["params"]),
+            _chips(s["metrics"]),
+        ]
+        for s in steps
+    ]
+    table = _table(["Step", "Status", "After", "Took", "Params", "Metrics"], rows)
+    return (
+        f'<section id="pipeline-{_e(job["job"])}"><h2>Pipeline {_e(job["job"])}</h2>'
+        f'<figure class="card">{_step_graph(steps)}</figure>{table}</section>'
+    )
+
+
+def _step_graph(steps: list[dict]) -> str:
+    """Steps as boxes in columns by depth (a step one column after the deepest it needs), with an
+    arrow from each step to those that take its outputs."""
+    depth: dict[str, int] = {}
+    for s in steps:  # in dependency order
+        depth[s["step"]] = 1 + max((depth.get(u, 0) for u in s["upstream"]), default=-1)
+    columns: dict[int, list[str]] = {}
+    for name, d in depth.items():
+        columns.setdefault(d, []).append(name)
+    box_w, box_h, gap_x, gap_y = 150, 40, 60, 20
+    where = {
+        name: (20 + d * (box_w + gap_x), 20 + i * (box_h + gap_y))
+        for d, names in columns.items()
+        for i, name in enumerate(names)
+    }
+    width = 40 + len(columns) * (box_w + gap_x) - gap_x
+    height = 40 + max(len(n) for n in columns.values()) * (box_h + gap_y) - gap_y
+    parts = []
+    for s in steps:
+        x2, y2 = where[s["step"]]
+        for u in s["upstream"]:
+            x1, y1 = where[u]
+            start, end, mid = (x1 + box_w, y1 + box_h / 2), (x2, y2 + box_h / 2), gap_x / 2
+            parts.append(
+                f'<path d="M{start[0]},{start[1]} C{start[0] + mid},{start[1]} '
+                f'{end[0] - mid},{end[1]} {end[0]},{end[1]}" class="edge"/>'
+            )
+    for s in steps:
+        x, y = where[s["step"]]
+        cls = STATUS_CLASS.get(s["status"].lower(), "off")
+        parts.append(
+            f'<g class="step {cls}"><rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6"/>'
+            f'<text x="{x + box_w / 2}" y="{y + 17}" text-anchor="middle">{_e(s["step"])}</text>'
+            f'<text x="{x + box_w / 2}" y="{y + 32}" text-anchor="middle" class="small">'
+            f"{_e(s['status'].lower())}</text></g>"
+        )
+    return (
+        f'<svg class="graph" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="steps of the pipeline">{"".join(parts)}</svg>'
     )
 
 
@@ -576,6 +645,12 @@ background: var(--card); min-width: 0; }
 .card.image img { display: block; max-width: 100%; height: auto; margin: 0 auto 6px; }
 .card.image figcaption { font-weight: normal; text-align: center; }
 svg.chart { display: block; width: 100%; height: auto; }
+svg.graph { display: block; max-width: 100%; height: auto; }
+svg.graph .edge { fill: none; stroke: #9ca3af; stroke-width: 1.5; }
+svg.graph rect { fill: var(--card); stroke: #9ca3af; stroke-width: 1.5; }
+svg.graph .ok rect { stroke: #16a34a; } svg.graph .bad rect { stroke: #dc2626; }
+svg.graph .run rect { stroke: #2563eb; } svg.graph text { font-size: 12px; }
+svg.graph text.small { fill: var(--muted); font-size: 10px; }
 svg .grid { stroke: #eef0f3; } svg .axis { stroke: #9ca3af; }
 svg text { font-size: 11px; fill: var(--fg); } svg .tick { fill: var(--muted); font-size: 10px; }
 svg .value { font-weight: 600; }

@@ -28,6 +28,7 @@ def build(ctx) -> dict:
                     and run.get("status") == "Completed"
                     and run.get("fingerprint") == want["fingerprint"]
                 ),
+                **_steps(run, ctx.spec.jobs.get(name)),
             }
         )
     return {
@@ -36,6 +37,24 @@ def build(ctx) -> dict:
         "tracking_uri": ctx.backend.tracking_uri,
         "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
         "jobs": jobs,
+    }
+
+
+def _steps(run: dict, job) -> dict:
+    """A pipeline run's steps as its controller recorded them (none while it runs), in the
+    pipeline's order."""
+    steps = run.get("steps")
+    if not isinstance(steps, dict) or not all(
+        isinstance(s, dict) and "status" in s for s in steps.values()
+    ):
+        return {}
+    order = list(job.pipeline.steps) if job is not None and job.pipeline else []
+    names = [n for n in order if n in steps] + sorted(n for n in steps if n not in order)
+    return {
+        "steps": [
+            {"step": n, "status": steps[n]["status"], "run_id": steps[n].get("run_id")}
+            for n in names
+        ]
     }
 
 
@@ -54,4 +73,7 @@ def render(data: dict) -> str:
         run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""
         note = "up to date" if j["up_to_date"] else (j["error"] or "")
         lines.append(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
+        for s in j.get("steps", []):
+            run = f"run {planning.short(s['run_id'])}" if s["run_id"] else ""
+            lines.append(f"      {s['step']:<29}{s['status']:<11}{run}".rstrip())
     return "\n".join(lines) + "\n"

@@ -138,6 +138,18 @@ def test_steps_run_in_order_as_child_runs_with_outputs_flowing(tmp_path):
     assert "--label" not in Path(log).read_text()
     log = client.download_artifacts(steps["report"].info.run_id, "user_logs/std_log.txt")
     assert Path(log).read_text() == "step-env\n"
+    # status, logs and reports show the steps
+    assert run_mlrun("logs", spec, "chain/report", cwd=tmp_path, check=0).stdout == "step-env\n"
+    status = run_mlrun("status", spec, cwd=tmp_path, check=0).stdout
+    for name in steps:
+        line = f"      {name:<29}Completed  run {steps[name].info.run_id[:7]}\n"
+        assert line in status
+    table = run_mlrun("report", spec, cwd=tmp_path, check=0).stdout
+    assert "       step     train: FINISHED, " in table and "  n=63" in table
+    page = run_mlrun("report", spec, "--format", "html", cwd=tmp_path, check=0).stdout
+    assert '<section id="pipeline-chain">' in page and page.count('<g class="step ok">') == 3
+    wrong = run_mlrun("logs", spec, "chain/nope", cwd=tmp_path)
+    assert wrong.stderr == "error: pipeline chain has no step 'nope' (steps: prep, train, report)\n"
 
 
 def test_unchanged_steps_are_reused_and_the_plan_says_why_others_run(tmp_path):

@@ -41,6 +41,7 @@ class StepRun(Child):
         self.name, self.cfg = name, cfg
         self.outputs: dict[str, str] = {}
         self.reused_from: str | None = None
+        self.origin = folder  # the run folder of its run (a reused step's: the reused run's)
 
 
 class PipelineController(Controller):
@@ -159,6 +160,7 @@ class PipelineController(Controller):
         self.client.set_terminated(run.info.run_id, "FINISHED")
         step.run_id, step.status = run.info.run_id, "Reused"
         step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
+        step.origin = Path(record.get("run_dir") or step.dir)
         self.log(f"step {step.name} reused: run {record['run_id']}")
 
     def finish(self, step: StepRun) -> None:
@@ -174,6 +176,7 @@ class PipelineController(Controller):
                     "pipeline": self.cfg["pipeline"],
                     "outputs": step.outputs,
                     "ended": step.ended.get("ended"),
+                    "run_dir": str(step.dir),
                 },
             )
         elif not self.cfg["continue_on_step_failure"] and not self.stopping:
@@ -194,6 +197,7 @@ class PipelineController(Controller):
                 "parts": s.cfg["parts"],
                 "run_id": s.reused_from or s.run_id,
                 "status": s.status or "Canceled",
+                "run_dir": str(s.origin),
                 **({"reused": True} if s.reused_from else {}),
             }
             for name, s in self.steps.items()
