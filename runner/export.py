@@ -16,6 +16,7 @@ SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
+PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
@@ -29,8 +30,10 @@ NOT_EXPORTED = {
 
 
 def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
-    """The job as a commandJob (or sweepJob) file written in `out_dir`: local paths made relative
-    to it (a sweep's code is its trial's)."""
+    """The job as a commandJob (or sweepJob, or pipelineJob) file written in `out_dir`: local
+    paths made relative to it (a sweep's code is its trial's)."""
+    if job.is_pipeline:
+        return pipeline_document(spec, job, out_dir)
     doc: dict = {
         "$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA,
         "type": "sweep" if job.is_sweep else "command",
@@ -71,6 +74,77 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     if inputs:
         doc["inputs"] = inputs
     return doc
+
+
+def pipeline_document(spec: Spec, job: Job, out_dir: Path) -> dict:
+    """A pipeline job as a pipelineJob file in `out_dir`: a step from a component file names that
+    file (unmodified, where it is), inline steps and components have their paths made relative to
+    `out_dir`, registered components stay azureml: references."""
+    at = ("jobs", job.name)
+    doc: dict = {"$schema": PIPELINE_SCHEMA, "type": "pipeline"}
+    doc.update(
+        {k: v for k, v in job.fields.items() if k not in ("$schema", "type", "name", "jobs")}
+    )
+    doc["inputs"] = _input_paths(spec, at, job.fields.get("inputs"), out_dir)
+    doc["experiment_name"] = spec.experiment(job)
+    steps = {}
+    for name, fields in (job.fields.get("jobs") or {}).items():
+        step_at = at + ("jobs", name)
+        step = dict(fields)
+        comp = step.get("component")
+        source = spec.doc.includes.get(step_at + ("component",))
+        if isinstance(comp, dict) and source is not None:
+            step["component"] = _rel(source, out_dir)
+        elif isinstance(comp, dict):
+            step["component"] = _code_paths(spec, step_at + ("component",), comp, out_dir)
+        elif isinstance(comp, str) and comp.startswith("azureml:"):
+            step["outputs"] = _registered_outputs(spec, comp, step.get("outputs"))
+        else:
+            step = _code_paths(spec, step_at, step, out_dir)
+        step["inputs"] = _input_paths(spec, step_at, step.get("inputs"), out_dir)
+        steps[name] = {k: v for k, v in step.items() if v not in (None, {})}
+    doc["jobs"] = steps
+    return {k: v for k, v in doc.items() if v not in (None, {})}
+
+
+def _registered_outputs(spec: Spec, ref: str, outputs) -> dict:
+    """A step running a registered component declares the component's outputs it does not
+    bind: the SDK cannot see a registered component's outputs when it loads the file, and
+    refuses bindings to outputs it cannot see."""
+    name = ref[len("azureml:") :].split("@")[0].split(":")[0]
+    declared = dict(outputs or {})
+    component = spec.components.get(name)
+    for output, value in ((component.fields.get("outputs") or {}) if component else {}).items():
+        if output not in declared:
+            kind = (
+                (value or {}).get("type", "uri_folder") if isinstance(value, dict) else "uri_folder"
+            )
+            declared[output] = {"type": kind}
+    return declared
+
+
+def _code_paths(spec: Spec, at: tuple, block: dict, out_dir: Path) -> dict:
+    """An inline step's or component's code folder and environment files relative to `out_dir`."""
+    block = dict(block)
+    if is_local(block.get("code")):
+        block["code"] = _rel(relative_to(spec.doc, at + ("code",), block["code"]), out_dir)
+    if isinstance(block.get("environment"), dict):
+        block["environment"] = _environment_paths(
+            spec, at + ("environment",), block["environment"], out_dir
+        )
+    return block
+
+
+def _input_paths(spec: Spec, at: tuple, inputs, out_dir: Path) -> dict:
+    """Inputs whose local paths are made relative to `out_dir` (bindings and literals as
+    written)."""
+    out = {}
+    for name, value in (inputs or {}).items():
+        if isinstance(value, dict) and is_local(value.get("path")) and "${{" not in value["path"]:
+            where = relative_to(spec.doc, at + ("inputs", name, "path"), value["path"])
+            value = {**value, "path": _rel(where, out_dir)}
+        out[name] = value
+    return out
 
 
 def _environment_paths(spec: Spec, at: tuple, env: dict, out_dir: Path) -> dict:

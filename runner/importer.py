@@ -35,6 +35,9 @@ def kind(data: dict, path: Path) -> str:
         ("computeinstance.schema", "compute"),
         ("commandjob.schema", "job"),
         ("sweepjob.schema", "job"),
+        ("pipelinejob.schema", "job"),
+        ("commandcomponent.schema", "component"),
+        ("environment.schema", "environment"),
     ):
         if marker in schema:
             return what
@@ -43,11 +46,11 @@ def kind(data: dict, path: Path) -> str:
     kind_of = data.get("type")
     if kind_of in ("amlcompute", "computeinstance"):
         return "compute"
-    if kind_of in ("command", "sweep") or (kind_of is None and "command" in data):
+    if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
         return "job"
     raise UserError(
-        f"{display_path(str(path))}: not an az ml workspace, compute or command job file, "
-        "nor an MLproject file"
+        f"{display_path(str(path))}: not an az ml workspace, compute, environment, component or "
+        "job file, nor an MLproject file"
     )
 
 
@@ -81,6 +84,7 @@ def build(
     workspace, notes = None, []
     computes: dict = {}
     jobs: dict = {}
+    assets: dict = {"environment": {}, "component": {}}
     seen: dict = {}
     spec_name = name
     for path in files:
@@ -111,16 +115,28 @@ def build(
                 shown,
                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)},
             )
+        elif what in ("environment", "component"):  # az ml environment/component create
+            named = data.get("name")
+            key = named if isinstance(named, str) and named else path.stem
+            _add(assets[what], seen, what, key, shown, {"file": _rel(path, out_dir)})
         elif what == "job":
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
+            pipeline = data.get("type") == "pipeline"  # its steps' files stay where they are
+            if inline and pipeline:
+                notes.append(
+                    f"{shown}: a pipeline is included with file: (its steps name files "
+                    "relative to it)"
+                )
             _add(
                 jobs,
                 seen,
                 "job",
                 key,
                 shown,
-                _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)},
+                _inline_block(data, path, out_dir)
+                if inline and not pipeline
+                else {"file": _rel(path, out_dir)},
             )
         else:
             spec_name = spec_name or (
@@ -157,6 +173,10 @@ def build(
     doc["workspace"] = workspace
     if computes:
         doc["computes"] = computes
+    if assets["environment"]:
+        doc["environments"] = assets["environment"]
+    if assets["component"]:
+        doc["components"] = assets["component"]
     if jobs:
         doc["jobs"] = jobs
     return doc, notes

@@ -190,6 +190,12 @@ class PipelineReader:
         code_ref = comp.get("code")
         code = relative_to(self.doc, comp_at + ("code",), code_ref) if is_local(code_ref) else None
         env_value = block.get("environment", comp.get("environment"))
+        if env_value is None and not self.local and command:
+            self.problem(
+                at,
+                "a step needs an environment on Azure ML (a command component requires one)",
+                key=True,
+            )
         env_at = (at if "environment" in block else comp_at) + ("environment",)
         env = self.doc.environments.get(env_at)  # a registered component's: read once
         if env is None:
