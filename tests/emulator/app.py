@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import arm  # noqa: F401  (registers routes)
+import components  # noqa: F401
 import lro  # noqa: F401
 import ml  # noqa: F401
 from arm import MLS_NS, system_data, ws_id
@@ -13,6 +14,7 @@ from azurite import Azurite
 from certs import make_cert
 from jobs import JobRunner
 from mlflow_server import MlflowServer, free_port
+from pipelines import PipelineRunner
 from server import CLOUD, serve
 from state import State
 from sweeps import SweepRunner
@@ -142,9 +144,11 @@ class Emulator:
     def mlflow_for(self, wid) -> MlflowServer:
         return self.mlflow[wid.lower()]
 
-    def start_job(self, workspace, job):
-        kind = SweepRunner if job["properties"].get("jobType") == "Sweep" else JobRunner
-        runner = kind(self, workspace, job)
+    def start_job(self, workspace, job, failure=None):
+        kinds = {"Sweep": SweepRunner, "Pipeline": PipelineRunner}
+        runner = kinds.get(job["properties"].get("jobType"), JobRunner)(self, workspace, job)
+        if failure:
+            runner.failure = failure
         self.jobs[job["id"].lower()] = runner
         runner.start()
 

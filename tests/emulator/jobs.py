@@ -34,6 +34,7 @@ class JobRunner(threading.Thread):
         self.log_blob = f"ExperimentRun/dcid.{self.name}/{LOG_NAME}"
         self.has_log = False
         self.queue_delay = app.state.delay_for("PUT", job["id"])
+        self.exp_id = None
 
     # --- what the run history endpoint answers ---
     def details(self) -> dict:
@@ -49,7 +50,10 @@ class JobRunner(threading.Thread):
             "runUuid": self.name,
             "status": self.props["status"],
             "target": compute,
+            "compute": {"target": compute} if compute else None,
             "createdTimeUtc": self.times["created"],
+            "createdUtc": self.times["created"],
+            "experimentId": self.exp_id,
             "startTimeUtc": self.times.get("start"),
             "endTimeUtc": self.times.get("end"),
             "logFiles": logs,
@@ -94,7 +98,7 @@ class JobRunner(threading.Thread):
                 return self._finish("Canceled", "KILLED")
             code_dir = self._download_code()
             bindings = self._resolve_bindings()
-            exp_id = self._start_mlflow_run()
+            exp_id = self.exp_id = self._start_mlflow_run()
             slot = self.app.compute_slot(self.props.get("computeId"))
             while slot and not slot.acquire(timeout=0.5):
                 if self.cancelled.is_set():

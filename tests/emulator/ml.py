@@ -6,6 +6,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import pipelines
 import sweeps
 from arm import MLS_NS, not_found, system_data, ws_id
 from azurite import ACCOUNT, KEY
@@ -258,22 +259,44 @@ def job(ctx, sub, rg, ws, name):
     jid = f"{wres['id']}/jobs/{name}"
     current = ctx.app.state.get(jid)
     if ctx.method == "GET":
-        return Reply(200, current) if current else not_found("workspaces/jobs", name, rg)
+        if current:
+            return Reply(200, current)
+        runner = ctx.app.jobs.get(jid.lower())
+        if isinstance(runner, pipelines.StepRunner):
+            # as the service answers for a pipeline's step: no properties (the SDK then reads
+            # the run from run history)
+            return Reply(
+                200,
+                {
+                    "id": jid,
+                    "name": name,
+                    "type": f"{MLS_NS}/workspaces/jobs",
+                    "properties": None,
+                    "systemData": system_data(),
+                },
+            )
+        return not_found("workspaces/jobs", name, rg)
     if current:
         return error(
             409, "UserError", f"A job with name '{name}' already exists in workspace '{ws}'."
         )
     props = dict(ctx.json.get("properties") or {})
-    if props.get("jobType") not in ("Command", "Sweep"):
+    if props.get("jobType") not in ("Command", "Sweep", "Pipeline"):
         return error(
             400,
             "UserError",
-            f"The emulator runs Command and Sweep jobs, not {props.get('jobType')}.",
+            f"The emulator runs Command, Sweep and Pipeline jobs, not {props.get('jobType')}.",
         )
-    problem = sweeps.check(props) if props["jobType"] == "Sweep" else None
+    problem = (
+        sweeps.check(props)
+        if props["jobType"] == "Sweep"
+        else pipelines.check(ctx.app, wres["id"], props)
+        if props["jobType"] == "Pipeline"
+        else None
+    )
     if problem:
         return error(400, "UserError", problem)
-    compute_id = props.get("computeId")
+    compute_id = props.get("computeId") if props["jobType"] != "Pipeline" else None
     if compute_id and not ctx.app.state.get(compute_id):
         return error(
             400,
@@ -300,7 +323,7 @@ def job(ctx, sub, rg, ws, name):
         "systemData": system_data(),
     }
     ctx.app.state.put(jid, body, created=now_iso())
-    ctx.app.start_job(wres, body)
+    ctx.app.start_job(wres, body, ctx.async_failure() if props["jobType"] == "Pipeline" else None)
     return Reply(201, body)
 
 
@@ -341,6 +364,17 @@ def run_details(ctx, sub, rg, ws, run):
     if runner is None:
         return error(404, "UserError", f"Run {run} was not found")
     return Reply(200, runner.details())
+
+
+@route("GET", HISTORY + r"/children")
+def run_children(ctx, sub, rg, ws, run):
+    """A pipeline's steps (or a sweep's trials) as runs, in the order they were started."""
+    runner = ctx.app.jobs.get(f"{ws_id(sub, rg, ws)}/jobs/{run}".lower())
+    if runner is None:
+        return error(404, "UserError", f"Run {run} was not found")
+    children = [c.details() for c in getattr(runner, "children", [])]
+    top = ctx.q("$top")
+    return Reply(200, {"value": children[: int(top)] if top else children, "nextLink": None})
 
 
 @route("GET PATCH POST", HISTORY)

@@ -80,15 +80,17 @@ class Ctx:
         return failure
 
 
-def jwt(subject="emulator", lifetime=3600 * 24):
-    """A JWT-shaped (unsigned) token with exp, as the SDKs decode but never verify."""
+def jwt(subject="emulator", lifetime=3600 * 24, audience="https://management.azure.com/"):
+    """A JWT-shaped (unsigned) token with exp, as the SDKs decode but never verify. Its audience
+    is the resource asked for, as Entra ID's: azure-ai-ml checks that the token it sends along
+    with a pipeline job (x-azureml-token) is for https://ml.azure.com."""
 
     def part(obj):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
     claims = {
-        "aud": "https://management.azure.com/",
+        "aud": audience,
         "iss": f"https://sts.windows.net/{TENANT}/",
         "iat": now,
         "nbf": now,
@@ -273,12 +275,13 @@ def msi_token(ctx):
     if not ctx.headers.get("X-IDENTITY-HEADER"):
         return error(400, "invalid_request", "X-IDENTITY-HEADER is missing")
     exp = int(time.time()) + 24 * 3600
+    resource = ctx.q("resource", "")
     return Reply(
         200,
         {
-            "access_token": jwt(),
+            "access_token": jwt(audience=resource or "https://management.azure.com/"),
             "expires_on": str(exp),
-            "resource": ctx.q("resource", ""),
+            "resource": resource,
             "token_type": "Bearer",
             "client_id": "emulator",
         },
