@@ -216,6 +216,9 @@ class FakeBackend:
                 actual["jobs"][name] = {**run, **self.poll(run)}
         return actual
 
+    def child(self, run: dict, name: str) -> dict | None:
+        return None
+
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return {}  # the fake service runs no pipelines
 

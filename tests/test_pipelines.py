@@ -346,3 +346,31 @@ def test_export_writes_pipeline_and_component_files_the_sdk_loads_and_import_rea
     first = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
     again = run_mlrun("plan", back, cwd=tmp_path, check=0).stdout
     assert again == first
+
+
+@pytest.mark.azure
+def test_on_azure_a_pipeline_is_the_sdks_pipeline_job_with_its_components_registered_first(
+    azure_emulator, tmp_path
+):
+    spec = lab(tmp_path, CHAIN.replace("azureml:cpu", "azureml:serverless"))
+    text = spec.read_text().replace(
+        "workspace: {name: ws-pipes}",
+        "workspace: {name: ws-pipes, resource_group: rg-pipes, location: eastus}\n"
+        "targets: {azure: {subscription_id: '${{env.AZURE_SUBSCRIPTION_ID}}'}}",
+    )
+    spec.write_text(text)
+    azure = ("--target", "azure")
+    env = azure_emulator.env
+    mark = azure_emulator.mark()
+    run_mlrun("apply", "-y", spec, *azure, cwd=tmp_path, env=env, check=0, timeout=900)
+    calls = [(r["method"], r["path"]) for r in azure_emulator.requests(mark)]
+    registered = [i for i, (m, p) in enumerate(calls) if m == "PUT" and "/components/train/" in p]
+    submitted = [i for i, (m, p) in enumerate(calls) if m == "PUT" and "/jobs/" in p]
+    assert registered and submitted and registered[0] < submitted[0]
+    status = run_mlrun("status", spec, *azure, cwd=tmp_path, env=env, check=0).stdout
+    assert "job.chain" in status and "Completed" in status
+    table = run_mlrun("report", spec, *azure, cwd=tmp_path, env=env, check=0).stdout
+    assert "step     train: FINISHED" in table and "n=63" in table
+    log = run_mlrun("logs", spec, "chain/report", *azure, cwd=tmp_path, env=env, check=0).stdout
+    assert log.strip().endswith("step-env")
+    run_mlrun("destroy", "-y", spec, *azure, cwd=tmp_path, env=env, check=0)

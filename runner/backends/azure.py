@@ -296,6 +296,15 @@ class AzureBackend:
                 out["error"] = _job_error(job)
         return out
 
+    def child(self, run: dict, name: str) -> dict | None:
+        """The child job of a pipeline job that ran the step shown as `name`."""
+        with plain_errors(f"run {run['id'][:7]}"):
+            for job in self.ml().jobs.list(parent_job_name=run["id"]):
+                if name in (job.display_name, job.name):
+                    status = STATUS.get(job.status, job.status)
+                    return {"id": job.name, "status": status, "studio_url": job.studio_url}
+        return None
+
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return {}  # Azure ML decides what it reuses when the pipeline runs
 

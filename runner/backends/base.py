@@ -47,6 +47,10 @@ class Backend(Protocol):
         """Of these pipeline step fingerprints, those a completed step run has, with its run id
         (the target reuses that run instead of running the step)."""
 
+    def child(self, run: dict, name: str) -> dict | None:
+        """A child run of a pipeline's run (its step `name`), as a run record, where the target
+        runs the pipeline itself; None where mlrun's own records say (the local target)."""
+
     def poll(self, run: dict) -> dict:
         """How the run stands now, cheaply: {} if unchanged, else {status, ...}."""
 

@@ -353,6 +353,8 @@ class LocalBackend:
                 "tags": {str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
                 "env_vars": step.env_vars,
                 "timeout": (step.fields.get("limits") or {}).get("timeout"),
+                "distribution": step.fields.get("distribution"),
+                "instance_count": (step.fields.get("resources") or {}).get("instance_count", 1),
             }
         config = {
             "pipeline": job.name,
@@ -366,6 +368,9 @@ class LocalBackend:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
         return supervised.controller_command(pipeline_controller.MODULE, run_dir)
+
+    def child(self, run: dict, name: str) -> dict | None:
+        return None  # the pipeline's controller records its steps (steps.json)
 
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return StepCache(self.root / "steps").reusable(fingerprints)

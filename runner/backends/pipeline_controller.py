@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..refs import substitute
-from . import envs, supervised
+from . import distributed, envs, supervised
 from .controller import Child, Controller
 from .steps import StepCache
 
@@ -126,6 +126,9 @@ class PipelineController(Controller):
 
         command = substitute(optional_parts(step.cfg["command"], given), values, blank=("inputs",))
         env.update(step.cfg["env_vars"])
+        spread = step.cfg.get("distribution") or {}
+        if spread.get("type") in distributed.KINDS:  # as many processes as Azure ML would start
+            distributed.write(step.dir / "processes", spread, int(step.cfg["instance_count"] or 1))
         base = envs.Base.from_dict(step.cfg["base"])
         self.start_child(
             step,
