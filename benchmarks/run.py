@@ -135,6 +135,95 @@ def scripts_directly(folder: Path) -> list:
     ]
 
 
+THREE_STEPS = """\
+name: three
+workspace: {{name: ws-three}}
+computes: {{cluster: {{type: amlcompute, max_instances: 2}}}}
+jobs:
+  three:
+    type: pipeline
+    settings: {{default_compute: azureml:cluster}}
+    jobs:
+      manual:
+        code: {code}
+        command: >-
+          python train-model-mlflow.py --training_data {data}
+          && echo done > ${{{{outputs.o}}}}/x
+        outputs: {{o: null}}
+      auto:
+        code: {code}
+        command: >-
+          python train-model-autolog.py --training_data {data}
+          && cp ${{{{inputs.i}}}}/x ${{{{outputs.o}}}}/
+        inputs: {{i: '${{{{parent.jobs.manual.outputs.o}}}}'}}
+        outputs: {{o: null}}
+      again:
+        code: {code}
+        command: >-
+          python train-model-mlflow.py --training_data {data} --reg_rate 0.1
+          && cat ${{{{inputs.i}}}}/x
+        inputs: {{i: '${{{{parent.jobs.auto.outputs.o}}}}'}}
+"""
+
+
+def three_steps(folder: Path) -> Path:
+    """A 3-step pipeline, each step after the one before it: the seed's two training scripts, then
+    the first again with another regularization rate."""
+    lab_copy(folder)
+    spec = folder / "three.yaml"
+    training = folder / "training"
+    spec.write_text(THREE_STEPS.format(code=training, data=training / "data" / "diabetes.csv"))
+    return spec
+
+
+def three_scripts(folder: Path) -> list:
+    """The same three scripts one after the other, MLflow on a fresh store."""
+    lab_copy(folder)
+    data = folder / "training" / "data" / "diabetes.csv"
+    return [
+        "bash",
+        "-c",
+        f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && "
+        f"python train-model-mlflow.py --training_data {data} && "
+        f"python train-model-autolog.py --training_data {data} && "
+        f"python train-model-mlflow.py --training_data {data} --reg_rate 0.1",
+    ]
+
+
+def many_steps(folder: Path, n: int) -> Path:
+    """One pipeline of n trivial steps (each its own command, so none is reused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    steps = "".join(f"      s{i}: {{command: python -c pass {i}}}\n" for i in range(n))
+    spec = folder / "lab.yaml"
+    spec.write_text(
+        "name: steps\nworkspace: {name: ws-steps}\njobs:\n  p:\n    type: pipeline\n    jobs:\n"
+        + steps
+    )
+    return spec
+
+
+def pipeline_reapply(work: Path, reps: int, env: dict) -> None:
+    """A re-apply of the 3-step pipeline with nothing changed (every step reused: nothing runs)."""
+    folder = work / "reapply"
+    spec = three_steps(folder)
+    subprocess.run(
+        MLRUN + ["apply", "-y", str(spec)],
+        cwd=folder,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    times = [timed(MLRUN + ["apply", "-y", str(spec)], folder, env) for _ in range(reps)]
+    best = statistics.median(times)
+    verdict = "ok" if best <= 0.5 else "MISSED"
+    print(
+        f"\n{'3-step pipeline re-applied, nothing changed':<44} {best:>8.3f}s {'':>9} "
+        f"{'':>7} {'<=0.5s':>7} {verdict}",
+        flush=True,
+    )
+
+
 def mlflow_projects(folder: Path) -> list:
     """Both scripts as MLflow Project entry points, `mlflow run --env-manager local`."""
     lab_copy(folder)
@@ -201,6 +290,18 @@ def cases(work: Path, quick: bool) -> list[Case]:
         ),
         Case("seed apply (fresh, local) vs scripts directly", fresh_apply, scripts_directly, 0.8),
         Case("seed apply (fresh, local) vs mlflow run", fresh_apply, mlflow_projects, 0.5),
+        Case(
+            "3-step pipeline (fresh) vs the scripts directly",
+            lambda f: MLRUN + ["apply", "-y", str(three_steps(f))],
+            three_scripts,
+            1.2,
+        ),
+        Case(
+            f"pipeline of {2 * n} trivial steps vs bare loop",
+            lambda f: MLRUN + ["apply", "-y", str(many_steps(f, 2 * n))],
+            lambda f: ["bash", "-c", f"for i in $(seq {2 * n}); do {PY} -c pass; done"],
+            1.5,
+        ),
         Case(
             f"{n} trivial jobs, 2-node cluster vs bare loop",
             lambda f: MLRUN + ["apply", "-y", str(many_jobs(f, n))],
@@ -387,6 +488,8 @@ def main() -> None:
             )
         if not args.only or any("plan" in w for w in args.only):
             plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
+        if not args.only or "pipeline" in args.only:
+            pipeline_reapply(work, 1 if args.quick else args.n, env)
         if not args.only or "environment" in args.only:
             environment_costs(work, 1 if args.quick else args.n, 5 if args.quick else 50, env)
         if not args.only or "emulator" in args.only:

@@ -102,6 +102,13 @@ def pipeline_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         else:
             step = _code_paths(spec, step_at, step, out_dir)
         step["inputs"] = _input_paths(spec, step_at, step.get("inputs"), out_dir)
+        hidden = job.pipeline.steps[name].secrets if job.pipeline else frozenset()
+        for block in (step, step.get("component")):
+            if hidden and isinstance(block, dict) and block.get("environment_variables"):
+                block["environment_variables"] = {
+                    k: SENSITIVE if k in hidden else v
+                    for k, v in block["environment_variables"].items()
+                }
         steps[name] = {k: v for k, v in step.items() if v not in (None, {})}
     doc["jobs"] = steps
     return {k: v for k, v in doc.items() if v not in (None, {})}
@@ -194,20 +201,30 @@ def put_secrets(entity, job: Job) -> None:
             **(block.environment_variables or {}),
             **{k: v for k, v in job.env_vars.items() if k in job.secrets},
         }
+    for step in job.pipeline.steps.values() if job.pipeline else ():
+        if step.secrets:  # set on the step, which overrides its component's
+            node = entity.jobs[step.name]
+            node.environment_variables = {
+                **(node.environment_variables or {}),
+                **{k: v for k, v in step.env_vars.items() if k in step.secrets},
+            }
 
 
 def secret_note(job: Job, path: str) -> str | None:
     """What to do about a job file whose secret environment variables were written as
     (sensitive)."""
-    if not job.secrets:
-        return None
     at = "trial.environment_variables" if job.is_sweep else "environment_variables"
-    names = sorted(job.secrets)
+    places = [f"{at}.{n}" for n in sorted(job.secrets)]
+    for step in job.pipeline.steps.values() if job.pipeline else ():
+        places += [f"jobs.{step.name}.environment_variables.{n}" for n in sorted(step.secrets)]
+    if not places:
+        return None
+    names = sorted({p.rsplit(".", 1)[1] for p in places})
     return (
         f"note: {path}: secret environment variable{'s' if len(names) > 1 else ''} "
         f"{', '.join(names)} written as {SENSITIVE}; set {'them' if len(names) > 1 else 'it'} "
         f"when you submit: az ml job create --file {path} "
-        + " ".join(f'--set {at}.{n}="${n}"' for n in names)
+        + " ".join(f'--set {p}="${p.rsplit(".", 1)[1]}"' for p in places)
     )
 
 

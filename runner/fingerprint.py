@@ -126,7 +126,7 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
         "inputs": _digest(inputs),
         "environment": step.env.digest,
         "compute": _digest(step.compute),
-        "environment_variables": _digest(step.env_vars),
+        "environment_variables": _digest(step.shown_env_vars),
         "outputs": _digest(sorted(step.outputs)),
         "upstream": _digest({u: upstream.get(u) for u in step.upstream}),
     }

@@ -22,6 +22,8 @@ from .environments import Environment, Reader, parse_ref
 from .refs import EXPR, LOCAL_INPUT_TYPES, is_local, mapping, relative_to, unresolved
 from .yamldoc import Doc
 
+SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
+
 PARENT = re.compile(r"^\$\{\{\s*parent\.(inputs|outputs)\.([\w.-]+)\s*\}\}$")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([\w.-]+)\.outputs\.([\w.-]+)\s*\}\}$")
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
@@ -53,6 +55,12 @@ class Step:
     deterministic: bool = True
     component: str | None = None  # what it runs, as plans show it (NAME:VERSION, a file)
     fields: dict = field(default_factory=dict)  # display_name, tags, resources, ...
+    secrets: frozenset = frozenset()  # names of env_vars whose values are secret
+
+    @property
+    def shown_env_vars(self) -> dict[str, str]:
+        """The environment variables as mlrun shows and stores them: secret values hidden."""
+        return {k: SENSITIVE if k in self.secrets else v for k, v in self.env_vars.items()}
 
     @property
     def upstream(self) -> list[str]:
@@ -216,6 +224,12 @@ class PipelineReader:
             **mapping(comp.get("environment_variables")),
             **mapping(block.get("environment_variables")),
         }
+        secret = frozenset(
+            k
+            for k in env_vars
+            if at + ("environment_variables", k) in self.doc.secret
+            or (comp is not block and comp_at + ("environment_variables", k) in self.doc.secret)
+        )
         deterministic = (
             block.get("is_deterministic", comp.get("is_deterministic", True)) is not False
         )
@@ -236,6 +250,7 @@ class PipelineReader:
             deterministic,
             shown,
             kept,
+            secret,
         )
 
     def component(self, at: tuple, block: dict) -> tuple[dict, tuple, str | None]:

@@ -16,7 +16,7 @@ import yaml
 from . import validate, yamldoc
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
-from .pipelines import Component, Pipeline
+from .pipelines import SENSITIVE, Component, Pipeline
 from .refs import (
     EXPR,
     LEFT_FOR_JOB,
@@ -32,7 +32,6 @@ from .yamldoc import Doc
 
 INCLUDABLE = ("jobs", "computes", "environments", "components")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
 
@@ -53,9 +52,14 @@ def secret_name(name: Any) -> bool:
 
 
 def secret_env_path(path: tuple) -> bool:
-    """Whether `path` is a job's (or a sweep trial's) environment variable: where secrets may go."""
-    return (len(path) == 4 and path[0] == "jobs" and path[2] == "environment_variables") or (
-        len(path) == 5 and path[0] == "jobs" and path[2:4] == ("trial", "environment_variables")
+    """Whether `path` is a job's (a sweep trial's, a pipeline step's) environment variable: where
+    secrets may go."""
+    if len(path) < 4 or path[0] != "jobs":
+        return False
+    return (
+        (len(path) == 4 and path[2] == "environment_variables")
+        or (len(path) == 5 and path[2:4] == ("trial", "environment_variables"))
+        or (len(path) == 6 and path[2] == "jobs" and path[4] == "environment_variables")
     )
 
 
@@ -371,11 +375,15 @@ def read_doc(
     doc.secret.update({("variables", name): values[name] for name in secret if name in values})
     jobs = doc.data.get("jobs") if isinstance(doc.data, dict) else None
     for job, block in jobs.items() if isinstance(jobs, dict) else ():
-        for at in (("environment_variables",), ("trial", "environment_variables")):
-            env = _get(block, at)
-            for key, value in env.items() if isinstance(env, dict) else ():
-                if secret_name(key):
-                    doc.secret[("jobs", job) + at + (key,)] = value
+        places = [("environment_variables",), ("trial", "environment_variables")]
+        steps = block.get("jobs") if isinstance(block, dict) else None
+        for step in steps if isinstance(steps, dict) else ():
+            places.append(("jobs", step, "environment_variables"))
+            places.append(("jobs", step, "component", "environment_variables"))
+        for at in places:
+            _secret_names(doc, ("jobs", job) + at)
+    for name in mapping(doc.data.get("components")) if isinstance(doc.data, dict) else ():
+        _secret_names(doc, ("components", name, "environment_variables"))
     for where, (what, at) in hook.secret.items():
         if where[:1] == ("variables",):
             continue  # a secret variable's own default (resolve_variables saw it)
@@ -389,6 +397,14 @@ def read_doc(
                 at=at,
             )
     return doc, values, fresh
+
+
+def _secret_names(doc: Doc, at: tuple) -> None:
+    """The environment variables at `at` whose names say they are secret."""
+    env = _get(doc.data, at)
+    for key, value in env.items() if isinstance(env, dict) else ():
+        if secret_name(key):
+            doc.secret[at + (key,)] = value
 
 
 def _get(data: Any, path: tuple) -> Any:

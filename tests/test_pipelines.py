@@ -2,9 +2,11 @@
 child runs in dependency order with outputs flowing, step reuse and the plan's reasons, failures,
 and a kill mid-pipeline."""
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -172,6 +174,17 @@ def test_unchanged_steps_are_reused_and_the_plan_says_why_others_run(tmp_path):
         f"      > train                    command changed since run {first['train'][:7]}\n"
         "      > report                   upstream train runs\n"
     ) in plan
+    as_json = json.loads(run_mlrun("plan", spec, "--json", cwd=tmp_path, check=0).stdout)
+    (job,) = [c for c in as_json["changes"] if c["address"] == "job.chain"]
+    assert job["after"]["steps"] == [
+        {"step": "prep", "action": "noop", "reason": f"reused (run {first['prep'][:7]})"},
+        {
+            "step": "train",
+            "action": "run",
+            "reason": f"command changed since run {first['train'][:7]}",
+        },
+        {"step": "report", "action": "run", "reason": "upstream train runs"},
+    ]
     run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     latest = {}
     for r in children(tmp_path)["steps"]:
@@ -374,3 +387,82 @@ def test_on_azure_a_pipeline_is_the_sdks_pipeline_job_with_its_components_regist
     log = run_mlrun("logs", spec, "chain/report", *azure, cwd=tmp_path, env=env, check=0).stdout
     assert log.strip().endswith("step-env")
     run_mlrun("destroy", "-y", spec, *azure, cwd=tmp_path, env=env, check=0)
+
+
+def test_a_step_environment_that_does_not_build_fails_the_pipeline_before_any_step(tmp_path):
+    """The controller starts while mlrun makes the run and builds the steps' environments; a build
+    that fails ends it without starting a step, and the run says why."""
+    from test_environments import CONDA, offline
+    from wheels import make_wheel
+
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tinybuilt", "0.1")
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (tmp_path / "conda.yml").write_text(CONDA.format(minor=minor, pin="tinybuilt==9.9"))
+    pipeline = """\
+    built:
+      type: pipeline
+      jobs:
+        first: {command: echo first}
+        uses: {command: echo uses, environment: {image: 'python:3.11', conda_file: conda.yml}}
+    """
+    spec = lab(tmp_path, pipeline)
+    proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, env=offline(wheels))
+    assert proc.returncode == 1
+    assert "did not build" in proc.stderr and "20_image_build_log.txt" in proc.stderr
+    (run_dir,) = (tmp_path / ".mlrun" / "local" / "ws-pipes" / "runs" / "built").iterdir()
+    assert not list((run_dir / "steps").glob("*/exit.json"))  # no step started
+    assert "tinybuilt" in (run_dir / "user_logs" / "std_log.txt").read_text()  # the build's log
+    assert children(tmp_path)["steps"] == []
+
+
+def test_killed_before_it_hands_the_run_over_the_waiting_controller_starts_nothing(tmp_path):
+    """mlrun dies after starting a pipeline's controller and before handing it the run (while
+    mlrun loads MLflow): the controller ends having started nothing, and the next applies run
+    each step once."""
+    count = tmp_path / "count"
+    pipeline = f"""\
+    handed:
+      type: pipeline
+      jobs:
+        one: {{command: 'echo one >> {count}'}}
+        two: {{command: 'echo two >> {count}'}}
+    """
+    spec = lab(tmp_path, pipeline)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        mlrun_cmd() + ["apply", "-y", str(spec)],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = tmp_path / ".mlrun" / "local" / "ws-pipes" / "runs" / "handed"
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/pid")):  # the controller's supervisor is up
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    (run_dir,) = runs.iterdir()
+    assert not (run_dir / "handover.json").exists()  # mlrun is still loading MLflow
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ended = None
+    while ended is None:  # the controller notices and ends
+        assert time.monotonic() < deadline
+        ended = (
+            json.loads((run_dir / "exit.json").read_text())
+            if (run_dir / "exit.json").exists()
+            else None
+        )
+        time.sleep(0.05)
+    assert ended["status"] == "Failed"
+    assert "no run was handed over" in (run_dir / "user_logs" / "std_log.txt").read_text()
+    assert not count.exists() and not (run_dir / "steps.json").exists()
+    for _ in range(3):  # the state may hold the run (then it ends Failed once) or not
+        run_mlrun("apply", "-y", spec, cwd=tmp_path)
+        plan = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
+        if plan.endswith("No changes. Everything is up to date.\n"):
+            break
+    assert plan.endswith("No changes. Everything is up to date.\n")
+    assert sorted(count.read_text().split()) == ["one", "two"]

@@ -236,3 +236,71 @@ jobs:
         entity = load_job(file)
         put_secrets(entity, job)
         assert block(entity).environment_variables == {secret[0]: secret[1], "PLAIN": plain}
+
+
+def test_secrets_of_pipeline_steps_reach_their_step_only_and_no_file(tmp_path):
+    """A step's secret variables (a secret variable, a secret name) reach that step's process;
+    another step sees none of them; no file mlrun writes holds them (the controller's config
+    included), and export writes them as (sensitive) with how to set them."""
+    key, token = f"key-{secrets.token_hex(10)}", f"tok-{secrets.token_hex(10)}"
+    expect = hashlib.sha256(f"{key}|{token}".encode()).hexdigest()
+    check = (
+        'python -c "import hashlib, os, sys; '
+        "v = os.environ['SERVICE_AUTH'] + '|' + os.environ['STEP_TOKEN']; "
+        "sys.exit(hashlib.sha256(v.encode()).hexdigest() != os.environ['EXPECT'])\""
+    )
+    other = (  # exits 1 if it sees another step's secrets, or the controller's copies of them
+        "python -c \"import os, sys; sys.exit(any(k.startswith('MLRUN_STEP_SECRET_') "
+        "or k in ('SERVICE_AUTH', 'STEP_TOKEN') for k in os.environ))\""
+    )
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "steps",
+                "variables": {"api_key": {"secret": True}},
+                "workspace": {"name": "ws-steps"},
+                "jobs": {
+                    "pipe": {
+                        "type": "pipeline",
+                        "jobs": {
+                            "uses": {
+                                "command": check,
+                                "environment_variables": {
+                                    "SERVICE_AUTH": "${{vars.api_key}}",
+                                    "STEP_TOKEN": "${{env.LAB_STEP_TOKEN}}",
+                                    "EXPECT": expect,
+                                },
+                            },
+                            "other": {"command": other},
+                        },
+                    }
+                },
+            }
+        )
+    )
+    env = {"LAB_STEP_TOKEN": token}
+    said = []
+    for args in (
+        ("validate", spec, "--var", f"api_key={key}"),
+        ("plan", spec, "--var", f"api_key={key}", "--out", tmp_path / "plan.json"),
+        ("apply", "-y", spec, "--var", f"api_key={key}"),
+        ("export", spec, "-o", tmp_path / "exported", "--var", f"api_key={key}"),
+    ):
+        proc = run_mlrun(*args, cwd=tmp_path, env=env, check=0)
+        said += [proc.stdout, proc.stderr]
+    exported = yaml.safe_load((tmp_path / "exported" / "jobs" / "pipe.yml").read_text())
+    assert exported["jobs"]["uses"]["environment_variables"]["SERVICE_AUTH"] == "(sensitive)"
+    assert exported["jobs"]["uses"]["environment_variables"]["STEP_TOKEN"] == "(sensitive)"
+    assert exported["jobs"]["uses"]["environment_variables"]["EXPECT"] == expect
+    assert '--set jobs.uses.environment_variables.SERVICE_AUTH="$SERVICE_AUTH"' in said[-1]
+    client = mlflow_client(tmp_path, "ws-steps")
+    runs = client.search_runs([client.get_experiment_by_name("steps").experiment_id])
+    statuses = {r.data.tags.get("mlrun.step", "parent"): r.info.status for r in runs}
+    assert statuses == {"parent": "FINISHED", "uses": "FINISHED", "other": "FINISHED"}
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {"pipeline.json", "steps.json", "pipe.yml", "mlflow.db"} <= {p.name for p in files}
+    for value in (key, token):
+        leaks = [str(p.relative_to(tmp_path)) for p in files if value.encode() in p.read_bytes()]
+        assert leaks == [], value
+        assert [text for text in said if value in text] == []

@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from . import envs, supervised
+
+STEP_SECRET = "MLRUN_STEP_SECRET_"  # a secret step variable's value, in a controller's environment
+
+
+class Unstarted(Exception):
+    """The controller's run was never handed over to it: it ends having started nothing."""
 
 
 class Child:
@@ -26,13 +36,10 @@ class Child:
     def __init__(self, folder: Path):
         self.dir = folder
         self.run_id: str | None = None
+        self.artifact_uri: str | None = None
         self.proc: subprocess.Popen | None = None
         self.status: str | None = None
         self.ended: dict = {}  # the supervisor's exit.json
-
-    def done(self) -> bool:
-        """Whether its process has exited (the controller then calls finish)."""
-        return self.proc is not None and self.proc.poll() is not None
 
 
 class Controller:
@@ -40,14 +47,23 @@ class Controller:
     TAG = "controller"  # the prefix of its log lines
 
     def __init__(self, run_dir: Path):
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # seconds: mlrun makes the run meanwhile
 
+        handed = supervised.take_over(run_dir)
+        if handed is None:
+            raise Unstarted("no run was handed over (mlrun stopped, or the run could not start)")
+        os.environ.update(handed)  # the run's variables, which its children inherit
+        os.environ.pop(supervised.HANDOVER_PID, None)
         self.run_dir = run_dir
         self.cfg: dict[str, Any] = json.loads((run_dir / self.CONFIG).read_text())
         self.parent = os.environ["MLFLOW_RUN_ID"]
         self.experiment = os.environ["MLFLOW_EXPERIMENT_ID"]
         self.client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
         self.children: list[Child] = []
+        self.ended: queue.Queue[Child] = queue.Queue()  # children whose process exited
+        self.finalizer = ThreadPoolExecutor(max_workers=1)  # MLflow records, in order
+        self.writing = threading.Lock()  # one MLflow write at a time (a SQLite store)
+        self.finalizing: list[Future] = []
         self.stopping = False
         base = self.cfg.get("base")  # what each child's layer sits on (backends/envs.py)
         self.base = envs.Base.from_dict(base) if base else None
@@ -60,8 +76,8 @@ class Controller:
         their process groups and record it)."""
         self.stopping = True
         for child in self.children:
-            if child.proc is not None and child.status is None:
-                supervised.signal_pid(child.proc.pid, signal.SIGTERM)
+            if child.proc is not None and child.status is None and child.proc.poll() is None:
+                supervised.cancel(child.dir)
 
     def start_child(
         self,
@@ -80,16 +96,20 @@ class Controller:
         from mlflow.entities import Param
 
         (child.dir / "command.sh").write_text(command + "\n")
-        run = self.client.create_run(
-            self.experiment, run_name=run_name, tags={**tags, "mlflow.parentRunId": self.parent}
-        )
-        child.run_id = run.info.run_id
-        if params:
-            self.client.log_batch(
-                child.run_id, params=[Param(k, supervised.literal(v)) for k, v in params.items()]
+        with self.writing:
+            run = self.client.create_run(
+                self.experiment, run_name=run_name, tags={**tags, "mlflow.parentRunId": self.parent}
             )
+        child.run_id, child.artifact_uri = run.info.run_id, run.info.artifact_uri
+        if params:
+            with self.writing:
+                self.client.log_batch(
+                    child.run_id,
+                    params=[Param(k, supervised.literal(v)) for k, v in params.items()],
+                )
         (child.dir / "run_id").write_text(child.run_id)
-        environ = {**os.environ, **(env or {})}
+        mine = {k: v for k, v in os.environ.items() if not k.startswith(STEP_SECRET)}
+        environ = {**mine, **(env or {})}  # a child sees its own secrets, not another's
         environ.update(MLFLOW_RUN_ID=child.run_id, AZUREML_RUN_ID=child.run_id)
         over = base or self.base
         if over is not None:
@@ -97,10 +117,27 @@ class Controller:
         child.proc = supervised.launch(child.dir, environ, timeout)
         if child not in self.children:
             self.children.append(child)
+        threading.Thread(target=self._reap, args=(child,), daemon=True).start()
 
-    def finish_child(self, child: Child, status: str | None = None) -> str:
+    def _reap(self, child: Child) -> None:
+        assert child.proc is not None
+        child.proc.wait()
+        self.ended.put(child)
+
+    def wait_ended(self, timeout: float) -> list[Child]:
+        """The children whose processes exited, waiting up to `timeout` for the first."""
+        try:
+            done = [self.ended.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while not self.ended.empty():
+            done.append(self.ended.get_nowait())
+        return done
+
+    def finish_child(self, child: Child, status: str | None = None, then=None) -> str:
         """Record an exited child: its status from its exit.json (or `status`, the controller's
-        own verdict), its folder into MLflow."""
+        own verdict) at once, its folder into MLflow in the background (then `then()`), so that
+        the next child starts meanwhile; `drain` waits for what is left."""
         assert child.run_id is not None, "finish_child of a child never started"
         child.ended = supervised.read_json(child.dir / "exit.json", wait=1.0) or {
             "status": "Failed",
@@ -109,12 +146,35 @@ class Controller:
         child.status = status or {"TimedOut": "Failed"}.get(
             child.ended["status"], child.ended["status"]
         )
-        supervised.finalize_run(self.client, child.run_id, child.dir, child.status)
+        run_id, folder, ended, uri = child.run_id, child.dir, child.status, child.artifact_uri
+
+        def record() -> None:
+            supervised.finalize_run(
+                self.client, run_id, folder, ended, lock=self.writing, artifact_uri=uri
+            )
+            if then is not None:
+                then()
+
+        self.finalizing.append(self.finalizer.submit(record))
         return child.status
+
+    def drain(self) -> None:
+        """Wait until every exited child is recorded in MLflow (raising what recording raised)."""
+        for future in self.finalizing:
+            future.result()
+        self.finalizing.clear()
 
     def main(self) -> int:
         signal.signal(signal.SIGTERM, self.on_term)
-        return self.run()
+        try:
+            code = self.run()
+        finally:
+            self.drain()
+        # Tearing down what MLflow made costs about half a second and serves no one: every run is
+        # recorded and the store committed. Flush and go.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     def run(self) -> int:
         raise NotImplementedError

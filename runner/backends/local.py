@@ -25,6 +25,7 @@ from ..spec import Job, Spec
 from ..state import now
 from . import distributed, envs, pipeline_controller, supervised, sweep_controller
 from .base import TERMINAL
+from .controller import STEP_SECRET
 from .steps import StepCache
 
 
@@ -37,6 +38,7 @@ class LocalBackend:
         self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._mlflow_lock = threading.Lock()
+        self._store_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
 
     @property
@@ -157,7 +159,7 @@ class LocalBackend:
     def create(self, kind: str, name: str, attrs: dict) -> dict:
         if kind == "workspace":
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
-            self.client()  # creates and migrates mlflow.db once, before any job can touch it
+            self._store()  # mlflow.db, made once, before any job can touch it
             return {"path": str(self.root), "tracking_uri": self.tracking_uri}
         if kind == "environment":  # registered: built (into the shared cache) when a job needs it
             return {"version": attrs["version"]}
@@ -194,12 +196,18 @@ class LocalBackend:
                 for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..."
                     logging.getLogger(name).setLevel(logging.WARNING)
 
-                self.root.mkdir(parents=True, exist_ok=True)
-                db = self.root / "mlflow.db"
-                if not db.exists():  # initialised here, once, before any job can touch it
-                    _copy_atomic(_template_db(), db)
+                self._store()
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
             return self._client
+
+    def _store(self) -> None:
+        """The workspace's mlflow.db: a copy of an empty, migrated store (without loading MLflow,
+        which takes seconds, once that store is made)."""
+        with self._store_lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            db = self.root / "mlflow.db"
+            if not db.exists():  # initialised here, once, before any job can touch it
+                _copy_atomic(_template_db(), db)
 
     def experiment_id(self, name: str) -> str:
         client = self.client()
@@ -256,6 +264,33 @@ class LocalBackend:
         for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
             (run_dir / "work" / name).mkdir(exist_ok=True)
         (run_dir / "command.sh").write_text(command + "\n")
+        proc, early = None, {}
+        if job.is_sweep or job.is_pipeline:  # its controller loads MLflow while mlrun does
+            early = self._env(job, {"id": "", "experiment_id": ""}, run_dir)
+            for found in _step_secrets(job).values():  # through its environment, never a file
+                early.update(dict(found.values()))
+            proc = supervised.launch(
+                run_dir, {**early, supervised.HANDOVER_PID: str(os.getpid())}, job.timeout
+            )
+        try:
+            return self._start(spec, job, record, on_start, run_dir, proc, early)
+        except BaseException:
+            if proc is not None and not (run_dir / supervised.HANDOVER).exists():
+                supervised.hand_over(run_dir, None)  # the waiting controller ends, unstarted
+            raise
+
+    def _start(
+        self,
+        spec: Spec,
+        job: Job,
+        record: dict,
+        on_start: Callable[[dict], None],
+        run_dir: Path,
+        proc: subprocess.Popen | None,
+        early: dict,
+    ) -> dict:
+        """Make the job's MLflow run, record it, build its environments and start it (hand it to
+        its controller, already started as `proc`)."""
         client = self.client()
         experiment = self.experiment_id(spec.experiment(job))
         tags = {str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()}
@@ -281,7 +316,7 @@ class LocalBackend:
             "submitted": now(),
         }
         (run_dir / "run_id").write_text(run["id"])
-        on_start(run)  # in the state before the process exists: a crash from here on is adoptable
+        on_start(run)  # in the state before it starts anything: a crash from here on is adoptable
         building = job.env
         try:
             base = self._base(job.env, run_dir)
@@ -292,6 +327,9 @@ class LocalBackend:
                     config["steps"][step.name]["base"] = self._base(step.env, run_dir).to_dict()
                 (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2))
         except envs.BuildFailed as e:
+            if proc is not None:  # the waiting controller ends; then the run is recorded
+                supervised.hand_over(run_dir, None)
+                proc.wait()
             supervised.fail_unstarted(
                 run_dir,
                 f"environment {building.shown} did not build ({e}): "
@@ -302,16 +340,16 @@ class LocalBackend:
         env = self._env(job, run, run_dir)
         if (job.distribution or {}).get("type") in distributed.KINDS:
             distributed.write(run_dir / "processes", job.distribution or {}, job.instance_count)
-        if job.is_pipeline:
-            pass  # the controller runs with mlrun; each step gets a layer over its own base
-        elif job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
+        if job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
             config = run_dir / sweep_controller.CONFIG
             config.write_text(
                 json.dumps({**json.loads(config.read_text()), "base": base.to_dict()})
             )
+        if proc is not None:  # a controller: each step or trial gets a layer of its own
+            supervised.hand_over(run_dir, {k: v for k, v in env.items() if early.get(k) != v})
         else:
             env.update(envs.make_layer(run_dir / "env", base))
-        proc = supervised.launch(run_dir, env, job.timeout)
+            proc = supervised.launch(run_dir, env, job.timeout)
         self._procs[run["id"]] = proc
         run.update(status="Running", pid=proc.pid, started=now())
         return run
@@ -323,6 +361,10 @@ class LocalBackend:
         assert job.pipeline is not None
         model = fingerprint.pipeline(job)
         steps, capacity = {}, {}
+        secret_keys = {
+            name: {k: key for k, (key, _) in found.items()}
+            for name, found in _step_secrets(job).items()
+        }
         for step in job.pipeline.steps.values():
             work = run_dir / "steps" / step.name / "work"
             self._copy_code(step.code, work)
@@ -351,7 +393,9 @@ class LocalBackend:
                 "reusable": model["steps"][step.name]["reusable"],
                 "run_name": step.fields.get("display_name") or step.name,
                 "tags": {str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
-                "env_vars": step.env_vars,
+                "env_vars": {k: v for k, v in step.env_vars.items() if k not in step.secrets},
+                # secret values reach the step through the controller's environment, not a file
+                "secret_env": secret_keys.get(step.name, {}),
                 "timeout": (step.fields.get("limits") or {}).get("timeout"),
                 "distribution": step.fields.get("distribution"),
                 "instance_count": (step.fields.get("resources") or {}).get("instance_count", 1),
@@ -516,14 +560,24 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlrun"
 
 
+def _step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:
+    """A pipeline's secret step variables: step -> {NAME: (the controller's variable, value)}."""
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    steps = job.pipeline.steps.values() if job.pipeline else ()
+    for step in steps:
+        for name in sorted(step.secrets):
+            key = f"{STEP_SECRET}{sum(map(len, found.values()))}"
+            found.setdefault(step.name, {})[name] = (key, step.env_vars[name])
+    return found
+
+
 def _template_db() -> Path:
     """An empty MLflow store with every migration applied, made by MLflow once per MLflow version
     (migrating a new SQLite store takes seconds; copying one takes milliseconds)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    path = _cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"
+    path = _cache_dir() / f"mlflow-{envs.mlflow_version()}-empty.db"
     if not path.exists():
+        from mlflow.tracking import MlflowClient
+
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
         MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from ..refs import substitute
 from . import distributed, envs, supervised
-from .controller import Child, Controller
+from .controller import Child, Controller, Unstarted
 from .steps import StepCache
 
 POLL = 0.2  # seconds between looks at the running steps
@@ -42,6 +41,7 @@ class StepRun(Child):
         self.outputs: dict[str, str] = {}
         self.reused_from: str | None = None
         self.origin = folder  # the run folder of its run (a reused step's: the reused run's)
+        self.looked = False  # whether the completed steps were looked at for it
 
 
 class PipelineController(Controller):
@@ -57,25 +57,23 @@ class PipelineController(Controller):
 
     def run(self) -> int:
         self.log(f"{len(self.steps)} steps: {', '.join(self.steps)}")
-        running: list[StepRun] = []
+        running: set[str] = set()
         while True:
             moved = True
             while moved:  # a reused or canceled step may let others go at once
                 moved = False
                 for step in self.steps.values():
-                    if step.status is not None or step in running:
+                    if step.status is not None or step.name in running:
                         continue
-                    before = step.status
                     if self.startable(step) and self.start(step):
-                        running.append(step)
-                    moved = moved or step in running or step.status != before
+                        running.add(step.name)
+                    moved = moved or step.name in running or step.status is not None
             if not running:
                 break
-            time.sleep(POLL)
-            for step in list(running):
-                if step.done():
-                    running.remove(step)
-                    self.finish(step)
+            for child in self.wait_ended(POLL):  # woken the moment a step's process exits
+                assert isinstance(child, StepRun)
+                running.discard(child.name)
+                self.finish(child)
         return self.conclude()
 
     def key(self, step: StepRun) -> str:
@@ -101,9 +99,11 @@ class PipelineController(Controller):
 
     def start(self, step: StepRun) -> bool:
         """Reuse the step or start it (False: its compute is full, try again later)."""
-        if step.cfg["reusable"] and (record := self.cache.get(step.cfg["fingerprint"])):
-            self.reuse(step, record)
-            return False
+        if step.cfg["reusable"] and not step.looked:  # once: the step is ready now
+            step.looked = True
+            if record := self.cache.get(step.cfg["fingerprint"]):
+                self.reuse(step, record)
+                return False
         if self.used[self.key(step)] >= self.capacity[self.key(step)]:
             return False
         self.used[self.key(step)] += 1
@@ -126,6 +126,7 @@ class PipelineController(Controller):
 
         command = substitute(optional_parts(step.cfg["command"], given), values, blank=("inputs",))
         env.update(step.cfg["env_vars"])
+        env.update({k: os.environ.get(key, "") for k, key in step.cfg["secret_env"].items()})
         spread = step.cfg.get("distribution") or {}
         if spread.get("type") in distributed.KINDS:  # as many processes as Azure ML would start
             distributed.write(step.dir / "processes", spread, int(step.cfg["instance_count"] or 1))
@@ -159,8 +160,9 @@ class PipelineController(Controller):
             "mlrun.reused_from": record["run_id"],
             "mlflow.parentRunId": self.parent,
         }
-        run = self.client.create_run(self.experiment, run_name=step.cfg["run_name"], tags=tags)
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        with self.writing:  # the finalizer may be writing too (one SQLite store)
+            run = self.client.create_run(self.experiment, run_name=step.cfg["run_name"], tags=tags)
+            self.client.set_terminated(run.info.run_id, "FINISHED")
         step.run_id, step.status = run.info.run_id, "Reused"
         step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
         step.origin = Path(record.get("run_dir") or step.dir)
@@ -168,27 +170,28 @@ class PipelineController(Controller):
 
     def finish(self, step: StepRun) -> None:
         self.used[self.key(step)] -= 1
-        status = self.finish_child(step)
+        completed = {
+            "run_id": step.run_id,
+            "step": step.name,
+            "pipeline": self.cfg["pipeline"],
+            "outputs": step.outputs,
+            "run_dir": str(step.dir),
+        }
+        # a completed step is offered for reuse once its run is recorded in MLflow
+        status = self.finish_child(step, then=lambda: self.remember(step, completed))
         self.log(f"step {step.name} {status} (exit code {step.ended.get('exit_code')})")
-        if status == "Completed":
-            self.cache.put(
-                step.cfg["fingerprint"],
-                {
-                    "run_id": step.run_id,
-                    "step": step.name,
-                    "pipeline": self.cfg["pipeline"],
-                    "outputs": step.outputs,
-                    "ended": step.ended.get("ended"),
-                    "run_dir": str(step.dir),
-                },
-            )
-        elif not self.cfg["continue_on_step_failure"] and not self.stopping:
+        if status != "Completed" and not self.cfg["continue_on_step_failure"] and not self.stopping:
             self.log(f"step {step.name} failed: canceling the rest")
             self.on_term()
+
+    def remember(self, step: StepRun, record: dict) -> None:
+        if step.status == "Completed":
+            self.cache.put(step.cfg["fingerprint"], {**record, "ended": step.ended.get("ended")})
 
     # --- the end ---
 
     def conclude(self) -> int:
+        self.drain()
         for name, feed in self.cfg["outputs"].items():  # the pipeline's own outputs
             if feed and self.steps[feed[0]].status in DONE:
                 folder = self.steps[feed[0]].outputs.get(feed[1])
@@ -221,4 +224,9 @@ def _count(values) -> dict:
 
 
 def main(run_dir: str) -> int:
-    return PipelineController(Path(run_dir)).main()
+    try:
+        controller = PipelineController(Path(run_dir))
+    except Unstarted as e:
+        print(f"[{PipelineController.TAG}] {e}", flush=True)
+        return 1
+    return controller.main()

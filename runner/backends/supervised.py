@@ -121,6 +121,38 @@ def ending(ended: dict, run: dict) -> dict:
     return out
 
 
+# --- the handover: a controller started before its run exists --------------------------------
+# A controller (a sweep's, a pipeline's) is launched before mlrun has made its MLflow run, so that
+# it loads MLflow while mlrun does; it then waits for RUN_DIR/handover.json (the run's variables,
+# written once the run is in the state and the environments are built). If its launcher dies
+# first, nothing was handed over: it ends without starting anything.
+
+HANDOVER = "handover.json"
+HANDOVER_PID = "MLRUN_HANDOVER_PID"  # the launcher's pid, in a waiting controller's environment
+
+
+def hand_over(run_dir: Path, env: dict[str, str] | None) -> None:
+    """Give the waiting controller its run: the variables it did not have at launch (None: there
+    is no run for it, it ends having started nothing)."""
+    tmp = run_dir / f".{HANDOVER}.tmp"
+    tmp.write_text(json.dumps({"env": env} if env is not None else {"abort": True}))
+    os.replace(tmp, run_dir / HANDOVER)
+
+
+def take_over(run_dir: Path) -> dict[str, str] | None:
+    """In the controller: the handed-over variables, once written (None: no run was handed over,
+    or the launcher died first). A controller launched whole (no HANDOVER_PID) gets {} at once."""
+    launcher = os.environ.get(HANDOVER_PID)
+    while launcher:
+        handed = read_json(run_dir / HANDOVER)
+        if handed is None and not alive(int(launcher)):
+            handed = read_json(run_dir / HANDOVER) or {}  # written just before it died, or never
+        if handed is not None:
+            return handed.get("env")
+        time.sleep(0.02)
+    return {}
+
+
 def fail_unstarted(run_dir: Path, error: str, log: Path | None = None) -> None:
     """Record a run that failed before its command could start (its environment did not build):
     exit.json says why, and std_log.txt holds `log` so that `mlrun logs` shows it."""
@@ -141,8 +173,14 @@ def _secs(value) -> str:
 
 def cancel(run_dir: Path) -> None:
     """Ask the supervisor to stop the run (it stops the command's group and records it); with no
-    supervisor left, kill the command's group."""
+    supervisor left, kill the command's group. A supervisor just spawned is waited for until it
+    writes its pid (from then on a SIGTERM is a cancel it records; before, it would kill it)."""
     pid = read_int(run_dir / "pid")
+    if pid is None and (run_dir / "spawned").exists() and not (run_dir / "exit.json").exists():
+        deadline = time.monotonic() + ADOPT_WAIT
+        while pid is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            pid = read_int(run_dir / "pid")
     if pid and alive(pid):
         os.kill(pid, signal.SIGTERM)
         return
@@ -226,10 +264,3 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def signal_pid(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -165,18 +165,20 @@ def main(run_dir, timeout=None):
     signal.signal(
         signal.SIGINT, signal.SIG_IGN
     )  # the terminal's Ctrl-C goes to mlrun, which decides
-    write_atomic(os.path.join(run_dir, "pid"), str(os.getpid()), durable=False)
     started = now()
     log_dir = os.path.join(run_dir, "user_logs")
     os.makedirs(log_dir, exist_ok=True)
     todo = processes(run_dir)
     log_path = os.path.join(log_dir, todo[0][0])
-    signal.signal(signal.SIGTERM, raise_(Cancelled))
-    signal.signal(signal.SIGALRM, raise_(TimedOut))
     pids = []
     group = 0
     killed = False
+    signal.signal(signal.SIGTERM, raise_(Cancelled))
+    signal.signal(signal.SIGALRM, raise_(TimedOut))
     try:
+        # the pid only once a SIGTERM is a cancel: whoever reads it may signal it (cancel() waits
+        # for it), and the run is recorded as Canceled even if nothing started yet
+        write_atomic(os.path.join(run_dir, "pid"), str(os.getpid()), durable=False)
         for log_name, env in todo:  # one group: stopped together, whichever ends first
             pids.append(spawn(run_dir, os.path.join(log_dir, log_name), env, group))
             if not group:
@@ -203,7 +205,7 @@ def main(run_dir, timeout=None):
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    log_lost = not os.path.exists(log_path)  # the job deleted it
+    log_lost = bool(pids) and not os.path.exists(log_path)  # the job deleted it
     os.makedirs(run_dir, exist_ok=True)
     write_atomic(
         os.path.join(run_dir, "exit.json"),

@@ -16,14 +16,13 @@ from __future__ import annotations
 import collections
 import json
 import shutil
-import signal
 import statistics
 import time
 from pathlib import Path
 
 from ..refs import substitute
 from . import supervised
-from .controller import Child, Controller
+from .controller import Child, Controller, Unstarted
 
 POLL = 0.5  # seconds between looks at the trials and their metrics
 MIN_OTHERS = 2  # median stopping compares a trial with at least this many others
@@ -68,11 +67,10 @@ class SweepController(Controller):
                 t = pending.popleft()
                 self.start(t)
                 running.append(t)
-            time.sleep(POLL)
-            for t in list(running):
-                if t.done():
-                    self.finish(t)
-                    running.remove(t)
+            for child in self.wait_ended(POLL):  # woken the moment a trial's process exits
+                assert isinstance(child, Trial)
+                self.finish(child)
+                running.remove(child)
             if self.policy and not self.stopping:
                 self.evaluate(running)
         for t in pending:
@@ -103,7 +101,8 @@ class SweepController(Controller):
     def finish(self, t: Trial) -> None:
         assert t.run_id is not None, "finish of a trial never started"
         if t.stopped_early:
-            self.client.set_tag(t.run_id, "mlrun.early_terminated", "true")
+            with self.writing:
+                self.client.set_tag(t.run_id, "mlrun.early_terminated", "true")
         status = self.finish_child(t, "Canceled" if t.stopped_early else None)
         if status == "Completed":
             t.value = self.client.get_run(t.run_id).data.metrics.get(self.metric)
@@ -151,9 +150,7 @@ class SweepController(Controller):
             best = max(t.history[:point]) if self.maximize else min(t.history[:point])
             if ((best < median) if self.maximize else (best > median)) and t.proc is not None:
                 t.stopped_early = True
-                supervised.signal_pid(
-                    t.proc.pid, signal.SIGTERM
-                )  # the supervisor stops the trial's group
+                supervised.cancel(t.dir)  # the supervisor stops the trial's group
                 self.log(
                     f"trial {t.number} stopped early at step {point}: best {self.metric} {best} "
                     f"is worse than the median {median} of the other trials' averages"
@@ -162,6 +159,7 @@ class SweepController(Controller):
     # --- the end ---
 
     def conclude(self) -> int:
+        self.drain()  # every trial recorded before the parent's verdict
         done = [t for t in self.trials if t.status == "Completed"]
         scored = [(t.value, t) for t in done if t.value is not None]
         counts = collections.Counter(t.status for t in self.trials if t.status)
@@ -189,4 +187,9 @@ class SweepController(Controller):
 
 
 def main(run_dir: str) -> int:
-    return SweepController(Path(run_dir)).main()
+    try:
+        controller = SweepController(Path(run_dir))
+    except Unstarted as e:
+        print(f"[{SweepController.TAG}] {e}", flush=True)
+        return 1
+    return controller.main()
