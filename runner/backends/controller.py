@@ -49,6 +49,8 @@ class Controller:
     def __init__(self, run_dir: Path):
         from mlflow.tracking import MlflowClient  # seconds: mlrun makes the run meanwhile
 
+        # the store too (loading its SQL layer takes a second): its URI is known from the start
+        self.client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
         handed = supervised.take_over(run_dir)
         if handed is None:
             raise Unstarted("no run was handed over (mlrun stopped, or the run could not start)")
@@ -58,7 +60,6 @@ class Controller:
         self.cfg: dict[str, Any] = json.loads((run_dir / self.CONFIG).read_text())
         self.parent = os.environ["MLFLOW_RUN_ID"]
         self.experiment = os.environ["MLFLOW_EXPERIMENT_ID"]
-        self.client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
         self.children: list[Child] = []
         self.ended: queue.Queue[Child] = queue.Queue()  # children whose process exited
         self.finalizer = ThreadPoolExecutor(max_workers=1)  # MLflow records, in order

@@ -225,8 +225,11 @@ class LocalBackend:
     def close_orphans(self, known: set) -> list[tuple[str, str]]:
         """Runs this workspace's store has RUNNING that no state knows: created by an mlrun killed
         before it recorded them, never started. Marked KILLED; (job, run id) of each. A sweep's
-        trials (they have a parent run) are its controller's business."""
-        if not (self.root / "mlflow.db").exists():
+        trials (they have a parent run) are its controller's business. Only looked for when a run
+        folder could hold one (else MLflow is loaded in the background, for the jobs to come)."""
+        suspects = self._unrecorded(known) if (self.root / "mlflow.db").exists() else []
+        if not suspects:
+            threading.Thread(target=self._warm_up, daemon=True).start()
             return []
         client = self.client()
         experiments = [e.experiment_id for e in client.search_experiments()]
@@ -243,7 +246,29 @@ class LocalBackend:
                 with self._mlflow_lock:
                     client.set_terminated(r.info.run_id, "KILLED")
                 closed.append((tags["mlrun.job"], r.info.run_id))
+        for folder in suspects:  # looked at: not suspects again (unless still running)
+            pid = supervised.read_int(folder / "pid")
+            if not (pid and supervised.alive(pid)):
+                supervised.fail_unstarted(folder, "mlrun stopped before the job started")
         return closed
+
+    def _unrecorded(self, known: set) -> list[Path]:
+        """Run folders no state knows that have not ended: where an mlrun killed between making
+        a run and recording it left an MLflow run RUNNING."""
+        return [
+            folder
+            for folder in (self.root / "runs").glob("*/*")
+            if folder.is_dir()
+            and not (folder / "exit.json").exists()
+            and _read(folder / "run_id") not in known
+        ]
+
+    def _warm_up(self) -> None:
+        """MLflow loaded (seconds) while apply does other things: client() then returns at once."""
+        try:
+            self.client()
+        except Exception:  # noqa: BLE001 - the jobs' own call to client() says what went wrong
+            pass
 
     # --- jobs ------------------------------------------------------------------------------------
 
@@ -366,10 +391,9 @@ class LocalBackend:
             for name, found in _step_secrets(job).items()
         }
         for step in job.pipeline.steps.values():
-            work = run_dir / "steps" / step.name / "work"
-            self._copy_code(step.code, work)
-            for name in ("outputs", "logs"):
-                (work / name).mkdir(exist_ok=True)
+            if step.code:  # snapshotted now, as Azure ML does at submission; the controller
+                # makes the working folder (with ./outputs and ./logs) of a step without code
+                self._copy_code(step.code, run_dir / "steps" / step.name / "work")
             compute = self.spec.computes.get(step.compute or "")
             capacity[step.compute or ""] = compute.slots if compute else (os.cpu_count() or 1)
             inputs = {}
@@ -558,6 +582,13 @@ def _copy_out(path: Path, offset: int, out) -> int:
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlrun"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def _step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:

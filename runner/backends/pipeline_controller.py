@@ -107,6 +107,8 @@ class PipelineController(Controller):
         if self.used[self.key(step)] >= self.capacity[self.key(step)]:
             return False
         self.used[self.key(step)] += 1
+        for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
+            (step.dir / "work" / name).mkdir(parents=True, exist_ok=True)
         values, given = {}, set()
         for name, source in step.cfg["inputs"].items():
             kind, value = source["kind"], source.get("value")
