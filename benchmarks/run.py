@@ -458,12 +458,19 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5, help="repetitions (default 5)")
     args = parser.parse_args()
     reps = 1 if args.quick else args.n
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MLFLOW_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(ROOT), env.get("PYTHONPATH")])
     )  # this checkout
     with tempfile.TemporaryDirectory(prefix="mlrun-bench-") as tmp:
         work = Path(tmp)
+        # Python as users run it: compiled modules are kept (here outside the checkout), not
+        # compiled again by every process, whatever this machine's PYTHONDONTWRITEBYTECODE says
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         print(f"{'case':<44} {'mlrun':>9} {'baseline':>9} {'ratio':>7} {'target':>7}")
         for case in cases(work, args.quick):
             if args.only and not any(w in case.name for w in args.only):

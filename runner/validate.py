@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import environments, pipelines
+from . import __version__, environments, pipelines
+from .cache import canonical, digest, known, remember
 from .errors import plural
 from .refs import (
     EXPR,
@@ -43,8 +44,7 @@ PATTERN_RULES = {
 
 @lru_cache(maxsize=1)
 def schema() -> dict:
-    with open(SCHEMA_FILE, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(_schema_bytes())
 
 
 @lru_cache(maxsize=1)
@@ -52,6 +52,26 @@ def _validator():
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(schema())
+
+
+def _check_schema(doc: Doc) -> None:
+    """The JSON Schema pass, skipped (with the import of jsonschema) for a spec whose resolved data
+    passed it before, under the same schema and mlrun."""
+    data = canonical(doc.data)
+    fact = data and digest(data, _schema_bytes(), __version__.encode())
+    if fact and known("schema-passed", fact):
+        return
+    passed = True
+    for error in _validator().iter_errors(doc.data):
+        passed = False
+        _report(doc, error)
+    if fact and passed:
+        remember("schema-passed", fact)
+
+
+@lru_cache(maxsize=1)
+def _schema_bytes() -> bytes:
+    return SCHEMA_FILE.read_bytes()
 
 
 def summary(data: dict) -> str:
@@ -74,8 +94,7 @@ def check(doc: Doc, target: str = "local", runs: bool = False) -> None:
     if not isinstance(doc.data, dict):
         doc.problem((), "a lab spec must be a mapping")
         return
-    for error in _validator().iter_errors(doc.data):
-        _report(doc, error)
+    _check_schema(doc)
     _semantics(doc, doc.data, target, runs)
 
 

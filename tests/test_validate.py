@@ -5,6 +5,7 @@ diagnostics `mlrun validate` must print, in order, word for word (the case's own
 implied when an expectation starts with a line number).
 """
 
+import datetime
 import json
 import os
 import re
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SEED, SPECS, run_mlrun
+
+from runner.cache import canonical
 
 INVALID = Path(__file__).parent / "specs" / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))
@@ -169,26 +172,77 @@ def test_schema_is_2020_12_and_every_property_is_described():
 HEAVY = ("mlflow", "azure", "pandas", "matplotlib", "numpy", "sklearn")
 
 
+def imported_by(
+    command: str, spec: Path, cwd: Path, *args: str
+) -> tuple[subprocess.CompletedProcess, set]:
+    """`mlrun COMMAND SPEC ARGS` in a subprocess with a cache of its own under cwd, and the
+    top-level
+    packages it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", command, str(spec), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "XDG_CACHE_HOME": str(cwd / "cache")},
+    )
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return proc, imported
+
+
 @pytest.mark.parametrize("command", ["validate", "plan"])
 def test_validate_and_a_local_plan_import_nothing_heavy(command, tmp_path):
     spec = tmp_path / "specs" / SEED.name  # a copy: the plan of a fresh lab (no state beside it)
     spec.parent.mkdir()
     spec.write_text(SEED.read_text())
     (tmp_path / "training").symlink_to(ROOT / "training")
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "runner", command, str(spec)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc, imported = imported_by(command, spec, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    imported = {
-        line.split("|")[-1].strip().split(".")[0]
-        for line in proc.stderr.splitlines()
-        if line.startswith("import time:")
-    }
     assert "jsonschema" in imported  # the probe works
     assert sorted(imported & set(HEAVY)) == []
+
+
+def test_a_spec_that_passed_the_schema_is_not_checked_against_it_again(tmp_path):
+    spec = tmp_path / "specs" / SEED.name
+    spec.parent.mkdir()
+    spec.write_text(SEED.read_text())
+    (tmp_path / "training").symlink_to(ROOT / "training")
+    kept = ("--var", "suffix=a1b2c3")  # as a state keeps it; a fresh one is new each time
+    first, imported = imported_by("validate", spec, tmp_path, *kept)
+    assert first.returncode == 0 and "jsonschema" in imported, first.stderr
+    again, imported = imported_by("validate", spec, tmp_path, *kept)
+    assert again.returncode == 0, again.stderr
+    assert "jsonschema" not in imported  # the schema pass was remembered
+    assert again.stdout == first.stdout
+    assert "jsonschema" in imported_by("validate", spec, tmp_path)[1]  # another suffix each time
+    # a comment changes nothing the schema sees; a misspelt key is checked (and said) again
+    spec.write_text(SEED.read_text() + "# a comment\n")
+    assert "jsonschema" not in imported_by("validate", spec, tmp_path, *kept)[1]
+    spec.write_text(SEED.read_text() + "descripton: typo\n")
+    bad, imported = imported_by("validate", spec, tmp_path, *kept)
+    assert bad.returncode == 1 and "jsonschema" in imported
+    assert "descripton: unknown key (did you mean 'description'?)" in bad.stderr
+    bad_again = imported_by("validate", spec, tmp_path, *kept)[0]  # a failure is not remembered
+    assert bad_again.returncode == 1 and said(bad_again) == said(bad)
+
+
+def said(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+
+
+def test_only_data_that_json_keeps_apart_is_remembered():
+    assert canonical({"a": [1, 2.5, True, None]}) == b'{"a":[1,2.5,true,null]}'
+    assert canonical({1: "x"}) is None  # JSON would make it {"1": "x"}
+    assert canonical({"d": datetime.date(2026, 12, 2)}) is None
+    assert canonical({"n": float("nan")}) is None
+    assert canonical({"a": 1}) != canonical({"a": 1.0}) != canonical({"a": True})
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    assert canonical(deep) is None
 
 
 def test_seed_jobs_exported_as_cli_v2_are_accepted_by_load_job(tmp_path):

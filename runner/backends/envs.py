@@ -27,12 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
+from ..cache import cache_dir
+
 MARKER = "mlrun-env.json"
 FORMAT = 1
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlrun"
 
 
 def mlflow_version() -> str | None:

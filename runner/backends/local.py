@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fingerprint, sweep
+from ..cache import cache_dir
 from ..environments import Environment, find_python
 from ..errors import UserError, plural
 from ..fingerprint import SKIP_DIRS
@@ -580,10 +581,6 @@ def _copy_out(path: Path, offset: int, out) -> int:
     return offset
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlrun"
-
-
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
@@ -605,7 +602,7 @@ def _step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:
 def _template_db() -> Path:
     """An empty MLflow store with every migration applied, made by MLflow once per MLflow version
     (migrating a new SQLite store takes seconds; copying one takes milliseconds)."""
-    path = _cache_dir() / f"mlflow-{envs.mlflow_version()}-empty.db"
+    path = cache_dir() / f"mlflow-{envs.mlflow_version()}-empty.db"
     if not path.exists():
         from mlflow.tracking import MlflowClient
 
