@@ -176,8 +176,7 @@ def imported_by(
     command: str, spec: Path, cwd: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess, set]:
     """`mlrun COMMAND SPEC ARGS` in a subprocess with a cache of its own under cwd, and the
-    top-level
-    packages it imported."""
+    top-level packages it imported."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "runner", command, str(spec), *args],
         capture_output=True,
