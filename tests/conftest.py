@@ -69,6 +69,24 @@ def run_mlrun(*args, cwd, timeout=300, env=None, check=None):
     return proc
 
 
+def start_mlrun(*args, cwd, capture=False):
+    """mlrun in a real subprocess of its own process group (to kill -9 with os.killpg), not
+    waited for; its output is piped (text) with `capture`, else dropped."""
+    import subprocess
+
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(
+        mlrun_cmd() + [str(a) for a in args],
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="session")
 def seed_lab(tmp_path_factory):
     """One real run of the seed lab, shared by the session: a copy of specs/ and training/,

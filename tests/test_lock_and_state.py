@@ -7,13 +7,11 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, mlflow_client, run_mlrun
+from conftest import mlflow_client, run_mlrun, start_mlrun
 
 from runner import state as state_mod
 
@@ -62,16 +60,7 @@ def test_while_an_apply_holds_the_lock_applies_are_refused_by_name_and_plan_and_
     tmp_path,
 ):
     spec = write_lab(tmp_path, block=True)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "runner", "apply", "-y", str(spec)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    first = start_mlrun("apply", "-y", spec, cwd=tmp_path, capture=True)
     try:
         deadline = time.monotonic() + 60
         while counts(tmp_path) != {"a": 1}:  # the job runs: the apply holds the lock and waits

@@ -5,14 +5,13 @@ and a kill mid-pipeline."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from conftest import mlflow_client, mlrun_cmd, run_mlrun
+from conftest import mlflow_client, run_mlrun, start_mlrun
 
 pytestmark = pytest.mark.e2e
 
@@ -309,15 +308,7 @@ def test_killed_mid_pipeline_the_next_apply_converges_and_runs_no_step_twice(tmp
           inputs: {{x: '${{{{parent.jobs.second.outputs.o}}}}'}}
     """
     spec = lab(tmp_path, pipeline)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen(
-        mlrun_cmd() + ["apply", "-y", str(spec)],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_mlrun("apply", "-y", spec, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while "second" not in (count.read_text() if count.exists() else ""):
         assert time.monotonic() < deadline and proc.poll() is None
@@ -429,15 +420,7 @@ def test_killed_before_it_hands_the_run_over_the_waiting_controller_starts_nothi
         two: {{command: 'echo two >> {count}'}}
     """
     spec = lab(tmp_path, pipeline)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen(
-        mlrun_cmd() + ["apply", "-y", str(spec)],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_mlrun("apply", "-y", spec, cwd=tmp_path)
     runs = tmp_path / ".mlrun" / "local" / "ws-pipes" / "runs" / "handed"
     deadline = time.monotonic() + 120
     while not list(runs.glob("*/pid")):  # the controller's supervisor is up
