@@ -122,17 +122,25 @@ def heavy_specs(seed: Path) -> list[str]:
     return paths
 
 
-def scripts_directly(folder: Path) -> list:
-    """The baseline a user would type: both scripts one after the other, MLflow on a fresh store."""
+def scripts_in_a_row(folder: Path, *runs: str) -> list:
+    """The baseline a user would type: the training scripts (each `SCRIPT ARGS`, given
+    --training_data) one after the other, MLflow on a fresh store."""
     lab_copy(folder)
     data = folder / "training" / "data" / "diabetes.csv"
+    steps = " && ".join(
+        f"python {script} --training_data {data}{' ' + args if args else ''}"
+        for script, _, args in (run.partition(" ") for run in runs)
+    )
     return [
         "bash",
         "-c",
-        f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && "
-        f"python train-model-mlflow.py --training_data {data} && "
-        f"python train-model-autolog.py --training_data {data}",
+        f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && {steps}",
     ]
+
+
+def scripts_directly(folder: Path) -> list:
+    """The seed's two scripts."""
+    return scripts_in_a_row(folder, "train-model-mlflow.py", "train-model-autolog.py")
 
 
 THREE_STEPS = """\
@@ -177,17 +185,13 @@ def three_steps(folder: Path) -> Path:
 
 
 def three_scripts(folder: Path) -> list:
-    """The same three scripts one after the other, MLflow on a fresh store."""
-    lab_copy(folder)
-    data = folder / "training" / "data" / "diabetes.csv"
-    return [
-        "bash",
-        "-c",
-        f"export MLFLOW_TRACKING_URI=sqlite:///{folder}/mlflow.db; cd {folder}/training && "
-        f"python train-model-mlflow.py --training_data {data} && "
-        f"python train-model-autolog.py --training_data {data} && "
-        f"python train-model-mlflow.py --training_data {data} --reg_rate 0.1",
-    ]
+    """The 3-step pipeline's scripts."""
+    return scripts_in_a_row(
+        folder,
+        "train-model-mlflow.py",
+        "train-model-autolog.py",
+        "train-model-mlflow.py --reg_rate 0.1",
+    )
 
 
 def many_steps(folder: Path, n: int) -> Path:

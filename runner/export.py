@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from .refs import is_local, relative_to
-from .spec import SENSITIVE, Job, Spec
+from .spec import SENSITIVE, Job, Spec, masked
 
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
@@ -50,10 +50,7 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         if job.is_sweep:
             doc["trial"] = dict(doc["trial"])
         block = doc["trial"] if job.is_sweep else doc
-        block["environment_variables"] = {
-            k: SENSITIVE if k in job.secrets else v
-            for k, v in block["environment_variables"].items()
-        }
+        block["environment_variables"] = masked(block["environment_variables"], job.secrets)
     env_at = ("jobs", job.name, "trial") if job.is_sweep else ("jobs", job.name)
     block = doc["trial"] if job.is_sweep else doc
     if isinstance(block.get("environment"), dict):  # its files' paths, relative to the new file
@@ -105,10 +102,7 @@ def pipeline_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         hidden = job.pipeline.steps[name].secrets if job.pipeline else frozenset()
         for block in (step, step.get("component")):
             if hidden and isinstance(block, dict) and block.get("environment_variables"):
-                block["environment_variables"] = {
-                    k: SENSITIVE if k in hidden else v
-                    for k, v in block["environment_variables"].items()
-                }
+                block["environment_variables"] = masked(block["environment_variables"], hidden)
         steps[name] = {k: v for k, v in step.items() if v not in (None, {})}
     doc["jobs"] = steps
     return {k: v for k, v in doc.items() if v not in (None, {})}
@@ -195,19 +189,17 @@ def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
 def put_secrets(entity, job: Job) -> None:
     """Set a job's secret environment variables on its azure-ai-ml entity (loaded from the
     job_document file, which holds them as (sensitive)), in memory only."""
-    if job.secrets:
-        block = entity.trial if job.is_sweep else entity
-        block.environment_variables = {
-            **(block.environment_variables or {}),
-            **{k: v for k, v in job.env_vars.items() if k in job.secrets},
-        }
-    for step in job.pipeline.steps.values() if job.pipeline else ():
-        if step.secrets:  # set on the step, which overrides its component's
-            node = entity.jobs[step.name]
-            node.environment_variables = {
-                **(node.environment_variables or {}),
-                **{k: v for k, v in step.env_vars.items() if k in step.secrets},
+
+    def put(block, values: dict, secrets: frozenset) -> None:
+        if secrets:
+            block.environment_variables = {
+                **(block.environment_variables or {}),
+                **{k: v for k, v in values.items() if k in secrets},
             }
+
+    put(entity.trial if job.is_sweep else entity, job.env_vars, job.secrets)
+    for step in job.pipeline.steps.values() if job.pipeline else ():
+        put(entity.jobs[step.name], step.env_vars, step.secrets)  # overrides its component's
 
 
 def secret_note(job: Job, path: str) -> str | None:

@@ -24,6 +24,12 @@ from .yamldoc import Doc
 
 SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
 
+
+def masked(variables: dict, secrets: frozenset | set) -> dict:
+    """Environment variables as mlrun shows and stores them: the values of `secrets` hidden."""
+    return {k: SENSITIVE if k in secrets else v for k, v in variables.items()}
+
+
 PARENT = re.compile(r"^\$\{\{\s*parent\.(inputs|outputs)\.([\w.-]+)\s*\}\}$")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([\w.-]+)\.outputs\.([\w.-]+)\s*\}\}$")
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
@@ -60,7 +66,7 @@ class Step:
     @property
     def shown_env_vars(self) -> dict[str, str]:
         """The environment variables as mlrun shows and stores them: secret values hidden."""
-        return {k: SENSITIVE if k in self.secrets else v for k, v in self.env_vars.items()}
+        return masked(self.env_vars, self.secrets)
 
     @property
     def upstream(self) -> list[str]:

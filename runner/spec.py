@@ -16,7 +16,7 @@ import yaml
 from . import validate, yamldoc
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
-from .pipelines import SENSITIVE, Component, Pipeline
+from .pipelines import SENSITIVE, Component, Pipeline, masked
 from .refs import (
     EXPR,
     LEFT_FOR_JOB,
@@ -265,7 +265,7 @@ class Job:
     def shown_env_vars(self) -> dict:
         """The environment variables as mlrun shows and stores them: secret values as
         (sensitive)."""
-        return {k: SENSITIVE if k in self.secrets else v for k, v in self.env_vars.items()}
+        return masked(self.env_vars, self.secrets)
 
     @property
     def timeout(self) -> int | None:

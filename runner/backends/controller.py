@@ -165,6 +165,16 @@ class Controller:
             future.result()
         self.finalizing.clear()
 
+    @classmethod
+    def entry(cls, run_dir: str) -> int:
+        """The controller of RUN_DIR, from the start (supervised.controller_command's `main`)."""
+        try:
+            controller = cls(Path(run_dir))
+        except Unstarted as e:
+            print(f"[{cls.TAG}] {e}", flush=True)
+            return 1
+        return controller.main()
+
     def main(self) -> int:
         signal.signal(signal.SIGTERM, self.on_term)
         try:

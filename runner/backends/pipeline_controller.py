@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..refs import substitute
 from . import distributed, envs, supervised
-from .controller import Child, Controller, Unstarted
+from .controller import Child, Controller
 from .steps import StepCache
 
 POLL = 0.2  # seconds between looks at the running steps
@@ -225,10 +225,4 @@ def _count(values) -> dict:
     return dict(sorted(out.items()))
 
 
-def main(run_dir: str) -> int:
-    try:
-        controller = PipelineController(Path(run_dir))
-    except Unstarted as e:
-        print(f"[{PipelineController.TAG}] {e}", flush=True)
-        return 1
-    return controller.main()
+main = PipelineController.entry

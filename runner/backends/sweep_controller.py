@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..refs import substitute
 from . import supervised
-from .controller import Child, Controller, Unstarted
+from .controller import Child, Controller
 
 POLL = 0.5  # seconds between looks at the trials and their metrics
 MIN_OTHERS = 2  # median stopping compares a trial with at least this many others
@@ -186,10 +186,4 @@ class SweepController(Controller):
         return 0 if done else 1
 
 
-def main(run_dir: str) -> int:
-    try:
-        controller = SweepController(Path(run_dir))
-    except Unstarted as e:
-        print(f"[{SweepController.TAG}] {e}", flush=True)
-        return 1
-    return controller.main()
+main = SweepController.entry
