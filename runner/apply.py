@@ -135,7 +135,7 @@ class Applier:
         if jobs:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
-        inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT)  # in the workspace: made at once
+        inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
         self._parallel([c for k in inside for c in gone(k)], self.change_resource)
         for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
             self._parallel([c for k in kinds for c in kept(k)], self.change_resource)

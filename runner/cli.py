@@ -138,7 +138,7 @@ def _advise(ctx, p) -> None:
 @click.option("--detach", is_flag=True, help="Start the jobs and return without waiting.")
 def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     """Make it so: create what is missing, run the jobs, wait, report."""
-    from . import apply as engine, plan as planning
+    from . import apply as engine, plan as planning, validate
     from .progress import view_for
     from .spec import parse_vars
 
@@ -151,6 +151,7 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     else:
         ctx = _open(spec_or_plan, target, given)
     ctx.check_jobs(only + force)
+    validate.remember_schema_pass(ctx.spec.doc)  # a re-apply of the same spec skips the check
     with engine.planned(ctx, force, only, saved, spec_or_plan) as locked:
         if locked.lock.taken_over:
             click.echo(

@@ -17,6 +17,7 @@ WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+DATA_SCHEMA = "https://azuremlschemas.azureedge.net/latest/data.schema.json"
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
@@ -170,6 +171,17 @@ def environment_document(spec: Spec, name: str, out_dir: Path) -> dict:
     return doc
 
 
+def data_document(spec: Spec, name: str, out_dir: Path) -> dict:
+    """A data asset of the spec's data: section as a data.schema.json file in `out_dir`."""
+    asset = spec.data[name]
+    doc: dict = {"$schema": DATA_SCHEMA, "name": name}
+    doc.update({k: v for k, v in asset.fields.items() if k not in ("$schema", "name", "file")})
+    doc["type"] = asset.type
+    if asset.local is not None:
+        doc["path"] = _rel(asset.local, out_dir)
+    return doc
+
+
 def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     """A component of the spec's components: section as a commandComponent file in `out_dir`."""
     fields = (spec.doc.data.get("components") or {}).get(name) or {}
@@ -263,8 +275,8 @@ def compute_document(spec: Spec, name: str) -> dict:
 
 
 def export(spec: Spec, out_dir: Path) -> list[Path]:
-    """Write workspace.yml, computes/NAME.yml, environments/NAME.yml and jobs/NAME.yml under
-    `out_dir`; the files written."""
+    """Write workspace.yml, computes/NAME.yml, environments/NAME.yml, components/NAME.yml,
+    data/NAME.yml and jobs/NAME.yml under `out_dir`; the files written."""
     out_dir = Path(out_dir)
     written = []
 
@@ -282,6 +294,9 @@ def export(spec: Spec, out_dir: Path) -> list[Path]:
     for name in spec.components:
         folder = out_dir / "components"
         write(folder / f"{name}.yml", component_document(spec, name, folder))
+    for name in spec.data:
+        folder = out_dir / "data"
+        write(folder / f"{name}.yml", data_document(spec, name, folder))
     for name, job in spec.jobs.items():
         folder = out_dir / "jobs"
         write(folder / f"{name}.yml", job_document(spec, job, folder))

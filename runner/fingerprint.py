@@ -183,3 +183,9 @@ def changed(old: dict | None, new: dict) -> list[str]:
     if not old:
         return [p for p in ALL_PARTS if p in new]
     return [p for p in ALL_PARTS if (p in old or p in new) and old.get(p) != new.get(p)]
+
+
+def data(asset) -> str:
+    """A data asset as its content: its type, and its local content's digest (else its URI)."""
+    content = _content(asset.local) if asset.local is not None else asset.path
+    return _digest({"type": asset.type, "content": content})

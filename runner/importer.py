@@ -27,7 +27,8 @@ LITERAL_TYPES = {
 
 
 def kind(data: dict, path: Path) -> str:
-    """workspace, compute, job or mlproject: what an az ml / MLflow YAML file describes."""
+    """workspace, compute, environment, component, data, job or mlproject: what an az ml /
+    MLflow YAML file describes."""
     schema = str(data.get("$schema") or "").lower()
     for marker, what in (
         ("workspace.schema", "workspace"),
@@ -38,6 +39,7 @@ def kind(data: dict, path: Path) -> str:
         ("pipelinejob.schema", "job"),
         ("commandcomponent.schema", "component"),
         ("environment.schema", "environment"),
+        ("data.schema", "data"),
     ):
         if marker in schema:
             return what
@@ -46,11 +48,13 @@ def kind(data: dict, path: Path) -> str:
     kind_of = data.get("type")
     if kind_of in ("amlcompute", "computeinstance"):
         return "compute"
+    if kind_of in ("uri_file", "uri_folder", "mltable") and "path" in data:
+        return "data"
     if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
         return "job"
     raise UserError(
-        f"{display_path(str(path))}: not an az ml workspace, compute, environment, component or "
-        "job file, nor an MLproject file"
+        f"{display_path(str(path))}: not an az ml workspace, compute, environment, component, "
+        "data or job file, nor an MLproject file"
     )
 
 
@@ -84,7 +88,7 @@ def build(
     workspace, notes = None, []
     computes: dict = {}
     jobs: dict = {}
-    assets: dict = {"environment": {}, "component": {}}
+    assets: dict = {"environment": {}, "component": {}, "data": {}}
     seen: dict = {}
     spec_name = name
     for path in files:
@@ -115,7 +119,7 @@ def build(
                 shown,
                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)},
             )
-        elif what in ("environment", "component"):  # az ml environment/component create
+        elif what in ("environment", "component", "data"):  # az ml environment/... create
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
             _add(assets[what], seen, what, key, shown, {"file": _rel(path, out_dir)})
@@ -177,6 +181,8 @@ def build(
         doc["environments"] = assets["environment"]
     if assets["component"]:
         doc["components"] = assets["component"]
+    if assets["data"]:
+        doc["data"] = assets["data"]
     if jobs:
         doc["jobs"] = jobs
     return doc, notes

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import data as data_assets
 from .environments import Environment, Reader, parse_ref
 from .refs import EXPR, LOCAL_INPUT_TYPES, is_local, mapping, relative_to, unresolved
 from .yamldoc import Doc
@@ -40,12 +41,14 @@ ARTIFACTS = "artifacts"  # a step output that is the step's own artifacts (./out
 
 @dataclass(frozen=True)
 class Source:
-    """Where a step input's value comes from: a literal, a local path, a remote asset (which a
-    local run needs a stand-in for), another step's output (step, output), or nothing (an
-    optional input left out)."""
+    """Where a step input's value comes from: a literal, a local path (with `asset`: a data asset
+    of the spec's, as defined there), an older version of one (asset: its (name, version), read
+    from the workspace), a remote asset (which a local run needs a stand-in for), another step's
+    output (step, output), or nothing (an optional input left out)."""
 
-    kind: str  # literal | path | remote | step | unset
+    kind: str  # literal | path | asset | remote | step | unset
     value: Any = None
+    asset: tuple[str, str | None] | None = None  # a data asset of the spec's: (name, version)
 
 
 @dataclass
@@ -137,10 +140,12 @@ class PipelineReader:
         computes: set,
         stand_ins: dict,
         local: bool,
+        assets: dict | None = None,
     ):
         self.doc, self.envs, self.components = doc, envs, components
         self.defined_envs, self.substitutes = defined_envs, substitutes
         self.computes, self.stand_ins, self.local = computes, stand_ins, local
+        self.assets = assets or {}  # the spec's data assets by name
 
     def problem(
         self, path: tuple, message: str, severity: str = "error", key: bool = False
@@ -384,6 +389,21 @@ class PipelineReader:
             ref = value.get("path")
             if not isinstance(ref, str) or unresolved(ref):
                 return Source("unset")
+            found = data_assets.input_source(self.doc, ref, self.assets, self.stand_ins)
+            if found is not None:  # one of the spec's data assets
+                local, asset = found
+                if local is not None:
+                    return Source("path", local, asset=asset)
+                if asset is not None:  # an older version, registered before
+                    return Source("asset", list(asset), asset=asset)
+                if self.local:  # remote content, without a stand-in
+                    self.problem(
+                        where + ("path",),
+                        f"'{ref}' is a data asset of a URI, which the local target cannot "
+                        "read: map it to a local file or folder in targets.local.inputs",
+                        severity="warning",
+                    )
+                return Source("remote", ref)
             if is_local(ref):
                 return Source("path", relative_to(self.doc, where + ("path",), ref))
             if ref in self.stand_ins:

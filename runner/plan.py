@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import fingerprint
+from . import data as data_assets, fingerprint
 from .errors import UserError, plural
 from .spec import SENSITIVE, Spec
 
@@ -50,6 +50,7 @@ class Kind(enum.StrEnum):
     COMPUTE = "compute"
     ENVIRONMENT = "environment"
     COMPONENT = "component"
+    DATA = "data"
     JOB = "job"
 
     def __str__(self) -> str:
@@ -85,6 +86,7 @@ class Address(str):
 VERSIONED = (
     Kind.ENVIRONMENT,
     Kind.COMPONENT,
+    Kind.DATA,
 )  # assets whose versions are immutable (see _asset_change)
 ACTIVE = ("NotStarted", "Preparing", "Queued", "Starting", "Running", "Finalizing")
 WORKSPACE_FIELDS = ("location", "resource_group", "display_name", "description", "tags")
@@ -284,6 +286,17 @@ def desired(spec: Spec, target: str = "local") -> dict:
             "name": name,
             "attrs": {"version": comp.version, "content": fingerprint.component(spec, name)[:16]},
         }
+    for name, asset in spec.data.items():  # versioned: see _asset_change
+        resources[Address(Kind.DATA, name)] = {
+            "kind": "data",
+            "name": name,
+            "attrs": {
+                "version": asset.version,
+                "content": fingerprint.data(asset)[:16],
+                "type": asset.type,
+                "summary": data_assets.summary(asset),
+            },
+        }
     for name, env in spec.environments.items():  # versioned: see _asset_change
         resources[Address(Kind.ENVIRONMENT, name)] = {
             "kind": "environment",
@@ -391,8 +404,9 @@ def _asset_change(address: Address, want: dict, have: dict | None) -> Change:
     refused."""
     asked, content = want["attrs"].get("version"), want["attrs"]["content"]
     before = (have or {}).get("attrs") or {}
+    shown = {k: v for k, v in want["attrs"].items() if k not in ("version", "content")}
     if not before:
-        after = {"version": asked or "1", "content": content}
+        after = {**shown, "version": asked or "1", "content": content}
         return Change(address, CREATE, describe(address.kind, after), after=after)
     current = before.get("version")
     if before.get("content") == content and asked in (None, current):
@@ -403,9 +417,14 @@ def _asset_change(address: Address, want: dict, have: dict | None) -> Change:
             "immutable, as on Azure ML: give it a new version (or drop version: to number them "
             "automatically)"
         )
-    after = {"version": asked or _next_version(current), "content": content}
+    after = {**shown, "version": asked or _next_version(current), "content": content}
     why = "new version" if asked else "new version: its content changed"
-    reason = f"v{after['version']} ({why}; v{current} is kept)"
+    what = describe(address.kind, after)  # `v2`, or `uri_file v2 (11 rows, 1 KB)`
+    reason = (
+        f"{what[:-1]}; {why}; v{current} is kept)"
+        if what.endswith(")")
+        else f"{what} ({why}; v{current} is kept)"
+    )
     return Change(address, CREATE, reason, before, after)
 
 
@@ -437,6 +456,8 @@ def describe(kind: str, a: dict) -> str:
     """`amlcompute STANDARD_DS11_V2, 0..2 nodes`: a resource in a few words."""
     if kind == "workspace":
         return ""
+    if kind == "data":  # `uri_file v1 (10,001 rows, 511 KB)`
+        return f"{a.get('type')} v{a.get('version')} ({a.get('summary')})"
     if kind in VERSIONED:
         return f"v{a.get('version')}"
     if kind == "resource_group":

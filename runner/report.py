@@ -234,9 +234,24 @@ def build(spec, state, backend, images: bool = False, full: bool = True) -> dict
         "tracking_uri": backend.tracking_uri,
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "jobs": jobs,
+        "data": data_assets(state),
         "experiments": experiments,
         "queries": queries,
     }
+
+
+def data_assets(state) -> list[dict]:
+    """The data asset versions the lab registered (the latest of each), as the state has them."""
+    return [
+        {
+            "name": r["name"],
+            "version": (r.get("attrs") or {}).get("version"),
+            "type": (r.get("attrs") or {}).get("type"),
+            "summary": (r.get("attrs") or {}).get("summary"),
+        }
+        for _, r in sorted(state.resources.items())
+        if r.get("kind") == "data"
+    ]
 
 
 class _RunCache:
@@ -440,6 +455,12 @@ def render_markdown(report: dict) -> str:
             ]
         )
     lines += _md_table(["job", "status", "run", "duration", "params", "metrics"], rows)
+    if report.get("data"):
+        lines += ["", "## Data assets", ""]
+        lines += _md_table(
+            ["data asset", "version", "type", "content"],
+            [[d["name"], d["version"], d["type"], d["summary"]] for d in report["data"]],
+        )
     for j in report["jobs"]:
         if j["sweep"]:
             s = j["sweep"]

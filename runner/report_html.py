@@ -34,7 +34,7 @@ STATUS_CLASS = {
 
 def render_html(report: dict) -> str:
     """The whole page."""
-    sections = [_header(report), _nav(report), _jobs(report["jobs"])]
+    sections = [_header(report), _nav(report), _jobs(report["jobs"]), _data(report)]
     sections += [_sweep(j) for j in report["jobs"] if j.get("sweep")]
     sections += [_pipeline(j) for j in report["jobs"] if j.get("pipeline")]
     sections += [_experiment(i, exp) for i, exp in enumerate(report["experiments"])]
@@ -139,7 +139,7 @@ def _header(report: dict) -> str:
 
 
 def _nav(report: dict) -> str:
-    links = [("jobs", "Jobs")]
+    links = [("jobs", "Jobs")] + ([("data", "Data assets")] if report.get("data") else [])
     links += [(f"sweep-{j['job']}", f"Sweep {j['job']}") for j in report["jobs"] if j.get("sweep")]
     links += [(f"exp-{i}", f"Experiment {e['name']}") for i, e in enumerate(report["experiments"])]
     if any(j["histories"] for j in report["jobs"]):
@@ -204,6 +204,20 @@ def _jobs(jobs: list[dict]) -> str:
     return (
         '<section id="jobs"><h2>Jobs</h2><p class="muted">The latest run of each job.</p>'
         f"{table}</section>"
+    )
+
+
+def _data(report: dict) -> str:
+    rows = [
+        [f"<code>{_e(d['name'])}</code>", _e(f"v{d['version']}"), _e(d["type"]), _e(d["summary"])]
+        for d in report.get("data") or []
+    ]
+    if not rows:
+        return ""
+    table = _table(["Data asset", "Version", "Type", "Content"], rows)
+    return (
+        '<section id="data"><h2>Data assets</h2><p class="muted">The latest version of each, '
+        f"as the lab registered it.</p>{table}</section>"
     )
 
 

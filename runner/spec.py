@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from . import validate, yamldoc
+from . import data as data_assets, validate, yamldoc
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
 from .pipelines import SENSITIVE, Component, Pipeline, masked
@@ -30,7 +30,7 @@ from .refs import (
 )
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes", "environments", "components")
+INCLUDABLE = ("jobs", "computes", "environments", "components", "data")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
@@ -198,6 +198,7 @@ class Input:
     value: Any  # the literal, or the path as written
     local_path: Path | None  # resolved local file or folder, when it is one
     mode: str | None = None
+    asset: tuple[str, str | None] | None = None  # a data asset of the spec's: (name, version)
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,7 @@ class Spec:
     secret_vars: frozenset = frozenset()  # variables whose values are never shown or stored
     environments: dict = field(default_factory=dict)  # name -> Environment (environments:)
     components: dict = field(default_factory=dict)  # name -> pipelines.Component (components:)
+    data: dict = field(default_factory=dict)  # name -> data.DataAsset (data:)
 
     def experiment(self, job: Job) -> str:
         return job.fields.get("experiment_name") or self.name
@@ -565,7 +567,8 @@ def parse_vars(pairs) -> dict:
 def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
     data = doc.data
     computes = {n: Compute(n, c["type"], c) for n, c in (data.get("computes") or {}).items()}
-    jobs = {n: _job(doc, n, j, stand_ins) for n, j in (data.get("jobs") or {}).items()}
+    assets = data_assets.read(doc, data)
+    jobs = {n: _job(doc, n, j, stand_ins, assets) for n, j in (data.get("jobs") or {}).items()}
     return Spec(
         path=Path(doc.file),
         name=data["name"],
@@ -583,6 +586,7 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
             n: Component(n, None if c.get("version") is None else str(c["version"]), c)
             for n, c in (data.get("components") or {}).items()
         },
+        data=assets,
         environments={
             n: doc.environments[("environments", n)]
             for n in data.get("environments") or {}
@@ -591,7 +595,7 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
     )
 
 
-def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
+def _job(doc: Doc, name: str, fields: dict, stand_ins: dict, assets: dict) -> Job:
     at = ("jobs", name)
     code_at = at + ("trial", "code") if fields.get("type") == "sweep" else at + ("code",)
     code_ref = (
@@ -603,8 +607,11 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
     inputs = {}
     for key, value in (fields.get("inputs") or {}).items():
         if isinstance(value, dict):
-            ref, local = value.get("path"), None
-            if value.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(ref):
+            ref, local, asset = value.get("path"), None, None
+            found = data_assets.input_source(doc, ref, assets, stand_ins)
+            if found is not None:  # one of the spec's data assets
+                local, asset = found
+            elif value.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(ref):
                 local = relative_to(doc, at + ("inputs", key, "path"), ref)
             elif ref in stand_ins:  # a remote input's local stand-in (targets.local.inputs)
                 local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
@@ -614,6 +621,7 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict) -> Job:
                 ref if ref is not None else value.get("default"),
                 local,
                 value.get("mode"),
+                asset,
             )
         else:
             inputs[key] = Input(key, None, value, None)

@@ -65,9 +65,8 @@ def render(data: dict) -> str:
     for r in sorted(
         data["resources"], key=lambda r: (-planning.depth(r.get("kind")), r["address"])
     ):
-        detail = (
-            planning.describe(r["kind"], r.get("attrs") or {}) if r.get("kind") == "compute" else ""
-        )
+        shown = r.get("kind") == "compute" or r.get("kind") in planning.VERSIONED
+        detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
         lines.append(f"  {r['address']:<33}{detail}".rstrip())
     for j in data["jobs"]:
         run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__, environments, pipelines
+from . import __version__, data as data_assets, environments, pipelines
 from .cache import canonical, digest, known, remember
 from .errors import plural
 from .refs import (
@@ -24,6 +24,7 @@ from .refs import (
 from .yamldoc import Doc
 
 SCHEMA_FILE = Path(__file__).with_name("lab.schema.json")
+SCHEMA_PASSED = "schema-passed"  # the cache's record of resolved specs that passed the schema
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$")
@@ -56,17 +57,24 @@ def _validator():
 
 def _check_schema(doc: Doc) -> None:
     """The JSON Schema pass, skipped (with the import of jsonschema) for a spec whose resolved data
-    passed it before, under the same schema and mlrun."""
+    passed it in an apply before, under the same schema and mlrun (see remember_schema_pass)."""
     data = canonical(doc.data)
     fact = data and digest(data, _schema_bytes(), __version__.encode())
-    if fact and known("schema-passed", fact):
+    if fact and known(SCHEMA_PASSED, fact):
         return
     passed = True
     for error in _validator().iter_errors(doc.data):
         passed = False
         _report(doc, error)
     if fact and passed:
-        remember("schema-passed", fact)
+        doc.schema_passed = fact
+
+
+def remember_schema_pass(doc: Doc) -> None:
+    """Record that `doc`'s data passed the schema check, in the user's cache. Only apply does,
+    which writes anyway: validate and plan write nothing."""
+    if doc.schema_passed:
+        remember(SCHEMA_PASSED, doc.schema_passed)
 
 
 @lru_cache(maxsize=1)
@@ -75,14 +83,17 @@ def _schema_bytes() -> bytes:
 
 
 def summary(data: dict) -> str:
-    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query`."""
+    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its data assets,
+    when it has some)."""
     return ", ".join(
         plural(len(data.get(k) or {}), word, many)
         for k, word, many in (
             ("computes", "compute", None),
             ("jobs", "job", None),
             ("queries", "query", "queries"),
+            ("data", "data asset", None),
         )
+        if k != "data" or data.get(k)
     )
 
 
@@ -269,8 +280,10 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
         _check_compute(doc, name, c)
     experiments = set()
     stand_ins = local_inputs(data) if target == "local" else None
+    assets = data_assets.read(doc, data)
+    _check_data(doc, assets)
     for name, job in _dicts(data.get("jobs")).items():
-        _check_job(doc, name, job, computes, stand_ins, runs)
+        _check_job(doc, name, job, computes, stand_ins, runs, assets)
         experiment = job.get("experiment_name") or data.get("name")
         if isinstance(experiment, str):  # else the schema check reports it
             experiments.add(experiment)
@@ -322,7 +335,15 @@ def _check_environments(doc: Doc, data: dict, target: str, runs: bool) -> None:
     for name, job in _dicts(data.get("jobs")).items():
         if job.get("type") == "pipeline":
             steps = pipelines.PipelineReader(
-                doc, reader, components, defined, substitutes, computes, local_inputs(data), local
+                doc,
+                reader,
+                components,
+                defined,
+                substitutes,
+                computes,
+                local_inputs(data),
+                local,
+                data_assets.read(doc, data),
             )
             doc.pipelines[("jobs", name)] = found = steps.read(("jobs", name), job)
             for step in found.steps.values():
@@ -391,6 +412,7 @@ def _check_job(
     computes: dict,
     stand_ins: dict | None = None,
     runs: bool = False,
+    assets: dict | None = None,
 ) -> None:
     at = ("jobs", name)
     compute = job.get("compute")
@@ -424,9 +446,11 @@ def _check_job(
         doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
     for key, value in inputs.items():
         if isinstance(value, dict):
+            if _check_data_input(doc, at + ("inputs", key), value, assets or {}, stand_ins, runs):
+                continue
             _check_input(doc, at + ("inputs", key), value)
             if stand_ins is not None:
-                _check_remote_input(doc, at + ("inputs", key), value, stand_ins, runs)
+                _check_remote_input(doc, at + ("inputs", key), value, stand_ins, runs, assets)
     misplaced = {"type", "path", "mode"} & set(inputs)
     if "type" in misplaced and len(misplaced) >= 2:
         keys = " and ".join(f"'{k}'" for k in sorted(misplaced))
@@ -503,7 +527,68 @@ def _check_input(doc: Doc, path: tuple, value: dict) -> None:
         )
 
 
-def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, runs: bool) -> None:
+def _check_data(doc: Doc, assets: dict) -> None:
+    """Each data asset's local content: there, and of its type (an mltable is a folder with an
+    MLTable file). A URI is registered as it is."""
+    for name, asset in assets.items():
+        at = ("data", name, "path")
+        if asset.local is None:
+            continue  # a URI, registered as it is (a job reading it locally needs a stand-in)
+        if not _exists(asset.local):
+            doc.problem(at, f"data path '{asset.path}' does not exist")
+        elif asset.type not in data_assets.TYPES:
+            continue  # the schema check says so
+        elif asset.type == "uri_file" and not asset.local.is_file():
+            doc.problem(at, f"'{asset.path}' is a folder, but the asset's type is uri_file")
+        elif asset.type != "uri_file" and not asset.local.is_dir():
+            doc.problem(at, f"'{asset.path}' is a file, but the asset's type is {asset.type}")
+        elif asset.type == "mltable" and not (asset.local / "MLTable").is_file():
+            doc.problem(at, f"'{asset.path}' has no MLTable file, which an mltable asset needs")
+
+
+def _check_data_input(
+    doc: Doc, path: tuple, value: dict, assets: dict, stand_ins: dict | None, runs: bool
+) -> bool:
+    """An input whose path is azureml:NAME:VERSION or azureml:NAME@latest: True when NAME is a
+    data asset of this spec (checked here: the input's type against the asset's). A name that is
+    not one, in a spec that defines data assets, is said: with the names it has."""
+    ref = data_assets.parse_ref(value.get("path"))
+    if ref is None:
+        return False
+    if ref[0] in assets:
+        asset = assets[ref[0]]
+        want = value.get("type", "uri_folder")
+        if want in data_assets.TYPES and want != asset.type:
+            doc.problem(
+                path + ("type",), f"the input is {want}, but data asset '{ref[0]}' is {asset.type}"
+            )
+        found = data_assets.input_source(doc, value["path"], assets, stand_ins or {})
+        if stand_ins is not None and found == (None, None):
+            doc.problem(
+                path + ("path",),
+                f"data asset '{ref[0]}' is {asset.path}, which the local target cannot read: map "
+                f"it (or {value['path']}) to a local file or folder in targets.local.inputs",
+                severity="error" if runs else "warning",
+            )
+        return True
+    if assets and stand_ins is None:  # locally the remote input's message says it
+        doc.problem(
+            path + ("path",),
+            f"{_not_an_asset(ref[0], assets)}: it must be registered in the workspace already",
+            severity="warning",
+        )
+    return False
+
+
+def _not_an_asset(name: str, assets: dict) -> str:
+    close = difflib.get_close_matches(name, list(assets), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"'{name}' is not a data asset of this spec ({hint}defined: {', '.join(sorted(assets))})"
+
+
+def _check_remote_input(
+    doc: Doc, path: tuple, value: dict, stand_ins: dict, runs: bool, assets: dict | None = None
+) -> None:
     """A remote input on the local target: it needs a local stand-in (an error for a run, a
     warning for validate: the spec may be meant for Azure)."""
     ref = value.get("path")
@@ -521,10 +606,12 @@ def _check_remote_input(doc: Doc, path: tuple, value: dict, stand_ins: dict, run
                 f"the local stand-in '{stand_ins[ref]}' does not exist",
             )
         return
+    named = data_assets.parse_ref(ref)
     doc.problem(
         path + ("path",),
         f"'{ref}' is remote, which the local target cannot read: map it to a local "
-        "file or folder in targets.local.inputs",
+        "file or folder in targets.local.inputs"
+        + (f"; {_not_an_asset(named[0], assets)}" if named and assets else ""),
         severity="error" if runs else "warning",
     )
 

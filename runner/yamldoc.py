@@ -68,6 +68,8 @@ class Doc:
     environments: dict = field(default_factory=dict)
     # path of a pipeline job -> its Pipeline (validate.py)
     pipelines: dict = field(default_factory=dict)
+    # the digest of data that passed the schema check, for apply to remember (validate.py)
+    schema_passed: str | None = None
 
     def where(self, path: Path, key: bool = False) -> Mark:
         """The position of `path` (of its key when `key`), else of its nearest known parent."""

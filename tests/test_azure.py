@@ -438,3 +438,93 @@ def test_a_config_json_names_the_subscription_and_an_existing_resource_group(
         for m, p in calls(azure_emulator, mark)
     )
     az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)
+
+
+def test_data_assets_are_uploaded_registered_versioned_and_read_by_jobs(azure_emulator, tmp_path):
+    (tmp_path / "data").mkdir()
+    source = tmp_path / "data" / "rows.csv"
+    source.write_text("a,b\n1,2\n3,4\n")
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(
+        textwrap.dedent("""\
+        name: assets
+        workspace: {name: ws-assets, resource_group: rg-assets, location: eastus}
+        computes: {cpu: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}}
+        data:
+          rows: {type: uri_file, path: data/rows.csv, tags: {lab: dp100}}
+          pinned: {path: data, version: 7}
+        jobs:
+          count:
+            command: wc -l < ${{inputs.d}} && ls ${{inputs.f}}
+            compute: azureml:cpu
+            environment: azureml:AzureML-sklearn-1.5@latest
+            inputs:
+              d: {type: uri_file, path: "azureml:rows@latest"}
+              f: {type: uri_folder, path: "azureml:pinned:7"}
+        targets:
+          azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}
+        """)
+    )
+    mark = azure_emulator.mark()
+    apply = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
+    assert "data.rows  created  uri_file v1 (2 rows, 12 bytes)" in apply.stdout
+    puts = [p for m, p in calls(azure_emulator, mark) if m == "PUT" and "/data/" in p]
+    assert sorted(p.split("/workspaces/ws-assets/")[1] for p in puts) == [
+        "data/pinned/versions/7",
+        "data/rows/versions/1",
+    ]
+    logs = az(azure_emulator, "logs", spec, "count", cwd=tmp_path, check=0).stdout
+    assert logs.split()[:2] == ["3", "rows.csv"]  # the uploaded file and folder, as the job saw
+    assert az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout.endswith(
+        "No changes. Everything is up to date.\n"
+    )
+    source.write_text("a,b\n1,2\n3,4\n5,6\n")
+    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=1)  # pinned's content changed
+    assert "data.pinned: version 7 was registered with other content" in plan.stderr
+    spec.write_text(spec.read_text().replace("version: 7", "version: 8").replace(":7", ":8"))
+    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    assert "+ data.rows                    uri_file v2 (3 rows, 16 bytes; new version" in plan
+    assert "+ data.pinned                  uri_folder v8 (1 file, 16 bytes; new version" in plan
+    az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
+    logs = az(azure_emulator, "logs", spec, "count", cwd=tmp_path, check=0).stdout
+    assert logs.split()[:2] == ["4", "rows.csv"]
+    mark = azure_emulator.mark()
+    az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)
+    deleted = [p.lower() for m, p in calls(azure_emulator, mark) if m == "DELETE"]
+    assert any(p.endswith("/resourcegroups/rg-assets") for p in deleted), deleted
+
+
+def test_sdk_output_kept_off_the_terminal_by_each_thread_leaves_stderr_working():
+    """Two SDK calls at once, the first ending before the second: stderr is the real one after,
+    and each call's own output was its own (not the other's, not lost)."""
+    import io
+    import sys
+    import threading
+
+    from runner.backends.azure import _sdk_stderr
+
+    real, seen = io.StringIO(), []
+    inside, first_done = threading.Event(), threading.Event()
+
+    def call(name, hold):
+        with _sdk_stderr():
+            print(f"\x1b[39m\n{name} says", file=sys.stderr)
+            if hold:
+                inside.set()
+                first_done.wait(10)
+        seen.append(name)
+
+    saved, sys.stderr = sys.stderr, real
+    try:
+        second = threading.Thread(target=call, args=("second", True))
+        second.start()
+        inside.wait(10)
+        call("first", False)  # enters after the second and ends before it
+        first_done.set()
+        second.join(10)
+        print("after", file=sys.stderr)
+        assert sys.stderr is real
+    finally:
+        sys.stderr = saved
+    assert seen == ["first", "second"]
+    assert real.getvalue().splitlines() == ["first says", "second says", "after"]

@@ -360,8 +360,8 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
         (
             "notes.yml",
             "hello: world\n",
-            "{f}: not an az ml workspace, compute, environment, component or job file, nor an "
-            "MLproject file",
+            "{f}: not an az ml workspace, compute, environment, component, data or job file, "
+            "nor an MLproject file",
         ),
         (
             "broken.yml",

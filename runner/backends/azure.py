@@ -48,6 +48,12 @@ INSTANCE_FIELDS = (
     "tags",
 )
 
+ASSETS = {  # versioned assets: the kind, and the spec's and MLClient's attribute of them
+    "environment": "environments",
+    "component": "components",
+    "data": "data",
+}
+
 
 class AzureBackend:
     name = "azure"
@@ -209,7 +215,7 @@ class AzureBackend:
             return set(self.spec.workspace) & set(WORKSPACE_FIELDS)
         if kind == "compute" and name in self.spec.computes:
             return set(self.spec.computes[name].fields) & set(COMPUTE_FIELDS)
-        if kind in ("environment", "component"):
+        if kind in ASSETS:
             return {"version", "content"}
         return {"location"} if kind == "resource_group" else set()
 
@@ -246,7 +252,7 @@ class AzureBackend:
             return None
         from azure.core.exceptions import ResourceNotFoundError
 
-        if kind in ("environment", "component"):
+        if kind in ASSETS:
             return self._live_asset(kind, name, record or {})
         try:
             c = self.ml().compute.get(name)
@@ -356,12 +362,12 @@ class AzureBackend:
         registered, with the content digest mlrun tagged it with; None when it is not there."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        spec_assets = self.spec.environments if kind == "environment" else self.spec.components
+        spec_assets = getattr(self.spec, ASSETS[kind])
         asked = spec_assets[name].version if name in spec_assets else None
         version = (record.get("attrs") or {}).get("version") or asked
         if version is None:
             return None
-        operations = self.ml().environments if kind == "environment" else self.ml().components
+        operations = getattr(self.ml(), ASSETS[kind])
         try:
             asset = operations.get(name, version=version)
         except ResourceNotFoundError:
@@ -409,6 +415,24 @@ class AzureBackend:
                 created = self.ml().components.create_or_update(load_component(source=path))
         return {"id": created.id}
 
+    def _create_data(self, name: str, attrs: dict) -> dict:
+        """`az ml data create`: the local content uploaded to the workspace's default datastore
+        (a URI registered as it is), as a new version tagged with its content digest."""
+        from azure.ai.ml.entities import Data
+
+        asset = self.spec.data[name]
+        entity = Data(
+            name=name,
+            version=attrs["version"],
+            type=asset.type,
+            path=str(asset.local) if asset.local is not None else asset.path,
+            description=asset.fields.get("description"),
+            tags={**(asset.fields.get("tags") or {}), "mlrun.content": attrs["content"]},
+        )
+        with _sdk_stderr():
+            created = self.ml().data.create_or_update(entity)
+        return {"id": created.id}
+
     def create(self, kind: str, name: str, attrs: dict) -> dict:
         with plain_errors(f"{kind}.{name}"):
             if kind == "resource_group":
@@ -417,6 +441,8 @@ class AzureBackend:
                 return self._create_environment(name, attrs)
             if kind == "component":
                 return self._create_component(name, attrs)
+            if kind == "data":
+                return self._create_data(name, attrs)
             if kind == "workspace":
                 from azure.ai.ml.entities import Workspace
 
@@ -484,12 +510,9 @@ class AzureBackend:
                     self.ml().workspaces.begin_delete(
                         name, delete_dependent_resources=True
                     ).result()
-            elif kind in ("environment", "component"):  # archived: Azure ML never deletes them
+            elif kind in ASSETS:  # archived: Azure ML never deletes them
                 if self._rg_exists() and self._get_workspace() is not None:
-                    operations = (
-                        self.ml().environments if kind == "environment" else self.ml().components
-                    )
-                    operations.archive(name)
+                    getattr(self.ml(), ASSETS[kind]).archive(name)
             elif (
                 self._rg_exists()
                 and self._get_workspace() is not None
@@ -644,13 +667,47 @@ def _download(url: str) -> bytes:
         return response.body()
 
 
+class _ThreadStderr:
+    """sys.stderr while SDK calls run: each thread inside _sdk_stderr writes to its own buffer,
+    any other thread to the real stream. (contextlib.redirect_stderr swaps one global: two
+    threads uploading at once would leave sys.stderr on a finished call's buffer, and every
+    message after it, errors included, would vanish.)"""
+
+    def __init__(self, real):
+        self.real, self.local, self.users = real, threading.local(), 0
+
+    def write(self, text: str) -> int:
+        return (getattr(self.local, "buffer", None) or self.real).write(text)
+
+    def flush(self) -> None:
+        (getattr(self.local, "buffer", None) or self.real).flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+_stderr_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def _sdk_stderr():
     """azure-ai-ml prints a colour reset (ESC[39m) and a blank line to stderr after every upload,
     progress bar or not: keep that off the user's terminal and pass on anything else."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stderr(buffer):
+    with _stderr_lock:
+        if not isinstance(sys.stderr, _ThreadStderr):
+            sys.stderr = _ThreadStderr(sys.stderr)
+        router = sys.stderr
+        router.users += 1
+    buffer, outer = io.StringIO(), getattr(router.local, "buffer", None)
+    router.local.buffer = buffer
+    try:
         yield
+    finally:
+        router.local.buffer = outer
+        with _stderr_lock:
+            router.users -= 1
+            if router.users == 0 and sys.stderr is router:
+                sys.stderr = router.real
     rest = buffer.getvalue().replace("\x1b[39m", "").strip()
     if rest:
         print(rest, file=sys.stderr)

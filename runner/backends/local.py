@@ -19,12 +19,11 @@ from .. import fingerprint, sweep
 from ..cache import cache_dir
 from ..environments import Environment, find_python
 from ..errors import UserError, plural
-from ..fingerprint import SKIP_DIRS
 from ..plan import RUN, Kind
 from ..refs import substitute
-from ..spec import Job, Spec
+from ..spec import Input, Job, Spec
 from ..state import now
-from . import distributed, envs, pipeline_controller, supervised, sweep_controller
+from . import assets, distributed, envs, pipeline_controller, supervised, sweep_controller
 from .base import TERMINAL
 from .controller import STEP_SECRET
 from .steps import StepCache
@@ -56,7 +55,12 @@ class LocalBackend:
             "serial": state["serial"],
         }
         if (self.root / "mlflow.db").exists():  # everything local lives in the workspace folder
-            actual["resources"] = dict(state["resources"])
+            actual["resources"] = {  # a data version whose record is missing was never made
+                address: r
+                for address, r in state["resources"].items()
+                if r.get("kind") != "data"
+                or assets.record_path(self.root, r["name"], r["attrs"]["version"]).exists()
+            }
             for name, entry in state["jobs"].items():
                 if entry.get("runs"):
                     actual["jobs"][name] = {**entry["runs"][-1], **self.poll(entry["runs"][-1])}
@@ -164,6 +168,11 @@ class LocalBackend:
             return {"path": str(self.root), "tracking_uri": self.tracking_uri}
         if kind == "environment":  # registered: built (into the shared cache) when a job needs it
             return {"version": attrs["version"]}
+        if kind == "data":  # a copy of its content, as az ml data create uploads it
+            record = assets.register(
+                self.root, self.spec.data[name], attrs["version"], attrs["content"]
+            )
+            return {"version": attrs["version"], "path": record["path"]}
         if kind == "component":  # registered in the workspace: its file, as az ml would have it
             from ..export import component_document
 
@@ -178,6 +187,8 @@ class LocalBackend:
         return self.create(kind, name, attrs) if kind == "workspace" else {"slots": _slots(attrs)}
 
     def delete(self, kind: str, name: str, record: dict) -> None:
+        if kind == "data":
+            assets.remove(self.root, name)
         if kind == "workspace":
             path = Path(record.get("path") or self.root)
             if path.exists():
@@ -405,6 +416,12 @@ class LocalBackend:
                         f"{source.value}, which the local target cannot read; give it "
                         "a local path or a stand-in in targets.local.inputs"
                     )
+                if source.asset:  # the registered copy, not the source (which may change later)
+                    inputs[name] = {
+                        "kind": "path",
+                        "value": str(assets.path_of(self.root, *source.asset)),
+                    }
+                    continue
                 value = str(source.value) if source.kind == "path" else source.value
                 inputs[name] = {"kind": source.kind, "value": value}
             steps[step.name] = {
@@ -471,12 +488,18 @@ class LocalBackend:
         (run_dir / sweep_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
         return supervised.controller_command(sweep_controller.MODULE, run_dir)
 
+    def _input_path(self, inp: Input) -> Path | None:
+        """Where a job's input is: a data asset's registered copy (not its source, which may
+        change later), a local path or its stand-in; None for a literal or a remote one."""
+        return assets.path_of(self.root, *inp.asset) if inp.asset else inp.local_path
+
     def _command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
         values = {}
         for name, inp in job.inputs.items():
+            path = self._input_path(inp)
             if (
                 inp.type is not None
-                and inp.local_path is None
+                and path is None
                 and isinstance(inp.value, str)
                 and inp.type not in ("string", "integer", "number", "boolean")
             ):
@@ -484,9 +507,7 @@ class LocalBackend:
                     f"job {job.name}: input '{name}' is {inp.value}, which the local target "
                     "cannot read; give it a local path"
                 )
-            values[("inputs", name)] = (
-                str(inp.local_path) if inp.local_path else supervised.literal(inp.value)
-            )
+            values[("inputs", name)] = str(path) if path else supervised.literal(inp.value)
         for name in job.outputs if outputs else ():
             out = run_dir / "outputs" / name
             out.mkdir(parents=True, exist_ok=True)
@@ -495,23 +516,10 @@ class LocalBackend:
 
     def _copy_code(self, code: Path | None, work: Path) -> None:
         """The working folder: a snapshot of `code` (a folder, or a file), or an empty one."""
-        skipped = shutil.ignore_patterns(*SKIP_DIRS, "*.pyc")
-
-        def ignore(folder, names):  # and pipes and sockets, as the fingerprint skips them
-            special = {
-                n
-                for n in names
-                if not os.path.islink(p := os.path.join(folder, n))
-                and not (os.path.isfile(p) or os.path.isdir(p))
-            }
-            return skipped(folder, names) | special
-
-        if code and code.is_dir():
-            shutil.copytree(code, work, symlinks=True, ignore=ignore)
+        if code:
+            assets.snapshot(code, work)
         else:
             work.mkdir(parents=True)
-            if code:
-                shutil.copy2(code, work)
 
     def _env(self, job: Job, run: dict, run_dir: Path) -> dict:
         """The job's environment variables: mlrun's own, the job's, and those Azure ML sets for a
@@ -535,8 +543,8 @@ class LocalBackend:
             AZUREML_NODE_COUNT=str(job.instance_count),
         )
         for name, inp in job.inputs.items():
-            if inp.local_path is not None:
-                env[f"AZURE_ML_INPUT_{name}"] = str(inp.local_path)
+            if (path := self._input_path(inp)) is not None:
+                env[f"AZURE_ML_INPUT_{name}"] = str(path)
         for name in job.outputs:
             env[f"AZURE_ML_OUTPUT_{name}"] = str(run_dir / "outputs" / name)
         return env

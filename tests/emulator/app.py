@@ -7,6 +7,7 @@ from pathlib import Path
 
 import arm  # noqa: F401  (registers routes)
 import components  # noqa: F401
+import data  # noqa: F401
 import lro  # noqa: F401
 import ml  # noqa: F401
 from arm import MLS_NS, system_data, ws_id

@@ -13,9 +13,9 @@ DEFAULT = "azureml_default"  # the SDK's name for "the default version" (compone
 SPEC_KEYS = ("command", "code", "environment", "inputs", "outputs", "type", "distribution")
 
 
-def versions_of(app, wid, name, view="ActiveOnly") -> list[dict]:
-    """A component's versions, newest registration first."""
-    found = app.state.children(f"{wid}/components/{name}", "versions")
+def versions_of(app, wid, name, view="ActiveOnly", section="components") -> list[dict]:
+    """A component's (or another versioned asset's) versions, newest registration first."""
+    found = app.state.children(f"{wid}/{section}/{name}", "versions")
     found.sort(key=lambda v: app.state.info(v["id"]).get("seq", 0), reverse=True)
     if view.lower() == "activeonly":
         return [v for v in found if not v["properties"].get("isArchived")]
@@ -24,24 +24,26 @@ def versions_of(app, wid, name, view="ActiveOnly") -> list[dict]:
     return found
 
 
-def resolve(app, wid, name, version) -> dict | None:
+def resolve(app, wid, name, version, section="components") -> dict | None:
     """A registered version; `azureml_default`, `latest` or None: the newest active one."""
     if version and version not in (DEFAULT, "latest"):
-        return app.state.get(f"{wid}/components/{name}/versions/{version}")
-    newest = versions_of(app, wid, name)
+        return app.state.get(f"{wid}/{section}/{name}/versions/{version}")
+    newest = versions_of(app, wid, name, section=section)
     return newest[0] if newest else None
 
 
-def _next_version(app, wid, name) -> str:
+def _next_version(app, wid, name, section="components") -> str:
     numbers = [
-        int(v["name"]) for v in versions_of(app, wid, name, "All") if str(v["name"]).isdigit()
+        int(v["name"])
+        for v in versions_of(app, wid, name, "All", section)
+        if str(v["name"]).isdigit()
     ]
     return str(max(numbers, default=0) + 1)
 
 
-def container(app, wid, name) -> dict | None:
-    cid = f"{wid}/components/{name}"
-    versions = versions_of(app, wid, name, "All")
+def container(app, wid, name, section="components") -> dict | None:
+    cid = f"{wid}/{section}/{name}"
+    versions = versions_of(app, wid, name, "All", section)
     stored = app.state.get(cid)
     if stored is None and not versions:
         return None
@@ -51,12 +53,12 @@ def container(app, wid, name) -> dict | None:
     props.setdefault("tags", {})
     props.setdefault("properties", {})
     props["latestVersion"] = versions[0]["name"] if versions else None
-    props["nextVersion"] = _next_version(app, wid, name)
+    props["nextVersion"] = _next_version(app, wid, name, section)
     props["provisioningState"] = "Succeeded"
     return {
         "id": cid,
         "name": name,
-        "type": f"{MLS_NS}/workspaces/components",
+        "type": f"{MLS_NS}/workspaces/{section}",
         "systemData": (stored or {}).get("systemData") or system_data(),
         "properties": props,
     }

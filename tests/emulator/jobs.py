@@ -159,13 +159,15 @@ class JobRunner(threading.Thread):
         return parts[1], parts[2] if len(parts) > 2 else ""
 
     def _resolve_bindings(self) -> dict:
+        import data  # (data -> components -> ml -> jobs: imported once the routes are in)
+
         values = {}
         for name, spec in (self.props.get("inputs") or {}).items():
             kind = (spec.get("jobInputType") or "").lower()
             if kind == "literal":
                 values[("inputs", name)] = str(spec.get("value"))
                 continue
-            uri = spec.get("uri", "")
+            uri = data.data_uri(self.app, spec.get("uri", ""))  # a data version: its content
             m = DATASTORE_URI.match(uri)
             if not m:
                 values[("inputs", name)] = uri  # a remote URL passes through
