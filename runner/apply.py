@@ -26,6 +26,7 @@ from .plan import (
     Change,
     Kind,
     Plan,
+    describe,
     short,
 )
 from .spec import Spec
@@ -136,10 +137,11 @@ class Applier:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
         inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
-        self._parallel([c for k in inside for c in gone(k)], self.change_resource)
+        self._parallel([c for k in (*inside, Kind.MODEL) for c in gone(k)], self.change_resource)
         for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
             self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
         self._parallel(jobs, self.run_job, workers=max(1, len(by_kind[Kind.JOB])))
+        self._parallel(kept(Kind.MODEL), self.register_model)  # what the jobs made
         self._parallel(gone(Kind.WORKSPACE), self.change_resource)
         self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
         return self.outcome
@@ -227,6 +229,39 @@ class Applier:
         self.emit(
             Event(change.address, {"updating": "updated"}.get(verb, "created"), change.reason)
         )
+
+    def register_model(self, change: Change) -> None:
+        """A model, from its folder or from the run its job just made (a job that did not complete
+        registers nothing: the next apply registers its next run's). The target finds a version
+        registered before from the same run and content instead of making another, so an apply
+        killed between registering and recording does not register twice."""
+        name = change.address.name
+        model = self.spec.models[name]
+        run = self.state.latest(model.job.job) if model.job else None
+        if model.job and (not run or run.get("status") != "Completed"):
+            why = (
+                f"job.{model.job.job} did not complete"
+                if not run or run.get("status") in TERMINAL
+                else f"job.{model.job.job} runs on: the next apply registers it once it completes"
+            )
+            self.emit(Event(change.address, "skipped", why))
+            return
+        self.emit(Event(change.address, "creating"))
+        details = self.backend.register_model(name, change.after, run)
+        attrs = {**change.after, "version": details.pop("version")}
+        if run:
+            attrs["run"] = run["id"]
+        self.state.set_resource(
+            change.address,
+            {
+                "kind": "model",
+                "name": name,
+                "attrs": attrs,
+                "details": details,
+                "created_by_mlrun": True,
+            },
+        )
+        self.emit(Event(change.address, "created", describe("model", attrs)))
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -317,7 +352,11 @@ class Applier:
         state): recorded as not created by mlrun, so status shows them and destroy keeps them."""
         for c in self.plan.changes:
             kind, name = c.address.kind, c.address.name
-            if c.action == NOOP and kind != Kind.JOB and c.address not in self.state.resources:
+            if (
+                c.action == NOOP
+                and kind not in (Kind.JOB, Kind.MODEL)  # a model is registered, never adopted
+                and c.address not in self.state.resources
+            ):
                 self.state.set_resource(
                     c.address,
                     {

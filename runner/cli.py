@@ -345,16 +345,17 @@ def report_cmd(spec, target, variables, fmt, output) -> int:
 @click.option("--filter", "filter_string", help='An MLflow filter, e.g. "metrics.AUC > 0.8".')
 @click.option("--order-by", multiple=True, help='A sort key, e.g. "start_time DESC"; repeatable.')
 @click.option("--max-results", type=click.IntRange(min=1), help="The most runs to show.")
+@click.option("--model", help="Only the runs that made a version of this model of the spec.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def runs(
-    spec, query, target, variables, experiment, filter_string, order_by, max_results, as_json
+    spec, query, target, variables, experiment, filter_string, order_by, max_results, model, as_json
 ) -> int:
     """Search the runs with MLflow's filter syntax, or run a saved query of the spec."""
     from . import report
 
     ctx = _open(spec, target, variables)
     experiment, found = report.query_runs(
-        ctx, query, experiment, filter_string, order_by, max_results
+        ctx, query, experiment, filter_string, order_by, max_results, model
     )
     if as_json:
         click.echo(json.dumps({"experiment": experiment, "runs": found}, indent=2))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .refs import is_local, mapping, relative_to, unresolved
+from .refs import path_entries, relative_to
 
 if TYPE_CHECKING:
     from .yamldoc import Doc
@@ -66,15 +66,7 @@ def input_source(
 def read(doc: Doc, data: Any) -> dict[str, DataAsset]:
     """The `data:` section as DataAssets (what the schema check let through)."""
     assets = {}
-    for name, block in mapping(mapping(data).get("data")).items():
-        if not isinstance(block, dict) or not isinstance(block.get("path"), str):
-            continue
-        ref = block["path"]
-        local = (
-            relative_to(doc, ("data", name, "path"), ref)
-            if is_local(ref) and not unresolved(ref)
-            else None
-        )
+    for name, block, ref, local in path_entries(doc, data, "data"):
         version = block.get("version")
         assets[name] = DataAsset(
             name,
@@ -119,6 +111,7 @@ def summary(asset: DataAsset) -> str:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     lines, last = lines + block.count(b"\n"), block[-1:]
             lines += last != b"\n"  # a last line without its newline
-            return f"{max(lines - 1, 0):,} rows, {shown_size(total)}"
+            rows = max(lines - 1, 0)
+            return f"{rows:,} row{'s' if rows != 1 else ''}, {shown_size(total)}"
         return shown_size(total)
     return f"{files:,} file{'s' if files != 1 else ''}, {shown_size(total)}"

@@ -189,3 +189,10 @@ def data(asset) -> str:
     """A data asset as its content: its type, and its local content's digest (else its URI)."""
     content = _content(asset.local) if asset.local is not None else asset.path
     return _digest({"type": asset.type, "content": content})
+
+
+def model(m) -> str:
+    """A model as what its registered versions carry: its fields, and its local folder's content
+    (a model from a job: its source; each run of the job makes a version of its own)."""
+    content = _content(m.local) if m.local is not None else m.path
+    return _digest({"fields": m.registry_fields, "content": content})

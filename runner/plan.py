@@ -11,6 +11,7 @@ from typing import Any
 
 from . import data as data_assets, fingerprint
 from .errors import UserError, plural
+from .models import Model
 from .spec import SENSITIVE, Spec
 
 FORMAT_VERSION = 1
@@ -52,6 +53,7 @@ class Kind(enum.StrEnum):
     COMPONENT = "component"
     DATA = "data"
     JOB = "job"
+    MODEL = "model"  # after the jobs: a model from a job is registered once the job completes
 
     def __str__(self) -> str:
         return self.value
@@ -303,6 +305,8 @@ def desired(spec: Spec, target: str = "local") -> dict:
             "name": name,
             "attrs": {"version": env.version, "content": env.digest[:16]},
         }
+    for name, m in spec.models.items():  # planned after the jobs: see _model_change
+        resources[Address(Kind.MODEL, name)] = {"kind": "model", "name": name, "attrs": _model(m)}
     jobs = {}
     for job in spec.jobs.values():
         if job.is_pipeline:
@@ -322,6 +326,16 @@ def desired(spec: Spec, target: str = "local") -> dict:
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
 
 
+def _model(m: Model) -> dict:
+    attrs = {
+        "version": m.version,
+        "content": fingerprint.model(m)[:16],
+        "type": m.type,
+        "source": m.source,
+    }
+    return {**attrs, "job": m.job.job} if m.job else attrs
+
+
 def digest(model: dict) -> str:
     return hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -337,6 +351,7 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
             Address.parse(address), want, have.get(address)
         )
         for address, want in resources.items()
+        if want["kind"] != "model"  # after the jobs
     ]
     ws = next(i for i, (_, want) in enumerate(resources.items()) if want["kind"] == "workspace")
     fresh_ws = changes[ws].action in (CREATE, REPLACE)
@@ -360,6 +375,20 @@ def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), on
         if "steps" in job and change.action == RUN:
             change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
         changes.append(change)
+    job_changes = {c.address.name: c for c in changes if c.address.kind == Kind.JOB}
+    for address, want in resources.items():
+        if want["kind"] == "model":
+            job = want["attrs"].get("job")
+            changes.append(
+                _model_change(
+                    Address.parse(address),
+                    want,
+                    have.get(address),
+                    fresh_ws,
+                    job_changes.get(job),
+                    actual["jobs"].get(job),
+                )
+            )
     gone = [a for a in have if a not in resources]
     for name in actual["jobs"]:
         if name not in model["jobs"]:
@@ -428,6 +457,53 @@ def _asset_change(address: Address, want: dict, have: dict | None) -> Change:
     return Change(address, CREATE, reason, before, after)
 
 
+def _model_change(
+    address: Address,
+    want: dict,
+    have: dict | None,
+    fresh_ws: bool,
+    job: Change | None,
+    run: dict | None,
+) -> Change:
+    """A model: a local folder's is versioned as any asset; one from a job gets a new version
+    whenever the job makes a new run, registered once that run completes."""
+    if job is None:
+        change = _asset_change(address, want, have)
+        if fresh_ws and change.action != CREATE:
+            return Change(address, CREATE, "in the new workspace", change.before, change.after)
+        return change
+    attrs, before = want["attrs"], ((have or {}).get("attrs") or {}) if not fresh_ws else {}
+    asked, current, name = attrs.get("version"), before.get("version"), attrs["job"]
+    shown = {k: v for k, v in attrs.items() if k != "version"}
+    latest = run if run and run.get("status") == "Completed" else None
+    if job.action == RUN:
+        origin, run_id, pending = f"job.{name}'s new run", None, True
+    elif job.action == WAIT:
+        origin, run_id, pending = f"run {short((run or {}).get('id'))} of job.{name}", None, True
+    elif latest is None:
+        why = f"up to date (v{current})" if before else f"job.{name} has no completed run yet"
+        return Change(address, NOOP, why, before=before or None, after=before or None)
+    else:
+        origin, run_id, pending = f"run {short(latest['id'])} of job.{name}", latest["id"], False
+        same = before.get("run") == run_id and before.get("content") == attrs["content"]
+        if same and asked in (None, current):
+            return Change(
+                address, NOOP, f"up to date (v{current}, {origin})", before=before, after=before
+            )
+    if before and asked is not None and asked == current:
+        raise UserError(
+            f"{address}: version {current} is registered from run {short(before.get('run'))}; "
+            f"{origin} makes another: versions are immutable, as on Azure ML: give it a new "
+            "version (or drop version: to number them automatically)"
+        )
+    after = {**shown, "version": asked or (_next_version(current) if before else "1")}
+    after["run"] = run_id
+    when = ", once it completes" if pending else ""
+    kept = f"; v{current} is kept" if before else ""
+    reason = f"{attrs['type']} v{after['version']} from {origin}{when}{kept}"
+    return Change(address, CREATE, reason, before=before or None, after=after)
+
+
 def _next_version(version: str | None) -> str:
     return str(int(version) + 1) if version and version.isdigit() else "1"
 
@@ -460,6 +536,9 @@ def describe(kind: str, a: dict) -> str:
         return f"{a.get('type')} v{a.get('version')} ({a.get('summary')})"
     if kind in VERSIONED:
         return f"v{a.get('version')}"
+    if kind == "model":  # `mlflow_model v2 from job.train artifacts/model (run 1a2b3c4)`
+        run = f" (run {short(a['run'])})" if a.get("run") else ""
+        return f"{a.get('type')} v{a.get('version')} from {a.get('source')}{run}"
     if kind == "resource_group":
         return a.get("location") or ""
     size = f" {a['size']}" if a.get("size") else ""

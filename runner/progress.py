@@ -9,7 +9,16 @@ from typing import TextIO
 
 from .apply import Event
 
-DONE = ("created", "updated", "destroyed", "forgotten", "Completed", "Failed", "Canceled")
+DONE = (
+    "created",
+    "updated",
+    "destroyed",
+    "forgotten",
+    "skipped",
+    "Completed",
+    "Failed",
+    "Canceled",
+)
 
 
 def _clock(seconds: float) -> str:

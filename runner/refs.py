@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -71,3 +71,17 @@ def local_inputs(data: dict) -> dict:
     targets = mapping(data.get("targets"))
     local = mapping(targets.get("local"))
     return mapping(local.get("inputs"))
+
+
+def path_entries(doc: Doc, data: Any, section: str) -> Iterator[tuple[str, dict, str, Path | None]]:
+    """The entries of a section of assets (`data:`, `models:`) that have a path: (name, block,
+    the path as written, the local file or folder it is, if it is one)."""
+    for name, block in mapping(mapping(data).get(section)).items():
+        if isinstance(block, dict) and isinstance(block.get("path"), str):
+            ref = block["path"]
+            local = (
+                relative_to(doc, (section, name, "path"), ref)
+                if is_local(ref) and not unresolved(ref)
+                else None
+            )
+            yield name, block, ref, local

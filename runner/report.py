@@ -235,6 +235,7 @@ def build(spec, state, backend, images: bool = False, full: bool = True) -> dict
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "jobs": jobs,
         "data": data_assets(state),
+        "models": models(state),
         "experiments": experiments,
         "queries": queries,
     }
@@ -252,6 +253,26 @@ def data_assets(state) -> list[dict]:
         for _, r in sorted(state.resources.items())
         if r.get("kind") == "data"
     ]
+
+
+def models(state) -> list[dict]:
+    """The model versions the lab registered (the latest of each), with the run that made it."""
+    found = []
+    for _, r in sorted(state.resources.items()):
+        if r.get("kind") == "model":
+            attrs, details = r.get("attrs") or {}, r.get("details") or {}
+            found.append(
+                {
+                    "name": r["name"],
+                    "version": attrs.get("version"),
+                    "type": attrs.get("type"),
+                    "source": attrs.get("source"),
+                    "job": attrs.get("job"),
+                    "run_id": attrs.get("run"),
+                    "uri": details.get("uri") or details.get("id"),
+                }
+            )
+    return found
 
 
 class _RunCache:
@@ -276,10 +297,16 @@ def query_runs(
     filter_string: str | None,
     order_by: tuple[str, ...],
     max_results: int | None,
+    model: str | None = None,
 ) -> tuple[str, list[dict]]:
     """`mlrun runs`: a saved query of the spec, or the flags, run against the tracking store; the
-    experiment searched (the flag's, the query's, or the jobs' only one) and the runs found."""
+    experiment searched (the flag's, the query's, the model's job's, or the jobs' only one) and
+    the runs found. With `model`, only the runs that made a version of it (each with its
+    `model_version`)."""
     spec, saved = ctx.spec, {}
+    if model is not None and (model not in spec.models or spec.models[model].job is None):
+        made = ", ".join(n for n, m in spec.models.items() if m.job) or "none"
+        raise UserError(f"no model named '{model}' made by a job of {spec.path} (models: {made})")
     if query:
         if query not in spec.queries:
             raise UserError(
@@ -288,6 +315,8 @@ def query_runs(
             )
         saved = spec.queries[query]
     experiments = list(dict.fromkeys(spec.experiment(j) for j in spec.jobs.values()))
+    if model is not None:
+        experiments = [spec.experiment(spec.jobs[spec.models[model].job.job])]
     experiment = (
         experiment or saved.get("experiment") or (experiments[0] if len(experiments) == 1 else None)
     )
@@ -297,13 +326,24 @@ def query_runs(
         )
     ctx.require_runs()
     order = list(order_by) or order_keys(saved.get("order_by"))
+    filters = [filter_string if filter_string is not None else saved.get("filter", "")]
+    versions: dict[str, list[str]] = {}
+    if model is not None:
+        for version, run_id in ctx.backend.model_versions(model):
+            versions.setdefault(run_id, []).append(version)
+        if not versions:
+            return experiment, []
+        ids = ", ".join(f"'{run_id}'" for run_id in versions)
+        filters.append(f"attributes.run_id IN ({ids})")
     found = search(
         ctx.backend.client(),
         experiment,
-        filter_string if filter_string is not None else saved.get("filter", ""),
+        " AND ".join(f for f in filters if f),
         order,
         max_results or saved.get("max_results", 100),
     )
+    for r in found if model is not None else ():
+        r["model_versions"] = versions.get(r["run_id"], [])
     return experiment, found
 
 
@@ -351,11 +391,15 @@ def search(
 def render_runs(experiment: str, found: list[dict]) -> str:
     """`mlrun runs`: one line per run found by `search`."""
     width = max([len(r["run_name"] or "") for r in found] + [3])
-    lines = [f"{'RUN':<{width}}  {'ID':<7}  {'STATUS':<9} {'START':<20}  METRICS"]
+    made = any("model_versions" in r for r in found)  # mlrun runs --model
+    model = f"{'MODEL':<7}  " if made else ""
+    lines = [f"{'RUN':<{width}}  {'ID':<7}  {model}{'STATUS':<9} {'START':<20}  METRICS"]
     for r in found:
         metrics = "  ".join(f"{k}={num(v)}" for k, v in r["metrics"].items())
+        versions = ",".join(f"v{v}" for v in r.get("model_versions", []))
+        model = f"{versions:<7}  " if made else ""
         lines.append(
-            f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {r['status']:<9} "
+            f"{r['run_name'] or '-':<{width}}  {r['run_id'][:7]}  {model}{r['status']:<9} "
             f"{r['start'] or '-':<20}  {metrics}".rstrip()
         )
     lines.append(f"{plural(len(found), 'run')} in {experiment}")
@@ -460,6 +504,15 @@ def render_markdown(report: dict) -> str:
         lines += _md_table(
             ["data asset", "version", "type", "content"],
             [[d["name"], d["version"], d["type"], d["summary"]] for d in report["data"]],
+        )
+    if report.get("models"):
+        lines += ["", "## Models", ""]
+        lines += _md_table(
+            ["model", "version", "type", "from", "run"],
+            [
+                [m["name"], m["version"], m["type"], m["source"], short(m["run_id"] or "") or "-"]
+                for m in report["models"]
+            ],
         )
     for j in report["jobs"]:
         if j["sweep"]:

@@ -35,6 +35,7 @@ STATUS_CLASS = {
 def render_html(report: dict) -> str:
     """The whole page."""
     sections = [_header(report), _nav(report), _jobs(report["jobs"]), _data(report)]
+    sections.append(_models(report))
     sections += [_sweep(j) for j in report["jobs"] if j.get("sweep")]
     sections += [_pipeline(j) for j in report["jobs"] if j.get("pipeline")]
     sections += [_experiment(i, exp) for i, exp in enumerate(report["experiments"])]
@@ -140,6 +141,7 @@ def _header(report: dict) -> str:
 
 def _nav(report: dict) -> str:
     links = [("jobs", "Jobs")] + ([("data", "Data assets")] if report.get("data") else [])
+    links += [("models", "Models")] if report.get("models") else []
     links += [(f"sweep-{j['job']}", f"Sweep {j['job']}") for j in report["jobs"] if j.get("sweep")]
     links += [(f"exp-{i}", f"Experiment {e['name']}") for i, e in enumerate(report["experiments"])]
     if any(j["histories"] for j in report["jobs"]):
@@ -218,6 +220,26 @@ def _data(report: dict) -> str:
     return (
         '<section id="data"><h2>Data assets</h2><p class="muted">The latest version of each, '
         f"as the lab registered it.</p>{table}</section>"
+    )
+
+
+def _models(report: dict) -> str:
+    rows = [
+        [
+            f"<code>{_e(m['name'])}</code>",
+            _e(f"v{m['version']}"),
+            _e(m["type"]),
+            _e(m["source"]),
+            _short(m["run_id"]),
+        ]
+        for m in report.get("models") or []
+    ]
+    if not rows:
+        return ""
+    table = _table(["Model", "Version", "Type", "From", "Run"], rows)
+    return (
+        '<section id="models"><h2>Models</h2><p class="muted">The latest version of each, '
+        f"and the run that made it.</p>{table}</section>"
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from . import data as data_assets, validate, yamldoc
+from . import data as data_assets, models, validate, yamldoc
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
 from .pipelines import SENSITIVE, Component, Pipeline, masked
@@ -30,7 +30,7 @@ from .refs import (
 )
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes", "environments", "components", "data")
+INCLUDABLE = ("jobs", "computes", "environments", "components", "data", "models")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
@@ -128,6 +128,16 @@ class Resolver:
             doc.problem(path, f"undefined variable '{name}' (defined: {known})", at=(doc.file, *at))
             return m.group(0)
         if ns == "vars" and name:
+            return m.group(0)
+        if models.refers_to_job(expr):
+            if path[:1] == ("models",) and path[2:] == ("path",):
+                return m.group(0)  # a model made by a job: registered once the job completes
+            doc.problem(
+                path,
+                f"'${{{{{expr}}}}}' is what a job makes: only a model's path "
+                "(models.NAME.path) may refer to it",
+                at=(doc.file, *at),
+            )
             return m.group(0)
         doc.problem(
             path,
@@ -325,6 +335,7 @@ class Spec:
     environments: dict = field(default_factory=dict)  # name -> Environment (environments:)
     components: dict = field(default_factory=dict)  # name -> pipelines.Component (components:)
     data: dict = field(default_factory=dict)  # name -> data.DataAsset (data:)
+    models: dict = field(default_factory=dict)  # name -> models.Model (models:)
 
     def experiment(self, job: Job) -> str:
         return job.fields.get("experiment_name") or self.name
@@ -587,6 +598,7 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
             for n, c in (data.get("components") or {}).items()
         },
         data=assets,
+        models=models.read(doc, data),
         environments={
             n: doc.environments[("environments", n)]
             for n in data.get("environments") or {}

@@ -65,7 +65,7 @@ def render(data: dict) -> str:
     for r in sorted(
         data["resources"], key=lambda r: (-planning.depth(r.get("kind")), r["address"])
     ):
-        shown = r.get("kind") == "compute" or r.get("kind") in planning.VERSIONED
+        shown = r.get("kind") in ("compute", "model") or r.get("kind") in planning.VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
         lines.append(f"  {r['address']:<33}{detail}".rstrip())
     for j in data["jobs"]:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__, data as data_assets, environments, pipelines
+from . import __version__, data as data_assets, environments, models as model_assets, pipelines
 from .cache import canonical, digest, known, remember
 from .errors import plural
 from .refs import (
@@ -29,6 +29,7 @@ WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
 INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 CLUSTER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 JSON_TYPES = {
     "string": "a string",
     "integer": "an integer",
@@ -83,8 +84,8 @@ def _schema_bytes() -> bytes:
 
 
 def summary(data: dict) -> str:
-    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its data assets,
-    when it has some)."""
+    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its data assets and
+    models, when it has some)."""
     return ", ".join(
         plural(len(data.get(k) or {}), word, many)
         for k, word, many in (
@@ -92,8 +93,9 @@ def summary(data: dict) -> str:
             ("jobs", "job", None),
             ("queries", "query", "queries"),
             ("data", "data asset", None),
+            ("models", "model", None),
         )
-        if k != "data" or data.get(k)
+        if k not in ("data", "models") or data.get(k)
     )
 
 
@@ -282,6 +284,8 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     stand_ins = local_inputs(data) if target == "local" else None
     assets = data_assets.read(doc, data)
     _check_data(doc, assets)
+    models = model_assets.read(doc, data)
+    _check_models(doc, models, _dicts(data.get("jobs")), target == "local", runs)
     for name, job in _dicts(data.get("jobs")).items():
         _check_job(doc, name, job, computes, stand_ins, runs, assets)
         experiment = job.get("experiment_name") or data.get("name")
@@ -544,6 +548,71 @@ def _check_data(doc: Doc, assets: dict) -> None:
             doc.problem(at, f"'{asset.path}' is a file, but the asset's type is {asset.type}")
         elif asset.type == "mltable" and not (asset.local / "MLTable").is_file():
             doc.problem(at, f"'{asset.path}' has no MLTable file, which an mltable asset needs")
+
+
+def _check_models(doc: Doc, models: dict, jobs: dict, local: bool, runs: bool) -> None:
+    """Each model's source: a local folder that is there (an mlflow_model's with its MLmodel
+    file), or a job of the spec and one of its outputs. A URI is registered as it is on Azure;
+    the local target cannot."""
+    for name, model in models.items():
+        if not MODEL_NAME.match(name):
+            doc.problem(
+                ("models", name),
+                "a model name has 1-255 letters, digits, '-', '_' or '.', and starts with a "
+                "letter or digit",
+                key=True,
+            )
+        at = ("models", name, "path")
+        if model.local is not None:
+            if not _exists(model.local):
+                doc.problem(at, f"model path '{model.path}' does not exist")
+            elif model.type == "mlflow_model" and not (model.local / "MLmodel").is_file():
+                doc.problem(at, f"'{model.path}' has no MLmodel file, which an mlflow_model needs")
+            continue
+        source = model.job
+        if source is None:
+            if any(model_assets.refers_to_job(m.group(1)) for m in EXPR.finditer(model.path)):
+                doc.problem(
+                    at,
+                    f"'{model.path}': a model made by a job is ${{{{jobs.JOB.outputs.NAME}}}} "
+                    "(a named output) or ${{jobs.JOB.artifacts}}/PATH (its run's artifacts)",
+                )
+            elif local and not _unresolved(model.path):
+                doc.problem(
+                    at,
+                    f"model path '{model.path}' is remote: the local target registers a local "
+                    "folder or what a job of the spec makes",
+                    severity="error" if runs else "warning",
+                )
+            continue
+        job = jobs.get(source.job)
+        if job is None:
+            close = difflib.get_close_matches(source.job, list(jobs), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            doc.problem(
+                at,
+                f"'{model.path}': this spec has no job '{source.job}' "
+                f"({hint}jobs: {', '.join(sorted(jobs)) or 'none'})",
+            )
+        elif job.get("type") == "sweep":
+            doc.problem(
+                at,
+                f"'{model.path}': job {source.job} is a sweep, whose trials each make their own "
+                "outputs: register the model from a job that trains the best trial's parameters",
+            )
+        elif source.output is not None and source.output not in mapping(job.get("outputs")):
+            known = ", ".join(sorted(mapping(job.get("outputs")))) or "none"
+            doc.problem(
+                at,
+                f"'{model.path}': job {source.job} has no output '{source.output}' "
+                f"(outputs: {known})",
+            )
+        elif source.output is None and not source.sub:
+            doc.problem(
+                at,
+                f"'{model.path}': name the folder of the run's artifacts that holds the model, "
+                f"as in ${{{{jobs.{source.job}.artifacts}}}}/model",
+            )
 
 
 def _check_data_input(

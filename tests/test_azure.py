@@ -440,7 +440,10 @@ def test_a_config_json_names_the_subscription_and_an_existing_resource_group(
     az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)
 
 
-def test_data_assets_are_uploaded_registered_versioned_and_read_by_jobs(azure_emulator, tmp_path):
+def test_data_assets_and_models_are_registered_versioned_and_read_by_jobs(azure_emulator, tmp_path):
+    """Data uploaded and registered, read by a job as azureml:NAME@latest and azureml:NAME:V; the
+    job's output and artifacts registered as models (azureml://jobs/JOB/outputs/..., which the
+    emulator accepts only for a completed job's declared output), a new version per run."""
     (tmp_path / "data").mkdir()
     source = tmp_path / "data" / "rows.csv"
     source.write_text("a,b\n1,2\n3,4\n")
@@ -453,9 +456,13 @@ def test_data_assets_are_uploaded_registered_versioned_and_read_by_jobs(azure_em
         data:
           rows: {type: uri_file, path: data/rows.csv, tags: {lab: dp100}}
           pinned: {path: data, version: 7}
+        models:
+          counted: {path: "${{jobs.count.outputs.out}}", description: rows counted}
+          logged: {path: "${{jobs.count.artifacts}}/outputs"}
         jobs:
           count:
-            command: wc -l < ${{inputs.d}} && ls ${{inputs.f}}
+            command: wc -l < ${{inputs.d}} | tee ${{outputs.out}}/n.txt && ls ${{inputs.f}}
+            outputs: {out: {type: uri_folder}}
             compute: azureml:cpu
             environment: azureml:AzureML-sklearn-1.5@latest
             inputs:
@@ -468,6 +475,10 @@ def test_data_assets_are_uploaded_registered_versioned_and_read_by_jobs(azure_em
     mark = azure_emulator.mark()
     apply = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     assert "data.rows  created  uri_file v1 (2 rows, 12 bytes)" in apply.stdout
+    run1 = json.loads((tmp_path / ".mlrun" / "assets.azure.json").read_text())["jobs"]["count"]
+    run1 = run1["runs"][-1]["id"]
+    created = f"model.counted  created  custom_model v1 from job.count outputs/out (run {run1[:7]})"
+    assert created in apply.stdout
     puts = [p for m, p in calls(azure_emulator, mark) if m == "PUT" and "/data/" in p]
     assert sorted(p.split("/workspaces/ws-assets/")[1] for p in puts) == [
         "data/pinned/versions/7",
@@ -488,6 +499,16 @@ def test_data_assets_are_uploaded_registered_versioned_and_read_by_jobs(azure_em
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     logs = az(azure_emulator, "logs", spec, "count", cwd=tmp_path, check=0).stdout
     assert logs.split()[:2] == ["4", "rows.csv"]
+    puts = [p for m, p in calls(azure_emulator, mark) if m == "PUT" and "/models/" in p]
+    assert sorted(p.split("/workspaces/ws-assets/")[1] for p in puts) == [
+        "models/counted/versions/1",
+        "models/counted/versions/2",
+        "models/logged/versions/1",
+        "models/logged/versions/2",
+    ]
+    found = az(azure_emulator, "runs", spec, "--model", "counted", "--json", cwd=tmp_path, check=0)
+    made = {r["run_id"]: r["model_versions"] for r in json.loads(found.stdout)["runs"]}
+    assert made[run1] == ["1"] and sorted(made.values()) == [["1"], ["2"]]
     mark = azure_emulator.mark()
     az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)
     deleted = [p.lower() for m, p in calls(azure_emulator, mark) if m == "DELETE"]

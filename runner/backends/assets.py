@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import fingerprint
@@ -48,28 +49,43 @@ def register(root: Path, asset: DataAsset, version: str, planned: str) -> dict:
     if src is None:  # a URI, registered as it is (as on Azure ML)
         named = {"name": asset.name, "version": version, "type": asset.type, "path": asset.path}
         return _write(root, {**named, "created": time.time_ns()})
+    digest, path = keep(
+        store,
+        src,
+        lambda copy: fingerprint.data(dataclasses.replace(asset, local=copy)).startswith(planned),
+        f"data.{asset.name}",
+    )
+    record: dict = {
+        "name": asset.name,
+        "version": version,
+        "type": asset.type,
+        "path": str(path),
+        "content": digest,
+        "source": str(src),
+        "created": time.time_ns(),
+    }
+    return _write(root, record)
+
+
+def keep(
+    store: Path, src: Path, as_planned: Callable[[Path], bool], address: str
+) -> tuple[str, Path]:
+    """A copy of `src` in `store`/.content, kept by its digest (equal content once): (the digest,
+    where the copy of `src` is). Content that `as_planned` refuses (it changed since the plan) is
+    not kept."""
     tmp = store / CONTENT / f".tmp-{uuid.uuid4().hex}"
     snapshot(src, tmp, symlinks=False)
     copy = tmp / src.name if src.is_file() else tmp
-    if not fingerprint.data(dataclasses.replace(asset, local=copy)).startswith(planned):
+    if not as_planned(copy):
         shutil.rmtree(tmp)
-        raise UserError(f"data.{asset.name}: {src} changed since the plan; run mlrun plan again")
+        raise UserError(f"{address}: {src} changed since the plan; run mlrun plan again")
     digest = fingerprint.tree_digest(copy)
     content = store / CONTENT / digest
     if content.exists():
         shutil.rmtree(tmp)
     else:
         os.replace(tmp, content)
-    record: dict = {
-        "name": asset.name,
-        "version": version,
-        "type": asset.type,
-        "path": str(content / src.name if src.is_file() else content),
-        "content": digest,
-        "source": str(src),
-        "created": time.time_ns(),
-    }
-    return _write(root, record)
+    return digest, content / src.name if src.is_file() else content
 
 
 def _write(root: Path, record: dict) -> dict:

@@ -52,6 +52,7 @@ ASSETS = {  # versioned assets: the kind, and the spec's and MLClient's attribut
     "environment": "environments",
     "component": "components",
     "data": "data",
+    "model": "models",
 }
 
 
@@ -432,6 +433,53 @@ class AzureBackend:
         with _sdk_stderr():
             created = self.ml().data.create_or_update(entity)
         return {"id": created.id}
+
+    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+        """`az ml model create`: a local folder uploaded, or a job's output as Azure ML names it
+        (azureml://jobs/JOB/outputs/NAME/paths/PATH; a run's artifacts are its `artifacts`
+        output), as the planned version, tagged with the run and content digest. That version
+        registered before from the same run and content (an apply killed before recording it)
+        is taken as it is."""
+        from azure.ai.ml.entities import Model
+        from azure.core.exceptions import ResourceNotFoundError
+
+        model, version = self.spec.models[name], attrs["version"]
+        tags = {str(k): str(v) for k, v in (model.fields.get("tags") or {}).items()}
+        tags["mlrun.content"] = attrs["content"]
+        if model.job is not None and run is not None:
+            output = model.job.output or "artifacts"
+            sub = f"/paths/{model.job.sub}" if model.job.sub else ""
+            path = f"azureml://jobs/{run['id']}/outputs/{output}{sub}"
+            tags["mlrun.run"] = run["id"]
+        else:
+            path = str(model.local) if model.local is not None else model.path
+        with plain_errors(f"model.{name}"):
+            try:
+                found = self.ml().models.get(name, version=version)
+            except ResourceNotFoundError:
+                found = None
+            if found is not None and all((found.tags or {}).get(k) == v for k, v in tags.items()):
+                return {"id": found.id, "version": str(found.version)}
+            entity = Model(
+                name=name,
+                version=version,
+                type=model.type,
+                path=path,
+                description=model.fields.get("description"),
+                tags=tags,
+                properties=model.fields.get("properties"),
+                stage=model.fields.get("stage"),
+            )
+            with _sdk_stderr():
+                created = self.ml().models.create_or_update(entity)
+        return {"id": created.id, "version": str(created.version)}
+
+    def model_versions(self, name: str) -> list[tuple[str, str]]:
+        with plain_errors(f"model.{name}"):
+            found = list(self.ml().models.list(name=name))
+        return [
+            (str(m.version), m.tags["mlrun.run"]) for m in found if (m.tags or {}).get("mlrun.run")
+        ]
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
         with plain_errors(f"{kind}.{name}"):

@@ -63,6 +63,14 @@ class Backend(Protocol):
 
     def delete(self, kind: str, name: str, record: dict) -> None: ...
 
+    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+        """Register the spec's model `name` (from `run`, the completed run of its job, if it comes
+        from one): its details, with the version registered. A version registered before from the
+        same run and content is returned, not made again."""
+
+    def model_versions(self, name: str) -> list[tuple[str, str]]:
+        """The registered versions of model `name` that a run made: (version, run id) each."""
+
     def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
         """Start a run of `job`; `record` has id-less bookkeeping, `on_start` persists it
         (called before anything runs). Returns the run record."""

@@ -23,7 +23,15 @@ from ..plan import RUN, Kind
 from ..refs import substitute
 from ..spec import Input, Job, Spec
 from ..state import now
-from . import assets, distributed, envs, pipeline_controller, supervised, sweep_controller
+from . import (
+    assets,
+    distributed,
+    envs,
+    pipeline_controller,
+    registry,
+    supervised,
+    sweep_controller,
+)
 from .base import TERMINAL
 from .controller import STEP_SECRET
 from .steps import StepCache
@@ -186,9 +194,20 @@ class LocalBackend:
     def update(self, kind: str, name: str, attrs: dict) -> dict:
         return self.create(kind, name, attrs) if kind == "workspace" else {"slots": _slots(attrs)}
 
+    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+        model = self.spec.models[name]
+        return registry.register(
+            self.client(), self._mlflow_lock, self.root, self.spec.name, model, attrs, run
+        )
+
+    def model_versions(self, name: str) -> list[tuple[str, str]]:
+        return registry.made_by_runs(self.client(), self._mlflow_lock, name)
+
     def delete(self, kind: str, name: str, record: dict) -> None:
         if kind == "data":
             assets.remove(self.root, name)
+        if kind == "model" and (self.root / "mlflow.db").exists():
+            registry.remove(self.client(), self._mlflow_lock, self.spec.name, name)
         if kind == "workspace":
             path = Path(record.get("path") or self.root)
             if path.exists():
