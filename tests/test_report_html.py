@@ -178,6 +178,29 @@ def test_changes_histories_errors_and_missing_images_are_rendered():
     assert "plot.png" in text and "not embedded" in text and "<img" not in text
 
 
+def test_data_assets_and_models_have_sections_of_their_own():
+    value = report_value(
+        data=[{"name": "diabetes-data", "version": "2", "type": "uri_file", "summary": "3 rows"}],
+        models=[
+            {
+                "name": "diabetes-model",
+                "version": "2",
+                "type": "mlflow_model",
+                "source": "job.train artifacts/model",
+                "job": "train",
+                "run_id": "0123456789abcdef",
+                "uri": "models:/diabetes-model/2",
+            }
+        ],
+    )
+    text = render_html(value)
+    assert '<a href="#data">Data assets</a>' in text and '<a href="#models">Models</a>' in text
+    models = text.split('<section id="models">')[1].split("</section>")[0]
+    assert "diabetes-model" in models and "v2" in models and "job.train artifacts/model" in models
+    assert '<code title="0123456789abcdef">0123456</code>' in models
+    assert '<section id="models">' not in render_html(report_value())  # none: no section
+
+
 # --- in a browser --------------------------------------------------------------------------------
 
 
