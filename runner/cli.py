@@ -107,18 +107,19 @@ def _confirm(question: str) -> None:
 )
 def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
     """Show what apply would do, changing nothing."""
-    from . import plan as planning
+    from . import cost, plan as planning
 
     ctx = _open(spec, target, variables)
     ctx.check_jobs(only + force)
     p, _ = ctx.plan(force, only)
     _advise(ctx, p)
+    costs = cost.estimate(ctx.spec)
     if out:
-        p.save(out)
+        p.save(out, costs)
     if as_json:
-        click.echo(json.dumps(p.to_dict(), indent=2))
+        click.echo(json.dumps({**p.to_dict(), "cost": costs}, indent=2))
     else:
-        click.echo(planning.render(p), nl=False)
+        click.echo(planning.render(p, costs), nl=False)
         if out:
             click.echo(f"Saved the plan to {out}: apply exactly it with mlrun apply {out}")
     return EXIT_CHANGES if detailed_exitcode and p.has_changes else EXIT_OK
@@ -138,7 +139,7 @@ def _advise(ctx, p) -> None:
 @click.option("--detach", is_flag=True, help="Start the jobs and return without waiting.")
 def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     """Make it so: create what is missing, run the jobs, wait, report."""
-    from . import apply as engine, plan as planning, validate
+    from . import apply as engine, cost, plan as planning, validate
     from .progress import view_for
     from .spec import parse_vars
 
@@ -159,7 +160,10 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
                 "longer running",
                 err=True,
             )
-        click.echo(planning.render(locked.plan), nl=False)
+        has_changes = locked.plan.has_changes
+        click.echo(
+            planning.render(locked.plan, cost.estimate(ctx.spec) if has_changes else None), nl=False
+        )
         if not locked.needed:
             return EXIT_OK
         _advise(ctx, locked.plan)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, fingerprint
+from . import cost, data as data_assets, fingerprint
 from .errors import UserError, plural
 from .models import Model
 from .spec import SENSITIVE, Spec
@@ -90,6 +90,8 @@ VERSIONED = (
     Kind.COMPONENT,
     Kind.DATA,
 )  # assets whose versions are immutable (see _asset_change)
+IDLE = "idle_time_before_shutdown_minutes"
+IDLE_NOTE = f"default; {IDLE}: 0 opts out"
 ACTIVE = ("NotStarted", "Preparing", "Queued", "Starting", "Running", "Finalizing")
 WORKSPACE_FIELDS = ("location", "resource_group", "display_name", "description", "tags")
 COMPUTE_FIELDS = (
@@ -223,10 +225,11 @@ class Plan:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{path}: not a plan file saved by mlrun plan --out ({e})") from None
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, costs: dict | None = None) -> None:
+        """Written as `plan --json` prints it (with the lab's cost, which applying ignores)."""
         from .state import atomic_write
 
-        atomic_write(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write(Path(path), json.dumps({**self.to_dict(), "cost": costs}, indent=2) + "\n")
 
     def reopen_variables(self, given: dict, selected: bool = False) -> dict:
         """The variables to load the spec with again: the plan's, and the secret ones from --var
@@ -282,6 +285,9 @@ def desired(spec: Spec, target: str = "local") -> dict:
             "name": c.name,
             "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields},
         }
+        if cost.idle_default(c.fields):  # no surprise bills: it stops when idle, unless told not to
+            resources[Address(Kind.COMPUTE, c.name)]["attrs"][IDLE] = cost.IDLE_DEFAULT
+            resources[Address(Kind.COMPUTE, c.name)]["note"] = IDLE_NOTE
     for name, comp in spec.components.items():  # versioned: see _asset_change
         resources[Address(Kind.COMPONENT, name)] = {
             "kind": "component",
@@ -509,6 +515,16 @@ def _next_version(version: str | None) -> str:
 
 
 def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
+    change = _resource_diff(address, want, have)
+    note = want.get("note")
+    if note and change.action != NOOP and (change.action == CREATE or IDLE in change.reason):
+        return Change(
+            address, change.action, f"{change.reason} ({note})", change.before, change.after
+        )
+    return change
+
+
+def _resource_diff(address: Address, want: dict, have: dict | None) -> Change:
     after = want["attrs"]
     if have is None:
         return Change(address, CREATE, describe(want["kind"], after), after=after)
@@ -544,6 +560,9 @@ def describe(kind: str, a: dict) -> str:
     size = f" {a['size']}" if a.get("size") else ""
     if a.get("type") == "amlcompute":
         return f"amlcompute{size}, {a.get('min_instances', 0)}..{a.get('max_instances', 1)} nodes"
+    if a.get("type") == "computeinstance" and a.get(IDLE) is not None:
+        idle = f"idle shutdown after {a[IDLE]} min" if a[IDLE] else "no idle shutdown"
+        return f"computeinstance{size}, {idle}"
     return f"{a.get('type')}{size}"
 
 
@@ -645,16 +664,23 @@ def _step_reason(
 # --- views ---------------------------------------------------------------------------------------
 
 
-def render(plan: Plan) -> str:
-    """The human plan: one line per change (unchanged resources omitted), then the summary."""
+def render(plan: Plan, costs: dict | None = None) -> str:
+    """The human plan: one line per change (unchanged resources omitted; a compute with its price
+    from `costs`, cost.estimate's), the lab's cost, then the summary."""
     shown = [c for c in plan.changes if not (c.action == NOOP and c.address.kind != Kind.JOB)]
     width = max([29] + [len(c.address) + 2 for c in shown])
+    priced = {i["address"]: cost.compute_text(i) for i in (costs or {}).get("items", [])}
     lines = []
     for c in shown:
-        lines.append(f"{c.action.value:>3} {c.address:<{width}}{c.reason}".rstrip())
+        reason = c.reason
+        if c.address in priced and c.action != DESTROY:
+            reason = f"{reason}; {priced[c.address]}" if reason else priced[c.address]
+        lines.append(f"{c.action.value:>3} {c.address:<{width}}{reason}".rstrip())
         for s in (c.after or {}).get("steps", []) if isinstance(c.after, dict) else []:
             symbol = Action.from_word(s["action"]).value
             lines.append(f"    {symbol:>3} {s['step']:<{width - 4}}{s['reason']}".rstrip())
+    if costs and plan.has_changes:
+        lines.append(cost.line(costs, plan.target))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 

@@ -397,6 +397,13 @@ def _check_compute(doc: Doc, name: str, c: dict) -> None:
                 at + ("min_instances",),
                 f"min_instances ({lo}) is greater than max_instances ({hi})",
             )
+        elif isinstance(lo, int) and lo > 0:
+            doc.problem(
+                at + ("min_instances",),
+                f"min_instances: {lo} keeps {plural(lo, 'node')} running, and billing, while "
+                "the cluster is idle (0 scales it down to nothing)",
+                severity="warning",
+            )
     elif c.get("type") == "computeinstance":
         _check_name(
             doc,
@@ -407,6 +414,13 @@ def _check_compute(doc: Doc, name: str, c: dict) -> None:
             "starts with a letter and ends with a letter or digit",
             key=True,
         )
+        idle = c.get("idle_time_before_shutdown_minutes")
+        if isinstance(idle, int) and not isinstance(idle, bool) and 0 < idle < 15:
+            doc.problem(
+                at + ("idle_time_before_shutdown_minutes",),
+                f"{idle} minutes: Azure ML shuts an idle instance down after 15 to 4320 "
+                "minutes (0: never, which bills it until it is stopped)",
+            )
 
 
 def _check_job(

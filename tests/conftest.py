@@ -17,6 +17,9 @@ def own_cache(tmp_path_factory):
     session's, not the user's: what a test builds cannot leak into a later session."""
     if not os.environ.get("MLRUN_TESTS_SHARED_CACHE"):
         os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    # prices from the bundled table (the same on every machine); a test of the live lookup points
+    # MLRUN_PRICES_URL at the emulator
+    os.environ["MLRUN_PRICES_URL"] = "off"
     yield
 
 

@@ -3,6 +3,7 @@
 import json
 import shutil
 import textwrap
+import time
 
 import pytest
 from azure_fixtures import run_sdk
@@ -58,14 +59,19 @@ def seed_azure(azure_emulator, tmp_path_factory):
     }
 
 
-def test_seed_plan_shows_what_setup_sh_created(seed_azure):
+def test_seed_plan_shows_what_setup_sh_created_and_its_cost(seed_azure):
+    source = "live" if ", live;" in seed_azure["plan"] else "cache"  # another test asked first
     assert seed_azure["plan"] == (
         "  + resource_group.rg-dp100-seed  eastus\n"
         "  + workspace.mlw-dp100-seed\n"
-        "  + compute.ci-seed               computeinstance STANDARD_DS11_V2\n"
-        "  + compute.aml-cluster           amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
+        "  + compute.ci-seed               computeinstance STANDARD_DS11_V2, idle shutdown after "
+        "60 min (default; idle_time_before_shutdown_minutes: 0 opts out); $0.20/h\n"
+        "  + compute.aml-cluster           amlcompute STANDARD_DS11_V2, 0..2 nodes; $0.00/h idle, "
+        "$0.40/h at 2 nodes\n"
         "  > job.train-mlflow              first run\n"
         "  > job.train-autolog             first run\n"
+        "cost: $0.60/h while running, $0.00/h idle (USD retail, eastus, prices as of "
+        f"{time.strftime('%Y-%m-%d')}, {source}; disks, storage and networking not priced)\n"
         "Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy, 2 jobs to run.\n"
     )
 
@@ -426,9 +432,13 @@ def test_a_config_json_names_the_subscription_and_an_existing_resource_group(
         "targets:\n  azure: {config: config.json}\n"
     )
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    today, source = time.strftime("%Y-%m-%d"), "live" if ", live;" in plan else "cache"
     assert plan == (
         "  + workspace.ws-cfg\n"
-        "  + compute.c1                   amlcompute STANDARD_DS11_V2, 0..1 nodes\n"
+        "  + compute.c1                   amlcompute STANDARD_DS11_V2, 0..1 nodes; $0.00/h idle, "
+        "$0.20/h at 1 node\n"
+        f"cost: $0.20/h while running, $0.00/h idle (USD retail, eastus, prices as of {today}, "
+        f"{source}; disks, storage and networking not priced)\n"
         "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run.\n"
     )
     mark = azure_emulator.mark()
@@ -549,3 +559,43 @@ def test_sdk_output_kept_off_the_terminal_by_each_thread_leaves_stderr_working()
         sys.stderr = saved
     assert seen == ["first", "second"]
     assert real.getvalue().splitlines() == ["first says", "second says", "after"]
+
+
+def test_an_instances_idle_shutdown_changes_in_place_through_azures_own_action(
+    azure_emulator, tmp_path
+):
+    """60 idle minutes by default; changed on the existing instance with
+    updateIdleShutdownSetting (a compute PUT would leave it as it was), then up to date."""
+    spec = tmp_path / "lab.yaml"
+    body = (
+        "name: idle\nworkspace: {name: ws-idle, resource_group: rg-idle, location: eastus}\n"
+        "computes:\n  ci-idle: {type: computeinstance, size: STANDARD_DS11_V2IDLE}\n"
+        'targets:\n  azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}\n'
+    )
+    spec.write_text(body.replace("IDLE", ""))
+    az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
+    found = run_sdk(
+        azure_emulator,
+        "import json, os\n"
+        "from azure.ai.ml import MLClient\n"
+        "from azure.identity import DefaultAzureCredential\n"
+        "ml = MLClient(DefaultAzureCredential(), os.environ['AZURE_SUBSCRIPTION_ID'], 'rg-idle', "
+        "'ws-idle')\n"
+        "ci = ml.compute.get('ci-idle')\n"
+        "print(json.dumps({'idle': ci.idle_time_before_shutdown_minutes}))\n",
+    )
+    assert found["idle"] == 60
+    spec.write_text(body.replace("IDLE", ", idle_time_before_shutdown_minutes: 30"))
+    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    assert "~ compute.ci-idle              idle_time_before_shutdown_minutes: 60 -> 30" in plan
+    mark = azure_emulator.mark()
+    az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
+    assert (
+        "POST",
+        "/subscriptions/00000000-0000-0000-0000-00000000000e/resourceGroups/rg-idle"
+        "/providers/Microsoft.MachineLearningServices/workspaces/ws-idle/computes/ci-idle"
+        "/updateIdleShutdownSetting",
+    ) in calls(azure_emulator, mark)
+    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    assert plan.endswith("No changes. Everything is up to date.\n")
+    az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)

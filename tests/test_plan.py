@@ -127,7 +127,7 @@ def test_everything_missing_is_created_with_a_description_and_jobs_run_first_tim
         Change(
             "compute.ci-dev",
             CREATE,
-            "computeinstance STANDARD_DS11_V2",
+            "computeinstance STANDARD_DS11_V2, idle shutdown after 60 min",
             after={
                 "type": "computeinstance",
                 "size": "STANDARD_DS11_V2",
@@ -798,7 +798,7 @@ def test_a_new_variable_value_renames_the_workspace_and_starts_over(tmp_path):
     p = plan_of(desired(spec_mod.load(path, overrides={"suffix": "prod"})), a)
     assert [(c.address, c.action, c.reason) for c in p.changes] == [
         ("workspace.mlw-prod", CREATE, ""),
-        ("compute.ci-prod", CREATE, "computeinstance STANDARD_DS11_V2"),
+        ("compute.ci-prod", CREATE, "computeinstance STANDARD_DS11_V2, idle shutdown after 60 min"),
         ("compute.aml-cluster", CREATE, "in the new workspace"),
         ("job.train", RUN, "the workspace is new"),
         ("job.hello", RUN, "the workspace is new"),
@@ -843,13 +843,37 @@ def test_cli_plan_json_and_detailed_exitcode_on_a_fresh_spec_write_nothing(tmp_p
         "run": 1,
         "wait": 0,
     }
+    assert data["cost"] == {  # the bundled table's (conftest keeps the live API out of tests)
+        "currency": "USD",
+        "per_hour_running": 0.37,
+        "per_hour_idle": 0.0,
+        "region": "eastus",
+        "source": "bundled",
+        "as_of": "2026-12-01",
+        "not_priced": [],
+        "items": [
+            {
+                "address": "compute.cpu",
+                "type": "amlcompute",
+                "size": "STANDARD_DS11_V2",
+                "region": "eastus",
+                "unit_price": 0.185,
+                "nodes": [0, 2],
+                "per_hour_running": 0.37,
+                "per_hour_idle": 0.0,
+            }
+        ],
+    }
 
     code, out, err = mlrun("plan", "lab.yaml", "--detailed-exitcode", cwd=tmp_path)
     assert (code, err) == (2, "")
     assert out == (
         "  + workspace.ws-quick\n"
-        "  + compute.cpu                  amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
+        "  + compute.cpu                  amlcompute STANDARD_DS11_V2, 0..2 nodes; $0.00/h idle, "
+        "$0.37/h at 2 nodes\n"
         "  > job.hi                       first run\n"
+        "cost on azure: $0.37/h while running, $0.00/h idle (USD retail, eastus, prices as of "
+        "2026-12-01, bundled; disks, storage and networking not priced)\n"
         "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy, 1 job to run.\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.yaml"]  # no .mlrun, no state

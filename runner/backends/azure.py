@@ -527,6 +527,8 @@ class AzureBackend:
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
         with plain_errors(f"{kind}.{name}"):
+            if kind == "compute" and attrs.get("type") == "computeinstance":
+                self._update_idle_shutdown(name, attrs.get("idle_time_before_shutdown_minutes"))
             if kind == "compute":
                 compute = (
                     self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
@@ -541,6 +543,22 @@ class AzureBackend:
                 )
                 self.ml().workspaces.begin_update(ws).result()
             return {}
+
+    def _update_idle_shutdown(self, name: str, minutes: int | None) -> None:
+        """An existing instance's idle shutdown (a compute PUT leaves it as it was): Azure's
+        updateIdleShutdownSetting action, which the SDK has no method for (sent through its own
+        client, as its enable_sso is). 0 or none: no idle shutdown."""
+        from azure.core.rest import HttpRequest
+
+        ml = self.ml()
+        url = (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
+            f"/computes/{name}/updateIdleShutdownSetting"
+        )
+        body = {"idleTimeBeforeShutdown": f"PT{minutes}M" if minutes else None}
+        request = HttpRequest("POST", url, params={"api-version": "2024-04-01-preview"}, json=body)
+        ml.compute._sso_service_client.send_request(request).raise_for_status()
 
     def delete(self, kind: str, name: str, record: dict) -> None:
         """Delete what exists; something already gone is fine (checked first, not guessed from a
@@ -801,10 +819,10 @@ def _compute(name: str, attrs: dict, location: str | None):
 
     if attrs.get("type") == "amlcompute":
         return AmlCompute(name=name, **_pick({k: attrs.get(k) for k in CLUSTER_FIELDS}))
-    return ComputeInstance(
-        name=name,
-        **_pick({k: attrs.get(k) for k in INSTANCE_FIELDS if k != "idle_time_before_shutdown"}),
-    )
+    fields = {k: attrs.get(k) for k in INSTANCE_FIELDS if k != "idle_time_before_shutdown"}
+    if not fields.get("idle_time_before_shutdown_minutes"):  # 0: never shut down when idle
+        fields.pop("idle_time_before_shutdown_minutes", None)
+    return ComputeInstance(name=name, **_pick(fields))
 
 
 def _job_error(job) -> str:

@@ -10,6 +10,7 @@ import components  # noqa: F401
 import data  # noqa: F401
 import lro  # noqa: F401
 import ml  # noqa: F401
+import prices  # noqa: F401
 from arm import MLS_NS, system_data, ws_id
 from azurite import Azurite
 from certs import make_cert
@@ -46,6 +47,7 @@ class Emulator:
             "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
             "PYTHONPATH": str(SHIM),
             "AZURE_EMULATOR_URL": self.base,
+            "MLRUN_PRICES_URL": f"{self.base}/api/retail/prices",
             "AZURE_EMULATOR_REQUEST_LOG": str(tmp / "requests.jsonl"),
         }
 

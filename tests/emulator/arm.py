@@ -1,6 +1,7 @@
 """ARM: resource groups, provider registration, template deployments, workspaces, computes,
 quota."""
 
+import re
 import time
 import uuid
 
@@ -564,6 +565,26 @@ def compute_action(ctx, sub, rg, ws, name, action):
     return Reply(
         202, None, {**async_headers(ctx, op, status_base), **location_headers(ctx, op, status_base)}
     )
+
+
+@route("POST", WS + r"/computes/(?P<name>[^/]+)/updateIdleShutdownSetting")
+def update_idle_shutdown(ctx, sub, rg, ws, name):
+    """How an existing instance's idle shutdown changes (a PUT of the compute leaves it as it
+    was, as on Azure)."""
+    current = ctx.app.state.get(f"{ws_id(sub, rg, ws)}/computes/{name}")
+    if current is None or current["properties"]["computeType"] != "ComputeInstance":
+        return not_found("workspaces/computes", name, rg)
+    idle = (ctx.json or {}).get("idleTimeBeforeShutdown")
+    minutes = re.fullmatch(r"PT(\d+)M", idle or "")
+    if idle is not None and not (minutes and 15 <= int(minutes.group(1)) <= 4320):
+        return error(400, "BadRequest", f"idleTimeBeforeShutdown '{idle}': PT15M to PT4320M.")
+    inner = current["properties"]["properties"]
+    if idle is None:
+        inner.pop("idleTimeBeforeShutdown", None)
+    else:
+        inner["idleTimeBeforeShutdown"] = idle
+    current["properties"]["modifiedOn"] = now_iso()
+    return Reply(200, None)
 
 
 # --- quota and sizes ---

@@ -1,0 +1,104 @@
+"""What a lab's computes cost per hour on Azure (on either target: a local plan says what the same
+computes would cost there): each compute's price per node (runner/prices.py), while running (an
+instance; a cluster at max_instances) and idle (a cluster at min_instances; an instance that
+shuts down when idle costs nothing once it has). Disks, storage and networking are not priced."""
+
+from __future__ import annotations
+
+import decimal
+
+from . import prices
+from .spec import Compute, Spec
+
+DEFAULT_SIZE = "STANDARD_DS3_V2"  # the SDK's default size of both kinds of compute
+DEFAULT_NODES = 4  # the SDK's AmlCompute max_instances default
+DEFAULT_REGION = "eastus"
+IDLE_DEFAULT = 60  # minutes: a compute instance's idle shutdown unless the spec says otherwise
+IDLE_KEYS = ("idle_time_before_shutdown_minutes", "idle_time_before_shutdown", "schedules")
+
+
+def idle_default(fields: dict) -> bool:
+    """Whether a compute instance gets the default idle shutdown (it names none, nor a schedule)."""
+    return fields.get("type") == "computeinstance" and not any(k in fields for k in IDLE_KEYS)
+
+
+def shuts_down(fields: dict) -> bool:
+    """Whether a compute instance stops by itself (idle shutdown, by default or set, or a
+    schedule); `idle_time_before_shutdown_minutes: 0` opts out."""
+    return idle_default(fields) or bool(
+        fields.get("idle_time_before_shutdown_minutes")
+        or fields.get("idle_time_before_shutdown")
+        or fields.get("schedules")
+    )
+
+
+def estimate(spec: Spec, timeout: float | None = None) -> dict | None:
+    """The lab's hourly cost (None: it has no computes), as `plan --json` says it."""
+    if not spec.computes:
+        return None
+    region = str(spec.workspace.get("location") or DEFAULT_REGION).lower().replace(" ", "")
+    sizes = {name: str(c.fields.get("size") or DEFAULT_SIZE) for name, c in spec.computes.items()}
+    quote = prices.quote(region, sizes.values(), timeout)
+    items = [
+        _item(c, sizes[c.name], region, quote.prices[sizes[c.name]]) for c in spec.computes.values()
+    ]
+    priced = [i for i in items if i["unit_price"] is not None]
+    return {
+        "currency": quote.currency,
+        "per_hour_running": round(sum(i["per_hour_running"] for i in priced), 4),
+        "per_hour_idle": round(sum(i["per_hour_idle"] for i in priced), 4),
+        "region": region,
+        "source": quote.source,
+        "as_of": quote.as_of,
+        "not_priced": sorted({i["size"] for i in items if i["unit_price"] is None}),
+        "items": items,
+    }
+
+
+def _item(c: Compute, size: str, region: str, unit: float | None) -> dict:
+    if c.type == "amlcompute":
+        most = int(c.fields.get("max_instances", DEFAULT_NODES))
+        least = int(c.fields.get("min_instances", 0))
+    else:
+        most, least = 1, 0 if shuts_down(c.fields) else 1
+    return {
+        "address": f"compute.{c.name}",
+        "type": c.type,
+        "size": size,
+        "region": region,
+        "unit_price": unit,
+        "nodes": [least, most],
+        "per_hour_running": None if unit is None else round(unit * most, 4),
+        "per_hour_idle": None if unit is None else round(unit * least, 4),
+    }
+
+
+def money(value: float) -> str:
+    """`$0.19`: dollars and cents, half a cent rounded up (as a price list shows 0.185)."""
+    cents = decimal.Decimal(str(value)).quantize(decimal.Decimal("0.01"), decimal.ROUND_HALF_UP)
+    return f"${cents:,}"
+
+
+def compute_text(item: dict) -> str:
+    """`$0.19/h`, or a cluster's `$0.00/h idle, $0.37/h at 2 nodes`: a plan line's price."""
+    if item["unit_price"] is None:
+        return f"{item['size']} not priced"
+    running, idle, most = item["per_hour_running"], item["per_hour_idle"], item["nodes"][1]
+    if item["type"] == "amlcompute":
+        return f"{money(idle)}/h idle, {money(running)}/h at {most} node{'s' if most != 1 else ''}"
+    if idle:
+        return f"{money(running)}/h, idle too (no idle shutdown)"
+    return f"{money(running)}/h"
+
+
+def line(cost: dict, target: str) -> str:
+    """`cost: $0.56/h while running, $0.00/h idle (USD retail, eastus, prices as of 2026-12-01,
+    live)`; a local plan's says what the computes would cost on Azure."""
+    head = "cost" if target == "azure" else "cost on azure"
+    missing = f"; not priced: {', '.join(cost['not_priced'])}" if cost["not_priced"] else ""
+    return (
+        f"{head}: {money(cost['per_hour_running'])}/h while running, "
+        f"{money(cost['per_hour_idle'])}/h idle ({cost['currency']} retail, {cost['region']}, "
+        f"prices as of {cost['as_of']}, {cost['source']}{missing}; disks, storage and networking "
+        "not priced)"
+    )
