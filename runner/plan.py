@@ -679,8 +679,8 @@ def render(plan: Plan, costs: dict | None = None) -> str:
         for s in (c.after or {}).get("steps", []) if isinstance(c.after, dict) else []:
             symbol = Action.from_word(s["action"]).value
             lines.append(f"    {symbol:>3} {s['step']:<{width - 4}}{s['reason']}".rstrip())
-    if costs and plan.has_changes:
-        lines.append(cost.line(costs, plan.target))
+    if costs and any(c.action in (CREATE, UPDATE, REPLACE, RUN) for c in plan.changes):
+        lines.append(cost.line(costs, plan.target))  # (not for a plan that only waits or deletes)
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, data as data_assets, environments, models as model_assets, pipelines
+from .account import default_subscription
 from .cache import canonical, digest, known, remember
 from .errors import plural
 from .refs import (
@@ -702,11 +703,12 @@ def _check_remote_input(
 def _check_azure(doc: Doc, data: dict) -> None:
     targets = mapping(data.get("targets"))
     azure = mapping(targets.get("azure"))
-    if not azure.get("subscription_id") and not azure.get("config"):
+    if not azure.get("subscription_id") and not azure.get("config") and not default_subscription():
         doc.problem(
             ("targets",),
-            "the azure target needs targets.azure.subscription_id "
-            "(or targets.azure.config, a config.json)",
+            "the azure target needs a subscription: targets.azure.subscription_id, "
+            "targets.azure.config (a config.json), AZURE_SUBSCRIPTION_ID, or the Azure CLI's "
+            "default one (az login)",
             key=True,
         )
     ws = mapping(data.get("workspace"))

@@ -510,7 +510,11 @@ def test_one_compute_failing_to_create_lets_the_other_finish_and_is_recorded_for
     assert saved.resources[good]["created_by_mlrun"] is True
     # what failed midway may exist on the service: recorded as mlrun's, so destroy removes it
     assert saved.resources[bad]["created_by_mlrun"] is True
-    assert saved.resources[bad]["attrs"] == {"type": "computeinstance", "size": "STANDARD_DS11_V2"}
+    assert saved.resources[bad]["attrs"] == {
+        "type": "computeinstance",
+        "size": "STANDARD_DS11_V2",
+        "idle_time_before_shutdown_minutes": 60,  # the default
+    }
     assert lab.statuses(bad) == ["creating"] and lab.statuses(good) == ["creating", "created"]
 
     lab.destroy_applier().run()

@@ -354,6 +354,28 @@ def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path)
     assert "  + compute.c1" in proc.stdout
 
 
+def test_quota_counts_the_sdks_four_nodes_when_not_given_and_minus_one_is_no_cap(
+    azure_emulator, tmp_path
+):
+    spec = small_lab(tmp_path, "nocap", cluster="min_instances: 0")  # the SDK makes 4 nodes
+    azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 8})
+    try:
+        short = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stderr
+        azure_emulator.call(
+            "POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": -1}
+        )
+        uncapped = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stderr
+    finally:
+        azure_emulator.call(
+            "POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 24}
+        )
+    assert short.startswith(  # c1's 4 nodes and c2's 1, of 2 vCPUs each
+        "warning: the new computes need 10 vCPUs of the standardDSv2Family in eastus, but the "
+        "subscription has "
+    )
+    assert uncapped == ""
+
+
 @pytest.mark.parametrize(
     "fault, expected",
     [
@@ -599,3 +621,42 @@ def test_an_instances_idle_shutdown_changes_in_place_through_azures_own_action(
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
     assert plan.endswith("No changes. Everything is up to date.\n")
     az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)
+
+
+def test_without_a_subscription_in_the_spec_the_azure_clis_default_is_used_and_named(
+    azure_emulator, tmp_path
+):
+    """As Terraform's azurerm provider: AZURE_SUBSCRIPTION_ID, else the Azure CLI's default
+    subscription (its profile, written with a byte order mark); the plan says which."""
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(
+        "name: nosub\nworkspace: {name: ws-nosub, resource_group: rg-nosub, location: eastus}\n"
+    )
+    env = {k: v for k, v in azure_emulator.env.items() if k != "AZURE_SUBSCRIPTION_ID"}
+    env["AZURE_CONFIG_DIR"] = str(tmp_path / "az")
+    run = ["plan", spec, "--target", "azure"]
+    refused = run_mlrun(*run, cwd=tmp_path, env=env, check=1)
+    assert "the azure target needs a subscription: targets.azure.subscription_id, " in (
+        refused.stderr
+    )
+    (tmp_path / "az").mkdir()
+    profile = {
+        "subscriptions": [
+            {"id": "ffffffff-0000-0000-0000-000000000000", "name": "Other", "isDefault": False},
+            {"id": azure_emulator.subscription, "name": "Lab subscription", "isDefault": True},
+        ]
+    }
+    (tmp_path / "az" / "azureProfile.json").write_text(
+        "\ufeff" + json.dumps(profile), encoding="utf-8"
+    )
+    planned = run_mlrun(*run, cwd=tmp_path, env=env, check=0)
+    assert (
+        f"note: subscription {azure_emulator.subscription}, from the Azure CLI's default "
+        "subscription 'Lab subscription' (az account show)" in planned.stderr
+    )
+    assert "+ workspace.ws-nosub" in planned.stdout
+    env["AZURE_SUBSCRIPTION_ID"] = azure_emulator.subscription
+    planned = run_mlrun(*run, cwd=tmp_path, env=env, check=0)
+    assert f"note: subscription {azure_emulator.subscription}, from AZURE_SUBSCRIPTION_ID" in (
+        planned.stderr
+    )

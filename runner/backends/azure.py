@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..account import default_subscription
 from ..errors import UserError
 from ..plan import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ..spec import Job, Spec
@@ -65,6 +66,9 @@ class AzureBackend:
         config = _read_config(spec, settings.get("config"))
         ws = spec.workspace
         self.subscription = settings.get("subscription_id") or config.get("subscription_id")
+        self.subscription_from = None  # named by the spec
+        if not self.subscription and (found := default_subscription()):
+            self.subscription, self.subscription_from = found
         self.resource_group = ws.get("resource_group") or config.get("resource_group")
         self.workspace = ws["name"]
         self.location = ws.get("location")
@@ -316,15 +320,21 @@ class AzureBackend:
         return {}  # Azure ML decides what it reuses when the pipeline runs
 
     def advise(self, plan) -> list[str]:
-        """Warnings before apply: the vCPU quota the new computes need against the region's free
-        quota (the commonest way this lab fails for students)."""
+        """Notes and warnings before apply: the subscription, when the spec names none; the vCPU
+        quota the new computes need against the subscription's free quota in the region (the
+        commonest way this lab fails for students): its own rows of the usage list (a
+        workspace's rows share their names), -1 being no cap, a cluster's max_instances the SDK's
+        4 when not given."""
+        notes = []
+        if self.subscription_from:
+            notes.append(f"note: subscription {self.subscription}, from {self.subscription_from}")
         new = [
             c.after
             for c in plan.changes
             if c.address.kind == Kind.COMPUTE and c.action in (CREATE, REPLACE)
         ]
         if not new or not self.location:
-            return []
+            return notes
         with plain_errors():
             sizes = {
                 s.name.lower(): (_field(s, "v_cp_us", "vCPUs") or 0, s.family)
@@ -333,11 +343,12 @@ class AzureBackend:
             usages = {
                 _usage_name(u): (_field(u, "current_value", "currentValue") or 0, u.limit or 0)
                 for u in self.ml().compute.list_usage(location=self.location)
+                if "/workspaces/" not in str(getattr(u, "id", "") or "").lower()
             }
         need: dict = {}
         for attrs in new:
             vcpus, family = sizes.get(str(attrs.get("size", "")).lower(), (0, None))
-            nodes = attrs.get("max_instances", 1) if attrs.get("type") == "amlcompute" else 1
+            nodes = attrs.get("max_instances", 4) if attrs.get("type") == "amlcompute" else 1
             if family:
                 need[family] = need.get(family, 0) + vcpus * nodes
         need["TotalCores"] = sum(need.values())
@@ -345,7 +356,7 @@ class AzureBackend:
         for family, wanted in need.items():
             if family in usages:
                 used, limit = usages[family]
-                if wanted > limit - used:
+                if limit >= 0 and wanted > limit - used:  # -1: no cap
                     what = "in total" if family == "TotalCores" else f"of the {family}"
                     out.append(
                         f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, "
@@ -354,7 +365,7 @@ class AzureBackend:
                         "portal, Quotas, Machine learning), or pick a smaller size or fewer "
                         "max_instances."
                     )
-        return out
+        return notes + out
 
     # --- resources -------------------------------------------------------------------------------
 

@@ -620,7 +620,20 @@ def usages(ctx, sub, loc):
                 "name": {"value": family, "localizedValue": f"{family} Cluster Dedicated vCPUs"},
             }
         )
+    for wid in sorted(k for k, v in state.resources.items() if _is_workspace(k, v, sub)):
+        for row in list(rows):  # a workspace's own rows: the same names, the workspace's caps
+            rows.append(
+                {**row, "id": f"{wid}/usages/{row['name']['value']}", "limit": 0, "currentValue": 0}
+            )
     return Reply(200, {"value": rows})
+
+
+def _is_workspace(rid: str, resource: dict, sub: str) -> bool:
+    return (
+        rid.lower().startswith(f"/subscriptions/{sub}/".lower())
+        and isinstance(resource, dict)
+        and str(resource.get("type", "")).lower() == f"{MLS_NS}/workspaces".lower()
+    )
 
 
 @route("GET", SUB + MLS + r"/locations/(?P<loc>[^/]+)/vmSizes")
