@@ -102,3 +102,47 @@ def line(cost: dict, target: str) -> str:
         f"prices as of {cost['as_of']}, {cost['source']}{missing}; disks, storage and networking "
         "not priced)"
     )
+
+
+RUNNING = ("Creating", "Starting", "Running", "Restarting", "JobRunning", "UserSettingUp")
+
+
+def billable(spec: Spec, live: dict[str, dict], now: float) -> list[dict]:
+    """What bills now, from what the target says each compute runs (backend.billing): per hour,
+    and, for an instance, an estimate of its cost since it started."""
+    if not live:
+        return []
+    import datetime as dt
+
+    region = str(spec.workspace.get("location") or DEFAULT_REGION).lower().replace(" ", "")
+    sizes = {n: str(spec.computes[n].fields.get("size") or DEFAULT_SIZE) for n in live}
+    quote = prices.quote(region, sizes.values())
+    out = []
+    for name, seen in live.items():
+        unit = quote.prices[sizes[name]]
+        if spec.computes[name].type == "amlcompute":
+            running = int(seen.get("nodes") or 0)
+            state = f"{running} node{'s' if running != 1 else ''}"
+        else:
+            running = 1 if seen.get("state") in RUNNING else 0
+            state = seen.get("state") or "?"
+        since, so_far = seen.get("since") if running else None, None
+        if since and unit is not None and spec.computes[name].type != "amlcompute":
+            started = dt.datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+            hours = max(0.0, now - started.timestamp()) / 3600
+            so_far = round(unit * hours, 2)
+        out.append(
+            {
+                "address": f"compute.{name}",
+                "size": sizes[name],
+                "state": state,
+                "since": since,
+                "unit_price": unit,
+                "per_hour": None if unit is None else round(unit * running, 4),
+                "cost_so_far": so_far,
+                "estimate": True,
+                "currency": quote.currency,
+                "prices": quote.source,
+            }
+        )
+    return out

@@ -3,7 +3,9 @@ text."""
 
 from __future__ import annotations
 
-from . import plan as planning
+import time
+
+from . import cost, plan as planning
 
 
 def build(ctx) -> dict:
@@ -31,12 +33,15 @@ def build(ctx) -> dict:
                 **_steps(run, ctx.spec.jobs.get(name)),
             }
         )
+    computes = [r["name"] for r in actual["resources"].values() if r.get("kind") == "compute"]
+    live = ctx.backend.billing([n for n in computes if n in ctx.spec.computes])
     return {
         "spec": str(ctx.spec.path),
         "target": ctx.target,
         "tracking_uri": ctx.backend.tracking_uri,
         "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
         "jobs": jobs,
+        "billable": cost.billable(ctx.spec, live, time.time()),
     }
 
 
@@ -68,6 +73,13 @@ def render(data: dict) -> str:
         shown = r.get("kind") in ("compute", "model") or r.get("kind") in planning.VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
         lines.append(f"  {r['address']:<33}{detail}".rstrip())
+    if data.get("billable"):
+        lines.append("billable now (estimates, USD retail):")
+    for b in data.get("billable") or []:
+        rate = "not priced" if b["per_hour"] is None else f"{cost.money(b['per_hour'])}/h"
+        since = f"since {b['since']}" if b["since"] else ""
+        so_far = f"about {cost.money(b['cost_so_far'])} so far" if b["cost_so_far"] else ""
+        lines.append(f"  {b['address']:<33}{b['state']:<11}{rate:<11}{since:<34}{so_far}".rstrip())
     for j in data["jobs"]:
         run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""
         note = "up to date" if j["up_to_date"] else (j["error"] or "")

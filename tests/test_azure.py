@@ -620,6 +620,30 @@ def test_an_instances_idle_shutdown_changes_in_place_through_azures_own_action(
     ) in calls(azure_emulator, mark)
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
     assert plan.endswith("No changes. Everything is up to date.\n")
+
+    # what bills: the running instance, by the hour and (an estimate) since it started
+    status = az(azure_emulator, "status", spec, cwd=tmp_path, check=0).stdout
+    assert "billable now (estimates, USD retail):\n  compute.ci-idle" in status
+    assert "Running    $0.20/h    since 20" in status
+    [bill] = json.loads(az(azure_emulator, "status", "--json", spec, cwd=tmp_path, check=0).stdout)[
+        "billable"
+    ]
+    assert (bill["state"], bill["per_hour"], bill["estimate"]) == ("Running", 0.2, True)
+    assert 0 <= bill["cost_so_far"] < 0.2  # created moments ago
+    run_sdk(
+        azure_emulator,
+        "import json, os\n"
+        "from azure.ai.ml import MLClient\n"
+        "from azure.identity import DefaultAzureCredential\n"
+        "ml = MLClient(DefaultAzureCredential(), os.environ['AZURE_SUBSCRIPTION_ID'], 'rg-idle', "
+        "'ws-idle')\n"
+        "ml.compute.begin_stop('ci-idle').result()\n"
+        "print(json.dumps({}))\n",
+    )
+    [bill] = json.loads(az(azure_emulator, "status", "--json", spec, cwd=tmp_path, check=0).stdout)[
+        "billable"
+    ]
+    assert (bill["state"], bill["per_hour"], bill["cost_so_far"]) == ("Stopped", 0.0, None)
     az(azure_emulator, "destroy", "-y", spec, cwd=tmp_path, check=0)
 
 

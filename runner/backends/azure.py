@@ -555,6 +555,37 @@ class AzureBackend:
                 self.ml().workspaces.begin_update(ws).result()
             return {}
 
+    def billing(self, names: list[str]) -> dict[str, dict]:
+        """What each of these computes runs now, as Azure says it: an instance's state and since
+        when (its last start, else its creation), a cluster's current nodes."""
+        from azure.core.rest import HttpRequest
+
+        client = self.ml().compute._sso_service_client
+        out = {}
+        for name in names:
+            url = (
+                f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}"
+                f"/computes/{name}"
+            )
+            with plain_errors(f"compute.{name}"):
+                response = client.send_request(
+                    HttpRequest("GET", url, params={"api-version": "2024-04-01-preview"})
+                )
+                if response.status_code == 404:
+                    continue
+                response.raise_for_status()
+            props = response.json().get("properties") or {}
+            inner = props.get("properties") or {}
+            last = inner.get("lastOperation") or {}
+            started = last.get("operationTime") if last.get("operationName") == "Start" else None
+            out[name] = {
+                "state": inner.get("state") or inner.get("allocationState"),
+                "nodes": inner.get("currentNodeCount"),
+                "since": started or props.get("createdOn"),
+            }
+        return out
+
     def _update_idle_shutdown(self, name: str, minutes: int | None) -> None:
         """An existing instance's idle shutdown (a compute PUT leaves it as it was): Azure's
         updateIdleShutdownSetting action, which the SDK has no method for (sent through its own

@@ -68,6 +68,10 @@ class Backend(Protocol):
         from one): its details, with the version registered. A version registered before from the
         same run and content is returned, not made again."""
 
+    def billing(self, names: list[str]) -> dict[str, dict]:
+        """What these computes run now (what bills): {name: {state, nodes, since}}; {} where
+        nothing bills (the local target)."""
+
     def model_versions(self, name: str) -> list[tuple[str, str]]:
         """The registered versions of model `name` that a run made: (version, run id) each."""
 

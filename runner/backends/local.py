@@ -200,6 +200,9 @@ class LocalBackend:
             self.client(), self._mlflow_lock, self.root, self.spec.name, model, attrs, run
         )
 
+    def billing(self, names: list[str]) -> dict[str, dict]:
+        return {}  # nothing here bills
+
     def model_versions(self, name: str) -> list[tuple[str, str]]:
         return registry.made_by_runs(self.client(), self._mlflow_lock, name)
 
