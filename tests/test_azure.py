@@ -583,6 +583,15 @@ def test_sdk_output_kept_off_the_terminal_by_each_thread_leaves_stderr_working()
     assert real.getvalue().splitlines() == ["first says", "second says", "after"]
 
 
+IDLE_CLIENT = (  # a script's MLClient on the idle test's workspace
+    "import json, os\n"
+    "from azure.ai.ml import MLClient\n"
+    "from azure.identity import DefaultAzureCredential\n"
+    "ml = MLClient(DefaultAzureCredential(), os.environ['AZURE_SUBSCRIPTION_ID'], 'rg-idle', "
+    "'ws-idle')\n"
+)
+
+
 def test_an_instances_idle_shutdown_changes_in_place_through_azures_own_action(
     azure_emulator, tmp_path
 ):
@@ -598,13 +607,8 @@ def test_an_instances_idle_shutdown_changes_in_place_through_azures_own_action(
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     found = run_sdk(
         azure_emulator,
-        "import json, os\n"
-        "from azure.ai.ml import MLClient\n"
-        "from azure.identity import DefaultAzureCredential\n"
-        "ml = MLClient(DefaultAzureCredential(), os.environ['AZURE_SUBSCRIPTION_ID'], 'rg-idle', "
-        "'ws-idle')\n"
-        "ci = ml.compute.get('ci-idle')\n"
-        "print(json.dumps({'idle': ci.idle_time_before_shutdown_minutes}))\n",
+        IDLE_CLIENT + "print(json.dumps({'idle': ml.compute.get('ci-idle')"
+        ".idle_time_before_shutdown_minutes}))\n",
     )
     assert found["idle"] == 60
     spec.write_text(body.replace("IDLE", ", idle_time_before_shutdown_minutes: 30"))
@@ -630,16 +634,7 @@ def test_an_instances_idle_shutdown_changes_in_place_through_azures_own_action(
     ]
     assert (bill["state"], bill["per_hour"], bill["estimate"]) == ("Running", 0.2, True)
     assert 0 <= bill["cost_so_far"] < 0.2  # created moments ago
-    run_sdk(
-        azure_emulator,
-        "import json, os\n"
-        "from azure.ai.ml import MLClient\n"
-        "from azure.identity import DefaultAzureCredential\n"
-        "ml = MLClient(DefaultAzureCredential(), os.environ['AZURE_SUBSCRIPTION_ID'], 'rg-idle', "
-        "'ws-idle')\n"
-        "ml.compute.begin_stop('ci-idle').result()\n"
-        "print(json.dumps({}))\n",
-    )
+    run_sdk(azure_emulator, IDLE_CLIENT + "ml.compute.begin_stop('ci-idle').result()\n")
     [bill] = json.loads(az(azure_emulator, "status", "--json", spec, cwd=tmp_path, check=0).stdout)[
         "billable"
     ]
