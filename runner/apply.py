@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from . import expiry
 from .backends.base import TERMINAL, Backend
 from .context import Context
 from .errors import plural
@@ -434,11 +435,35 @@ class Locked:
         """Whether applying has work to do: a change, or a run that ended unrecorded."""
         return self.plan.has_changes or pending_adoption(self.ctx.state, self.ctx.backend)
 
+    def extend(self, seconds: int) -> str:
+        """apply --extend: the lab's expiry pushed out (on the target's tags too); the new one."""
+        now, lab = expiry.utcnow(), self.ctx.state.lab
+        before = expiry.expires(self.ctx.spec.expires_after, lab, now) or now
+        lapsed = max(0, int((now - before).total_seconds()))  # an expired lab: from now on
+        self.ctx.state.set_lab(extended=int(lab.get("extended") or 0) + lapsed + seconds)
+        when = self._expiry()
+        group = [r for r in self.ctx.state.resources.values() if r.get("kind") == "resource_group"]
+        self.ctx.backend.retag(any(r.get("created_by_mlrun") for r in group))
+        return expiry.shown(when) if when else ""
+
+    def _expiry(self):
+        """The lab's expiry, given to the target for what it creates (its first apply starts the
+        clock)."""
+        value = self.ctx.spec.expires_after
+        if value is None:
+            return None
+        if not self.ctx.state.lab.get("started"):
+            self.ctx.state.set_lab(started=expiry.shown(expiry.utcnow()))
+        when = expiry.expires(value, self.ctx.state.lab, expiry.utcnow())
+        self.ctx.backend.set_expiry(when)
+        return when
+
     def apply(self, emit: Emit, detach: bool = False) -> Outcome:
         ctx = self.ctx
         ctx.state.set_variables(
             {k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.variables}
         )
+        self._expiry()
         return Applier(
             self.plan, ctx.spec, self.model, ctx.backend, ctx.state, emit, detach=detach
         ).run()
@@ -449,6 +474,7 @@ class Locked:
         ctx.state.forget_variables(
             ctx.spec.generated.keys()
         )  # new names next time: Azure keeps deleted ones a while
+        ctx.state.forget_lab()  # applied again, it is a new lab
         return outcome
 
 

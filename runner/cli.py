@@ -75,6 +75,32 @@ def _target_options(f):
     )(f)
 
 
+def _extension(ctx, extend: str | None, saved) -> int:
+    """apply --extend's seconds (0 without it), refused where it cannot apply."""
+    from . import expiry
+
+    if extend is None:
+        return 0
+    seconds = expiry.duration(extend)
+    if not seconds:
+        raise UserError(f"--extend {extend}: a duration, such as 30m, 2h or 1d")
+    if saved:
+        raise UserError("a saved plan is applied as it is: --extend belongs to mlrun apply SPEC")
+    if ctx.spec.expires_after is None:
+        raise UserError(f"--extend: {ctx.spec.path} has no expires_after to push out")
+    return seconds
+
+
+def _warn_expired(ctx) -> None:
+    """Once the lab's expiry has passed: plan, apply and status say so."""
+    from . import expiry
+
+    value = ctx.spec.expires_after
+    said = expiry.warning(value, ctx.state.lab, str(ctx.spec.path), expiry.utcnow())
+    if said:
+        click.echo(said, err=True)
+
+
 def _open(spec_path: str, target: str, variables):
     """The command's context; the spec's warnings echoed (errors stopped the load)."""
     from .context import open_context
@@ -113,6 +139,7 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
     ctx.check_jobs(only + force)
     p, _ = ctx.plan(force, only)
     _advise(ctx, p)
+    _warn_expired(ctx)
     costs = cost.estimate(ctx.spec)
     if out:
         p.save(out, costs)
@@ -137,7 +164,10 @@ def _advise(ctx, p) -> None:
 @click.option("--only", multiple=True, metavar="JOB", help="Run only these jobs.")
 @click.option("--force", multiple=True, metavar="JOB", help="Rerun these jobs even if up to date.")
 @click.option("--detach", is_flag=True, help="Start the jobs and return without waiting.")
-def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
+@click.option(
+    "--extend", metavar="DURATION", help="Push the lab's expiry (expires_after) out, e.g. 2h."
+)
+def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> int:
     """Make it so: create what is missing, run the jobs, wait, report."""
     from . import apply as engine, cost, plan as planning, validate
     from .progress import view_for
@@ -152,6 +182,7 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
     else:
         ctx = _open(spec_or_plan, target, given)
     ctx.check_jobs(only + force)
+    longer = _extension(ctx, extend, saved)
     validate.remember_schema_pass(ctx.spec.doc)  # a re-apply of the same spec skips the check
     with engine.planned(ctx, force, only, saved, spec_or_plan) as locked:
         if locked.lock.taken_over:
@@ -160,6 +191,9 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach) -> int:
                 "longer running",
                 err=True,
             )
+        if longer:
+            click.echo(f"The lab now expires at {locked.extend(longer)}.")
+        _warn_expired(ctx)
         has_changes = locked.plan.has_changes
         click.echo(
             planning.render(locked.plan, cost.estimate(ctx.spec) if has_changes else None), nl=False
@@ -201,7 +235,9 @@ def status(spec, target, variables, as_json) -> int:
     """Resources and the latest run of each job."""
     from . import status as view
 
-    data = view.build(_open(spec, target, variables))
+    ctx = _open(spec, target, variables)
+    data = view.build(ctx)
+    _warn_expired(ctx)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -228,14 +264,21 @@ def logs(spec, job, target, variables, follow) -> int:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path(dir_okay=False), required=False)
 @_target_options
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def destroy(spec, target, variables, yes) -> int:
+@click.option(
+    "--expired",
+    is_flag=True,
+    help="Instead of a SPEC: every lab on Azure whose expires_after has passed, by its tags.",
+)
+def destroy(spec, target, variables, yes, expired) -> int:
     """Delete everything the spec created, in reverse order."""
     from . import apply as engine, plan as planning
     from .progress import view_for
 
+    if expired or spec is None:
+        return _destroy_expired(spec, target, yes, expired)
     ctx = _open(spec, target, variables)
     with engine.planned_destroy(ctx) as locked:
         if not locked.plan.changes:
@@ -250,6 +293,44 @@ def destroy(spec, target, variables, yes) -> int:
         finally:
             view.close()
     click.echo(f"Destroyed {plural(len(locked.plan.changes), 'thing')}.")
+    return EXIT_OK
+
+
+def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
+    """mlrun destroy --expired (for a scheduled CI job): the resource groups of expired labs in
+    the subscription (AZURE_SUBSCRIPTION_ID, else the Azure CLI's default), found by their
+    mlrun-expires tag, deleted with everything in them."""
+    from . import expiry
+    from .account import default_subscription
+
+    if not expired:
+        raise UserError("mlrun destroy needs a SPEC (or --expired)")
+    if spec is not None:
+        raise UserError(
+            "--expired finds labs by their tags: give no SPEC (mlrun destroy SPEC "
+            "destroys that lab)"
+        )
+    if target != "azure":
+        raise UserError("--expired finds labs on Azure by their tags: add --target azure")
+    found = default_subscription()
+    if found is None:
+        raise UserError("--expired needs a subscription: AZURE_SUBSCRIPTION_ID, or az login")
+    from .backends.azure import destroy_group, expired_labs
+
+    labs = expired_labs(found[0], expiry.utcnow())
+    if not labs:
+        click.echo(f"No expired labs in subscription {found[0]}.")
+        return EXIT_OK
+    for lab in labs:
+        click.echo(
+            f"  - resource_group.{lab['name']:<30}lab {lab['lab']}, expired {lab['expires']}"
+        )
+    if not yes:
+        _confirm(f"Destroy {plural(len(labs), 'expired lab')} and everything in them?")
+    for lab in labs:
+        destroy_group(found[0], lab["name"])
+        click.echo(f"destroyed resource_group.{lab['name']}")
+    click.echo(f"Destroyed {plural(len(labs), 'expired lab')}.")
     return EXIT_OK
 
 

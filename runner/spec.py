@@ -336,6 +336,7 @@ class Spec:
     components: dict = field(default_factory=dict)  # name -> pipelines.Component (components:)
     data: dict = field(default_factory=dict)  # name -> data.DataAsset (data:)
     models: dict = field(default_factory=dict)  # name -> models.Model (models:)
+    expires_after: str | None = None  # the lab's expiry (see expiry.py)
 
     def experiment(self, job: Job) -> str:
         return job.fields.get("experiment_name") or self.name
@@ -599,6 +600,7 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
         },
         data=assets,
         models=models.read(doc, data),
+        expires_after=None if data.get("expires_after") is None else str(data["expires_after"]),
         environments={
             n: doc.environments[("environments", n)]
             for n in data.get("environments") or {}

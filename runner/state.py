@@ -151,6 +151,22 @@ class State:
             self.data["jobs"].pop(job, None)
             self.save()
 
+    @property
+    def lab(self) -> dict:
+        """The lab's own times: `started` (its first apply), `extended` (seconds apply --extend
+        added); {} before its first apply."""
+        return dict(self.data.get("lab") or {})
+
+    def set_lab(self, **fields) -> None:
+        with self._mutex:
+            self.data["lab"] = {**(self.data.get("lab") or {}), **fields}
+            self.save()
+
+    def forget_lab(self) -> None:
+        with self._mutex:
+            self.data.pop("lab", None)
+            self.save()
+
     def set_variables(self, values: dict) -> None:
         with self._mutex:
             if values:

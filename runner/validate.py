@@ -9,7 +9,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__, data as data_assets, environments, models as model_assets, pipelines
+from . import (
+    __version__,
+    data as data_assets,
+    environments,
+    expiry,
+    models as model_assets,
+    pipelines,
+)
 from .account import default_subscription
 from .cache import canonical, digest, known, remember
 from .errors import plural
@@ -278,6 +285,8 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
             "a resource group name has 1-90 letters, digits, '_', '-', '.', '(' or ')', "
             "and does not end with '.'",
         )
+    if "expires_after" in data and (why := expiry.problem(data["expires_after"])):
+        doc.problem(("expires_after",), why)
     computes = _dicts(data.get("computes"))
     for name, c in computes.items():
         _check_compute(doc, name, c)

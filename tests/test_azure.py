@@ -679,3 +679,83 @@ def test_without_a_subscription_in_the_spec_the_azure_clis_default_is_used_and_n
     assert f"note: subscription {azure_emulator.subscription}, from AZURE_SUBSCRIPTION_ID" in (
         planned.stderr
     )
+
+
+def test_a_lab_that_expires_is_tagged_stopped_on_time_extended_and_destroyed_once_expired(
+    azure_emulator, tmp_path
+):
+    """expires_after tags the resource group, workspace and computes mlrun creates, gives the
+    instance a stop schedule at that time, is pushed out by apply --extend; a lab past its expiry
+    is warned of, and destroy --expired removes it (by its tags) and nothing else."""
+    import datetime as dt
+
+    def lab(folder, name, expires, computes=""):
+        folder.mkdir()
+        (folder / "lab.yaml").write_text(
+            f"name: {name}\nexpires_after: {expires}\n"
+            f"workspace: {{name: ws-{name}, resource_group: rg-{name}, location: eastus}}\n"
+            + computes
+        )
+        return folder / "lab.yaml"
+
+    def tags(group):
+        return run_sdk(
+            azure_emulator,
+            textwrap.dedent(f"""\
+            import json, os
+            from azure.ai.ml._azure_environments import _get_base_url_from_metadata
+            from azure.identity import DefaultAzureCredential
+            from azure.mgmt.resource.resources import ResourceManagementClient
+            base = _get_base_url_from_metadata()
+            arm = ResourceManagementClient(
+                DefaultAzureCredential(), os.environ["AZURE_SUBSCRIPTION_ID"],
+                base_url=base, credential_scopes=[base + "/.default"])
+            print(json.dumps(arm.resource_groups.get("{group}").tags))
+            """),
+        )
+
+    live = lab(
+        tmp_path / "live",
+        "fresh",
+        "8h",
+        "computes:\n  ci-fresh: {type: computeinstance, size: STANDARD_DS11_V2}\n",
+    )
+    started = dt.datetime.now(dt.UTC)
+    az(azure_emulator, "apply", "-y", live, cwd=live.parent, check=0)
+    found = tags("rg-fresh")
+    expires = dt.datetime.fromisoformat(found["mlrun-expires"].replace("Z", "+00:00"))
+    assert found["mlrun-lab"] == "fresh"
+    assert abs((expires - started).total_seconds() - 8 * 3600) < 120
+    schedule = run_sdk(
+        azure_emulator,
+        IDLE_CLIENT.replace("rg-idle", "rg-fresh").replace("ws-idle", "ws-fresh")
+        + "ci = ml.compute.get('ci-fresh')\n"
+        "stop = ci.schedules.compute_start_stop[0]\n"
+        "print(json.dumps({'action': str(stop.action), 'cron': stop.trigger.expression,"
+        " 'tags': ci.tags}))\n",
+    )
+    assert schedule["cron"] == f"{expires.minute} {expires.hour} {expires.day} {expires.month} *"
+    assert "stop" in schedule["action"].lower()
+    assert schedule["tags"]["mlrun-expires"] == found["mlrun-expires"]
+    assert az(azure_emulator, "plan", live, cwd=live.parent, check=0).stdout.endswith(
+        "No changes. Everything is up to date.\n"
+    )
+    extended = az(azure_emulator, "apply", "-y", live, "--extend", "2h", cwd=live.parent, check=0)
+    later = tags("rg-fresh")["mlrun-expires"]
+    assert f"The lab now expires at {later}." in extended.stdout
+    assert (
+        dt.datetime.fromisoformat(later.replace("Z", "+00:00")) - expires
+    ).total_seconds() == 7200
+
+    old = lab(tmp_path / "old", "stale", "2026-01-01T00:00:00Z")
+    az(azure_emulator, "apply", "-y", old, cwd=old.parent, check=0)
+    plan = az(azure_emulator, "plan", old, cwd=old.parent, check=0)
+    assert "warning: this lab expired at 2026-01-01T00:00:00Z (expires_after: " in plan.stderr
+    gone = run_mlrun(
+        "destroy", "--expired", "-y", "--target", "azure", cwd=tmp_path, env=azure_emulator.env
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert "destroyed resource_group.rg-stale" in gone.stdout
+    assert "rg-fresh" not in gone.stdout
+    assert "Destroyed 1 expired lab." in gone.stdout
+    az(azure_emulator, "destroy", "-y", live, cwd=live.parent, check=0)

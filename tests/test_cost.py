@@ -153,3 +153,36 @@ def test_idle_shutdown_is_on_by_default_and_an_explicit_choice_otherwise(mlrun, 
 
 def calls(emulator, since):
     return [(r["method"], r["path"]) for r in emulator.requests(since)]
+
+
+def test_a_local_lab_past_its_expiry_is_warned_of_until_extended_or_destroyed(mlrun, tmp_path):
+    spec = tmp_path / "lab.yaml"
+    body = (
+        "name: brief\nworkspace: {name: ws-brief}\nexpires_after: WHEN\n"
+        "jobs:\n  hi: {command: echo hi}\n"
+    )
+    spec.write_text(body.replace("WHEN", "tomorrow"))
+    code, _, err = mlrun("validate", spec, cwd=tmp_path)
+    assert code == 1 and "lab.yaml:3:16: error: $.expires_after: 'tomorrow' is neither a " in err
+    spec.write_text(body.replace("WHEN", "2026-01-01T00:00:00Z"))
+    code, _, err = mlrun("plan", spec, cwd=tmp_path)
+    assert (code, err) == (0, "")  # not applied yet: nothing has expired
+    assert mlrun("apply", "-y", spec, cwd=tmp_path)[0] == 0
+    warned = "warning: this lab expired at 2026-01-01T00:00:00Z (expires_after: 2026-01-01T"
+    for command in ("plan", "status"):
+        assert warned in mlrun(command, spec, cwd=tmp_path)[2]
+    code, out, err = mlrun("apply", "-y", spec, "--extend", "1h", cwd=tmp_path)
+    assert code == 0 and "The lab now expires at " in out and "expired" not in err
+    expires = out.split("The lab now expires at ")[1].split(".")[0]
+    assert 3500 < (moment(expires) - time.time()) < 3700  # an hour from now, not from January
+    assert mlrun("plan", spec, cwd=tmp_path)[2] == ""
+    code, _, err = mlrun("apply", "-y", spec, "--extend", "soon", cwd=tmp_path)
+    assert code == 1 and "--extend soon: a duration, such as 30m, 2h or 1d" in err
+    code, _, err = mlrun("destroy", "--expired", "-y", cwd=tmp_path)
+    assert code == 1 and "--expired finds labs on Azure by their tags: add --target azure" in err
+
+
+def moment(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -67,6 +67,8 @@ class AzureBackend:
         ws = spec.workspace
         self.subscription = settings.get("subscription_id") or config.get("subscription_id")
         self.subscription_from = None  # named by the spec
+        self.expires = None  # the lab's expiry (set_expiry), tagged on what mlrun creates
+        self.lab_tags: dict = {}
         if not self.subscription and (found := default_subscription()):
             self.subscription, self.subscription_from = found
         self.resource_group = ws.get("resource_group") or config.get("resource_group")
@@ -124,19 +126,7 @@ class AzureBackend:
         return self._once("ml", make)
 
     def arm(self):
-        def make():
-            from azure.ai.ml._azure_environments import _get_base_url_from_metadata
-            from azure.mgmt.resource.resources import ResourceManagementClient
-
-            base = _get_base_url_from_metadata()
-            return ResourceManagementClient(
-                self.credential(),
-                self.subscription or "",
-                base_url=base,
-                credential_scopes=[base + "/.default"],
-            )
-
-        return self._once("arm", make)
+        return self._once("arm", lambda: _arm(self.credential(), self.subscription or ""))
 
     @property
     def tracking_uri(self) -> str:
@@ -249,7 +239,7 @@ class AzureBackend:
                         "resource_group": self.resource_group,
                         "display_name": ws.display_name,
                         "description": ws.description,
-                        "tags": ws.tags or None,
+                        "tags": _own_tags(ws.tags),
                     }
                 )
             )
@@ -273,7 +263,7 @@ class AzureBackend:
                     "idle_time_before_scale_down": c.idle_time_before_scale_down,
                     "tier": c.tier,
                     "description": c.description,
-                    "tags": c.tags or None,
+                    "tags": _own_tags(c.tags),
                 }
             )
         return _pick(
@@ -281,7 +271,7 @@ class AzureBackend:
                 "type": c.type,
                 "size": c.size,
                 "description": c.description,
-                "tags": c.tags or None,
+                "tags": _own_tags(c.tags),
                 "idle_time_before_shutdown_minutes": getattr(
                     c, "idle_time_before_shutdown_minutes", None
                 ),
@@ -513,7 +503,7 @@ class AzureBackend:
                             location=attrs.get("location") or self.location,
                             display_name=attrs.get("display_name"),
                             description=attrs.get("description"),
-                            tags=attrs.get("tags"),
+                            tags={**(attrs.get("tags") or {}), **self.lab_tags} or None,
                         )
                     )
                     .result()
@@ -521,7 +511,9 @@ class AzureBackend:
                 return {"id": ws.id, "mlflow_tracking_uri": ws.mlflow_tracking_uri}
             compute = (
                 self.ml()
-                .compute.begin_create_or_update(_compute(name, attrs, self.location))
+                .compute.begin_create_or_update(
+                    _compute(name, attrs, self.location, self.lab_tags, self.expires)
+                )
                 .result()
             )
             return {"id": compute.id}
@@ -533,7 +525,9 @@ class AzureBackend:
             arm.providers.register(PROVIDER)
         if arm.resource_groups.check_existence(name):
             return {"created_by_mlrun": False}  # it existed before: destroy will leave it alone
-        rg = arm.resource_groups.create_or_update(name, {"location": self.location})
+        rg = arm.resource_groups.create_or_update(
+            name, {"location": self.location, "tags": self.lab_tags or None}
+        )
         return {"id": rg.id, "created_by_mlrun": True}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
@@ -542,7 +536,9 @@ class AzureBackend:
                 self._update_idle_shutdown(name, attrs.get("idle_time_before_shutdown_minutes"))
             if kind == "compute":
                 compute = (
-                    self.ml().compute.begin_update(_compute(name, attrs, self.location)).result()
+                    self.ml()
+                    .compute.begin_update(_compute(name, attrs, self.location, self.lab_tags))
+                    .result()
                 )
                 return {"id": compute.id}
             if kind == "workspace":
@@ -554,6 +550,20 @@ class AzureBackend:
                 )
                 self.ml().workspaces.begin_update(ws).result()
             return {}
+
+    def set_expiry(self, when) -> None:
+        """The lab's expiry (a UTC datetime, or None): what mlrun creates from now on carries it as
+        tags (and an instance, a stop schedule); the resource group mlrun made is retagged."""
+        from ..expiry import TAG_EXPIRES, TAG_LAB, shown
+
+        self.expires = when
+        self.lab_tags = {TAG_LAB: self.spec.name, TAG_EXPIRES: shown(when)} if when else {}
+
+    def retag(self, created_group: bool) -> None:
+        """The lab's tags on its resource group (apply --extend), when mlrun made the group."""
+        if self.lab_tags and created_group and self.resource_group:
+            with plain_errors(f"resource_group.{self.resource_group}"):
+                self.arm().resource_groups.update(self.resource_group, {"tags": self.lab_tags})
 
     def billing(self, names: list[str]) -> dict[str, dict]:
         """What each of these computes runs now, as Azure says it: an instance's state and since
@@ -843,6 +853,48 @@ def _field(obj, *names):
     return None
 
 
+def _arm(credential, subscription: str):
+    """A resource manager client on the cloud the SDK is configured for."""
+    from azure.ai.ml._azure_environments import _get_base_url_from_metadata
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    base = _get_base_url_from_metadata()
+    return ResourceManagementClient(
+        credential, subscription, base_url=base, credential_scopes=[base + "/.default"]
+    )
+
+
+def expired_labs(subscription: str, now) -> list[dict]:
+    """The resource groups of labs whose expiry (their mlrun-expires tag) has passed:
+    {name, lab, expires} each (`mlrun destroy --expired`)."""
+    from azure.identity import DefaultAzureCredential
+
+    from ..expiry import TAG_EXPIRES, TAG_LAB, moment
+
+    arm = _arm(DefaultAzureCredential(), subscription)
+    found = []
+    with plain_errors("resource groups"):
+        for rg in arm.resource_groups.list(filter=f"tagName eq '{TAG_EXPIRES}'"):
+            tags = rg.tags or {}
+            when = moment(tags.get(TAG_EXPIRES))
+            if TAG_LAB in tags and when is not None and when <= now:
+                found.append({"name": rg.name, "lab": tags[TAG_LAB], "expires": tags[TAG_EXPIRES]})
+    return found
+
+
+def destroy_group(subscription: str, name: str) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    with plain_errors(f"resource_group.{name}"):
+        _arm(DefaultAzureCredential(), subscription).resource_groups.begin_delete(name).result()
+
+
+def _own_tags(tags: dict | None) -> dict | None:
+    """A resource's tags as the spec names them, without the lab's (mlrun-lab, mlrun-expires)."""
+    own = {k: v for k, v in (tags or {}).items() if not k.startswith("mlrun-")}
+    return own or None
+
+
 def _usage_name(usage) -> str:
     name = usage.name
     return str(name.get("value") if isinstance(name, dict) else getattr(name, "value", name))
@@ -856,14 +908,37 @@ def _region(location: str | None) -> str | None:
     return location.replace(" ", "").lower() if location else location
 
 
-def _compute(name: str, attrs: dict, location: str | None):
+def _compute(
+    name: str, attrs: dict, location: str | None, lab_tags: dict | None = None, expires=None
+):
+    """The SDK's compute; made with the lab's tags and, for an instance, a stop schedule at the
+    lab's expiry (`expires`)."""
     from azure.ai.ml.entities import AmlCompute, ComputeInstance
 
+    fields = {
+        k: attrs.get(k)
+        for k in (CLUSTER_FIELDS if attrs.get("type") == "amlcompute" else INSTANCE_FIELDS)
+    }
+    if lab_tags:
+        fields["tags"] = {**(fields.get("tags") or {}), **lab_tags}
     if attrs.get("type") == "amlcompute":
-        return AmlCompute(name=name, **_pick({k: attrs.get(k) for k in CLUSTER_FIELDS}))
-    fields = {k: attrs.get(k) for k in INSTANCE_FIELDS if k != "idle_time_before_shutdown"}
+        return AmlCompute(name=name, **_pick(fields))
+    fields.pop("idle_time_before_shutdown", None)
     if not fields.get("idle_time_before_shutdown_minutes"):  # 0: never shut down when idle
         fields.pop("idle_time_before_shutdown_minutes", None)
+    if expires is not None:
+        from azure.ai.ml.entities import (
+            ComputePowerAction,
+            ComputeSchedules,
+            ComputeStartStopSchedule,
+            CronTrigger,
+        )
+
+        at = f"{expires.minute} {expires.hour} {expires.day} {expires.month} *"  # once, in UTC
+        stop = ComputeStartStopSchedule(
+            trigger=CronTrigger(expression=at, time_zone="UTC"), action=ComputePowerAction.STOP
+        )
+        fields["schedules"] = ComputeSchedules(compute_start_stop=[stop])
     return ComputeInstance(name=name, **_pick(fields))
 
 

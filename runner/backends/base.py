@@ -68,6 +68,12 @@ class Backend(Protocol):
         from one): its details, with the version registered. A version registered before from the
         same run and content is returned, not made again."""
 
+    def set_expiry(self, when) -> None:
+        """The lab's expiry (a UTC datetime, or None), for what the target creates from now on."""
+
+    def retag(self, created_group: bool) -> None:
+        """The lab's expiry on what it made (apply --extend), where the target tags resources."""
+
     def billing(self, names: list[str]) -> dict[str, dict]:
         """What these computes run now (what bills): {name: {state, nodes, since}}; {} where
         nothing bills (the local target)."""

@@ -200,6 +200,12 @@ class LocalBackend:
             self.client(), self._mlflow_lock, self.root, self.spec.name, model, attrs, run
         )
 
+    def set_expiry(self, when) -> None:
+        pass  # nothing here is tagged: plan, apply and status say when the lab expired
+
+    def retag(self, created_group: bool) -> None:
+        pass
+
     def billing(self, names: list[str]) -> dict[str, dict]:
         return {}  # nothing here bills
 

@@ -59,7 +59,18 @@ def system_data():
 
 @route("GET", SUB + r"/resourcegroups")
 def list_groups(ctx, sub):
-    return Reply(200, {"value": ctx.app.state.children(f"/subscriptions/{sub}", "resourceGroups")})
+    """The subscription's groups; `$filter=tagName eq 'T'` (and `and tagValue eq 'V'`): those
+    tagged so, as ARM filters them."""
+    groups = ctx.app.state.children(f"/subscriptions/{sub}", "resourceGroups")
+    wanted = dict(re.findall(r"(tagName|tagValue)\s+eq\s+'([^']*)'", ctx.q("$filter") or ""))
+    if "tagName" in wanted:
+        groups = [
+            g
+            for g in groups
+            if wanted["tagName"] in (g.get("tags") or {})
+            and wanted.get("tagValue") in (None, g["tags"][wanted["tagName"]])
+        ]
+    return Reply(200, {"value": groups})
 
 
 @route("PUT GET HEAD DELETE PATCH", RG)
