@@ -233,7 +233,10 @@ def test_update_in_place_and_replace(azure_emulator, tmp_path):
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     small_lab(tmp_path, "upd", cluster="max_instances: 4")
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
-    assert "  ~ compute.c1                   max_instances: 2 -> 4\n" in plan
+    assert (
+        "  ~ compute.c1                   max_instances: 2 -> 4; $0.00/h idle, $0.80/h at 4 nodes\n"
+        in plan
+    )
     mark = azure_emulator.mark()
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
     made = calls(azure_emulator, mark)
@@ -248,7 +251,7 @@ def test_update_in_place_and_replace(azure_emulator, tmp_path):
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
     assert (
         "-/+ compute.c1                   size: STANDARD_DS11_V2 -> STANDARD_DS12_V2 "
-        "(cannot change in place)\n" in plan
+        "(cannot change in place); STANDARD_DS12_V2 not priced\n" in plan
     )
     mark = azure_emulator.mark()
     az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0)
