@@ -379,6 +379,27 @@ def test_quota_counts_the_sdks_four_nodes_when_not_given_and_minus_one_is_no_cap
     assert uncapped == ""
 
 
+def test_a_low_priority_cluster_counts_against_the_low_priority_quota_only(
+    azure_emulator, tmp_path
+):
+    spec = small_lab(tmp_path, "lowpri", cluster="max_instances: 8, tier: low_priority")
+    azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 4})
+    azure_emulator.call("POST", "/_emulator/quota", {"low_priority": 8})
+    try:
+        said = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stderr
+    finally:
+        azure_emulator.call(
+            "POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 24}
+        )
+        azure_emulator.call("POST", "/_emulator/quota", {"low_priority": 100})
+    assert said.splitlines() == [  # c1's 8 low-priority nodes; c2's 1 dedicated fits in 4
+        "warning: the new computes need 16 vCPUs of low priority in total in eastus, but the "
+        "subscription has 8 free (quota 8, 0 in use): creating them will fail. Request more "
+        "quota (Azure portal, Quotas, Machine learning), or pick a smaller size or fewer "
+        "max_instances."
+    ]
+
+
 @pytest.mark.parametrize(
     "fault, expected",
     [

@@ -336,18 +336,25 @@ class AzureBackend:
                 if "/workspaces/" not in str(getattr(u, "id", "") or "").lower()
             }
         need: dict = {}
+        low = 0  # low-priority clusters count against the region's low-priority quota only
         for attrs in new:
             vcpus, family = sizes.get(str(attrs.get("size", "")).lower(), (0, None))
             nodes = attrs.get("max_instances", 4) if attrs.get("type") == "amlcompute" else 1
-            if family:
+            if str(attrs.get("tier", "")).lower().replace("_", "") == "lowpriority":
+                low += vcpus * nodes
+            elif family:
                 need[family] = need.get(family, 0) + vcpus * nodes
         need["TotalCores"] = sum(need.values())
+        need["TotalLowPriorityCores"] = low
         out = []
         for family, wanted in need.items():
             if family in usages:
                 used, limit = usages[family]
                 if limit >= 0 and wanted > limit - used:  # -1: no cap
-                    what = "in total" if family == "TotalCores" else f"of the {family}"
+                    what = {
+                        "TotalCores": "in total",
+                        "TotalLowPriorityCores": "of low priority in total",
+                    }.get(family, f"of the {family}")
                     out.append(
                         f"warning: the new computes need {wanted} vCPUs {what} in {self.location}, "
                         f"but the subscription has {max(0, limit - used)} free (quota {limit}, "

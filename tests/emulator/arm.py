@@ -355,7 +355,10 @@ def vm(size):
     return VM_SIZES.get((size or "").upper())
 
 
-def used_vcpus(state, sub, location, family=None):
+def used_vcpus(state, sub, location, family=None, priority="Dedicated"):
+    """vCPUs in use in the region (of a family): a cluster's current nodes of that priority, an
+    instance whether running or stopped (a stopped one keeps its quota unless it was made with
+    releaseQuotaOnStop), as the service counts them."""
     total = 0
     with state.lock:
         for res in state.resources.values():
@@ -370,11 +373,12 @@ def used_vcpus(state, sub, location, family=None):
             size = vm(p.get("vmSize"))
             if not size or (family and size[1] != family):
                 continue
-            nodes = (
-                p.get("currentNodeCount", 0)
-                if res["properties"]["computeType"] == "AmlCompute"
-                else (1 if p.get("state") in ("Running", "Creating", "Starting") else 0)
-            )
+            if res["properties"]["computeType"] == "AmlCompute":
+                mine = (p.get("vmPriority") or "Dedicated") == priority
+                nodes = p.get("currentNodeCount", 0) if mine else 0
+            else:
+                released = p.get("state") == "Stopped" and p.get("releaseQuotaOnStop")
+                nodes = 0 if released or priority != "Dedicated" else 1
             total += size[0] * nodes
     return total
 
@@ -617,7 +621,19 @@ def usages(ctx, sub, loc):
                 "value": "TotalCores",
                 "localizedValue": "Total Cluster Dedicated Regional vCPUs",
             },
-        }
+        },
+        {
+            "id": f"{base}/totalLowPriorityCores",
+            "amlWorkspaceLocation": loc,
+            "type": f"{MLS_NS}/totalLowPriorityCores/usages",
+            "unit": "Count",
+            "currentValue": used_vcpus(state, sub, loc, priority="LowPriority"),
+            "limit": state.quota.get("low_priority", 100),
+            "name": {
+                "value": "TotalLowPriorityCores",
+                "localizedValue": "Total Cluster LowPriority Regional vCPUs",
+            },
+        },
     ]
     for family in sorted({f for _, f, _ in VM_SIZES.values()}):
         rows.append(

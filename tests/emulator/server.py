@@ -339,6 +339,8 @@ def quota(ctx):
         if ctx.method == "POST":
             if "total" in ctx.json:
                 state.quota["total"] = int(ctx.json["total"])
+            if "low_priority" in ctx.json:
+                state.quota["low_priority"] = int(ctx.json["low_priority"])
             if "family" in ctx.json:
                 state.quota["families"][ctx.json["family"]] = int(ctx.json["limit"])
         return Reply(200, state.quota)
