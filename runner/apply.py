@@ -464,9 +464,10 @@ class Locked:
             {k: v for k, v in ctx.spec.generated.items() if k not in ctx.state.variables}
         )
         self._expiry()
-        return Applier(
-            self.plan, ctx.spec, self.model, ctx.backend, ctx.state, emit, detach=detach
-        ).run()
+        with ctx.state.journaled():  # a run's record: a line, not the whole state again
+            return Applier(
+                self.plan, ctx.spec, self.model, ctx.backend, ctx.state, emit, detach=detach
+            ).run()
 
     def destroy(self, emit: Emit) -> Outcome:
         ctx = self.ctx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import fcntl
@@ -10,7 +11,9 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import UserError
 
@@ -58,12 +61,24 @@ def _check_shape(data) -> None:
             raise ValueError(f"a run of 'jobs.{job}' is not a mapping with an 'id'")
 
 
+def journal_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".journal")
+
+
 class State:
-    """The state document, safe to update from apply's threads; every save is atomic."""
+    """The state document, safe to update from apply's threads; every save is atomic.
+
+    While an apply runs jobs (`journaled`), a run's record is not written by saving the whole
+    document (whose size grows with the lab) but as one line appended to NAME.TARGET.json.journal
+    and fsynced: the bytes written per job stay the same however large the lab is. Loading
+    replays the journal over the document (a line cut short by a crash is ignored: it was never
+    complete); the journal is folded into the document, and removed, by the next whole save and
+    when the apply ends."""
 
     def __init__(self, path: Path, data: dict):
         self.path, self.data = Path(path), data
         self._mutex = threading.RLock()
+        self._journal: BinaryIO | None = None  # the open journal while journaled
 
     @classmethod
     def load(cls, path: Path, name: str, target: str) -> State:
@@ -85,7 +100,31 @@ class State:
                 else "no backup exists: move it aside to start from an empty state"
             )
             raise UserError(f"the state file {path} is damaged ({e}); {hint}") from None
-        return cls(path, data)
+        state = cls(path, data)
+        state._replay()
+        return state
+
+    def _replay(self) -> None:
+        """The journal's complete lines over the document (each is idempotent: a line the
+        document already holds, written before a crash cut the journal's removal, changes
+        nothing)."""
+        try:
+            lines = journal_path(self.path).read_bytes().split(b"\n")
+        except OSError:
+            return
+        for line in lines[:-1]:  # the last is empty, or cut short by a crash
+            try:
+                entry = json.loads(line)
+                runs = self.data["jobs"].setdefault(entry["job"], {"runs": []})["runs"]
+                self.data["serial"] = max(self.data["serial"], int(entry["serial"]))
+                found = [i for i, r in enumerate(runs) if r.get("id") == entry["run"]["id"]]
+                if found:
+                    runs[found[0]] = entry["run"]
+                else:
+                    runs.append(entry["run"])
+                    del runs[:-KEEP_RUNS]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return  # damage past here is a crash's cut: what was whole is replayed
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -132,7 +171,7 @@ class State:
             runs = self.data["jobs"].setdefault(job, {"runs": []})["runs"]
             runs.append(run)
             del runs[:-KEEP_RUNS]
-            self.save()
+            self._log({"job": job, "run": run})
 
     def update_run(self, job: str, run_id: str, save: bool = True, **fields) -> dict:
         """Update a run's record; with save=False in memory only, written by the next save (for what
@@ -142,7 +181,7 @@ class State:
                 if run["id"] == run_id:
                     run.update(fields)
                     if save:
-                        self.save()
+                        self._log({"job": job, "run": run})
                     return run
         raise KeyError(run_id)
 
@@ -182,7 +221,8 @@ class State:
             self.save()
 
     def save(self) -> None:
-        """Write atomically: temp file, fsync, keep the previous file as .bak, rename over."""
+        """Write atomically: temp file, fsync, keep the previous file as .bak, rename over; then
+        the journal, folded in, goes."""
         with self._mutex:
             self.data["serial"] += 1
             self.data["lineage"] = (
@@ -190,6 +230,50 @@ class State:
             )  # named on its first save
             text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
             atomic_write(self.path, text, backup=True)
+            if self._journal is not None:
+                self._journal.truncate(0)
+            else:
+                journal_path(self.path).unlink(missing_ok=True)
+
+    def _log(self, entry: dict) -> None:
+        """A run's change: one journal line while journaled, else a whole save."""
+        if self._journal is None or not self.data["lineage"]:
+            self.save()
+            return
+        self.data["serial"] += 1
+        line = json.dumps({**entry, "serial": self.data["serial"]}, sort_keys=True) + "\n"
+        try:
+            self._journal.write(line.encode())
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+        except OSError as e:  # (the journal is the state file's own)
+            raise UserError(f"cannot write the state file {self.path}: {e.strerror}") from None
+
+    @contextlib.contextmanager
+    def journaled(self) -> Iterator[None]:
+        """Runs' changes journaled (see the class), folded into the document at the end."""
+        with self._mutex:
+            if not self.data["lineage"]:
+                self.save()  # named, so that a journal always has a document to go with
+            path = journal_path(self.path)
+            try:
+                self._journal = open(path, "ab")
+            except OSError as e:
+                raise UserError(f"cannot write the state file {self.path}: {e.strerror}") from None
+        try:
+            yield
+        finally:
+            with self._mutex:
+                journal, self._journal = self._journal, None
+                assert journal is not None
+                try:
+                    if os.fstat(journal.fileno()).st_size:  # what it holds, into the document
+                        self.save()  # (and the journal goes)
+                        self.save()  # so that the backup holds the runs too, as before
+                    else:
+                        journal_path(self.path).unlink(missing_ok=True)
+                finally:
+                    journal.close()
 
 
 def atomic_write(path: Path, text: str, backup: bool = False) -> None:

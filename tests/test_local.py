@@ -397,9 +397,13 @@ def test_killed_mlrun_leaves_a_job_that_the_next_apply_adopts(tmp_path):
     started = (
         tmp_path / ".mlrun" / "local" / "ws-quick" / "runs" / "a"
     )  # recorded in the state, then started
+    journal = state_file.with_name(state_file.name + ".journal")  # where a run's record goes
+
+    def recorded() -> str:
+        return "".join(f.read_text() for f in (state_file, journal) if f.exists())
+
     while time.monotonic() < deadline and not (
-        '"Preparing"' in (state_file.read_text() if state_file.exists() else "")
-        and list(started.glob("*/pgid"))
+        '"Preparing"' in recorded() and list(started.glob("*/pgid"))
     ):
         time.sleep(0.05)
     proc.kill()

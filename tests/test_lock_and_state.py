@@ -207,8 +207,10 @@ def refuse_state_writes(monkeypatch, error: int) -> None:
     every other file (MLflow's, the job's) is written as usual."""
     real_open, real_fsync = open, os.fsync
 
-    def is_state_temp(name) -> bool:
-        return "/.mlrun/." in str(name) and str(name).endswith(".tmp")
+    def is_state_temp(name) -> bool:  # a save's temp file, or the journal of runs' records
+        return ("/.mlrun/." in str(name) and str(name).endswith(".tmp")) or str(name).endswith(
+            ".json.journal"
+        )
 
     def fake_open(file, *args, **kwargs):
         if is_state_temp(file):
@@ -239,7 +241,14 @@ def check_refused_then_recovered(spec: Path, path: Path, mlrun, run, words: str)
     code, out, err = mlrun("apply", "-y", spec)  # once the disk has room again
     assert code == 0, err
     assert counts(spec.parent) == {"a": 1, "b": 1}
-    assert mlflow_statuses(spec.parent) == [("a", "FINISHED"), ("b", "FINISHED"), ("b", "KILLED")]
+    # b's first MLflow run, made before its record could not be written, closed as KILLED; where
+    # the state's folder refused even the journal (read-only), apply stopped before making it
+    statuses = mlflow_statuses(spec.parent)
+    assert statuses in (
+        [("a", "FINISHED"), ("b", "FINISHED"), ("b", "KILLED")],
+        [("a", "FINISHED"), ("b", "FINISHED")],
+    )
+    assert len(statuses) == 3 or "Permission denied" in words
 
 
 @pytest.mark.parametrize(

@@ -354,3 +354,51 @@ def test_the_lock_is_free_again_once_released(path):
                 pass
     with Lock(path, "mlrun apply") as again:
         assert again.taken_over is None
+
+
+# --- the journal: a run's record appended, not the whole state rewritten -------------------------
+
+
+def test_while_journaled_a_runs_record_is_a_line_that_a_load_replays_and_the_end_folds_in(path):
+    state = State.load(path, "lab", "local")
+    state.set_resource("workspace.ws", {"kind": "workspace", "name": "ws", "attrs": {}})
+    document = path.read_bytes()
+    journal = path.with_name("lab.local.json.journal")
+    with state.journaled():
+        state.add_run("train", {"id": "r1", "status": "Preparing"})
+        state.update_run("train", "r1", status="Running", pid=7)
+        state.update_run("train", "r1", save=False, status="Completed")  # memory only
+        assert path.read_bytes() == document  # the document is not rewritten per run
+        lines = journal.read_text().splitlines()
+        assert [json.loads(line)["run"]["status"] for line in lines] == ["Preparing", "Running"]
+        seen = State.load(path, "lab", "local")  # plan or status, while apply runs
+        assert seen.latest("train") == {"id": "r1", "status": "Running", "pid": 7}
+        assert seen.serial == state.serial
+    assert not journal.exists()
+    folded = State.load(path, "lab", "local")
+    assert folded.latest("train") == {"id": "r1", "status": "Completed", "pid": 7}
+    assert json.loads(path.read_text())["jobs"]["train"]["runs"] == [folded.latest("train")]
+
+
+def test_a_journal_cut_by_a_crash_replays_its_whole_lines_once_and_a_save_takes_it_in(path):
+    state = State.load(path, "lab", "local")
+    journaled = state.journaled()
+    journaled.__enter__()  # and never left: what kill -9 leaves
+    state.add_run("a", {"id": "r1", "status": "Preparing"})
+    state.update_run("a", "r1", status="Running")
+    state.add_run("b", {"id": "r2", "status": "Running"})
+    journal = path.with_name("lab.local.json.journal")
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"job": "c", "run": {"id": "r3", "sta')  # a line cut short
+    loaded = State.load(path, "lab", "local")
+    assert [(j, [r["status"] for r in loaded.runs(j)]) for j in ("a", "b", "c")] == [
+        ("a", ["Running"]),
+        ("b", ["Running"]),
+        ("c", []),
+    ]
+    assert loaded.serial == state.serial
+    loaded.save()  # the next apply's first save: the journal folded in, gone
+    assert not journal.exists()
+    journal.write_bytes(whole)  # lines the document holds already (a crash before the removal)
+    again = State.load(path, "lab", "local")
+    assert [r["id"] for r in again.runs("a")] == ["r1"] and again.serial == loaded.serial
