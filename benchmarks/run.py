@@ -11,6 +11,7 @@ machines drift); RESULTS.md records them with the machine, date and commit.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -226,6 +227,58 @@ def pipeline_reapply(work: Path, reps: int, env: dict) -> None:
         f"{'':>7} {'<=0.5s':>7} {verdict}",
         flush=True,
     )
+
+
+STATE_BYTES = """\
+import json, sys
+from pathlib import Path
+import runner.state as state
+
+written = [0]
+save, journal = state.atomic_write, state.State._log
+
+
+def counted_save(path, text, backup=False):
+    written[0] += len(text.encode())
+    return save(path, text, backup)
+
+
+def counted_log(self, entry):
+    before = self._journal.tell() if self._journal is not None else None
+    journal(self, entry)
+    if before is not None and self._journal is not None:
+        written[0] += self._journal.tell() - before
+
+
+state.atomic_write, state.State._log = counted_save, counted_log
+from runner.cli import run
+
+code = run(["apply", "-y", sys.argv[1]])
+print(json.dumps({"code": code, "bytes": written[0]}))
+"""
+
+
+def state_bytes(work: Path, sizes: list[int], env: dict) -> None:
+    """The state's bytes written per job by a fresh apply of N trivial jobs, at each size: the
+    same per job however large the lab (the target: the largest size's within 1.25x of the
+    smallest's)."""
+    per_job = {}
+    for n in sizes:
+        folder = work / f"state-bytes-{n}"
+        spec = many_jobs(folder, n, command="'true'")
+        done = subprocess.run(
+            [PY, "-c", STATE_BYTES, str(spec)],
+            cwd=folder,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        per_job[n] = result["bytes"] / n
+    verdict = "ok" if per_job[sizes[-1]] <= 1.25 * per_job[sizes[0]] else "MISSED"
+    shown = ", ".join(f"{n} jobs: {b:,.0f}" for n, b in per_job.items())
+    print(f"\n{'state bytes written per job':<44} {shown}  (constant) {verdict}", flush=True)
 
 
 def mlflow_projects(folder: Path) -> list:
@@ -501,6 +554,8 @@ def main() -> None:
             plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
         if not args.only or "pipeline" in args.only:
             pipeline_reapply(work, 1 if args.quick else args.n, env)
+        if not args.only or "state" in args.only:
+            state_bytes(work, [10, 100] if args.quick else [100, 1000], env)
         if not args.only or "environment" in args.only:
             environment_costs(work, 1 if args.quick else args.n, 5 if args.quick else 50, env)
         if not args.only or "emulator" in args.only:

@@ -21,8 +21,10 @@ def test_benchmarks_run_in_quick_mode():
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["case", "mlrun", "baseline", "ratio", "target"]
     rows = [line for line in lines if line.endswith((" ok", " MISSED"))]
-    # nine cases, the pipeline re-apply, three environment costs, the emulator's wall and requests
-    assert len(rows) == 15, proc.stdout
+    # nine cases, the pipeline re-apply, the state's bytes per job, three environment costs, the
+    # emulator's wall and requests
+    assert len(rows) == 16, proc.stdout
+    assert any(line.startswith("state bytes written per job ") for line in rows)
     assert any(line.startswith("3-step pipeline re-applied, nothing changed ") for line in rows)
     assert any(line.startswith("pipeline of ") for line in rows)
     assert any(line.startswith("  layer over mlrun's packages ") for line in rows)
