@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,15 +108,26 @@ def test_var_overrides_and_unknown_var(mlrun, tmp_path):
     )
 
 
-def test_env_of_another_target_is_not_needed(mlrun, monkeypatch):
+def test_env_of_another_target_is_not_needed(mlrun, monkeypatch, tmp_path):
     monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
-    assert mlrun("validate", SEED)[0] == 0
-    code, _, err = mlrun("validate", SEED, "--target", "azure")
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path))  # no Azure CLI profile either
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "lab.yaml"  # beside copies of what the seed refers to
+    spec.write_text(
+        SEED.read_text()
+        + "targets:\n  azure:\n    subscription_id: ${{env.AZURE_SUBSCRIPTION_ID}}\n"
+    )
+    shutil.copytree(SEED.parent / "jobs", tmp_path / "specs" / "jobs")
+    shutil.copytree(ROOT / "training", tmp_path / "training")
+    assert mlrun("validate", spec)[0] == 0
+    code, _, err = mlrun("validate", spec, "--target", "azure")
     assert code == 1
     assert (
         "error: $.targets.azure.subscription_id: "
         "environment variable 'AZURE_SUBSCRIPTION_ID' is not set" in err
     )
+    code, _, err = mlrun("validate", SEED, "--target", "azure")  # the seed names none
+    assert code == 1 and "the azure target needs a subscription: " in err
 
 
 def test_missing_file_is_a_clear_error(mlrun, tmp_path):
