@@ -3,7 +3,7 @@ node), from Azure's Retail Prices API (no sign-in; MLRUN_PRICES_URL points elsew
 cached a day under the user's cache folder; with neither the API nor a cached answer, the bundled
 table (prices.json, dated) answers. A lookup never fails and never takes longer than its timeout
 (MLRUN_PRICES_TIMEOUT seconds, default 2); an API that did not answer is not asked again for ten
-minutes. MLRUN_PRICES_URL=off asks nothing and writes nothing (a cached answer, else the table).
+minutes. MLRUN_PRICES_URL=off asks nothing, reads and writes no cache: the bundled table answers.
 Stdlib only: plan uses it.
 
 `python -m runner.prices [REGION ...]` regenerates the bundled table from the API."""
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, digest
 
 URL = "https://prices.azure.com/api/retail/prices"
 BUNDLED = Path(__file__).with_name("prices.json")
@@ -75,13 +75,15 @@ def quote(region: str, sizes: Iterable[str], timeout: float | None = None) -> Qu
     """The price of each size in `region`: live, else cached, else bundled."""
     sizes = sorted({s for s in sizes if s})
     region = region.lower()
-    path = cache_dir() / "prices" / f"{region}.json"
-    cached = _read(path)
+    url = os.environ.get("MLRUN_PRICES_URL") or URL
+    offline = url == "off"
+    # an answer is kept per region and per API (an emulator's prices are not Azure's)
+    path = cache_dir() / "prices" / f"{region}-{digest(url.encode())[:12]}.json"
+    cached = {} if offline else _read(path)
     known = cached.get("prices") or {}
     fresh = time.time() - cached.get("fetched", 0) < DAY
     if fresh and all(sku(s) in known for s in sizes):
         return Quote({s: known[sku(s)] for s in sizes}, "cache", cached["as_of"])
-    offline = os.environ.get("MLRUN_PRICES_URL") == "off"
     if not offline and time.time() - cached.get("failed", 0) >= RETRY_AFTER:
         limit = (
             timeout

@@ -130,7 +130,8 @@ def test_lab_end_to_end_with_real_sdks(azure_emulator, tmp_path):
         # REST names, so current_value stays None, the value is in `currentValue`, and name is a
         # plain dict.
         out["usages"] = {u.name["value"]: [u.current_value, u.currentValue, u.limit]
-                         for u in client.compute.list_usage(location="eastus")}
+                         for u in client.compute.list_usage(location="eastus")
+                         if "/workspaces/" not in u.id}  # the subscription's rows
         job = client.jobs.create_or_update(command(
             code="./src", command="python train.py --training_data ${{inputs.training_data}}",
             inputs={"training_data": Input(type="uri_file", path="./data.csv")},

@@ -38,8 +38,7 @@ def test_export_of_the_seed_spec_is_loaded_by_the_sdk(mlrun, tmp_path):
     ):
         assert f"wrote {out / rel}" in stdout
     assert (
-        "not exported: variables (resolved into the files), queries (no az ml equivalent), "
-        "targets (no az ml equivalent)" in err
+        "not exported: variables (resolved into the files), queries (no az ml equivalent)\n" in err
     )
 
     ws_doc = yaml.safe_load((out / "workspace.yml").read_text())
