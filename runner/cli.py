@@ -140,7 +140,7 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
     p, _ = ctx.plan(force, only)
     _advise(ctx, p)
     _warn_expired(ctx)
-    costs = cost.estimate(ctx.spec)
+    costs = cost.estimate(ctx.spec) if as_json or out or p.has_changes else None  # (said if so)
     if out:
         p.save(out, costs)
     if as_json:

@@ -560,7 +560,7 @@ class AzureBackend:
 
     def set_expiry(self, when) -> None:
         """The lab's expiry (a UTC datetime, or None): what mlrun creates from now on carries it as
-        tags (and an instance, a stop schedule); the resource group mlrun made is retagged."""
+        tags (and an instance, a stop schedule at that time)."""
         from ..expiry import TAG_EXPIRES, TAG_LAB, shown
 
         self.expires = when
