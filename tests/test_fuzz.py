@@ -998,9 +998,7 @@ def test_a_document_that_contains_itself_is_one_problem(mlrun, tmp_path):
         [
             "lab.yaml:5:1: error: $.again: this alias refers to an anchor that contains it: "
             "the value would contain itself",
-            "lab.yaml:5:1: error: $.again: unknown key (expected one of: components, computes, "
-            "data, description, environments, jobs, models, name, queries, targets, variables, "
-            "workspace)",
+            "lab.yaml:5:1: error: $.again: unknown key",  # (13 top-level keys: too many to list)
             "lab.yaml: 2 errors, 0 warnings",
         ],
     )
