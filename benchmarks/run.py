@@ -207,6 +207,23 @@ def many_steps(folder: Path, n: int) -> Path:
     return spec
 
 
+def many_trials(folder: Path, n: int) -> Path:
+    """One grid sweep of n trivial trials (`python -c pass K`) on a 2-node cluster."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "lab.yaml"
+    spec.write_text(
+        "name: trials\nworkspace: {name: ws-trials}\n"
+        "computes: {cluster: {type: amlcompute, max_instances: 2}}\n"
+        "jobs:\n  s:\n    type: sweep\n    compute: cluster\n"
+        "    trial: {command: 'python -c pass ${{search_space.k}}'}\n"
+        f"    search_space: {{k: {{type: choice, values: {list(range(n))}}}}}\n"
+        "    sampling_algorithm: grid\n"
+        "    objective: {goal: minimize, primary_metric: loss}\n"
+        f"    limits: {{max_total_trials: {n}, max_concurrent_trials: 2}}\n"
+    )
+    return spec
+
+
 def pipeline_reapply(work: Path, reps: int, env: dict) -> None:
     """A re-apply of the 3-step pipeline with nothing changed (every step reused: nothing runs)."""
     folder = work / "reapply"
@@ -356,6 +373,12 @@ def cases(work: Path, quick: bool) -> list[Case]:
         Case(
             f"pipeline of {2 * n} trivial steps vs bare loop",
             lambda f: MLRUN + ["apply", "-y", str(many_steps(f, 2 * n))],
+            lambda f: ["bash", "-c", f"for i in $(seq {2 * n}); do {PY} -c pass; done"],
+            1.5,
+        ),
+        Case(
+            f"sweep of {2 * n} trivial trials vs bare loop",
+            lambda f: MLRUN + ["apply", "-y", str(many_trials(f, 2 * n))],
             lambda f: ["bash", "-c", f"for i in $(seq {2 * n}); do {PY} -c pass; done"],
             1.5,
         ),

@@ -49,24 +49,29 @@ Emit = Callable[[Event], None]
 class Slots:
     """A compute's job slots (an instance one, a cluster max_instances nodes); a job takes one
     per node it runs on, all at once (so two multi-node jobs never each hold half of what they
-    need)."""
+    need). Taken by one feeder per compute, in plan order: a job waiting for a slot holds no
+    thread, and a freed slot wakes that feeder only."""
 
     def __init__(self, total: int):
         self.total, self.free = total, total
         self._cond = threading.Condition()
 
-    @contextmanager
-    def taking(self, count: int) -> Iterator[None]:
+    def take(self, count: int, cancelled: threading.Event) -> bool:
+        """Wait until `count` slots are free and take them; False if the apply is cancelled
+        first."""
         count = min(count, self.total)  # validate refuses more; a changed compute cannot block
         with self._cond:
-            self._cond.wait_for(lambda: self.free >= count)
+            while self.free < count:
+                if cancelled.is_set():
+                    return False
+                self._cond.wait(0.25)  # woken by a release; the timeout is for a cancel
             self.free -= count
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.free += count
-                self._cond.notify_all()
+        return True
+
+    def give_back(self, count: int) -> None:
+        with self._cond:
+            self.free += min(count, self.total)
+            self._cond.notify()
 
 
 @dataclass
@@ -115,8 +120,8 @@ class Applier:
         self._lock = threading.Lock()
         # job slots: an instance runs one job at a time, a cluster max_instances,
         # no compute cpu_count
-        self.slots = {name: Slots(c.slots) for name, c in spec.computes.items()}
-        self.slots[None] = Slots(os.cpu_count() or 1)
+        self.slots: dict[str, Slots] = {n: Slots(c.slots) for n, c in spec.computes.items()}
+        self.slots[""] = Slots(os.cpu_count() or 1)  # jobs with no compute
 
     # --- the whole apply ---------------------------------------------------------------------
 
@@ -141,7 +146,7 @@ class Applier:
         self._parallel([c for k in (*inside, Kind.MODEL) for c in gone(k)], self.change_resource)
         for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
             self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
-        self._parallel(jobs, self.run_job, workers=max(1, len(by_kind[Kind.JOB])))
+        self.run_jobs(jobs)
         self._parallel(kept(Kind.MODEL), self.register_model)  # what the jobs made
         self._parallel(gone(Kind.WORKSPACE), self.change_resource)
         self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
@@ -166,6 +171,56 @@ class Applier:
                 raise
         for f in futures:
             f.result()
+
+    def run_jobs(self, changes: list[Change]) -> None:
+        """Each job once its compute has a slot for it (in plan order, compute by compute), with a
+        thread per job started or waited for, not per job queued; then, as _parallel, wait for all
+        and raise the first error in plan order."""
+        if not changes or self.cancelled.is_set():
+            return
+        queues: dict[str | None, list[Change]] = {}
+        for c in changes:
+            if c.action == RUN:
+                self.emit(Event(c.address, "Queued", c.reason))
+            queues.setdefault(self._slot_pool(c), []).append(c)
+        futures: dict[str, Future] = {}  # by job
+        with ThreadPoolExecutor(max_workers=len(changes)) as pool:
+
+            def feed(key: str | None, queue: list[Change]) -> None:
+                for i, change in enumerate(queue):
+                    count = self.spec.jobs[change.address.name].instance_count
+                    if key is not None and not self.slots[key].take(count, self.cancelled):
+                        for left in queue[i:]:
+                            self.emit(Event(left.address, "Canceled", "not started"))
+                        return
+                    release = (lambda n=count: self.slots[key].give_back(n)) if key else None
+                    futures[change.address.name] = pool.submit(self.run_job, change, release)
+
+            with ThreadPoolExecutor(max_workers=len(queues)) as feeders:
+                fed = [feeders.submit(feed, k, q) for k, q in queues.items()]
+                try:
+                    self._wait(fed)
+                    self._wait(list(futures.values()))
+                except KeyboardInterrupt:
+                    self.interrupt()
+                    self._wait(fed)
+                    self._wait(list(futures.values()))
+                    raise
+        for f in fed:
+            f.result()
+        for c in changes:
+            if c.address.name in futures:
+                futures[c.address.name].result()
+
+    def _slot_pool(self, change: Change) -> str | None:
+        """The compute whose slots a job takes: None for one that takes none (a wait for a run
+        that already holds its nodes, a pipeline: its steps take them)."""
+        if change.action == WAIT:
+            return None
+        job = self.spec.jobs[change.address.name]
+        if job.is_pipeline:
+            return None
+        return job.compute if job.compute in self.slots else ""
 
     @staticmethod
     def _wait(futures: list[Future]) -> None:
@@ -266,7 +321,9 @@ class Applier:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    def run_job(self, change: Change) -> None:
+    def run_job(self, change: Change, release: Callable[[], None] | None = None) -> None:
+        """Start the job (its compute's slots taken for it: `release` gives them back) and wait
+        for it, or wait for a run an earlier apply started."""
         name = change.address.name
         if change.action == WAIT:
             run = self.state.latest(name)
@@ -277,9 +334,7 @@ class Applier:
             self.emit(Event(change.address, run["status"], "waiting for the run", run["id"]))
             return self._finalize(name, self._wait_run(name, run))
         job = self.spec.jobs[name]
-        self.emit(Event(change.address, "Queued", change.reason))
-        slots = self.slots[job.compute if job.compute in self.slots else None]
-        with slots.taking(0 if job.is_pipeline else job.instance_count):  # its steps take them
+        try:
             if self.cancelled.is_set():
                 self.emit(Event(change.address, "Canceled", "not started"))
                 return
@@ -310,6 +365,9 @@ class Applier:
                 self.outcome.runs[name] = run
                 return
             run = self._wait_run(name, run)
+        finally:
+            if release is not None:
+                release()
         self._finalize(name, run)  # the compute's slot is free again: the next job starts meanwhile
 
     def _finish(self, name: str, run: dict) -> None:

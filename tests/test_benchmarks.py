@@ -23,10 +23,11 @@ def test_benchmarks_run_in_quick_mode():
     rows = [line for line in lines if line.endswith((" ok", " MISSED"))]
     # nine cases, the pipeline re-apply, the state's bytes per job, three environment costs, the
     # emulator's wall and requests
-    assert len(rows) == 16, proc.stdout
+    assert len(rows) == 17, proc.stdout
     assert any(line.startswith("state bytes written per job ") for line in rows)
     assert any(line.startswith("3-step pipeline re-applied, nothing changed ") for line in rows)
     assert any(line.startswith("pipeline of ") for line in rows)
+    assert any(line.startswith("sweep of ") for line in rows)
     assert any(line.startswith("  layer over mlrun's packages ") for line in rows)
     assert any(line.startswith("validate 10 heavy inputs vs the seed 10x ") for line in rows)
     assert "seed lab on the Azure emulator" in proc.stdout

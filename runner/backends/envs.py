@@ -15,6 +15,7 @@ Stdlib only (the sweep controller makes layers for its trials).
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -33,8 +34,10 @@ MARKER = "mlrun-env.json"
 FORMAT = 1
 
 
+@functools.cache
 def mlflow_version() -> str | None:
-    """The MLflow mlrun runs with (its store's schema is this version's), without importing it."""
+    """The MLflow mlrun runs with (its store's schema is this version's), without importing it.
+    Looked up once per process (it scans every installed distribution's metadata)."""
     try:
         return metadata.version("mlflow")
     except metadata.PackageNotFoundError:
