@@ -298,6 +298,87 @@ def state_bytes(work: Path, sizes: list[int], env: dict) -> None:
     print(f"\n{'state bytes written per job':<44} {shown}  (constant) {verdict}", flush=True)
 
 
+SCALE = """\
+import json, resource, sys, threading, time
+from runner.cli import run
+
+samples, done = [], threading.Event()
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def sample():
+    while not done.wait(0.1):
+        samples.append((time.monotonic(), rss()))
+
+
+threading.Thread(target=sample, daemon=True).start()
+start = time.monotonic()
+code = run(["apply", "-y", sys.argv[1]])
+done.set()
+used = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"code": code, "wall": time.monotonic() - start, "samples": samples,
+                  "cpu": used.ru_utime + used.ru_stime, "start": start}))
+"""
+
+
+def scale(work: Path, n: int, reps: int, env: dict) -> None:
+    """Issue 18's rows at n jobs: a fresh apply of n trivial jobs (in a process that measures its
+    own CPU and memory as it goes) beside n bare spawns; then its re-apply, nothing changed,
+    beside `mlrun validate` of the same spec."""
+    walls, bares, cpus, growths = [], [], [], []
+    for i in range(reps):
+        folder = work / f"scale-{n}-{i}"
+        spec = many_jobs(folder, n)
+        done = subprocess.run(
+            [PY, "-c", SCALE, str(spec)], cwd=folder, env=env, capture_output=True, text=True
+        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if result["code"] != 0:
+            raise SystemExit(f"scale apply failed:\n{done.stderr[-2000:]}")
+        bares.append(
+            timed(["bash", "-c", f"for i in $(seq {n}); do {PY} -c pass; done"], folder, env)
+        )
+        walls.append(result["wall"])
+        cpus.append(result["cpu"] / n)
+        # memory: the resident size over the last half of the apply against the first half's
+        samples, end = result["samples"], result["start"] + result["wall"]
+        half = result["start"] + result["wall"] / 2
+        early = max((r for t, r in samples if t < half), default=0)
+        late = max((r for t, r in samples if half <= t <= end), default=early)
+        growths.append(max(0, late - early) / (n / 2))
+    ma, mb = statistics.median(walls), statistics.median(bares)
+    cpu, growth = statistics.median(cpus), statistics.median(growths)
+    print(
+        f"{f'{n} trivial jobs (fresh) vs bare loop':<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x "
+        f"{'<=1.25x':>7} {'ok' if ma / mb <= 1.25 else 'MISSED'}"
+    )
+    print(
+        f"{'  mlrun own CPU per job':<44} {cpu * 1000:>7.1f}ms {'':>9} {'':>7} {'<=25ms':>7} "
+        f"{'ok' if cpu <= 0.025 else 'MISSED'}"
+    )
+    # a run's record: about 1 KB as JSON, a few as Python objects
+    print(
+        f"{'  memory growth per job (2nd half vs 1st)':<44} {growth / 1024:>7.1f}KB {'':>9} "
+        f"{'':>7} {'<=8KB':>7} {'ok' if growth <= 8192 else 'MISSED'}",
+        flush=True,
+    )
+    spec = work / f"scale-{n}-0" / "lab.yaml"
+    again, validate = [], []
+    for _ in range(reps):
+        again.append(timed(MLRUN + ["apply", "-y", str(spec)], spec.parent, env))
+        validate.append(timed(MLRUN + ["validate", str(spec)], spec.parent, env))
+    ma, mb = statistics.median(again), statistics.median(validate)
+    print(
+        f"{f're-apply of {n} unchanged jobs vs validate':<44} {ma:>8.3f}s {mb:>8.3f}s "
+        f"{ma / mb:>6.2f}x {'<=2.0x':>7} {'ok' if ma / mb <= 2.0 else 'MISSED'}",
+        flush=True,
+    )
+
+
 def mlflow_projects(folder: Path) -> list:
     """Both scripts as MLflow Project entry points, `mlflow run --env-manager local`."""
     lab_copy(folder)
@@ -577,6 +658,8 @@ def main() -> None:
             plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
         if not args.only or "pipeline" in args.only:
             pipeline_reapply(work, 1 if args.quick else args.n, env)
+        if not args.only or "scale" in args.only:
+            scale(work, 20 if args.quick else 1000, 1 if args.quick else min(args.n, 3), env)
         if not args.only or "state" in args.only:
             state_bytes(work, [10, 100] if args.quick else [100, 1000], env)
         if not args.only or "environment" in args.only:

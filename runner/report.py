@@ -202,8 +202,8 @@ def build(spec, state, backend, images: bool = False, full: bool = True) -> dict
     os.environ.setdefault(
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
     )  # one bar per image otherwise
-    client = _RunCache(backend.client())
-    if backend.name == "local":  # a search per hundred runs, not a get_run per run
+    client = _RunCache(backend)
+    if backend.name == "local":  # read at once, not a get_run per run
         client.prefetch(state, spec.jobs)
     jobs = [job_entry(spec, state, backend, client, name, images, full) for name in spec.jobs]
     experiments = []
@@ -278,37 +278,49 @@ def models(state) -> list[dict]:
 
 
 class _RunCache:
-    """An MLflow client whose get_run answers each run once per report."""
+    """An MLflow client whose get_run answers each run once per report; MLflow is loaded only
+    for what the runs read at first (prefetch) do not answer."""
 
-    def __init__(self, client):
-        self._client, self._runs = client, {}
+    def __init__(self, backend):
+        self._backend, self._client, self._runs = backend, None, {}
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._backend.client()
+        return self._client
 
     def prefetch(self, state, names) -> None:
         """Read the runs the report shows (each job's latest run and the completed one before it)
-        in a few searches. A run they miss is read by get_run as before."""
+        at once: from the local store's tables, else in a search per hundred runs. A run they miss
+        is read by get_run as before."""
         wanted: dict[str, set[str]] = {}
         for name in names:
             runs = [r for r in state.runs(name) if r.get("id") and r.get("experiment_id")]
             earlier = [r for r in runs[:-1] if r.get("status") == "Completed"]
             for r in runs[-1:] + earlier[-1:]:
                 wanted.setdefault(str(r["experiment_id"]), set()).add(r["id"])
+        store = self._backend.direct() if hasattr(self._backend, "direct") else None
+        if store is not None:
+            self._runs.update(store.runs(sorted(set().union(*wanted.values()))))
+            return
         for experiment, ids in wanted.items():
             ordered = sorted(ids)
             for i in range(0, len(ordered), 100):
                 chunk = ordered[i : i + 100]
                 quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
-                for found in self._client.search_runs(
+                for found in self.client.search_runs(
                     [experiment], f"attributes.run_id IN ({quoted})", max_results=len(chunk)
                 ):
                     self._runs[found.info.run_id] = found
 
     def get_run(self, run_id: str):
         if run_id not in self._runs:
-            self._runs[run_id] = self._client.get_run(run_id)
+            self._runs[run_id] = self.client.get_run(run_id)
         return self._runs[run_id]
 
     def __getattr__(self, name):
-        return getattr(self._client, name)
+        return getattr(self.client, name)
 
 
 def query_runs(

@@ -65,8 +65,8 @@ elif point == "job-spawned":          # the supervisor started, the state still 
          match=lambda args, *a, **k: str(supervised.SUPERVISOR) in str(args))
 elif point == "mid-finalize":         # the state says Completed; artifacts logged,
                                       # MLflow still RUNNING
-    from mlflow.tracking import MlflowClient
-    hook(MlflowClient, "set_terminated", "before")
+    from runner.backends import mlflow_db     # where a job's run is ended (without MLflow)
+    hook(mlflow_db.Store, "set_terminated", "before")
 elif point == "finalized":            # MLflow FINISHED, the state not marked finalized
     hook(lb.LocalBackend, "finalize", "after")
 elif point == "state-rename":         # a state save's temp file written, not renamed (the 3rd save)

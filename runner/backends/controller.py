@@ -151,7 +151,7 @@ class Controller:
 
         def record() -> None:
             supervised.finalize_run(
-                self.client, run_id, folder, ended, lock=self.writing, artifact_uri=uri
+                lambda: self.client, run_id, folder, ended, lock=self.writing, artifact_uri=uri
             )
             if then is not None:
                 then()

@@ -27,6 +27,7 @@ from . import (
     assets,
     distributed,
     envs,
+    mlflow_db,
     pipeline_controller,
     registry,
     supervised,
@@ -46,8 +47,10 @@ class LocalBackend:
         self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._mlflow_lock = threading.Lock()
+        self._experiments_lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
+        self._direct: mlflow_db.Store | None | bool = None  # False: MLflow's schema is not known
 
     @property
     def tracking_uri(self) -> str:
@@ -249,18 +252,34 @@ class LocalBackend:
             if not db.exists():  # initialised here, once, before any job can touch it
                 _copy_atomic(_template_db(), db)
 
+    def direct(self) -> mlflow_db.Store | None:
+        """The store written without MLflow (see mlflow_db), if its schema is this MLflow's."""
+        if self._direct is None:
+            self._store()
+            with self._store_lock:
+                if self._direct is None:
+                    store = mlflow_db.Store.open(self.root / "mlflow.db", _template_db())
+                    self._direct = store or False
+        return self._direct if isinstance(self._direct, mlflow_db.Store) else None
+
     def experiment_id(self, name: str) -> str:
-        client = self.client()
-        with self._mlflow_lock:
-            if name not in self._experiments:  # looked up (or made) once per apply
-                exp = client.get_experiment_by_name(name)
-                location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
-                self._experiments[name] = (
-                    exp.experiment_id
-                    if exp is not None
-                    else client.create_experiment(name, artifact_location=location)
-                )
-            return self._experiments[name]
+        with self._experiments_lock:  # not MLflow's lock: held while MLflow loads
+            if name in self._experiments:  # looked up (or made) once per apply
+                return self._experiments[name]
+            location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
+            store = self.direct()
+            found = store.experiment_id(name, location) if store else None
+            if found is None:  # through MLflow (it says what is wrong with a deleted experiment)
+                client = self.client()
+                with self._mlflow_lock:
+                    exp = client.get_experiment_by_name(name)
+                    found = (
+                        exp.experiment_id
+                        if exp is not None
+                        else client.create_experiment(name, artifact_location=location)
+                    )
+            self._experiments[name] = found
+            return found
 
     def close_orphans(self, known: set) -> list[tuple[str, str]]:
         """Runs this workspace's store has RUNNING that no state knows: created by an mlrun killed
@@ -269,7 +288,8 @@ class LocalBackend:
         folder could hold one (else MLflow is loaded in the background, for the jobs to come)."""
         suspects = self._unrecorded(known) if (self.root / "mlflow.db").exists() else []
         if not suspects:
-            threading.Thread(target=self._warm_up, daemon=True).start()
+            if self._will_need_mlflow():
+                threading.Thread(target=self._warm_up, daemon=True).start()
             return []
         client = self.client()
         experiments = [e.experiment_id for e in client.search_experiments()]
@@ -302,6 +322,14 @@ class LocalBackend:
             and not (folder / "exit.json").exists()
             and _read(folder / "run_id") not in known
         ]
+
+    def _will_need_mlflow(self) -> bool:
+        """Whether this apply will load MLflow whatever its jobs do: for a sweep's or pipeline's
+        report, a job's declared outputs, a model. Plain jobs' runs are made, ended and read by
+        mlflow_db (MLflow is loaded only if a job leaves files in ./outputs or ./logs)."""
+        if self.spec.models or self.direct() is None:
+            return True
+        return any(j.is_sweep or j.is_pipeline or j.outputs for j in self.spec.jobs.values())
 
     def _warm_up(self) -> None:
         """MLflow loaded (seconds) while apply does other things: client() then returns at once."""
@@ -356,7 +384,6 @@ class LocalBackend:
     ) -> dict:
         """Make the job's MLflow run, record it, build its environments and start it (hand it to
         its controller, already started as `proc`)."""
-        client = self.client()
         experiment = self.experiment_id(spec.experiment(job))
         tags = {str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()}
         tags.update(
@@ -367,16 +394,20 @@ class LocalBackend:
                 "mlflow.source.type": "JOB",
             }
         )
-        with self._mlflow_lock:
-            mlrun = client.create_run(
-                experiment, run_name=job.fields.get("display_name") or job.name, tags=tags
-            )
+        run_name = job.fields.get("display_name") or job.name
+        store = self.direct()
+        made = store.create_run(experiment, run_name, tags) if store else None
+        if made is None:  # through MLflow
+            client = self.client()
+            with self._mlflow_lock:
+                mlrun = client.create_run(experiment, run_name=run_name, tags=tags)
+            made = (mlrun.info.run_id, mlrun.info.artifact_uri)
         run = {
             **record,
-            "id": mlrun.info.run_id,
+            "id": made[0],
             "experiment_id": experiment,
             "run_dir": str(run_dir),
-            "artifact_uri": mlrun.info.artifact_uri,
+            "artifact_uri": made[1],
             "status": "Preparing",
             "submitted": now(),
         }
@@ -593,12 +624,13 @@ class LocalBackend:
     def finalize(self, run: dict) -> None:
         """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
         supervised.finalize_run(
-            self.client(),
+            self.client,
             run["id"],
             Path(run["run_dir"]),
             run["status"],
             self._mlflow_lock,
             run.get("artifact_uri"),
+            self.direct(),
         )
 
 
