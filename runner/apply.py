@@ -3,6 +3,7 @@ Events, and views render them."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -183,7 +184,18 @@ class Applier:
             if c.action == RUN:
                 self.emit(Event(c.address, "Queued", c.reason))
             queues.setdefault(self._slot_pool(c), []).append(c)
-        futures: dict[str, Future] = {}  # by job
+        futures: dict[str, Future] = {}  # by job, while it runs or if it raised
+        lock = threading.Lock()
+
+        def forget(name: str, future: Future) -> None:  # a job that ended well: nothing kept
+            if future.exception() is None:
+                with lock:
+                    futures.pop(name, None)
+
+        def running() -> list[Future]:
+            with lock:
+                return list(futures.values())
+
         with ThreadPoolExecutor(max_workers=len(changes)) as pool:
 
             def feed(key: str | None, queue: list[Change]) -> None:
@@ -194,17 +206,20 @@ class Applier:
                             self.emit(Event(left.address, "Canceled", "not started"))
                         return
                     release = (lambda n=count: self.slots[key].give_back(n)) if key else None
-                    futures[change.address.name] = pool.submit(self.run_job, change, release)
+                    future = pool.submit(self.run_job, change, release)
+                    with lock:
+                        futures[change.address.name] = future
+                    future.add_done_callback(functools.partial(forget, change.address.name))
 
             with ThreadPoolExecutor(max_workers=len(queues)) as feeders:
                 fed = [feeders.submit(feed, k, q) for k, q in queues.items()]
                 try:
                     self._wait(fed)
-                    self._wait(list(futures.values()))
+                    self._wait(running())
                 except KeyboardInterrupt:
                     self.interrupt()
                     self._wait(fed)
-                    self._wait(list(futures.values()))
+                    self._wait(running())
                     raise
         for f in fed:
             f.result()
