@@ -125,11 +125,7 @@ def job_entry(spec, state, backend, client, name: str, images: bool, full: bool 
 def _sweep(client, job, parent) -> dict:
     """A sweep's trials (its parent run's children) with their searched values and objective."""
     primary = job.objective.get("primary_metric")
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
+    children = client.children(parent)
     trials = [
         {
             "run_id": r.info.run_id,
@@ -156,11 +152,7 @@ def _sweep(client, job, parent) -> dict:
 def _pipeline(client, job, parent) -> dict:
     """A pipeline's steps (its parent run's children, tagged mlrun.step), in dependency order:
     status, duration, params and metrics, and the run a reused step reuses."""
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
+    children = client.children(parent)
     runs = {r.data.tags.get("mlrun.step") or r.info.run_name: r for r in children}
     steps = []
     for name, step in job.pipeline.steps.items():
@@ -313,6 +305,17 @@ class _RunCache:
                     [experiment], f"attributes.run_id IN ({quoted})", max_results=len(chunk)
                 ):
                     self._runs[found.info.run_id] = found
+
+    def children(self, parent) -> list:
+        """A sweep's or pipeline's child runs, oldest first."""
+        store = self._backend.direct() if hasattr(self._backend, "direct") else None
+        if store is not None:
+            return store.children(parent.info.run_id)
+        return self.client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
 
     def get_run(self, run_id: str):
         if run_id not in self._runs:

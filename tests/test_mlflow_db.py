@@ -70,6 +70,8 @@ def normalized(found: dict, run_id: str | None, exp_id: str, location: str) -> d
 
 
 def test_experiment_and_run_rows_are_the_ones_mlflow_writes(store, tmp_path):
+    from mlflow.entities import Param
+
     direct, client, db = store
     tags = {"mlrun.job": "train", "mlflow.source.type": "JOB", "team": "a"}
 
@@ -79,6 +81,7 @@ def test_experiment_and_run_rows_are_the_ones_mlflow_writes(store, tmp_path):
     theirs_exp = client.create_experiment("theirs", artifact_location=theirs_at)
     after_exp = rows(db)
     theirs_run = client.create_run(theirs_exp, run_name="train", tags=tags)
+    client.log_batch(theirs_run.info.run_id, params=[Param("alpha", "0.5"), Param("n", "3")])
     after_run = rows(db)
     client.set_terminated(theirs_run.info.run_id, "FAILED")
     after_end = rows(db)
@@ -90,6 +93,7 @@ def test_experiment_and_run_rows_are_the_ones_mlflow_writes(store, tmp_path):
     made = direct.create_run(ours_exp, "train", tags)
     assert made is not None
     run_id, artifact_uri = made
+    direct.log_params(run_id, {"alpha": "0.5", "n": "3"})
     after_run2 = rows(db)
     assert direct.set_terminated(run_id, "FAILED")
     after_end2 = rows(db)
@@ -157,6 +161,27 @@ def test_runs_are_read_as_mlflow_reads_them(store):
             mine = got.data.metrics[key]
             assert (math.isnan(mine) and math.isnan(value)) or mine == value, key
     assert found[rid].data.metrics["auc"] == 0.9
+
+
+def test_children_are_the_runs_search_runs_finds_oldest_first(store):
+    direct, client, _ = store
+    exp = client.create_experiment("sweep")
+    parent = client.create_run(exp, run_name="parent").info.run_id
+    made = []
+    for i in range(3):
+        run_id, _ = direct.create_run(exp, f"trial-{i}", {"mlflow.parentRunId": parent}) or ("", "")
+        made.append(run_id)
+    other = client.create_run(exp, run_name="x", tags={"mlflow.parentRunId": "someone-else"})
+    client.delete_run(made[1])
+    want = client.search_runs(
+        [exp],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    got = direct.children(parent)
+    assert [r.info.run_id for r in got] == [r.info.run_id for r in want]
+    assert {r.info.run_id for r in got} == {made[0], made[2]}
+    assert other.info.run_id not in {r.info.run_id for r in got}
 
 
 def test_a_store_of_another_schema_or_a_deleted_experiment_is_left_to_mlflow(store, tmp_path):

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import envs, supervised
+from . import envs, mlflow_db, supervised
 
 STEP_SECRET = "MLRUN_STEP_SECRET_"  # a secret step variable's value, in a controller's environment
 
@@ -47,10 +47,12 @@ class Controller:
     TAG = "controller"  # the prefix of its log lines
 
     def __init__(self, run_dir: Path):
-        from mlflow.tracking import MlflowClient  # seconds: mlrun makes the run meanwhile
-
-        # the store too (loading its SQL layer takes a second): its URI is known from the start
-        self.client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+        # Children's runs are made, ended and read through mlflow_db (no MLflow needed to start
+        # them); MLflow loads meanwhile, for the rest (metric histories, tags, artifacts).
+        self._client: Any = None
+        self._loading = threading.Thread(target=self._load_mlflow, daemon=True)
+        self._loading.start()
+        self.store = mlflow_db.Store.for_uri(os.environ["MLFLOW_TRACKING_URI"])
         handed = supervised.take_over(run_dir)
         if handed is None:
             raise Unstarted("no run was handed over (mlrun stopped, or the run could not start)")
@@ -68,6 +70,50 @@ class Controller:
         self.stopping = False
         base = self.cfg.get("base")  # what each child's layer sits on (backends/envs.py)
         self.base = envs.Base.from_dict(base) if base else None
+
+    def _load_mlflow(self) -> None:
+        try:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+        except BaseException as e:  # noqa: BLE001 - said by the first use of the client
+            self._client = e
+
+    @property
+    def client(self) -> Any:
+        """The MlflowClient on the workspace's store, once loaded."""
+        self._loading.join()
+        if isinstance(self._client, BaseException):
+            raise self._client
+        return self._client
+
+    def make_run(self, run_name: str, tags: dict, params: dict | None = None) -> tuple[str, str]:
+        """A child MLflow run (tagged with the parent): (run id, artifact URI)."""
+        tags = {**tags, "mlflow.parentRunId": self.parent}
+        store = self.store
+        with self.writing:
+            made = store.create_run(self.experiment, run_name, tags) if store else None
+            if store is not None and made is not None:
+                if params:
+                    store.log_params(made[0], params)
+                return made
+        from mlflow.entities import Param
+
+        with self.writing:
+            run = self.client.create_run(self.experiment, run_name=run_name, tags=tags)
+            if params:
+                self.client.log_batch(
+                    run.info.run_id, params=[Param(k, v) for k, v in params.items()]
+                )
+        return run.info.run_id, run.info.artifact_uri
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        """A child run's latest metrics."""
+        if self.store is not None:
+            found = self.store.runs([run_id]).get(run_id)
+            if found is not None:
+                return found.data.metrics
+        return self.client.get_run(run_id).data.metrics
 
     def log(self, message: str) -> None:
         print(f"[{self.TAG}] {message}", flush=True)
@@ -94,20 +140,10 @@ class Controller:
         """Run `command` (its ${{...}} already substituted) in child.dir/work under a new child
         MLflow run with `tags` and `params`, in a layer over `base` (else the controller's), with
         `env` added to its environment."""
-        from mlflow.entities import Param
-
         (child.dir / "command.sh").write_text(command + "\n")
-        with self.writing:
-            run = self.client.create_run(
-                self.experiment, run_name=run_name, tags={**tags, "mlflow.parentRunId": self.parent}
-            )
-        child.run_id, child.artifact_uri = run.info.run_id, run.info.artifact_uri
-        if params:
-            with self.writing:
-                self.client.log_batch(
-                    child.run_id,
-                    params=[Param(k, supervised.literal(v)) for k, v in params.items()],
-                )
+        child.run_id, child.artifact_uri = self.make_run(
+            run_name, tags, {k: supervised.literal(v) for k, v in params.items()}
+        )
         (child.dir / "run_id").write_text(child.run_id)
         mine = {k: v for k, v in os.environ.items() if not k.startswith(STEP_SECRET)}
         environ = {**mine, **(env or {})}  # a child sees its own secrets, not another's
@@ -151,7 +187,13 @@ class Controller:
 
         def record() -> None:
             supervised.finalize_run(
-                lambda: self.client, run_id, folder, ended, lock=self.writing, artifact_uri=uri
+                lambda: self.client,
+                run_id,
+                folder,
+                ended,
+                lock=self.writing,
+                artifact_uri=uri,
+                store=self.store,
             )
             if then is not None:
                 then()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import fingerprint, sweep
-from ..cache import cache_dir
 from ..environments import Environment, find_python
 from ..errors import UserError, plural
 from ..plan import RUN, Kind
@@ -324,12 +323,12 @@ class LocalBackend:
         ]
 
     def _will_need_mlflow(self) -> bool:
-        """Whether this apply will load MLflow whatever its jobs do: for a sweep's or pipeline's
-        report, a job's declared outputs, a model. Plain jobs' runs are made, ended and read by
-        mlflow_db (MLflow is loaded only if a job leaves files in ./outputs or ./logs)."""
+        """Whether this apply will load MLflow whatever its jobs do: for a job's declared outputs,
+        a model. Jobs' runs (a sweep's or pipeline's too) are made, ended and read by mlflow_db
+        (MLflow is loaded only if a job leaves files in ./outputs or ./logs)."""
         if self.spec.models or self.direct() is None:
             return True
-        return any(j.is_sweep or j.is_pipeline or j.outputs for j in self.spec.jobs.values())
+        return any(j.outputs for j in self.spec.jobs.values())
 
     def _warm_up(self) -> None:
         """MLflow loaded (seconds) while apply does other things: client() then returns at once."""
@@ -670,7 +669,7 @@ def _step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:
 def _template_db() -> Path:
     """An empty MLflow store with every migration applied, made by MLflow once per MLflow version
     (migrating a new SQLite store takes seconds; copying one takes milliseconds)."""
-    path = cache_dir() / f"mlflow-{envs.mlflow_version()}-empty.db"
+    path = mlflow_db.template()
     if not path.exists():
         from mlflow.tracking import MlflowClient
 

@@ -20,6 +20,15 @@ from pathlib import Path
 BUSY_TIMEOUT = 60.0  # seconds a write waits for the jobs' own MLflow writers
 
 
+def template() -> Path:
+    """Where the empty store MLflow made (every migration applied) is kept for this MLflow
+    version: its schema is the one written here (local._template_db makes it)."""
+    from ..cache import cache_dir
+    from .envs import mlflow_version
+
+    return cache_dir() / f"mlflow-{mlflow_version()}-empty.db"
+
+
 def revision(db: Path) -> str | None:
     """The store's schema revision (alembic's), or None if it has none."""
     if not db.exists():
@@ -54,10 +63,18 @@ class Store:
         self.db = db
 
     @classmethod
-    def open(cls, db: Path, template: Path) -> Store | None:
+    def open(cls, db: Path, made_by_mlflow: Path | None = None) -> Store | None:
         """A Store on `db` if its schema is the template's (this MLflow's), else None."""
-        known = revision(template)
+        known = revision(made_by_mlflow or template())
         return cls(db) if known is not None and revision(db) == known else None
+
+    @classmethod
+    def for_uri(cls, tracking_uri: str) -> Store | None:
+        """The Store of a local tracking URI (sqlite:///PATH), if it is one of this schema."""
+        prefix = "sqlite:///"
+        if not tracking_uri.startswith(prefix):
+            return None
+        return cls.open(Path(tracking_uri[len(prefix) :]))
 
     def _write(self, statements) -> int:
         """Run (sql, args) pairs in one write transaction; the last one's row count."""
@@ -144,6 +161,35 @@ class Store:
             ]
         )
         return run_id, artifact_uri
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        """A new run's parameters, as MlflowClient.log_batch(params=...) writes them."""
+        self._write(
+            [
+                ("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)", (k, v, run_id))
+                for k, v in params.items()
+            ]
+        )
+
+    def children(self, parent_id: str) -> list[Run]:
+        """The active runs tagged mlflow.parentRunId = parent_id, oldest first (what
+        search_runs with that filter, ordered by start time, gives)."""
+        con = _connect(self.db)
+        try:
+            ids = [
+                r[0]
+                for r in con.execute(
+                    "SELECT runs.run_uuid FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                    "WHERE tags.key = 'mlflow.parentRunId' AND tags.value = ? "
+                    "AND runs.lifecycle_stage = 'active' "
+                    "ORDER BY runs.start_time IS NULL, runs.start_time, runs.run_uuid",
+                    (parent_id,),
+                )
+            ]
+        finally:
+            con.close()
+        found = self.runs(ids)
+        return [found[i] for i in ids if i in found]
 
     def set_terminated(self, run_id: str, status: str) -> bool:
         """End an active run with an MLflow status (FINISHED, FAILED, KILLED); False if there is

@@ -157,15 +157,12 @@ class PipelineController(Controller):
     def reuse(self, step: StepRun, record: dict) -> None:
         """A completed run of the same step (same fingerprint): recorded as a child run that
         points at it, its outputs handed on."""
-        tags = {
-            **self.tags(step),
-            "mlrun.reused_from": record["run_id"],
-            "mlflow.parentRunId": self.parent,
-        }
+        tags = {**self.tags(step), "mlrun.reused_from": record["run_id"]}
+        run_id, _ = self.make_run(step.cfg["run_name"], tags)
         with self.writing:  # the finalizer may be writing too (one SQLite store)
-            run = self.client.create_run(self.experiment, run_name=step.cfg["run_name"], tags=tags)
-            self.client.set_terminated(run.info.run_id, "FINISHED")
-        step.run_id, step.status = run.info.run_id, "Reused"
+            if not (self.store and self.store.set_terminated(run_id, "FINISHED")):
+                self.client.set_terminated(run_id, "FINISHED")
+        step.run_id, step.status = run_id, "Reused"
         step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
         step.origin = Path(record.get("run_dir") or step.dir)
         self.log(f"step {step.name} reused: run {record['run_id']}")

@@ -105,7 +105,7 @@ class SweepController(Controller):
                 self.client.set_tag(t.run_id, "mlrun.early_terminated", "true")
         status = self.finish_child(t, "Canceled" if t.stopped_early else None)
         if status == "Completed":
-            t.value = self.client.get_run(t.run_id).data.metrics.get(self.metric)
+            t.value = self.metrics(t.run_id).get(self.metric)
         ended = t.ended
         how = (
             "stopped early"
