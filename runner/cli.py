@@ -454,18 +454,34 @@ def runs(
 @_target_options
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 def ui(spec, target, variables, port) -> int:
-    """MLflow's UI on the target's tracking store, at http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    from .ui import Server
+    """MLflow's UI on the target's tracking store, at http://127.0.0.1:PORT (Ctrl-C, SIGTERM or
+    SIGHUP stops it and its workers)."""
+    from .ui import Server, Stopped, port_taken, stop_signals
 
     store = _open(spec, target, variables).backend.tracking_uri
-    server = Server(store, port)
-    click.echo(f"MLflow UI on {store}: {server.url} (Ctrl-C to stop)", err=True)
-    try:
-        return EXIT_OK if server.wait() == 0 else EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    finally:
-        server.stop()
+    if port_taken(port):
+        raise UserError(
+            f"port {port} on 127.0.0.1 is in use: stop what holds it, or pick another with --port"
+        )
+    with stop_signals():
+        try:
+            server = Server(store, port)
+        except Stopped:
+            return EXIT_INTERRUPTED
+        try:
+            click.echo(f"Starting MLflow's server on {store} ...", err=True)
+
+            def waiting(seconds: float) -> None:  # a line every 5 s until the port answers
+                if int(seconds) % 5 == 0:
+                    click.echo(f"  still starting ({seconds:.0f}s)", err=True)
+
+            server.ready(waiting)
+            click.echo(f"MLflow UI on {store}: {server.url} (Ctrl-C to stop)", err=True)
+            return EXIT_OK if server.wait() == 0 else EXIT_ERROR
+        except (KeyboardInterrupt, Stopped):
+            return EXIT_INTERRUPTED
+        finally:
+            server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -196,7 +196,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_mlflow_and_ctrl_c_leaves_no_process_behind(seed_lab):
+def _group(pgid: int) -> list[int]:
+    """The live processes of a process group (zombies, reaped or not, are not alive)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name
+)
+def test_ui_says_its_url_once_it_answers_and_any_stop_signal_leaves_no_process(seed_lab, sig):
     port = _free_port()
     proc = subprocess.Popen(
         mlrun_cmd() + ["ui", "specs/mlflow-tracking.yaml", "--port", str(port)],
@@ -204,25 +222,67 @@ def test_ui_serves_mlflow_and_ctrl_c_leaves_no_process_behind(seed_lab):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a signal for mlrun alone, as a process manager sends it
     )
+    pgid = 0
     try:
-        deadline, body = time.monotonic() + 90, ""
-        while time.monotonic() < deadline and not body:
-            try:
-                body = (
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
-                )
-            except OSError:
-                time.sleep(0.3)
+        assert proc.stderr is not None
+        for line in proc.stderr:  # printed only once the port answers
+            if f"http://127.0.0.1:{port}" in line:
+                break
+        else:
+            pytest.fail(f"mlrun ui never said its URL (exit {proc.wait()})")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "<title>MLflow</title>" in body
-        children = subprocess.run(
-            ["pgrep", "-f", f"port {port}"], capture_output=True, text=True
+        server = subprocess.run(
+            ["pgrep", "-f", f"mlflow server .*--port {port}"], capture_output=True, text=True
         ).stdout.split()
-        assert children, "the server's processes should be visible while it runs"
+        assert server, "the server should be running"
+        pgid = os.getpgid(int(server[0]))
+        assert len(_group(pgid)) >= 2, "the server and its uvicorn worker"
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert f"http://127.0.0.1:{port}" in err
-    time.sleep(0.3)
-    assert [pid for pid in children if os.path.exists(f"/proc/{pid}")] == []
+    deadline = time.monotonic() + 5
+    while _group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group(pgid) == []
+
+
+def test_ui_refuses_a_taken_port_and_says_when_the_server_exits_early(seed_lab, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            mlrun_cmd() + ["ui", "specs/mlflow-tracking.yaml", "--port", str(port)],
+            cwd=seed_lab["root"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in proc.stderr
+    assert "Starting" not in proc.stderr
+
+    # an `mlflow` that exits at once, first on the server's path
+    fake = tmp_path / "fake" / "mlflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text(
+        "import sys; print('no server today', file=sys.stderr); sys.exit(4)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    proc = subprocess.run(
+        mlrun_cmd() + ["ui", "specs/mlflow-tracking.yaml", "--port", str(_free_port())],
+        cwd=seed_lab["root"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "no server today" in proc.stderr
+    assert "mlflow server exited (code 4) before it answered" in proc.stderr
+    assert "MLflow UI on" not in proc.stderr
