@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .errors import Problem, SpecError, UserError, display_path, plural
+from .examples import complete_jobs, complete_queries, complete_targets, epilog
 from .formats import REPORT_FORMATS
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -22,17 +23,24 @@ def _print_problems(problems: list[Problem]) -> None:
         click.echo(p.render(), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=epilog(""),
+)
 @click.version_option(package_name="mlrun", message="mlrun %(version)s")
 def cli() -> None:
     """Declarative runner for Azure Machine Learning labs: validate, plan, apply, report,
     destroy."""
 
 
-@cli.command()
+@cli.command(epilog=epilog("validate"))
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--target", default="local", show_default=True, help="Check the settings of this target too."
+    "--target",
+    default="local",
+    show_default=True,
+    shell_complete=complete_targets,
+    help="Check the settings of this target too.",
 )
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
 def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) -> int:
@@ -58,7 +66,7 @@ def validate(specs: tuple[str, ...], target: str, variables: tuple[str, ...]) ->
     return EXIT_ERROR if failed else EXIT_OK
 
 
-@cli.command()
+@cli.command(epilog=epilog("schema"))
 def schema() -> None:
     """Print the lab spec's JSON Schema (point your editor at it)."""
     from .validate import SCHEMA_FILE
@@ -71,7 +79,11 @@ def _target_options(f):
         "--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set a variable."
     )(f)
     return click.option(
-        "--target", default="local", show_default=True, help="Where to run: local or azure."
+        "--target",
+        default="local",
+        show_default=True,
+        shell_complete=complete_targets,
+        help="Where to run: local or azure.",
     )(f)
 
 
@@ -121,15 +133,25 @@ def _confirm(question: str) -> None:
         raise UserError("cancelled: nothing was changed")
 
 
-@cli.command()
+@cli.command(epilog=epilog("plan"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (format_version 1).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for mlrun apply FILE.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
-@click.option("--only", multiple=True, metavar="JOB", help="Plan to run only these jobs.")
 @click.option(
-    "--force", multiple=True, metavar="JOB", help="Plan to rerun these jobs even if up to date."
+    "--only",
+    multiple=True,
+    metavar="JOB",
+    shell_complete=complete_jobs,
+    help="Plan to run only these jobs.",
+)
+@click.option(
+    "--force",
+    multiple=True,
+    metavar="JOB",
+    shell_complete=complete_jobs,
+    help="Plan to rerun these jobs even if up to date.",
 )
 def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
     """Show what apply would do, changing nothing."""
@@ -157,12 +179,24 @@ def _advise(ctx, p) -> None:
         click.echo(line, err=True)
 
 
-@cli.command()
+@cli.command(epilog=epilog("apply"))
 @click.argument("spec_or_plan", metavar="SPEC|PLANFILE", type=click.Path(dir_okay=False))
 @_target_options
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--only", multiple=True, metavar="JOB", help="Run only these jobs.")
-@click.option("--force", multiple=True, metavar="JOB", help="Rerun these jobs even if up to date.")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="JOB",
+    shell_complete=complete_jobs,
+    help="Run only these jobs.",
+)
+@click.option(
+    "--force",
+    multiple=True,
+    metavar="JOB",
+    shell_complete=complete_jobs,
+    help="Rerun these jobs even if up to date.",
+)
 @click.option("--detach", is_flag=True, help="Start the jobs and return without waiting.")
 @click.option(
     "--extend", metavar="DURATION", help="Push the lab's expiry (expires_after) out, e.g. 2h."
@@ -227,7 +261,7 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> 
     return EXIT_OK
 
 
-@cli.command()
+@cli.command(epilog=epilog("status"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
@@ -245,9 +279,9 @@ def status(spec, target, variables, as_json) -> int:
     return EXIT_OK
 
 
-@cli.command()
+@cli.command(epilog=epilog("logs"))
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.argument("job")
+@click.argument("job", shell_complete=complete_jobs)
 @_target_options
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
 def logs(spec, job, target, variables, follow) -> int:
@@ -263,7 +297,7 @@ def logs(spec, job, target, variables, follow) -> int:
     return EXIT_OK
 
 
-@cli.command()
+@cli.command(epilog=epilog("destroy"))
 @click.argument("spec", type=click.Path(dir_okay=False), required=False)
 @_target_options
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -334,7 +368,7 @@ def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
     return EXIT_OK
 
 
-@cli.command("export")
+@cli.command("export", epilog=epilog("export"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "-o",
@@ -365,7 +399,7 @@ def export_cmd(spec, out_dir, target, variables) -> int:
     return EXIT_OK
 
 
-@cli.command("import")
+@cli.command("import", epilog=epilog("import"))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "-o",
@@ -395,7 +429,7 @@ def import_cmd(files, out, name, inline, force) -> int:
     return EXIT_ERROR if any(p.severity == "error" for p in doc.problems) else EXIT_OK
 
 
-@cli.command("report")
+@cli.command("report", epilog=epilog("report"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_target_options
 @click.option(
@@ -420,9 +454,9 @@ def report_cmd(spec, target, variables, fmt, output) -> int:
     return EXIT_OK
 
 
-@cli.command()
+@cli.command(epilog=epilog("runs"))
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.argument("query", required=False)
+@click.argument("query", required=False, shell_complete=complete_queries)
 @_target_options
 @click.option(
     "--experiment", help="The experiment to search (default: the query's, or the jobs' only one)."
@@ -449,7 +483,7 @@ def runs(
     return EXIT_OK
 
 
-@cli.command()
+@cli.command(epilog=epilog("ui"))
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_target_options
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
