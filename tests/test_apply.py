@@ -21,6 +21,17 @@ from runner.plan import NOOP, RUN, WAIT, desired, destroy_plan, make_plan
 from runner.spec import load
 from runner.state import State
 
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt here even when this process started with SIGINT
+    ignored (as a shell starts a background job, e.g. `bash .ci/run &`), so that the Ctrl-C tests
+    test mlrun, not how pytest was started."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 LIMIT = 5.0  # seconds a positive wait may take: reached only when the test fails
 SETTLE = 0.05  # seconds given to something that must NOT happen (a job past its slot) to show
 

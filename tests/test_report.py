@@ -223,6 +223,9 @@ def test_ui_says_its_url_once_it_answers_and_any_stop_signal_leaves_no_process(s
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a signal for mlrun alone, as a process manager sends it
+        # SIGINT as a terminal has it, even if this process started with it ignored (a shell's
+        # background job): Python then raises KeyboardInterrupt on it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     pgid = 0
     try:
