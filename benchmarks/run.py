@@ -77,9 +77,13 @@ def export_jobs(spec: Path, out: Path) -> list:
     return sorted(str(p) for p in out.glob("*.yml"))
 
 
-def many_jobs(folder: Path, n: int, command: str = "python -c pass") -> Path:
+def many_jobs(
+    folder: Path, n: int, command: str = "python -c pass", compute: str | None = "cluster"
+) -> Path:
+    """n jobs on a 2-node cluster, or (compute=None) naming no compute: a slot per core."""
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = "".join(f"  j{i}: {{command: {command}, compute: cluster}}\n" for i in range(n))
+    on = f", compute: {compute}" if compute else ""
+    jobs = "".join(f"  j{i}: {{command: {command}{on}}}\n" for i in range(n))
     spec = folder / "lab.yaml"
     spec.write_text(
         "name: many\nworkspace: {name: ws-many}\ncomputes:\n"
@@ -327,8 +331,8 @@ print(json.dumps({"code": code, "wall": time.monotonic() - start, "samples": sam
 
 def scale(work: Path, n: int, reps: int, env: dict) -> None:
     """Issue 18's rows at n jobs: a fresh apply of n trivial jobs (in a process that measures its
-    own CPU and memory as it goes) beside n bare spawns; then its re-apply, nothing changed,
-    beside `mlrun validate` of the same spec."""
+    own CPU and memory as it goes) beside n bare spawns; the same with jobs that name no compute
+    (issue 26); then the re-apply, nothing changed, beside `mlrun validate` of the same spec."""
     walls, bares, cpus, growths = [], [], [], []
     for i in range(reps):
         folder = work / f"scale-{n}-{i}"
@@ -365,6 +369,19 @@ def scale(work: Path, n: int, reps: int, env: dict) -> None:
     print(
         f"{'  memory growth per job':<44} {growth / 1024:>7.1f}KB {'':>9} "
         f"{'':>7} {'<=4KB':>7} {'ok' if growth <= 4096 else 'MISSED'}",
+        flush=True,
+    )
+    free, bare = [], []  # jobs that name no compute: a pool of a slot per core
+    for i in range(reps):
+        spec = many_jobs(work / f"scale-free-{n}-{i}", n, compute=None)
+        free.append(timed(MLRUN + ["apply", "-y", str(spec)], spec.parent, env))
+        bare.append(
+            timed(["bash", "-c", f"for i in $(seq {n}); do {PY} -c pass; done"], spec.parent, env)
+        )
+    ma, mb = statistics.median(free), statistics.median(bare)
+    print(
+        f"{f'{n} trivial jobs, no compute vs bare loop':<44} {ma:>8.3f}s {mb:>8.3f}s "
+        f"{ma / mb:>6.2f}x {'<=1.25x':>7} {'ok' if ma / mb <= 1.25 else 'MISSED'}",
         flush=True,
     )
     spec = work / f"scale-{n}-0" / "lab.yaml"

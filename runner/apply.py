@@ -4,7 +4,6 @@ Events, and views render them."""
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import expiry
+from . import expiry, slots
 from .backends.base import TERMINAL, Backend
 from .context import Context
 from .errors import plural
@@ -31,6 +30,7 @@ from .plan import (
     describe,
     short,
 )
+from .slots import Lease, Pool
 from .spec import Spec
 from .state import Lock, State
 
@@ -47,32 +47,8 @@ class Event:
 Emit = Callable[[Event], None]
 
 
-class Slots:
-    """A compute's job slots (an instance one, a cluster max_instances nodes); a job takes one
-    per node it runs on, all at once (so two multi-node jobs never each hold half of what they
-    need). Taken by one feeder per compute, in plan order: a job waiting for a slot holds no
-    thread, and a freed slot wakes that feeder only."""
-
-    def __init__(self, total: int):
-        self.total, self.free = total, total
-        self._cond = threading.Condition()
-
-    def take(self, count: int, cancelled: threading.Event) -> bool:
-        """Wait until `count` slots are free and take them; False if the apply is cancelled
-        first."""
-        count = min(count, self.total)  # validate refuses more; a changed compute cannot block
-        with self._cond:
-            while self.free < count:
-                if cancelled.is_set():
-                    return False
-                self._cond.wait(0.25)  # woken by a release; the timeout is for a cancel
-            self.free -= count
-        return True
-
-    def give_back(self, count: int) -> None:
-        with self._cond:
-            self.free += min(count, self.total)
-            self._cond.notify()
+class Stalled(RuntimeError):
+    """Jobs wait for slots that nothing will give back: a bug in mlrun, never a wait."""
 
 
 @dataclass
@@ -120,9 +96,9 @@ class Applier:
         self.active: dict[str, dict] = {}  # run id -> run, while it runs
         self._lock = threading.Lock()
         # job slots: an instance runs one job at a time, a cluster max_instances,
-        # no compute cpu_count
-        self.slots: dict[str, Slots] = {n: Slots(c.slots) for n, c in spec.computes.items()}
-        self.slots[""] = Slots(os.cpu_count() or 1)  # jobs with no compute
+        # no compute one per core
+        self.pools: dict[str, Pool] = {n: Pool(n, c.slots) for n, c in spec.computes.items()}
+        self.pools[""] = Pool("", slots.unbound())  # jobs with no compute
 
     # --- the whole apply ---------------------------------------------------------------------
 
@@ -176,15 +152,17 @@ class Applier:
     def run_jobs(self, changes: list[Change]) -> None:
         """Each job once its compute has a slot for it (in plan order, compute by compute), with a
         thread per job started or waited for, not per job queued; then, as _parallel, wait for all
-        and raise the first error in plan order."""
+        and raise the first error in plan order. Jobs that wait for slots while no job runs or
+        starts are a bug (Stalled), never a wait."""
         if not changes or self.cancelled.is_set():
             return
-        queues: dict[str | None, list[Change]] = {}
+        queues: dict[Pool | None, list[Change]] = {}
         for c in changes:
             if c.action == RUN:
                 self.emit(Event(c.address, "Queued", c.reason))
-            queues.setdefault(self._slot_pool(c), []).append(c)
+            queues.setdefault(self._pool_of(c), []).append(c)
         futures: dict[str, Future] = {}  # by job, while it runs or if it raised
+        left: dict[Pool | None, list[Change]] = dict(queues)  # what each feeder has not started
         lock = threading.Lock()
 
         def forget(name: str, future: Future) -> None:  # a job that ended well: nothing kept
@@ -196,30 +174,53 @@ class Applier:
             with lock:
                 return list(futures.values())
 
-        with ThreadPoolExecutor(max_workers=len(changes)) as pool:
+        def stalled() -> str | None:
+            """What waits in vain, when some job waits for slots and none runs or starts."""
+            if any(not f.done() for f in running()):
+                return None
+            for pool, queue in left.items():
+                if pool is not None and queue and pool.blocked():
+                    owner = f"compute {pool.name}" if pool.name else "jobs with no compute"
+                    names = ", ".join(c.address.name for c in queue)
+                    return (
+                        f"apply stalled: {plural(len(queue), 'job')} ({names}) wait for the "
+                        f"slots of {owner} ({pool.describe()}) while no job runs or starts"
+                    )
+            return None
 
-            def feed(key: str | None, queue: list[Change]) -> None:
+        with ThreadPoolExecutor(max_workers=len(changes)) as executor:
+
+            def feed(pool: Pool | None, queue: list[Change]) -> None:
                 for i, change in enumerate(queue):
                     count = self.spec.jobs[change.address.name].instance_count
-                    if key is not None and not self.slots[key].take(count, self.cancelled):
-                        for left in queue[i:]:
-                            self.emit(Event(left.address, "Canceled", "not started"))
+                    lease = slots.NONE if pool is None else pool.take(count)
+                    if lease is None:  # the apply stops
+                        for rest in queue[i:]:
+                            self.emit(Event(rest.address, "Canceled", "not started"))
+                        left[pool] = []
                         return
-                    release = (lambda n=count: self.slots[key].give_back(n)) if key else None
-                    future = pool.submit(self.run_job, change, release)
+                    try:  # the lease is the job's from here: run_job gives it back
+                        future = executor.submit(self.run_job, change, lease)
+                    except BaseException:
+                        lease.release()
+                        raise
                     with lock:
                         futures[change.address.name] = future
+                    left[pool] = queue[i + 1 :]
                     future.add_done_callback(functools.partial(forget, change.address.name))
 
             with ThreadPoolExecutor(max_workers=len(queues)) as feeders:
-                fed = [feeders.submit(feed, k, q) for k, q in queues.items()]
+                fed = [feeders.submit(feed, p, q) for p, q in queues.items()]
                 try:
-                    self._wait(fed)
+                    self._wait(fed, watch=stalled)
                     self._wait(running())
                 except KeyboardInterrupt:
                     self.interrupt()
                     self._wait(fed)
                     self._wait(running())
+                    raise
+                except Stalled:
+                    self._close_pools()
                     raise
         for f in fed:
             f.result()
@@ -227,24 +228,37 @@ class Applier:
             if c.address.name in futures:
                 futures[c.address.name].result()
 
-    def _slot_pool(self, change: Change) -> str | None:
-        """The compute whose slots a job takes: None for one that takes none (a wait for a run
-        that already holds its nodes, a pipeline: its steps take them)."""
+    def _pool_of(self, change: Change) -> Pool | None:
+        """The pool whose slots a job takes: None for one that takes none (a wait for a run that
+        already holds its nodes, a pipeline: its steps take them)."""
         if change.action == WAIT:
             return None
         job = self.spec.jobs[change.address.name]
         if job.is_pipeline:
             return None
-        return job.compute if job.compute in self.slots else ""
+        return self.pools.get(job.compute or "", self.pools[""])
+
+    def _close_pools(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
 
     @staticmethod
-    def _wait(futures: list[Future]) -> None:
+    def _wait(futures: list[Future], watch: Callable[[], str | None] | None = None) -> None:
+        """Wait for `futures` in short waits, so the main thread sees Ctrl-C; `watch` says what
+        is stuck, if anything: stuck at two looks in a row raises Stalled."""
         pending: set[Future] | list[Future] = futures
-        while pending:  # short waits, so the main thread sees Ctrl-C
+        stuck = None
+        while pending:
             _, pending = wait(pending, timeout=0.25)
+            if pending and watch is not None:
+                now = watch()
+                if now is not None and stuck is not None:
+                    raise Stalled(now)
+                stuck = now
 
     def interrupt(self) -> None:
         self.cancelled.set()
+        self._close_pools()  # a feeder waiting for a slot stops at once
         self.outcome.interrupted = True
         self.emit(Event("apply", "interrupted", "stopping running jobs"))
         with self._lock:
@@ -336,54 +350,56 @@ class Applier:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    def run_job(self, change: Change, release: Callable[[], None] | None = None) -> None:
-        """Start the job (its compute's slots taken for it: `release` gives them back) and wait
-        for it, or wait for a run an earlier apply started."""
+    def run_job(self, change: Change, lease: Lease = slots.NONE) -> None:
+        """Start the job (on the slots of its compute that `lease` holds, given back once it
+        ends) and wait for it, or wait for a run an earlier apply started."""
+        with lease:
+            run = self._run(change)
+        if run is not None:
+            self._finalize(change.address.name, run)  # the slots are free: the next job starts
+
+    def _run(self, change: Change) -> dict | None:
+        """The job's run once it ended, to finalize (None: nothing more to do for it)."""
         name = change.address.name
         if change.action == WAIT:
             run = self.state.latest(name)
             assert run is not None, f"a wait for job {name}, which has no run"
             if run.get("finalized"):  # it ended after the plan was made: adopt_finished recorded it
                 self._record(name, run)
-                return
+                return None
             self.emit(Event(change.address, run["status"], "waiting for the run", run["id"]))
-            return self._finalize(name, self._wait_run(name, run))
+            return self._wait_run(name, run)
+        if self.cancelled.is_set():
+            self.emit(Event(change.address, "Canceled", "not started"))
+            return None
         job = self.spec.jobs[name]
+        want = self.model["jobs"][name]
+        record = {
+            "fingerprint": want["fingerprint"],
+            "parts": want["parts"],
+            "compute": job.compute,
+        }
         try:
-            if self.cancelled.is_set():
-                self.emit(Event(change.address, "Canceled", "not started"))
-                return
-            want = self.model["jobs"][name]
-            record = {
-                "fingerprint": want["fingerprint"],
-                "parts": want["parts"],
-                "compute": job.compute,
-            }
-            try:
-                run = self.backend.submit(
-                    self.spec, job, record, on_start=lambda r: self.state.add_run(name, r)
-                )
-            except Exception as e:  # said now, not once every other job has ended
-                self.emit(Event(change.address, "Failed", f"not submitted: {e}"))
-                raise
-            # saved with the next save (the record made before the process is what adoption needs)
-            self.state.update_run(
-                name,
-                run["id"],
-                save=self.detach,
-                status=run["status"],
-                pid=run.get("pid"),
-                started=run.get("started"),
+            run = self.backend.submit(
+                self.spec, job, record, on_start=lambda r: self.state.add_run(name, r)
             )
-            self.emit(Event(change.address, "Running", f"run {short(run['id'])}", run["id"]))
-            if self.detach:
-                self.outcome.runs[name] = run
-                return
-            run = self._wait_run(name, run)
-        finally:
-            if release is not None:
-                release()
-        self._finalize(name, run)  # the compute's slot is free again: the next job starts meanwhile
+        except Exception as e:  # said now, not once every other job has ended
+            self.emit(Event(change.address, "Failed", f"not submitted: {e}"))
+            raise
+        # saved with the next save (the record made before the process is what adoption needs)
+        self.state.update_run(
+            name,
+            run["id"],
+            save=self.detach,
+            status=run["status"],
+            pid=run.get("pid"),
+            started=run.get("started"),
+        )
+        self.emit(Event(change.address, "Running", f"run {short(run['id'])}", run["id"]))
+        if self.detach:
+            self.outcome.runs[name] = run
+            return None
+        return self._wait_run(name, run)
 
     def _finish(self, name: str, run: dict) -> None:
         self._finalize(name, self._wait_run(name, run))

@@ -21,13 +21,14 @@ def test_benchmarks_run_in_quick_mode():
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["case", "mlrun", "baseline", "ratio", "target"]
     rows = [line for line in lines if line.endswith((" ok", " MISSED"))]
-    # ten cases, the pipeline re-apply, issue 18's four scale rows, the state's bytes per job,
+    # eleven cases, the pipeline re-apply, issue 18's four scale rows, the state's bytes per job,
     # three environment costs, the emulator's wall and requests
-    assert len(rows) == 21, proc.stdout
+    assert len(rows) == 22, proc.stdout
     assert any(line.startswith("state bytes written per job ") for line in rows)
     assert any(line.startswith("3-step pipeline re-applied, nothing changed ") for line in rows)
     assert any(line.startswith("pipeline of ") for line in rows)
     assert any(line.startswith("sweep of ") for line in rows)
+    assert any(" trivial jobs, no compute vs bare loop " in line for line in rows)
     assert any(line.startswith("  mlrun own CPU per job ") for line in rows)
     assert any(line.startswith("re-apply of 20 unchanged jobs vs validate ") for line in rows)
     assert any(line.startswith("  layer over mlrun's packages ") for line in rows)

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .. import slots
 from . import envs, mlflow_db, supervised
 
 STEP_SECRET = "MLRUN_STEP_SECRET_"  # a secret step variable's value, in a controller's environment
@@ -40,6 +41,7 @@ class Child:
         self.proc: subprocess.Popen | None = None
         self.status: str | None = None
         self.ended: dict = {}  # the supervisor's exit.json
+        self.lease = slots.NONE  # the slots it runs on, given back by finish_child
 
 
 class Controller:
@@ -176,6 +178,7 @@ class Controller:
         own verdict) at once, its folder into MLflow in the background (then `then()`), so that
         the next child starts meanwhile; `drain` waits for what is left."""
         assert child.run_id is not None, "finish_child of a child never started"
+        child.lease.release()
         child.ended = supervised.read_json(child.dir / "exit.json", wait=1.0) or {
             "status": "Failed",
             "exit_code": None,

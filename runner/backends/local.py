@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import fingerprint, sweep
+from .. import fingerprint, slots, sweep
 from ..environments import Environment, find_python
 from ..errors import UserError, plural
 from ..plan import RUN, Kind
@@ -465,7 +465,7 @@ class LocalBackend:
                 # makes the working folder (with ./outputs and ./logs) of a step without code
                 self._copy_code(step.code, run_dir / "steps" / step.name / "work")
             compute = self.spec.computes.get(step.compute or "")
-            capacity[step.compute or ""] = compute.slots if compute else (os.cpu_count() or 1)
+            capacity[step.compute or ""] = compute.slots if compute else slots.unbound()
             inputs = {}
             for name, source in step.inputs.items():
                 if source.kind == "remote":
@@ -523,14 +523,14 @@ class LocalBackend:
         """Write RUN_DIR/sweep.json (the trials, sampled now, and what each needs) and return the
         command that runs the sweep's controller (backends/sweep_controller.py)."""
         compute = self.spec.computes.get(job.compute)
-        slots = compute.slots if compute else (os.cpu_count() or 1)
+        room = compute.slots if compute else slots.unbound()
         limit = job.limits.get("max_concurrent_trials")
         config = {
             "command": self._command(job, run_dir, outputs=False),  # outputs are per trial
             "outputs": sorted(job.outputs),
             "trials": sweep.sample(job.search_space, job.sampling, job.limits),
             "algorithm": sweep.local_algorithm(job.sampling),
-            "concurrency": min(limit, slots) if limit else slots,
+            "concurrency": min(limit, room) if limit else room,
             "trial_timeout": job.limits.get("trial_timeout"),
             "objective": job.objective,
             "early_termination": job.early_termination,

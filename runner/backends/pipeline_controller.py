@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from ..refs import substitute
+from ..slots import Pool
 from . import distributed, envs, supervised
 from .controller import Child, Controller
 from .steps import StepCache
@@ -52,8 +53,7 @@ class PipelineController(Controller):
         super().__init__(run_dir)
         self.cache = StepCache(Path(self.cfg["cache"]))
         self.steps = {n: StepRun(run_dir / "steps" / n, n, c) for n, c in self.cfg["steps"].items()}
-        self.capacity: dict[str, int] = self.cfg["capacity"]
-        self.used = {compute: 0 for compute in self.capacity}
+        self.pools = {compute: Pool(compute, n) for compute, n in self.cfg["capacity"].items()}
 
     def run(self) -> int:
         self.log(f"{len(self.steps)} steps: {', '.join(self.steps)}")
@@ -104,9 +104,10 @@ class PipelineController(Controller):
             if record := self.cache.get(step.cfg["fingerprint"]):
                 self.reuse(step, record)
                 return False
-        if self.used[self.key(step)] >= self.capacity[self.key(step)]:
+        lease = self.pools[self.key(step)].take(int(step.cfg["instance_count"] or 1), block=False)
+        if lease is None:
             return False
-        self.used[self.key(step)] += 1
+        step.lease = lease  # given back when the step is finished (Controller.finish_child)
         for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
             (step.dir / "work" / name).mkdir(parents=True, exist_ok=True)
         values, given = {}, set()
@@ -168,7 +169,6 @@ class PipelineController(Controller):
         self.log(f"step {step.name} reused: run {record['run_id']}")
 
     def finish(self, step: StepRun) -> None:
-        self.used[self.key(step)] -= 1
         completed = {
             "run_id": step.run_id,
             "step": step.name,

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..refs import substitute
+from ..slots import Pool
 from . import supervised
 from .controller import Child, Controller
 
@@ -62,9 +63,11 @@ class SweepController(Controller):
         )
         pending = collections.deque(self.trials)
         running: list[Trial] = []
+        pool = Pool("trials", concurrency)
         while (pending and not self.stopping) or running:
-            while pending and not self.stopping and len(running) < concurrency:
+            while pending and not self.stopping and (lease := pool.take(block=False)):
                 t = pending.popleft()
+                t.lease = lease  # given back when the trial is finished (Controller.finish_child)
                 self.start(t)
                 running.append(t)
             for child in self.wait_ended(POLL):  # woken the moment a trial's process exits
