@@ -69,6 +69,8 @@ elif point == "mid-finalize":         # the state says Completed; artifacts logg
     hook(mlflow_db.Store, "set_terminated", "before")
 elif point == "finalized":            # MLflow FINISHED, the state not marked finalized
     hook(lb.LocalBackend, "finalize", "after")
+elif point == "before-handover":      # a controller started, waiting for its run: never handed
+    hook(supervised, "hand_over", "before")
 elif point == "state-rename":         # a state save's temp file written, not renamed (the 3rd save)
     hook(st.os, "replace", "before", nth=3, match=is_state)
 else:

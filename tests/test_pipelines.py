@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import mlflow_client, run_mlrun, start_mlrun
+from test_crash import start_apply
 
 pytestmark = pytest.mark.e2e
 
@@ -408,8 +409,8 @@ def test_a_step_environment_that_does_not_build_fails_the_pipeline_before_any_st
 
 
 def test_killed_before_it_hands_the_run_over_the_waiting_controller_starts_nothing(tmp_path):
-    """mlrun dies after starting a pipeline's controller and before handing it the run (while
-    mlrun loads MLflow): the controller ends having started nothing, and the next applies run
+    """mlrun dies after starting a pipeline's controller and before handing it the run (killed
+    at that exact call): the controller ends having started nothing, and the next applies run
     each step once."""
     count = tmp_path / "count"
     pipeline = f"""\
@@ -420,16 +421,12 @@ def test_killed_before_it_hands_the_run_over_the_waiting_controller_starts_nothi
         two: {{command: 'echo two >> {count}'}}
     """
     spec = lab(tmp_path, pipeline)
-    proc = start_mlrun("apply", "-y", spec, cwd=tmp_path)
+    proc = start_apply(tmp_path, spec, "before-handover")  # SIGKILLs itself at that call
+    assert proc.wait(120) == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
     runs = tmp_path / ".mlrun" / "local" / "ws-pipes" / "runs" / "handed"
-    deadline = time.monotonic() + 120
-    while not list(runs.glob("*/pid")):  # the controller's supervisor is up
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.01)
     (run_dir,) = runs.iterdir()
-    assert not (run_dir / "handover.json").exists()  # mlrun is still loading MLflow
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert not (run_dir / "handover.json").exists()
+    deadline = time.monotonic() + 120
     ended = None
     while ended is None:  # the controller notices and ends
         assert time.monotonic() < deadline
