@@ -113,13 +113,18 @@ def _warn_expired(ctx) -> None:
         click.echo(said, err=True)
 
 
-def _open(spec_path: str, target: str, variables):
-    """The command's context; the spec's warnings echoed (errors stopped the load)."""
+def _open(spec_path: str, target: str, variables, runs: bool = False):
+    """The command's context; the spec's warnings echoed (errors stopped the load). `runs`: for
+    plan and apply, which refuse what would stop a run; the others (status, logs, destroy, ...)
+    need only what the state holds."""
     from .context import open_context
     from .spec import parse_vars
 
     ctx = open_context(
-        spec_path, target, variables if isinstance(variables, dict) else parse_vars(variables)
+        spec_path,
+        target,
+        variables if isinstance(variables, dict) else parse_vars(variables),
+        runs=runs,
     )
     _print_problems(ctx.spec.doc.problems)
     return ctx
@@ -157,7 +162,7 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
     """Show what apply would do, changing nothing."""
     from . import cost, plan as planning
 
-    ctx = _open(spec, target, variables)
+    ctx = _open(spec, target, variables, runs=True)
     ctx.check_jobs(only + force)
     p, _ = ctx.plan(force, only)
     _advise(ctx, p)
@@ -211,10 +216,13 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> 
     given = parse_vars(variables)
     if saved:
         ctx = _open(
-            saved.spec, saved.target, saved.reopen_variables(given, selected=bool(only or force))
+            saved.spec,
+            saved.target,
+            saved.reopen_variables(given, selected=bool(only or force)),
+            runs=True,
         )
     else:
-        ctx = _open(spec_or_plan, target, given)
+        ctx = _open(spec_or_plan, target, given, runs=True)
     ctx.check_jobs(only + force)
     longer = _extension(ctx, extend, saved)
     validate.remember_schema_pass(ctx.spec.doc)  # a re-apply of the same spec skips the check

@@ -4,26 +4,17 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .refs import path_entries, relative_to
+from .refs import parse_ref, path_entries, relative_to
 
 if TYPE_CHECKING:
     from .yamldoc import Doc
 
 TYPES = ("uri_file", "uri_folder", "mltable")
 DEFAULT_TYPE = "uri_folder"  # as az ml data create has it
-REF = re.compile(r"^azureml:(?!//)([^:@/]+)(?::([^:@/]+)|@(latest))?$")
-
-
-def parse_ref(ref: Any) -> tuple[str, str | None] | None:
-    """`azureml:NAME:VERSION` -> (NAME, VERSION); `azureml:NAME@latest` and `azureml:NAME` ->
-    (NAME, None); anything else (a URI such as azureml://datastores/..., a path) -> None."""
-    m = REF.match(ref) if isinstance(ref, str) else None
-    return (m.group(1), m.group(2)) if m else None
 
 
 @dataclass(frozen=True)

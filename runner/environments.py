@@ -26,7 +26,7 @@ from typing import Any
 
 from . import yamldoc
 from .errors import special_file
-from .refs import is_local, mapping, relative_to, unresolved
+from .refs import is_local, mapping, parse_ref, relative_to, unresolved
 from .yamldoc import Doc
 
 MLFLOW_PACKAGES = ("mlflow", "mlflow-skinny", "azureml-mlflow")
@@ -113,17 +113,6 @@ def shown(value: Any) -> str:
 
 # --- references ----------------------------------------------------------------------------------
 
-_VERSIONED = re.compile(
-    r"^azureml:(?P<name>[^:@/]+)(?::(?P<version>[^:@/]+)|@(?P<label>[\w.-]+))?$"
-)
-
-
-def parse_ref(ref: str) -> tuple[str, str | None] | None:
-    """`azureml:NAME:VERSION` -> (NAME, VERSION); `azureml:NAME@latest` or `azureml:NAME` ->
-    (NAME, None); anything else (a registry URI) -> None."""
-    m = _VERSIONED.match(ref)
-    return (m["name"], m["version"]) if m else None
-
 
 def stand_ins(data: Any) -> dict:
     """targets.local.environments: references mapped to local stand-ins."""
@@ -155,6 +144,8 @@ class Reader:
             return self.definition(at, value, shown(value))
         if not isinstance(value, str) or unresolved(value):
             return Environment(shown(value), ref=value)
+        if value.startswith("file:"):  # an environment file (az ml environment create's)
+            return self.from_file(at, value)
         if substitutes and value in substitutes:
             if value not in self._stand_ins:  # read once, however many jobs name it
                 self._stand_ins[value] = self.stand_in(value, substitutes[value])
@@ -185,6 +176,14 @@ class Reader:
         if "dependencies" in sub.data or "channels" in sub.data:  # a conda file itself
             return self.definition(at, {"conda_file": value}, f"{ref} (stand-in {value})")
         return self.definition(at, sub.data, f"{ref} (stand-in {value})", base=sub)
+
+    def from_file(self, at: tuple, value: str) -> Environment:
+        """`environment: file:PATH`: an environment YAML file, read as its definition."""
+        ref = value[len("file:") :]
+        sub = self.load(at, relative_to(self.doc, at, ref), f"environment file '{ref}'")
+        if sub is None:
+            return Environment(value, ref=value)
+        return self.definition(at, sub.data, value, base=sub)
 
     # --- definitions ---
 

@@ -20,7 +20,16 @@ from typing import Any
 
 from . import data as data_assets
 from .environments import Environment, Reader, parse_ref
-from .refs import EXPR, LOCAL_INPUT_TYPES, is_local, mapping, relative_to, unresolved
+from .refs import (
+    EXPR,
+    LOCAL_INPUT_TYPES,
+    is_local,
+    mapping,
+    model_ref,
+    output_file,
+    relative_to,
+    unresolved,
+)
 from .yamldoc import Doc
 
 SENSITIVE = "(sensitive)"  # what plans, reports, state and exports show instead of a secret value
@@ -43,10 +52,11 @@ ARTIFACTS = "artifacts"  # a step output that is the step's own artifacts (./out
 class Source:
     """Where a step input's value comes from: a literal, a local path (with `asset`: a data asset
     of the spec's, as defined there), an older version of one (asset: its (name, version), read
-    from the workspace), a remote asset (which a local run needs a stand-in for), another step's
-    output (step, output), or nothing (an optional input left out)."""
+    from the workspace), a registered model ((name, version or None), read from the workspace's
+    registry when the step runs), a remote asset (which a local run needs a stand-in for), another
+    step's output (step, output), or nothing (an optional input left out)."""
 
-    kind: str  # literal | path | asset | remote | step | unset
+    kind: str  # literal | path | asset | model | remote | step | unset
     value: Any = None
     asset: tuple[str, str | None] | None = None  # a data asset of the spec's: (name, version)
 
@@ -65,6 +75,7 @@ class Step:
     component: str | None = None  # what it runs, as plans show it (NAME:VERSION, a file)
     fields: dict = field(default_factory=dict)  # display_name, tags, resources, ...
     secrets: frozenset = frozenset()  # names of env_vars whose values are secret
+    output_files: dict[str, str] = field(default_factory=dict)  # uri_file outputs: name -> file
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -262,7 +273,27 @@ class PipelineReader:
             shown,
             kept,
             secret,
+            self.output_files(block, comp, parent_outputs, outputs),
         )
+
+    @staticmethod
+    def output_files(
+        block: dict, comp: dict, parent_outputs: dict, outputs: dict[str, str | None]
+    ) -> dict[str, str]:
+        """The step's `type: uri_file` outputs (its own block's, its component's or the
+        pipeline output's it feeds): name -> the file's name."""
+        files = {}
+        for name, target in outputs.items():
+            decls = [
+                mapping(mapping(block.get("outputs")).get(name)),
+                mapping(mapping(comp.get("outputs")).get(name)),
+                mapping(parent_outputs.get(target)) if target else {},
+            ]
+            kind = next((d["type"] for d in decls if d.get("type")), None)
+            path = next((d["path"] for d in decls if isinstance(d.get("path"), str)), None)
+            if (found := output_file(name, {"type": kind, "path": path})) is not None:
+                files[name] = found
+        return files
 
     def component(self, at: tuple, block: dict) -> tuple[dict, tuple, str | None]:
         """What the step runs: (its fields, where they are in the doc, how plans name it)."""
@@ -389,6 +420,8 @@ class PipelineReader:
             ref = value.get("path")
             if not isinstance(ref, str) or unresolved(ref):
                 return Source("unset")
+            if (model := model_ref(value)) is not None:  # read from the registry when it runs
+                return Source("model", model)
             found = data_assets.input_source(self.doc, ref, self.assets, self.stand_ins)
             if found is not None:  # one of the spec's data assets
                 local, asset = found

@@ -25,6 +25,26 @@ LOCAL_INPUT_TYPES = (
     "triton_model",
 )
 REMOTE = re.compile(r"^(azureml|https?|wasbs?|abfss?|adl|gs|s3):", re.I)
+MODEL_INPUT_TYPES = ("mlflow_model", "custom_model", "triton_model")
+_VERSIONED = re.compile(
+    r"^azureml:(?P<name>[^:@/]+)(?::(?P<version>[^:@/]+)|@(?P<label>[\w.-]+))?$"
+)
+
+
+def parse_ref(ref: Any) -> tuple[str, str | None] | None:
+    """`azureml:NAME:VERSION` -> (NAME, VERSION); `azureml:NAME@latest` (a label) or
+    `azureml:NAME` -> (NAME, None); anything else (a URI such as azureml://datastores/..., a
+    registry's, a path) -> None."""
+    m = _VERSIONED.match(ref) if isinstance(ref, str) else None
+    return (m["name"], m["version"]) if m else None
+
+
+def model_ref(value: Any) -> tuple[str, str | None] | None:
+    """A job input that is a registered model (`type: mlflow_model|custom_model|triton_model`,
+    path `azureml:NAME:VERSION` or `@latest`): (NAME, VERSION or None for the latest)."""
+    if isinstance(value, dict) and value.get("type") in MODEL_INPUT_TYPES:
+        return parse_ref(value.get("path"))
+    return None
 
 
 def unresolved(value: Any) -> bool:
@@ -85,3 +105,19 @@ def path_entries(doc: Doc, data: Any, section: str) -> Iterator[tuple[str, dict,
                 else None
             )
             yield name, block, ref, local
+
+
+def output_file(name: str, decl: Any) -> str | None:
+    """The file a `type: uri_file` output is, as a job writes it (`echo hi > ${{outputs.x}}`):
+    its path's last part, or the output's name where the path gives none (or an expression);
+    None for any other output, which is a folder."""
+    if not (isinstance(decl, dict) and decl.get("type") == "uri_file"):
+        return None
+    path = decl.get("path")
+    last = path.rstrip("/").rpartition("/")[2] if isinstance(path, str) else ""
+    return last if last and not EXPR.search(last) and last not in (".", "..") else name
+
+
+def output_files(outputs: Any) -> dict[str, str]:
+    """A job's `type: uri_file` outputs: name -> the file's name (see output_file)."""
+    return {n: f for n, d in mapping(outputs).items() if (f := output_file(n, d)) is not None}

@@ -25,6 +25,8 @@ from .refs import (
     is_local,
     local_inputs,
     mapping,
+    model_ref,
+    output_files,
     relative_to,
     unresolved,
 )
@@ -209,6 +211,7 @@ class Input:
     local_path: Path | None  # resolved local file or folder, when it is one
     mode: str | None = None
     asset: tuple[str, str | None] | None = None  # a data asset of the spec's: (name, version)
+    model: tuple[str, str | None] | None = None  # a registered model: (name, version or latest)
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,11 @@ class Job:
     @property
     def outputs(self) -> dict:
         return self.fields.get("outputs") or {}
+
+    @property
+    def output_files(self) -> dict[str, str]:
+        """Its `type: uri_file` outputs: name -> the file's name (the rest are folders)."""
+        return output_files(self.outputs)
 
     @property
     def environment(self) -> Any:
@@ -622,7 +630,9 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict, assets: dict) -> Jo
     for key, value in (fields.get("inputs") or {}).items():
         if isinstance(value, dict):
             ref, local, asset = value.get("path"), None, None
-            found = data_assets.input_source(doc, ref, assets, stand_ins)
+            found = (
+                None if model_ref(value) else data_assets.input_source(doc, ref, assets, stand_ins)
+            )
             if found is not None:  # one of the spec's data assets
                 local, asset = found
             elif value.get("type", "uri_folder") in LOCAL_INPUT_TYPES and is_local(ref):
@@ -636,6 +646,7 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict, assets: dict) -> Jo
                 local,
                 value.get("mode"),
                 asset,
+                model_ref(value),
             )
         else:
             inputs[key] = Input(key, None, value, None)

@@ -26,6 +26,7 @@ from .refs import (
     is_local,
     local_inputs,
     mapping,
+    model_ref,
     relative_to,
     unresolved as _unresolved,
 )
@@ -474,6 +475,8 @@ def _check_job(
         doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
     for key, value in inputs.items():
         if isinstance(value, dict):
+            if model_ref(value) is not None:  # a registered model: read from the registry
+                continue
             if _check_data_input(doc, at + ("inputs", key), value, assets or {}, stand_ins, runs):
                 continue
             _check_input(doc, at + ("inputs", key), value)

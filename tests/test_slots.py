@@ -233,4 +233,3 @@ def test_every_kind_of_pool_runs_more_jobs_than_its_slots_in_one_apply(tmp_path)
         spans = [windows[n] for n in names]
         most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
         assert most <= bound, f"{group}: {most} at once, {bound} slots"
-

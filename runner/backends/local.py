@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import fingerprint, slots, sweep
+from ..account import default_subscription
 from ..environments import Environment, find_python
 from ..errors import UserError, plural
 from ..plan import RUN, Kind
-from ..refs import substitute
+from ..refs import substitute, unresolved
 from ..spec import Input, Job, Spec
 from ..state import now
 from . import (
@@ -50,6 +51,7 @@ class LocalBackend:
         self._store_lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
         self._direct: mlflow_db.Store | None | bool = None  # False: MLflow's schema is not known
+        self._models: dict[tuple[str, str | None], Path] = {}  # registered models' folders
 
     @property
     def tracking_uri(self) -> str:
@@ -355,6 +357,7 @@ class LocalBackend:
         self._copy_code(job.code, run_dir / "work")
         for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
             (run_dir / "work" / name).mkdir(exist_ok=True)
+        self._workspace_config(job.compute, run_dir / "work")
         (run_dir / "command.sh").write_text(command + "\n")
         proc, early = None, {}
         if job.is_sweep or job.is_pipeline:  # its controller loads MLflow while mlrun does
@@ -464,6 +467,7 @@ class LocalBackend:
             if step.code:  # snapshotted now, as Azure ML does at submission; the controller
                 # makes the working folder (with ./outputs and ./logs) of a step without code
                 self._copy_code(step.code, run_dir / "steps" / step.name / "work")
+            self._workspace_config(step.compute, run_dir / "steps" / step.name / "work")
             compute = self.spec.computes.get(step.compute or "")
             capacity[step.compute or ""] = compute.slots if compute else slots.unbound()
             inputs = {}
@@ -474,6 +478,11 @@ class LocalBackend:
                         f"{source.value}, which the local target cannot read; give it "
                         "a local path or a stand-in in targets.local.inputs"
                     )
+                if source.kind == "model":
+                    what = f"job {job.name}: step {step.name}: input '{name}'"
+                    path = self._model_path(source.value, what)
+                    inputs[name] = {"kind": "path", "value": str(path)}
+                    continue
                 if source.asset:  # the registered copy, not the source (which may change later)
                     inputs[name] = {
                         "kind": "path",
@@ -485,7 +494,7 @@ class LocalBackend:
             steps[step.name] = {
                 "command": step.command,
                 "inputs": inputs,
-                "outputs": sorted(step.outputs),
+                "outputs": {n: step.output_files.get(n) for n in sorted(step.outputs)},
                 "compute": step.compute,
                 "upstream": step.upstream,
                 "fingerprint": model["steps"][step.name]["fingerprint"],
@@ -527,7 +536,7 @@ class LocalBackend:
         limit = job.limits.get("max_concurrent_trials")
         config = {
             "command": self._command(job, run_dir, outputs=False),  # outputs are per trial
-            "outputs": sorted(job.outputs),
+            "outputs": {n: job.output_files.get(n) for n in sorted(job.outputs)},
             "trials": sweep.sample(job.search_space, job.sampling, job.limits),
             "algorithm": sweep.local_algorithm(job.sampling),
             "concurrency": min(limit, room) if limit else room,
@@ -546,15 +555,32 @@ class LocalBackend:
         (run_dir / sweep_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
         return supervised.controller_command(sweep_controller.MODULE, run_dir)
 
-    def _input_path(self, inp: Input) -> Path | None:
+    def _input_path(self, inp: Input, job: str) -> Path | None:
         """Where a job's input is: a data asset's registered copy (not its source, which may
-        change later), a local path or its stand-in; None for a literal or a remote one."""
+        change later), a registered model's folder, a local path or its stand-in; None for a
+        literal or a remote one."""
+        if inp.model:
+            return self._model_path(inp.model, f"job {job}: input '{inp.name}'")
         return assets.path_of(self.root, *inp.asset) if inp.asset else inp.local_path
+
+    def _model_path(self, model: tuple[str, str | None], what: str) -> Path:
+        """A registered model's folder in the workspace's registry (looked up once per apply)."""
+        if model not in self._models:
+            name, version = model
+            found = registry.local_path(self.client(), self._mlflow_lock, name, version)
+            if found is None or not found.exists():
+                which = f"no version {version}" if version else "no version"
+                raise UserError(
+                    f"{what}: model {name} has {which} in the workspace's registry: register "
+                    "it first (a models: entry of a lab applied to this workspace)"
+                )
+            self._models[model] = found
+        return self._models[model]
 
     def _command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
         values = {}
         for name, inp in job.inputs.items():
-            path = self._input_path(inp)
+            path = self._input_path(inp, job.name)
             if (
                 inp.type is not None
                 and path is None
@@ -567,10 +593,28 @@ class LocalBackend:
                 )
             values[("inputs", name)] = str(path) if path else supervised.literal(inp.value)
         for name in job.outputs if outputs else ():
-            out = run_dir / "outputs" / name
-            out.mkdir(parents=True, exist_ok=True)
+            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
             values[("outputs", name)] = str(out)
         return substitute(job.command, values, blank=("inputs",))  # an optional input left out: ''
+
+    def _workspace_config(self, compute: str | None, work: Path) -> None:
+        """On a compute instance, the workspace's config.json in the working folder, as an
+        instance has it (so `MLClient.from_config()` finds the workspace), unless the code
+        brings its own."""
+        found = self.spec.computes.get(compute or "")
+        if found is None or found.type != "computeinstance" or (work / "config.json").exists():
+            return
+        azure = self.spec.targets.get("azure") or {}
+        subscription = azure.get("subscription_id")
+        if not subscription or unresolved(subscription):
+            subscription = (default_subscription() or ("",))[0]
+        work.mkdir(parents=True, exist_ok=True)
+        config = {
+            "subscription_id": str(subscription),
+            "resource_group": str(self.spec.workspace.get("resource_group") or ""),
+            "workspace_name": self.spec.workspace["name"],
+        }
+        (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     def _copy_code(self, code: Path | None, work: Path) -> None:
         """The working folder: a snapshot of `code` (a folder, or a file), or an empty one."""
@@ -601,10 +645,11 @@ class LocalBackend:
             AZUREML_NODE_COUNT=str(job.instance_count),
         )
         for name, inp in job.inputs.items():
-            if (path := self._input_path(inp)) is not None:
+            if (path := self._input_path(inp, job.name)) is not None:
                 env[f"AZURE_ML_INPUT_{name}"] = str(path)
         for name in job.outputs:
-            env[f"AZURE_ML_OUTPUT_{name}"] = str(run_dir / "outputs" / name)
+            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
+            env[f"AZURE_ML_OUTPUT_{name}"] = str(out)
         return env
 
     def wait(self, run: dict) -> dict:

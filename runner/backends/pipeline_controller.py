@@ -120,9 +120,13 @@ class PipelineController(Controller):
             values[("inputs", name)] = supervised.literal(value)
             given.add(name)
         env = {f"AZURE_ML_INPUT_{n}": values[("inputs", n)] for n in given}
+        files = {n: f for n, f in step.cfg["outputs"].items() if f}
         for name in step.cfg["outputs"]:
-            path = step.dir / "work" if name == "artifacts" else step.dir / "outputs" / name
-            path.mkdir(parents=True, exist_ok=True)
+            path = (
+                step.dir / "work"
+                if name == "artifacts"
+                else supervised.output_path(step.dir / "outputs", name, files)
+            )
             step.outputs[name] = values[("outputs", name)] = str(path)
             env[f"AZURE_ML_OUTPUT_{name}"] = str(path)
         from ..pipelines import optional_parts
@@ -193,9 +197,11 @@ class PipelineController(Controller):
         self.drain()
         for name, feed in self.cfg["outputs"].items():  # the pipeline's own outputs
             if feed and self.steps[feed[0]].status in DONE:
-                folder = self.steps[feed[0]].outputs.get(feed[1])
-                if folder and Path(folder).is_dir() and any(Path(folder).iterdir()):
-                    self.client.log_artifacts(self.parent, folder, artifact_path=name)
+                found = self.steps[feed[0]].outputs.get(feed[1])
+                if found and Path(found).is_file():  # a uri_file output
+                    self.client.log_artifact(self.parent, found, artifact_path=name)
+                elif found and Path(found).is_dir() and any(Path(found).iterdir()):
+                    self.client.log_artifacts(self.parent, found, artifact_path=name)
         record = {
             name: {
                 "fingerprint": s.cfg["fingerprint"],

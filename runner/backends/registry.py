@@ -107,17 +107,58 @@ def _source(root: Path, client: Any, model: Model, attrs: dict, run) -> tuple[st
             )
         return path.as_uri(), None
     if model.job.output is None and "/" not in model.job.sub:  # an MLflow 3 logged model
-        logged = client.search_logged_models(
-            [run["experiment_id"]],
-            filter_string=f"source_run_id = '{run['id']}' AND name = '{model.job.sub}'",
-        )
-        if logged:
-            return logged[-1].artifact_location, logged[-1].model_id
+        found = _logged_model(client, run, model.job.sub)
+        if found is not None:
+            return found.artifact_location, found.model_id
     have = sorted(p.name for p in artifacts.iterdir()) if artifacts.is_dir() else []
     raise UserError(
         f"model.{model.name}: {origin} has nothing at {model.job.within} "
         f"(its artifacts: {', '.join(have) or 'none'})"
     )
+
+
+def _logged_model(client: Any, run: dict, name: str) -> Any:
+    """The MLflow 3 logged model `name` the run made: one whose source run it is, else one logged
+    in its experiment while it ran with no source run (a script that logs a model without
+    start_run: MLflow 3 then links it to no run, though MLFLOW_RUN_ID names the job's)."""
+    experiments = [run["experiment_id"]]
+    own = client.search_logged_models(
+        experiments, filter_string=f"source_run_id = '{run['id']}' AND name = '{name}'"
+    )
+    if own:
+        return own[-1]
+    info = client.get_run(run["id"]).info
+    end = info.end_time or float("inf")
+    unlinked = [
+        m
+        for m in client.search_logged_models(experiments, filter_string=f"name = '{name}'")
+        if not m.source_run_id and info.start_time <= m.creation_timestamp <= end
+    ]
+    return max(unlinked, key=lambda m: m.creation_timestamp) if unlinked else None
+
+
+def local_path(client: Any, lock: threading.Lock, name: str, version: str | None) -> Path | None:
+    """The folder of a registered model's version (`version` as the spec numbers it, else the
+    registry's; None: the latest), as a job input reads it; None if there is no such version."""
+    with lock:
+        found = _versions(client, name) if _exists(client, name) else []
+        if version is not None:
+            found = [v for v in found if version in (v.tags.get("mlrun.version"), str(v.version))]
+        if not found:
+            return None
+        uri = client.get_model_version_download_uri(name, found[-1].version)
+    parsed = urllib.parse.urlparse(uri)
+    return Path(urllib.parse.unquote(parsed.path)) if parsed.scheme in ("", "file") else None
+
+
+def _exists(client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
 
 
 def remove(client: Any, lock: threading.Lock, lab: str, name: str) -> None:

@@ -237,6 +237,14 @@ def finalize_run(
     shutil.rmtree(run_dir / "env", ignore_errors=True)  # the run's throwaway layer
 
 
+def output_path(folder: Path, name: str, files: dict[str, str]) -> Path:
+    """Where a job writes its output `name`: the folder folder/name, made now, or for a
+    `type: uri_file` output (`files`: name -> file name) the file of that name in it."""
+    out = folder / name
+    out.mkdir(parents=True, exist_ok=True)
+    return out / files[name] if name in files else out
+
+
 # --- small readers -------------------------------------------------------------------------------
 
 

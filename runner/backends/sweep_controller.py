@@ -87,9 +87,9 @@ class SweepController(Controller):
             shutil.rmtree(t.dir)
         shutil.copytree(self.run_dir / "work", t.dir / "work", symlinks=True)
         values = {("search_space", k): supervised.literal(v) for k, v in t.params.items()}
+        files = {n: f for n, f in self.cfg["outputs"].items() if f}
         for name in self.cfg["outputs"]:
-            out = t.dir / "outputs" / name
-            out.mkdir(parents=True, exist_ok=True)
+            out = supervised.output_path(t.dir / "outputs", name, files)
             values[("outputs", name)] = str(out)
         self.start_child(
             t,
