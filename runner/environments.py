@@ -34,7 +34,7 @@ MLFLOW_PACKAGES = ("mlflow", "mlflow-skinny", "azureml-mlflow")
 CONDA_ONLY = frozenset(
     "cudatoolkit cudnn nccl cuda cuda-toolkit cuda-nvcc mkl mkl-service mkl_fft mkl_random "
     "intel-openmp blas openblas openmpi mpich mpi r-base r-essentials nodejs gcc gxx gfortran "
-    "cmake make git".split()
+    "cmake make git pytorch-cuda cpuonly nvidia-apex gxx_linux-64 gcc_linux-64 ffmpeg".split()
 )
 # what conda ships for its own Python (lib* too): here the system's or the wheels' own serve
 RUNTIME_LIBRARIES = frozenset(

@@ -129,7 +129,7 @@ def test_gpu_images_and_inference_environments_are_marked():
     tf = curated.lookup("azureml:AzureML-tensorflow-2.16-cuda12@latest")
     assert tf is not None and (tf.gpu, tf.python, tf.kind) == (True, "3.11", "training")
     torch19 = curated.lookup("AzureML-pytorch-1.9-ubuntu18.04-py37-cuda11-gpu")
-    assert torch19 is not None and torch19.dropped == ("cudatoolkit",)
+    assert torch19 is not None and torch19.dropped == ("cudatoolkit", "nvidia-apex")
     minimal = curated.lookup("azureml://registries/azureml/environments/minimal-py311-inference")
     assert minimal is not None
     assert (minimal.kind, minimal.python, minimal.gpu) == ("inference", "3.11", False)
