@@ -72,6 +72,8 @@ class Environment:
     buildable: bool = True  # False: a Docker build context (a local run needs a stand-in)
     version: str | None = None  # an environment of the spec's environments: section
     ref: Any = None  # a reference as written (the fingerprint hashes it when nothing is defined)
+    curated: str | None = None  # Azure ML's curated environment it is built as (curated.py)
+    gpu: bool = False  # a GPU image's definition: PyTorch installs as CPU wheels here
 
     @property
     def built(self) -> bool:
@@ -82,10 +84,6 @@ class Environment:
     def digest(self) -> str:
         """The content hash the fingerprint uses: the definition with its conda file read in."""
         return _digest(self.definition if self.definition is not None else self.ref)
-
-    @property
-    def asks_for_mlflow(self) -> bool:
-        return any(requirement_name(r) in MLFLOW_PACKAGES for r in self.requirements)
 
 
 def _digest(value: Any) -> str:
@@ -114,6 +112,33 @@ def shown(value: Any) -> str:
 # --- references ----------------------------------------------------------------------------------
 
 
+CURATED_MODES = ("build", "mlrun")
+CURATED_VARIABLE = "MLRUN_CURATED_ENVIRONMENTS"
+
+
+def curated_mode(data: Any) -> tuple[str, str]:
+    """How the local target treats curated environments, and where that is set: `build` them
+    from the bundled table (the default), or map them all to `mlrun`'s own interpreter
+    (targets.local.curated_environments, else the MLRUN_CURATED_ENVIRONMENTS variable)."""
+    local = mapping(mapping(mapping(data).get("targets")).get("local"))
+    if local.get("curated_environments") in CURATED_MODES:
+        return local["curated_environments"], "targets.local.curated_environments"
+    if os.environ.get(CURATED_VARIABLE) in CURATED_MODES:
+        return os.environ[CURATED_VARIABLE], CURATED_VARIABLE
+    return "build", ""
+
+
+def uv_downloads_python() -> bool:
+    """Whether uv may download an interpreter that is not installed here (UV_PYTHON_DOWNLOADS,
+    uv's own setting: automatic by default; manual and never forbid it for a build)."""
+    return os.environ.get("UV_PYTHON_DOWNLOADS", "automatic").lower() not in (
+        "never",
+        "manual",
+        "0",
+        "false",
+    )
+
+
 def stand_ins(data: Any) -> dict:
     """targets.local.environments: references mapped to local stand-ins."""
     return mapping(mapping(mapping(mapping(data).get("targets")).get("local")).get("environments"))
@@ -127,6 +152,7 @@ class Reader:
     def __init__(self, doc: Doc, local: bool = True, report: bool = True):
         self.doc, self.local, self.report = doc, local, report
         self._stand_ins: dict[str, Environment] = {}
+        self.curated_mode = curated_mode(doc.data)[0] if local else "mlrun"
 
     def problem(
         self, path: tuple, message: str, severity: str = "error", at: tuple | None = None
@@ -159,7 +185,41 @@ class Reader:
                     at, f"environment {name} has version {env.version} in this spec, not {version}"
                 )
             return env
-        return Environment(value, ref=value)
+        return self.curated(at, value)
+
+    def curated(self, at: tuple, value: str) -> Environment:
+        """A reference to one of Azure ML's curated environments, built locally from the bundled
+        table (unless curated environments map to mlrun's interpreter); any other reference, which
+        only Azure has, runs on mlrun's interpreter."""
+        from . import curated
+
+        entry = curated.lookup(value) if self.curated_mode == "build" else None
+        if entry is None:
+            return Environment(value, ref=value)
+        python = entry.python or None
+        if python and find_python(python) is None and not uv_downloads_python():
+            self.problem(
+                at,
+                f"environment {value} (curated {entry.name}) needs Python {python}: none is "
+                f"installed here (installed: {', '.join(installed_pythons())}) and uv may not "
+                "download one (UV_PYTHON_DOWNLOADS): install it, map the environment to a "
+                "stand-in in targets.local.environments, or set "
+                "targets.local.curated_environments: mlrun",
+            )
+        definition = {
+            "curated": entry.name,
+            "python": entry.python,
+            "requirements": list(entry.requirements),
+        }
+        return Environment(
+            value,
+            definition,
+            python,
+            entry.requirements,
+            ref=value,
+            curated=entry.name,
+            gpu=entry.gpu,
+        )
 
     def stand_in(self, ref: str, value: Any) -> Environment:
         """A reference's local stand-in: an environment file, a conda file, or an inline
@@ -265,11 +325,12 @@ class Reader:
         if python is None:
             return None, requirements
         version, path = python
-        if self.local and find_python(version) is None:
+        if self.local and find_python(version) is None and not uv_downloads_python():
             self.problem(
                 shown_at + path,
                 f"python={version}: no Python {version} is installed here (installed: "
-                f"{', '.join(installed_pythons())}); install it, or change the conda file",
+                f"{', '.join(installed_pythons())}) and uv may not download one "
+                "(UV_PYTHON_DOWNLOADS); install it, or change the conda file",
                 at=where.where(prefix + path),
             )
         return version, requirements

@@ -20,6 +20,10 @@ def own_cache(tmp_path_factory):
     # prices from the bundled table (the same on every machine); a test of the live lookup points
     # MLRUN_PRICES_URL at the emulator
     os.environ["MLRUN_PRICES_URL"] = "off"
+    # tests never download: no interpreter (uv), and curated environments (whose packages come
+    # from PyPI) map to mlrun's interpreter unless a test builds one from a table of its own
+    os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+    os.environ["MLRUN_CURATED_ENVIRONMENTS"] = "mlrun"
     yield
 
 
@@ -72,7 +76,7 @@ def run_mlrun(*args, cwd, timeout=300, env=None, check=None):
     return proc
 
 
-def start_mlrun(*args, cwd, capture=False):
+def start_mlrun(*args, cwd, capture=False, env=None):
     """mlrun in a real subprocess of its own process group (to kill -9 with os.killpg), not
     waited for; its output is piped (text) with `capture`, else dropped."""
     import subprocess
@@ -81,7 +85,7 @@ def start_mlrun(*args, cwd, capture=False):
     return subprocess.Popen(
         mlrun_cmd() + [str(a) for a in args],
         cwd=cwd,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | (env or {}),
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=out,

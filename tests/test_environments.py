@@ -122,18 +122,25 @@ def test_a_layer_holds_mlflow_at_the_stores_version(tmp_path):
     assert version == envs.mlflow_version()
 
 
-@pytest.mark.parametrize("asks", [True, False])
-def test_a_build_request_pins_mlflow_only_when_asked_for(asks):
+@pytest.mark.parametrize(
+    "reqs, prefer",
+    [
+        (("numpy", "mlflow"), True),  # MLflow named, unpinned: mlrun's version where it fits
+        (("numpy", "azureml-mlflow"), True),
+        (("numpy", "mlflow==2.22.2"), False),  # pinned: kept as it is, never rewritten
+        (("numpy", "mlflow>=2", "azureml-mlflow"), False),
+        (("numpy",), False),  # no MLflow asked for: none added
+    ],
+)
+def test_a_build_request_keeps_requirements_as_written_and_prefers_mlflow_when_unpinned(
+    reqs, prefer
+):
     python = envs_mod.find_python(None)
-    reqs = ("numpy", "mlflow==2.22.2") if asks else ("numpy",)
-    req = envs.request(python, reqs, asks)
-    if asks:
-        mine = envs.mlflow_version()
-        assert req.requirements == ("numpy", f"mlflow=={mine}")
-        assert req.constraints == (f"mlflow=={mine}", f"mlflow-skinny=={mine}")
-    else:
-        assert (req.requirements, req.constraints) == (("numpy",), ())
-    assert len(req.key) == 20 and req.key != envs.request(python, ("pandas",), False).key
+    req = envs.request(python, reqs)
+    assert (req.requirements, req.prefer_mlflow, req.download) == (reqs, prefer, False)
+    assert len(req.key) == 20 and req.key != envs.request(python, ("pandas",)).key
+    wanted = envs.request("3.10", reqs)  # a version not found here: uv may download it
+    assert (wanted.python, wanted.version, wanted.download) == ("3.10", "3.10", True)
 
 
 # --- through mlrun: validate, plan and apply ------------------------------------------------------
@@ -281,8 +288,8 @@ def test_environments_the_local_target_cannot_build_are_located_errors(tmp_path)
         "which the local target cannot build: map it to a local stand-in in "
         "targets.local.environments",
         "old.yml:2:5: error: $.jobs.old.environment.conda_file.dependencies[0]: python=3.99: no "
-        f"Python 3.99 is installed here (installed: {installed}); install it, or change the conda "
-        "file",
+        f"Python 3.99 is installed here (installed: {installed}) and uv may not download one "
+        "(UV_PYTHON_DOWNLOADS); install it, or change the conda file",
         "lab.yaml: 2 errors, 2 warnings",
     ]
     # on Azure all three build: nothing to say

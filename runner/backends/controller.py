@@ -150,6 +150,8 @@ class Controller:
         mine = {k: v for k, v in os.environ.items() if not k.startswith(STEP_SECRET)}
         environ = {**mine, **(env or {})}  # a child sees its own secrets, not another's
         environ.update(MLFLOW_RUN_ID=child.run_id, AZUREML_RUN_ID=child.run_id)
+        if self.cfg.get("tracking_uri") and not (env or {}).get("MLFLOW_TRACKING_URI"):
+            environ["MLFLOW_TRACKING_URI"] = self.cfg["tracking_uri"]  # its MLflow's: over HTTP
         over = base or self.base
         if over is not None:
             environ.update(envs.make_layer(child.dir / "env", over))

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -31,7 +32,7 @@ from typing import IO
 from ..cache import cache_dir
 
 MARKER = "mlrun-env.json"
-FORMAT = 1
+FORMAT = 2  # 2: resolved into a lock file; the MLflow found in it recorded
 
 
 @functools.cache
@@ -47,13 +48,23 @@ def mlflow_version() -> str | None:
 @dataclass(frozen=True)
 class Base:
     """What a run's layer sits on: an interpreter, the site-packages folders it sees, the folder of
-    their console scripts, and the MLflow version to hold (None: the base has no MLflow)."""
+    their console scripts, and the MLflow it has (its version, None if it has none; `mlflow_full`:
+    the whole `mlflow` package, not only mlflow-skinny)."""
 
     python: str
     version: str
     sites: tuple[str, ...]
     scripts: str | None
     mlflow: str | None
+    mlflow_full: bool = True
+
+    @property
+    def direct(self) -> bool:
+        """Whether a run on it writes the workspace's store itself (MLFLOW_TRACKING_URI
+        sqlite:///...): it has MLflow whole at mlrun's version, whose schema the store has, or no
+        MLflow at all (what its layer lets a job install is then mlrun's version). Any other MLflow
+        logs through the workspace's tracking server (backends/tracking.py)."""
+        return self.mlflow is None or (self.mlflow_full and self.mlflow == mlflow_version())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +72,12 @@ class Base:
     @classmethod
     def from_dict(cls, data: dict) -> Base:
         return cls(
-            data["python"], data["version"], tuple(data["sites"]), data["scripts"], data["mlflow"]
+            data["python"],
+            data["version"],
+            tuple(data["sites"]),
+            data["scripts"],
+            data["mlflow"],
+            data.get("mlflow_full", True),
         )
 
 
@@ -82,17 +98,23 @@ def own() -> Base:
 
 @dataclass(frozen=True)
 class Request:
-    """What to build: an interpreter and requirements (MLflow pinned to mlrun's own when asked
-    for)."""
+    """What to build: an interpreter (its path; or a version uv finds, downloading it where uv's
+    settings allow) and requirements, as written. `prefer_mlflow`: the definition names MLflow
+    without pinning it, so mlrun's version is chosen where that moves no other requirement (the
+    workspace's store is then written directly). `torch_cpu`: a GPU image's, whose PyTorch
+    packages install as CPU wheels here."""
 
     python: str
     version: str
     requirements: tuple[str, ...]
-    constraints: tuple[str, ...]
+    prefer_mlflow: bool = False
+    torch_cpu: bool = False
+    download: bool = False  # `python` is a version that uv may download
 
     @property
     def key(self) -> str:
-        text = json.dumps([FORMAT, self.version, self.requirements, self.constraints])
+        mine = mlflow_version() if self.prefer_mlflow else None
+        text = json.dumps([FORMAT, self.version, self.requirements, mine, self.torch_cpu])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     @property
@@ -100,33 +122,36 @@ class Request:
         return cache_dir() / "envs" / self.key
 
 
-def request(python: tuple[str, str], requirements: tuple, asks_for_mlflow: bool) -> Request:
+def request(python: tuple[str, str] | str, requirements: tuple, torch_cpu: bool = False) -> Request:
     """The build request for an environment: `python` (path, version) found by
-    environments.find_python; MLflow pinned to mlrun's version when the definition asks for it."""
-    pins: tuple[str, ...] = ()
-    if asks_for_mlflow and (version := mlflow_version()):
-        from ..environments import MLFLOW_PACKAGES, requirement_name
+    environments.find_python, or a version ("3.10") for uv to download; requirements as written
+    (an MLflow pin stays as it is)."""
+    from ..environments import MLFLOW_PACKAGES, requirement_name
 
-        pins = (f"mlflow=={version}", f"mlflow-skinny=={version}")
-        requirements = tuple(
-            f"{requirement_name(r)}=={version}" if requirement_name(r) in MLFLOW_PACKAGES[:2] else r
-            for r in requirements
-        )
-    return Request(python[0], python[1], tuple(requirements), pins)
+    named = [r for r in requirements if requirement_name(r) in MLFLOW_PACKAGES]
+    unpinned = bool(named) and all(_REQ_PINNED.search(r) is None for r in named)
+    if isinstance(python, str):
+        return Request(python, python, tuple(requirements), unpinned, torch_cpu, download=True)
+    return Request(python[0], python[1], tuple(requirements), unpinned, torch_cpu)
+
+
+_REQ_PINNED = re.compile(r"[<>=!~]|\s@\s")  # a requirement with a version (or a URL)
 
 
 def built(req: Request) -> Base | None:
     """The environment if it is built and complete."""
     marker = req.folder / MARKER
     try:
-        return Base.from_dict(json.loads(marker.read_text())["base"])
+        data = json.loads(marker.read_text())
+        return Base.from_dict(data["base"]) if data.get("format") == FORMAT else None
     except (OSError, ValueError, KeyError):
         return None
 
 
 def build(req: Request, log: IO[bytes]) -> Base:
     """Build the environment unless it is built (another lab's apply may be building it: its lock
-    is waited for); the build's output goes to `log`. A failed build raises BuildFailed."""
+    is waited for); the build's output goes to `log`. Its requirements are resolved into a lock
+    file (mlrun-lock.txt) that is then installed exactly. A failed build raises BuildFailed."""
     root = req.folder.parent
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{req.key}.lock", "w") as lock:
@@ -136,38 +161,100 @@ def build(req: Request, log: IO[bytes]) -> Base:
             return base
         if req.folder.exists():  # a build cut short: start again
             shutil.rmtree(req.folder)
-        _run(
-            [
-                _uv(),
-                "venv",
-                "--python",
-                req.python,
-                "--no-python-downloads",
-                "--quiet",
-                str(req.folder),
-            ],
-            log,
-        )
+        venv = [_uv(), "venv", "--python", req.python, "--quiet", str(req.folder)]
+        _run(venv if req.download else venv + ["--no-python-downloads"], log, req.download)
         python = req.folder / "bin" / "python"
+        torch = ["--torch-backend", "cpu"] if req.torch_cpu else []
         if req.requirements:
-            reqs = req.folder / "mlrun-requirements.txt"
-            reqs.write_text("".join(r + "\n" for r in req.requirements))
-            args = [_uv(), "pip", "install", "--python", str(python), "-r", str(reqs)]
-            if req.constraints:
-                pins = req.folder / "mlrun-constraints.txt"
-                pins.write_text("".join(c + "\n" for c in req.constraints))
-                args += ["-c", str(pins)]
-            _run(args, log)
-        minor = ".".join(req.version.split(".")[:2])
+            locked = _resolve(req, python, torch, log)
+            install = [_uv(), "pip", "install", "--python", str(python), "--no-deps"]
+            _run(install + ["-r", str(locked), *torch], log)
+        version = _venv_version(req.folder) or req.version
+        minor = ".".join(version.split(".")[:2])
         sites = (str(req.folder / "lib" / f"python{minor}" / "site-packages"),)
-        mlflow = req.constraints[0].split("==")[1] if req.constraints else None
-        base = Base(req.python, req.version, sites, str(req.folder / "bin"), mlflow)
+        mlflow, full = _mlflow_in(Path(sites[0]))
+        real = os.path.realpath(python)
+        base = Base(real, version, sites, str(req.folder / "bin"), mlflow, full)
         tmp = req.folder / f".{MARKER}.tmp"
         tmp.write_text(
             json.dumps({"format": FORMAT, "request": asdict(req), "base": base.to_dict()}, indent=2)
         )
         os.replace(tmp, req.folder / MARKER)
         return base
+
+
+def _resolve(req: Request, python: Path, torch: list[str], log: IO[bytes]) -> Path:
+    """The requirements resolved (as pip would: every version the highest that fits), into a lock
+    file; with `prefer_mlflow`, a second resolution holding MLflow at mlrun's version is taken
+    when it keeps every other requirement at the version the first gave it."""
+    reqs = req.folder / "mlrun-requirements.txt"
+    reqs.write_text("".join(r + "\n" for r in req.requirements))
+    free = req.folder / "mlrun-lock.txt"
+    compile_ = [_uv(), "pip", "compile", "--python", str(python), "--quiet", str(reqs), *torch]
+    _run(compile_ + ["-o", str(free)], log)
+    mine, got = mlflow_version(), _locked(free)
+    if (
+        not req.prefer_mlflow
+        or mine is None
+        or mine in (got.get("mlflow"), got.get("mlflow-skinny"))
+    ):
+        return free
+    pins = req.folder / "mlrun-mlflow.txt"
+    pins.write_text(f"mlflow=={mine}\nmlflow-skinny=={mine}\n")
+    held = req.folder / "mlrun-lock-mlflow.txt"
+    try:
+        _run(compile_ + ["-c", str(pins), "-o", str(held)], log)
+    except BuildFailed:
+        _say(log, f"MLflow {mine} does not fit these requirements: MLflow stays as resolved")
+        return free
+    from ..environments import MLFLOW_PACKAGES, requirement_name
+
+    top = {requirement_name(r) for r in req.requirements} - set(MLFLOW_PACKAGES) - {""}
+    moved = sorted(n for n in top if _locked(held).get(n) != got.get(n))
+    if moved:
+        _say(
+            log,
+            f"MLflow {mine} would move {', '.join(moved)}: the resolution without it is kept",
+        )
+        return free
+    _say(log, f"MLflow held at {mine} (mlrun's): nothing else asked for moved")
+    os.replace(held, free)
+    return free
+
+
+def _locked(path: Path) -> dict[str, str]:
+    """A lock file's packages: normalized name -> version."""
+    from ..environments import normalize
+
+    found = {}
+    for line in path.read_text().splitlines():
+        if m := re.match(r"^([A-Za-z0-9][\w.-]*)==([^\s;]+)", line):
+            found[normalize(m[1])] = m[2]
+    return found
+
+
+def _mlflow_in(site_packages: Path) -> tuple[str | None, bool]:
+    """The MLflow a site-packages folder has: (version, whether the whole mlflow package)."""
+    versions = {}
+    for info in site_packages.glob("*.dist-info"):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        if name.lower().replace("-", "_") in ("mlflow", "mlflow_skinny"):
+            versions[name.lower().replace("-", "_")] = version
+    if "mlflow" in versions:
+        return versions["mlflow"], True
+    return versions.get("mlflow_skinny"), False
+
+
+def _venv_version(folder: Path) -> str | None:
+    """The Python version a venv was made with (its pyvenv.cfg)."""
+    try:
+        for line in (folder / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version_info", "version"):
+                return value.strip()
+    except OSError:
+        pass
+    return None
 
 
 class BuildFailed(Exception):
@@ -180,15 +267,26 @@ def _uv() -> str:
     return find_uv_bin()
 
 
-def _run(args: list[str], log: IO[bytes]) -> None:
+def _say(log: IO[bytes], line: str) -> None:
+    log.write(f"mlrun: {line}\n".encode())
+    log.flush()
+
+
+def _run(args: list[str], log: IO[bytes], download: bool = False) -> None:
+    """Run a uv command, its output into `log`. uv downloads no interpreter unless `download`
+    (then uv's own settings, UV_PYTHON_DOWNLOADS, decide)."""
     log.write(("$ " + " ".join(args) + "\n").encode())
     log.flush()
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
+    env = {**os.environ, "NO_COLOR": "1"}
+    if not download:
+        env["UV_PYTHON_DOWNLOADS"] = "never"
     proc = subprocess.run(
         args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
     )
     if proc.returncode != 0:
-        raise BuildFailed(f"{Path(args[0]).name} {args[1]} exited with {proc.returncode}")
+        raise BuildFailed(
+            f"{Path(args[0]).name} {' '.join(args[1:3])} exited with {proc.returncode}"
+        )
 
 
 # --- layers --------------------------------------------------------------------------------------
@@ -220,9 +318,10 @@ def make_layer(folder: Path, base: Base) -> dict[str, str]:
         "PYTHONNOUSERSITE": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
-    if base.mlflow:  # a job's pip cannot move MLflow off the version the store needs
+    held = base.mlflow or mlflow_version()  # a job's pip cannot move the MLflow it logs with
+    if held:
         pins = folder / "constraints.txt"
-        pins.write_text(f"mlflow=={base.mlflow}\nmlflow-skinny=={base.mlflow}\n")
+        pins.write_text(f"mlflow=={held}\nmlflow-skinny=={held}\n")
         env["PIP_CONSTRAINT"] = str(pins)
     own_scripts = os.path.dirname(sys.executable)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != own_scripts]

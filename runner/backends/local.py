@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import fingerprint, slots, sweep
+from .. import curated, fingerprint, slots, sweep
 from ..account import default_subscription
-from ..environments import Environment, find_python
+from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
 from ..plan import RUN, Kind
 from ..refs import substitute, unresolved
@@ -32,6 +32,7 @@ from . import (
     registry,
     supervised,
     sweep_controller,
+    tracking,
 )
 from .base import TERMINAL
 from .controller import STEP_SECRET
@@ -137,25 +138,45 @@ class LocalBackend:
         they, their = ("they run", "their") if len(jobs) > 1 else ("it runs", "its")
         if not env.built:
             python = f"{sys.executable} (Python {sys.version.split()[0]})"
-            return (
-                f"note: environment {env.shown} of {names} is not built locally: {they} with "
-                f"{python} and its packages, in a layer of {their} own"
-            )
+            own = f"{they} with {python} and its packages, in a layer of {their} own"
+            name = curated.curated_name(env.shown)
+            mode, where = curated_mode(self.spec.doc.data)
+            if name and mode == "mlrun":
+                return (
+                    f"note: environment {env.shown} of {names} is curated, mapped to mlrun's "
+                    f"interpreter ({where}: mlrun): {own}"
+                )
+            if name:
+                return (
+                    f"note: environment {env.shown} of {names} is curated but not in mlrun's "
+                    f"table (Azure/azureml-assets as of {curated.AS_OF}): {own}"
+                )
+            return f"note: environment {env.shown} of {names} is not built locally: {own}"
         req = self._request(env)
         count = len(req.requirements)
-        what = f"Python {req.version}, " + (
-            plural(count, "requirement") if count else "nothing else"
-        )
-        if req.constraints:
-            what += f", MLflow held at {req.constraints[0].split('==')[1]}"
-        state = "built" if envs.built(req) else "not built yet: builds on apply"
+        parts = [f"curated {env.curated} as of {curated.AS_OF}"] if env.curated else []
+        parts.append(f"Python {req.version}" + (" (uv downloads it)" if req.download else ""))
+        parts.append(plural(count, "requirement") if count else "nothing else")
+        entry = curated.lookup(str(env.ref)) if env.curated else None
+        if entry and entry.dropped:
+            parts.append(f"conda-only left out: {', '.join(entry.dropped)}")
+        if req.torch_cpu:
+            parts.append("a GPU image's: PyTorch as CPU wheels")
+        base = envs.built(req)
+        state = "built" if base else "not built yet: builds on apply"
+        if base is not None and not base.direct:
+            state += f", MLflow {base.mlflow}: logs through the workspace's tracking server"
+        what = ", ".join(parts)
         return f"note: environment {env.shown} of {names} ({what}): {state} ({req.folder})"
 
     def _request(self, env: Environment) -> envs.Request:
         python = find_python(env.python)
-        if python is None:  # validate says so, located; the interpreter went away since
-            raise UserError(f"environment {env.shown}: no Python {env.python} is installed here")
-        return envs.request(python, env.requirements, env.asks_for_mlflow)
+        if python is not None:
+            return envs.request(python, env.requirements, env.gpu)
+        if env.python and uv_downloads_python():
+            return envs.request(env.python, env.requirements, env.gpu)
+        # validate says so, located; the interpreter went away since
+        raise UserError(f"environment {env.shown}: no Python {env.python} is installed here")
 
     def _base(self, env: Environment, run_dir: Path) -> envs.Base:
         """What a run sits on: mlrun's own environment, or its built one (built now, the output
@@ -223,6 +244,7 @@ class LocalBackend:
             registry.remove(self.client(), self._mlflow_lock, self.spec.name, name)
         if kind == "workspace":
             path = Path(record.get("path") or self.root)
+            tracking.stop(path)  # its tracking server, if one still serves
             if path.exists():
                 shutil.rmtree(path)
             self._client = None
@@ -422,7 +444,11 @@ class LocalBackend:
                 config = json.loads((run_dir / pipeline_controller.CONFIG).read_text())
                 for step in (job.pipeline.steps if job.pipeline else {}).values():
                     building = step.env
-                    config["steps"][step.name]["base"] = self._base(step.env, run_dir).to_dict()
+                    found = self._base(step.env, run_dir)
+                    config["steps"][step.name]["base"] = found.to_dict()
+                    if not found.direct:  # the step's own MLflow logs over HTTP
+                        uri = tracking.ensure(self.root, run_dir)
+                        config["steps"][step.name]["tracking_uri"] = uri
                 (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2))
         except envs.BuildFailed as e:
             if proc is not None:  # the waiting controller ends; then the run is recorded
@@ -436,13 +462,16 @@ class LocalBackend:
             )
             return run  # Preparing: waiting on it finds how it ended
         env = self._env(job, run, run_dir)
+        if not base.direct and not (job.is_sweep or job.is_pipeline):  # its own MLflow: over HTTP
+            env["MLFLOW_TRACKING_URI"] = tracking.ensure(self.root, run_dir)
         if (job.distribution or {}).get("type") in distributed.KINDS:
             distributed.write(run_dir / "processes", job.distribution or {}, job.instance_count)
         if job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
             config = run_dir / sweep_controller.CONFIG
-            config.write_text(
-                json.dumps({**json.loads(config.read_text()), "base": base.to_dict()})
-            )
+            extra: dict[str, Any] = {"base": base.to_dict()}
+            if not base.direct:  # the trials' own MLflow logs over HTTP
+                extra["tracking_uri"] = tracking.ensure(self.root, run_dir)
+            config.write_text(json.dumps({**json.loads(config.read_text()), **extra}))
         if proc is not None:  # a controller: each step or trial gets a layer of its own
             supervised.hand_over(run_dir, {k: v for k, v in env.items() if early.get(k) != v})
         else:

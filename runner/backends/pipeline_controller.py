@@ -133,6 +133,8 @@ class PipelineController(Controller):
 
         command = substitute(optional_parts(step.cfg["command"], given), values, blank=("inputs",))
         env.update(step.cfg["env_vars"])
+        if step.cfg.get("tracking_uri"):  # the step's own MLflow logs over HTTP
+            env["MLFLOW_TRACKING_URI"] = step.cfg["tracking_uri"]
         env.update({k: os.environ.get(key, "") for k, key in step.cfg["secret_env"].items()})
         spread = step.cfg.get("distribution") or {}
         if spread.get("type") in distributed.KINDS:  # as many processes as Azure ML would start

@@ -137,9 +137,7 @@ HANDOVER_PID = "MLRUN_HANDOVER_PID"  # the launcher's pid, in a waiting controll
 def hand_over(run_dir: Path, env: dict[str, str] | None) -> None:
     """Give the waiting controller its run: the variables it did not have at launch (None: there
     is no run for it, it ends having started nothing)."""
-    tmp = run_dir / f".{HANDOVER}.tmp"
-    tmp.write_text(json.dumps({"env": env} if env is not None else {"abort": True}))
-    os.replace(tmp, run_dir / HANDOVER)
+    write_json(run_dir / HANDOVER, {"env": env} if env is not None else {"abort": True})
 
 
 def take_over(run_dir: Path) -> dict[str, str] | None:
@@ -165,9 +163,7 @@ def fail_unstarted(run_dir: Path, error: str, log: Path | None = None) -> None:
         shutil.copyfile(log, logs / "std_log.txt")
     at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     record = {"exit_code": None, "status": "Failed", "started": at, "ended": at, "error": error}
-    tmp = run_dir / "exit.json.tmp"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, run_dir / "exit.json")
+    write_json(run_dir / "exit.json", record)
 
 
 def _secs(value) -> str:
@@ -245,7 +241,14 @@ def output_path(folder: Path, name: str, files: dict[str, str]) -> Path:
     return out / files[name] if name in files else out
 
 
-# --- small readers -------------------------------------------------------------------------------
+# --- small readers and writers -----------------------------------------------------------------
+
+
+def write_json(path: Path, data: dict) -> None:
+    """`data` as JSON at `path`, atomically (readers see the old file or the new, whole)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def read_json(path: Path, wait: float = 0.0) -> dict | None:
