@@ -258,6 +258,8 @@ def test_a_job_with_another_mlflow_logs_through_the_tracking_server_which_then_s
     (entry,) = [j for j in json.loads(report)["jobs"] if j["job"] == "plain"]
     assert (entry["params"], entry["metrics"]) == ({"client": "1.20.2"}, {"acc": 0.75})
     assert_server_gone(tmp_path / ".mlrun" / "local" / "ws-old")
+    log = (tmp_path / ".mlrun" / "local" / "ws-old" / "tracking" / "server.log").read_text()
+    assert log.count(" serving ") == 1, log  # three jobs at once needed it: one server
     plan = run_mlrun("plan", "lab.yaml", "--force", "plain", cwd=tmp_path, env=env, check=0)
     assert ": built, MLflow 1.20.2: logs through the workspace's tracking server (" in plan.stderr
 

@@ -8,7 +8,8 @@ It is supervised like a job and outlives mlrun: started by the first job that ne
 exit.json whose supervisor lives, or whose registering mlrun lives until the supervisor starts),
 so a killed apply leaves no orphan and an adopted run keeps logging; then it stops by itself. The
 next apply adopts a running one; destroy stops it (`stop`). Its folder, WS/tracking/:
-server.json (pid, port) once it answers, users/ (one file per registered run), server.log, lock.
+server.json (pid, port) once it answers (starting.json until then), users/ (one file per
+registered run), server.log, lock.
 
     python -m runner.backends.tracking WS   # the server (ensure starts it)
 """
@@ -34,6 +35,7 @@ from . import supervised
 IDLE = 3.0  # seconds without a live user before the server stops
 READY = 60.0  # seconds a start may take before it is an error
 SERVER = "server.json"
+STARTING = "starting.json"  # the pid of a server that does not answer yet
 
 
 def folder(root: Path) -> Path:
@@ -65,7 +67,8 @@ def ensure(root: Path, run_dir: Path) -> str:
         user = where / "users" / hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
         user.write_text(json.dumps({"run_dir": str(run_dir), "registrar": os.getpid()}))
         info = running(root)
-        if info is None:
+        starting = supervised.read_json(where / STARTING)
+        if info is None and not (starting and supervised.alive(int(starting["pid"]))):
             (where / SERVER).unlink(missing_ok=True)
             with open(where / "server.log", "ab") as log:
                 proc = subprocess.Popen(
@@ -76,13 +79,16 @@ def ensure(root: Path, run_dir: Path) -> str:
                     env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
                     start_new_session=True,  # it outlives mlrun, as a job's supervisor does
                 )
+            starting = {"pid": proc.pid}  # another job waits for it, never starts a second one
+            supervised.write_json(where / STARTING, starting)
     if info is not None:
         return info["url"]
+    assert starting is not None
     deadline = time.monotonic() + READY
     while time.monotonic() < deadline:
         if (info := running(root)) is not None:
             return info["url"]
-        if proc.poll() is not None:
+        if not supervised.alive(int(starting["pid"])):
             break
         time.sleep(0.05)
     tail = (where / "server.log").read_text(errors="replace")[-2000:]
@@ -140,14 +146,19 @@ def serve(root: Path) -> None:
     import threading
 
     from mlflow.server import app
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:  # a line per request: the log would grow
+            pass
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
     url = f"http://127.0.0.1:{server.server_port}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     where = folder(root)
     record = {"pid": os.getpid(), "port": server.server_port, "url": url}
     supervised.write_json(where / SERVER, record)
+    (where / STARTING).unlink(missing_ok=True)
     print(f"pid {os.getpid()} serving {root / 'mlflow.db'} at {url}", flush=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
