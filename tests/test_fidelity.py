@@ -68,6 +68,7 @@ def wheels(folder: Path) -> Path:
     make_wheel(found, "aiml", "1.0")
     make_wheel(found, "aiml", "2.0", requires=("otel>=2",))
     make_wheel(found, "mlflow-skinny", MINE, module="mlflow", requires=("otel<2",))
+    make_wheel(found, "mlflow", MINE, module="mlflow_whole", requires=(f"mlflow-skinny=={MINE}",))
     make_wheel(found, "mlflow-skinny", "99.0", module="mlflow", requires=("otel>=2",))
     return found
 
@@ -172,21 +173,26 @@ def built_with(tmp_path: Path, pips: list[str]) -> tuple[dict, str]:
     return packages, log.read_text()
 
 
-def test_unpinned_mlflow_is_mlruns_only_where_nothing_else_asked_for_moves(tmp_path):
+def test_unpinned_mlflow_is_mlruns_only_where_no_unpinned_requirement_gets_older(tmp_path):
     """The lab 07 divergence: holding MLflow at mlrun's version would take an older `aiml` (as it
-    took azure-ai-ml 1.23.1 and a marshmallow it breaks with); pip resolves the newest of both,
-    and so does the build."""
+    took azure-ai-ml 1.35 down to 1.23, with a marshmallow that release breaks with); pip
+    installs the newest of both, and so does the build."""
     packages, log = built_with(tmp_path, ["aiml", "mlflow-skinny"])
     assert (packages["aiml"], packages["mlflow-skinny"], packages["otel"]) == ("2.0", "99.0", "2.0")
-    assert f"mlrun: MLflow {MINE} would move aiml: the resolution without it is kept" in log
+    assert "mlflow" not in packages
+    assert f"mlrun: MLflow {MINE} would take aiml 2.0 -> 1.0: the resolution without" in log
 
 
-def test_unpinned_mlflow_is_mlruns_when_it_moves_nothing_and_a_pin_is_kept_as_written(tmp_path):
+def test_unpinned_mlflow_is_mlruns_whole_where_it_fits_and_a_pin_is_kept_as_written(tmp_path):
     packages, log = built_with(tmp_path / "free", ["mlflow-skinny"])
-    assert packages["mlflow-skinny"] == MINE and packages["otel"] == "1.0"
-    assert f"mlrun: MLflow held at {MINE} (mlrun's): nothing else asked for moved" in log
+    assert (packages["mlflow"], packages["mlflow-skinny"], packages["otel"]) == (MINE, MINE, "1.0")
+    assert f"mlrun: MLflow held at {MINE} (mlrun's, for the workspace's store)" in log
+    # a range accepts any release in it (sklearn-1.5's pyarrow>=23.0.1 goes from 25 to 23)
+    packages, _ = built_with(tmp_path / "range", ["aiml>=1", "mlflow-skinny"])
+    assert (packages["aiml"], packages["mlflow"]) == ("1.0", MINE)
     packages, _ = built_with(tmp_path / "pinned", ["mlflow-skinny==1.20.2"])
     assert packages["mlflow-skinny"] == "1.20.2"  # never rewritten (mlrun used to make it 3.x)
+    assert "mlflow" not in packages
 
 
 OLD = """\

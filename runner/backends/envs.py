@@ -167,7 +167,10 @@ def build(req: Request, log: IO[bytes]) -> Base:
         torch = ["--torch-backend", "cpu"] if req.torch_cpu else []
         if req.requirements:
             locked = _resolve(req, python, torch, log)
+            # compiled as pip installs them (.pyc): jobs do not compile them again, each time
+            # where PYTHONDONTWRITEBYTECODE is set
             install = [_uv(), "pip", "install", "--python", str(python), "--no-deps"]
+            install.append("--compile-bytecode")
             _run(install + ["-r", str(locked), *torch], log)
         version = _venv_version(req.folder) or req.version
         minor = ".".join(version.split(".")[:2])
@@ -184,42 +187,48 @@ def build(req: Request, log: IO[bytes]) -> Base:
 
 
 def _resolve(req: Request, python: Path, torch: list[str], log: IO[bytes]) -> Path:
-    """The requirements resolved (as pip would: every version the highest that fits), into a lock
-    file; with `prefer_mlflow`, a second resolution holding MLflow at mlrun's version is taken
-    when it keeps every other requirement at the version the first gave it."""
+    """The requirements resolved (as pip would: every version the highest that fits) into a lock
+    file. With `prefer_mlflow`, a second resolution with mlrun's MLflow (whole: the workspace's
+    store is then written directly) is taken unless it moves a requirement given without any
+    version to an older release than the first gave it (pip would install the newest: holding
+    MLflow took azure-ai-ml 1.35 down to 1.23 in DP-100 lab 07's environment)."""
     reqs = req.folder / "mlrun-requirements.txt"
     reqs.write_text("".join(r + "\n" for r in req.requirements))
     free = req.folder / "mlrun-lock.txt"
-    compile_ = [_uv(), "pip", "compile", "--python", str(python), "--quiet", str(reqs), *torch]
-    _run(compile_ + ["-o", str(free)], log)
+    compile_ = [_uv(), "pip", "compile", "--python", str(python), "--quiet", *torch]
+    _run(compile_ + [str(reqs), "-o", str(free)], log)
     mine, got = mlflow_version(), _locked(free)
-    if (
-        not req.prefer_mlflow
-        or mine is None
-        or mine in (got.get("mlflow"), got.get("mlflow-skinny"))
-    ):
+    if not req.prefer_mlflow or mine is None or got.get("mlflow") == mine:
         return free
-    pins = req.folder / "mlrun-mlflow.txt"
-    pins.write_text(f"mlflow=={mine}\nmlflow-skinny=={mine}\n")
+    with_mine = req.folder / "mlrun-requirements-mlflow.txt"
+    with_mine.write_text(reqs.read_text() + f"mlflow=={mine}\n")
     held = req.folder / "mlrun-lock-mlflow.txt"
     try:
-        _run(compile_ + ["-c", str(pins), "-o", str(held)], log)
+        _run(compile_ + [str(with_mine), "-o", str(held)], log)
     except BuildFailed:
         _say(log, f"MLflow {mine} does not fit these requirements: MLflow stays as resolved")
         return free
     from ..environments import MLFLOW_PACKAGES, requirement_name
 
-    top = {requirement_name(r) for r in req.requirements} - set(MLFLOW_PACKAGES) - {""}
-    moved = sorted(n for n in top if _locked(held).get(n) != got.get(n))
-    if moved:
-        _say(
-            log,
-            f"MLflow {mine} would move {', '.join(moved)}: the resolution without it is kept",
-        )
+    bare = {requirement_name(r) for r in req.requirements if _REQ_PINNED.search(r) is None}
+    now = _locked(held)
+    older = sorted(
+        n
+        for n in bare - set(MLFLOW_PACKAGES) - {""}
+        if n in got and n in now and _release(now[n]) < _release(got[n])
+    )
+    if older:
+        moved = ", ".join(f"{n} {got[n]} -> {now[n]}" for n in older)
+        _say(log, f"MLflow {mine} would take {moved}: the resolution without it is kept")
         return free
-    _say(log, f"MLflow held at {mine} (mlrun's): nothing else asked for moved")
+    _say(log, f"MLflow held at {mine} (mlrun's, for the workspace's store)")
     os.replace(held, free)
     return free
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """A version's release numbers, to compare (1.35.2 > 1.23.1)."""
+    return tuple(int(n) for n in re.findall(r"\d+", version.split("+")[0].split("-")[0])[:4])
 
 
 def _locked(path: Path) -> dict[str, str]:

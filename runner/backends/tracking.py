@@ -8,7 +8,7 @@ It is supervised like a job and outlives mlrun: started by the first job that ne
 exit.json whose supervisor lives, or whose registering mlrun lives until the supervisor starts),
 so a killed apply leaves no orphan and an adopted run keeps logging; then it stops by itself. The
 next apply adopts a running one; destroy stops it (`stop`). Its folder, WS/tracking/:
-server.json (pid, port) once it answers (starting.json until then), users/ (one file per
+server.json (pid, port) once its port listens (starting.json until then), users/ (one file per
 registered run), server.log, lock.
 
     python -m runner.backends.tracking WS   # the server (ensure starts it)
@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,11 +52,10 @@ def _locked(root: Path) -> Iterator[Path]:
 
 
 def running(root: Path) -> dict | None:
-    """The server's record ({pid, port, url}) if it runs and answers."""
+    """The server's record ({pid, port, url}) if it runs. Its port listens from the moment the
+    record is written: a request made while MLflow still loads waits for the answer."""
     info = supervised.read_json(folder(root) / SERVER)
-    if info and supervised.alive(int(info["pid"])) and _answers(info["url"]):
-        return info
-    return None
+    return info if info and supervised.alive(int(info["pid"])) else None
 
 
 def ensure(root: Path, run_dir: Path) -> str:
@@ -107,14 +105,6 @@ def stop(root: Path) -> None:
             time.sleep(0.05)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 def _live(user: dict) -> bool:
     """Whether a registered run may still log: it has not ended, and its supervisor lives (or,
     before the supervisor started, the mlrun that registered it)."""
@@ -139,29 +129,41 @@ def _users_left(where: Path) -> bool:
 
 def serve(root: Path) -> None:
     """The server: MLflow's app over the workspace's store at 127.0.0.1 on a free port, until no
-    registered run may log for IDLE seconds, or SIGTERM."""
-    os.environ["_MLFLOW_SERVER_FILE_STORE"] = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = (root / "artifacts").as_uri()
-    os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "false"  # runs' artifacts are local files
+    registered run may log for IDLE seconds, or SIGTERM. The port is bound and recorded first,
+    MLflow (seconds) loaded after: jobs start meanwhile, and their first request waits for it."""
+    import socket
     import threading
 
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(128)
+    port = listening.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    where = folder(root)
+    supervised.write_json(where / SERVER, {"pid": os.getpid(), "port": port, "url": url})
+    (where / STARTING).unlink(missing_ok=True)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    store, artifacts = f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
+    os.environ["_MLFLOW_SERVER_FILE_STORE"] = store
+    os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifacts
+    os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "false"  # runs' artifacts are local files
     from mlflow.server import app
+    from mlflow.server.handlers import initialize_backend_stores
     from werkzeug.serving import WSGIRequestHandler, make_server
+
+    # the stores opened now, as `mlflow server` does, not at a job's first request
+    initialize_backend_stores(store, default_artifact_root=artifacts)
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, *args, **kwargs) -> None:  # a line per request: the log would grow
             pass
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-    url = f"http://127.0.0.1:{server.server_port}"
+    server = make_server(
+        "127.0.0.1", port, app, threaded=True, request_handler=Quiet, fd=listening.fileno()
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    where = folder(root)
-    record = {"pid": os.getpid(), "port": server.server_port, "url": url}
-    supervised.write_json(where / SERVER, record)
-    (where / STARTING).unlink(missing_ok=True)
     print(f"pid {os.getpid()} serving {root / 'mlflow.db'} at {url}", flush=True)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     idle_since = time.monotonic()
     while not stopping.wait(0.5):
         with _locked(root):
