@@ -257,7 +257,7 @@ class _Reader:
         self.read_files: set[str] = set()  # the requirements files read for the current entry
 
     def entry(self, folder: str, commit: str, asset: dict, retired: bool) -> dict:
-        from .environments import conda_requirements
+        from .conda import conda_requirements
 
         name = registry_name(asset["name"])
         self.read_files.clear()
@@ -346,7 +346,7 @@ class _Reader:
     @staticmethod
     def conda_only(deps: Any, problems: list) -> list[str]:
         """The names of the conda dependencies the conversion left out as conda-only."""
-        from .environments import requirement_name
+        from .conda import requirement_name
 
         out = []
         for path, _message, severity, local_only in problems:
@@ -515,7 +515,7 @@ def _unique(items: Any) -> list[str]:
 def _last_of_each(requirements: list[str]) -> list[str]:
     """One requirement per package, the last one (a later `pip install` replaces what an earlier
     one installed), where the first one was; option lines and URLs as they are, once."""
-    from .environments import requirement_name
+    from .conda import requirement_name
 
     def key(requirement: str) -> str:
         name = requirement_name(requirement)

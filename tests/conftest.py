@@ -11,12 +11,30 @@ SPECS = ROOT / "specs"
 SEED = SPECS / "mlflow-tracking.yaml"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests run in parallel workers (pytest-xdist, --dist loadgroup), each test in one worker
+    with its own caches and session fixtures. Tests that share a module-scoped fixture (one lab
+    run, one emulator state) are kept in one worker, as are the users of the one seed-lab run,
+    so each of those is made once."""
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d and d[-1].scope == "module" for d in defs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        elif "seed_lab" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("seed_lab"))
+
+
 @pytest.fixture(scope="session", autouse=True)
-def own_cache(tmp_path_factory):
-    """mlrun's and uv's caches (built environments, the template store) in a folder of the
-    session's, not the user's: what a test builds cannot leak into a later session."""
+def own_cache(tmp_path_factory, worker_id):
+    """mlrun's and uv's caches (built environments, the template store) in a folder of the test
+    run's, not the user's: what a test builds cannot leak into a later run. The workers of one
+    run share it, as labs on one machine share the user's (builds take a lock; the template
+    store is written atomically), so each is made once per run."""
     if not os.environ.get("MLRUN_TESTS_SHARED_CACHE"):
-        os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if worker_id != "master" else base  # the run's, above each worker's
+        (shared / "cache").mkdir(exist_ok=True)
+        os.environ["XDG_CACHE_HOME"] = str(shared / "cache")
     # prices from the bundled table (the same on every machine); a test of the live lookup points
     # MLRUN_PRICES_URL at the emulator
     os.environ["MLRUN_PRICES_URL"] = "off"

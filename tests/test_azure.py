@@ -190,7 +190,13 @@ def test_seed_destroy_deletes_the_resource_group_it_created(seed_azure, azure_em
 # --- small labs ----------------------------------------------------------------------------------
 
 
-def small_lab(folder, suffix, cluster="max_instances: 2", rg=None):
+QUOTA_SUB = "00000000-0000-0000-0000-00000000999{}"  # the quota tests' own subscriptions
+
+
+def small_lab(folder, suffix, cluster="max_instances: 2", rg=None, subscription=None):
+    """A workspace with two clusters. `subscription`: one of the lab's own (usage rows count
+    only its computes, whatever other tests left in the emulator's default one)."""
+    sub = f'"{subscription}"' if subscription else '"${{env.AZURE_SUBSCRIPTION_ID}}"'
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "lab.yaml").write_text(
         textwrap.dedent(f"""\
@@ -200,7 +206,7 @@ def small_lab(folder, suffix, cluster="max_instances: 2", rg=None):
           c1: {{type: amlcompute, size: STANDARD_DS11_V2, {cluster}}}
           c2: {{type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}}
         targets:
-          azure: {{subscription_id: "${{{{env.AZURE_SUBSCRIPTION_ID}}}}"}}
+          azure: {{subscription_id: {sub}}}
         """)
     )
     return folder / "lab.yaml"
@@ -341,7 +347,9 @@ def test_quota_error_is_plain_and_the_next_apply_converges(azure_emulator, tmp_p
 
 
 def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path):
-    spec = small_lab(tmp_path, "short", cluster="max_instances: 8")
+    spec = small_lab(
+        tmp_path, "short", cluster="max_instances: 8", subscription=QUOTA_SUB.format(1)
+    )
     azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 4})
     try:
         proc = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0)
@@ -360,7 +368,9 @@ def test_plan_warns_in_plain_words_when_quota_is_short(azure_emulator, tmp_path)
 def test_quota_counts_the_sdks_four_nodes_when_not_given_and_minus_one_is_no_cap(
     azure_emulator, tmp_path
 ):
-    spec = small_lab(tmp_path, "nocap", cluster="min_instances: 0")  # the SDK makes 4 nodes
+    spec = small_lab(
+        tmp_path, "nocap", cluster="min_instances: 0", subscription=QUOTA_SUB.format(2)
+    )  # the SDK makes 4 nodes
     azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 8})
     try:
         short = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stderr
@@ -382,7 +392,12 @@ def test_quota_counts_the_sdks_four_nodes_when_not_given_and_minus_one_is_no_cap
 def test_a_low_priority_cluster_counts_against_the_low_priority_quota_only(
     azure_emulator, tmp_path
 ):
-    spec = small_lab(tmp_path, "lowpri", cluster="max_instances: 8, tier: low_priority")
+    spec = small_lab(
+        tmp_path,
+        "lowpri",
+        cluster="max_instances: 8, tier: low_priority",
+        subscription=QUOTA_SUB.format(3),
+    )
     azure_emulator.call("POST", "/_emulator/quota", {"family": "standardDSv2Family", "limit": 4})
     azure_emulator.call("POST", "/_emulator/quota", {"low_priority": 8})
     try:

@@ -21,9 +21,10 @@ def test_benchmarks_run_in_quick_mode():
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["case", "mlrun", "baseline", "ratio", "target"]
     rows = [line for line in lines if line.endswith((" ok", " MISSED"))]
-    # eleven cases, the pipeline re-apply, issue 18's four scale rows, the state's bytes per job,
-    # three environment costs, the emulator's wall and requests
-    assert len(rows) == 22, proc.stdout
+    # ten cases, the pipeline re-apply, five scale rows (issue 18's four, issue 26's jobs without
+    # a compute), the state's bytes per job, three environment costs, the tracking server's two
+    # and the seed in its curated environment (issue 27), the emulator's wall and requests
+    assert len(rows) == 25, proc.stdout
     assert any(line.startswith("state bytes written per job ") for line in rows)
     assert any(line.startswith("3-step pipeline re-applied, nothing changed ") for line in rows)
     assert any(line.startswith("pipeline of ") for line in rows)
@@ -32,6 +33,9 @@ def test_benchmarks_run_in_quick_mode():
     assert any(line.startswith("  mlrun own CPU per job ") for line in rows)
     assert any(line.startswith("re-apply of 20 unchanged jobs vs validate ") for line in rows)
     assert any(line.startswith("  layer over mlrun's packages ") for line in rows)
+    assert any(line.startswith("tracking server start ") for line in rows)
+    assert any(line.startswith("job via tracking server vs direct store ") for line in rows)
+    assert any(line.startswith("seed, curated env built, vs its scripts (quick) ") for line in rows)
     assert any(line.startswith("validate 10 heavy inputs vs the seed 10x ") for line in rows)
     assert "seed lab on the Azure emulator" in proc.stdout
     assert any(line.startswith("1000 ") or line.startswith("100 ") for line in lines)

@@ -1,7 +1,9 @@
-"""runner/environments.py and runner/backends/envs.py: what an environment asks for, conda files
-as PyPI requirements, interpreters found here, and the layer every local run gets."""
+"""runner/environments.py and runner/backends/envs.py: what an environment asks for,
+interpreters found here, builds, and the layer every local run gets (conda files as PyPI
+requirements: tests/test_conda.py)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,62 +14,6 @@ from wheels import make_wheel
 
 from runner import environments as envs_mod
 from runner.backends import envs
-
-
-def conda(*deps):
-    return {"name": "x", "channels": ["conda-forge"], "dependencies": list(deps)}
-
-
-def test_conda_dependencies_become_pypi_requirements():
-    python, reqs, problems = envs_mod.conda_requirements(
-        conda(
-            "python=3.11",
-            "scikit-learn",
-            "pandas=1.5",
-            "numpy==1.22",
-            "matplotlib>=3.5",
-            "scipy=1.10.1=py311h_0",
-            "conda-forge::lightgbm=4.1",
-            "pytorch=2.0",
-            "pip=21.2.4",
-            {"pip": ["mlflow==2.22.2", "-r requirements.txt", "./wheels/x-1.whl"]},
-        ),
-        Path("/lab/env"),
-    )
-    assert python == ("3.11", ("dependencies", 0))
-    assert reqs == [
-        "scikit-learn",
-        "pandas==1.5.*",
-        "numpy==1.22",
-        "matplotlib>=3.5",
-        "scipy==1.10.1.*",
-        "lightgbm==4.1.*",
-        "torch==2.0.*",
-        "mlflow==2.22.2",
-        "-r /lab/env/requirements.txt",
-        "/lab/env/wheels/x-1.whl",
-    ]
-    assert problems == []
-
-
-def test_conda_only_packages_are_errors_and_runtime_libraries_warnings():
-    _, reqs, problems = envs_mod.conda_requirements(
-        conda("python=3.11", "cudatoolkit=11.3", "libgcc-ng", "openssl", "numpy", 42), Path("/x")
-    )
-    assert reqs == ["numpy"]
-    assert [(p, s, local) for p, _, s, local in problems] == [
-        (("dependencies", 1), "error", True),
-        (("dependencies", 2), "warning", True),
-        (("dependencies", 3), "warning", True),
-        (("dependencies", 5), "error", False),
-    ]
-    assert problems[0][1] == (
-        "'cudatoolkit=11.3' is a conda-only package: it has no PyPI counterpart, so the local "
-        "target cannot build this environment (map it to a stand-in in targets.local.environments)"
-    )
-    assert problems[3][1] == (
-        "42 is not a conda dependency: expected a package spec (name=1.2) or a {pip: [...]} list"
-    )
 
 
 def test_python_versions_are_found_here_never_downloaded():
@@ -191,24 +137,27 @@ def test_a_conda_file_is_built_offline_once_shared_by_labs_and_rebuilt_when_edit
         lab_with(lab, job)
     env = offline(wheels)
     first = run_mlrun("apply", "-y", "lab.yaml", cwd=labs[0], env=env, check=0)
-    assert "not built yet: builds on apply" in first.stderr
+    built = re.search(r"not built yet: builds on apply \((.+?)\)\n", first.stderr)
+    assert built, first.stderr
     log = run_mlrun("logs", "lab.yaml", "show", cwd=labs[0], check=0).stdout.split()
     assert log[0] == "0.1" and log[2] == "no-mlflow"  # mlrun adds nothing it was not asked for
     assert "/runs/show/" in log[1] and log[1].endswith("/env")  # the run's own layer
-    builds = list((Path(os.environ["XDG_CACHE_HOME"]) / "mlrun" / "envs").glob("*/mlrun-env.json"))
+    assert (Path(built[1]) / "mlrun-env.json").is_file()
     # the second lab, same content: the environment is reused, not built again
     second = run_mlrun("apply", "-y", "lab.yaml", cwd=labs[1], env=env, check=0)
-    assert "): built (" in second.stderr
+    assert f"): built ({built[1]})\n" in second.stderr
     assert not list((labs[1] / ".mlrun").rglob("20_image_build_log.txt"))
     assert list((labs[0] / ".mlrun").rglob("20_image_build_log.txt"))
     # an edit of the conda file reruns the job in a new build
     (labs[1] / "conda.yml").write_text(CONDA.format(minor=minor, pin="tinybuilt==0.2"))
-    plan = run_mlrun("plan", "lab.yaml", cwd=labs[1], env=env, check=0).stdout
-    assert "> job.show" in plan and "environment changed since run" in plan
+    plan = run_mlrun("plan", "lab.yaml", cwd=labs[1], env=env, check=0)
+    assert "> job.show" in plan.stdout and "environment changed since run" in plan.stdout
+    rebuilt = re.search(r"not built yet: builds on apply \((.+?)\)\n", plan.stderr)
+    assert rebuilt and rebuilt[1] != built[1], plan.stderr  # a new build, the old one kept
     run_mlrun("apply", "-y", "lab.yaml", cwd=labs[1], env=env, check=0)
     assert run_mlrun("logs", "lab.yaml", "show", cwd=labs[1], check=0).stdout.startswith("0.2 ")
-    after = list((Path(os.environ["XDG_CACHE_HOME"]) / "mlrun" / "envs").glob("*/mlrun-env.json"))
-    assert len(after) == len(builds) + 1
+    assert (Path(rebuilt[1]) / "mlrun-env.json").is_file()
+    assert (Path(built[1]) / "mlrun-env.json").is_file()
 
 
 def test_what_a_job_installs_stays_in_its_run(tmp_path):

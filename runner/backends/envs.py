@@ -126,7 +126,7 @@ def request(python: tuple[str, str] | str, requirements: tuple, torch_cpu: bool 
     """The build request for an environment: `python` (path, version) found by
     environments.find_python, or a version ("3.10") for uv to download; requirements as written
     (an MLflow pin stays as it is)."""
-    from ..environments import MLFLOW_PACKAGES, requirement_name
+    from ..conda import MLFLOW_PACKAGES, requirement_name
 
     named = [r for r in requirements if requirement_name(r) in MLFLOW_PACKAGES]
     unpinned = bool(named) and all(_REQ_PINNED.search(r) is None for r in named)
@@ -208,7 +208,7 @@ def _resolve(req: Request, python: Path, torch: list[str], log: IO[bytes]) -> Pa
     except BuildFailed:
         _say(log, f"MLflow {mine} does not fit these requirements: MLflow stays as resolved")
         return free
-    from ..environments import MLFLOW_PACKAGES, requirement_name
+    from ..conda import MLFLOW_PACKAGES, requirement_name
 
     bare = {requirement_name(r) for r in req.requirements if _REQ_PINNED.search(r) is None}
     now = _locked(held)
@@ -233,7 +233,7 @@ def _release(version: str) -> tuple[int, ...]:
 
 def _locked(path: Path) -> dict[str, str]:
     """A lock file's packages: normalized name -> version."""
-    from ..environments import normalize
+    from ..conda import normalize
 
     found = {}
     for line in path.read_text().splitlines():
