@@ -11,6 +11,7 @@ SPECS = ROOT / "specs"
 SEED = SPECS / "mlflow-tracking.yaml"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests run in parallel workers (pytest-xdist, --dist loadgroup), each test in one worker
     with its own caches and session fixtures. Tests that share a module-scoped fixture (one lab

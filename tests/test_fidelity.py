@@ -156,7 +156,8 @@ dependencies:
 
 
 def built_with(tmp_path: Path, pips: list[str]) -> tuple[dict, str]:
-    """Apply a job in an environment of a conda file with `pips`: (its packages, build log)."""
+    """Apply a job in an environment of a conda file with `pips`: (its packages, its build's
+    log)."""
     env = offline(wheels(tmp_path))
     (tmp_path / "conda.yml").write_text(
         CONDA.format(minor=MINOR, pips="".join(f"      - {p}\n" for p in pips))
@@ -169,8 +170,10 @@ def built_with(tmp_path: Path, pips: list[str]) -> tuple[dict, str]:
     run_mlrun("apply", "-y", "lab.yaml", cwd=tmp_path, env=env, check=0)
     listed = run_mlrun("logs", "lab.yaml", "show", cwd=tmp_path, check=0).stdout
     packages = {p["name"].lower(): p["version"] for p in json.loads(listed)}
-    (log,) = (tmp_path / ".mlrun").glob("local/*/runs/*/*/azureml-logs/20_image_build_log.txt")
-    return packages, log.read_text()
+    # the build's log, in the run that built it (none if another test of the run built the same
+    # environment first: the workers share one cache, as labs on a machine do)
+    logs = (tmp_path / ".mlrun").glob("local/*/runs/*/*/azureml-logs/20_image_build_log.txt")
+    return packages, "".join(log.read_text() for log in logs)
 
 
 def test_unpinned_mlflow_is_mlruns_only_where_no_unpinned_requirement_gets_older(tmp_path):
