@@ -12,6 +12,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,10 +23,13 @@ EMULATOR = Path(__file__).resolve().parent / "emulator"
 
 
 class Emulator:
-    """A running emulator: `env` for subprocesses, and its control endpoints."""
+    """A running emulator: `env` for subprocesses, `mlrun` to run mlrun commands against it, and
+    its control endpoints."""
 
     def __init__(self, exported: dict, folder: Path):
         self.exported, self.folder = exported, folder
+        self._zygote = None
+        self._starting = threading.Lock()
         self.url = exported["AZURE_EMULATOR_URL"]
         self.subscription = exported["AZURE_SUBSCRIPTION_ID"]
         self._tls = ssl.create_default_context(cafile=exported["REQUESTS_CA_BUNDLE"])
@@ -43,6 +47,28 @@ class Emulator:
             p for p in (self.exported["PYTHONPATH"], os.environ.get("PYTHONPATH")) if p
         )
         return env
+
+    def mlrun(self, *args, cwd, env=None, check=None, timeout=400, script=None):
+        """`mlrun ARGS` against the emulator, as conftest.run_mlrun runs it (with `script`:
+        `python -c SCRIPT ARGS`), in a process forked from one that has imported the Azure SDKs
+        already (tests/zygote.py)."""
+        from zygote import Zygote
+
+        with self._starting:
+            if self._zygote is None:
+                self._zygote = Zygote(self.folder / "zygote", self.env)
+        full_env = {k: v for k, v in self.env.items() if not k.startswith("MLFLOW_")}
+        full_env.update(env or {})
+        proc = self._zygote.run([str(a) for a in args], cwd, full_env, timeout, script)
+        if check is not None:
+            assert proc.returncode == check, (
+                f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def close(self):
+        if self._zygote is not None:
+            self._zygote.close()
 
     def call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -144,21 +170,15 @@ def azure_emulator(tmp_path_factory):
     try:
         yield emulator
     finally:
+        emulator.close()
         stop_emulator(proc, folder)
 
 
 def run_sdk(emulator: Emulator, script: str, *, cwd=None, timeout=300, check=True):
-    """Run a Python script (source text) against the emulator in a fresh interpreter.
-    The script prints one JSON object as its last stdout line; that object is returned."""
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=cwd,
-        env=emulator.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    """Run a Python script (source text) against the emulator in a process of its own, forked from
+    one that has imported the SDKs (Emulator.mlrun). The script prints one JSON object as its last
+    stdout line; that object is returned."""
+    proc = emulator.mlrun(cwd=cwd, timeout=timeout, script=script)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"SDK script failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\n"

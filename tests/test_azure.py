@@ -13,9 +13,7 @@ pytestmark = pytest.mark.azure
 
 
 def az(emulator, *args, cwd, check=None, timeout=400):
-    return run_mlrun(
-        *args, "--target", "azure", cwd=cwd, env=emulator.env, check=check, timeout=timeout
-    )
+    return emulator.mlrun(*args, "--target", "azure", cwd=cwd, check=check, timeout=timeout)
 
 
 def calls(emulator, since):

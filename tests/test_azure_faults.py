@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import ROOT, run_mlrun
+from conftest import ROOT
 
 pytestmark = pytest.mark.azure
 # Per mlrun command, a runaway guard, not a speed test: the slowest took 56 s with the matrix's
@@ -221,7 +221,7 @@ class Lab:
         extra = [
             a for k, v in {"suffix": self.s, **(vars or {})}.items() for a in ("--var", f"{k}={v}")
         ]
-        proc = run_mlrun(
+        proc = self.emulator.mlrun(
             *args,
             "lab.yaml",
             "--target",

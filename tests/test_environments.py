@@ -340,17 +340,16 @@ def test_on_azure_an_environment_is_registered_tagged_and_archived_by_destroy(
     )
     spec.write_text(text.replace("jobs:\n" + USES.format(ref="azureml:tiny-env@latest"), ""))
     azure = ("--target", "azure")
-    env = azure_emulator.env
-    plan = run_mlrun("plan", spec, *azure, cwd=tmp_path, env=env, check=0).stdout
+    plan = azure_emulator.mlrun("plan", spec, *azure, cwd=tmp_path, check=0).stdout
     assert "  + environment.tiny-env         v1\n" in plan
     mark = azure_emulator.mark()
-    run_mlrun("apply", "-y", spec, *azure, cwd=tmp_path, env=env, check=0)
+    azure_emulator.mlrun("apply", "-y", spec, *azure, cwd=tmp_path, check=0)
     puts = [r for r in azure_emulator.requests(mark) if r["method"] == "PUT"]
     assert any(r["path"].endswith("/environments/tiny-env/versions/1") for r in puts)
-    again = run_mlrun("plan", spec, *azure, cwd=tmp_path, env=env, check=0).stdout
+    again = azure_emulator.mlrun("plan", spec, *azure, cwd=tmp_path, check=0).stdout
     assert again == "No changes. Everything is up to date.\n"
     mark = azure_emulator.mark()
-    run_mlrun("destroy", "-y", spec, *azure, cwd=tmp_path, env=env, check=0)
+    azure_emulator.mlrun("destroy", "-y", spec, *azure, cwd=tmp_path, check=0)
     archived = [
         r
         for r in azure_emulator.requests(mark)

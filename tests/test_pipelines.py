@@ -365,20 +365,19 @@ def test_on_azure_a_pipeline_is_the_sdks_pipeline_job_with_its_components_regist
     )
     spec.write_text(text)
     azure = ("--target", "azure")
-    env = azure_emulator.env
     mark = azure_emulator.mark()
-    run_mlrun("apply", "-y", spec, *azure, cwd=tmp_path, env=env, check=0, timeout=900)
+    azure_emulator.mlrun("apply", "-y", spec, *azure, cwd=tmp_path, check=0, timeout=900)
     calls = [(r["method"], r["path"]) for r in azure_emulator.requests(mark)]
     registered = [i for i, (m, p) in enumerate(calls) if m == "PUT" and "/components/train/" in p]
     submitted = [i for i, (m, p) in enumerate(calls) if m == "PUT" and "/jobs/" in p]
     assert registered and submitted and registered[0] < submitted[0]
-    status = run_mlrun("status", spec, *azure, cwd=tmp_path, env=env, check=0).stdout
+    status = azure_emulator.mlrun("status", spec, *azure, cwd=tmp_path, check=0).stdout
     assert "job.chain" in status and "Completed" in status
-    table = run_mlrun("report", spec, *azure, cwd=tmp_path, env=env, check=0).stdout
+    table = azure_emulator.mlrun("report", spec, *azure, cwd=tmp_path, check=0).stdout
     assert "step     train: FINISHED" in table and "n=63" in table
-    log = run_mlrun("logs", spec, "chain/report", *azure, cwd=tmp_path, env=env, check=0).stdout
+    log = azure_emulator.mlrun("logs", spec, "chain/report", *azure, cwd=tmp_path, check=0).stdout
     assert log.strip().endswith("step-env")
-    run_mlrun("destroy", "-y", spec, *azure, cwd=tmp_path, env=env, check=0)
+    azure_emulator.mlrun("destroy", "-y", spec, *azure, cwd=tmp_path, check=0)
 
 
 def test_a_step_environment_that_does_not_build_fails_the_pipeline_before_any_step(tmp_path):
