@@ -109,6 +109,9 @@ def test_a_curated_environment_is_built_from_its_definition_and_the_plan_says_so
         "    environment: azureml:AzureML-tinycur@latest\n"
         "  registry:\n    command: python -c 'import tinycur; print(tinycur.VALUE)'\n"
         "    environment: azureml://registries/azureml/environments/tinycur/labels/latest\n"
+        "  pipe:\n    type: pipeline\n    jobs:\n"
+        "      one: {command: python -c 'import tinycur; print(tinycur.VALUE)', "
+        "environment: 'azureml:AzureML-tinycur:3'}\n"
     )
     plan = run_mlrun("plan", "lab.yaml", cwd=tmp_path, env=env, check=0)
     assert (
@@ -117,7 +120,8 @@ def test_a_curated_environment_is_built_from_its_definition_and_the_plan_says_so
         "cudatoolkit): not built yet: builds on apply (" in plan.stderr
     )
     run_mlrun("apply", "-y", "lab.yaml", cwd=tmp_path, env=env, check=0)
-    for job in ("show", "registry"):
+    assert "note: environment azureml:AzureML-tinycur:3 of pipe/one (curated tinycur " in plan.stderr
+    for job in ("show", "registry", "pipe/one"):
         out = run_mlrun("logs", "lab.yaml", job, cwd=tmp_path, check=0).stdout
         assert out.startswith("1.0"), (job, out)
     # the same environment, built once; mapped to mlrun's interpreter, the job runs there instead

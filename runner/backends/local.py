@@ -124,18 +124,24 @@ class LocalBackend:
             for c in plan.changes
             if c.action == RUN and c.address.kind == Kind.JOB and c.address.name in self.spec.jobs
         ]
-        groups: dict[str, list[Job]] = {}
-        for job in running:
-            if job.environment is not None:
-                groups.setdefault(job.env.shown, []).append(job)
-        notes = [self._environment_note(jobs) for jobs in groups.values()]
+        groups: dict[str, list[tuple[str, Environment]]] = {}
+        for job in running:  # a pipeline's steps by PIPELINE/STEP, as mlrun logs names them
+            users = (
+                [(f"{job.name}/{s.name}", s.env) for s in job.pipeline.steps.values()]
+                if job.pipeline is not None
+                else [(job.name, job.env)]
+            )
+            for name, env in users:
+                if env.ref is not None or env.definition is not None:
+                    groups.setdefault(env.shown, []).append((name, env))
+        notes = [self._environment_note(users) for users in groups.values()]
         for job in running:
             notes += sweep.notes(job)
         return notes
 
-    def _environment_note(self, jobs: list[Job]) -> str:
-        env, names = jobs[0].env, ", ".join(j.name for j in jobs)
-        they, their = ("they run", "their") if len(jobs) > 1 else ("it runs", "its")
+    def _environment_note(self, users: list[tuple[str, Environment]]) -> str:
+        env, names = users[0][1], ", ".join(name for name, _ in users)
+        they, their = ("they run", "their") if len(users) > 1 else ("it runs", "its")
         if not env.built:
             python = f"{sys.executable} (Python {sys.version.split()[0]})"
             own = f"{they} with {python} and its packages, in a layer of {their} own"
