@@ -120,7 +120,8 @@ def test_a_curated_environment_is_built_from_its_definition_and_the_plan_says_so
         "cudatoolkit): not built yet: builds on apply (" in plan.stderr
     )
     run_mlrun("apply", "-y", "lab.yaml", cwd=tmp_path, env=env, check=0)
-    assert "note: environment azureml:AzureML-tinycur:3 of pipe/one (curated tinycur " in plan.stderr
+    step_note = "note: environment azureml:AzureML-tinycur:3 of pipe/one (curated tinycur "
+    assert step_note in plan.stderr
     for job in ("show", "registry", "pipe/one"):
         out = run_mlrun("logs", "lab.yaml", job, cwd=tmp_path, check=0).stdout
         assert out.startswith("1.0"), (job, out)
