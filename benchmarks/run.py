@@ -451,6 +451,7 @@ def cases(work: Path, quick: bool) -> list[Case]:
     subprocess.run(
         MLRUN + ["apply", "-y", str(spec), "--only", "train-mlflow"],
         cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout, as every case runs it
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
