@@ -260,7 +260,7 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> 
 
         click.echo()
         click.echo(
-            report.render_table(report.build(ctx.spec, ctx.state, ctx.backend, full=False)),
+            report.render_table(report.build(ctx, full=False)),
             nl=False,
         )
     failure = outcome.failure(ctx.spec.path)
@@ -344,6 +344,7 @@ def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
     mlrun-expires tag, deleted with everything in them."""
     from . import expiry
     from .account import default_subscription
+    from .backends import targets
 
     if not expired:
         raise UserError("mlrun destroy needs a SPEC (or --expired)")
@@ -352,14 +353,11 @@ def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
             "--expired finds labs by their tags: give no SPEC (mlrun destroy SPEC "
             "destroys that lab)"
         )
-    if target != "azure":
-        raise UserError("--expired finds labs on Azure by their tags: add --target azure")
+    admin = targets.get(target).expired_labs()
     found = default_subscription()
     if found is None:
         raise UserError("--expired needs a subscription: AZURE_SUBSCRIPTION_ID, or az login")
-    from .backends.azure import destroy_group, expired_labs
-
-    labs = expired_labs(found[0], expiry.utcnow())
+    labs = admin.expired_labs(found[0], expiry.utcnow())
     if not labs:
         click.echo(f"No expired labs in subscription {found[0]}.")
         return EXIT_OK
@@ -370,7 +368,7 @@ def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
     if not yes:
         _confirm(f"Destroy {plural(len(labs), 'expired lab')} and everything in them?")
     for lab in labs:
-        destroy_group(found[0], lab["name"])
+        admin.destroy_group(found[0], lab["name"])
         click.echo(f"destroyed resource_group.{lab['name']}")
     click.echo(f"Destroyed {plural(len(labs), 'expired lab')}.")
     return EXIT_OK
@@ -453,7 +451,7 @@ def report_cmd(spec, target, variables, fmt, output) -> int:
 
     ctx = _open(spec, target, variables)
     ctx.require_runs()
-    text = report.render(report.build(ctx.spec, ctx.state, ctx.backend, images=fmt == "html"), fmt)
+    text = report.render(report.build(ctx, images=fmt == "html"), fmt)
     if output:
         atomic_write(Path(output), text)
         click.echo(f"Wrote {output}")

@@ -8,24 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from . import plan as planning, spec as spec_mod
+from .backends import targets
 from .backends.base import TERMINAL, Backend
 from .errors import UserError
 from .state import State, state_path
 
-TARGETS = ("local", "azure")
-
 
 def backend_for(target: str, spec: spec_mod.Spec) -> Backend:
     """The target's backend (each imports its SDKs only when it needs them)."""
-    if target == "local":
+    if targets.get(target) is targets.LOCAL:
         from .backends.local import LocalBackend
 
         return LocalBackend(spec)
-    if target == "azure":
-        from .backends.azure import AzureBackend
+    from .backends.azure import AzureBackend
 
-        return AzureBackend(spec)
-    raise UserError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
+    return AzureBackend(spec)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import decimal
 
 from . import prices
+from .backends import targets
 from .spec import Compute, Spec
 
 DEFAULT_SIZE = "STANDARD_DS3_V2"  # the SDK's default size of both kinds of compute
@@ -94,7 +95,7 @@ def compute_text(item: dict) -> str:
 def line(cost: dict, target: str) -> str:
     """`cost: $0.56/h while running, $0.00/h idle (USD retail, eastus, prices as of 2026-12-01,
     live)`; a local plan's says what the computes would cost on Azure."""
-    head = "cost" if target == "azure" else "cost on azure"
+    head = "cost" if targets.get(target).bills else "cost on azure"
     missing = f"; not priced: {', '.join(cost['not_priced'])}" if cost["not_priced"] else ""
     return (
         f"{head}: {money(cost['per_hour_running'])}/h while running, "

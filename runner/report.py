@@ -9,10 +9,14 @@ import datetime as dt
 import json
 import mimetypes
 import os
+from typing import TYPE_CHECKING
 
 from .errors import UserError, plural
 from .formats import duration, num, signed, sweep_line
 from .plan import short
+
+if TYPE_CHECKING:
+    from .context import Context
 
 FORMAT_VERSION = 1
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
@@ -187,16 +191,16 @@ def _searched(job, run) -> dict:
     }
 
 
-def build(spec, state, backend, images: bool = False, full: bool = True) -> dict:
+def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
     """The report of a lab: jobs, experiments side by side, saved queries with their results.
     Not `full` (apply's closing table): the jobs' params, metrics and changes only, which on Azure
     saves a request per metric, artifact folder, experiment and query."""
     os.environ.setdefault(
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
     )  # one bar per image otherwise
+    spec, state, backend = ctx.spec, ctx.state, ctx.backend
     client = _RunCache(backend)
-    if backend.name == "local":  # read at once, not a get_run per run
-        client.prefetch(state, spec.jobs)
+    client.prefetch(state, spec.jobs)
     jobs = [job_entry(spec, state, backend, client, name, images, full) for name in spec.jobs]
     experiments = []
     for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"] and full):
@@ -224,7 +228,7 @@ def build(spec, state, backend, images: bool = False, full: bool = True) -> dict
         "format_version": FORMAT_VERSION,
         "lab": spec.name,
         "description": spec.description,
-        "target": backend.name,
+        "target": ctx.target,
         "tracking_uri": backend.tracking_uri,
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "jobs": jobs,
@@ -284,38 +288,19 @@ class _RunCache:
 
     def prefetch(self, state, names) -> None:
         """Read the runs the report shows (each job's latest run and the completed one before it)
-        at once: from the local store's tables, else in a search per hundred runs. A run they miss
-        is read by get_run as before."""
+        at once, where the target reads runs in bulk. A run it does not give is read by get_run."""
         wanted: dict[str, set[str]] = {}
         for name in names:
             runs = [r for r in state.runs(name) if r.get("id") and r.get("experiment_id")]
             earlier = [r for r in runs[:-1] if r.get("status") == "Completed"]
             for r in runs[-1:] + earlier[-1:]:
                 wanted.setdefault(str(r["experiment_id"]), set()).add(r["id"])
-        store = self._backend.direct() if hasattr(self._backend, "direct") else None
-        if store is not None:
-            self._runs.update(store.runs(sorted(set().union(*wanted.values()))))
-            return
-        for experiment, ids in wanted.items():
-            ordered = sorted(ids)
-            for i in range(0, len(ordered), 100):
-                chunk = ordered[i : i + 100]
-                quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
-                for found in self.client.search_runs(
-                    [experiment], f"attributes.run_id IN ({quoted})", max_results=len(chunk)
-                ):
-                    self._runs[found.info.run_id] = found
+        if wanted:
+            self._runs.update(self._backend.read_runs(wanted))
 
     def children(self, parent) -> list:
         """A sweep's or pipeline's child runs, oldest first."""
-        store = self._backend.direct() if hasattr(self._backend, "direct") else None
-        if store is not None:
-            return store.children(parent.info.run_id)
-        return self.client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-            order_by=["attributes.start_time ASC"],
-        )
+        return self._backend.child_runs(parent)
 
     def get_run(self, run_id: str):
         if run_id not in self._runs:

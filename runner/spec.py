@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from . import data as data_assets, models, validate, yamldoc
+from .backends import targets
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
 from .pipelines import SENSITIVE, Component, Pipeline, masked
@@ -560,7 +561,9 @@ def load(
     redact(doc)
     if any(p.severity == "error" for p in doc.problems):
         raise SpecError(doc.problems)
-    return _typed(doc, values, fresh, local_inputs(doc.data) if target == "local" else {})
+    return _typed(
+        doc, values, fresh, local_inputs(doc.data) if targets.get(target).runs_here else {}
+    )
 
 
 def check_file(

@@ -17,7 +17,7 @@ from . import (
     models as model_assets,
     pipelines,
 )
-from .account import default_subscription
+from .backends import targets
 from .cache import canonical, digest, known, remember
 from .errors import plural
 from .refs import (
@@ -292,11 +292,12 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     for name, c in computes.items():
         _check_compute(doc, name, c)
     experiments = set()
-    stand_ins = local_inputs(data) if target == "local" else None
+    where = targets.get(target)
+    stand_ins = local_inputs(data) if where.runs_here else None
     assets = data_assets.read(doc, data)
     _check_data(doc, assets)
     models = model_assets.read(doc, data)
-    _check_models(doc, models, _dicts(data.get("jobs")), target == "local", runs)
+    _check_models(doc, models, _dicts(data.get("jobs")), where.runs_here, runs)
     for name, job in _dicts(data.get("jobs")).items():
         _check_job(doc, name, job, computes, stand_ins, runs, assets)
         experiment = job.get("experiment_name") or data.get("name")
@@ -311,16 +312,15 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
                 f"(experiments: {', '.join(sorted(str(e) for e in experiments))})",
                 severity="warning",
             )
-    _check_environments(doc, data, target, runs)
-    if target == "azure":
-        _check_azure(doc, data)
+    _check_environments(doc, data, where.runs_here, runs)
+    if where.check is not None:
+        where.check(doc, data)
 
 
-def _check_environments(doc: Doc, data: dict, target: str, runs: bool) -> None:
+def _check_environments(doc: Doc, data: dict, local: bool, runs: bool) -> None:
     """Each job's (or sweep trial's) environment read, its conda file too, and resolved: kept on
     the doc for the typed spec. Locally, a conda-only package or a python= not installed here is
     an error (environments.Reader says them); a Docker build context needs a stand-in."""
-    local = target == "local"
     reader = environments.Reader(doc, local=local)
     substitutes = environments.stand_ins(data) if local else None
     defined = {}
@@ -710,20 +710,3 @@ def _check_remote_input(
         + (f"; {_not_an_asset(named[0], assets)}" if named and assets else ""),
         severity="error" if runs else "warning",
     )
-
-
-def _check_azure(doc: Doc, data: dict) -> None:
-    targets = mapping(data.get("targets"))
-    azure = mapping(targets.get("azure"))
-    if not azure.get("subscription_id") and not azure.get("config") and not default_subscription():
-        doc.problem(
-            ("targets",),
-            "the azure target needs a subscription: targets.azure.subscription_id, "
-            "targets.azure.config (a config.json), AZURE_SUBSCRIPTION_ID, or the Azure CLI's "
-            "default one (az login)",
-            key=True,
-        )
-    ws = mapping(data.get("workspace"))
-    for key in ("resource_group", "location"):
-        if not ws.get(key) and not azure.get("config"):
-            doc.problem(("workspace",), f"the azure target needs workspace.{key}", key=True)

@@ -13,12 +13,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..account import default_subscription
 from ..errors import UserError
 from ..plan import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ..spec import Job, Spec
 from ..state import now
+from . import runstore
 from .base import TERMINAL
 
 PROVIDER = "Microsoft.MachineLearningServices"
@@ -156,6 +158,12 @@ class AzureBackend:
             )
 
         return self._once("mlflow", make)
+
+    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+        return {}  # read a get_run at a time, as reports always have on Azure
+
+    def child_runs(self, parent: Any) -> list:
+        return runstore.search_children(self.client(), parent)
 
     # --- reading the world -----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ..spec import Job, Spec
 
@@ -50,6 +50,14 @@ class Backend(Protocol):
     def child(self, run: dict, name: str) -> dict | None:
         """A child run of a pipeline's run (its step `name`), as a run record, where the target
         runs the pipeline itself; None where mlrun's own records say (the local target)."""
+
+    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+        """MLflow runs by id (`wanted`: experiment id -> run ids) read at once, where the target
+        reads in bulk; {} where it reads a run at a time (callers get_run what is missing)."""
+
+    def child_runs(self, parent: Any) -> list:
+        """The MLflow runs of a sweep's trials or a pipeline's steps (children of the MLflow run
+        `parent`), oldest first."""
 
     def poll(self, run: dict) -> dict:
         """How the run stands now, cheaply: {} if unchanged, else {status, ...}."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import slots
-from . import envs, mlflow_db, supervised
+from . import envs, mlflow_db, runstore, supervised
 
 STEP_SECRET = "MLRUN_STEP_SECRET_"  # a secret step variable's value, in a controller's environment
 
@@ -54,7 +54,7 @@ class Controller:
         self._client: Any = None
         self._loading = threading.Thread(target=self._load_mlflow, daemon=True)
         self._loading.start()
-        self.store = mlflow_db.Store.for_uri(os.environ["MLFLOW_TRACKING_URI"])
+        store = mlflow_db.Store.for_uri(os.environ["MLFLOW_TRACKING_URI"])
         handed = supervised.take_over(run_dir)
         if handed is None:
             raise Unstarted("no run was handed over (mlrun stopped, or the run could not start)")
@@ -69,6 +69,7 @@ class Controller:
         self.finalizer = ThreadPoolExecutor(max_workers=1)  # MLflow records, in order
         self.writing = threading.Lock()  # one MLflow write at a time (a SQLite store)
         self.finalizing: list[Future] = []
+        self.runs = runstore.Runs(lambda: store, lambda: self.client, self.writing)
         self.stopping = False
         base = self.cfg.get("base")  # what each child's layer sits on (backends/envs.py)
         self.base = envs.Base.from_dict(base) if base else None
@@ -91,31 +92,13 @@ class Controller:
 
     def make_run(self, run_name: str, tags: dict, params: dict | None = None) -> tuple[str, str]:
         """A child MLflow run (tagged with the parent): (run id, artifact URI)."""
-        tags = {**tags, "mlflow.parentRunId": self.parent}
-        store = self.store
-        with self.writing:
-            made = store.create_run(self.experiment, run_name, tags) if store else None
-            if store is not None and made is not None:
-                if params:
-                    store.log_params(made[0], params)
-                return made
-        from mlflow.entities import Param
-
-        with self.writing:
-            run = self.client.create_run(self.experiment, run_name=run_name, tags=tags)
-            if params:
-                self.client.log_batch(
-                    run.info.run_id, params=[Param(k, v) for k, v in params.items()]
-                )
-        return run.info.run_id, run.info.artifact_uri
+        return self.runs.create(
+            self.experiment, run_name, {**tags, "mlflow.parentRunId": self.parent}, params
+        )
 
     def metrics(self, run_id: str) -> dict[str, float]:
         """A child run's latest metrics."""
-        if self.store is not None:
-            found = self.store.runs([run_id]).get(run_id)
-            if found is not None:
-                return found.data.metrics
-        return self.client.get_run(run_id).data.metrics
+        return self.runs.get(run_id).data.metrics
 
     def log(self, message: str) -> None:
         print(f"[{self.TAG}] {message}", flush=True)
@@ -196,9 +179,8 @@ class Controller:
                 run_id,
                 folder,
                 ended,
-                lock=self.writing,
+                self.runs,
                 artifact_uri=uri,
-                store=self.store,
             )
             if then is not None:
                 then()

@@ -30,6 +30,7 @@ from . import (
     mlflow_db,
     pipeline_controller,
     registry,
+    runstore,
     supervised,
     sweep_controller,
     tracking,
@@ -53,6 +54,7 @@ class LocalBackend:
         self._procs: dict[str, subprocess.Popen] = {}
         self._direct: mlflow_db.Store | None | bool = None  # False: MLflow's schema is not known
         self._models: dict[tuple[str, str | None], Path] = {}  # registered models' folders
+        self.runs = runstore.Runs(self.direct, self.client, self._mlflow_lock)
 
     @property
     def tracking_uri(self) -> str:
@@ -291,24 +293,18 @@ class LocalBackend:
                     self._direct = store or False
         return self._direct if isinstance(self._direct, mlflow_db.Store) else None
 
+    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+        return self.runs.read(wanted)
+
+    def child_runs(self, parent: Any) -> list:
+        return self.runs.children(parent)
+
     def experiment_id(self, name: str) -> str:
         with self._experiments_lock:  # not MLflow's lock: held while MLflow loads
-            if name in self._experiments:  # looked up (or made) once per apply
-                return self._experiments[name]
-            location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
-            store = self.direct()
-            found = store.experiment_id(name, location) if store else None
-            if found is None:  # through MLflow (it says what is wrong with a deleted experiment)
-                client = self.client()
-                with self._mlflow_lock:
-                    exp = client.get_experiment_by_name(name)
-                    found = (
-                        exp.experiment_id
-                        if exp is not None
-                        else client.create_experiment(name, artifact_location=location)
-                    )
-            self._experiments[name] = found
-            return found
+            if name not in self._experiments:  # looked up (or made) once per apply
+                location = (self.root / "artifacts" / name.replace("/", "_")).as_uri()
+                self._experiments[name] = self.runs.experiment_id(name, location)
+            return self._experiments[name]
 
     def close_orphans(self, known: set) -> list[tuple[str, str]]:
         """Runs this workspace's store has RUNNING that no state knows: created by an mlrun killed
@@ -425,13 +421,7 @@ class LocalBackend:
             }
         )
         run_name = job.fields.get("display_name") or job.name
-        store = self.direct()
-        made = store.create_run(experiment, run_name, tags) if store else None
-        if made is None:  # through MLflow
-            client = self.client()
-            with self._mlflow_lock:
-                mlrun = client.create_run(experiment, run_name=run_name, tags=tags)
-            made = (mlrun.info.run_id, mlrun.info.artifact_uri)
+        made = self.runs.create(experiment, run_name, tags)
         run = {
             **record,
             "id": made[0],
@@ -707,9 +697,8 @@ class LocalBackend:
             run["id"],
             Path(run["run_dir"]),
             run["status"],
-            self._mlflow_lock,
+            self.runs,
             run.get("artifact_uri"),
-            self.direct(),
         )
 
 

@@ -166,9 +166,7 @@ class PipelineController(Controller):
         points at it, its outputs handed on."""
         tags = {**self.tags(step), "mlrun.reused_from": record["run_id"]}
         run_id, _ = self.make_run(step.cfg["run_name"], tags)
-        with self.writing:  # the finalizer may be writing too (one SQLite store)
-            if not (self.store and self.store.set_terminated(run_id, "FINISHED")):
-                self.client.set_terminated(run_id, "FINISHED")
+        self.runs.end(run_id, "FINISHED")
         step.run_id, step.status = run_id, "Reused"
         step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
         step.origin = Path(record.get("run_dir") or step.dir)

@@ -16,14 +16,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import mlflow_db
+from . import runstore
 from .base import MLFLOW_STATUS
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
@@ -196,16 +195,15 @@ def finalize_run(
     run_id: str,
     run_dir: Path,
     status: str,
-    lock: threading.Lock | None = None,
+    runs: runstore.Runs,
     artifact_uri: str | None = None,
-    store: mlflow_db.Store | None = None,
 ) -> None:
     """A finished run's folder into MLflow: its logs (user_logs/std_log*.txt, an environment's
     build log), outputs, ./outputs and ./logs of the working copy as artifacts, then the status (a
-    job's run, or a controller's child). Logs are copied straight into a local artifact folder
-    (what MLflow's local artifact repository does, without reading the run back first); the
-    status is written by `store` when there is one. `client()` gives the MlflowClient for the
-    rest (called only if needed: loading MLflow takes seconds)."""
+    job's run, or a controller's child), ended through `runs`. Logs are copied straight into a
+    local artifact folder (what MLflow's local artifact repository does, without reading the run
+    back first). `client()` gives the MlflowClient for the rest (called only if needed: loading
+    MLflow takes seconds)."""
     logs = [
         log
         for pattern in ("user_logs/std_log*.txt", "azureml-logs/*.txt")
@@ -226,10 +224,7 @@ def finalize_run(
         folder = run_dir / "work" / name
         if folder.is_dir() and any(folder.iterdir()):
             client().log_artifacts(run_id, str(folder), artifact_path=name)
-    if not (store and store.set_terminated(run_id, MLFLOW_STATUS[status])):
-        mlflow = client()
-        with lock or threading.Lock():
-            mlflow.set_terminated(run_id, MLFLOW_STATUS[status])
+    runs.end(run_id, MLFLOW_STATUS[status])
     shutil.rmtree(run_dir / "env", ignore_errors=True)  # the run's throwaway layer
 
 
