@@ -10,7 +10,6 @@ mlflow.parentRunId). SIGTERM (the supervisor's cancel or timeout) stops the runn
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import slots
-from . import envs, mlflow_db, runstore, supervised
+from . import contract, envs, mlflow_db, runstore, supervised
 
 STEP_SECRET = "MLRUN_STEP_SECRET_"  # a secret step variable's value, in a controller's environment
 
@@ -45,8 +44,12 @@ class Child:
 
 
 class Controller:
-    CONFIG = "controller.json"  # each kind of controller names its own
     TAG = "controller"  # the prefix of its log lines
+    cfg: contract.PipelineConfig | contract.SweepConfig
+
+    def read_config(self, run_dir: Path) -> contract.PipelineConfig | contract.SweepConfig:
+        """The file mlrun handed this kind of controller (backends/contract.py)."""
+        raise NotImplementedError
 
     def __init__(self, run_dir: Path):
         # Children's runs are made, ended and read through mlflow_db (no MLflow needed to start
@@ -61,7 +64,7 @@ class Controller:
         os.environ.update(handed)  # the run's variables, which its children inherit
         os.environ.pop(supervised.HANDOVER_PID, None)
         self.run_dir = run_dir
-        self.cfg: dict[str, Any] = json.loads((run_dir / self.CONFIG).read_text())
+        self.cfg = self.read_config(run_dir)
         self.parent = os.environ["MLFLOW_RUN_ID"]
         self.experiment = os.environ["MLFLOW_EXPERIMENT_ID"]
         self.children: list[Child] = []
@@ -71,7 +74,7 @@ class Controller:
         self.finalizing: list[Future] = []
         self.runs = runstore.Runs(lambda: store, lambda: self.client, self.writing)
         self.stopping = False
-        base = self.cfg.get("base")  # what each child's layer sits on (backends/envs.py)
+        base = self.cfg.base  # what each child's layer sits on (backends/envs.py)
         self.base = envs.Base.from_dict(base) if base else None
 
     def _load_mlflow(self) -> None:
@@ -133,8 +136,8 @@ class Controller:
         mine = {k: v for k, v in os.environ.items() if not k.startswith(STEP_SECRET)}
         environ = {**mine, **(env or {})}  # a child sees its own secrets, not another's
         environ.update(MLFLOW_RUN_ID=child.run_id, AZUREML_RUN_ID=child.run_id)
-        if self.cfg.get("tracking_uri") and not (env or {}).get("MLFLOW_TRACKING_URI"):
-            environ["MLFLOW_TRACKING_URI"] = self.cfg["tracking_uri"]  # its MLflow's: over HTTP
+        if self.cfg.tracking_uri and not (env or {}).get("MLFLOW_TRACKING_URI"):
+            environ["MLFLOW_TRACKING_URI"] = self.cfg.tracking_uri  # its MLflow's: over HTTP
         over = base or self.base
         if over is not None:
             environ.update(envs.make_layer(child.dir / "env", over))

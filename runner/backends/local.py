@@ -25,6 +25,7 @@ from ..spec import Input, Job, Spec
 from ..state import now
 from . import (
     assets,
+    contract,
     distributed,
     envs,
     mlflow_db,
@@ -86,8 +87,8 @@ class LocalBackend:
         if run.get("status") in TERMINAL:
             return {}
         change = supervised.status(run)
-        steps = Path(run["run_dir"]) / "steps.json"  # a pipeline's, once its controller ended
-        if change.get("status") in TERMINAL and (found := supervised.read_json(steps)):
+        steps = Path(run["run_dir"]) / contract.STEPS  # a pipeline's, once its controller ended
+        if change.get("status") in TERMINAL and (found := contract.read_steps(steps)):
             change["steps"] = found
         return change
 
@@ -372,10 +373,11 @@ class LocalBackend:
             / job.name
             / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         )
+        config: contract.PipelineConfig | contract.SweepConfig | None = None
         if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
-            command = self._sweep(job, run_dir)
+            command, config = self._sweep(job, run_dir)
         elif job.is_pipeline:  # so does a pipeline's: its steps are child runs
-            command = self._pipeline(job, run_dir)
+            command, config = self._pipeline(job, run_dir)
         else:
             command = self._command(job, run_dir)
         self._copy_code(job.code, run_dir / "work")
@@ -392,7 +394,7 @@ class LocalBackend:
                 run_dir, {**early, supervised.HANDOVER_PID: str(os.getpid())}, job.timeout
             )
         try:
-            return self._start(spec, job, record, on_start, run_dir, proc, early)
+            return self._start(spec, job, record, on_start, run_dir, proc, early, config)
         except BaseException:
             if proc is not None and not (run_dir / supervised.HANDOVER).exists():
                 supervised.hand_over(run_dir, None)  # the waiting controller ends, unstarted
@@ -407,9 +409,10 @@ class LocalBackend:
         run_dir: Path,
         proc: subprocess.Popen | None,
         early: dict,
+        config: contract.PipelineConfig | contract.SweepConfig | None,
     ) -> dict:
         """Make the job's MLflow run, record it, build its environments and start it (hand it to
-        its controller, already started as `proc`)."""
+        its controller, already started as `proc`, with its `config` written now, once)."""
         experiment = self.experiment_id(spec.experiment(job))
         tags = {str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()}
         tags.update(
@@ -436,16 +439,13 @@ class LocalBackend:
         building = job.env
         try:
             base = self._base(job.env, run_dir)
-            if job.is_pipeline:  # every step's environment, built before the first step starts
-                config = json.loads((run_dir / pipeline_controller.CONFIG).read_text())
-                for step in (job.pipeline.steps if job.pipeline else {}).values():
-                    building = step.env
+            if isinstance(config, contract.PipelineConfig):  # every step's environment, built
+                for step in (job.pipeline.steps if job.pipeline else {}).values():  # before any
+                    building = step.env  # step starts
                     found = self._base(step.env, run_dir)
-                    config["steps"][step.name]["base"] = found.to_dict()
+                    config.steps[step.name].base = found.to_dict()
                     if not found.direct:  # the step's own MLflow logs over HTTP
-                        uri = tracking.ensure(self.root, run_dir)
-                        config["steps"][step.name]["tracking_uri"] = uri
-                (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2))
+                        config.steps[step.name].tracking_uri = tracking.ensure(self.root, run_dir)
         except envs.BuildFailed as e:
             if proc is not None:  # the waiting controller ends; then the run is recorded
                 supervised.hand_over(run_dir, None)
@@ -462,12 +462,14 @@ class LocalBackend:
             env["MLFLOW_TRACKING_URI"] = tracking.ensure(self.root, run_dir)
         if (job.distribution or {}).get("type") in distributed.KINDS:
             distributed.write(run_dir / "processes", job.distribution or {}, job.instance_count)
-        if job.is_sweep:  # the controller runs with mlrun; its trials each get a layer over base
-            config = run_dir / sweep_controller.CONFIG
-            extra: dict[str, Any] = {"base": base.to_dict()}
+        if isinstance(config, contract.SweepConfig):  # the controller runs with mlrun; its trials
+            config.base = base.to_dict()  # each get a layer over base
             if not base.direct:  # the trials' own MLflow logs over HTTP
-                extra["tracking_uri"] = tracking.ensure(self.root, run_dir)
-            config.write_text(json.dumps({**json.loads(config.read_text()), **extra}))
+                config.tracking_uri = tracking.ensure(self.root, run_dir)
+        if config is not None:
+            contract.write(
+                run_dir / (contract.PIPELINE if job.is_pipeline else contract.SWEEP), config
+            )
         if proc is not None:  # a controller: each step or trial gets a layer of its own
             supervised.hand_over(run_dir, {k: v for k, v in env.items() if early.get(k) != v})
         else:
@@ -477,10 +479,10 @@ class LocalBackend:
         run.update(status="Running", pid=proc.pid, started=now())
         return run
 
-    def _pipeline(self, job: Job, run_dir: Path) -> str:
-        """Write RUN_DIR/pipeline.json (each step resolved: command, inputs, outputs, compute,
-        fingerprint) with each step's code snapshot in RUN_DIR/steps/STEP/work, and return the
-        command that runs the pipeline's controller (backends/pipeline_controller.py)."""
+    def _pipeline(self, job: Job, run_dir: Path) -> tuple[str, contract.PipelineConfig]:
+        """The command that runs the pipeline's controller (backends/pipeline_controller.py) and
+        its configuration (each step resolved: command, inputs, outputs, compute, fingerprint),
+        with each step's code snapshot made in RUN_DIR/steps/STEP/work."""
         assert job.pipeline is not None
         model = fingerprint.pipeline(job)
         steps, capacity = {}, {}
@@ -495,7 +497,7 @@ class LocalBackend:
             self._workspace_config(step.compute, run_dir / "steps" / step.name / "work")
             compute = self.spec.computes.get(step.compute or "")
             capacity[step.compute or ""] = compute.slots if compute else slots.unbound()
-            inputs = {}
+            inputs: dict[str, contract.StepInput] = {}
             for name, source in step.inputs.items():
                 if source.kind == "remote":
                     raise UserError(
@@ -506,46 +508,43 @@ class LocalBackend:
                 if source.kind == "model":
                     what = f"job {job.name}: step {step.name}: input '{name}'"
                     path = self._model_path(source.value, what)
-                    inputs[name] = {"kind": "path", "value": str(path)}
+                    inputs[name] = contract.StepInput("path", str(path))
                     continue
                 if source.asset:  # the registered copy, not the source (which may change later)
-                    inputs[name] = {
-                        "kind": "path",
-                        "value": str(assets.path_of(self.root, *source.asset)),
-                    }
+                    found = assets.path_of(self.root, *source.asset)
+                    inputs[name] = contract.StepInput("path", str(found))
                     continue
                 value = str(source.value) if source.kind == "path" else source.value
-                inputs[name] = {"kind": source.kind, "value": value}
-            steps[step.name] = {
-                "command": step.command,
-                "inputs": inputs,
-                "outputs": {n: step.output_files.get(n) for n in sorted(step.outputs)},
-                "compute": step.compute,
-                "upstream": step.upstream,
-                "fingerprint": model["steps"][step.name]["fingerprint"],
-                "parts": model["steps"][step.name]["parts"],
-                "reusable": model["steps"][step.name]["reusable"],
-                "run_name": step.fields.get("display_name") or step.name,
-                "tags": {str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
-                "env_vars": {k: v for k, v in step.env_vars.items() if k not in step.secrets},
+                inputs[name] = contract.StepInput(source.kind, value)
+            steps[step.name] = contract.StepConfig(
+                command=step.command,
+                inputs=inputs,
+                outputs={n: step.output_files.get(n) for n in sorted(step.outputs)},
+                compute=step.compute,
+                upstream=list(step.upstream),
+                fingerprint=model["steps"][step.name]["fingerprint"],
+                parts=model["steps"][step.name]["parts"],
+                reusable=model["steps"][step.name]["reusable"],
+                run_name=step.fields.get("display_name") or step.name,
+                tags={str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
+                env_vars={k: v for k, v in step.env_vars.items() if k not in step.secrets},
                 # secret values reach the step through the controller's environment, not a file
-                "secret_env": secret_keys.get(step.name, {}),
-                "timeout": (step.fields.get("limits") or {}).get("timeout"),
-                "distribution": step.fields.get("distribution"),
-                "instance_count": (step.fields.get("resources") or {}).get("instance_count", 1),
-            }
-        config = {
-            "pipeline": job.name,
-            "steps": steps,
-            "capacity": capacity,
-            "cache": str(self.root / "steps"),
-            "continue_on_step_failure": job.pipeline.continue_on_step_failure,
-            "outputs": job.pipeline.outputs,
-            "tags": {"mlrun.job": job.name, "mlflow.source.type": "JOB"},
-        }
+                secret_env=secret_keys.get(step.name, {}),
+                timeout=(step.fields.get("limits") or {}).get("timeout"),
+                distribution=step.fields.get("distribution"),
+                instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
+            )
+        config = contract.PipelineConfig(
+            pipeline=job.name,
+            steps=steps,
+            capacity=capacity,
+            cache=str(self.root / "steps"),
+            continue_on_step_failure=job.pipeline.continue_on_step_failure,
+            outputs={k: list(v) if v else None for k, v in job.pipeline.outputs.items()},
+            tags={"mlrun.job": job.name, "mlflow.source.type": "JOB"},
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / pipeline_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
-        return supervised.controller_command(pipeline_controller.MODULE, run_dir)
+        return supervised.controller_command(pipeline_controller.MODULE, run_dir), config
 
     def child(self, run: dict, name: str) -> dict | None:
         return None  # the pipeline's controller records its steps (steps.json)
@@ -553,32 +552,31 @@ class LocalBackend:
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return StepCache(self.root / "steps").reusable(fingerprints)
 
-    def _sweep(self, job: Job, run_dir: Path) -> str:
-        """Write RUN_DIR/sweep.json (the trials, sampled now, and what each needs) and return the
-        command that runs the sweep's controller (backends/sweep_controller.py)."""
+    def _sweep(self, job: Job, run_dir: Path) -> tuple[str, contract.SweepConfig]:
+        """The command that runs the sweep's controller (backends/sweep_controller.py) and its
+        configuration (the trials, sampled now, and what each needs)."""
         compute = self.spec.computes.get(job.compute)
         room = compute.slots if compute else slots.unbound()
         limit = job.limits.get("max_concurrent_trials")
-        config = {
-            "command": self._command(job, run_dir, outputs=False),  # outputs are per trial
-            "outputs": {n: job.output_files.get(n) for n in sorted(job.outputs)},
-            "trials": sweep.sample(job.search_space, job.sampling, job.limits),
-            "algorithm": sweep.local_algorithm(job.sampling),
-            "concurrency": min(limit, room) if limit else room,
-            "trial_timeout": job.limits.get("trial_timeout"),
-            "objective": job.objective,
-            "early_termination": job.early_termination,
-            "run_name": job.fields.get("display_name") or job.name,
-            "tags": {
+        config = contract.SweepConfig(
+            command=self._command(job, run_dir, outputs=False),  # outputs are per trial
+            outputs={n: job.output_files.get(n) for n in sorted(job.outputs)},
+            trials=sweep.sample(job.search_space, job.sampling, job.limits),
+            algorithm=sweep.local_algorithm(job.sampling),
+            concurrency=min(limit, room) if limit else room,
+            trial_timeout=job.limits.get("trial_timeout"),
+            objective=job.objective,
+            early_termination=job.early_termination,
+            run_name=job.fields.get("display_name") or job.name,
+            tags={
                 **{str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()},
                 "mlrun.job": job.name,
                 "mlflow.source.name": job.command,
                 "mlflow.source.type": "JOB",
             },
-        }
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / sweep_controller.CONFIG).write_text(json.dumps(config, indent=2, default=str))
-        return supervised.controller_command(sweep_controller.MODULE, run_dir)
+        return supervised.controller_command(sweep_controller.MODULE, run_dir), config
 
     def _input_path(self, inp: Input, job: str) -> Path | None:
         """Where a job's input is: a data asset's registered copy (not its source, which may

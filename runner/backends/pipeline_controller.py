@@ -19,24 +19,22 @@ mlflow.parentRunId = the pipeline's run, mlrun.step = the step):
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..refs import substitute
 from ..slots import Pool
-from . import distributed, envs, supervised
+from . import contract, distributed, envs, supervised
 from .controller import Child, Controller
 from .steps import StepCache
 
 POLL = 0.2  # seconds between looks at the running steps
-CONFIG = "pipeline.json"
 MODULE = __name__
 DONE = ("Completed", "Reused")
 
 
 class StepRun(Child):
-    def __init__(self, folder: Path, name: str, cfg: dict):
+    def __init__(self, folder: Path, name: str, cfg: contract.StepConfig):
         super().__init__(folder)
         self.name, self.cfg = name, cfg
         self.outputs: dict[str, str] = {}
@@ -46,14 +44,17 @@ class StepRun(Child):
 
 
 class PipelineController(Controller):
-    CONFIG = CONFIG
     TAG = "pipeline"
+    cfg: contract.PipelineConfig
+
+    def read_config(self, run_dir: Path) -> contract.PipelineConfig:
+        return contract.read_pipeline(run_dir / contract.PIPELINE)
 
     def __init__(self, run_dir: Path):
         super().__init__(run_dir)
-        self.cache = StepCache(Path(self.cfg["cache"]))
-        self.steps = {n: StepRun(run_dir / "steps" / n, n, c) for n, c in self.cfg["steps"].items()}
-        self.pools = {compute: Pool(compute, n) for compute, n in self.cfg["capacity"].items()}
+        self.cache = StepCache(Path(self.cfg.cache))
+        self.steps = {n: StepRun(run_dir / "steps" / n, n, c) for n, c in self.cfg.steps.items()}
+        self.pools = {compute: Pool(compute, n) for compute, n in self.cfg.capacity.items()}
 
     def run(self) -> int:
         self.log(f"{len(self.steps)} steps: {', '.join(self.steps)}")
@@ -77,11 +78,11 @@ class PipelineController(Controller):
         return self.conclude()
 
     def key(self, step: StepRun) -> str:
-        return step.cfg["compute"] or ""
+        return step.cfg.compute or ""
 
     def startable(self, step: StepRun) -> bool:
         """Whether the step can start now; a step whose upstream failed is Canceled here."""
-        upstream = [self.steps[u] for u in step.cfg["upstream"]]
+        upstream = [self.steps[u] for u in step.cfg.upstream]
         if self.stopping or any(u.status not in (None, *DONE) for u in upstream):
             step.status = "Canceled"
             self.log(
@@ -99,20 +100,20 @@ class PipelineController(Controller):
 
     def start(self, step: StepRun) -> bool:
         """Reuse the step or start it (False: its compute is full, try again later)."""
-        if step.cfg["reusable"] and not step.looked:  # once: the step is ready now
+        if step.cfg.reusable and not step.looked:  # once: the step is ready now
             step.looked = True
-            if record := self.cache.get(step.cfg["fingerprint"]):
+            if record := self.cache.get(step.cfg.fingerprint):
                 self.reuse(step, record)
                 return False
-        lease = self.pools[self.key(step)].take(int(step.cfg["instance_count"] or 1), block=False)
+        lease = self.pools[self.key(step)].take(int(step.cfg.instance_count or 1), block=False)
         if lease is None:
             return False
         step.lease = lease  # given back when the step is finished (Controller.finish_child)
         for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
             (step.dir / "work" / name).mkdir(parents=True, exist_ok=True)
         values, given = {}, set()
-        for name, source in step.cfg["inputs"].items():
-            kind, value = source["kind"], source.get("value")
+        for name, source in step.cfg.inputs.items():
+            kind, value = source.kind, source.value
             if kind == "step":
                 value = self.steps[value[0]].outputs[value[1]]
             elif kind in ("unset", "remote"):
@@ -120,8 +121,8 @@ class PipelineController(Controller):
             values[("inputs", name)] = supervised.literal(value)
             given.add(name)
         env = {f"AZURE_ML_INPUT_{n}": values[("inputs", n)] for n in given}
-        files = {n: f for n, f in step.cfg["outputs"].items() if f}
-        for name in step.cfg["outputs"]:
+        files = {n: f for n, f in step.cfg.outputs.items() if f}
+        for name in step.cfg.outputs:
             path = (
                 step.dir / "work"
                 if name == "artifacts"
@@ -131,22 +132,23 @@ class PipelineController(Controller):
             env[f"AZURE_ML_OUTPUT_{name}"] = str(path)
         from ..pipelines import optional_parts
 
-        command = substitute(optional_parts(step.cfg["command"], given), values, blank=("inputs",))
-        env.update(step.cfg["env_vars"])
-        if step.cfg.get("tracking_uri"):  # the step's own MLflow logs over HTTP
-            env["MLFLOW_TRACKING_URI"] = step.cfg["tracking_uri"]
-        env.update({k: os.environ.get(key, "") for k, key in step.cfg["secret_env"].items()})
-        spread = step.cfg.get("distribution") or {}
+        command = substitute(optional_parts(step.cfg.command, given), values, blank=("inputs",))
+        env.update(step.cfg.env_vars)
+        if step.cfg.tracking_uri:  # the step's own MLflow logs over HTTP
+            env["MLFLOW_TRACKING_URI"] = step.cfg.tracking_uri
+        env.update({k: os.environ.get(key, "") for k, key in step.cfg.secret_env.items()})
+        spread = step.cfg.distribution or {}
         if spread.get("type") in distributed.KINDS:  # as many processes as Azure ML would start
-            distributed.write(step.dir / "processes", spread, int(step.cfg["instance_count"] or 1))
-        base = envs.Base.from_dict(step.cfg["base"])
+            distributed.write(step.dir / "processes", spread, int(step.cfg.instance_count or 1))
+        assert step.cfg.base is not None, f"step {step.name}: handed over without its environment"
+        base = envs.Base.from_dict(step.cfg.base)
         self.start_child(
             step,
             command,
-            step.cfg["run_name"],
+            step.cfg.run_name,
             self.tags(step),
             {},
-            step.cfg.get("timeout"),
+            step.cfg.timeout,
             base,
             env,
         )
@@ -155,17 +157,17 @@ class PipelineController(Controller):
 
     def tags(self, step: StepRun) -> dict:
         return {
-            **self.cfg["tags"],
-            **step.cfg["tags"],
+            **self.cfg.tags,
+            **step.cfg.tags,
             "mlrun.step": step.name,
-            "mlrun.fingerprint": step.cfg["fingerprint"],
+            "mlrun.fingerprint": step.cfg.fingerprint,
         }
 
     def reuse(self, step: StepRun, record: dict) -> None:
         """A completed run of the same step (same fingerprint): recorded as a child run that
         points at it, its outputs handed on."""
         tags = {**self.tags(step), "mlrun.reused_from": record["run_id"]}
-        run_id, _ = self.make_run(step.cfg["run_name"], tags)
+        run_id, _ = self.make_run(step.cfg.run_name, tags)
         self.runs.end(run_id, "FINISHED")
         step.run_id, step.status = run_id, "Reused"
         step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
@@ -176,26 +178,26 @@ class PipelineController(Controller):
         completed = {
             "run_id": step.run_id,
             "step": step.name,
-            "pipeline": self.cfg["pipeline"],
+            "pipeline": self.cfg.pipeline,
             "outputs": step.outputs,
             "run_dir": str(step.dir),
         }
         # a completed step is offered for reuse once its run is recorded in MLflow
         status = self.finish_child(step, then=lambda: self.remember(step, completed))
         self.log(f"step {step.name} {status} (exit code {step.ended.get('exit_code')})")
-        if status != "Completed" and not self.cfg["continue_on_step_failure"] and not self.stopping:
+        if status != "Completed" and not self.cfg.continue_on_step_failure and not self.stopping:
             self.log(f"step {step.name} failed: canceling the rest")
             self.on_term()
 
     def remember(self, step: StepRun, record: dict) -> None:
         if step.status == "Completed":
-            self.cache.put(step.cfg["fingerprint"], {**record, "ended": step.ended.get("ended")})
+            self.cache.put(step.cfg.fingerprint, {**record, "ended": step.ended.get("ended")})
 
     # --- the end ---
 
     def conclude(self) -> int:
         self.drain()
-        for name, feed in self.cfg["outputs"].items():  # the pipeline's own outputs
+        for name, feed in self.cfg.outputs.items():  # the pipeline's own outputs
             if feed and self.steps[feed[0]].status in DONE:
                 found = self.steps[feed[0]].outputs.get(feed[1])
                 if found and Path(found).is_file():  # a uri_file output
@@ -203,22 +205,20 @@ class PipelineController(Controller):
                 elif found and Path(found).is_dir() and any(Path(found).iterdir()):
                     self.client.log_artifacts(self.parent, found, artifact_path=name)
         record = {
-            name: {
-                "fingerprint": s.cfg["fingerprint"],
-                "parts": s.cfg["parts"],
-                "run_id": s.reused_from or s.run_id,
-                "status": s.status or "Canceled",
-                "run_dir": str(s.origin),
-                **({"reused": True} if s.reused_from else {}),
-            }
+            name: contract.StepRecord(
+                fingerprint=s.cfg.fingerprint,
+                parts=s.cfg.parts,
+                run_id=s.reused_from or s.run_id,
+                status=s.status or "Canceled",
+                run_dir=str(s.origin),
+                reused=bool(s.reused_from),
+            )
             for name, s in self.steps.items()
         }
-        tmp = self.run_dir / "steps.json.tmp"
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, self.run_dir / "steps.json")
-        counts = [f"{n} {s}" for s, n in _count(r["status"] for r in record.values()).items()]
+        contract.write_steps(self.run_dir / contract.STEPS, record)
+        counts = [f"{n} {s}" for s, n in _count(r.status for r in record.values()).items()]
         self.log(", ".join(counts))
-        return 0 if all(r["status"] in DONE for r in record.values()) else 1
+        return 0 if all(r.status in DONE for r in record.values()) else 1
 
 
 def _count(values) -> dict:

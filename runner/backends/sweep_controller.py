@@ -22,12 +22,11 @@ from pathlib import Path
 
 from ..refs import substitute
 from ..slots import Pool
-from . import supervised
+from . import contract, supervised
 from .controller import Child, Controller
 
 POLL = 0.5  # seconds between looks at the trials and their metrics
 MIN_OTHERS = 2  # median stopping compares a trial with at least this many others
-CONFIG = "sweep.json"
 MODULE = __name__
 
 
@@ -42,23 +41,26 @@ class Trial(Child):
 
 
 class SweepController(Controller):
-    CONFIG = CONFIG
     TAG = "sweep"
+    cfg: contract.SweepConfig
+
+    def read_config(self, run_dir: Path) -> contract.SweepConfig:
+        return contract.read_sweep(run_dir / contract.SWEEP)
 
     def __init__(self, run_dir: Path):
         super().__init__(run_dir)
-        self.objective = self.cfg["objective"]
+        self.objective = self.cfg.objective
         self.metric = self.objective["primary_metric"]
         self.maximize = self.objective.get("goal", "maximize") == "maximize"
-        self.policy = self.cfg.get("early_termination")
+        self.policy = self.cfg.early_termination
         self.trials = [
-            Trial(run_dir / "trials" / str(i), i, p) for i, p in enumerate(self.cfg["trials"], 1)
+            Trial(run_dir / "trials" / str(i), i, p) for i, p in enumerate(self.cfg.trials, 1)
         ]
 
     def run(self) -> int:
-        concurrency = max(1, int(self.cfg["concurrency"]))
+        concurrency = max(1, int(self.cfg.concurrency))
         self.log(
-            f"{len(self.trials)} trials ({self.cfg['algorithm']}), at most {concurrency} at once, "
+            f"{len(self.trials)} trials ({self.cfg.algorithm}), at most {concurrency} at once, "
             f"objective: {self.objective.get('goal', 'maximize')} {self.metric}"
         )
         pending = collections.deque(self.trials)
@@ -87,17 +89,17 @@ class SweepController(Controller):
             shutil.rmtree(t.dir)
         shutil.copytree(self.run_dir / "work", t.dir / "work", symlinks=True)
         values = {("search_space", k): supervised.literal(v) for k, v in t.params.items()}
-        files = {n: f for n, f in self.cfg["outputs"].items() if f}
-        for name in self.cfg["outputs"]:
+        files = {n: f for n, f in self.cfg.outputs.items() if f}
+        for name in self.cfg.outputs:
             out = supervised.output_path(t.dir / "outputs", name, files)
             values[("outputs", name)] = str(out)
         self.start_child(
             t,
-            substitute(self.cfg["command"], values),
-            run_name=f"{self.cfg['run_name']}-trial-{t.number}",
-            tags={**self.cfg["tags"], "mlrun.trial": str(t.number)},
+            substitute(self.cfg.command, values),
+            run_name=f"{self.cfg.run_name}-trial-{t.number}",
+            tags={**self.cfg.tags, "mlrun.trial": str(t.number)},
             params=t.params,
-            timeout=self.cfg.get("trial_timeout"),
+            timeout=self.cfg.trial_timeout,
         )
         self.log(f"trial {t.number} started: run {t.run_id} {json.dumps(t.params)}")
 

@@ -1,0 +1,156 @@
+"""What the local backend hands a sweep's or pipeline's controller, and what a pipeline's
+controller hands back: one typed contract with a version.
+
+RUN_DIR/sweep.json or RUN_DIR/pipeline.json is written once, when the run is handed over (its
+environments built), and read once by the controller; RUN_DIR/steps.json is written once by a
+pipeline's controller when it ends, and read into the run's record. A file of another format
+version (another mlrun's) is refused with what it is, never half read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+PIPELINE = "pipeline.json"
+SWEEP = "sweep.json"
+STEPS = "steps.json"
+
+
+class ContractError(RuntimeError):
+    """A controller's file this mlrun does not read (another version, or broken)."""
+
+
+@dataclass
+class StepInput:
+    """Where a step's input comes from: `path` (a local file or folder), `literal` (a value),
+    `step` ([step, output] of an upstream step), `unset` (an optional input not given)."""
+
+    kind: str
+    value: Any = None
+
+
+@dataclass
+class StepConfig:
+    command: str
+    inputs: dict[str, StepInput]
+    outputs: dict[str, str | None]  # output -> its file name (a uri_file output), else None
+    compute: str | None
+    upstream: list[str]
+    fingerprint: str
+    parts: dict[str, Any]
+    reusable: bool
+    run_name: str
+    tags: dict[str, str]
+    env_vars: dict[str, str]
+    secret_env: dict[str, str]  # variable -> the controller's variable holding the secret
+    timeout: float | None
+    distribution: dict[str, Any] | None
+    instance_count: int
+    base: dict[str, Any] | None = None  # the step's environment (envs.Base.to_dict())
+    tracking_uri: str | None = None  # its own MLflow logs over HTTP to this server
+
+
+@dataclass
+class PipelineConfig:
+    pipeline: str
+    steps: dict[str, StepConfig]
+    capacity: dict[str, int]  # compute ("" for none) -> its slots
+    cache: str  # the workspace's completed steps (backends/steps.py)
+    continue_on_step_failure: bool
+    outputs: dict[str, list[str] | None]  # the pipeline's output -> [step, output]
+    tags: dict[str, str]
+    base: dict[str, Any] | None = None  # the steps' each have theirs
+    tracking_uri: str | None = None
+
+
+@dataclass
+class SweepConfig:
+    command: str
+    outputs: dict[str, str | None]
+    trials: list[dict[str, Any]]  # each trial's search space values, sampled at submission
+    algorithm: str
+    concurrency: int
+    trial_timeout: float | None
+    objective: dict[str, Any]
+    early_termination: dict[str, Any] | None
+    run_name: str
+    tags: dict[str, str]
+    base: dict[str, Any] | None = None  # what each trial's layer sits on
+    tracking_uri: str | None = None  # the trials' own MLflow logs over HTTP to this server
+
+
+@dataclass
+class StepRecord:
+    """How a pipeline's step ended, as its controller records it (steps.json)."""
+
+    fingerprint: str
+    parts: dict[str, Any]
+    run_id: str | None
+    status: str
+    run_dir: str
+    reused: bool = field(default=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if not self.reused:
+            del out["reused"]
+        return out
+
+
+def write(path: Path, config: PipelineConfig | SweepConfig) -> None:
+    """The controller's file, atomically (a controller never reads half of one)."""
+    _write(path, {"version": VERSION, **dataclasses.asdict(config)})
+
+
+def read_pipeline(path: Path) -> PipelineConfig:
+    data = _read(path)
+    steps = {
+        name: StepConfig(
+            **{**step, "inputs": {k: StepInput(**v) for k, v in step["inputs"].items()}}
+        )
+        for name, step in data.pop("steps").items()
+    }
+    return PipelineConfig(**data, steps=steps)
+
+
+def read_sweep(path: Path) -> SweepConfig:
+    return SweepConfig(**_read(path))
+
+
+def write_steps(path: Path, records: dict[str, StepRecord]) -> None:
+    _write(path, {"version": VERSION, "steps": {n: r.to_dict() for n, r in records.items()}})
+
+
+def read_steps(path: Path) -> dict[str, dict[str, Any]] | None:
+    """A pipeline's step records as its run's record keeps them (None: not written yet)."""
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if "version" not in data:  # written before steps.json had a version: the records themselves
+        return dict(data)
+    return dict(_read(path)["steps"])
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ContractError(f"{path}: cannot be read ({e})") from None
+    version = data.pop("version", None) if isinstance(data, dict) else None
+    if version != VERSION:
+        raise ContractError(
+            f"{path}: format {version}, which this mlrun does not read (it reads {VERSION}): "
+            "the run was started by another version of mlrun"
+        )
+    return data
