@@ -15,6 +15,7 @@ from . import expiry, slots
 from .backends.base import TERMINAL, Backend
 from .context import Context
 from .errors import plural
+from .formats import short
 from .plan import (
     CREATE,
     DESTROY,
@@ -28,7 +29,6 @@ from .plan import (
     Kind,
     Plan,
     describe,
-    short,
 )
 from .slots import Lease, Pool
 from .spec import Spec

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import cost, data as data_assets, fingerprint
 from .errors import UserError, plural
+from .formats import short
 from .models import Model
 from .spec import SENSITIVE, Spec
 
@@ -584,10 +585,6 @@ def _run_view(run: dict | None) -> dict | None:
         "status": run.get("status"),
         "fingerprint": run.get("fingerprint"),
     }
-
-
-def short(run_id: str | None) -> str:
-    return (run_id or "?")[:7]
 
 
 def _job_change(

@@ -11,8 +11,7 @@ import mimetypes
 import os
 
 from .errors import UserError, plural
-from .formats import duration, num, signed, sweep_line
-from .plan import short
+from .formats import duration, num, short, signed, sweep_line
 
 FORMAT_VERSION = 1
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".svg")

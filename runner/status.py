@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from . import cost, plan as planning
+from .formats import short
 
 
 def build(ctx) -> dict:
@@ -81,10 +82,10 @@ def render(data: dict) -> str:
         so_far = f"about {cost.money(b['cost_so_far'])} so far" if b["cost_so_far"] else ""
         lines.append(f"  {b['address']:<33}{b['state']:<11}{rate:<11}{since:<34}{so_far}".rstrip())
     for j in data["jobs"]:
-        run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""
+        run = f"run {short(j['run_id'])}" if j["run_id"] else ""
         note = "up to date" if j["up_to_date"] else (j["error"] or "")
         lines.append(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
         for s in j.get("steps", []):
-            run = f"run {planning.short(s['run_id'])}" if s["run_id"] else ""
+            run = f"run {short(s['run_id'])}" if s["run_id"] else ""
             lines.append(f"      {s['step']:<29}{s['status']:<11}{run}".rstrip())
     return "\n".join(lines) + "\n"
