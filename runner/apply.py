@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import expiry, slots
+from . import expiry, planfile, slots
 from .backends.base import TERMINAL, Backend
 from .context import Context
 from .errors import plural
@@ -585,7 +585,7 @@ def planned(
     with _locked(ctx, "mlrun apply") as lock:
         plan, model = ctx.plan(force, only)
         if saved is not None:
-            saved.check_current(plan, saved_path)
+            planfile.check_current(saved, plan, saved_path)
             plan = saved
         yield Locked(ctx, lock, plan, model)
 

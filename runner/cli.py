@@ -160,7 +160,7 @@ def _confirm(question: str) -> None:
 )
 def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
     """Show what apply would do, changing nothing."""
-    from . import cost, plan as planning
+    from . import cost, plan as planning, planfile
 
     ctx = _open(spec, target, variables, runs=True)
     ctx.check_jobs(only + force)
@@ -169,7 +169,7 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
     _warn_expired(ctx)
     costs = cost.estimate(ctx.spec) if as_json or out or p.has_changes else None  # (said if so)
     if out:
-        p.save(out, costs)
+        planfile.save(p, out, costs)
     if as_json:
         click.echo(json.dumps({**p.to_dict(), "cost": costs}, indent=2))
     else:
@@ -208,17 +208,17 @@ def _advise(ctx, p) -> None:
 )
 def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> int:
     """Make it so: create what is missing, run the jobs, wait, report."""
-    from . import apply as engine, cost, plan as planning, validate
+    from . import apply as engine, cost, plan as planning, planfile, validate
     from .progress import view_for
     from .spec import parse_vars
 
-    saved = planning.Plan.load(spec_or_plan)
+    saved = planfile.load(spec_or_plan)
     given = parse_vars(variables)
     if saved:
         ctx = _open(
             saved.spec,
             saved.target,
-            saved.reopen_variables(given, selected=bool(only or force)),
+            planfile.reopen_variables(saved, given, selected=bool(only or force)),
             runs=True,
         )
     else:

@@ -6,14 +6,13 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import cost, data as data_assets, fingerprint
 from .errors import UserError, plural
 from .formats import short
 from .models import Model
-from .spec import SENSITIVE, Spec
+from .spec import Spec
 
 FORMAT_VERSION = 1
 
@@ -211,51 +210,6 @@ class Plan:
             changes=[Change.from_dict(c) for c in data["changes"]],
             format_version=data["format_version"],
         )
-
-    # --- saved plans (mlrun plan --out, mlrun apply FILE) ---
-
-    @classmethod
-    def load(cls, path: str) -> Plan | None:
-        """The Plan saved in `path` if it is a plan file (a .json), else None (it is a spec)."""
-        if not path.endswith(".json"):
-            return None
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{path}: not a plan file saved by mlrun plan --out ({e})") from None
-
-    def save(self, path: str, costs: dict | None = None) -> None:
-        """Written as `plan --json` prints it (with the lab's cost, which applying ignores)."""
-        from .state import atomic_write
-
-        atomic_write(Path(path), json.dumps({**self.to_dict(), "cost": costs}, indent=2) + "\n")
-
-    def reopen_variables(self, given: dict, selected: bool = False) -> dict:
-        """The variables to load the spec with again: the plan's, and the secret ones from --var
-        (a plan never holds a secret). Any other --var, or jobs `selected` with --only or --force,
-        are refused: the plan is applied as it is."""
-        hidden = {k for k, v in self.variables.items() if v == SENSITIVE}
-        if selected or set(given) - hidden:
-            raise UserError(
-                "a saved plan is applied as it is: --only, --force and --var belong to mlrun plan"
-            )
-        return {**{k: v for k, v in self.variables.items() if k not in hidden}, **given}
-
-    def check_current(self, current: Plan, path: str) -> None:
-        """Refuse this saved plan when `current` (planned now, under the lock) shows that the spec,
-        its files or the state moved since it was made."""
-        if self.digest != current.digest:
-            raise UserError(
-                f"the saved plan {path} is stale: the spec or its files changed "
-                "since it was made; run mlrun plan again"
-            )
-        if (self.lineage, self.serial) != (current.lineage, current.serial):
-            raise UserError(
-                f"the saved plan {path} is stale: the state changed since it was "
-                "made; run mlrun plan again"
-            )
 
 
 # --- the desired model ---------------------------------------------------------------------------
