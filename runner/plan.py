@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,23 +108,6 @@ COMPUTE_FIELDS = (
     "description",
     "tags",
 )
-# What Azure ML can change in place (dstack-style allow-list); any other difference replaces.
-UPDATABLE = {
-    "workspace": {"display_name", "description", "tags"},
-    "amlcompute": {
-        "min_instances",
-        "max_instances",
-        "idle_time_before_scale_down",
-        "description",
-        "tags",
-    },
-    "computeinstance": {
-        "idle_time_before_shutdown_minutes",
-        "idle_time_before_shutdown",
-        "description",
-        "tags",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -215,14 +199,13 @@ class Plan:
 # --- the desired model ---------------------------------------------------------------------------
 
 
-def desired(spec: Spec, target: str = "local") -> dict:
-    """What the spec asks for: resources by address (a resource group on Azure), and each job's
-    fingerprint."""
+def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
+    """What the spec asks for: resources by address (a resource group where the target
+    `manages_resource_group`, Azure), and each job's fingerprint."""
     ws = spec.workspace
     resources = {}
-    if target == "azure" and ws.get(
-        "resource_group"
-    ):  # one named only in a config.json is used, not managed
+    # (a group named only in a config.json is used, not managed)
+    if manages_resource_group and ws.get("resource_group"):
         rg = ws["resource_group"]
         resources[Address(Kind.RESOURCE_GROUP, rg)] = {
             "kind": "resource_group",
@@ -304,13 +287,23 @@ def digest(model: dict) -> str:
 # --- planning (pure) -----------------------------------------------------------------------------
 
 
-def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), only=None) -> Plan:
-    """Compare the desired model with the actual state (resources and latest runs): the Plan."""
+def make_plan(
+    model: dict,
+    actual: dict,
+    *,
+    target: str,
+    spec: str,
+    updatable: Mapping[str, frozenset[str]],
+    force=(),
+    only=None,
+) -> Plan:
+    """Compare the desired model with the actual state (resources and latest runs): the Plan.
+    `updatable`: the fields the target changes in place, by kind (its backend's declaration)."""
     resources, have = model["resources"], actual["resources"]
     changes = [
-        (_asset_change if want["kind"] in VERSIONED else _resource_change)(
-            Address.parse(address), want, have.get(address)
-        )
+        _asset_change(Address.parse(address), want, have.get(address))
+        if want["kind"] in VERSIONED
+        else _resource_change(Address.parse(address), want, have.get(address), updatable)
         for address, want in resources.items()
         if want["kind"] != "model"  # after the jobs
     ]
@@ -469,8 +462,10 @@ def _next_version(version: str | None) -> str:
     return str(int(version) + 1) if version and version.isdigit() else "1"
 
 
-def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
-    change = _resource_diff(address, want, have)
+def _resource_change(
+    address: Address, want: dict, have: dict | None, updatable: Mapping[str, frozenset[str]]
+) -> Change:
+    change = _resource_diff(address, want, have, updatable)
     note = want.get("note")
     if note and change.action != NOOP and (change.action == CREATE or IDLE in change.reason):
         return Change(
@@ -479,7 +474,9 @@ def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
     return change
 
 
-def _resource_diff(address: Address, want: dict, have: dict | None) -> Change:
+def _resource_diff(
+    address: Address, want: dict, have: dict | None, updatable: Mapping[str, frozenset[str]]
+) -> Change:
     after = want["attrs"]
     if have is None:
         return Change(address, CREATE, describe(want["kind"], after), after=after)
@@ -488,7 +485,7 @@ def _resource_diff(address: Address, want: dict, have: dict | None) -> Change:
     if not diff:
         return Change(address, NOOP, "up to date", before=before, after=after)
     kind = after.get("type", "workspace") if want["kind"] == "compute" else "workspace"
-    fixed = [k for k in diff if k not in UPDATABLE.get(kind, set())]
+    fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
     text = ", ".join(
         f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff)
     )

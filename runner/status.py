@@ -13,7 +13,7 @@ def build(ctx) -> dict:
     """Resources and jobs as the target reports them now; a job is up to date when its latest run
     completed with the fingerprint the spec gives it today."""
     actual = ctx.refresh()
-    model = planning.desired(ctx.spec, ctx.target)
+    model = planning.desired(ctx.spec, manages_resource_group=ctx.backend.manages_resource_group)
     jobs = []
     for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
         run = actual["jobs"].get(name) or {}

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner import fingerprint, spec as spec_mod
+from runner.backends.azure import AzureBackend
+from runner.backends.local import LocalBackend
 from runner.plan import (
     CREATE,
     DESTROY,
@@ -82,7 +84,7 @@ def actual(*resources, jobs=None, lineage="lin-1", serial=7):
 
 
 def plan_of(m, a, **kw):
-    return make_plan(m, a, target="local", spec="lab.yaml", **kw)
+    return make_plan(m, a, target="local", spec="lab.yaml", updatable=LocalBackend.updatable, **kw)
 
 
 def change(p, address):
@@ -215,6 +217,26 @@ def test_changing_the_compute_type_replaces_it():
         "max_instances: 2 -> (none), min_instances: 0 -> (none), "
         "type: amlcompute -> computeinstance (cannot change in place)"
     )  # idle_time_before_shutdown_minutes is updatable: not the reason
+
+
+def test_what_changes_in_place_is_what_the_backend_declares_updatable():
+    assert LocalBackend.updatable == AzureBackend.updatable  # the local target mimics Azure ML
+    m, a = model(ws(), cluster(max_instances=4)), actual(ws(), cluster())
+    grow = "max_instances: 2 -> 4"
+    for updatable, action, reason in [
+        (LocalBackend.updatable, UPDATE, grow),
+        ({}, REPLACE, f"{grow} (cannot change in place)"),
+        ({"amlcompute": frozenset({"tags"})}, REPLACE, f"{grow} (cannot change in place)"),
+        ({"amlcompute": frozenset({"max_instances"})}, UPDATE, grow),
+    ]:
+        p = make_plan(m, a, target="local", spec="lab.yaml", updatable=updatable)
+        assert change(p, "compute.aml-cluster") == Change(
+            "compute.aml-cluster",
+            action,
+            reason,
+            cluster()[1]["attrs"],
+            m["resources"]["compute.aml-cluster"]["attrs"],
+        )
 
 
 def test_workspace_tags_and_description_update_in_place_with_json_values():
@@ -594,7 +616,7 @@ def applied(m: dict) -> dict:
 
 
 def test_desired_from_a_spec(tmp_path):
-    m = desired(spec_mod.load(write_lab(tmp_path)))
+    m = desired(spec_mod.load(write_lab(tmp_path)), manages_resource_group=False)
     assert m["resources"] == {
         "workspace.mlw-dev": {
             "kind": "workspace",
@@ -627,9 +649,27 @@ def test_desired_from_a_spec(tmp_path):
     assert m["variables"] == {"suffix": "dev"}
 
 
+def test_the_resource_group_is_desired_only_where_the_backend_manages_it(tmp_path):
+    spec = spec_mod.load(write_lab(tmp_path))
+    assert not LocalBackend.manages_resource_group and AzureBackend.manages_resource_group
+    local = desired(spec, manages_resource_group=LocalBackend.manages_resource_group)
+    azure = desired(spec, manages_resource_group=AzureBackend.manages_resource_group)
+    group = {"kind": "resource_group", "name": "rg-dev", "attrs": {"location": "eastus"}}
+    assert not any(a.startswith("resource_group.") for a in local["resources"])
+    assert azure["resources"] == {"resource_group.rg-dev": group, **local["resources"]}
+    assert list(azure["resources"])[0] == "resource_group.rg-dev"  # made first, destroyed last
+    assert azure["jobs"] == local["jobs"]
+    no_group = LAB.replace("  resource_group: rg-${{vars.suffix}}\n", "")
+    spec = spec_mod.load(write_lab(tmp_path, no_group))  # one only in a config.json: not managed
+    assert not any(
+        a.startswith("resource_group.")
+        for a in desired(spec, manages_resource_group=True)["resources"]
+    )
+
+
 def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tmp_path):
     path = write_lab(tmp_path)
-    before = desired(spec_mod.load(path))
+    before = desired(spec_mod.load(path), manages_resource_group=False)
     a = applied(before)
     p = plan_of(before, a)
     assert render(p) == (
@@ -645,7 +685,7 @@ def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tm
         .replace("idle_time_before_shutdown_minutes: 60", "idle_time_before_shutdown_minutes: 30")
         .replace("echo hi", "echo hello"),
     )
-    p = plan_of(desired(spec_mod.load(path)), a)
+    p = plan_of(desired(spec_mod.load(path), manages_resource_group=False), a)
     assert render(p) == (
         "  ~ compute.ci-dev               idle_time_before_shutdown_minutes: 60 -> 30\n"
         "  ~ compute.aml-cluster          max_instances: 2 -> 3\n"
@@ -657,8 +697,10 @@ def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tm
 
 def test_a_new_variable_value_renames_the_workspace_and_starts_over(tmp_path):
     path = write_lab(tmp_path)
-    a = applied(desired(spec_mod.load(path)))
-    p = plan_of(desired(spec_mod.load(path, overrides={"suffix": "prod"})), a)
+    a = applied(desired(spec_mod.load(path), manages_resource_group=False))
+    p = plan_of(
+        desired(spec_mod.load(path, overrides={"suffix": "prod"}), manages_resource_group=False), a
+    )
     assert [(c.address, c.action, c.reason) for c in p.changes] == [
         ("workspace.mlw-prod", CREATE, ""),
         ("compute.ci-prod", CREATE, "computeinstance STANDARD_DS11_V2, idle shutdown after 60 min"),
@@ -760,7 +802,7 @@ def test_cli_detailed_exitcode_is_0_when_everything_is_up_to_date(tmp_path, mlru
 
     spec_file = tmp_path / "lab.yaml"
     spec_file.write_text(QUICK)
-    m = desired(spec_mod.load(spec_file))
+    m = desired(spec_mod.load(spec_file), manages_resource_group=False)
     state = State.load(state_path(spec_file, "quick", "local"), "quick", "local")
     for address, want in m["resources"].items():
         state.set_resource(address, want)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from runner import planfile, spec as spec_mod
+from runner.backends.local import LocalBackend
 from runner.errors import UserError
 from runner.plan import CREATE, RUN, Plan, desired, make_plan
 from runner.spec import SENSITIVE
@@ -29,7 +30,8 @@ def planned(tmp_path, body: str = LAB, actual: dict = NOTHING) -> Plan:
     """The plan of the spec `body` against `actual` (by default: nothing made yet)."""
     path = tmp_path / "lab.yaml"
     path.write_text(body)
-    return make_plan(desired(spec_mod.load(path)), actual, target="local", spec=str(path))
+    m = desired(spec_mod.load(path), manages_resource_group=LocalBackend.manages_resource_group)
+    return make_plan(m, actual, target="local", spec=str(path), updatable=LocalBackend.updatable)
 
 
 def test_a_saved_plan_loads_back_as_the_same_plan(tmp_path):

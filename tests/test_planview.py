@@ -161,7 +161,7 @@ jobs:
 def test_render_of_a_plan_made_from_a_spec_prices_its_computes_and_says_the_labs_cost(tmp_path):
     (tmp_path / "lab.yaml").write_text(QUICK)
     spec = spec_mod.load(tmp_path / "lab.yaml")
-    m = desired(spec)
+    m = desired(spec, manages_resource_group=False)
     costs = cost.estimate(spec)  # the bundled table's (conftest keeps the live API out of tests)
     lines = render(plan_of(m, actual(lineage="", serial=0)), costs).splitlines()
     assert lines == [
@@ -176,7 +176,9 @@ def test_render_of_a_plan_made_from_a_spec_prices_its_computes_and_says_the_labs
     grown = QUICK.replace("max_instances: 2", "max_instances: 4")
     (tmp_path / "lab.yaml").write_text(grown)
     spec = spec_mod.load(tmp_path / "lab.yaml")
-    lines = render(plan_of(desired(spec), applied(m)), cost.estimate(spec)).splitlines()
+    lines = render(
+        plan_of(desired(spec, manages_resource_group=False), applied(m)), cost.estimate(spec)
+    ).splitlines()
     assert lines == [
         "  ~ compute.cpu                  max_instances: 2 -> 4; $0.00/h idle, $0.74/h at 4 nodes",
         "  = job.hi                       up to date (run 0234567, Completed)",
@@ -189,7 +191,9 @@ def test_render_of_a_plan_made_from_a_spec_prices_its_computes_and_says_the_labs
 def test_a_plan_that_only_destroys_is_not_priced(tmp_path):
     (tmp_path / "lab.yaml").write_text(QUICK)
     spec = spec_mod.load(tmp_path / "lab.yaml")
-    p = destroy_plan(applied(desired(spec)), target="local", spec="lab.yaml")
+    p = destroy_plan(
+        applied(desired(spec, manages_resource_group=False)), target="local", spec="lab.yaml"
+    )
     assert render(p, cost.estimate(spec)) == (
         "  - job.hi                       forget it; its runs are deleted with the workspace\n"
         "  - compute.cpu\n"
