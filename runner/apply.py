@@ -11,10 +11,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import expiry, slots
+from . import expiry, planfile, slots
 from .backends.base import TERMINAL, Backend
 from .context import Context
 from .errors import plural
+from .formats import short
 from .plan import (
     CREATE,
     DESTROY,
@@ -28,7 +29,6 @@ from .plan import (
     Kind,
     Plan,
     describe,
-    short,
 )
 from .slots import Lease, Pool
 from .spec import Spec
@@ -585,7 +585,7 @@ def planned(
     with _locked(ctx, "mlrun apply") as lock:
         plan, model = ctx.plan(force, only)
         if saved is not None:
-            saved.check_current(plan, saved_path)
+            planfile.check_current(saved, plan, saved_path)
             plan = saved
         yield Locked(ctx, lock, plan, model)
 

@@ -160,7 +160,7 @@ def _confirm(question: str) -> None:
 )
 def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) -> int:
     """Show what apply would do, changing nothing."""
-    from . import cost, plan as planning
+    from . import cost, planfile, planview
 
     ctx = _open(spec, target, variables, runs=True)
     ctx.check_jobs(only + force)
@@ -169,11 +169,11 @@ def plan(spec, target, variables, as_json, out, detailed_exitcode, only, force) 
     _warn_expired(ctx)
     costs = cost.estimate(ctx.spec) if as_json or out or p.has_changes else None  # (said if so)
     if out:
-        p.save(out, costs)
+        planfile.save(p, out, costs)
     if as_json:
         click.echo(json.dumps({**p.to_dict(), "cost": costs}, indent=2))
     else:
-        click.echo(planning.render(p, costs), nl=False)
+        click.echo(planview.render(p, costs), nl=False)
         if out:
             click.echo(f"Saved the plan to {out}: apply exactly it with mlrun apply {out}")
     return EXIT_CHANGES if detailed_exitcode and p.has_changes else EXIT_OK
@@ -208,17 +208,17 @@ def _advise(ctx, p) -> None:
 )
 def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> int:
     """Make it so: create what is missing, run the jobs, wait, report."""
-    from . import apply as engine, cost, plan as planning, validate
+    from . import apply as engine, cost, planfile, planview, validate
     from .progress import view_for
     from .spec import parse_vars
 
-    saved = planning.Plan.load(spec_or_plan)
+    saved = planfile.load(spec_or_plan)
     given = parse_vars(variables)
     if saved:
         ctx = _open(
             saved.spec,
             saved.target,
-            saved.reopen_variables(given, selected=bool(only or force)),
+            planfile.reopen_variables(saved, given, selected=bool(only or force)),
             runs=True,
         )
     else:
@@ -238,7 +238,7 @@ def apply(spec_or_plan, target, variables, yes, only, force, detach, extend) -> 
         _warn_expired(ctx)
         has_changes = locked.plan.has_changes
         click.echo(
-            planning.render(locked.plan, cost.estimate(ctx.spec) if has_changes else None), nl=False
+            planview.render(locked.plan, cost.estimate(ctx.spec) if has_changes else None), nl=False
         )
         if not locked.needed:
             return EXIT_OK
@@ -316,7 +316,7 @@ def logs(spec, job, target, variables, follow) -> int:
 )
 def destroy(spec, target, variables, yes, expired) -> int:
     """Delete everything the spec created, in reverse order."""
-    from . import apply as engine, plan as planning
+    from . import apply as engine, planview
     from .progress import view_for
 
     if expired or spec is None:
@@ -326,7 +326,7 @@ def destroy(spec, target, variables, yes, expired) -> int:
         if not locked.plan.changes:
             click.echo("Nothing to destroy.")
             return EXIT_OK
-        click.echo(planning.render(locked.plan), nl=False)
+        click.echo(planview.render(locked.plan), nl=False)
         if not yes:
             _confirm("Destroy all of this?")
         view = view_for()

@@ -36,7 +36,9 @@ class Context:
         return self.backend.refresh(self.state.snapshot())
 
     def plan(self, force=(), only=None) -> tuple[planning.Plan, dict]:
-        model = planning.desired(self.spec, self.target)
+        model = planning.desired(
+            self.spec, manages_resource_group=self.backend.manages_resource_group
+        )
         actual = self.refresh()
         steps = [
             s["fingerprint"] for j in model["jobs"].values() for s in j.get("steps", {}).values()
@@ -47,6 +49,7 @@ class Context:
             actual,
             target=self.target,
             spec=str(self.spec.path.resolve()),
+            updatable=self.backend.updatable,
             force=tuple(force),
             only=set(only) if only else None,
         ), model

@@ -1,9 +1,14 @@
-"""How values read in every view of a report (table, Markdown, HTML): numbers, changes,
-durations, a sweep in one line."""
+"""How values read in every view (plans, status, a report's table, Markdown and HTML): run ids,
+numbers, changes, durations, a sweep in one line."""
 
 from __future__ import annotations
 
 REPORT_FORMATS = ("table", "json", "markdown", "html")
+
+
+def short(run_id: str | None) -> str:
+    """A run id as every view shows it: its first 7 characters (`?` for none)."""
+    return (run_id or "?")[:7]
 
 
 def num(value) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import cost, data as data_assets, fingerprint
 from .errors import UserError, plural
+from .formats import short
 from .models import Model
-from .spec import SENSITIVE, Spec
+from .spec import Spec
 
 FORMAT_VERSION = 1
 
@@ -107,23 +108,6 @@ COMPUTE_FIELDS = (
     "description",
     "tags",
 )
-# What Azure ML can change in place (dstack-style allow-list); any other difference replaces.
-UPDATABLE = {
-    "workspace": {"display_name", "description", "tags"},
-    "amlcompute": {
-        "min_instances",
-        "max_instances",
-        "idle_time_before_scale_down",
-        "description",
-        "tags",
-    },
-    "computeinstance": {
-        "idle_time_before_shutdown_minutes",
-        "idle_time_before_shutdown",
-        "description",
-        "tags",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -211,63 +195,17 @@ class Plan:
             format_version=data["format_version"],
         )
 
-    # --- saved plans (mlrun plan --out, mlrun apply FILE) ---
-
-    @classmethod
-    def load(cls, path: str) -> Plan | None:
-        """The Plan saved in `path` if it is a plan file (a .json), else None (it is a spec)."""
-        if not path.endswith(".json"):
-            return None
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{path}: not a plan file saved by mlrun plan --out ({e})") from None
-
-    def save(self, path: str, costs: dict | None = None) -> None:
-        """Written as `plan --json` prints it (with the lab's cost, which applying ignores)."""
-        from .state import atomic_write
-
-        atomic_write(Path(path), json.dumps({**self.to_dict(), "cost": costs}, indent=2) + "\n")
-
-    def reopen_variables(self, given: dict, selected: bool = False) -> dict:
-        """The variables to load the spec with again: the plan's, and the secret ones from --var
-        (a plan never holds a secret). Any other --var, or jobs `selected` with --only or --force,
-        are refused: the plan is applied as it is."""
-        hidden = {k for k, v in self.variables.items() if v == SENSITIVE}
-        if selected or set(given) - hidden:
-            raise UserError(
-                "a saved plan is applied as it is: --only, --force and --var belong to mlrun plan"
-            )
-        return {**{k: v for k, v in self.variables.items() if k not in hidden}, **given}
-
-    def check_current(self, current: Plan, path: str) -> None:
-        """Refuse this saved plan when `current` (planned now, under the lock) shows that the spec,
-        its files or the state moved since it was made."""
-        if self.digest != current.digest:
-            raise UserError(
-                f"the saved plan {path} is stale: the spec or its files changed "
-                "since it was made; run mlrun plan again"
-            )
-        if (self.lineage, self.serial) != (current.lineage, current.serial):
-            raise UserError(
-                f"the saved plan {path} is stale: the state changed since it was "
-                "made; run mlrun plan again"
-            )
-
 
 # --- the desired model ---------------------------------------------------------------------------
 
 
-def desired(spec: Spec, target: str = "local") -> dict:
-    """What the spec asks for: resources by address (a resource group on Azure), and each job's
-    fingerprint."""
+def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
+    """What the spec asks for: resources by address (a resource group where the target
+    `manages_resource_group`, Azure), and each job's fingerprint."""
     ws = spec.workspace
     resources = {}
-    if target == "azure" and ws.get(
-        "resource_group"
-    ):  # one named only in a config.json is used, not managed
+    # (a group named only in a config.json is used, not managed)
+    if manages_resource_group and ws.get("resource_group"):
         rg = ws["resource_group"]
         resources[Address(Kind.RESOURCE_GROUP, rg)] = {
             "kind": "resource_group",
@@ -349,13 +287,23 @@ def digest(model: dict) -> str:
 # --- planning (pure) -----------------------------------------------------------------------------
 
 
-def make_plan(model: dict, actual: dict, *, target: str, spec: str, force=(), only=None) -> Plan:
-    """Compare the desired model with the actual state (resources and latest runs): the Plan."""
+def make_plan(
+    model: dict,
+    actual: dict,
+    *,
+    target: str,
+    spec: str,
+    updatable: Mapping[str, frozenset[str]],
+    force=(),
+    only=None,
+) -> Plan:
+    """Compare the desired model with the actual state (resources and latest runs): the Plan.
+    `updatable`: the fields the target changes in place, by kind (its backend's declaration)."""
     resources, have = model["resources"], actual["resources"]
     changes = [
-        (_asset_change if want["kind"] in VERSIONED else _resource_change)(
-            Address.parse(address), want, have.get(address)
-        )
+        _asset_change(Address.parse(address), want, have.get(address))
+        if want["kind"] in VERSIONED
+        else _resource_change(Address.parse(address), want, have.get(address), updatable)
         for address, want in resources.items()
         if want["kind"] != "model"  # after the jobs
     ]
@@ -514,8 +462,10 @@ def _next_version(version: str | None) -> str:
     return str(int(version) + 1) if version and version.isdigit() else "1"
 
 
-def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
-    change = _resource_diff(address, want, have)
+def _resource_change(
+    address: Address, want: dict, have: dict | None, updatable: Mapping[str, frozenset[str]]
+) -> Change:
+    change = _resource_diff(address, want, have, updatable)
     note = want.get("note")
     if note and change.action != NOOP and (change.action == CREATE or IDLE in change.reason):
         return Change(
@@ -524,7 +474,9 @@ def _resource_change(address: Address, want: dict, have: dict | None) -> Change:
     return change
 
 
-def _resource_diff(address: Address, want: dict, have: dict | None) -> Change:
+def _resource_diff(
+    address: Address, want: dict, have: dict | None, updatable: Mapping[str, frozenset[str]]
+) -> Change:
     after = want["attrs"]
     if have is None:
         return Change(address, CREATE, describe(want["kind"], after), after=after)
@@ -533,7 +485,7 @@ def _resource_diff(address: Address, want: dict, have: dict | None) -> Change:
     if not diff:
         return Change(address, NOOP, "up to date", before=before, after=after)
     kind = after.get("type", "workspace") if want["kind"] == "compute" else "workspace"
-    fixed = [k for k in diff if k not in UPDATABLE.get(kind, set())]
+    fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
     text = ", ".join(
         f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff)
     )
@@ -584,10 +536,6 @@ def _run_view(run: dict | None) -> dict | None:
         "status": run.get("status"),
         "fingerprint": run.get("fingerprint"),
     }
-
-
-def short(run_id: str | None) -> str:
-    return (run_id or "?")[:7]
 
 
 def _job_change(
@@ -659,42 +607,6 @@ def _step_reason(
     if upstream:
         return f"upstream {', '.join(upstream)} {'runs' if len(upstream) == 1 else 'run'}"
     return f"run {short(before.get('run_id'))} {before.get('status', 'cannot be reused')}"
-
-
-# --- views ---------------------------------------------------------------------------------------
-
-
-def render(plan: Plan, costs: dict | None = None) -> str:
-    """The human plan: one line per change (unchanged resources omitted; a compute with its price
-    from `costs`, cost.estimate's), the lab's cost, then the summary."""
-    shown = [c for c in plan.changes if not (c.action == NOOP and c.address.kind != Kind.JOB)]
-    width = max([29] + [len(c.address) + 2 for c in shown])
-    priced = {i["address"]: cost.compute_text(i) for i in (costs or {}).get("items", [])}
-    lines = []
-    for c in shown:
-        reason = c.reason
-        if c.address in priced and c.action != DESTROY:
-            reason = f"{reason}; {priced[c.address]}" if reason else priced[c.address]
-        lines.append(f"{c.action.value:>3} {c.address:<{width}}{reason}".rstrip())
-        for s in (c.after or {}).get("steps", []) if isinstance(c.after, dict) else []:
-            symbol = Action.from_word(s["action"]).value
-            lines.append(f"    {symbol:>3} {s['step']:<{width - 4}}{s['reason']}".rstrip())
-    if costs and any(c.action in (CREATE, UPDATE, REPLACE, RUN) for c in plan.changes):
-        lines.append(cost.line(costs, plan.target))  # (not for a plan that only waits or deletes)
-    lines.append(summary_line(plan))
-    return "\n".join(lines) + "\n"
-
-
-def summary_line(plan: Plan) -> str:
-    if not plan.has_changes:
-        return "No changes. Everything is up to date."
-    s = plan.summary()
-    runs = f"{plural(s['run'], 'job')} to run"
-    wait = f", {s['wait']} to wait for" if s["wait"] else ""
-    return (
-        f"Plan: {s['add']} to add, {s['change']} to change, {s['replace']} to replace, "
-        f"{s['destroy']} to destroy, {runs}{wait}."
-    )
 
 
 def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") -> Plan:

@@ -12,8 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .errors import UserError, plural
-from .formats import duration, num, signed, sweep_line
-from .plan import short
+from .formats import duration, num, short, signed, sweep_line
 
 if TYPE_CHECKING:
     from .context import Context

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 
 from . import cost, plan as planning
+from .formats import short
 
 
 def build(ctx) -> dict:
     """Resources and jobs as the target reports them now; a job is up to date when its latest run
     completed with the fingerprint the spec gives it today."""
     actual = ctx.refresh()
-    model = planning.desired(ctx.spec, ctx.target)
+    model = planning.desired(ctx.spec, manages_resource_group=ctx.backend.manages_resource_group)
     jobs = []
     for name in list(ctx.spec.jobs) + [n for n in actual["jobs"] if n not in ctx.spec.jobs]:
         run = actual["jobs"].get(name) or {}
@@ -81,10 +82,10 @@ def render(data: dict) -> str:
         so_far = f"about {cost.money(b['cost_so_far'])} so far" if b["cost_so_far"] else ""
         lines.append(f"  {b['address']:<33}{b['state']:<11}{rate:<11}{since:<34}{so_far}".rstrip())
     for j in data["jobs"]:
-        run = f"run {planning.short(j['run_id'])}" if j["run_id"] else ""
+        run = f"run {short(j['run_id'])}" if j["run_id"] else ""
         note = "up to date" if j["up_to_date"] else (j["error"] or "")
         lines.append(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
         for s in j.get("steps", []):
-            run = f"run {planning.short(s['run_id'])}" if s["run_id"] else ""
+            run = f"run {short(s['run_id'])}" if s["run_id"] else ""
             lines.append(f"      {s['step']:<29}{s['status']:<11}{run}".rstrip())
     return "\n".join(lines) + "\n"

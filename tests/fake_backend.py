@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.backends.base import TERMINAL
+from runner.backends.base import TERMINAL, UPDATABLE
 from runner.errors import UserError
 from runner.state import now as _now
 
@@ -67,9 +67,16 @@ class Script:
 
 class FakeBackend:
     name = "fake"
+    updatable = UPDATABLE  # as the targets': Azure ML's
 
-    def __init__(self, latency: float = 0.0, tracking: str = "fake://tracking"):
+    def __init__(
+        self,
+        latency: float = 0.0,
+        tracking: str = "fake://tracking",
+        manages_resource_group: bool = False,
+    ):
         self.latency = latency
+        self.manages_resource_group = manages_resource_group  # as the azure target does, if set
         self._tracking = tracking
         self._cond = threading.Condition(threading.RLock())
         self.calls: list[Call] = []

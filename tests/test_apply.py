@@ -79,7 +79,7 @@ class Lab:
         self.target = target
         self.state_file = root / "state.json"
         self.state = State.load(self.state_file, self.spec.name, target)
-        self.fake = FakeBackend(latency=latency)
+        self.fake = FakeBackend(latency=latency, manages_resource_group=target == "azure")
         self.events: list[Event] = []
         self._seen = threading.Condition()
 
@@ -98,9 +98,15 @@ class Lab:
         return self.state
 
     def plan(self):
-        model = desired(self.spec, self.target)
+        model = desired(self.spec, manages_resource_group=self.fake.manages_resource_group)
         actual = self.fake.refresh(self.state.snapshot())
-        return make_plan(model, actual, target=self.target, spec=str(self.spec.path)), model
+        return make_plan(
+            model,
+            actual,
+            target=self.target,
+            spec=str(self.spec.path),
+            updatable=self.fake.updatable,
+        ), model
 
     def applier(self, plan=None, model=None, **kw) -> Applier:
         if plan is None:

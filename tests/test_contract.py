@@ -73,13 +73,14 @@ def test_a_sweep_config_reads_back_as_written(tmp_path):
 
 @pytest.mark.parametrize("version", [None, 0, contract.VERSION + 1])
 def test_a_file_of_another_version_is_refused_with_what_it_is(tmp_path, version):
-    data = json.loads(json.dumps({"version": contract.VERSION, **pipeline().__dict__}, default=vars))
+    contract.write(tmp_path / contract.PIPELINE, pipeline())
+    data = json.loads((tmp_path / contract.PIPELINE).read_text())
     if version is None:
         del data["version"]
     else:
         data["version"] = version
     path = tmp_path / contract.PIPELINE
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data))  # the same file, but for its version
     with pytest.raises(contract.ContractError, match=f"format {version}, which this mlrun"):
         contract.read_pipeline(path)
 

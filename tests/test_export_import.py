@@ -131,8 +131,8 @@ def test_export_notes_a_generated_variable(mlrun, tmp_path):
 
 
 def _same_plan(a: Path, b: Path, overrides_a: dict, overrides_b: dict) -> None:
-    want = planning.desired(spec_mod.load(a, overrides=overrides_a))
-    got = planning.desired(spec_mod.load(b, overrides=overrides_b))
+    want = planning.desired(spec_mod.load(a, overrides=overrides_a), manages_resource_group=False)
+    got = planning.desired(spec_mod.load(b, overrides=overrides_b), manages_resource_group=False)
     assert {k: v["attrs"] for k, v in got["resources"].items()} == {
         k: v["attrs"] for k, v in want["resources"].items()
     }

@@ -1,4 +1,5 @@
-"""runner/plan.py: desired vs actual -> Changes with exact reasons; the human and JSON views."""
+"""runner/plan.py: desired vs actual -> Changes with exact reasons; the JSON view (the human view:
+test_planview.py)."""
 
 import copy
 import json
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner import fingerprint, spec as spec_mod
+from runner.backends.azure import AzureBackend
+from runner.backends.local import LocalBackend
 from runner.plan import (
     CREATE,
     DESTROY,
@@ -21,9 +24,8 @@ from runner.plan import (
     destroy_plan,
     digest,
     make_plan,
-    render,
-    summary_line,
 )
+from runner.planview import render, summary_line
 
 RUN_ID = "abc1234def5678"
 PARTS = {p: f"{p}-v1" for p in fingerprint.PARTS}
@@ -82,7 +84,7 @@ def actual(*resources, jobs=None, lineage="lin-1", serial=7):
 
 
 def plan_of(m, a, **kw):
-    return make_plan(m, a, target="local", spec="lab.yaml", **kw)
+    return make_plan(m, a, target="local", spec="lab.yaml", updatable=LocalBackend.updatable, **kw)
 
 
 def change(p, address):
@@ -215,6 +217,26 @@ def test_changing_the_compute_type_replaces_it():
         "max_instances: 2 -> (none), min_instances: 0 -> (none), "
         "type: amlcompute -> computeinstance (cannot change in place)"
     )  # idle_time_before_shutdown_minutes is updatable: not the reason
+
+
+def test_what_changes_in_place_is_what_the_backend_declares_updatable():
+    assert LocalBackend.updatable == AzureBackend.updatable  # the local target mimics Azure ML
+    m, a = model(ws(), cluster(max_instances=4)), actual(ws(), cluster())
+    grow = "max_instances: 2 -> 4"
+    for updatable, action, reason in [
+        (LocalBackend.updatable, UPDATE, grow),
+        ({}, REPLACE, f"{grow} (cannot change in place)"),
+        ({"amlcompute": frozenset({"tags"})}, REPLACE, f"{grow} (cannot change in place)"),
+        ({"amlcompute": frozenset({"max_instances"})}, UPDATE, grow),
+    ]:
+        p = make_plan(m, a, target="local", spec="lab.yaml", updatable=updatable)
+        assert change(p, "compute.aml-cluster") == Change(
+            "compute.aml-cluster",
+            action,
+            reason,
+            cluster()[1]["attrs"],
+            m["resources"]["compute.aml-cluster"]["attrs"],
+        )
 
 
 def test_workspace_tags_and_description_update_in_place_with_json_values():
@@ -429,143 +451,6 @@ def test_make_plan_is_pure_and_carries_the_state_it_was_made_from():
     )
 
 
-def test_summary_counts_each_action():
-    p = plan_of(
-        model(
-            ws(),
-            cluster("new"),
-            cluster("up", max_instances=4),
-            cluster("rep", size="X"),
-            jobs={"a": job(), "b": job(), "w": job(), "n": job()},
-        ),
-        actual(
-            ws(),
-            cluster("up"),
-            cluster("rep"),
-            cluster("gone"),
-            jobs={"b": run(status="Failed"), "w": run(status="Running"), "n": run()},
-        ),
-    )
-    assert p.summary() == {"add": 1, "change": 1, "replace": 1, "destroy": 1, "run": 2, "wait": 1}
-    assert p.has_changes
-    assert (
-        summary_line(p)
-        == "Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy, 2 jobs to run, 1 to wait for."
-    )
-
-
-def test_a_plan_with_only_a_wait_has_changes():
-    p = plan_of(model(ws(), jobs={"w": job()}), actual(ws(), jobs={"w": run(status="Running")}))
-    assert p.has_changes
-    assert (
-        summary_line(p)
-        == "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy, 0 jobs to run, 1 to wait for."
-    )
-
-
-# --- the human view ------------------------------------------------------------------------------
-
-DESIGN_EXAMPLE = """\
-  + workspace.mlw-dp100-dev
-  + compute.aml-cluster          amlcompute STANDARD_DS11_V2, 0..2 nodes
-  ~ compute.ci-dev               idle_time_before_shutdown_minutes: 60 -> 30
--/+ compute.gpu                  size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)
-  > job.train-mlflow             code changed since run 3f2a9c1
-  = job.train-autolog            up to date (run 81bd0e2, Completed)
-Plan: 2 to add, 1 to change, 1 to replace, 0 to destroy, 1 job to run.
-"""
-
-
-def hand_plan(changes):
-    return Plan(
-        target="local",
-        spec="lab.yaml",
-        digest="d",
-        lineage="",
-        serial=0,
-        variables={},
-        changes=changes,
-    )
-
-
-def test_render_matches_the_design_example_word_for_word():
-    p = hand_plan(
-        [
-            Change("workspace.mlw-dp100-dev", CREATE, ""),
-            Change("compute.aml-cluster", CREATE, "amlcompute STANDARD_DS11_V2, 0..2 nodes"),
-            Change("compute.ci-dev", UPDATE, "idle_time_before_shutdown_minutes: 60 -> 30"),
-            Change(
-                "compute.gpu",
-                REPLACE,
-                "size: STANDARD_NC6 -> STANDARD_NC24 (cannot change in place)",
-            ),
-            Change("compute.unchanged", NOOP, "up to date"),
-            Change("job.train-mlflow", RUN, "code changed since run 3f2a9c1"),
-            Change("job.train-autolog", NOOP, "up to date (run 81bd0e2, Completed)"),
-        ]
-    )
-    assert render(p) == DESIGN_EXAMPLE
-
-
-def test_render_of_a_made_plan_with_one_of_each_action():
-    m = model(
-        ws(),
-        cluster("new"),
-        cluster("grow", max_instances=4),
-        cluster("bigger", size="STANDARD_NC24"),
-        cluster("same"),
-        jobs={"train": job(changed_parts("code")), "score": job(), "eval": job()},
-    )
-    a = actual(
-        ws(),
-        cluster("grow"),
-        cluster("bigger", size="STANDARD_NC6"),
-        cluster("same"),
-        cluster("gone"),
-        jobs={
-            "train": run(),
-            "score": run(status="Running", run_id="5e6f7a8b9c"),
-            "eval": run(run_id="81bd0e2aa"),
-        },
-    )
-    assert render(plan_of(m, a)) == (
-        "  + compute.new                  amlcompute STANDARD_DS11_V2, 0..2 nodes\n"
-        "  ~ compute.grow                 max_instances: 2 -> 4\n"
-        "-/+ compute.bigger               size: STANDARD_NC6 -> STANDARD_NC24 "
-        "(cannot change in place)\n"
-        "  > job.train                    code changed since run abc1234\n"
-        "  * job.score                    run 5e6f7a8 is Running: wait for it\n"
-        "  = job.eval                     up to date (run 81bd0e2, Completed)\n"
-        "  - compute.gone                 no longer in the spec\n"
-        "Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy, 1 job to run, 1 to wait for.\n"
-    )
-
-
-def test_render_widens_the_address_column_for_a_long_address():
-    long = "compute." + "x" * 30
-    p = hand_plan([Change("job.a", RUN, "first run"), Change(long, CREATE, "computeinstance")])
-    assert render(p) == (
-        "  > job.a                                   first run\n"
-        "  + compute.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx  computeinstance\n"
-        "Plan: 1 to add, 0 to change, 0 to replace, 0 to destroy, 1 job to run.\n"
-    )
-
-
-def test_render_of_an_up_to_date_lab_shows_its_jobs_and_says_no_changes():
-    p = plan_of(
-        model(ws(), cluster(), jobs={"train": job()}),
-        actual(ws(), cluster(), jobs={"train": run()}),
-    )
-    assert render(p) == (
-        "  = job.train                    up to date (run abc1234, Completed)\n"
-        "No changes. Everything is up to date.\n"
-    )
-
-
-def test_render_of_an_empty_plan_is_only_the_summary():
-    assert render(hand_plan([])) == "No changes. Everything is up to date.\n"
-
-
 # --- the JSON view -------------------------------------------------------------------------------
 
 
@@ -731,7 +616,7 @@ def applied(m: dict) -> dict:
 
 
 def test_desired_from_a_spec(tmp_path):
-    m = desired(spec_mod.load(write_lab(tmp_path)))
+    m = desired(spec_mod.load(write_lab(tmp_path)), manages_resource_group=False)
     assert m["resources"] == {
         "workspace.mlw-dev": {
             "kind": "workspace",
@@ -764,9 +649,27 @@ def test_desired_from_a_spec(tmp_path):
     assert m["variables"] == {"suffix": "dev"}
 
 
+def test_the_resource_group_is_desired_only_where_the_backend_manages_it(tmp_path):
+    spec = spec_mod.load(write_lab(tmp_path))
+    assert not LocalBackend.manages_resource_group and AzureBackend.manages_resource_group
+    local = desired(spec, manages_resource_group=LocalBackend.manages_resource_group)
+    azure = desired(spec, manages_resource_group=AzureBackend.manages_resource_group)
+    group = {"kind": "resource_group", "name": "rg-dev", "attrs": {"location": "eastus"}}
+    assert not any(a.startswith("resource_group.") for a in local["resources"])
+    assert azure["resources"] == {"resource_group.rg-dev": group, **local["resources"]}
+    assert list(azure["resources"])[0] == "resource_group.rg-dev"  # made first, destroyed last
+    assert azure["jobs"] == local["jobs"]
+    no_group = LAB.replace("  resource_group: rg-${{vars.suffix}}\n", "")
+    spec = spec_mod.load(write_lab(tmp_path, no_group))  # one only in a config.json: not managed
+    assert not any(
+        a.startswith("resource_group.")
+        for a in desired(spec, manages_resource_group=True)["resources"]
+    )
+
+
 def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tmp_path):
     path = write_lab(tmp_path)
-    before = desired(spec_mod.load(path))
+    before = desired(spec_mod.load(path), manages_resource_group=False)
     a = applied(before)
     p = plan_of(before, a)
     assert render(p) == (
@@ -782,7 +685,7 @@ def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tm
         .replace("idle_time_before_shutdown_minutes: 60", "idle_time_before_shutdown_minutes: 30")
         .replace("echo hi", "echo hello"),
     )
-    p = plan_of(desired(spec_mod.load(path)), a)
+    p = plan_of(desired(spec_mod.load(path), manages_resource_group=False), a)
     assert render(p) == (
         "  ~ compute.ci-dev               idle_time_before_shutdown_minutes: 60 -> 30\n"
         "  ~ compute.aml-cluster          max_instances: 2 -> 3\n"
@@ -794,8 +697,10 @@ def test_a_spec_planned_against_its_own_apply_has_no_changes_until_it_changes(tm
 
 def test_a_new_variable_value_renames_the_workspace_and_starts_over(tmp_path):
     path = write_lab(tmp_path)
-    a = applied(desired(spec_mod.load(path)))
-    p = plan_of(desired(spec_mod.load(path, overrides={"suffix": "prod"})), a)
+    a = applied(desired(spec_mod.load(path), manages_resource_group=False))
+    p = plan_of(
+        desired(spec_mod.load(path, overrides={"suffix": "prod"}), manages_resource_group=False), a
+    )
     assert [(c.address, c.action, c.reason) for c in p.changes] == [
         ("workspace.mlw-prod", CREATE, ""),
         ("compute.ci-prod", CREATE, "computeinstance STANDARD_DS11_V2, idle shutdown after 60 min"),
@@ -897,7 +802,7 @@ def test_cli_detailed_exitcode_is_0_when_everything_is_up_to_date(tmp_path, mlru
 
     spec_file = tmp_path / "lab.yaml"
     spec_file.write_text(QUICK)
-    m = desired(spec_mod.load(spec_file))
+    m = desired(spec_mod.load(spec_file), manages_resource_group=False)
     state = State.load(state_path(spec_file, "quick", "local"), "quick", "local")
     for address, want in m["resources"].items():
         state.set_resource(address, want)

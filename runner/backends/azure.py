@@ -21,7 +21,7 @@ from ..plan import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, K
 from ..spec import Job, Spec
 from ..state import now
 from . import runstore
-from .base import TERMINAL
+from .base import TERMINAL, UPDATABLE
 
 PROVIDER = "Microsoft.MachineLearningServices"
 STATUS = {
@@ -61,6 +61,8 @@ ASSETS = {  # versioned assets: the kind, and the spec's and MLClient's attribut
 
 class AzureBackend:
     name = "azure"
+    updatable = UPDATABLE
+    manages_resource_group = True  # the workspace's group, made (and destroyed) with the lab
 
     def __init__(self, spec: Spec):
         self.spec = spec

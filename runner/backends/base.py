@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, Protocol
 
 from ..spec import Job, Spec
@@ -10,6 +10,28 @@ from ..spec import Job, Spec
 # Statuses are Azure ML's; these are the ones a run ends in.
 TERMINAL = ("Completed", "Failed", "Canceled")
 MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
+# What Azure ML can change in place (dstack-style allow-list), by kind (a compute's by its type);
+# any other difference replaces. The local target, which mimics Azure ML, declares it too.
+UPDATABLE: Mapping[str, frozenset[str]] = {
+    "workspace": frozenset({"display_name", "description", "tags"}),
+    "amlcompute": frozenset(
+        {
+            "min_instances",
+            "max_instances",
+            "idle_time_before_scale_down",
+            "description",
+            "tags",
+        }
+    ),
+    "computeinstance": frozenset(
+        {
+            "idle_time_before_shutdown_minutes",
+            "idle_time_before_shutdown",
+            "description",
+            "tags",
+        }
+    ),
+}
 
 
 class LineEnding:
@@ -35,6 +57,12 @@ class LineEnding:
 
 class Backend(Protocol):
     name: str
+    # The fields the target changes in place, by kind (a compute's by its type): plan replaces a
+    # resource whose other fields differ.
+    updatable: Mapping[str, frozenset[str]]
+    # Whether the workspace's resource_group is a resource the lab makes and destroys (Azure);
+    # else it is only a workspace field.
+    manages_resource_group: bool
 
     @property
     def tracking_uri(self) -> str: ...

@@ -36,13 +36,15 @@ from . import (
     sweep_controller,
     tracking,
 )
-from .base import TERMINAL
+from .base import TERMINAL, UPDATABLE
 from .controller import STEP_SECRET
 from .steps import StepCache
 
 
 class LocalBackend:
     name = "local"
+    updatable = UPDATABLE  # as Azure ML's
+    manages_resource_group = False  # a local workspace is a folder: no group to make
 
     def __init__(self, spec: Spec):
         self.spec = spec

@@ -15,8 +15,8 @@ from typing import Any
 
 from .. import fingerprint
 from ..errors import UserError
+from ..formats import short
 from ..models import Model
-from ..plan import short
 from . import assets
 
 LAB = "mlrun.lab"  # the tag of the versions a lab registered (destroy removes those only)
