@@ -357,7 +357,7 @@ def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
     found = default_subscription()
     if found is None:
         raise UserError("--expired needs a subscription: AZURE_SUBSCRIPTION_ID, or az login")
-    from .backends.azure import destroy_group, expired_labs
+    from .backends.azure.labs import destroy_group, expired_labs
 
     labs = expired_labs(found[0], expiry.utcnow())
     if not labs:
