@@ -60,7 +60,7 @@ def _check_azure(doc: Doc, data: dict[str, Any]) -> None:
 
 LOCAL = Target("local", runs_here=True, bills=False)
 AZURE = Target(
-    "azure", runs_here=False, bills=True, check=_check_azure, labs="runner.backends.azure"
+    "azure", runs_here=False, bills=True, check=_check_azure, labs="runner.backends.azure.labs"
 )
 TARGETS = {t.name: t for t in (LOCAL, AZURE)}
 

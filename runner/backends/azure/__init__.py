@@ -1,0 +1,119 @@
+"""The azure target: the real service through azure-ai-ml (MLClient), azure-identity,
+azure-mgmt-resource and azureml-mlflow. Every SDK is imported lazily, inside the calls.
+
+AzureBackend is the Backend the engine drives; what it does lives in this package's modules:
+`client` (the SDK clients and their output), `errors` (Azure's failures in plain words),
+`resources` (what mlrun makes), `jobs` (runs) and `labs` (lab expiry)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ...spec import Job, Spec
+from .. import runstore
+from ..base import UPDATABLE
+from . import jobs, labs, resources
+from .client import Session, _sdk_stderr
+
+__all__ = ["AzureBackend", "_sdk_stderr"]
+
+
+class AzureBackend:
+    name = "azure"
+    updatable = UPDATABLE
+    manages_resource_group = True  # the workspace's group, made (and destroyed) with the lab
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.session = Session(spec)  # the subscription, group and workspace, and the clients
+        self.expires = None  # the lab's expiry (set_expiry), tagged on what mlrun creates
+        self.lab_tags: dict = {}
+        self.poll_seconds = jobs.POLL_SECONDS
+        self._submit_lock = threading.Lock()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The workspace's MLflow URI; "" while the workspace does not exist (not kept: apply
+        makes it)."""
+        return self.session.tracking_uri
+
+    def client(self):
+        return self.session.client()
+
+    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+        return {}  # read a get_run at a time, as reports always have on Azure
+
+    def child_runs(self, parent: Any) -> list:
+        return runstore.search_children(self.client(), parent)
+
+    # --- reading the world -----------------------------------------------------------------------
+
+    def refresh(self, state: dict) -> dict:
+        """GET each resource the spec names or the state holds; 404 means it is not there."""
+        return resources.refresh(self.session, self.spec, state, self.poll)
+
+    def poll(self, run: dict) -> dict:
+        return jobs.poll(self.session, run)
+
+    def child(self, run: dict, name: str) -> dict | None:
+        """The child job of a pipeline job that ran the step shown as `name`."""
+        return jobs.child(self.session, run, name)
+
+    def reusable(self, fingerprints: list[str]) -> dict[str, str]:
+        return {}  # Azure ML decides what it reuses when the pipeline runs
+
+    def advise(self, plan) -> list[str]:
+        return resources.advise(self.session, plan)
+
+    # --- resources -------------------------------------------------------------------------------
+
+    def create(self, kind: str, name: str, attrs: dict) -> dict:
+        return resources.create(
+            self.session, self.spec, kind, name, attrs, self.lab_tags, self.expires
+        )
+
+    def update(self, kind: str, name: str, attrs: dict) -> dict:
+        return resources.update(self.session, kind, name, attrs, self.lab_tags)
+
+    def delete(self, kind: str, name: str, record: dict) -> None:
+        resources.delete(self.session, kind, name, record)
+
+    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+        return resources.register_model(self.session, self.spec, name, attrs, run)
+
+    def model_versions(self, name: str) -> list[tuple[str, str]]:
+        return resources.model_versions(self.session, name)
+
+    def billing(self, names: list[str]) -> dict[str, dict]:
+        return resources.billing(self.session, names)
+
+    def set_expiry(self, when) -> None:
+        """The lab's expiry (a UTC datetime, or None): what mlrun creates from now on carries it as
+        tags (and an instance, a stop schedule at that time)."""
+        self.expires = when
+        self.lab_tags = labs.expiry_tags(self.spec.name, when)
+
+    def retag(self, created_group: bool) -> None:
+        labs.retag(self.session, self.lab_tags, created_group)
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+        return jobs.submit(self.session, spec, job, record, on_start, self._submit_lock)
+
+    def wait(self, run: dict) -> dict:
+        return jobs.wait(self.session, run, self.poll_seconds)
+
+    def cancel(self, run: dict) -> None:
+        jobs.cancel(self.session, run)
+
+    def finalize(self, run: dict) -> None:
+        jobs.finalize(self.session, run)
+
+    def run_url(self, run: dict) -> str:
+        return jobs.run_url(run)
+
+    def logs(self, run: dict, follow: bool, out) -> None:
+        jobs.logs(self.session, run, follow, out)

@@ -1,0 +1,126 @@
+"""Azure's failures in mlrun's plain words: SDK and HTTP errors (and MLflow's, where Azure
+refused the call) translated into UserErrors that say what to do. The SDK is imported lazily."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ...errors import UserError
+
+
+class _Refusals:
+    """An MlflowClient whose calls Azure refuses (403, throttling, ...) raise mlrun's plain errors;
+    MLflow's own complaints (a bad filter) stay MlflowExceptions."""
+
+    def __init__(self, client, what: str):
+        self._client, self._what = client, what
+        self._finished: dict = {}
+
+    def keep(self, run) -> None:
+        """A finished run read once: get_run answers it again without asking Azure."""
+        self._finished[run.info.run_id] = run
+
+    def get_run(self, run_id: str):
+        return self._finished.get(run_id) or self.__getattr__("get_run")(run_id)
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with plain_errors(self._what):
+                return attr(*args, **kwargs)
+
+        return call
+
+
+@contextlib.contextmanager
+def plain_errors(what: str | None = None) -> Iterator[None]:
+    """Azure's failures in plain words, with what to do; unknown ones keep Azure's message.
+    `what` names the resource (or run) the failed call was about."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        message = plain(exc, what)
+        if message is None:
+            raise
+        raise UserError(message) from None
+
+
+def plain(exc: BaseException, what: str | None = None) -> str | None:
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    body = getattr(exc, "json", None)  # an MLflow RestException with Azure's error body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code, message = body["error"].get("code", ""), body["error"].get("message", "")
+        exc = HttpResponseError(message=message or code)
+        exc.status_code = {"AuthorizationFailed": 403, "TooManyRequests": 429}.get(code, 500)
+    elif getattr(exc, "error_code", None) in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+        exc = HttpResponseError(message=getattr(exc, "message", str(exc)))
+        exc.status_code = 403
+    elif not isinstance(exc, AzureError):
+        return None
+    error = getattr(exc, "error", None)  # Azure's {"error": {"code", "message"}}, when it sent one
+    while details := getattr(
+        error, "details", None
+    ):  # "At least one resource deployment operation failed": why is inside
+        error = details[0]
+    detail = getattr(error, "message", None) or getattr(exc, "message", None) or exc
+    text = " ".join(str(detail).split()).rstrip(".")
+    low = text.lower()
+    text = (f"{what}: " if what else "") + text
+    if isinstance(exc, ClientAuthenticationError):
+        return (
+            f"Azure sign-in failed: {text}. Run `az login` (or set the AZURE_* variables of a "
+            "service principal)."
+        )
+    if isinstance(exc, ResourceExistsError):
+        return f"the name is taken: {text}. Pick another name (a variable suffix helps)."
+    if isinstance(exc, ResourceNotFoundError):
+        return f"not found on Azure: {text}"
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return (
+            f"could not reach Azure (still after retries): {text}. Check the network connection "
+            "(and proxy), then run the command again."
+        )
+    if isinstance(exc, HttpResponseError):
+        status = getattr(exc, "status_code", None)
+        if "quota" in low:
+            return (
+                f"not enough quota: {text}. Request more vCPU quota for this VM family in the "
+                "region, pick a smaller size, or lower max_instances."
+            )
+        if status == 403 or "authorization" in low:
+            return (
+                f"not allowed: {text}. You need the Contributor role on the subscription or "
+                "resource group."
+            )
+        if status == 429:
+            return (
+                f"Azure is throttling requests (still after retries): {text}. Wait a minute and "
+                "apply again."
+            )
+        if status is None or status < 300:  # a long-running operation that ended Failed
+            return (
+                f"Azure could not finish it: {text}. Apply again to retry; mlrun destroy removes "
+                "what was made."
+            )
+        if status >= 500:
+            return (
+                f"Azure answered {status}: {text}. This is usually temporary: run the command "
+                "again in a few minutes."
+            )
+        return f"Azure answered {status}: {text}. Check this resource's fields in the spec."
+    return None
