@@ -30,6 +30,7 @@ from .plan import (
     Plan,
     describe,
 )
+from .records import Actual, Run, Submission
 from .slots import Lease, Pool
 from .spec import Spec
 from .state import Lock, State
@@ -53,7 +54,7 @@ class Stalled(RuntimeError):
 
 @dataclass
 class Outcome:
-    runs: dict = field(default_factory=dict)  # job -> final run record
+    runs: dict[str, Run] = field(default_factory=dict)  # job -> final run record
     failed: list = field(default_factory=list)  # job names
     interrupted: bool = False
 
@@ -93,7 +94,7 @@ class Applier:
         self.emit, self.detach = emit, detach
         self.outcome = Outcome()
         self.cancelled = threading.Event()
-        self.active: dict[str, dict] = {}  # run id -> run, while it runs
+        self.active: dict[str, Run] = {}  # run id -> run, while it runs
         self._lock = threading.Lock()
         # job slots: an instance runs one job at a time, a cluster max_instances,
         # no compute one per core
@@ -358,7 +359,7 @@ class Applier:
         if run is not None:
             self._finalize(change.address.name, run)  # the slots are free: the next job starts
 
-    def _run(self, change: Change) -> dict | None:
+    def _run(self, change: Change) -> Run | None:
         """The job's run once it ended, to finalize (None: nothing more to do for it)."""
         name = change.address.name
         if change.action == WAIT:
@@ -374,7 +375,7 @@ class Applier:
             return None
         job = self.spec.jobs[name]
         want = self.model["jobs"][name]
-        record = {
+        record: Submission = {
             "fingerprint": want["fingerprint"],
             "parts": want["parts"],
             "compute": job.compute,
@@ -401,10 +402,10 @@ class Applier:
             return None
         return self._wait_run(name, run)
 
-    def _finish(self, name: str, run: dict) -> None:
+    def _finish(self, name: str, run: Run) -> None:
         self._finalize(name, self._wait_run(name, run))
 
-    def _wait_run(self, name: str, run: dict) -> dict:
+    def _wait_run(self, name: str, run: Run) -> Run:
         with self._lock:
             self.active[run["id"]] = run
         if self.cancelled.is_set():
@@ -416,14 +417,14 @@ class Applier:
                 self.active.pop(run["id"], None)
         return self.state.update_run(name, run["id"], save=False, **ending)  # saved once finalized
 
-    def _finalize(self, name: str, run: dict) -> None:
+    def _finalize(self, name: str, run: Run) -> None:
         self.backend.finalize(run)
         run = self.state.update_run(name, run["id"], finalized=True)
         self._record(name, run)
         detail = f"run {short(run['id'])}" + (f": {run['error']}" if run.get("error") else "")
         self.emit(Event(Address(Kind.JOB, name), run["status"], detail, run["id"]))
 
-    def _record(self, name: str, run: dict) -> None:
+    def _record(self, name: str, run: Run) -> None:
         self.outcome.runs[name] = run
         if run["status"] != "Completed":
             self.outcome.failed.append(name)
@@ -598,7 +599,7 @@ def planned_destroy(ctx: Context) -> Iterator[Locked]:
     with _locked(ctx, "mlrun destroy") as lock:
         state, backend = ctx.state, ctx.backend
         snap = state.snapshot()
-        actual = {
+        actual: Actual = {
             "resources": snap["resources"],
             "lineage": snap["lineage"],
             "serial": snap["serial"],

@@ -9,8 +9,9 @@ from typing import Any
 
 from . import plan as planning, spec as spec_mod
 from .backends import targets
-from .backends.base import TERMINAL, Backend
+from .backends.base import Backend
 from .errors import UserError
+from .records import Actual, Run
 from .state import State, state_path
 
 
@@ -32,10 +33,10 @@ class Context:
     backend: Backend
     target: str
 
-    def refresh(self) -> dict:
+    def refresh(self) -> Actual:
         return self.backend.refresh(self.state.snapshot())
 
-    def plan(self, force=(), only=None) -> tuple[planning.Plan, dict]:
+    def plan(self, force=(), only=None) -> tuple[planning.Plan, dict[str, Any]]:
         model = planning.desired(
             self.spec, manages_resource_group=self.backend.manages_resource_group
         )
@@ -63,7 +64,7 @@ class Context:
                 f"(jobs: {', '.join(self.spec.jobs) or 'none'})"
             )
 
-    def latest_run(self, job: str) -> dict:
+    def latest_run(self, job: str) -> Run:
         """The job's latest run, for logs: a job the spec lacks, or one not run yet, is refused.
         PIPELINE/STEP names a step of a pipeline's latest run."""
         pipeline, _, step = job.partition("/")
@@ -76,7 +77,7 @@ class Context:
             raise UserError(f"job {job} has not run yet")
         return run
 
-    def step_run(self, pipeline: str, step: str) -> dict:
+    def step_run(self, pipeline: str, step: str) -> Run:
         """A step of the latest run of a pipeline, as a run of its own (its id, folder, status)."""
         job = self.spec.jobs.get(pipeline)
         if job is None or job.pipeline is None:
@@ -90,19 +91,8 @@ class Context:
                 f"pipeline {pipeline} has no step '{step}' (steps: {', '.join(job.pipeline.steps)})"
             )
         run = self.latest_run(pipeline)
-        record = (run.get("steps") or {}).get(step) or {}
         shown = job.pipeline.steps[step].fields.get("display_name") or step
-        if not record and (found := self.backend.child(run, shown)):
-            return found  # a target that runs the pipeline itself (Azure ML) knows its children
-        folder = record.get("run_dir") or str(Path(run.get("run_dir", "")) / "steps" / step)
-        ended = run.get("status") in TERMINAL
-        status = record.get("status") or (run.get("status") if ended else "Running")
-        return {
-            **record,
-            "id": record.get("run_id") or run["id"],
-            "run_dir": folder,
-            "status": "Completed" if status == "Reused" else status,
-        }
+        return self.backend.step_run(run, step, shown)
 
     def require_runs(self) -> None:
         if not self.state.jobs:

@@ -13,6 +13,7 @@ from . import cost, data as data_assets, fingerprint
 from .errors import UserError, plural
 from .formats import short
 from .models import Model
+from .records import Actual, Resource, Run, StepRecord
 from .spec import Spec
 
 FORMAT_VERSION = 1
@@ -289,7 +290,7 @@ def digest(model: dict) -> str:
 
 def make_plan(
     model: dict,
-    actual: dict,
+    actual: Actual,
     *,
     target: str,
     spec: str,
@@ -380,13 +381,13 @@ def depth(kind: str | None) -> int:
     return {"workspace": 1, "resource_group": 2}.get(kind or "", 0)
 
 
-def _asset_change(address: Address, want: dict, have: dict | None) -> Change:
+def _asset_change(address: Address, want: dict, have: Resource | None) -> Change:
     """A versioned asset (an environment), as Azure ML keeps them: a version is immutable, so
     changed content needs a new version. With no version in the spec one is assigned: 1, then the
     next one whenever the content changes. Changed content under the same explicit version is
     refused."""
     asked, content = want["attrs"].get("version"), want["attrs"]["content"]
-    before = (have or {}).get("attrs") or {}
+    before = (have.get("attrs") if have else None) or {}
     shown = {k: v for k, v in want["attrs"].items() if k not in ("version", "content")}
     if not before:
         after = {**shown, "version": asked or "1", "content": content}
@@ -414,10 +415,10 @@ def _asset_change(address: Address, want: dict, have: dict | None) -> Change:
 def _model_change(
     address: Address,
     want: dict,
-    have: dict | None,
+    have: Resource | None,
     fresh_ws: bool,
     job: Change | None,
-    run: dict | None,
+    run: Run | None,
 ) -> Change:
     """A model: a local folder's is versioned as any asset; one from a job gets a new version
     whenever the job makes a new run, registered once that run completes."""
@@ -426,14 +427,21 @@ def _model_change(
         if fresh_ws and change.action != CREATE:
             return Change(address, CREATE, "in the new workspace", change.before, change.after)
         return change
-    attrs, before = want["attrs"], ((have or {}).get("attrs") or {}) if not fresh_ws else {}
+    attrs, before = (
+        want["attrs"],
+        ((have.get("attrs") if have else None) or {}) if not fresh_ws else {},
+    )
     asked, current, name = attrs.get("version"), before.get("version"), attrs["job"]
     shown = {k: v for k, v in attrs.items() if k != "version"}
     latest = run if run and run.get("status") == "Completed" else None
     if job.action == RUN:
         origin, run_id, pending = f"job.{name}'s new run", None, True
     elif job.action == WAIT:
-        origin, run_id, pending = f"run {short((run or {}).get('id'))} of job.{name}", None, True
+        origin, run_id, pending = (
+            f"run {short(run['id'] if run else None)} of job.{name}",
+            None,
+            True,
+        )
     elif latest is None:
         why = f"up to date (v{current})" if before else f"job.{name} has no completed run yet"
         return Change(address, NOOP, why, before=before or None, after=before or None)
@@ -463,7 +471,7 @@ def _next_version(version: str | None) -> str:
 
 
 def _resource_change(
-    address: Address, want: dict, have: dict | None, updatable: Mapping[str, frozenset[str]]
+    address: Address, want: dict, have: Resource | None, updatable: Mapping[str, frozenset[str]]
 ) -> Change:
     change = _resource_diff(address, want, have, updatable)
     note = want.get("note")
@@ -475,7 +483,7 @@ def _resource_change(
 
 
 def _resource_diff(
-    address: Address, want: dict, have: dict | None, updatable: Mapping[str, frozenset[str]]
+    address: Address, want: dict, have: Resource | None, updatable: Mapping[str, frozenset[str]]
 ) -> Change:
     after = want["attrs"]
     if have is None:
@@ -528,7 +536,7 @@ def _show(value: Any) -> str:
     )
 
 
-def _run_view(run: dict | None) -> dict | None:
+def _run_view(run: Run | None) -> dict | None:
     if not run:
         return None
     return {
@@ -539,7 +547,7 @@ def _run_view(run: dict | None) -> dict | None:
 
 
 def _job_change(
-    name: str, job: dict, run: dict | None, fresh_ws: bool, forced: bool, skipped: bool
+    name: str, job: dict, run: Run | None, fresh_ws: bool, forced: bool, skipped: bool
 ) -> Change:
     address, after = Address(Kind.JOB, name), {"fingerprint": job["fingerprint"]}
     before = _run_view(run)
@@ -568,12 +576,10 @@ def _job_change(
     return Change(address, NOOP, f"up to date (run {short(run['id'])}, Completed)", before, after)
 
 
-def _with_steps(
-    change: Change, job: dict, run: dict | None, reusable: dict, forced: bool
-) -> Change:
+def _with_steps(change: Change, job: dict, run: Run | None, reusable: dict, forced: bool) -> Change:
     """A pipeline to run, with each step and why it runs or is reused (as Azure ML reuses a step
     whose fingerprint, upstream steps included, matches a completed run's)."""
-    before = (run or {}).get("steps") or {}
+    before = (run.get("steps") if run else None) or {}
     steps: list[dict] = []
     running: set[str] = set()
     for name, step in job["steps"].items():
@@ -589,7 +595,7 @@ def _with_steps(
 
 
 def _step_reason(
-    name: str, step: dict, before: dict | None, running: set, reusable: dict, forced: bool
+    name: str, step: dict, before: StepRecord | None, running: set, reusable: dict, forced: bool
 ) -> str:
     if forced:
         return "forced (--force)"
@@ -609,7 +615,7 @@ def _step_reason(
     return f"run {short(before.get('run_id'))} {before.get('status', 'cannot be reused')}"
 
 
-def destroy_plan(actual: dict, *, target: str, spec: str, tracking: str = "") -> Plan:
+def destroy_plan(actual: Actual, *, target: str, spec: str, tracking: str = "") -> Plan:
     """Everything the state says mlrun made, in reverse order: jobs, computes, the workspace."""
     changes = []
     for name, run in sorted(actual["jobs"].items()):

@@ -13,9 +13,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from .errors import UserError
+from .records import JobEntry, Resource, Run, StateDoc
 
 FORMAT_VERSION = 1
 KEEP_RUNS = 20
@@ -29,7 +30,7 @@ def state_path(spec_path: Path, name: str, target: str) -> Path:
     return Path(spec_path).resolve().parent / ".mlrun" / f"{name}.{target}.json"
 
 
-def _empty(name: str, target: str) -> dict:
+def _empty(name: str, target: str) -> StateDoc:
     return {
         "format_version": FORMAT_VERSION,
         "lineage": "",
@@ -75,7 +76,7 @@ class State:
     complete); the journal is folded into the document, and removed, by the next whole save and
     when the apply ends."""
 
-    def __init__(self, path: Path, data: dict):
+    def __init__(self, path: Path, data: StateDoc):
         self.path, self.data = Path(path), data
         self._mutex = threading.RLock()
         self._journal: BinaryIO | None = None  # the open journal while journaled
@@ -100,7 +101,7 @@ class State:
                 else "no backup exists: move it aside to start from an empty state"
             )
             raise UserError(f"the state file {path} is damaged ({e}); {hint}") from None
-        state = cls(path, data)
+        state = cls(path, cast(StateDoc, data))
         state._replay()
         return state
 
@@ -133,32 +134,33 @@ class State:
         return self.data["serial"]
 
     @property
-    def resources(self) -> dict:
+    def resources(self) -> dict[str, Resource]:
         return self.data["resources"]
 
     @property
-    def jobs(self) -> dict:
+    def jobs(self) -> dict[str, JobEntry]:
         return self.data["jobs"]
 
     @property
-    def variables(self) -> dict:
+    def variables(self) -> dict[str, str]:
         """Generated variables' values, kept so the names stay the same from apply to apply."""
         return self.data["variables"]
 
-    def runs(self, job: str) -> list:
-        return self.data["jobs"].get(job, {}).get("runs", [])
+    def runs(self, job: str) -> list[Run]:
+        entry = self.data["jobs"].get(job)
+        return entry["runs"] if entry else []
 
-    def latest(self, job: str) -> dict | None:
+    def latest(self, job: str) -> Run | None:
         runs = self.runs(job)
         return runs[-1] if runs else None
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> StateDoc:
         with self._mutex:
             return copy.deepcopy(self.data)
 
     # --- changing (each saves) ---------------------------------------------------------------
 
-    def set_resource(self, address: str, record: dict | None) -> None:
+    def set_resource(self, address: str, record: Resource | None) -> None:
         with self._mutex:
             if record is None:
                 self.data["resources"].pop(address, None)
@@ -166,20 +168,20 @@ class State:
                 self.data["resources"][address] = record
             self.save()
 
-    def add_run(self, job: str, run: dict) -> None:
+    def add_run(self, job: str, run: Run) -> None:
         with self._mutex:
             runs = self.data["jobs"].setdefault(job, {"runs": []})["runs"]
             runs.append(run)
             del runs[:-KEEP_RUNS]
             self._log({"job": job, "run": run})
 
-    def update_run(self, job: str, run_id: str, save: bool = True, **fields) -> dict:
+    def update_run(self, job: str, run_id: str, save: bool = True, **fields: Any) -> Run:
         """Update a run's record; with save=False in memory only, written by the next save (for what
         the next apply can find out again from the run itself)."""
         with self._mutex:
             for run in self.runs(job):
                 if run["id"] == run_id:
-                    run.update(fields)
+                    cast(dict[str, Any], run).update(fields)  # fields of a Run (RunChange's too)
                     if save:
                         self._log({"job": job, "run": run})
                     return run
@@ -191,7 +193,7 @@ class State:
             self.save()
 
     @property
-    def lab(self) -> dict:
+    def lab(self) -> dict[str, Any]:
         """The lab's own times: `started` (its first apply), `extended` (seconds apply --extend
         added); {} before its first apply."""
         return dict(self.data.get("lab") or {})
@@ -206,7 +208,7 @@ class State:
             self.data.pop("lab", None)
             self.save()
 
-    def set_variables(self, values: dict) -> None:
+    def set_variables(self, values: dict[str, str]) -> None:
         with self._mutex:
             if values:
                 self.data["variables"].update(values)

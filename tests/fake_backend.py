@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.backends.base import TERMINAL, UPDATABLE
+from runner.backends import runstore
+from runner.backends.base import TERMINAL, UPDATABLE, step_as_run
 from runner.errors import UserError
 from runner.state import now as _now
 
@@ -223,8 +224,8 @@ class FakeBackend:
                 actual["jobs"][name] = {**run, **self.poll(run)}
         return actual
 
-    def child(self, run: dict, name: str) -> dict | None:
-        return None
+    def step_run(self, run: dict, step: str, shown: str) -> dict:
+        return step_as_run(run, {}, "")  # the fake service runs no pipelines
 
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return {}  # the fake service runs no pipelines
@@ -352,6 +353,12 @@ class FakeBackend:
 
     def run_url(self, run: dict) -> str:
         return f"fake://runs/{run['id']}"
+
+    def read_runs(self, wanted: dict) -> dict:
+        return {}  # a get_run per run, as a target without bulk reads
+
+    def child_runs(self, parent) -> list:
+        return runstore.search_children(self.client(), parent)
 
     def client(self):
         """An MlflowClient on `tracking` if it is a real store (sqlite:, file:); else none."""

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from runner.backends import contract
+from runner.records import StepRecord
 
 
 def pipeline() -> contract.PipelineConfig:
@@ -93,10 +94,14 @@ def test_a_broken_file_is_refused(tmp_path):
 
 
 def test_step_records_read_back_as_the_runs_record_keeps_them(tmp_path):
+    def record(fingerprint, parts, run_id, status, run_dir, **more) -> StepRecord:
+        return {"fingerprint": fingerprint, "parts": parts, "run_id": run_id, "status": status,
+                "run_dir": run_dir, **more}  # fmt: skip
+
     records = {
-        "prep": contract.StepRecord("a" * 64, {"command": "c"}, "r1", "Completed", "/runs/prep"),
-        "train": contract.StepRecord("b" * 64, {}, "r0", "Reused", "/old/train", reused=True),
-        "late": contract.StepRecord("c" * 64, {}, None, "Canceled", "/runs/late"),
+        "prep": record("a" * 64, {"command": "c"}, "r1", "Completed", "/runs/prep"),
+        "train": record("b" * 64, {}, "r0", "Reused", "/old/train", reused=True),
+        "late": record("c" * 64, {}, None, "Canceled", "/runs/late"),
     }
     path = tmp_path / contract.STEPS
     assert contract.read_steps(path) is None  # not written yet: the controller runs

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from ..records import Actual, Resource, Run, RunChange, StateDoc, StepRecord, Submission
 from ..spec import Job, Spec
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ..plan import Plan
 
 # Statuses are Azure ML's; these are the ones a run ends in.
 TERMINAL = ("Completed", "Failed", "Canceled")
@@ -55,6 +61,17 @@ class LineEnding:
             self.flush()
 
 
+def step_as_run(run: Run, record: StepRecord, folder: str) -> Run:
+    """A pipeline step's record (empty: not ended yet) as a run: the pipeline's run's status while
+    that runs, a reused step's as Completed."""
+    ended = run.get("status") in TERMINAL
+    status = record.get("status") or (run.get("status") if ended else "Running")
+    out: Run = {**record, "id": record.get("run_id") or run["id"], "run_dir": folder}
+    if status is not None:
+        out["status"] = "Completed" if status == "Reused" else status
+    return out
+
+
 class Backend(Protocol):
     name: str
     # The fields the target changes in place, by kind (a compute's by its type): plan replaces a
@@ -67,7 +84,7 @@ class Backend(Protocol):
     @property
     def tracking_uri(self) -> str: ...
 
-    def refresh(self, state: dict) -> dict:
+    def refresh(self, state: StateDoc) -> Actual:
         """The actual world as plan sees it: {resources, jobs: {name: latest run}, lineage, serial}.
         Reads only; never imports heavy libraries for the local target."""
 
@@ -75,65 +92,68 @@ class Backend(Protocol):
         """Of these pipeline step fingerprints, those a completed step run has, with its run id
         (the target reuses that run instead of running the step)."""
 
-    def child(self, run: dict, name: str) -> dict | None:
-        """A child run of a pipeline's run (its step `name`), as a run record, where the target
-        runs the pipeline itself; None where mlrun's own records say (the local target)."""
+    def step_run(self, run: Run, step: str, shown: str) -> Run:
+        """A step (`shown`: its display name) of a pipeline's run, as a run of its own: its id,
+        folder and status (mlrun logs PIPELINE/STEP)."""
 
-    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+    def read_runs(self, wanted: Mapping[str, set[str]]) -> dict[str, Any]:
         """MLflow runs by id (`wanted`: experiment id -> run ids) read at once, where the target
         reads in bulk; {} where it reads a run at a time (callers get_run what is missing)."""
 
-    def child_runs(self, parent: Any) -> list:
+    def child_runs(self, parent: Any) -> list[Any]:
         """The MLflow runs of a sweep's trials or a pipeline's steps (children of the MLflow run
         `parent`), oldest first."""
 
-    def poll(self, run: dict) -> dict:
+    def poll(self, run: Run) -> RunChange:
         """How the run stands now, cheaply: {} if unchanged, else {status, ...}."""
 
-    def advise(self, plan) -> list[str]:
+    def advise(self, plan: Plan) -> list[str]:
         """Warnings about a plan before it is applied (e.g. not enough quota)."""
 
-    def create(self, kind: str, name: str, attrs: dict) -> dict: ...
+    def create(self, kind: str, name: str, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Make the resource; what the target says of it (the record's details)."""
 
-    def update(self, kind: str, name: str, attrs: dict) -> dict: ...
+    def update(self, kind: str, name: str, attrs: dict[str, Any]) -> dict[str, Any]: ...
 
-    def delete(self, kind: str, name: str, record: dict) -> None: ...
+    def delete(self, kind: str, name: str, record: Resource) -> None: ...
 
-    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+    def register_model(self, name: str, attrs: dict[str, Any], run: Run | None) -> dict[str, Any]:
         """Register the spec's model `name` (from `run`, the completed run of its job, if it comes
         from one): its details, with the version registered. A version registered before from the
         same run and content is returned, not made again."""
 
-    def set_expiry(self, when) -> None:
+    def set_expiry(self, when: datetime | None) -> None:
         """The lab's expiry (a UTC datetime, or None), for what the target creates from now on."""
 
     def retag(self, created_group: bool) -> None:
         """The lab's expiry on what it made (apply --extend), where the target tags resources."""
 
-    def billing(self, names: list[str]) -> dict[str, dict]:
+    def billing(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """What these computes run now (what bills): {name: {state, nodes, since}}; {} where
         nothing bills (the local target)."""
 
     def model_versions(self, name: str) -> list[tuple[str, str]]:
         """The registered versions of model `name` that a run made: (version, run id) each."""
 
-    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+    def submit(
+        self, spec: Spec, job: Job, record: Submission, on_start: Callable[[Run], None]
+    ) -> Run:
         """Start a run of `job`; `record` has id-less bookkeeping, `on_start` persists it
         (called before anything runs). Returns the run record."""
 
-    def wait(self, run: dict) -> dict:
+    def wait(self, run: Run) -> RunChange:
         """Block until the run ends; returns {status, exit_code, ended, error?}."""
 
-    def cancel(self, run: dict) -> None: ...
+    def cancel(self, run: Run) -> None: ...
 
-    def finalize(self, run: dict) -> None:
+    def finalize(self, run: Run) -> None:
         """Make the tracking store agree with how the run ended (status, logs, outputs)."""
 
-    def logs(self, run: dict, follow: bool, out) -> None:
+    def logs(self, run: Run, follow: bool, out: BinaryIO) -> None:
         """Write the run's std output to the binary stream `out` (until it ends, with `follow`)."""
 
-    def run_url(self, run: dict) -> str:
+    def run_url(self, run: Run) -> str:
         """Where a person sees the run: a local folder, or the Azure ML studio URL."""
 
-    def client(self):
+    def client(self) -> Any:
         """An MlflowClient on the target's tracking store (imports mlflow)."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from ..records import StepRecord
 
 VERSION = 1
 PIPELINE = "pipeline.json"
@@ -84,24 +86,6 @@ class SweepConfig:
     tracking_uri: str | None = None  # the trials' own MLflow logs over HTTP to this server
 
 
-@dataclass
-class StepRecord:
-    """How a pipeline's step ended, as its controller records it (steps.json)."""
-
-    fingerprint: str
-    parts: dict[str, Any]
-    run_id: str | None
-    status: str
-    run_dir: str
-    reused: bool = field(default=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if not self.reused:
-            del out["reused"]
-        return out
-
-
 def write(path: Path, config: PipelineConfig | SweepConfig) -> None:
     """The controller's file, atomically (a controller never reads half of one)."""
     _write(path, {"version": VERSION, **dataclasses.asdict(config)})
@@ -123,17 +107,17 @@ def read_sweep(path: Path) -> SweepConfig:
 
 
 def write_steps(path: Path, records: dict[str, StepRecord]) -> None:
-    _write(path, {"version": VERSION, "steps": {n: r.to_dict() for n, r in records.items()}})
+    _write(path, {"version": VERSION, "steps": records})
 
 
-def read_steps(path: Path) -> dict[str, dict[str, Any]] | None:
+def read_steps(path: Path) -> dict[str, StepRecord] | None:
     """A pipeline's step records as its run's record keeps them (None: not written yet)."""
     if not path.exists():
         return None
     data = json.loads(path.read_text())
     if "version" not in data:  # written before steps.json had a version: the records themselves
-        return dict(data)
-    return dict(_read(path)["steps"])
+        return cast(dict[str, StepRecord], data)
+    return cast(dict[str, StepRecord], _read(path)["steps"])
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

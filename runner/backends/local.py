@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..account import default_subscription
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
 from ..plan import RUN, Kind
+from ..records import Actual, Resource, Run, RunChange, StateDoc, Submission
 from ..refs import substitute, unresolved
 from ..spec import Input, Job, Spec
 from ..state import now
@@ -36,7 +37,7 @@ from . import (
     sweep_controller,
     tracking,
 )
-from .base import TERMINAL, UPDATABLE
+from .base import TERMINAL, UPDATABLE, step_as_run
 from .controller import STEP_SECRET
 from .steps import StepCache
 
@@ -65,8 +66,8 @@ class LocalBackend:
 
     # --- reading the world -----------------------------------------------------------------------
 
-    def refresh(self, state: dict) -> dict:
-        actual = {
+    def refresh(self, state: StateDoc) -> Actual:
+        actual: Actual = {
             "resources": {},
             "jobs": {},
             "lineage": state["lineage"],
@@ -84,21 +85,21 @@ class LocalBackend:
                     actual["jobs"][name] = {**entry["runs"][-1], **self.poll(entry["runs"][-1])}
         return actual
 
-    def poll(self, run: dict) -> dict:
+    def poll(self, run: Run) -> RunChange:
         """The run's status as its folder tells it, without MLflow: {} when nothing changed."""
         if run.get("status") in TERMINAL:
             return {}
-        change = supervised.status(run)
+        change: RunChange = supervised.status(run)
         steps = Path(run["run_dir"]) / contract.STEPS  # a pipeline's, once its controller ended
         if change.get("status") in TERMINAL and (found := contract.read_steps(steps)):
             change["steps"] = found
         return change
 
-    def run_url(self, run: dict) -> str:
+    def run_url(self, run: Run) -> str:
         """Where to see a run: its folder (working copy, logs, outputs)."""
         return str(run.get("run_dir") or self.root)
 
-    def logs(self, run: dict, follow: bool, out) -> None:
+    def logs(self, run: Run, follow: bool, out) -> None:
         """Copy the run's std_log.txt (a distributed job's: rank 0's, as Azure ML streams) to
         `out`; with `follow`, until the run ends."""
         logs = Path(run["run_dir"]) / "user_logs"
@@ -230,7 +231,7 @@ class LocalBackend:
     def update(self, kind: str, name: str, attrs: dict) -> dict:
         return self.create(kind, name, attrs) if kind == "workspace" else {"slots": _slots(attrs)}
 
-    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+    def register_model(self, name: str, attrs: dict, run: Run | None) -> dict:
         model = self.spec.models[name]
         return registry.register(
             self.client(), self._mlflow_lock, self.root, self.spec.name, model, attrs, run
@@ -248,13 +249,13 @@ class LocalBackend:
     def model_versions(self, name: str) -> list[tuple[str, str]]:
         return registry.made_by_runs(self.client(), self._mlflow_lock, name)
 
-    def delete(self, kind: str, name: str, record: dict) -> None:
+    def delete(self, kind: str, name: str, record: Resource) -> None:
         if kind == "data":
             assets.remove(self.root, name)
         if kind == "model" and (self.root / "mlflow.db").exists():
             registry.remove(self.client(), self._mlflow_lock, self.spec.name, name)
         if kind == "workspace":
-            path = Path(record.get("path") or self.root)
+            path = Path((record.get("details") or {}).get("path") or self.root)
             tracking.stop(path)  # its tracking server, if one still serves
             if path.exists():
                 shutil.rmtree(path)
@@ -296,7 +297,7 @@ class LocalBackend:
                     self._direct = store or False
         return self._direct if isinstance(self._direct, mlflow_db.Store) else None
 
-    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+    def read_runs(self, wanted: Mapping[str, set[str]]) -> dict[str, Any]:
         return self.runs.read(wanted)
 
     def child_runs(self, parent: Any) -> list:
@@ -368,7 +369,9 @@ class LocalBackend:
 
     # --- jobs ------------------------------------------------------------------------------------
 
-    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+    def submit(
+        self, spec: Spec, job: Job, record: Submission, on_start: Callable[[Run], None]
+    ) -> Run:
         run_dir = (
             self.root
             / "runs"
@@ -406,13 +409,13 @@ class LocalBackend:
         self,
         spec: Spec,
         job: Job,
-        record: dict,
-        on_start: Callable[[dict], None],
+        record: Submission,
+        on_start: Callable[[Run], None],
         run_dir: Path,
         proc: subprocess.Popen | None,
         early: dict,
         config: contract.PipelineConfig | contract.SweepConfig | None,
-    ) -> dict:
+    ) -> Run:
         """Make the job's MLflow run, record it, build its environments and start it (hand it to
         its controller, already started as `proc`, with its `config` written now, once)."""
         experiment = self.experiment_id(spec.experiment(job))
@@ -427,7 +430,7 @@ class LocalBackend:
         )
         run_name = job.fields.get("display_name") or job.name
         made = self.runs.create(experiment, run_name, tags)
-        run = {
+        run: Run = {
             **record,
             "id": made[0],
             "experiment_id": experiment,
@@ -478,7 +481,7 @@ class LocalBackend:
             env.update(envs.make_layer(run_dir / "env", base))
             proc = supervised.launch(run_dir, env, job.timeout)
         self._procs[run["id"]] = proc
-        run.update(status="Running", pid=proc.pid, started=now())
+        run.update({"status": "Running", "pid": proc.pid, "started": now()})
         return run
 
     def _pipeline(self, job: Job, run_dir: Path) -> tuple[str, contract.PipelineConfig]:
@@ -548,8 +551,11 @@ class LocalBackend:
         run_dir.mkdir(parents=True, exist_ok=True)
         return supervised.controller_command(pipeline_controller.MODULE, run_dir), config
 
-    def child(self, run: dict, name: str) -> dict | None:
-        return None  # the pipeline's controller records its steps (steps.json)
+    def step_run(self, run: Run, step: str, shown: str) -> Run:
+        """From the record its controller wrote (steps.json), else its folder as it runs."""
+        record = (run.get("steps") or {}).get(step) or {}
+        folder = record.get("run_dir") or str(Path(run.get("run_dir", "")) / "steps" / step)
+        return step_as_run(run, record, folder)
 
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return StepCache(self.root / "steps").reusable(fingerprints)
@@ -648,7 +654,7 @@ class LocalBackend:
         else:
             work.mkdir(parents=True)
 
-    def _env(self, job: Job, run: dict, run_dir: Path) -> dict:
+    def _env(self, job: Job, run: Run, run_dir: Path) -> dict[str, str]:
         """The job's environment variables: mlrun's own, the job's, and those Azure ML sets for a
         job that scripts read (MLflow's, the run and workspace, inputs and outputs)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_"))}
@@ -677,7 +683,7 @@ class LocalBackend:
             env[f"AZURE_ML_OUTPUT_{name}"] = str(out)
         return env
 
-    def wait(self, run: dict) -> dict:
+    def wait(self, run: Run) -> RunChange:
         proc = self._procs.pop(run["id"], None)
         if proc is not None:
             proc.wait()
@@ -687,10 +693,10 @@ class LocalBackend:
                 return change
             time.sleep(0.2)
 
-    def cancel(self, run: dict) -> None:
+    def cancel(self, run: Run) -> None:
         supervised.cancel(Path(run["run_dir"]))
 
-    def finalize(self, run: dict) -> None:
+    def finalize(self, run: Run) -> None:
         """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
         supervised.finalize_run(
             self.client,

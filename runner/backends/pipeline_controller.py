@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..records import StepRecord
 from ..refs import substitute
 from ..slots import Pool
 from . import contract, distributed, envs, supervised
@@ -204,21 +205,21 @@ class PipelineController(Controller):
                     self.client.log_artifact(self.parent, found, artifact_path=name)
                 elif found and Path(found).is_dir() and any(Path(found).iterdir()):
                     self.client.log_artifacts(self.parent, found, artifact_path=name)
-        record = {
-            name: contract.StepRecord(
-                fingerprint=s.cfg.fingerprint,
-                parts=s.cfg.parts,
-                run_id=s.reused_from or s.run_id,
-                status=s.status or "Canceled",
-                run_dir=str(s.origin),
-                reused=bool(s.reused_from),
-            )
-            for name, s in self.steps.items()
-        }
+        record: dict[str, StepRecord] = {}
+        for name, s in self.steps.items():
+            record[name] = {
+                "fingerprint": s.cfg.fingerprint,
+                "parts": s.cfg.parts,
+                "run_id": s.reused_from or s.run_id,
+                "status": s.status or "Canceled",
+                "run_dir": str(s.origin),
+            }
+            if s.reused_from:
+                record[name]["reused"] = True
         contract.write_steps(self.run_dir / contract.STEPS, record)
-        counts = [f"{n} {s}" for s, n in _count(r.status for r in record.values()).items()]
+        counts = [f"{n} {s}" for s, n in _count(r["status"] for r in record.values()).items()]
         self.log(", ".join(counts))
-        return 0 if all(r.status in DONE for r in record.values()) else 1
+        return 0 if all(r["status"] in DONE for r in record.values()) else 1
 
 
 def _count(values) -> dict:

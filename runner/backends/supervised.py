@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..records import Run, RunChange
 from . import runstore
 from .base import MLFLOW_STATUS
 
@@ -66,7 +67,7 @@ def literal(value) -> str:
 # --- how a run stands ----------------------------------------------------------------------------
 
 
-def status(run: dict) -> dict:
+def status(run: Run) -> RunChange:
     """The run's status as its folder tells it, without MLflow: {} when it still has the status
     its record says, else {status, ...} (see ending)."""
     run_dir = Path(run["run_dir"])
@@ -93,10 +94,10 @@ def status(run: dict) -> dict:
     return {"status": "Failed", "error": "the job's supervisor was killed", "exit_code": None}
 
 
-def ending(ended: dict, run: dict) -> dict:
+def ending(ended: dict[str, Any], run: Run) -> RunChange:
     """An exit.json as a run's final fields: status (Azure ML's words), exit code, times, error."""
     status = {"TimedOut": "Failed"}.get(ended["status"], ended["status"])
-    out = {
+    out: RunChange = {
         "status": status,
         "exit_code": ended.get("exit_code"),
         "ended": ended.get("ended"),

@@ -8,12 +8,14 @@ AzureBackend is the Backend the engine drives; what it does lives in this packag
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from ...records import Actual, Resource, Run, RunChange, StateDoc, Submission
 from ...spec import Job, Spec
 from .. import runstore
-from ..base import UPDATABLE
+from ..base import UPDATABLE, step_as_run
 from . import jobs, labs, resources
 from .client import Session, _sdk_stderr
 
@@ -42,7 +44,7 @@ class AzureBackend:
     def client(self):
         return self.session.client()
 
-    def read_runs(self, wanted: dict[str, set[str]]) -> dict[str, Any]:
+    def read_runs(self, wanted: Mapping[str, set[str]]) -> dict[str, Any]:
         return {}  # read a get_run at a time, as reports always have on Azure
 
     def child_runs(self, parent: Any) -> list:
@@ -50,16 +52,19 @@ class AzureBackend:
 
     # --- reading the world -----------------------------------------------------------------------
 
-    def refresh(self, state: dict) -> dict:
+    def refresh(self, state: StateDoc) -> Actual:
         """GET each resource the spec names or the state holds; 404 means it is not there."""
         return resources.refresh(self.session, self.spec, state, self.poll)
 
-    def poll(self, run: dict) -> dict:
+    def poll(self, run: Run) -> RunChange:
         return jobs.poll(self.session, run)
 
-    def child(self, run: dict, name: str) -> dict | None:
-        """The child job of a pipeline job that ran the step shown as `name`."""
-        return jobs.child(self.session, run, name)
+    def step_run(self, run: Run, step: str, shown: str) -> Run:
+        """The child job of the pipeline job that ran the step (Azure ML runs the pipeline)."""
+        found = jobs.child(self.session, run, shown)
+        if found is not None:
+            return found
+        return step_as_run(run, {}, str(Path(run.get("run_dir", "")) / "steps" / step))
 
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return {}  # Azure ML decides what it reuses when the pipeline runs
@@ -77,10 +82,10 @@ class AzureBackend:
     def update(self, kind: str, name: str, attrs: dict) -> dict:
         return resources.update(self.session, kind, name, attrs, self.lab_tags)
 
-    def delete(self, kind: str, name: str, record: dict) -> None:
+    def delete(self, kind: str, name: str, record: Resource) -> None:
         resources.delete(self.session, kind, name, record)
 
-    def register_model(self, name: str, attrs: dict, run: dict | None) -> dict:
+    def register_model(self, name: str, attrs: dict, run: Run | None) -> dict:
         return resources.register_model(self.session, self.spec, name, attrs, run)
 
     def model_versions(self, name: str) -> list[tuple[str, str]]:
@@ -100,20 +105,22 @@ class AzureBackend:
 
     # --- jobs ------------------------------------------------------------------------------------
 
-    def submit(self, spec: Spec, job: Job, record: dict, on_start: Callable[[dict], None]) -> dict:
+    def submit(
+        self, spec: Spec, job: Job, record: Submission, on_start: Callable[[Run], None]
+    ) -> Run:
         return jobs.submit(self.session, spec, job, record, on_start, self._submit_lock)
 
-    def wait(self, run: dict) -> dict:
+    def wait(self, run: Run) -> RunChange:
         return jobs.wait(self.session, run, self.poll_seconds)
 
-    def cancel(self, run: dict) -> None:
+    def cancel(self, run: Run) -> None:
         jobs.cancel(self.session, run)
 
-    def finalize(self, run: dict) -> None:
+    def finalize(self, run: Run) -> None:
         jobs.finalize(self.session, run)
 
-    def run_url(self, run: dict) -> str:
+    def run_url(self, run: Run) -> str:
         return jobs.run_url(run)
 
-    def logs(self, run: dict, follow: bool, out) -> None:
+    def logs(self, run: Run, follow: bool, out) -> None:
         jobs.logs(self.session, run, follow, out)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import UserError
+from ...records import Run, RunChange, Submission
 from ...spec import Job, Spec
 from ...state import now
 from ..base import TERMINAL
@@ -30,7 +31,7 @@ STATUS = {
 POLL_SECONDS = 5.0
 
 
-def poll(session: Session, run: dict) -> dict:
+def poll(session: Session, run: Run) -> RunChange:
     if run.get("status") in TERMINAL:
         return {}
     from azure.core.exceptions import ResourceNotFoundError
@@ -42,7 +43,7 @@ def poll(session: Session, run: dict) -> dict:
             # named but never submitted (mlrun stopped in between): nothing ran
             return {"status": "Canceled", "error": "mlrun stopped before the job was submitted"}
     status = STATUS.get(job.status, job.status)
-    out = {"status": status}
+    out: RunChange = {"status": status}
     if status in TERMINAL:
         out["ended"] = now()
         if status == "Failed":
@@ -50,7 +51,7 @@ def poll(session: Session, run: dict) -> dict:
     return out
 
 
-def child(session: Session, run: dict, name: str) -> dict | None:
+def child(session: Session, run: Run, name: str) -> Run | None:
     """The child job of a pipeline job that ran the step shown as `name`."""
     with plain_errors(f"run {run['id'][:7]}"):
         for job in session.ml().jobs.list(parent_job_name=run["id"]):
@@ -64,17 +65,17 @@ def submit(
     session: Session,
     spec: Spec,
     job: Job,
-    record: dict,
-    on_start: Callable[[dict], None],
+    record: Submission,
+    on_start: Callable[[Run], None],
     lock: threading.Lock,
-) -> dict:
+) -> Run:
     import yaml
     from azure.ai.ml import load_job
 
     from ...export import job_document, put_secrets
 
     name = uuid.uuid4().hex  # like an MLflow run id: Azure ML's run id is the job's name
-    run = {**record, "id": name, "status": "Preparing", "submitted": now()}
+    run: Run = {**record, "id": name, "status": "Preparing", "submitted": now()}
     on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
     # one submission at a time: jobs sharing a code folder upload the same
     # content-addressed blob
@@ -97,14 +98,16 @@ def submit(
         with _sdk_stderr():
             created = session.ml().jobs.create_or_update(entity)
     run.update(
-        status=STATUS.get(created.status, created.status or "NotStarted"),
-        started=now(),
-        studio_url=created.studio_url,
+        {
+            "status": STATUS.get(created.status, created.status or "NotStarted"),
+            "started": now(),
+            "studio_url": created.studio_url,
+        }
     )
     return run
 
 
-def wait(session: Session, run: dict, poll_seconds: float) -> dict:
+def wait(session: Session, run: Run, poll_seconds: float) -> RunChange:
     if not session.made("mlflow"):  # the closing report needs it: import azureml-mlflow meanwhile
         threading.Thread(
             target=_warm_client, args=(session,), daemon=True, name="mlflow-import"
@@ -123,12 +126,12 @@ def _warm_client(session: Session) -> None:
         pass
 
 
-def cancel(session: Session, run: dict) -> None:
+def cancel(session: Session, run: Run) -> None:
     with plain_errors():
         session.ml().jobs.begin_cancel(run["id"])
 
 
-def finalize(session: Session, run: dict) -> None:
+def finalize(session: Session, run: Run) -> None:
     """Azure ML records the run itself: read it once (retried while its history lags the job),
     for the closing report to reuse."""
     if run.get("status") != "Completed":
@@ -146,11 +149,11 @@ def finalize(session: Session, run: dict) -> None:
             time.sleep(2)
 
 
-def run_url(run: dict) -> str:
+def run_url(run: Run) -> str:
     return run.get("studio_url") or f"https://ml.azure.com/runs/{run['id']}"
 
 
-def logs(session: Session, run: dict, follow: bool, out) -> None:
+def logs(session: Session, run: Run, follow: bool, out) -> None:
     """The job's user_logs/std_log.txt from its run history (what `az ml job stream` reads);
     with `follow` and a running job, Azure ML's stream until it ends."""
     with plain_errors():

@@ -8,8 +8,10 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ...plan import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
+from ...records import Actual, Resource, Run, RunChange, StateDoc
 from ...spec import Spec
 from .client import Session, _sdk_stderr
 from .errors import plain_errors
@@ -42,10 +44,12 @@ ASSETS = {  # versioned assets: the kind, and the spec's and MLClient's attribut
 }
 
 
-def refresh(session: Session, spec: Spec, state: dict, poll: Callable[[dict], dict]) -> dict:
+def refresh(
+    session: Session, spec: Spec, state: StateDoc, poll: Callable[[Run], RunChange]
+) -> Actual:
     """GET each resource the spec names or the state holds; 404 means it is not there."""
     with plain_errors():
-        actual = {
+        actual: Actual = {
             "resources": {},
             "jobs": {},
             "lineage": state["lineage"],
@@ -62,7 +66,7 @@ def refresh(session: Session, spec: Spec, state: dict, poll: Callable[[dict], di
         ws = session.get_workspace() if rg_alive else None
         for address in sorted(addresses):
             kind, name = address.kind.value, address.name
-            record = state["resources"].get(address, {})
+            record = state["resources"].get(address) or {"kind": kind, "name": name}
             live = _live(session, spec, kind, name, ws, record) if rg_alive else None
             if (
                 live is not None
@@ -102,7 +106,7 @@ def rg_exists(session: Session) -> bool:
 
 
 def _live(
-    session: Session, spec: Spec, kind: str, name: str, ws, record: dict | None = None
+    session: Session, spec: Spec, kind: str, name: str, ws, record: Resource | None = None
 ) -> dict | None:
     """The resource's fields as Azure has them, in the spec's words; None if it is absent."""
     if kind == "resource_group":
@@ -157,7 +161,9 @@ def _live(
     )
 
 
-def _live_asset(session: Session, spec: Spec, kind: str, name: str, record: dict) -> dict | None:
+def _live_asset(
+    session: Session, spec: Spec, kind: str, name: str, record: Resource | dict[str, Any]
+) -> dict | None:
     """The version of an environment or component the state (or else the spec) names, as
     registered, with the content digest mlrun tagged it with; None when it is not there."""
     from azure.core.exceptions import ResourceNotFoundError
@@ -390,7 +396,7 @@ def _update_idle_shutdown(session: Session, name: str, minutes: int | None) -> N
     ml.compute._sso_service_client.send_request(request).raise_for_status()
 
 
-def delete(session: Session, kind: str, name: str, record: dict) -> None:
+def delete(session: Session, kind: str, name: str, record: Resource) -> None:
     """Delete what exists; something already gone is fine (checked first, not guessed from a
     404 inside the operation: the workspace delete GETs its dependent resources too)."""
     with plain_errors(f"{kind}.{name}"):
@@ -425,7 +431,7 @@ def _compute_exists(session: Session, name: str) -> bool:
         return False
 
 
-def register_model(session: Session, spec: Spec, name: str, attrs: dict, run: dict | None) -> dict:
+def register_model(session: Session, spec: Spec, name: str, attrs: dict, run: Run | None) -> dict:
     """`az ml model create`: a local folder uploaded, or a job's output as Azure ML names it
     (azureml://jobs/JOB/outputs/NAME/paths/PATH; a run's artifacts are its `artifacts`
     output), as the planned version, tagged with the run and content digest. That version
