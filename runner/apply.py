@@ -13,23 +13,11 @@ from dataclasses import dataclass, field
 
 from . import expiry, planfile, slots
 from .backends.base import TERMINAL, Backend
+from .changes import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Address, Change, Kind, Plan
 from .context import Context
 from .errors import plural
 from .formats import short
-from .plan import (
-    CREATE,
-    DESTROY,
-    NOOP,
-    REPLACE,
-    RUN,
-    UPDATE,
-    WAIT,
-    Address,
-    Change,
-    Kind,
-    Plan,
-    describe,
-)
+from .plan import describe
 from .records import Actual, Run, Submission
 from .slots import Lease, Pool
 from .spec import Spec

@@ -10,6 +10,7 @@ from typing import Any
 from . import plan as planning, spec as spec_mod
 from .backends import targets
 from .backends.base import Backend
+from .changes import Plan
 from .errors import UserError
 from .records import Actual, Run
 from .state import State, state_path
@@ -36,7 +37,7 @@ class Context:
     def refresh(self) -> Actual:
         return self.backend.refresh(self.state.snapshot())
 
-    def plan(self, force=(), only=None) -> tuple[planning.Plan, dict[str, Any]]:
+    def plan(self, force=(), only=None) -> tuple[Plan, dict[str, Any]]:
         model = planning.desired(
             self.spec, manages_resource_group=self.backend.manages_resource_group
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .changes import Plan
 from .errors import UserError
-from .plan import Plan
 from .spec import SENSITIVE
 from .state import atomic_write
 

@@ -4,8 +4,8 @@ then the summary line."""
 from __future__ import annotations
 
 from . import cost
+from .changes import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, Action, Kind, Plan
 from .errors import plural
-from .plan import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, Action, Kind, Plan
 
 
 def render(plan: Plan, costs: dict | None = None) -> str:

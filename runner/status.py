@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from . import cost, plan as planning
+from .changes import VERSIONED
 from .formats import short
 
 
@@ -71,7 +72,7 @@ def render(data: dict) -> str:
     for r in sorted(
         data["resources"], key=lambda r: (-planning.depth(r.get("kind")), r["address"])
     ):
-        shown = r.get("kind") in ("compute", "model") or r.get("kind") in planning.VERSIONED
+        shown = r.get("kind") in ("compute", "model") or r.get("kind") in VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
         lines.append(f"  {r['address']:<33}{detail}".rstrip())
     if data.get("billable"):

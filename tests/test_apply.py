@@ -16,8 +16,9 @@ import pytest
 from fake_backend import FakeBackend
 
 from runner.apply import Applier, Event, pending_adoption
+from runner.changes import NOOP, RUN, WAIT
 from runner.errors import UserError
-from runner.plan import NOOP, RUN, WAIT, desired, destroy_plan, make_plan
+from runner.plan import desired, destroy_plan, make_plan
 from runner.spec import load
 from runner.state import State
 

@@ -10,21 +10,8 @@ import pytest
 from runner import fingerprint, spec as spec_mod
 from runner.backends.azure import AzureBackend
 from runner.backends.local import LocalBackend
-from runner.plan import (
-    CREATE,
-    DESTROY,
-    NOOP,
-    REPLACE,
-    RUN,
-    UPDATE,
-    WAIT,
-    Change,
-    Plan,
-    desired,
-    destroy_plan,
-    digest,
-    make_plan,
-)
+from runner.changes import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Change, Plan
+from runner.plan import desired, destroy_plan, digest, make_plan
 from runner.planview import render, summary_line
 
 RUN_ID = "abc1234def5678"

@@ -8,8 +8,9 @@ import pytest
 
 from runner import planfile, spec as spec_mod
 from runner.backends.local import LocalBackend
+from runner.changes import CREATE, RUN, Plan
 from runner.errors import UserError
-from runner.plan import CREATE, RUN, Plan, desired, make_plan
+from runner.plan import desired, make_plan
 from runner.spec import SENSITIVE
 
 LAB = """\

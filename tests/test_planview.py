@@ -3,7 +3,8 @@
 from test_plan import actual, applied, changed_parts, cluster, job, model, plan_of, run, ws
 
 from runner import cost, spec as spec_mod
-from runner.plan import CREATE, NOOP, REPLACE, RUN, UPDATE, Change, Plan, desired, destroy_plan
+from runner.changes import CREATE, NOOP, REPLACE, RUN, UPDATE, Change, Plan
+from runner.plan import desired, destroy_plan
 from runner.planview import render, summary_line
 
 # --- the summary line ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from ..spec import Job, Spec
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from ..plan import Plan
+    from ..changes import Plan
 
 # Statuses are Azure ML's; these are the ones a run ends in.
 TERMINAL = ("Completed", "Failed", "Canceled")

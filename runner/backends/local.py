@@ -17,9 +17,9 @@ from typing import Any
 
 from .. import curated, fingerprint, slots, sweep
 from ..account import default_subscription
+from ..changes import RUN, Kind
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
-from ..plan import RUN, Kind
 from ..records import Actual, Resource, Run, RunChange, StateDoc, Submission
 from ..refs import substitute, unresolved
 from ..spec import Input, Job, Spec
