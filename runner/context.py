@@ -108,9 +108,14 @@ def open_context(
 ) -> Context:
     """Load the spec with the state's generated variables, the state, and the backend.
     `runs`: the spec is loaded to run on the target (see spec.load)."""
-    spec = spec_mod.load(path, target=target, overrides=overrides, runs=runs)
-    state = State.load(state_path(spec.path, spec.name, target), spec.name, target)
-    kept = state.variables
-    if spec.generated and any(name in kept for name in spec.generated):
-        spec = spec_mod.load(path, target=target, overrides=overrides, generated=kept, runs=runs)
+    states: dict[str, State] = {}
+
+    def kept(name: str) -> Mapping[str, str]:  # the generated values a lab of this name keeps
+        states[name] = State.load(state_path(Path(path), name, target), name, target)
+        return states[name].variables
+
+    spec = spec_mod.load(path, target=target, overrides=overrides, runs=runs, kept=kept)
+    state = states.get(spec.name) or State.load(
+        state_path(spec.path, spec.name, target), spec.name, target
+    )
     return Context(spec, state, backend_for(target, spec), target)

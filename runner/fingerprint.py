@@ -164,7 +164,7 @@ def component(spec, name: str) -> str:
     fields = spec.components[name].fields
     code = fields.get("code")
     folder = relative_to(spec.doc, ("components", name, "code"), code) if is_local(code) else None
-    env = spec.doc.environments.get(("components", name, "environment"))
+    env = spec.component_environments.get(name)
     return _digest(
         {
             "fields": {k: v for k, v in fields.items() if k not in ("version", "$schema")},

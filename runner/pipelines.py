@@ -152,11 +152,14 @@ class PipelineReader:
         stand_ins: dict,
         local: bool,
         assets: dict | None = None,
+        environments: dict | None = None,
     ):
         self.doc, self.envs, self.components = doc, envs, components
         self.defined_envs, self.substitutes = defined_envs, substitutes
         self.computes, self.stand_ins, self.local = computes, stand_ins, local
         self.assets = assets or {}  # the spec's data assets by name
+        # each Environment read, by where the spec names it (sections.Sections.environments)
+        self.environments: dict = {} if environments is None else environments
 
     def problem(
         self, path: tuple, message: str, severity: str = "error", key: bool = False
@@ -227,11 +230,11 @@ class PipelineReader:
                 key=True,
             )
         env_at = (at if "environment" in block else comp_at) + ("environment",)
-        env = self.doc.environments.get(env_at)  # a registered component's: read once
+        env = self.environments.get(env_at)  # a registered component's: read once
         if env is None:
             env = self.envs.job(env_at, env_value, self.defined_envs, self.substitutes)
-            self.doc.environments[env_at] = env
-        self.doc.environments[at] = env
+            self.environments[env_at] = env
+        self.environments[at] = env
         compute = strip_compute(block.get("compute", default_compute))
         compute_at = at + ("compute",) if "compute" in block else at
         if compute is not None and compute not in self.computes and not unresolved(compute):

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from . import data as data_assets, models, validate, yamldoc
 from .backends import targets
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
-from .pipelines import SENSITIVE, Component, Pipeline, masked
+from .pipelines import SENSITIVE, Pipeline, masked
 from .refs import (
     EXPR,
     LEFT_FOR_JOB,
@@ -31,6 +31,7 @@ from .refs import (
     relative_to,
     unresolved,
 )
+from .sections import Sections
 from .yamldoc import Doc
 
 INCLUDABLE = ("jobs", "computes", "environments", "components", "data", "models")
@@ -345,6 +346,7 @@ class Spec:
     components: dict = field(default_factory=dict)  # name -> pipelines.Component (components:)
     data: dict = field(default_factory=dict)  # name -> data.DataAsset (data:)
     models: dict = field(default_factory=dict)  # name -> models.Model (models:)
+    component_environments: dict = field(default_factory=dict)  # component -> its Environment
     expires_after: str | None = None  # the lab's expiry (see expiry.py)
 
     def experiment(self, job: Job) -> str:
@@ -551,19 +553,29 @@ def load(
     generated: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     runs: bool = False,
+    kept: Callable[[str], Mapping[str, str]] | None = None,
 ) -> Spec:
     """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec).
-    `runs`: it is loaded to run on `target` (plan, apply), so what would stop a run is an error."""
+    `runs`: it is loaded to run on `target` (plan, apply), so what would stop a run is an error.
+    `kept(name)`: the generated variables' values the lab of that name keeps (its state), used
+    instead of new ones; the spec is read again with them before it is checked, once."""
     doc, values, fresh = read_doc(
         path, target=target, overrides=overrides, generated=generated, env=env
     )
-    validate.check(doc, target=target, runs=runs)
+    name = doc.data.get("name") if isinstance(doc.data, dict) else None
+    if fresh and kept is not None and isinstance(name, str):
+        known = kept(name)
+        if any(n in known for n in fresh):
+            generated = {**(generated or {}), **known}
+            doc, values, fresh = read_doc(
+                path, target=target, overrides=overrides, generated=generated, env=env
+            )
+    sections = validate.check(doc, target=target, runs=runs)
     redact(doc)
     if any(p.severity == "error" for p in doc.problems):
         raise SpecError(doc.problems)
-    return _typed(
-        doc, values, fresh, local_inputs(doc.data) if targets.get(target).runs_here else {}
-    )
+    stand_ins = local_inputs(doc.data) if targets.get(target).runs_here else {}
+    return _typed(doc, sections, values, fresh, stand_ins)
 
 
 def check_file(
@@ -587,11 +599,11 @@ def parse_vars(pairs) -> dict:
     return out
 
 
-def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
+def _typed(doc: Doc, sections: Sections, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
     data = doc.data
     computes = {n: Compute(n, c["type"], c) for n, c in (data.get("computes") or {}).items()}
-    assets = data_assets.read(doc, data)
-    jobs = {n: _job(doc, n, j, stand_ins, assets) for n, j in (data.get("jobs") or {}).items()}
+    jobs = {n: _job(doc, sections, n, j, stand_ins) for n, j in (data.get("jobs") or {}).items()}
+    envs = sections.environments
     return Spec(
         path=Path(doc.file),
         name=data["name"],
@@ -605,22 +617,25 @@ def _typed(doc: Doc, variables: dict, fresh: dict, stand_ins: dict) -> Spec:
         generated=fresh,
         doc=doc,
         secret_vars=frozenset(p[1] for p in doc.secret if p[0] == "variables"),
-        components={
-            n: Component(n, None if c.get("version") is None else str(c["version"]), c)
-            for n, c in (data.get("components") or {}).items()
-        },
-        data=assets,
-        models=models.read(doc, data),
+        components=sections.components,
+        data=sections.data,
+        models=sections.models,
         expires_after=None if data.get("expires_after") is None else str(data["expires_after"]),
         environments={
-            n: doc.environments[("environments", n)]
+            n: envs[("environments", n)]
             for n in data.get("environments") or {}
-            if ("environments", n) in doc.environments
+            if ("environments", n) in envs
+        },
+        component_environments={
+            n: envs[("components", n, "environment")]
+            for n in sections.components
+            if ("components", n, "environment") in envs
         },
     )
 
 
-def _job(doc: Doc, name: str, fields: dict, stand_ins: dict, assets: dict) -> Job:
+def _job(doc: Doc, sections: Sections, name: str, fields: dict, stand_ins: dict) -> Job:
+    assets = sections.data
     at = ("jobs", name)
     code_at = at + ("trial", "code") if fields.get("type") == "sweep" else at + ("code",)
     code_ref = (
@@ -661,9 +676,8 @@ def _job(doc: Doc, name: str, fields: dict, stand_ins: dict, assets: dict) -> Jo
         if secret_name(k) or env_at + (k,) in doc.secret
     )
     run_at = code_at[:-1]  # the job, or its sweep trial
-    resolved = doc.environments.get(run_at) or Environment(
+    resolved = sections.environments.get(run_at) or Environment(
         shown(env.get("environment")), ref=env.get("environment")
     )
-    return Job(
-        name, fields, code, inputs, doc.includes.get(at), secrets, resolved, doc.pipelines.get(at)
-    )
+    pipeline = sections.pipelines.get(at)
+    return Job(name, fields, code, inputs, doc.includes.get(at), secrets, resolved, pipeline)

@@ -30,6 +30,7 @@ from .refs import (
     relative_to,
     unresolved as _unresolved,
 )
+from .sections import Sections
 from .yamldoc import Doc
 
 SCHEMA_FILE = Path(__file__).with_name("lab.schema.json")
@@ -108,16 +109,17 @@ def summary(data: dict) -> str:
     )
 
 
-def check(doc: Doc, target: str = "local", runs: bool = False) -> None:
-    """Add every schema and semantic problem of `doc` to `doc.problems`. With `runs` (plan and
-    apply), what only stops a run on this target is an error too, not a warning."""
+def check(doc: Doc, target: str = "local", runs: bool = False) -> Sections:
+    """Add every schema and semantic problem of `doc` to `doc.problems`, and the spec's typed
+    sections, each built once as it is checked. With `runs` (plan and apply), what only stops a
+    run on this target is an error too, not a warning."""
     if doc.data is None:
-        return
+        return Sections()
     if not isinstance(doc.data, dict):
         doc.problem((), "a lab spec must be a mapping")
-        return
+        return Sections()
     _check_schema(doc)
-    _semantics(doc, doc.data, target, runs)
+    return _semantics(doc, doc.data, target, runs)
 
 
 # --- schema errors as messages -------------------------------------------------------------------
@@ -267,7 +269,7 @@ def _dicts(value: Any) -> dict:
     )
 
 
-def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
+def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> Sections:
     ws = data.get("workspace")
     if isinstance(ws, dict):
         _check_name(
@@ -294,10 +296,10 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
     experiments = set()
     where = targets.get(target)
     stand_ins = local_inputs(data) if where.runs_here else None
-    assets = data_assets.read(doc, data)
+    sections = Sections(data=data_assets.read(doc, data), models=model_assets.read(doc, data))
+    assets = sections.data
     _check_data(doc, assets)
-    models = model_assets.read(doc, data)
-    _check_models(doc, models, _dicts(data.get("jobs")), where.runs_here, runs)
+    _check_models(doc, sections.models, _dicts(data.get("jobs")), where.runs_here, runs)
     for name, job in _dicts(data.get("jobs")).items():
         _check_job(doc, name, job, computes, stand_ins, runs, assets)
         experiment = job.get("experiment_name") or data.get("name")
@@ -312,15 +314,17 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> None:
                 f"(experiments: {', '.join(sorted(str(e) for e in experiments))})",
                 severity="warning",
             )
-    _check_environments(doc, data, where.runs_here, runs)
+    _check_environments(doc, data, where.runs_here, runs, sections)
     if where.check is not None:
         where.check(doc, data)
+    return sections
 
 
-def _check_environments(doc: Doc, data: dict, local: bool, runs: bool) -> None:
-    """Each job's (or sweep trial's) environment read, its conda file too, and resolved: kept on
-    the doc for the typed spec. Locally, a conda-only package or a python= not installed here is
-    an error (environments.Reader says them); a Docker build context needs a stand-in."""
+def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections: Sections) -> None:
+    """Each job's (or sweep trial's) environment read, its conda file too, and resolved; the
+    components and pipelines read: into `sections`. Locally, a conda-only package or a python=
+    not installed here is an error (environments.Reader says them); a Docker build context needs a
+    stand-in."""
     reader = environments.Reader(doc, local=local)
     substitutes = environments.stand_ins(data) if local else None
     defined = {}
@@ -332,11 +336,11 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool) -> None:
         env = reader.definition(
             where, fields, name, version=None if version is None else str(version)
         )
-        doc.environments[where] = defined[name] = env
+        sections.environments[where] = defined[name] = env
         if not fields.get("image") and not fields.get("build"):
             need = "an environment needs an image or a build context (as Azure ML does)"
             doc.problem(where, need, key=True)
-    components = {
+    sections.components = components = {
         name: pipelines.Component(name, None if c.get("version") is None else str(c["version"]), c)
         for name, c in _dicts(data.get("components")).items()
         if ("components", name) not in doc.broken
@@ -345,7 +349,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool) -> None:
         if comp.fields.get("environment") is not None:
             where = ("components", name, "environment")
             env = reader.job(where, comp.fields["environment"], defined, substitutes)
-            doc.environments[where] = env
+            sections.environments[where] = env
     computes = set(_dicts(data.get("computes")))
     for name, job in _dicts(data.get("jobs")).items():
         if job.get("type") == "pipeline":
@@ -358,9 +362,10 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool) -> None:
                 computes,
                 local_inputs(data),
                 local,
-                data_assets.read(doc, data),
+                sections.data,
+                sections.environments,
             )
-            doc.pipelines[("jobs", name)] = found = steps.read(("jobs", name), job)
+            sections.pipelines[("jobs", name)] = found = steps.read(("jobs", name), job)
             for step in found.steps.values():
                 _check_buildable(doc, ("jobs", name, "jobs", step.name), step.env, local, runs)
             continue
@@ -369,7 +374,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool) -> None:
         if block.get("environment") is None:
             continue
         env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
-        doc.environments[at] = env
+        sections.environments[at] = env
         _check_buildable(doc, at, env, local, runs)
 
 

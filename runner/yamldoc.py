@@ -64,10 +64,6 @@ class Doc:
     )  # paths whose value a reported Problem left missing or None
     # path of a secret value (spec.py) -> what made it secret
     secret: dict = field(default_factory=dict)
-    # path of a job or sweep trial -> its Environment (validate.py)
-    environments: dict = field(default_factory=dict)
-    # path of a pipeline job -> its Pipeline (validate.py)
-    pipelines: dict = field(default_factory=dict)
     # the digest of data that passed the schema check, for apply to remember (validate.py)
     schema_passed: str | None = None
 
