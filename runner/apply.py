@@ -368,6 +368,8 @@ class Applier:
             "parts": want["parts"],
             "compute": job.compute,
         }
+        if "steps" in want:  # a pipeline's steps, fingerprinted once, by the plan
+            record["steps"] = want["steps"]
         try:
             run = self.backend.submit(
                 self.spec, job, record, on_start=lambda r: self.state.add_run(name, r)

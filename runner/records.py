@@ -34,12 +34,23 @@ class RunChange(TypedDict, total=False):
     steps: dict[str, StepRecord]  # a pipeline's, once it ended (local)
 
 
+class StepPlan(TypedDict):
+    """A pipeline step as the plan fingerprinted it (fingerprint.pipeline)."""
+
+    fingerprint: str
+    parts: dict[str, Any]
+    upstream: list[str]
+    reusable: bool
+
+
 class Submission(TypedDict):
-    """What apply knows of a run before the target makes it (Backend.submit's `record`)."""
+    """What apply knows of a run before the target makes it (Backend.submit's `record`): the
+    fingerprints the plan computed, a pipeline's steps' too."""
 
     fingerprint: str
     parts: dict[str, Any]
     compute: str | None
+    steps: NotRequired[dict[str, StepPlan]]  # a pipeline's
 
 
 class Run(RunChange, total=False):

@@ -61,6 +61,17 @@ class LineEnding:
             self.flush()
 
 
+def new_run(record: Submission, run_id: str) -> Run:
+    """A run's first record: the submission's bookkeeping (not a pipeline's planned steps: a run's
+    `steps` are how they ended) and its id."""
+    return {
+        "fingerprint": record["fingerprint"],
+        "parts": record["parts"],
+        "compute": record["compute"],
+        "id": run_id,
+    }
+
+
 def step_as_run(run: Run, record: StepRecord, folder: str) -> Run:
     """A pipeline step's record (empty: not ended yet) as a run: the pipeline's run's status while
     that runs, a reused step's as Completed."""

@@ -37,7 +37,7 @@ from . import (
     sweep_controller,
     tracking,
 )
-from .base import TERMINAL, UPDATABLE, step_as_run
+from .base import TERMINAL, UPDATABLE, new_run, step_as_run
 from .controller import STEP_SECRET
 from .steps import StepCache
 
@@ -382,7 +382,7 @@ class LocalBackend:
         if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
             command, config = self._sweep(job, run_dir)
         elif job.is_pipeline:  # so does a pipeline's: its steps are child runs
-            command, config = self._pipeline(job, run_dir)
+            command, config = self._pipeline(job, run_dir, record)
         else:
             command = self._command(job, run_dir)
         self._copy_code(job.code, run_dir / "work")
@@ -431,8 +431,7 @@ class LocalBackend:
         run_name = job.fields.get("display_name") or job.name
         made = self.runs.create(experiment, run_name, tags)
         run: Run = {
-            **record,
-            "id": made[0],
+            **new_run(record, made[0]),
             "experiment_id": experiment,
             "run_dir": str(run_dir),
             "artifact_uri": made[1],
@@ -484,12 +483,14 @@ class LocalBackend:
         run.update({"status": "Running", "pid": proc.pid, "started": now()})
         return run
 
-    def _pipeline(self, job: Job, run_dir: Path) -> tuple[str, contract.PipelineConfig]:
+    def _pipeline(
+        self, job: Job, run_dir: Path, record: Submission
+    ) -> tuple[str, contract.PipelineConfig]:
         """The command that runs the pipeline's controller (backends/pipeline_controller.py) and
         its configuration (each step resolved: command, inputs, outputs, compute, fingerprint),
         with each step's code snapshot made in RUN_DIR/steps/STEP/work."""
         assert job.pipeline is not None
-        model = fingerprint.pipeline(job)
+        planned = record.get("steps") or fingerprint.pipeline(job)["steps"]  # the plan's
         steps, capacity = {}, {}
         secret_keys = {
             name: {k: key for k, (key, _) in found.items()}
@@ -527,9 +528,9 @@ class LocalBackend:
                 outputs={n: step.output_files.get(n) for n in sorted(step.outputs)},
                 compute=step.compute,
                 upstream=list(step.upstream),
-                fingerprint=model["steps"][step.name]["fingerprint"],
-                parts=model["steps"][step.name]["parts"],
-                reusable=model["steps"][step.name]["reusable"],
+                fingerprint=planned[step.name]["fingerprint"],
+                parts=planned[step.name]["parts"],
+                reusable=planned[step.name]["reusable"],
                 run_name=step.fields.get("display_name") or step.name,
                 tags={str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
                 env_vars={k: v for k, v in step.env_vars.items() if k not in step.secrets},

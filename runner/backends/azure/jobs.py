@@ -17,7 +17,7 @@ from ...errors import UserError
 from ...records import Run, RunChange, Submission
 from ...spec import Job, Spec
 from ...state import now
-from ..base import TERMINAL
+from ..base import TERMINAL, new_run
 from .client import Session, _sdk_stderr
 from .errors import plain_errors
 
@@ -75,7 +75,7 @@ def submit(
     from ...export import job_document, put_secrets
 
     name = uuid.uuid4().hex  # like an MLflow run id: Azure ML's run id is the job's name
-    run: Run = {**record, "id": name, "status": "Preparing", "submitted": now()}
+    run: Run = {**new_run(record, name), "status": "Preparing", "submitted": now()}
     on_start(run)  # named in the state before Azure hears of it: a crash here is adoptable
     # one submission at a time: jobs sharing a code folder upload the same
     # content-addressed blob
