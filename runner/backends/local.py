@@ -15,14 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import curated, fingerprint, slots, sweep
-from ..account import default_subscription
+from .. import curated, sweep
 from ..changes import RUN, Kind
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
 from ..records import Actual, Resource, Run, RunChange, StateDoc, Submission
-from ..refs import substitute, unresolved
-from ..spec import Input, Job, Spec
+from ..spec import Job, Spec
 from ..state import now
 from . import (
     assets,
@@ -30,15 +28,13 @@ from . import (
     distributed,
     envs,
     mlflow_db,
-    pipeline_controller,
+    prepare,
     registry,
     runstore,
     supervised,
-    sweep_controller,
     tracking,
 )
 from .base import TERMINAL, UPDATABLE, new_run, step_as_run
-from .controller import STEP_SECRET
 from .steps import StepCache
 
 
@@ -59,6 +55,7 @@ class LocalBackend:
         self._direct: mlflow_db.Store | None | bool = None  # False: MLflow's schema is not known
         self._models: dict[tuple[str, str | None], Path] = {}  # registered models' folders
         self.runs = runstore.Runs(self.direct, self.client, self._mlflow_lock)
+        self.prepare = prepare.Preparer(spec, self.root, self.tracking_uri, self._model_path)
 
     @property
     def tracking_uri(self) -> str:
@@ -380,20 +377,22 @@ class LocalBackend:
         )
         config: contract.PipelineConfig | contract.SweepConfig | None = None
         if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
-            command, config = self._sweep(job, run_dir)
+            command, config = self.prepare.sweep(job, run_dir)
         elif job.is_pipeline:  # so does a pipeline's: its steps are child runs
-            command, config = self._pipeline(job, run_dir, record)
+            command, config = self.prepare.pipeline(job, run_dir, record)
         else:
-            command = self._command(job, run_dir)
-        self._copy_code(job.code, run_dir / "work")
+            command = self.prepare.command(job, run_dir)
+        self.prepare.copy_code(job.code, run_dir / "work")
         for name in ("outputs", "logs"):  # as Azure ML has them before the command starts
             (run_dir / "work" / name).mkdir(exist_ok=True)
-        self._workspace_config(job.compute, run_dir / "work")
+        self.prepare.workspace_config(job.compute, run_dir / "work")
         (run_dir / "command.sh").write_text(command + "\n")
         proc, early = None, {}
         if job.is_sweep or job.is_pipeline:  # its controller loads MLflow while mlrun does
-            early = self._env(job, {"id": "", "experiment_id": ""}, run_dir)
-            for found in _step_secrets(job).values():  # through its environment, never a file
+            early = self.prepare.env(job, {"id": "", "experiment_id": ""}, run_dir)
+            for found in prepare.step_secrets(
+                job
+            ).values():  # through its environment, never a file
                 early.update(dict(found.values()))
             proc = supervised.launch(
                 run_dir, {**early, supervised.HANDOVER_PID: str(os.getpid())}, job.timeout
@@ -461,7 +460,7 @@ class LocalBackend:
                 run_dir / "azureml-logs" / "20_image_build_log.txt",
             )
             return run  # Preparing: waiting on it finds how it ended
-        env = self._env(job, run, run_dir)
+        env = self.prepare.env(job, run, run_dir)
         if not base.direct and not (job.is_sweep or job.is_pipeline):  # its own MLflow: over HTTP
             env["MLFLOW_TRACKING_URI"] = tracking.ensure(self.root, run_dir)
         if (job.distribution or {}).get("type") in distributed.KINDS:
@@ -483,75 +482,6 @@ class LocalBackend:
         run.update({"status": "Running", "pid": proc.pid, "started": now()})
         return run
 
-    def _pipeline(
-        self, job: Job, run_dir: Path, record: Submission
-    ) -> tuple[str, contract.PipelineConfig]:
-        """The command that runs the pipeline's controller (backends/pipeline_controller.py) and
-        its configuration (each step resolved: command, inputs, outputs, compute, fingerprint),
-        with each step's code snapshot made in RUN_DIR/steps/STEP/work."""
-        assert job.pipeline is not None
-        planned = record.get("steps") or fingerprint.pipeline(job)["steps"]  # the plan's
-        steps, capacity = {}, {}
-        secret_keys = {
-            name: {k: key for k, (key, _) in found.items()}
-            for name, found in _step_secrets(job).items()
-        }
-        for step in job.pipeline.steps.values():
-            if step.code:  # snapshotted now, as Azure ML does at submission; the controller
-                # makes the working folder (with ./outputs and ./logs) of a step without code
-                self._copy_code(step.code, run_dir / "steps" / step.name / "work")
-            self._workspace_config(step.compute, run_dir / "steps" / step.name / "work")
-            compute = self.spec.computes.get(step.compute or "")
-            capacity[step.compute or ""] = compute.slots if compute else slots.unbound()
-            inputs: dict[str, contract.StepInput] = {}
-            for name, source in step.inputs.items():
-                if source.kind == "remote":
-                    raise UserError(
-                        f"job {job.name}: step {step.name}: input '{name}' is "
-                        f"{source.value}, which the local target cannot read; give it "
-                        "a local path or a stand-in in targets.local.inputs"
-                    )
-                if source.kind == "model":
-                    what = f"job {job.name}: step {step.name}: input '{name}'"
-                    path = self._model_path(source.value, what)
-                    inputs[name] = contract.StepInput("path", str(path))
-                    continue
-                if source.asset:  # the registered copy, not the source (which may change later)
-                    found = assets.path_of(self.root, *source.asset)
-                    inputs[name] = contract.StepInput("path", str(found))
-                    continue
-                value = str(source.value) if source.kind == "path" else source.value
-                inputs[name] = contract.StepInput(source.kind, value)
-            steps[step.name] = contract.StepConfig(
-                command=step.command,
-                inputs=inputs,
-                outputs={n: step.output_files.get(n) for n in sorted(step.outputs)},
-                compute=step.compute,
-                upstream=list(step.upstream),
-                fingerprint=planned[step.name]["fingerprint"],
-                parts=planned[step.name]["parts"],
-                reusable=planned[step.name]["reusable"],
-                run_name=step.fields.get("display_name") or step.name,
-                tags={str(k): str(v) for k, v in (step.fields.get("tags") or {}).items()},
-                env_vars={k: v for k, v in step.env_vars.items() if k not in step.secrets},
-                # secret values reach the step through the controller's environment, not a file
-                secret_env=secret_keys.get(step.name, {}),
-                timeout=(step.fields.get("limits") or {}).get("timeout"),
-                distribution=step.fields.get("distribution"),
-                instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
-            )
-        config = contract.PipelineConfig(
-            pipeline=job.name,
-            steps=steps,
-            capacity=capacity,
-            cache=str(self.root / "steps"),
-            continue_on_step_failure=job.pipeline.continue_on_step_failure,
-            outputs={k: list(v) if v else None for k, v in job.pipeline.outputs.items()},
-            tags={"mlrun.job": job.name, "mlflow.source.type": "JOB"},
-        )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return supervised.controller_command(pipeline_controller.MODULE, run_dir), config
-
     def step_run(self, run: Run, step: str, shown: str) -> Run:
         """From the record its controller wrote (steps.json), else its folder as it runs."""
         record = (run.get("steps") or {}).get(step) or {}
@@ -560,40 +490,6 @@ class LocalBackend:
 
     def reusable(self, fingerprints: list[str]) -> dict[str, str]:
         return StepCache(self.root / "steps").reusable(fingerprints)
-
-    def _sweep(self, job: Job, run_dir: Path) -> tuple[str, contract.SweepConfig]:
-        """The command that runs the sweep's controller (backends/sweep_controller.py) and its
-        configuration (the trials, sampled now, and what each needs)."""
-        compute = self.spec.computes.get(job.compute)
-        room = compute.slots if compute else slots.unbound()
-        limit = job.limits.get("max_concurrent_trials")
-        config = contract.SweepConfig(
-            command=self._command(job, run_dir, outputs=False),  # outputs are per trial
-            outputs={n: job.output_files.get(n) for n in sorted(job.outputs)},
-            trials=sweep.sample(job.search_space, job.sampling, job.limits),
-            algorithm=sweep.local_algorithm(job.sampling),
-            concurrency=min(limit, room) if limit else room,
-            trial_timeout=job.limits.get("trial_timeout"),
-            objective=job.objective,
-            early_termination=job.early_termination,
-            run_name=job.fields.get("display_name") or job.name,
-            tags={
-                **{str(k): str(v) for k, v in (job.fields.get("tags") or {}).items()},
-                "mlrun.job": job.name,
-                "mlflow.source.name": job.command,
-                "mlflow.source.type": "JOB",
-            },
-        )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return supervised.controller_command(sweep_controller.MODULE, run_dir), config
-
-    def _input_path(self, inp: Input, job: str) -> Path | None:
-        """Where a job's input is: a data asset's registered copy (not its source, which may
-        change later), a registered model's folder, a local path or its stand-in; None for a
-        literal or a remote one."""
-        if inp.model:
-            return self._model_path(inp.model, f"job {job}: input '{inp.name}'")
-        return assets.path_of(self.root, *inp.asset) if inp.asset else inp.local_path
 
     def _model_path(self, model: tuple[str, str | None], what: str) -> Path:
         """A registered model's folder in the workspace's registry (looked up once per apply)."""
@@ -608,81 +504,6 @@ class LocalBackend:
                 )
             self._models[model] = found
         return self._models[model]
-
-    def _command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
-        values = {}
-        for name, inp in job.inputs.items():
-            path = self._input_path(inp, job.name)
-            if (
-                inp.type is not None
-                and path is None
-                and isinstance(inp.value, str)
-                and inp.type not in ("string", "integer", "number", "boolean")
-            ):
-                raise UserError(
-                    f"job {job.name}: input '{name}' is {inp.value}, which the local target "
-                    "cannot read; give it a local path"
-                )
-            values[("inputs", name)] = str(path) if path else supervised.literal(inp.value)
-        for name in job.outputs if outputs else ():
-            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
-            values[("outputs", name)] = str(out)
-        return substitute(job.command, values, blank=("inputs",))  # an optional input left out: ''
-
-    def _workspace_config(self, compute: str | None, work: Path) -> None:
-        """On a compute instance, the workspace's config.json in the working folder, as an
-        instance has it (so `MLClient.from_config()` finds the workspace), unless the code
-        brings its own."""
-        found = self.spec.computes.get(compute or "")
-        if found is None or found.type != "computeinstance" or (work / "config.json").exists():
-            return
-        azure = self.spec.targets.get("azure") or {}
-        subscription = azure.get("subscription_id")
-        if not subscription or unresolved(subscription):
-            subscription = (default_subscription() or ("",))[0]
-        work.mkdir(parents=True, exist_ok=True)
-        config = {
-            "subscription_id": str(subscription),
-            "resource_group": str(self.spec.workspace.get("resource_group") or ""),
-            "workspace_name": self.spec.workspace["name"],
-        }
-        (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-    def _copy_code(self, code: Path | None, work: Path) -> None:
-        """The working folder: a snapshot of `code` (a folder, or a file), or an empty one."""
-        if code:
-            assets.snapshot(code, work)
-        else:
-            work.mkdir(parents=True)
-
-    def _env(self, job: Job, run: Run, run_dir: Path) -> dict[str, str]:
-        """The job's environment variables: mlrun's own, the job's, and those Azure ML sets for a
-        job that scripts read (MLflow's, the run and workspace, inputs and outputs)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_"))}
-        env.update(job.env_vars)
-        experiment = self.spec.experiment(job)
-        ws = self.spec.workspace
-        env.update(
-            MLFLOW_TRACKING_URI=self.tracking_uri,
-            MLFLOW_RUN_ID=run["id"],
-            MLFLOW_EXPERIMENT_ID=run["experiment_id"],
-            MLFLOW_EXPERIMENT_NAME=experiment,
-            AZUREML_RUN_ID=run["id"],
-            AZUREML_ARM_WORKSPACE_NAME=ws["name"],
-            AZUREML_ARM_RESOURCEGROUP=str(ws.get("resource_group") or ""),
-            AZUREML_ARM_PROJECT_NAME=experiment,
-            AZUREML_EXPERIMENT_ID=run["experiment_id"],
-            AZUREML_CR_EXECUTION_WORKING_DIR_PATH=str(run_dir / "work"),
-            AZUREML_CR_NODE_RANK="0",
-            AZUREML_NODE_COUNT=str(job.instance_count),
-        )
-        for name, inp in job.inputs.items():
-            if (path := self._input_path(inp, job.name)) is not None:
-                env[f"AZURE_ML_INPUT_{name}"] = str(path)
-        for name in job.outputs:
-            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
-            env[f"AZURE_ML_OUTPUT_{name}"] = str(out)
-        return env
 
     def wait(self, run: Run) -> RunChange:
         proc = self._procs.pop(run["id"], None)
@@ -729,17 +550,6 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip()
     except OSError:
         return None
-
-
-def _step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:
-    """A pipeline's secret step variables: step -> {NAME: (the controller's variable, value)}."""
-    found: dict[str, dict[str, tuple[str, str]]] = {}
-    steps = job.pipeline.steps.values() if job.pipeline else ()
-    for step in steps:
-        for name in sorted(step.secrets):
-            key = f"{STEP_SECRET}{sum(map(len, found.values()))}"
-            found.setdefault(step.name, {})[name] = (key, step.env_vars[name])
-    return found
 
 
 def _template_db() -> Path:
