@@ -17,7 +17,8 @@ from .state import State, state_path
 
 
 def backend_for(target: str, spec: spec_mod.Spec) -> Backend:
-    """The target's backend (each imports its SDKs only when it needs them)."""
+    """The target's backend (each imports its SDKs only when it needs them). The one place that
+    picks code by target: imported here, on demand, so that a local plan never loads Azure's."""
     if targets.get(target) is targets.LOCAL:
         from .backends.local import LocalBackend
 
