@@ -11,18 +11,18 @@ SPECS = ROOT / "specs"
 SEED = SPECS / "mlflow-tracking.yaml"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """Tests run in parallel workers (pytest-xdist, --dist loadgroup), each test in one worker
     with its own caches and session fixtures. Tests that share a module-scoped fixture (one lab
     run, one emulator state) are kept in one worker, as are the users of the one seed-lab run,
-    so each of those is made once."""
-    for item in items:
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        if any(d and d[-1].scope == "module" for d in defs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-        elif "seed_lab" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("seed_lab"))
+    so each of those is made once. Marked as each test is collected, before any hook that
+    reads the collection (xdist reads the groups in pytest_collection_modifyitems; setup.cfg
+    keeps pytest below 9.2, whose node ids xdist 3.8 can no longer add its group to)."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(d and d[-1].scope == "module" for d in defs.values()):
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    elif "seed_lab" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("seed_lab"))
 
 
 @pytest.fixture(scope="session", autouse=True)
