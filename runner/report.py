@@ -90,7 +90,9 @@ def job_entry(spec, state, backend, client, name: str, images: bool, full: bool 
     }
     if not (run and run.get("id")):
         return entry
-    mlrun = client.get_run(run["id"])
+    mlrun = client.find(run["id"])
+    if mlrun is None:  # the store has no such run (a job stopped before its run was made)
+        return entry
     entry.update(
         {k: v for k, v in _run_summary(mlrun).items() if k in ("params", "metrics", "tags")}
     )
@@ -99,8 +101,9 @@ def job_entry(spec, state, backend, client, name: str, images: bool, full: bool 
     if name in spec.jobs and spec.jobs[name].pipeline is not None:
         entry["pipeline"] = _pipeline(client, spec.jobs[name], mlrun)
     earlier = [r for r in state.runs(name)[:-1] if r.get("id") and r.get("status") == "Completed"]
-    if earlier:
-        prev = client.get_run(earlier[-1]["id"]).data.metrics
+    before = client.find(earlier[-1]["id"]) if earlier else None
+    if before is not None:
+        prev = before.data.metrics
         entry["previous"] = {
             "run_id": earlier[-1]["id"],
             "metrics": dict(sorted(prev.items())),
@@ -204,7 +207,7 @@ def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
     experiments = []
     for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"] and full):
         ids = [j["run_id"] for j in jobs if j["experiment"] == exp_name and j["run_id"]]
-        runs = [_run_summary(client.get_run(i)) for i in ids]
+        runs = [_run_summary(r) for i in ids if (r := client.find(i)) is not None]
         metrics = sorted(
             {m for r in runs for m in r["metrics"]},
             key=lambda m: (-sum(m in r["metrics"] for r in runs), m),
@@ -305,6 +308,16 @@ class _RunCache:
         if run_id not in self._runs:
             self._runs[run_id] = self.client.get_run(run_id)
         return self._runs[run_id]
+
+    def find(self, run_id: str):
+        """The run, or None where the tracking store has none of that id: a run recorded in the
+        state before the target made it (mlrun stopped in between), or one deleted since."""
+        try:
+            return self.get_run(run_id)
+        except Exception as e:
+            if getattr(e, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
 
     def __getattr__(self, name):
         return getattr(self.client, name)

@@ -289,3 +289,28 @@ def test_ui_refuses_a_taken_port_and_says_when_the_server_exits_early(seed_lab, 
     assert "no server today" in proc.stderr
     assert "mlflow server exited (code 4) before it answered" in proc.stderr
     assert "MLflow UI on" not in proc.stderr
+
+
+def test_a_run_the_store_does_not_have_is_reported_without_its_mlflow_data(tmp_path):
+    """A run recorded in the state that the tracking store has no run for (on Azure: a job named
+    before mlrun stopped, never submitted): the report shows the job as the state has it,
+    without params or metrics, and does not fail."""
+    spec = tmp_path / "gone.yaml"
+    spec.write_text(
+        "name: gone\nworkspace: {name: ws-gone}\n"
+        "jobs:\n  kept: {command: echo kept}\n  lost: {command: echo lost}\n"
+    )
+    run_mlrun("apply", "-y", spec, cwd=tmp_path)
+    run_mlrun("apply", "-y", spec, "--force", "lost", cwd=tmp_path)  # a completed run before it
+    state = tmp_path / ".mlrun" / "gone.local.json"
+    data = json.loads(state.read_text())
+    for run in data["jobs"]["lost"]["runs"]:
+        run["id"] = run["id"][::-1]  # ids the store does not have
+    state.write_text(json.dumps(data))
+    out = run_mlrun("report", spec, "--format", "json", cwd=tmp_path)
+    jobs = {j["job"]: j for j in json.loads(out.stdout)["jobs"]}
+    assert jobs["lost"]["status"] == "Completed" and jobs["lost"]["run_id"]
+    assert jobs["lost"]["metrics"] == {} and jobs["lost"]["previous"] is None
+    assert jobs["kept"]["status"] == "Completed"
+    table = run_mlrun("report", spec, cwd=tmp_path)
+    assert "lost" in table.stdout and "Traceback" not in table.stderr
