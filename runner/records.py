@@ -3,9 +3,8 @@ resource, a pipeline step's record, the state document and the world as a target
 
 They are JSON as the state file keeps them (what a killed apply left is read back as written), so
 they are TypedDicts: plain dicts at run time, typed for mypy (`disallow_any_generics` here and in
-the Backend protocol). A key that only one target writes is said so."""
-
-from __future__ import annotations
+the Backend protocol). A key that only one target writes is said so. (No `from __future__ import
+annotations` here: the Required and NotRequired marks must be seen when the classes are made.)"""
 
 from typing import Any, NotRequired, Required, TypedDict
 

@@ -160,6 +160,14 @@ def test_seed_status_and_logs(seed_azure, azure_emulator):
     assert "AUC: 0.8" in log.stdout
 
 
+def test_seed_state_on_azure_is_made_of_the_records(seed_azure):
+    """What the azure backend writes in the state is what runner/records.py declares."""
+    from test_records import check_state
+
+    (state,) = (seed_azure["root"] / "specs" / ".mlrun").glob("*.azure.json")
+    assert check_state(state) == 2
+
+
 def test_seed_destroy_deletes_the_resource_group_it_created(seed_azure, azure_emulator):
     root = seed_azure["root"]
     mark = azure_emulator.mark()
