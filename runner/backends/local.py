@@ -390,9 +390,8 @@ class LocalBackend:
         proc, early = None, {}
         if job.is_sweep or job.is_pipeline:  # its controller loads MLflow while mlrun does
             early = self.prepare.env(job, {"id": "", "experiment_id": ""}, run_dir)
-            for found in prepare.step_secrets(
-                job
-            ).values():  # through its environment, never a file
+            # secret step variables reach the controller through its environment, never a file
+            for found in prepare.step_secrets(job).values():
                 early.update(dict(found.values()))
             proc = supervised.launch(
                 run_dir, {**early, supervised.HANDOVER_PID: str(os.getpid())}, job.timeout
