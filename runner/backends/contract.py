@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from ..records import StepRecord
+from ..state import atomic_write
 
 VERSION = 1
 PIPELINE = "pipeline.json"
@@ -114,27 +114,33 @@ def read_steps(path: Path) -> dict[str, StepRecord] | None:
     """A pipeline's step records as its run's record keeps them (None: not written yet)."""
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    if "version" not in data:  # written before steps.json had a version: the records themselves
-        return cast(dict[str, StepRecord], data)
-    return cast(dict[str, StepRecord], _read(path)["steps"])
+    data = _load(path)
+    if isinstance(data, dict) and "version" not in data:  # written before steps.json had one:
+        return cast(dict[str, StepRecord], data)  # the records themselves
+    return cast(dict[str, StepRecord], _checked(path, data)["steps"])
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=str))
 
 
 def _read(path: Path) -> dict[str, Any]:
+    return _checked(path, _load(path))
+
+
+def _load(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ContractError(f"{path}: cannot be read ({e})") from None
+
+
+def _checked(path: Path, data: Any) -> dict[str, Any]:
+    """The file's data without its version, if the version is this mlrun's."""
     version = data.pop("version", None) if isinstance(data, dict) else None
     if version != VERSION:
         raise ContractError(
             f"{path}: format {version}, which this mlrun does not read (it reads {VERSION}): "
             "the run was started by another version of mlrun"
         )
-    return data
+    return cast(dict[str, Any], data)
