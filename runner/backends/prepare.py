@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import fingerprint, slots, sweep
+from .. import slots, sweep
 from ..account import default_subscription
 from ..errors import UserError
 from ..records import Run, Submission
@@ -128,7 +128,7 @@ class Preparer:
         its configuration (each step resolved: command, inputs, outputs, compute, fingerprint),
         with each step's code snapshot made in RUN_DIR/steps/STEP/work."""
         assert job.pipeline is not None
-        planned = record.get("steps") or fingerprint.pipeline(job)["steps"]  # the plan's
+        planned = record["steps"]  # fingerprinted by the plan (fingerprint.pipeline)
         steps, capacity = {}, {}
         secret_keys = {
             name: {k: key for k, (key, _) in found.items()}
