@@ -1,6 +1,17 @@
 """runner/planview.py: the human view of a plan, line by line, and its summary line."""
 
-from test_plan import actual, applied, changed_parts, cluster, job, model, plan_of, run, ws
+from test_plan import (
+    QUICK,
+    actual,
+    applied,
+    changed_parts,
+    cluster,
+    job,
+    model,
+    plan_of,
+    run,
+    ws,
+)
 
 from runner import cost, spec as spec_mod
 from runner.changes import CREATE, NOOP, REPLACE, RUN, UPDATE, Change, Plan
@@ -148,15 +159,6 @@ def test_render_of_an_empty_plan_is_only_the_summary():
 
 
 # --- from a real spec, with its cost ------------------------------------------------------------
-
-QUICK = """\
-name: quick
-workspace: {name: ws-quick}
-computes:
-  cpu: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 2}
-jobs:
-  hi: {command: echo hi, compute: cpu}
-"""
 
 
 def test_render_of_a_plan_made_from_a_spec_prices_its_computes_and_says_the_labs_cost(tmp_path):
