@@ -11,17 +11,17 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import expiry, planfile, slots
+from . import endpoints, expiry, planfile, slots
 from .backends.base import TERMINAL, Backend
 from .changes import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Address, Change, Kind, Plan
 from .context import Context
-from .errors import plural
+from .errors import UserError, plural
 from .formats import short
 from .plan import describe
 from .records import Actual, Run, Submission
 from .slots import Lease, Pool
 from .spec import Spec
-from .state import Lock, State
+from .state import Lock, State, now
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,18 @@ class Applier:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
         inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
-        self._parallel([c for k in (*inside, Kind.MODEL) for c in gone(k)], self.change_resource)
+        self._parallel([c for k in (*inside,) for c in gone(k)], self.change_resource)
         for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
             self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
         self.run_jobs(jobs)
         self._parallel(kept(Kind.MODEL), self.register_model)  # what the jobs made
+        self._parallel(gone(Kind.INVOKE), self.change_resource)
+        self._parallel(kept(Kind.ENDPOINT), self.change_resource)  # then what serves the models
+        self._parallel(kept(Kind.DEPLOYMENT), self.deploy)
+        self._parallel(gone(Kind.DEPLOYMENT), self.change_resource)
+        self._parallel(gone(Kind.ENDPOINT), self.change_resource)
+        self._parallel([c for c in kept(Kind.INVOKE) if c.action == RUN], self.invoke)
+        self._parallel(gone(Kind.MODEL), self.change_resource)  # once nothing serves them
         self._parallel(gone(Kind.WORKSPACE), self.change_resource)
         self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
         return self.outcome
@@ -336,6 +343,48 @@ class Applier:
             },
         )
         self.emit(Event(change.address, "created", describe("model", attrs)))
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    def deploy(self, change: Change) -> None:
+        """A deployment, unless the model of the spec's it serves was not registered (its job did
+        not complete): the next apply deploys it."""
+        endpoint, _, name = change.address.name.partition("/")
+        model = self.spec.endpoints[endpoint].deployments[name].model
+        source = model.spec_model if model else None
+        if source and Address(Kind.MODEL, source) not in self.state.resources:
+            why = f"model.{source} is not registered: the next apply deploys it"
+            self.emit(Event(change.address, "skipped", why))
+            return
+        self.change_resource(change)
+
+    def invoke(self, change: Change) -> None:
+        """The endpoint's call: its answer kept in the state (recorded only when it succeeds, so
+        that a failed call is made again by the next apply)."""
+        name = change.address.name
+        if Address(Kind.ENDPOINT, name) not in self.state.resources:
+            return
+        endpoint = self.spec.endpoints[name]
+        file = endpoints.request_file(self.spec.doc, endpoint)
+        assert file is not None  # validate: an invoke has a request file
+        self.emit(Event(change.address, "calling"))
+        status, answer = self.backend.invoke(
+            name, file.read_bytes(), change.after.get("deployment")
+        )
+        text = answer.decode(errors="replace")
+        if status >= 300:
+            raise UserError(f"{change.address}: the endpoint answered {status}: {text[:2000]}")
+        self.state.set_resource(
+            change.address,
+            {
+                "kind": "invoke",
+                "name": name,
+                "attrs": change.after,
+                "details": {"status": status, "answer": text[:4000], "at": now()},
+                "created_by_mlrun": True,
+            },
+        )
+        self.emit(Event(change.address, "called", f"{status}: {text[:200]}"))
 
     # --- jobs --------------------------------------------------------------------------------
 

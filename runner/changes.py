@@ -48,6 +48,9 @@ class Kind(enum.StrEnum):
     DATA = "data"
     JOB = "job"
     MODEL = "model"  # after the jobs: a model from a job is registered once the job completes
+    ENDPOINT = "endpoint"  # after the models it deploys
+    DEPLOYMENT = "deployment"  # ENDPOINT/NAME
+    INVOKE = "invoke"  # an endpoint's call once deployed
 
     def __str__(self) -> str:
         return self.value

@@ -305,6 +305,40 @@ def logs(spec, job, target, variables, follow) -> int:
     return EXIT_OK
 
 
+@cli.command(epilog=epilog("invoke"))
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("endpoint")
+@_target_options
+@click.option(
+    "--request-file",
+    type=click.Path(dir_okay=False),
+    help="The JSON request body (default: the endpoint's invoke.request_file).",
+)
+@click.option("--deployment", help="Call this deployment (else the traffic split picks one).")
+def invoke(spec, endpoint, target, variables, request_file, deployment) -> int:
+    """Call an online endpoint and print its answer (az ml online-endpoint invoke)."""
+    from .endpoints import request_file as spec_request
+
+    ctx = _open(spec, target, variables)
+    found = ctx.spec.endpoints.get(endpoint)
+    if found is None:
+        names = ", ".join(sorted(ctx.spec.endpoints)) or "none"
+        raise UserError(f"{spec} has no endpoint '{endpoint}' (endpoints: {names})")
+    path = Path(request_file) if request_file else spec_request(ctx.spec.doc, found)
+    if path is None:
+        raise UserError(f"endpoint {endpoint} has no invoke.request_file: pass --request-file")
+    deployment = deployment or (None if request_file else found.invoke.get("deployment_name"))
+    try:
+        body = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"request file {path}: {e.strerror}") from None
+    status, answer = ctx.backend.invoke(endpoint, body, deployment)
+    click.echo(answer.decode(errors="replace"))
+    if status >= 300:
+        raise UserError(f"endpoint {endpoint} answered {status}")
+    return EXIT_OK
+
+
 @cli.command(epilog=epilog("destroy"))
 @click.argument("spec", type=click.Path(dir_okay=False), required=False)
 @_target_options

@@ -1,7 +1,8 @@
 """What a lab's computes cost per hour on Azure (on either target: a local plan says what the same
 computes would cost there): each compute's price per node (runner/prices.py), while running (an
 instance; a cluster at max_instances) and idle (a cluster at min_instances; an instance that
-shuts down when idle costs nothing once it has). Disks, storage and networking are not priced."""
+shuts down when idle costs nothing once it has); an online deployment's instances, which bill
+while it exists. Disks, storage and networking are not priced."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import decimal
 
 from . import prices
 from .backends import targets
+from .endpoints import Deployment
 from .spec import Compute, Spec
 
 DEFAULT_SIZE = "STANDARD_DS3_V2"  # the SDK's default size of both kinds of compute
@@ -35,14 +37,17 @@ def shuts_down(fields: dict) -> bool:
 
 def estimate(spec: Spec, timeout: float | None = None) -> dict | None:
     """The lab's hourly cost (None: it has no computes), as `plan --json` says it."""
-    if not spec.computes:
+    deployments = [d for e in spec.endpoints.values() for d in e.deployments.values()]
+    if not spec.computes and not deployments:
         return None
     region = str(spec.workspace.get("location") or DEFAULT_REGION).lower().replace(" ", "")
     sizes = {name: str(c.fields.get("size") or DEFAULT_SIZE) for name, c in spec.computes.items()}
-    quote = prices.quote(region, sizes.values(), timeout)
+    served = {d.key: str(d.instance_type or DEFAULT_SIZE) for d in deployments}
+    quote = prices.quote(region, [*sizes.values(), *served.values()], timeout)
     items = [
         _item(c, sizes[c.name], region, quote.prices[sizes[c.name]]) for c in spec.computes.values()
     ]
+    items += [_served(d, served[d.key], region, quote.prices[served[d.key]]) for d in deployments]
     priced = [i for i in items if i["unit_price"] is not None]
     return {
         "currency": quote.currency,
@@ -74,6 +79,22 @@ def _item(c: Compute, size: str, region: str, unit: float | None) -> dict:
     }
 
 
+def _served(d: Deployment, size: str, region: str, unit: float | None) -> dict:
+    """An online deployment: its instances bill while it exists, whether called or not."""
+    count = d.instance_count
+    per_hour = None if unit is None else round(unit * count, 4)
+    return {
+        "address": f"deployment.{d.key}",
+        "type": "deployment",
+        "size": size,
+        "region": region,
+        "unit_price": unit,
+        "nodes": [count, count],
+        "per_hour_running": per_hour,
+        "per_hour_idle": per_hour,
+    }
+
+
 def money(value: float) -> str:
     """`$0.19`: dollars and cents, half a cent rounded up (as a price list shows 0.185)."""
     cents = decimal.Decimal(str(value)).quantize(decimal.Decimal("0.01"), decimal.ROUND_HALF_UP)
@@ -85,6 +106,8 @@ def compute_text(item: dict) -> str:
     if item["unit_price"] is None:
         return f"{item['size']} not priced"
     running, idle, most = item["per_hour_running"], item["per_hour_idle"], item["nodes"][1]
+    if item["type"] == "deployment":  # `$0.29/h (1 x Standard_DS3_v2), bills until destroyed`
+        return f"{money(running)}/h ({most} x {item['size']}), bills until destroyed"
     if item["type"] == "amlcompute":
         return f"{money(idle)}/h idle, {money(running)}/h at {most} node{'s' if most != 1 else ''}"
     if idle:

@@ -45,6 +45,17 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         (f"mlrun logs {SEED} train-mlflow", "the job's latest run's std_log.txt"),
         (f"mlrun logs {SEED} train-mlflow -f", "follow it until the run ends"),
     ],
+    "invoke": [
+        (
+            "mlrun invoke specs/deploy.yaml diabetes-online",
+            "call the endpoint with its invoke.request_file",
+        ),
+        (
+            "mlrun invoke specs/deploy.yaml diabetes-online --request-file "
+            "training/sample-data.json --deployment blue",
+            "one deployment, another request",
+        ),
+    ],
     "destroy": [
         (f"mlrun destroy {SEED}", "plan the removal, ask, remove"),
         (f"mlrun destroy -y {SEED} --target azure", "on Azure, without asking"),

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from . import cost, data as data_assets, fingerprint
+from . import cost, data as data_assets, endpoints, fingerprint
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -27,6 +27,7 @@ from .changes import (
     Kind,
     Plan,
 )
+from .endpoints import Deployment, Endpoint
 from .errors import UserError, plural
 from .formats import short
 from .models import Model
@@ -88,6 +89,31 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
         }
     for name, m in spec.models.items():  # planned after the jobs: see _model_change
         resources[Address(Kind.MODEL, name)] = {"kind": "model", "name": name, "attrs": _model(m)}
+    for e in spec.endpoints.values():  # planned after the models: see _deployment_change
+        resources[Address(Kind.ENDPOINT, e.name)] = {
+            "kind": "endpoint",
+            "name": e.name,
+            "attrs": _endpoint(e),
+        }
+        for d in e.deployments.values():
+            resources[Address(Kind.DEPLOYMENT, d.key)] = {
+                "kind": "deployment",
+                "name": d.key,
+                "attrs": _deployment(d),
+            }
+        if e.invoke:
+            file = endpoints.request_file(spec.doc, e)
+            resources[Address(Kind.INVOKE, e.name)] = {
+                "kind": "invoke",
+                "name": e.name,
+                "attrs": {
+                    "request_file": e.invoke.get("request_file"),
+                    "request": fingerprint.tree_digest(file)[:16]
+                    if file and file.is_file()
+                    else None,
+                    "deployment": e.invoke.get("deployment_name"),
+                },
+            }
     jobs = {}
     for job in spec.jobs.values():
         if job.is_pipeline:
@@ -117,6 +143,45 @@ def _model(m: Model) -> dict:
     return {**attrs, "job": m.job.job} if m.job else attrs
 
 
+ENDPOINT_FIELDS = ("type", "auth_mode", "traffic", "mirror_traffic", "description", "tags")
+
+
+def _endpoint(e: Endpoint) -> dict:
+    attrs = {k: e.fields[k] for k in ENDPOINT_FIELDS if k in e.fields}
+    return {**attrs, "type": e.type, "auth_mode": e.auth_mode}
+
+
+def _deployment(d: Deployment) -> dict:
+    """What a deployment serves and on what: a change to any of it is a new deployment of it."""
+    attrs: dict[str, Any] = {
+        "model": d.model.shown if d.model else None,
+        "instance_type": d.instance_type,
+        "instance_count": d.instance_count,
+        "server": "mlflow" if d.mlflow_server else "script",
+    }
+    if d.model and d.model.local is not None and d.model.local.exists():
+        attrs["model_content"] = fingerprint.tree_digest(d.model.local)[:16]
+    if d.model and d.model.spec_model:
+        attrs["spec_model"] = d.model.spec_model
+    if d.code is not None and d.code.exists():
+        attrs["code"] = fingerprint.tree_digest(d.code)[:16]
+        attrs["scoring_script"] = d.scoring_script
+    if d.environment is not None:
+        attrs["environment"] = f"{d.environment.shown} ({d.environment.digest[:12]})"
+    for key in ("request_settings", "description", "tags"):
+        if key in d.fields:
+            attrs[key] = d.fields[key]
+    if d.fields.get("environment_variables"):  # values may be secrets: only their digest
+        variables = d.fields["environment_variables"]
+        attrs["environment_variables"] = {
+            "names": sorted(variables),
+            "digest": hashlib.sha256(json.dumps(variables, sort_keys=True).encode()).hexdigest()[
+                :16
+            ],
+        }
+    return attrs
+
+
 def digest(model: dict) -> str:
     return hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -142,7 +207,7 @@ def make_plan(
         if want["kind"] in VERSIONED
         else _resource_change(Address.parse(address), want, have.get(address), updatable)
         for address, want in resources.items()
-        if want["kind"] != "model"  # after the jobs
+        if want["kind"] not in AFTER_JOBS
     ]
     ws = next(i for i, (_, want) in enumerate(resources.items()) if want["kind"] == "workspace")
     fresh_ws = changes[ws].action in (CREATE, REPLACE)
@@ -180,6 +245,8 @@ def make_plan(
                     actual["jobs"].get(job),
                 )
             )
+    served = _served(resources, have, changes, fresh_ws, updatable)
+    changes += served
     gone = [a for a in have if a not in resources]
     for name in actual["jobs"]:
         if name not in model["jobs"]:
@@ -211,10 +278,79 @@ def make_plan(
     )
 
 
+AFTER_JOBS = ("model", "endpoint", "deployment", "invoke")  # planned once the jobs are
+
+
+def _served(
+    resources: dict,
+    have: dict[str, Resource],
+    changes: list[Change],
+    fresh_ws: bool,
+    updatable: Mapping[str, frozenset[str]],
+) -> list[Change]:
+    """Endpoints, then their deployments (a model of the spec's at the version its change
+    registers), then each endpoint's call, which runs again when any of its endpoint changed."""
+    models = {c.address.name: c for c in changes if c.address.kind == Kind.MODEL}
+    out: list[Change] = []
+    for kind in ("endpoint", "deployment"):
+        for address, want in resources.items():
+            if want["kind"] != kind:
+                continue
+            want = {**want, "attrs": dict(want["attrs"])}
+            source = want["attrs"].pop("spec_model", None)
+            if source in models:  # `diabetes-mlflow@latest` -> the version it will have
+                registered = models[source].after or models[source].before or {}
+                version = registered.get("version")
+                want["attrs"]["model"] = f"{source} v{version}" if version else source
+            record = None if fresh_ws else have.get(address)
+            change = _resource_change(Address.parse(address), want, record, updatable)
+            down = record.get("details", {}).get("down") if record is not None else None
+            if record is not None and down and change.action == NOOP:
+                before = record.get("attrs")
+                change = Change(change.address, UPDATE, f"{down}: restarted", before, want["attrs"])
+            out.append(change)
+    for address, want in resources.items():
+        if want["kind"] != "invoke":
+            continue
+        name = want["name"]
+        record = None if fresh_ws else have.get(address)
+        moved = [
+            c
+            for c in out
+            if c.action != NOOP
+            and (c.address.name == name or c.address.name.startswith(f"{name}/"))
+        ]
+        after = want["attrs"]
+        if record is None:
+            why = "once deployed"
+        elif moved:
+            why = f"{moved[0].address} changed"
+        elif record.get("attrs") != after:
+            why = "the request changed"
+        else:
+            out.append(
+                Change(Address.parse(address), NOOP, "up to date", record.get("attrs"), after)
+            )
+            continue
+        target = f" -> {after['deployment']}" if after.get("deployment") else ""
+        out.append(
+            Change(
+                Address.parse(address), RUN, f"{after['request_file']}{target} ({why})", None, after
+            )
+        )
+    return out
+
+
 def depth(kind: str | None) -> int:
     """Destroy order: what lives inside first (computes and assets, then the workspace, then its
-    group)."""
-    return {"workspace": 1, "resource_group": 2}.get(kind or "", 0)
+    group); a deployment before its endpoint, both before the models they serve."""
+    return {
+        "invoke": -3,
+        "deployment": -2,
+        "endpoint": -1,
+        "workspace": 1,
+        "resource_group": 2,
+    }.get(kind or "", 0)
 
 
 def _asset_change(address: Address, want: dict, have: Resource | None) -> Change:
@@ -328,7 +464,9 @@ def _resource_diff(
     diff = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if not diff:
         return Change(address, NOOP, "up to date", before=before, after=after)
-    kind = after.get("type", "workspace") if want["kind"] == "compute" else "workspace"
+    kind = {"compute": after.get("type", "workspace"), "endpoint": "endpoint"}.get(
+        want["kind"], "deployment" if want["kind"] == "deployment" else "workspace"
+    )
     fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
     text = ", ".join(
         f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff)
@@ -353,6 +491,14 @@ def describe(kind: str, a: dict) -> str:
         return f"{a.get('type')} v{a.get('version')} from {a.get('source')}{run}"
     if kind == "resource_group":
         return a.get("location") or ""
+    if kind == "endpoint":  # `online, key auth, traffic blue 90%, green 10%`
+        traffic = ", ".join(f"{d} {w}%" for d, w in (a.get("traffic") or {}).items())
+        return f"{a.get('type')}, {a.get('auth_mode')} auth" + (
+            f", traffic {traffic}" if traffic else ""
+        )
+    if kind == "deployment":  # `azureml:diabetes@latest (MLflow scoring server)`
+        server = "MLflow scoring server" if a.get("server") == "mlflow" else a.get("scoring_script")
+        return f"{a.get('model')} ({server})"
     size = f" {a['size']}" if a.get("size") else ""
     if a.get("type") == "amlcompute":
         return f"amlcompute{size}, {a.get('min_instances', 0)}..{a.get('max_instances', 1)} nodes"

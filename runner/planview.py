@@ -33,7 +33,10 @@ def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
         return "No changes. Everything is up to date."
     s = plan.summary()
-    runs = f"{plural(s['run'], 'job')} to run"
+    calls = sum(c.action == RUN and c.address.kind == Kind.INVOKE for c in plan.changes)
+    runs = f"{plural(s['run'] - calls, 'job')} to run"
+    if calls:
+        runs += f", {plural(calls, 'endpoint call')} to make"
     wait = f", {s['wait']} to wait for" if s["wait"] else ""
     return (
         f"Plan: {s['add']} to add, {s['change']} to change, {s['replace']} to replace, "

@@ -15,6 +15,7 @@ DONE = (
     "destroyed",
     "forgotten",
     "skipped",
+    "called",
     "Completed",
     "Failed",
     "Canceled",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .data import DataAsset
+    from .endpoints import Endpoint
     from .environments import Environment
     from .models import Model
     from .pipelines import Component, Pipeline
@@ -25,3 +26,4 @@ class Sections:
     # sweep trial, a component, a pipeline step
     environments: dict[Where, Environment] = field(default_factory=dict)
     pipelines: dict[Where, Pipeline] = field(default_factory=dict)  # by the pipeline job's path
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # endpoints: (online, batch)

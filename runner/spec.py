@@ -34,7 +34,7 @@ from .refs import (
 from .sections import Sections
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes", "environments", "components", "data", "models")
+INCLUDABLE = ("jobs", "computes", "environments", "components", "data", "models", "endpoints")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
@@ -346,6 +346,7 @@ class Spec:
     components: dict = field(default_factory=dict)  # name -> pipelines.Component (components:)
     data: dict = field(default_factory=dict)  # name -> data.DataAsset (data:)
     models: dict = field(default_factory=dict)  # name -> models.Model (models:)
+    endpoints: dict = field(default_factory=dict)  # name -> endpoints.Endpoint (endpoints:)
     component_environments: dict = field(default_factory=dict)  # component -> its Environment
     expires_after: str | None = None  # the lab's expiry (see expiry.py)
 
@@ -482,6 +483,15 @@ def _include(doc: Doc, hook: Resolver) -> None:
     for name, job in mapping(doc.data.get("jobs")).items():
         if isinstance(job, dict) and job.get("type") == "pipeline":
             _include_components(doc, ("jobs", name), job, hook)
+    for name, endpoint in mapping(doc.data.get("endpoints")).items():  # deployment files
+        deployments = mapping(endpoint.get("deployments") if isinstance(endpoint, dict) else None)
+        for dep, block in deployments.items():
+            if isinstance(block, dict) and isinstance(block.get("file"), str):
+                at = ("endpoints", name, "deployments", dep)
+                if unresolved(block["file"]):
+                    doc.broken.add(at)
+                else:
+                    deployments[dep] = _merge_include(doc, at, block, hook)
 
 
 def _include_components(doc: Doc, at: tuple, pipeline: dict, hook: Resolver) -> None:
@@ -620,6 +630,7 @@ def _typed(doc: Doc, sections: Sections, variables: dict, fresh: dict, stand_ins
         components=sections.components,
         data=sections.data,
         models=sections.models,
+        endpoints=sections.endpoints,
         expires_after=None if data.get("expires_after") is None else str(data["expires_after"]),
         environments={
             n: envs[("environments", n)]

@@ -44,6 +44,11 @@ def build(ctx) -> dict:
         "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
         "jobs": jobs,
         "billable": cost.billable(ctx.spec, live, time.time()),
+        "traffic": {
+            r["name"]: (r.get("attrs") or {}).get("traffic") or {}
+            for r in actual["resources"].values()
+            if r.get("kind") == "endpoint"
+        },
     }
 
 
@@ -74,6 +79,14 @@ def render(data: dict) -> str:
     ):
         shown = r.get("kind") in ("compute", "model") or r.get("kind") in VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
+        details = r.get("details") or {}
+        if r.get("kind") == "endpoint":  # where it answers
+            detail = details.get("scoring_uri") or ""
+        if r.get("kind") == "deployment":  # its servers' health, and its share of traffic
+            detail = f"not running: {details['down']}" if details.get("down") else "running"
+            endpoint, _, dep = r["name"].partition("/")
+            traffic = data.get("traffic", {}).get(endpoint, {})
+            detail += f", traffic {traffic.get(dep, 0)}%"
         lines.append(f"  {r['address']:<33}{detail}".rstrip())
     if data.get("billable"):
         lines.append("billable now (estimates, USD retail):")

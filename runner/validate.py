@@ -12,6 +12,7 @@ from typing import Any
 from . import (
     __version__,
     data as data_assets,
+    endpoints,
     environments,
     expiry,
     models as model_assets,
@@ -94,8 +95,8 @@ def _schema_bytes() -> bytes:
 
 
 def summary(data: dict) -> str:
-    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its data assets and
-    models, when it has some)."""
+    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its data assets,
+    models and endpoints, when it has some)."""
     return ", ".join(
         plural(len(data.get(k) or {}), word, many)
         for k, word, many in (
@@ -104,8 +105,9 @@ def summary(data: dict) -> str:
             ("queries", "query", "queries"),
             ("data", "data asset", None),
             ("models", "model", None),
+            ("endpoints", "endpoint", None),
         )
-        if k not in ("data", "models") or data.get(k)
+        if k not in ("data", "models", "endpoints") or data.get(k)
     )
 
 
@@ -376,6 +378,15 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
         env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
         sections.environments[at] = env
         _check_buildable(doc, at, env, local, runs)
+    sections.endpoints = endpoints.read(
+        doc, data, reader, sections.models, defined, substitutes, local, runs
+    )
+    for endpoint in sections.endpoints.values():
+        for dep in endpoint.deployments.values():
+            if dep.environment is not None:
+                where = ("endpoints", endpoint.name, "deployments", dep.name)
+                sections.environments[where] = dep.environment
+                _check_buildable(doc, where, dep.environment, local, runs)
 
 
 def _check_buildable(doc: Doc, at: tuple, env, local: bool, runs: bool) -> None:

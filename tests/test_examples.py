@@ -29,6 +29,10 @@ NOT_RUN = {
     "mlrun destroy -y {S} --target azure": "needs Azure",
     "mlrun destroy --expired --target azure": "needs Azure",
     "mlrun logs {S} train-mlflow -f": "the same as without -f once the run has ended",
+    "mlrun invoke specs/deploy.yaml diabetes-online": "needs the deploy lab applied "
+    "(tests/test_endpoints.py applies it and calls mlrun invoke)",
+    "mlrun invoke specs/deploy.yaml diabetes-online --request-file training/sample-data.json "
+    "--deployment blue": "needs the deploy lab applied (tests/test_endpoints.py calls it)",
     "mlrun ui {S}": "serves until stopped (tests/test_report.py runs it)",
     "mlrun ui {S} --port 5001": "serves until stopped",
 }

@@ -37,6 +37,24 @@ UPDATABLE: Mapping[str, frozenset[str]] = {
             "tags",
         }
     ),
+    "endpoint": frozenset({"traffic", "mirror_traffic", "description", "tags"}),
+    # a deployment is updated in place (Azure rolls its instances; locally new servers answer
+    # before the old ones stop)
+    "deployment": frozenset(
+        {
+            "model",
+            "model_content",
+            "code",
+            "scoring_script",
+            "environment",
+            "environment_variables",
+            "instance_type",
+            "instance_count",
+            "request_settings",
+            "description",
+            "tags",
+        }
+    ),
 }
 
 
@@ -127,6 +145,10 @@ class Backend(Protocol):
     def update(self, kind: str, name: str, attrs: dict[str, Any]) -> dict[str, Any]: ...
 
     def delete(self, kind: str, name: str, record: Resource) -> None: ...
+
+    def invoke(self, endpoint: str, body: bytes, deployment: str | None) -> tuple[int, bytes]:
+        """Call an online endpoint as a client does (its key or token; `deployment`: the
+        azureml-model-deployment header): the answer's status and body."""
 
     def register_model(self, name: str, attrs: dict[str, Any], run: Run | None) -> dict[str, Any]:
         """Register the spec's model `name` (from `run`, the completed run of its job, if it comes

@@ -31,6 +31,7 @@ from . import (
     prepare,
     registry,
     runstore,
+    serving,
     supervised,
     tracking,
 )
@@ -77,6 +78,9 @@ class LocalBackend:
                 if r.get("kind") != "data"
                 or assets.record_path(self.root, r["name"], r["attrs"]["version"]).exists()
             }
+            for address, r in actual["resources"].items():  # a server killed since: restarted
+                if r.get("kind") == "deployment" and (why := serving.down(r.get("details") or {})):
+                    actual["resources"][address] = {**r, "details": {**r["details"], "down": why}}
             for name, entry in state["jobs"].items():
                 if entry.get("runs"):
                     actual["jobs"][name] = {**entry["runs"][-1], **self.poll(entry["runs"][-1])}
@@ -204,6 +208,10 @@ class LocalBackend:
     # --- resources -------------------------------------------------------------------------------
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
+        if kind == "endpoint":
+            return serving.create_endpoint(self.root, name, attrs)
+        if kind == "deployment":
+            return self._deploy(name)
         if kind == "workspace":
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
             self._store()  # mlflow.db, made once, before any job can touch it
@@ -226,7 +234,40 @@ class LocalBackend:
         return {"slots": _slots(attrs)}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        return self.create(kind, name, attrs) if kind == "workspace" else {"slots": _slots(attrs)}
+        if kind in ("workspace", "endpoint", "deployment"):
+            return self.create(kind, name, attrs)
+        return {"slots": _slots(attrs)}
+
+    def _deploy(self, key: str) -> dict:
+        """An online deployment's servers, started (a new generation replacing a running one)."""
+        endpoint, _, name = key.partition("/")
+        dep = self.spec.endpoints[endpoint].deployments[name]
+        assert dep.model is not None  # validate: a deployment without a script has a model
+        if dep.model.local is not None:
+            model_dir = dep.model.local
+        else:
+            assert dep.model.registered is not None
+            model_dir = self._model_path(dep.model.registered, f"deployment {key}")
+        log = serving.folder(self.root, endpoint) / "deployments" / name / "build.log"
+        python, runs_on = serving.model_python(model_dir, log)
+        variables = {
+            str(k): str(v) for k, v in (dep.fields.get("environment_variables") or {}).items()
+        }
+        details = serving.deploy(
+            self.root,
+            endpoint,
+            name,
+            model_dir=model_dir,
+            python=python,
+            count=dep.instance_count,
+            settings=dep.request_settings,
+            env=variables,
+        )
+        return {**details, "model_dir": str(model_dir), "python": runs_on}
+
+    def invoke(self, endpoint: str, body: bytes, deployment: str | None) -> tuple[int, bytes]:
+        auth = self.spec.endpoints[endpoint].auth_mode if endpoint in self.spec.endpoints else "key"
+        return serving.call(self.root, endpoint, auth, body, deployment)
 
     def register_model(self, name: str, attrs: dict, run: Run | None) -> dict:
         model = self.spec.models[name]
@@ -251,9 +292,15 @@ class LocalBackend:
             assets.remove(self.root, name)
         if kind == "model" and (self.root / "mlflow.db").exists():
             registry.remove(self.client(), self._mlflow_lock, self.spec.name, name)
+        if kind == "deployment":
+            endpoint, _, dep = name.partition("/")
+            serving.undeploy(self.root, endpoint, dep)
+        if kind == "endpoint":
+            serving.delete_endpoint(self.root, name)
         if kind == "workspace":
             path = Path((record.get("details") or {}).get("path") or self.root)
             tracking.stop(path)  # its tracking server, if one still serves
+            serving.delete_all(path)  # its endpoints' routers and servers
             if path.exists():
                 shutil.rmtree(path)
             self._client = None

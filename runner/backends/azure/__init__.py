@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ...errors import UserError
 from ...records import Actual, Resource, Run, RunChange, StateDoc, Submission
 from ...spec import Job, Spec
 from .. import runstore
@@ -87,6 +88,10 @@ class AzureBackend:
 
     def register_model(self, name: str, attrs: dict, run: Run | None) -> dict:
         return resources.register_model(self.session, self.spec, name, attrs, run)
+
+    def invoke(self, endpoint: str, body: bytes, deployment: str | None) -> tuple[int, bytes]:
+        # validate refuses endpoints on this target until they are deployed here (issue 29)
+        raise UserError("endpoints are not deployed on the azure target yet")
 
     def model_versions(self, name: str) -> list[tuple[str, str]]:
         return resources.model_versions(self.session, name)

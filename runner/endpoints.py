@@ -1,0 +1,319 @@
+"""Endpoints (the spec's `endpoints:`, az ml online-endpoint / batch-endpoint) and their
+deployments, read and checked. An online deployment serves a model: an MLflow model without a
+scoring script is served by MLflow's scoring server; a model with `code_configuration` by its
+script's init() and run(). Stdlib only: validate and plan read them."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .refs import is_local, mapping, parse_ref, relative_to, unresolved
+
+if TYPE_CHECKING:
+    from .environments import Environment, Reader
+    from .models import Model
+    from .yamldoc import Doc
+
+ONLINE, BATCH = "online", "batch"
+# az ml's rule for endpoint names: 3-32 letters, digits and '-', starting with a letter
+ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+AUTH = {"Key": "key", "AMLToken": "aml_token", "AADToken": "aad_token"}  # SDK spellings
+REQUEST_DEFAULTS = {  # Azure ML's, for managed online deployments
+    "request_timeout_ms": 5000,
+    "max_concurrent_requests_per_instance": 1,
+    "max_queue_wait_ms": 500,
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A deployment's model: a registered one (`azureml:NAME:V`, `@latest`: `registered`), a model
+    of the spec's `models:` among them (`spec_model`), or an inline model's local folder."""
+
+    shown: str
+    registered: tuple[str, str | None] | None = None
+    local: Path | None = None
+    type: str | None = None  # mlflow_model, custom_model, triton_model; None: not known yet
+    spec_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    endpoint: str
+    name: str
+    fields: dict
+    model: ModelRef | None
+    code: Path | None  # code_configuration.code
+    scoring_script: str | None
+    environment: Environment | None
+
+    @property
+    def key(self) -> str:
+        """`diabetes-online/blue`: how plans and state name it."""
+        return f"{self.endpoint}/{self.name}"
+
+    @property
+    def instance_type(self) -> str | None:
+        return self.fields.get("instance_type")
+
+    @property
+    def instance_count(self) -> int:
+        count = self.fields.get("instance_count", 1)
+        return count if isinstance(count, int) else 1
+
+    @property
+    def request_settings(self) -> dict:
+        return REQUEST_DEFAULTS | mapping(self.fields.get("request_settings"))
+
+    @property
+    def mlflow_server(self) -> bool:
+        """Served by MLflow's scoring server: an MLflow model without a scoring script."""
+        return self.scoring_script is None and bool(
+            self.model and self.model.type == "mlflow_model"
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    type: str
+    fields: dict
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+
+    @property
+    def auth_mode(self) -> str:
+        mode = self.fields.get("auth_mode") or "key"
+        return AUTH.get(mode, mode)
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        return dict(mapping(self.fields.get("traffic")))
+
+    @property
+    def mirror_traffic(self) -> dict[str, int]:
+        return dict(mapping(self.fields.get("mirror_traffic")))
+
+    @property
+    def invoke(self) -> dict:
+        return mapping(self.fields.get("invoke"))
+
+
+def read(
+    doc: Doc,
+    data: Any,
+    reader: Reader,
+    models: dict[str, Model],
+    defined: dict,
+    substitutes: dict | None,
+    local: bool,
+    runs: bool,
+) -> dict[str, Endpoint]:
+    """The `endpoints:` section (what the schema check let through), each problem said located:
+    names, traffic to deployments that do not exist or not summing to 100, models, scoring
+    scripts and request files that are not there, an MLflow model with a script but no
+    environment. `reader` reads deployments' environments as it reads jobs'."""
+    out = {}
+    for name, block in mapping(mapping(data).get("endpoints")).items():
+        at: tuple = ("endpoints", name)
+        if at in doc.broken or not isinstance(block, dict):
+            continue
+        if not ENDPOINT_NAME.match(name):
+            doc.problem(
+                at,
+                f"'{name}' is not a valid endpoint name: 3-32 letters, digits or '-', starting "
+                "with a letter, not ending with '-'",
+                key=True,
+            )
+        kind = block.get("type", ONLINE)
+        if not local:
+            doc.problem(
+                at,
+                "endpoints are not deployed on the azure target yet (they are on the local "
+                "target): issue 29",
+                key=True,
+                severity="error" if runs else "warning",
+            )
+        if kind == BATCH:
+            doc.problem(
+                at + ("type",),
+                "batch endpoints are not run by mlrun yet (online endpoints are): issue 29",
+            )
+            continue
+        deployments = {}
+        for dep, fields in mapping(block.get("deployments")).items():
+            where = at + ("deployments", dep)
+            if where in doc.broken or not isinstance(fields, dict):
+                continue
+            deployments[dep] = _deployment(doc, where, name, dep, fields, reader, models, defined)
+            _deployment_checks(doc, where, deployments[dep], local, runs)
+        endpoint = Endpoint(name, kind, block, deployments)
+        _check_traffic(doc, at, endpoint)
+        _check_invoke(doc, at, endpoint)
+        out[name] = endpoint
+    return out
+
+
+def _deployment(
+    doc: Doc,
+    at: tuple,
+    endpoint: str,
+    name: str,
+    fields: dict,
+    reader: Reader,
+    models: dict[str, Model],
+    defined: dict,
+) -> Deployment:
+    if not DEPLOYMENT_NAME.match(name):
+        doc.problem(
+            at,
+            f"'{name}' is not a valid deployment name: 3-32 letters, digits or '-', starting with "
+            "a letter or digit",
+            key=True,
+        )
+    model = _model(doc, at + ("model",), fields.get("model"), models)
+    code, script = None, None
+    config = mapping(fields.get("code_configuration"))
+    if isinstance(config.get("code"), str) and isinstance(config.get("scoring_script"), str):
+        script = config["scoring_script"]
+        if not unresolved(config["code"]):
+            code = relative_to(doc, at + ("code_configuration", "code"), config["code"])
+            if not code.is_dir():
+                doc.problem(
+                    at + ("code_configuration", "code"), f"folder '{config['code']}' does not exist"
+                )
+            elif not (code / script).is_file():
+                doc.problem(
+                    at + ("code_configuration", "scoring_script"),
+                    f"scoring script '{script}' is not in {config['code']}",
+                )
+    env = None
+    if fields.get("environment") is not None:
+        env = reader.job(at + ("environment",), fields["environment"], defined, None)
+    return Deployment(endpoint, name, fields, model, code, script, env)
+
+
+def _deployment_checks(doc: Doc, at: tuple, dep: Deployment, local: bool, runs: bool) -> None:
+    if dep.model is None and dep.scoring_script is None:
+        doc.problem(at, "a deployment needs a model, a scoring script, or both", key=True)
+    if dep.scoring_script is not None and dep.environment is None:
+        what = (
+            "an MLflow model with a scoring script"
+            if dep.model and dep.model.type == "mlflow_model"
+            else "a scoring script"
+        )
+        doc.problem(
+            at + ("code_configuration",),
+            f"{what} needs an environment to run in (as on Azure ML): add environment:",
+        )
+    if dep.scoring_script is None and dep.model and dep.model.type not in (None, "mlflow_model"):
+        doc.problem(
+            at + ("model",),
+            f"a {dep.model.type} needs a scoring script (code_configuration) to be served; only "
+            "an MLflow model is served without one",
+        )
+    if local and dep.scoring_script is not None:
+        doc.problem(
+            at + ("code_configuration",),
+            "scoring-script deployments are not served on the local target yet (MLflow models "
+            "without a script are): issue 29",
+            severity="error" if runs else "warning",
+        )
+
+
+def _model(doc: Doc, at: tuple, value: Any, models: dict[str, Model]) -> ModelRef | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        path = value.get("path")
+        if not isinstance(path, str) or unresolved(path):
+            return None
+        mtype = value.get("type", "custom_model")
+        if not is_local(path):
+            ref = parse_ref(path)
+            return ModelRef(path, registered=ref, type=mtype) if ref else ModelRef(path, type=mtype)
+        folder = relative_to(doc, at + ("path",), path)
+        if not folder.exists():
+            doc.problem(at + ("path",), f"model path '{path}' does not exist")
+        elif mtype == "mlflow_model" and not (folder / "MLmodel").is_file():
+            doc.problem(
+                at + ("path",), f"'{path}' has no MLmodel file, which an mlflow_model needs"
+            )
+        return ModelRef(path, local=folder, type=mtype)
+    if not isinstance(value, str) or unresolved(value):
+        return None
+    ref = parse_ref(value)
+    if ref is None:
+        doc.problem(
+            at, f"'{value}' is not a model reference: azureml:NAME:VERSION or azureml:NAME@latest"
+        )
+        return None
+    name, version = ref
+    own = models.get(name)
+    if own is None:
+        return ModelRef(value, registered=ref)
+    if version is not None and own.version is not None and version != own.version:
+        doc.problem(at, f"model {name} has version {own.version} in this spec, not {version}")
+    return ModelRef(value, registered=ref, type=own.type, spec_model=name)
+
+
+def _check_traffic(doc: Doc, at: tuple, endpoint: Endpoint) -> None:
+    names = sorted(endpoint.deployments)
+    for key in ("traffic", "mirror_traffic"):
+        weights = mapping(endpoint.fields.get(key))
+        for dep in weights:
+            if dep not in endpoint.deployments:
+                close = difflib.get_close_matches(str(dep), names, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                doc.problem(
+                    at + (key, dep),
+                    f"endpoint {endpoint.name} has no deployment '{dep}' ({hint}deployments: "
+                    f"{', '.join(names) or 'none'})",
+                    key=True,
+                )
+    total = sum(v for v in endpoint.traffic.values() if isinstance(v, int))
+    if endpoint.traffic and total not in (0, 100):
+        doc.problem(at + ("traffic",), f"traffic adds up to {total}%, not 100% (or 0%)")
+    for dep, share in endpoint.mirror_traffic.items():
+        if isinstance(share, int) and endpoint.traffic.get(dep):
+            doc.problem(
+                at + ("mirror_traffic", dep),
+                f"deployment {dep} gets live traffic: traffic is mirrored to another one",
+            )
+        if isinstance(share, int) and share > 50:
+            doc.problem(at + ("mirror_traffic", dep), "at most 50% of traffic can be mirrored")
+
+
+def _check_invoke(doc: Doc, at: tuple, endpoint: Endpoint) -> None:
+    invoke = endpoint.invoke
+    if not invoke:
+        return
+    dep = invoke.get("deployment_name")
+    if isinstance(dep, str) and dep not in endpoint.deployments:
+        names = ", ".join(sorted(endpoint.deployments)) or "none"
+        doc.problem(
+            at + ("invoke", "deployment_name"),
+            f"endpoint {endpoint.name} has no deployment '{dep}' (deployments: {names})",
+        )
+    file = invoke.get("request_file")
+    if not isinstance(file, str):
+        doc.problem(at + ("invoke",), "an online endpoint's invoke needs a request_file", key=True)
+    elif (
+        not unresolved(file)
+        and not relative_to(doc, at + ("invoke", "request_file"), file).is_file()
+    ):
+        doc.problem(at + ("invoke", "request_file"), f"request file '{file}' does not exist")
+
+
+def request_file(doc: Doc, endpoint: Endpoint) -> Path | None:
+    """The endpoint's invoke request file, if it has one."""
+    file = endpoint.invoke.get("request_file")
+    return (
+        relative_to(doc, ("endpoints", endpoint.name, "invoke", "request_file"), file)
+        if isinstance(file, str)
+        else None
+    )

@@ -1,0 +1,258 @@
+"""Endpoints (DP-100 lab 11): the spec's `endpoints:` validated located, planned with their cost,
+and on the local target deployed for real: an MLflow model behind MLflow's scoring server, behind
+the endpoint's router on 127.0.0.1 (key auth, Azure's `input_data` body), called by apply's
+`invoke:` and by `mlrun invoke`, adopted by the next apply, restarted when its server was killed,
+replaced without a failed request, stopped by destroy."""
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_mlrun
+
+SAMPLE = json.loads((ROOT / "training" / "sample-data.json").read_text())  # Azure's body
+
+
+def lab(folder: Path, body: str) -> Path:
+    spec = folder / "lab.yaml"
+    spec.write_text(f"name: serve\nworkspace: {{name: ws-serve}}\n{body}")
+    return spec
+
+
+def problems(folder: Path, body: str) -> str:
+    proc = run_mlrun("validate", lab(folder, body), cwd=folder, check=1)
+    return proc.stdout + proc.stderr
+
+
+def test_bad_endpoints_are_located_errors(tmp_path):
+    (tmp_path / "model").mkdir()  # no MLmodel file
+    out = problems(
+        tmp_path,
+        """\
+endpoints:
+  diabetes-online:
+    traffic: {blu: 90, green: 20}
+    deployments:
+      blue: {model: {path: ./model, type: mlflow_model}}
+      green:
+        model: {path: ./nothing, type: mlflow_model}
+        code_configuration: {code: ./score, scoring_script: score.py}
+    invoke: {request_file: missing.json, deployment_name: red}
+  x: {deployments: {}}
+""",
+    )
+    assert (
+        "lab.yaml:5:14: error: $.endpoints.diabetes-online.traffic: traffic adds up to 110%" in out
+    )
+    assert (
+        "lab.yaml:5:15: error: $.endpoints.diabetes-online.traffic.blu: endpoint diabetes-online "
+        "has no deployment 'blu' (did you mean 'blue'?" in out
+    )
+    assert "deployments.blue.model.path: './model' has no MLmodel file" in out
+    assert "deployments.green.model.path: model path './nothing' does not exist" in out
+    assert (
+        "green.code_configuration: an MLflow model with a scoring script needs an environment"
+        in out
+    )
+    assert "green.code_configuration.code: folder './score' does not exist" in out
+    assert "invoke.request_file: request file 'missing.json' does not exist" in out
+    assert "invoke.deployment_name: endpoint diabetes-online has no deployment 'red'" in out
+    assert "lab.yaml:12:3: error: $.endpoints.x: 'x' is not a valid endpoint name" in out
+
+
+def test_an_unknown_field_and_a_batch_endpoint_are_refused(tmp_path):
+    out = problems(
+        tmp_path,
+        """\
+endpoints:
+  scorer:
+    type: batch
+  online-one:
+    deployments:
+      blue: {model: azureml:m@latest, instance_cout: 2}
+""",
+    )
+    assert "$.endpoints.scorer.type: batch endpoints are not run by mlrun yet" in out
+    assert "$.endpoints.online-one.deployments.blue.instance_cout" in out
+
+
+def test_endpoint_and_deployment_files_are_included_unmodified(tmp_path):
+    """Azure's own endpoint and deployment YAML (their $schema, name, endpoint_name) by file:."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors: {}\n")
+    (tmp_path / "endpoint.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json\n"
+        "name: my-endpoint\nauth_mode: key\n"
+    )
+    (tmp_path / "blue-deployment.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json\n"
+        "name: blue\nendpoint_name: my-endpoint\n"
+        "model:\n  path: ./model\n  type: mlflow_model\n"
+        "instance_type: Standard_DS3_v2\ninstance_count: 2\n"
+    )
+    spec = lab(
+        tmp_path,
+        """\
+endpoints:
+  my-endpoint:
+    file: endpoint.yml
+    traffic: {blue: 100}
+    deployments:
+      blue: {file: blue-deployment.yml}
+""",
+    )
+    run_mlrun("validate", spec, cwd=tmp_path, check=0)
+    out = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
+    assert "+ endpoint.my-endpoint" in out and "online, key auth, traffic blue 100%" in out
+    # two instances bill, whether called or not
+    assert "+ deployment.my-endpoint/blue" in out and "(2 x Standard_DS3_v2), bills until" in out
+    assert "mlflow_model" not in out or "./model" in out
+
+
+# --- deployed for real (one lab, applied once for the module) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """specs/deploy.yaml as a user runs it: train with autologging, register the model, deploy it
+    behind an online endpoint, call it."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("deploy")
+    shutil.copytree(
+        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "specs").mkdir()
+    shutil.copy(ROOT / "specs" / "deploy.yaml", root / "specs")
+    spec = root / "specs" / "deploy.yaml"
+    proc = run_mlrun("apply", "-y", spec, cwd=root, check=0)
+    yield {"root": root, "spec": spec, "apply": proc}
+    run_mlrun("destroy", "-y", spec, cwd=root)
+
+
+def endpoint_folder(root: Path) -> Path:
+    return (
+        root / "specs" / ".mlrun" / "local" / "mlw-dp100-deploy" / "endpoints" / "diabetes-online"
+    )
+
+
+def score(root: Path, body: dict, key: str | None = "primaryKey", headers: dict | None = None):
+    """A client's POST to the scoring URI: (status, decoded answer)."""
+    where = endpoint_folder(root)
+    url = json.loads((where / "router.json").read_text())["url"] + "/score"
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key:
+        sent["Authorization"] = "Bearer " + json.loads((where / "keys.json").read_text())[key]
+    request = urllib.request.Request(url, json.dumps(body).encode(), sent, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_apply_trains_registers_deploys_and_calls(deployed):
+    out = deployed["apply"].stdout
+    assert (
+        "deployment.diabetes-online/blue  created  diabetes-mlflow v1 (MLflow scoring server)"
+        in out
+    )
+    assert "invoke.diabetes-online  called  200: [0, 1]" in out
+    # the state keeps the call's answer, never the endpoint's keys
+    text = (deployed["root"] / "specs" / ".mlrun" / "deploy.local.json").read_text()
+    keys = json.loads((endpoint_folder(deployed["root"]) / "keys.json").read_text())
+    assert '"answer": "[0, 1]"' in text
+    assert not any(k in text for k in keys.values())
+    assert os.stat(endpoint_folder(deployed["root"]) / "keys.json").st_mode & 0o077 == 0
+
+
+def test_the_endpoint_answers_as_azure_does(deployed):
+    root = deployed["root"]
+    assert score(root, SAMPLE) == (200, [0, 1])  # Azure's input_data, a bare list back
+    assert score(root, SAMPLE, key="secondaryKey")[0] == 200
+    status, answer = score(root, SAMPLE, key=None)
+    assert status == 401 and "message" in answer
+    split = {"dataframe_split": SAMPLE["input_data"]}  # MLflow's own body: MLflow's answer
+    assert score(root, split) == (200, {"predictions": [0, 1]})
+    status, answer = score(root, SAMPLE, headers={"azureml-model-deployment": "green"})
+    assert status == 404 and "green" in answer["message"]
+    proc = run_mlrun("invoke", deployed["spec"], "diabetes-online", cwd=root, check=0)
+    assert proc.stdout.strip() == "[0, 1]"
+    one = root / "one.json"
+    one.write_text(json.dumps({"input_data": [SAMPLE["input_data"]["data"][1]]}))  # a bare list
+    args = ("invoke", deployed["spec"], "diabetes-online", "--request-file", one)
+    proc = run_mlrun(*args, "--deployment", "blue", cwd=root, check=0)
+    assert proc.stdout.strip() == "[1]"
+    proc = run_mlrun(*args, "--deployment", "green", cwd=root, check=1)
+    assert "deployment green not found" in proc.stdout and "answered 404" in proc.stderr
+
+
+def test_a_killed_server_is_said_and_restarted_by_the_next_apply(deployed):
+    root, spec = deployed["root"], deployed["spec"]
+    current = json.loads(
+        (endpoint_folder(root) / "deployments" / "blue" / "current.json").read_text()
+    )
+    os.kill(current["pids"][0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while score(root, SAMPLE)[0] != 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, answer = score(root, SAMPLE)
+    assert status == 503 and "not running" in answer["message"]
+    assert (
+        "not running: its server is not running"
+        in run_mlrun("status", spec, cwd=root, check=0).stdout
+    )
+    plan = run_mlrun("plan", spec, cwd=root, check=0).stdout
+    assert "~ deployment.diabetes-online/blue" in plan and "restarted" in plan
+    run_mlrun("apply", "-y", spec, cwd=root, check=0)
+    assert score(root, SAMPLE) == (200, [0, 1])
+    assert "No changes" in run_mlrun("plan", spec, cwd=root, check=0).stdout
+
+
+def test_a_changed_deployment_is_replaced_without_a_failed_request(deployed):
+    """Two instances instead of one: new servers answer before the router moves to them."""
+    root, spec = deployed["root"], deployed["spec"]
+    answers: list = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            answers.append(score(root, SAMPLE)[0])
+
+    workers = [threading.Thread(target=client) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        text = spec.read_text().replace("instance_count: 1", "instance_count: 2")
+        spec.write_text(text)
+        proc = run_mlrun("apply", "-y", spec, cwd=root, check=0)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert "deployment.diabetes-online/blue  updated" in proc.stdout
+    assert len(answers) > 20 and set(answers) == {200}, sorted(set(answers))
+    current = json.loads(
+        (endpoint_folder(root) / "deployments" / "blue" / "current.json").read_text()
+    )
+    assert len(current["servers"]) == 2
+
+
+def test_destroy_stops_every_server(deployed, tmp_path):
+    root, spec = deployed["root"], deployed["spec"]
+    where = endpoint_folder(root)
+    pids = [json.loads((where / "router.json").read_text())["pid"]]
+    pids += json.loads((where / "deployments" / "blue" / "current.json").read_text())["pids"]
+    run_mlrun("destroy", "-y", spec, cwd=root, check=0)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+    assert not where.exists()
