@@ -149,8 +149,10 @@ def read(
             where = at + ("deployments", dep)
             if where in doc.broken or not isinstance(fields, dict):
                 continue
-            deployments[dep] = _deployment(doc, where, name, dep, fields, reader, models, defined)
-            _deployment_checks(doc, where, deployments[dep], local, runs)
+            deployments[dep] = _deployment(
+                doc, where, name, dep, fields, reader, models, defined, substitutes
+            )
+            _deployment_checks(doc, where, deployments[dep])
         endpoint = Endpoint(name, kind, block, deployments)
         _check_traffic(doc, at, endpoint)
         _check_invoke(doc, at, endpoint)
@@ -167,6 +169,7 @@ def _deployment(
     reader: Reader,
     models: dict[str, Model],
     defined: dict,
+    substitutes: dict | None,
 ) -> Deployment:
     if not DEPLOYMENT_NAME.match(name):
         doc.problem(
@@ -193,11 +196,11 @@ def _deployment(
                 )
     env = None
     if fields.get("environment") is not None:
-        env = reader.job(at + ("environment",), fields["environment"], defined, None)
+        env = reader.job(at + ("environment",), fields["environment"], defined, substitutes)
     return Deployment(endpoint, name, fields, model, code, script, env)
 
 
-def _deployment_checks(doc: Doc, at: tuple, dep: Deployment, local: bool, runs: bool) -> None:
+def _deployment_checks(doc: Doc, at: tuple, dep: Deployment) -> None:
     if dep.model is None and dep.scoring_script is None:
         doc.problem(at, "a deployment needs a model, a scoring script, or both", key=True)
     if dep.scoring_script is not None and dep.environment is None:
@@ -215,13 +218,6 @@ def _deployment_checks(doc: Doc, at: tuple, dep: Deployment, local: bool, runs: 
             at + ("model",),
             f"a {dep.model.type} needs a scoring script (code_configuration) to be served; only "
             "an MLflow model is served without one",
-        )
-    if local and dep.scoring_script is not None:
-        doc.problem(
-            at + ("code_configuration",),
-            "scoring-script deployments are not served on the local target yet (MLflow models "
-            "without a script are): issue 29",
-            severity="error" if runs else "warning",
         )
 
 

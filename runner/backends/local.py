@@ -239,31 +239,63 @@ class LocalBackend:
         return {"slots": _slots(attrs)}
 
     def _deploy(self, key: str) -> dict:
-        """An online deployment's servers, started (a new generation replacing a running one)."""
+        """An online deployment's servers, started (a new generation replacing a running one): an
+        MLflow model's scoring server in the model's environment, or the scoring script under
+        Azure's inference server in the deployment's environment."""
         endpoint, _, name = key.partition("/")
         dep = self.spec.endpoints[endpoint].deployments[name]
-        assert dep.model is not None  # validate: a deployment without a script has a model
-        if dep.model.local is not None:
+        model_dir = None
+        if dep.model is not None and dep.model.local is not None:
             model_dir = dep.model.local
-        else:
-            assert dep.model.registered is not None
+        elif dep.model is not None and dep.model.registered is not None:
             model_dir = self._model_path(dep.model.registered, f"deployment {key}")
         log = serving.folder(self.root, endpoint) / "deployments" / name / "build.log"
-        python, runs_on = serving.model_python(model_dir, log)
-        variables = {
-            str(k): str(v) for k, v in (dep.fields.get("environment_variables") or {}).items()
-        }
+        if dep.scoring_script is None:
+            assert model_dir is not None  # validate: a deployment without a script has a model
+            python, runs_on = serving.model_python(model_dir, log)
+            server = serving.Server(python, model_dir)
+        else:
+            assert dep.environment is not None  # validate: a script needs an environment
+            python, runs_on = self._script_python(dep.environment, key, log)
+            server = serving.Server(python, model_dir, dep.code, dep.scoring_script)
+        variables = dep.fields.get("environment_variables") or {}
         details = serving.deploy(
             self.root,
             endpoint,
             name,
-            model_dir=model_dir,
-            python=python,
+            server,
             count=dep.instance_count,
             settings=dep.request_settings,
-            env=variables,
+            env={str(k): str(v) for k, v in variables.items()},
         )
-        return {**details, "model_dir": str(model_dir), "python": runs_on}
+        return {**details, "model_dir": str(model_dir) if model_dir else None, "python": runs_on}
+
+    def _script_python(self, env: Environment, key: str, log: Path) -> tuple[str, str]:
+        """The interpreter of a scoring script's environment, built with uv if no lab built it;
+        it must have Azure's inference server, as Azure ML requires of a custom environment."""
+        if not env.built:
+            raise UserError(
+                f"deployment {key}: environment {env.shown} is not built locally (not in mlrun's "
+                "table of curated environments): give the deployment an environment with a conda "
+                "file, or map it in targets.local.environments"
+            )
+        req = self._request(env)
+        if envs.built(req) is None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as out:
+                try:
+                    envs.build(req, out)
+                except envs.BuildFailed as e:
+                    raise UserError(
+                        f"deployment {key}: environment {env.shown} did not build ({log}): {e}"
+                    ) from None
+        python = req.folder / "bin" / "python"
+        if not list(req.folder.glob("lib/python*/site-packages/azureml_inference_server_http")):
+            raise UserError(
+                f"deployment {key}: environment {env.shown} has no azureml-inference-server-http, "
+                "which Azure ML needs to run a scoring script: add it to its conda file's pip list"
+            )
+        return str(python), f"environment {env.shown} ({req.folder})"
 
     def invoke(self, endpoint: str, body: bytes, deployment: str | None) -> tuple[int, bytes]:
         auth = self.spec.endpoints[endpoint].auth_mode if endpoint in self.spec.endpoints else "key"

@@ -20,6 +20,7 @@ pointed at them, then the old ones stop, so no request fails during a re-apply."
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -34,6 +35,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,54 +147,92 @@ def scoring_uri(root: Path, name: str) -> str | None:
 # --- deployments ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Server:
+    """What serves a deployment: an interpreter, the model's folder, and, for a scoring script,
+    the folder it is in and its name (Azure's inference server runs it; else MLflow's scoring
+    server serves the MLflow model)."""
+
+    python: str
+    model_dir: Path | None
+    code: Path | None = None
+    script: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "script" if self.script else "mlflow"
+
+    def command(self, port: int) -> list[str]:
+        if self.script is None:  # what `mlflow models serve --env-manager local` runs
+            return [
+                *(self.python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
+                *("--no-access-log", "mlflow.pyfunc.scoring_server.app:app"),
+            ]
+        # azmlinfsrv, Azure's own entry point, bound to 127.0.0.1 instead of 0.0.0.0
+        code = (
+            "import azureml_inference_server_http.amlserver as s; "
+            "s.DEFAULT_HOST = '127.0.0.1'; s.run()"
+        )
+        return [self.python, "-c", code, "--entry_script", self.script, "--port", str(port)]
+
+    def environment(self, settings: dict) -> dict[str, str]:
+        if self.script is None:
+            timeout_s = max(1, int(settings.get("request_timeout_ms", 5000)) // 1000 + 1)
+            assert self.model_dir is not None
+            return {
+                "__pyfunc_model_path__": str(self.model_dir),  # what `mlflow models serve` sets
+                "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(timeout_s),
+                "AZUREML_MODEL_DIR": str(self.model_dir.parent),
+            }
+        return {"AML_APP_ROOT": str(self.code), "WORKER_TIMEOUT": "300"}
+
+    @property
+    def probe(self) -> str:
+        return "/" if self.script else "/ping"
+
+
 def deploy(
     root: Path,
     endpoint: str,
     name: str,
+    server: Server,
     *,
-    model_dir: Path,
-    python: str,
     count: int,
     settings: dict,
     env: dict[str, str],
 ) -> dict:
-    """Start `count` MLflow scoring servers of the model in `model_dir` with `python`, wait until
-    each answers, point the router at them, stop the deployment's previous servers. Its details:
-    the servers' pids and URLs."""
+    """Start `count` servers of the deployment, wait until each answers, point the router at
+    them, stop the deployment's previous servers. Its details: the servers' pids and URLs.
+
+    A scoring script runs in a copy of its code folder, with AZUREML_MODEL_DIR a folder holding
+    the model under its own name (`azureml-models/model/...`), as Azure ML lays them out."""
     where = folder(root, endpoint) / "deployments" / name
     where.mkdir(parents=True, exist_ok=True)
     old = supervised.read_json(where / "current.json")
     generation = int(old["generation"]) + 1 if old else 1
     gen = where / str(generation)
-    gen.mkdir(parents=True, exist_ok=True)
-    timeout_s = max(1, int(settings.get("request_timeout_ms", 5000)) // 1000 + 1)
-    server_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    shutil.rmtree(gen, ignore_errors=True)
+    cwd = gen / "code"
+    if server.code is not None:
+        shutil.copytree(server.code, cwd, ignore=shutil.ignore_patterns("__pycache__"))
+        server = dataclasses.replace(server, code=cwd)
+    cwd.mkdir(parents=True, exist_ok=True)
+    if server.script and server.model_dir is not None:
+        (cwd / "azureml-models").mkdir(exist_ok=True)
+        (cwd / "azureml-models" / server.model_dir.name).symlink_to(server.model_dir)
+    server_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_"))}
     server_env.update(env)
-    server_env.update(
-        {
-            "__pyfunc_model_path__": str(model_dir),  # what `mlflow models serve` sets
-            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(timeout_s),
-            "AZUREML_MODEL_DIR": str(model_dir.parent),  # as Azure ML sets it
-        }
-    )
+    server_env.update(server.environment(settings))
+    if server.script:
+        server_env["AZUREML_MODEL_DIR"] = str(cwd / "azureml-models")
     procs: list[tuple[subprocess.Popen, int]] = []
     try:
         for i in range(count):
             port = _free_port()
             with open(gen / f"server-{i}.log", "ab") as log:
                 proc = subprocess.Popen(
-                    [
-                        python,
-                        "-m",
-                        "uvicorn",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--no-access-log",
-                        "mlflow.pyfunc.scoring_server.app:app",
-                    ],
-                    cwd=gen,
+                    server.command(port),
+                    cwd=cwd,
                     env=server_env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -201,18 +241,20 @@ def deploy(
                 )
             procs.append((proc, port))
         for i, (proc, port) in enumerate(procs):
-            _wait_ready(proc, port, gen / f"server-{i}.log", f"{endpoint}/{name}")
+            url, log_path = f"http://127.0.0.1:{port}{server.probe}", gen / f"server-{i}.log"
+            _wait_ready(proc, url, log_path, f"{endpoint}/{name}")
     except BaseException:
         _stop([p.pid for p, _ in procs])
         raise
     current = {
         "generation": generation,
-        "kind": "mlflow",
+        "kind": server.kind,
         "servers": [f"http://127.0.0.1:{port}" for _, port in procs],
         "pids": [p.pid for p, _ in procs],
-        "columns": _columns(model_dir),
         **settings,
     }
+    if server.script is None and server.model_dir is not None:
+        current["columns"] = _columns(server.model_dir)
     with _locked(folder(root, endpoint)):
         supervised.write_json(where / "current.json", current)
         _publish(folder(root, endpoint))
@@ -297,7 +339,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, log: Path, what: str) -> None:
+def _wait_ready(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
     deadline = time.monotonic() + READY
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -306,7 +348,7 @@ def _wait_ready(proc: subprocess.Popen, port: int, log: Path, what: str) -> None
                 f"answered ({log}):\n{_tail(log)}"
             )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, OSError):
