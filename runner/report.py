@@ -236,6 +236,7 @@ def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
         "jobs": jobs,
         "data": data_assets(state),
         "models": models(state),
+        "endpoints": endpoints(state),
         "experiments": experiments,
         "queries": queries,
     }
@@ -272,6 +273,62 @@ def models(state) -> list[dict]:
                     "uri": details.get("uri") or details.get("id"),
                 }
             )
+    return found
+
+
+def endpoints(state) -> list[dict]:
+    """The lab's endpoints as the state has them: where each answers, its deployments (what they
+    serve, their share of traffic, whether their servers were down when last looked at), and the
+    answer to the lab's call (`invoke:`) when it made one."""
+    found = []
+    for _, r in sorted(state.resources.items()):
+        if r.get("kind") != "endpoint":
+            continue
+        name, attrs = r["name"], r.get("attrs") or {}
+        traffic = attrs.get("traffic") or {}
+        deployments = []
+        for _, d in sorted(state.resources.items()):
+            if d.get("kind") == "deployment" and d["name"].startswith(f"{name}/"):
+                dep, info = d["name"].partition("/")[2], d.get("attrs") or {}
+                deployments.append(
+                    {
+                        "name": dep,
+                        "model": info.get("model"),
+                        "server": info.get("server"),
+                        "instance_type": info.get("instance_type"),
+                        "instance_count": info.get("instance_count"),
+                        "traffic": traffic.get(dep, 0),
+                        "down": (d.get("details") or {}).get("down"),
+                    }
+                )
+        call = next(
+            (
+                c
+                for c in state.resources.values()
+                if c.get("kind") == "invoke" and c["name"] == name
+            ),
+            None,
+        )
+        invoke = None
+        if call is not None:
+            asked, answered = call.get("attrs") or {}, call.get("details") or {}
+            invoke = {
+                "request_file": asked.get("request_file"),
+                "deployment": asked.get("deployment"),
+                "status": answered.get("status"),
+                "answer": answered.get("answer"),
+                "at": answered.get("at"),
+            }
+        found.append(
+            {
+                "name": name,
+                "type": attrs.get("type"),
+                "auth_mode": attrs.get("auth_mode"),
+                "scoring_uri": (r.get("details") or {}).get("scoring_uri"),
+                "deployments": deployments,
+                "invoke": invoke,
+            }
+        )
     return found
 
 
@@ -547,6 +604,34 @@ def render_markdown(report: dict) -> str:
                 for m in report["models"]
             ],
         )
+    for e in report.get("endpoints") or []:
+        lines += ["", f"## Endpoint `{e['name']}`", ""]
+        lines += [
+            f"{e['type']}, {e['auth_mode']} auth, scoring URI `{e['scoring_uri'] or '-'}`",
+            "",
+        ]
+        lines += _md_table(
+            ["deployment", "model", "instances", "traffic", "health"],
+            [
+                [
+                    d["name"],
+                    d["model"] or "-",
+                    f"{d['instance_count']} x {d['instance_type']}",
+                    f"{d['traffic']}%",
+                    f"down: {d['down']}" if d["down"] else "running",
+                ]
+                for d in e["deployments"]
+            ],
+        )
+        if e["invoke"]:
+            call = e["invoke"]
+            to = f" -> {call['deployment']}" if call["deployment"] else ""
+            lines += [
+                "",
+                f"Called with `{call['request_file']}`{to} at {call['at']}: {call['status']}",
+                "",
+            ]
+            lines += ["```json", str(call["answer"]), "```"]
     for j in report["jobs"]:
         if j["sweep"]:
             s = j["sweep"]

@@ -36,6 +36,7 @@ def render_html(report: dict) -> str:
     """The whole page."""
     sections = [_header(report), _nav(report), _jobs(report["jobs"]), _data(report)]
     sections.append(_models(report))
+    sections += [_endpoint(e) for e in report.get("endpoints") or []]
     sections += [_sweep(j) for j in report["jobs"] if j.get("sweep")]
     sections += [_pipeline(j) for j in report["jobs"] if j.get("pipeline")]
     sections += [_experiment(i, exp) for i, exp in enumerate(report["experiments"])]
@@ -142,6 +143,9 @@ def _header(report: dict) -> str:
 def _nav(report: dict) -> str:
     links = [("jobs", "Jobs")] + ([("data", "Data assets")] if report.get("data") else [])
     links += [("models", "Models")] if report.get("models") else []
+    links += [
+        (f"endpoint-{e['name']}", f"Endpoint {e['name']}") for e in report.get("endpoints") or []
+    ]
     links += [(f"sweep-{j['job']}", f"Sweep {j['job']}") for j in report["jobs"] if j.get("sweep")]
     links += [(f"exp-{i}", f"Experiment {e['name']}") for i, e in enumerate(report["experiments"])]
     if any(j["histories"] for j in report["jobs"]):
@@ -240,6 +244,33 @@ def _models(report: dict) -> str:
     return (
         '<section id="models"><h2>Models</h2><p class="muted">The latest version of each, '
         f"and the run that made it.</p>{table}</section>"
+    )
+
+
+def _endpoint(e: dict) -> str:
+    rows = [
+        [
+            f"<code>{_e(d['name'])}</code>",
+            _e(d["model"] or "-"),
+            _e(f"{d['instance_count']} x {d['instance_type']}"),
+            _e(f"{d['traffic']}%"),
+            _badge("Failed") + f" {_e(d['down'])}" if d["down"] else _badge("Running"),
+        ]
+        for d in e["deployments"]
+    ]
+    call, said = e.get("invoke"), ""
+    if call:
+        to = f" &rarr; <code>{_e(call['deployment'])}</code>" if call["deployment"] else ""
+        said = (
+            f"<h3>The lab's call</h3><p><code>{_e(call['request_file'])}</code>{to}, "
+            f"{_time(call['at'])}: {_e(call['status'])}</p><pre>{_e(call['answer'])}</pre>"
+        )
+    return (
+        f'<section id="endpoint-{_e(e["name"])}"><h2>Endpoint <code>{_e(e["name"])}</code></h2>'
+        f'<p class="muted">{_e(e["type"])}, {_e(e["auth_mode"])} auth, scoring URI '
+        f"<code>{_breakable(e['scoring_uri'] or '-')}</code></p>"
+        f"{_table(['Deployment', 'Model', 'Instances', 'Traffic', 'Health'], rows)}{said}"
+        "</section>"
     )
 
 
@@ -636,6 +667,8 @@ section { background: var(--card); border: 1px solid var(--line); border-radius:
 padding: 20px 24px; margin: 16px 0; }
 code { font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", \
 monospace; }
+pre { font: 12.5px/1.4 ui-monospace, Menlo, Consolas, monospace; background: var(--bg); \
+padding: 8px 12px; border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; }
 .path, .error, .files code, .chips li, .kv th { overflow-wrap: break-word; }
 .path { font-size: 12px; }
 .muted { color: var(--muted); }

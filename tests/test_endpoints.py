@@ -173,6 +173,24 @@ def test_apply_trains_registers_deploys_and_calls(deployed):
     assert os.stat(endpoint_folder(deployed["root"]) / "keys.json").st_mode & 0o077 == 0
 
 
+def test_reports_show_the_endpoint_and_the_labs_call(deployed):
+    root, spec = deployed["root"], deployed["spec"]
+    keys = json.loads((endpoint_folder(root) / "keys.json").read_text()).values()
+    made = json.loads(run_mlrun("report", spec, "--format", "json", cwd=root, check=0).stdout)
+    (endpoint,) = made["endpoints"]
+    assert endpoint["name"] == "diabetes-online" and endpoint["scoring_uri"].endswith("/score")
+    (blue,) = endpoint["deployments"]
+    assert (blue["name"], blue["model"], blue["traffic"]) == ("blue", "diabetes-mlflow v1", 100)
+    assert endpoint["invoke"]["status"] == 200 and endpoint["invoke"]["answer"] == "[0, 1]"
+    for fmt, said in (
+        ("markdown", "## Endpoint `diabetes-online`"),
+        ("html", '<section id="endpoint-diabetes-online">'),
+    ):
+        text = run_mlrun("report", spec, "--format", fmt, cwd=root, check=0).stdout
+        assert said in text and "[0, 1]" in text and "sample-data.json" in text, text
+        assert not any(k in text for k in keys)
+
+
 def test_the_endpoint_answers_as_azure_does(deployed):
     root = deployed["root"]
     assert score(root, SAMPLE) == (200, [0, 1])  # Azure's input_data, a bare list back
