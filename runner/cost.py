@@ -131,16 +131,23 @@ def line(cost: dict, target: str) -> str:
 RUNNING = ("Creating", "Starting", "Running", "Restarting", "JobRunning", "UserSettingUp")
 
 
-def billable(spec: Spec, live: dict[str, dict], now: float) -> list[dict]:
+def billable(
+    spec: Spec, live: dict[str, dict], now: float, served: dict[str, dict] | None = None
+) -> list[dict]:
     """What bills now, from what the target says each compute runs (backend.billing): per hour,
-    and, for an instance, an estimate of its cost since it started."""
-    if not live:
+    and, for an instance, an estimate of its cost since it started; then each online deployment
+    that exists (`served`: its key and record details, on a target that bills), whose instances
+    bill until it is deleted."""
+    served = {k: d for k, d in (served or {}).items() if _deployment(spec, k) is not None}
+    if not live and not served:
         return []
     import datetime as dt
 
     region = str(spec.workspace.get("location") or DEFAULT_REGION).lower().replace(" ", "")
     sizes = {n: str(spec.computes[n].fields.get("size") or DEFAULT_SIZE) for n in live}
-    quote = prices.quote(region, sizes.values())
+    deployments = {k: _deployment(spec, k) for k in served}
+    kinds = {k: str(d.instance_type or DEFAULT_SIZE) for k, d in deployments.items() if d}
+    quote = prices.quote(region, [*sizes.values(), *kinds.values()])
     out = []
     for name, seen in live.items():
         unit = quote.prices[sizes[name]]
@@ -169,4 +176,31 @@ def billable(spec: Spec, live: dict[str, dict], now: float) -> list[dict]:
                 "prices": quote.source,
             }
         )
+    for key, details in served.items():
+        dep = deployments[key]
+        assert dep is not None
+        unit, count = quote.prices[kinds[key]], dep.instance_count
+        since, so_far = details.get("since"), None
+        if since and unit is not None:
+            started = dt.datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+            so_far = round(unit * count * max(0.0, now - started.timestamp()) / 3600, 2)
+        out.append(
+            {
+                "address": f"deployment.{key}",
+                "size": kinds[key],
+                "state": f"{count} instance{'s' if count != 1 else ''}",
+                "since": since,
+                "unit_price": unit,
+                "per_hour": None if unit is None else round(unit * count, 4),
+                "cost_so_far": so_far,
+                "estimate": True,
+                "currency": quote.currency,
+                "prices": quote.source,
+            }
+        )
     return out
+
+
+def _deployment(spec: Spec, key: str) -> Deployment | None:
+    endpoint, _, name = key.partition("/")
+    return spec.endpoints[endpoint].deployments.get(name) if endpoint in spec.endpoints else None

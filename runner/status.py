@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from . import cost, plan as planning
+from .backends import targets
 from .changes import VERSIONED
 from .formats import short
 
@@ -37,13 +38,18 @@ def build(ctx) -> dict:
         )
     computes = [r["name"] for r in actual["resources"].values() if r.get("kind") == "compute"]
     live = ctx.backend.billing([n for n in computes if n in ctx.spec.computes])
+    served = {  # online deployments bill while they exist, on a target that bills
+        r["name"]: r.get("details") or {}
+        for r in actual["resources"].values()
+        if r.get("kind") == "deployment" and targets.get(ctx.target).bills
+    }
     return {
         "spec": str(ctx.spec.path),
         "target": ctx.target,
         "tracking_uri": ctx.backend.tracking_uri,
         "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
         "jobs": jobs,
-        "billable": cost.billable(ctx.spec, live, time.time()),
+        "billable": cost.billable(ctx.spec, live, time.time(), served),
         "traffic": {
             r["name"]: (r.get("attrs") or {}).get("traffic") or {}
             for r in actual["resources"].values()

@@ -186,3 +186,35 @@ def moment(text: str) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_an_online_deployment_bills_from_its_start_until_deleted(tmp_path, monkeypatch):
+    """status's billable list on a target that bills: instance_type x instance_count per hour,
+    and the cost since the deployment's servers started (bundled prices: no network)."""
+    import datetime as dt
+
+    from runner import cost, spec as spec_mod
+
+    monkeypatch.setenv("MLRUN_PRICES_URL", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {python_function: {}}\n")
+    (tmp_path / "lab.yaml").write_text(
+        "name: served\nworkspace: {name: ws-served, location: eastus}\nendpoints:\n"
+        "  my-ep:\n    traffic: {blue: 100}\n    deployments:\n"
+        "      blue: {model: {path: ./model, type: mlflow_model}, instance_type: Standard_DS3_v2,"
+        " instance_count: 2}\n"
+    )
+    spec = spec_mod.load(tmp_path / "lab.yaml")
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    two_hours_ago = "2026-12-07T10:00:00Z"
+    got = cost.billable(spec, {}, now.timestamp(), {"my-ep/blue": {"since": two_hours_ago}})
+    (item,) = got
+    assert (item["address"], item["state"], item["per_hour"]) == (
+        "deployment.my-ep/blue",
+        "2 instances",
+        0.586,
+    )
+    assert item["cost_so_far"] == round(0.293 * 2 * 2, 2)
+    # one the spec no longer has is not priced from a guess: it is left to the plan's destroy
+    assert cost.billable(spec, {}, now.timestamp(), {"gone/blue": {}}) == []
