@@ -161,7 +161,7 @@ class FakeBackend:
             )
             return sorted(self.runs[i]["job"] for i in ids)
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
         """Block until `predicate()` holds (checked at each recorded change); its last value."""
         with self._cond:
             return self._cond.wait_for(predicate, timeout)
