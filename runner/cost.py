@@ -37,7 +37,9 @@ def shuts_down(fields: dict) -> bool:
 
 def estimate(spec: Spec, timeout: float | None = None) -> dict | None:
     """The lab's hourly cost (None: it has no computes), as `plan --json` says it."""
-    deployments = [d for e in spec.endpoints.values() for d in e.deployments.values()]
+    deployments = [  # a batch deployment costs nothing until invoked: its compute bills then
+        d for e in spec.endpoints.values() for d in e.deployments.values() if not d.batch
+    ]
     if not spec.computes and not deployments:
         return None
     region = str(spec.workspace.get("location") or DEFAULT_REGION).lower().replace(" ", "")
@@ -203,4 +205,5 @@ def billable(
 
 def _deployment(spec: Spec, key: str) -> Deployment | None:
     endpoint, _, name = key.partition("/")
-    return spec.endpoints[endpoint].deployments.get(name) if endpoint in spec.endpoints else None
+    found = spec.endpoints[endpoint].deployments.get(name) if endpoint in spec.endpoints else None
+    return found if found is not None and not found.batch else None

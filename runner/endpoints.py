@@ -1,12 +1,14 @@
 """Endpoints (the spec's `endpoints:`, az ml online-endpoint / batch-endpoint) and their
 deployments, read and checked. An online deployment serves a model: an MLflow model without a
 scoring script is served by MLflow's scoring server; a model with `code_configuration` by its
-script's init() and run(). Stdlib only: validate and plan read them."""
+script's init() and run(). A batch deployment (modelBatchDeployment) scores an input's files in
+mini-batches on a compute when its endpoint is invoked. Stdlib only: validate and plan read them."""
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,30 @@ ONLINE, BATCH = "online", "batch"
 ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 AUTH = {"Key": "key", "AMLToken": "aml_token", "AADToken": "aad_token"}  # SDK spellings
+BATCH_DEFAULTS: dict[
+    str, Any
+] = {  # Azure ML's, for model batch deployments (the SDK's BatchDeployment)
+    "max_concurrency_per_instance": 1,
+    "mini_batch_size": 10,
+    "output_action": "append_row",
+    "output_file_name": "predictions.csv",
+    "retry_settings": {"max_retries": 3, "timeout": 30},
+    "error_threshold": -1,
+    "logging_level": "info",
+}
+# fields of one kind of deployment that the other kind's schema does not have
+ONLINE_ONLY = (
+    "instance_type",
+    "instance_count",
+    "request_settings",
+    "liveness_probe",
+    "readiness_probe",
+    "scale_settings",
+    "app_insights_enabled",
+    "egress_public_network_access",
+    "data_collector",
+)
+BATCH_ONLY = ("compute", "resources", "settings", "component")
 REQUEST_DEFAULTS = {  # Azure ML's, for managed online deployments
     "request_timeout_ms": 5000,
     "max_concurrent_requests_per_instance": 1,
@@ -51,6 +77,7 @@ class Deployment:
     code: Path | None  # code_configuration.code
     scoring_script: str | None
     environment: Environment | None
+    batch: bool = False  # a batch endpoint's (modelBatchDeployment), else an online one's
 
     @property
     def key(self) -> str:
@@ -69,6 +96,27 @@ class Deployment:
     @property
     def request_settings(self) -> dict:
         return REQUEST_DEFAULTS | mapping(self.fields.get("request_settings"))
+
+    @property
+    def compute(self) -> str | None:
+        """Batch: the compute it scores on (`azureml:` dropped)."""
+        value = self.fields.get("compute")
+        return value.removeprefix("azureml:") if isinstance(value, str) else None
+
+    @property
+    def batch_settings(self) -> dict:
+        """Batch: its settings with Azure's defaults for what it leaves out, and its instances."""
+        given = mapping(self.fields.get("settings"))
+        retry = BATCH_DEFAULTS["retry_settings"] | mapping(given.get("retry_settings"))
+        count = mapping(self.fields.get("resources")).get("instance_count", 1)
+        return (
+            BATCH_DEFAULTS
+            | given
+            | {
+                "retry_settings": retry,
+                "instance_count": count if isinstance(count, int) else 1,
+            }
+        )
 
     @property
     def mlflow_server(self) -> bool:
@@ -102,6 +150,13 @@ class Endpoint:
     def invoke(self) -> dict:
         return mapping(self.fields.get("invoke"))
 
+    @property
+    def default_deployment(self) -> str | None:
+        """Batch: `defaults.deployment_name`, else its first deployment (Azure makes the first
+        one created the default)."""
+        named = mapping(self.fields.get("defaults")).get("deployment_name")
+        return named if isinstance(named, str) else next(iter(self.deployments), None)
+
 
 def read(
     doc: Doc,
@@ -112,6 +167,7 @@ def read(
     substitutes: dict | None,
     local: bool,
     runs: bool,
+    computes: Collection[str] = (),
 ) -> dict[str, Endpoint]:
     """The `endpoints:` section (what the schema check let through), each problem said located:
     names, traffic to deployments that do not exist or not summing to 100, models, scoring
@@ -138,24 +194,21 @@ def read(
                 key=True,
                 severity="error" if runs else "warning",
             )
-        if kind == BATCH:
-            doc.problem(
-                at + ("type",),
-                "batch endpoints are not run by mlrun yet (online endpoints are): issue 29",
-            )
-            continue
         deployments = {}
         for dep, fields in mapping(block.get("deployments")).items():
             where = at + ("deployments", dep)
             if where in doc.broken or not isinstance(fields, dict):
                 continue
             deployments[dep] = _deployment(
-                doc, where, name, dep, fields, reader, models, defined, substitutes
+                doc, where, name, dep, fields, reader, models, defined, substitutes, kind == BATCH
             )
-            _deployment_checks(doc, where, deployments[dep])
+            _deployment_checks(doc, where, deployments[dep], kind, computes)
         endpoint = Endpoint(name, kind, block, deployments)
-        _check_traffic(doc, at, endpoint)
-        _check_invoke(doc, at, endpoint)
+        if kind == BATCH:
+            _check_batch(doc, at, endpoint)
+        else:
+            _check_traffic(doc, at, endpoint)
+            _check_invoke(doc, at, endpoint)
         out[name] = endpoint
     return out
 
@@ -170,6 +223,7 @@ def _deployment(
     models: dict[str, Model],
     defined: dict,
     substitutes: dict | None,
+    batch: bool,
 ) -> Deployment:
     if not DEPLOYMENT_NAME.match(name):
         doc.problem(
@@ -197,10 +251,24 @@ def _deployment(
     env = None
     if fields.get("environment") is not None:
         env = reader.job(at + ("environment",), fields["environment"], defined, substitutes)
-    return Deployment(endpoint, name, fields, model, code, script, env)
+    return Deployment(endpoint, name, fields, model, code, script, env, batch)
 
 
-def _deployment_checks(doc: Doc, at: tuple, dep: Deployment) -> None:
+def _deployment_checks(
+    doc: Doc, at: tuple, dep: Deployment, kind: str, computes: Collection[str]
+) -> None:
+    other, kind_name = (
+        (ONLINE_ONLY, "a batch deployment") if kind == BATCH else (BATCH_ONLY, "an online one")
+    )
+    for key in other:
+        if key in dep.fields:
+            home = "online deployments" if kind == BATCH else "batch deployments"
+            doc.problem(at + (key,), f"{key} is a field of {home}, not of {kind_name}", key=True)
+    if kind == BATCH:
+        _batch_deployment_checks(doc, at, dep, computes)
+        return
+    if dep.fields.get("type") in ("model", "pipeline"):
+        doc.problem(at + ("type",), f"type {dep.fields['type']} is for batch deployments")
     if dep.model is None and dep.scoring_script is None:
         doc.problem(at, "a deployment needs a model, a scoring script, or both", key=True)
     if dep.scoring_script is not None and dep.environment is None:
@@ -219,6 +287,100 @@ def _deployment_checks(doc: Doc, at: tuple, dep: Deployment) -> None:
             f"a {dep.model.type} needs a scoring script (code_configuration) to be served; only "
             "an MLflow model is served without one",
         )
+
+
+def _batch_deployment_checks(
+    doc: Doc, at: tuple, dep: Deployment, computes: Collection[str]
+) -> None:
+    """A model batch deployment: a model, a compute of the spec, and a script with an
+    environment unless the model is an MLflow model (Azure writes its scoring script then)."""
+    kind = dep.fields.get("type", "model")
+    if kind == "pipeline":
+        doc.problem(
+            at + ("type",),
+            "pipeline component batch deployments are not run by mlrun yet (model deployments "
+            "are): issue 29",
+        )
+        return
+    if kind not in ("model",):
+        doc.problem(at + ("type",), f"type {kind} is for online deployments")
+        return
+    if "model" not in dep.fields:
+        doc.problem(at, "a model batch deployment needs a model", key=True)
+    compute = dep.compute
+    if compute is None:
+        doc.problem(at, "a batch deployment needs a compute: compute: azureml:NAME", key=True)
+    elif compute not in computes and not unresolved(compute):
+        close = difflib.get_close_matches(compute, sorted(computes), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        defined = ", ".join(sorted(computes)) or "none"
+        doc.problem(
+            at + ("compute",),
+            f"'{compute}' is not a compute of this spec ({hint}defined: {defined})",
+        )
+    if dep.scoring_script is not None and dep.environment is None:
+        doc.problem(
+            at + ("code_configuration",),
+            "a scoring script needs an environment to run in (as on Azure ML): add environment:",
+        )
+    if dep.scoring_script is None and dep.model and dep.model.type not in (None, "mlflow_model"):
+        doc.problem(
+            at + ("model",),
+            f"a {dep.model.type} needs a scoring script (code_configuration) with run(mini_batch); "
+            "only an MLflow model is scored without one",
+        )
+
+
+def _check_batch(doc: Doc, at: tuple, endpoint: Endpoint) -> None:
+    """A batch endpoint: its default deployment and its call (`invoke: {input: ...}`)."""
+    names = ", ".join(sorted(endpoint.deployments)) or "none"
+    for key in ("traffic", "mirror_traffic"):
+        if key in endpoint.fields:
+            doc.problem(at + (key,), f"{key} is a field of online endpoints", key=True)
+    named = mapping(endpoint.fields.get("defaults")).get("deployment_name")
+    if isinstance(named, str) and named not in endpoint.deployments:
+        doc.problem(
+            at + ("defaults", "deployment_name"),
+            f"endpoint {endpoint.name} has no deployment '{named}' (deployments: {names})",
+        )
+    invoke = endpoint.invoke
+    if not invoke:
+        return
+    dep = invoke.get("deployment_name")
+    if isinstance(dep, str) and dep not in endpoint.deployments:
+        doc.problem(
+            at + ("invoke", "deployment_name"),
+            f"endpoint {endpoint.name} has no deployment '{dep}' (deployments: {names})",
+        )
+    if "request_file" in invoke:
+        doc.problem(
+            at + ("invoke", "request_file"),
+            "a batch endpoint is invoked with an input (invoke: {input: PATH}), not a request file",
+            key=True,
+        )
+    value = invoke.get("input")
+    path = value.get("path") if isinstance(value, dict) else value
+    if value is None:
+        doc.problem(at + ("invoke",), "a batch endpoint's invoke needs an input", key=True)
+    elif not isinstance(path, str):
+        doc.problem(at + ("invoke", "input"), "an input needs a path", key=True)
+    elif is_local(path) and not unresolved(path):
+        where = at + ("invoke", "input") + (("path",) if isinstance(value, dict) else ())
+        if not relative_to(doc, where, path).exists():
+            doc.problem(where, f"input path '{path}' does not exist")
+
+
+def batch_input(doc: Doc, endpoint: Endpoint) -> str | Path | None:
+    """A batch endpoint's invoke input: a local path (resolved), or a reference as written
+    (`azureml:patient-data@latest`)."""
+    value = endpoint.invoke.get("input")
+    path = value.get("path") if isinstance(value, dict) else value
+    if not isinstance(path, str):
+        return None
+    if not is_local(path):
+        return path
+    where = ("endpoints", endpoint.name, "invoke", "input")
+    return relative_to(doc, where + (("path",) if isinstance(value, dict) else ()), path)
 
 
 def _model(doc: Doc, at: tuple, value: Any, models: dict[str, Model]) -> ModelRef | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from . import cost, data as data_assets, endpoints, fingerprint
@@ -102,17 +103,10 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "attrs": _deployment(d),
             }
         if e.invoke:
-            file = endpoints.request_file(spec.doc, e)
             resources[Address(Kind.INVOKE, e.name)] = {
                 "kind": "invoke",
                 "name": e.name,
-                "attrs": {
-                    "request_file": e.invoke.get("request_file"),
-                    "request": fingerprint.tree_digest(file)[:16]
-                    if file and file.is_file()
-                    else None,
-                    "deployment": e.invoke.get("deployment_name"),
-                },
+                "attrs": _invoke(spec, e),
             }
     jobs = {}
     for job in spec.jobs.values():
@@ -148,17 +142,19 @@ ENDPOINT_FIELDS = ("type", "auth_mode", "traffic", "mirror_traffic", "descriptio
 
 def _endpoint(e: Endpoint) -> dict:
     attrs = {k: e.fields[k] for k in ENDPOINT_FIELDS if k in e.fields}
+    if e.type == "batch":  # Azure's batch endpoints take Microsoft Entra tokens only
+        return {**attrs, "type": e.type, "auth_mode": "aad_token", "default": e.default_deployment}
     return {**attrs, "type": e.type, "auth_mode": e.auth_mode}
 
 
 def _deployment(d: Deployment) -> dict:
     """What a deployment serves and on what: a change to any of it is a new deployment of it."""
-    attrs: dict[str, Any] = {
-        "model": d.model.shown if d.model else None,
-        "instance_type": d.instance_type,
-        "instance_count": d.instance_count,
-        "server": "mlflow" if d.mlflow_server else "script",
-    }
+    attrs: dict[str, Any] = {"model": d.model.shown if d.model else None}
+    if d.batch:  # where and how it scores when invoked
+        attrs |= {"compute": d.compute, "settings": d.batch_settings}
+    else:
+        attrs |= {"instance_type": d.instance_type, "instance_count": d.instance_count}
+    attrs["server"] = "mlflow" if d.mlflow_server else "script"
     if d.model and d.model.local is not None and d.model.local.exists():
         attrs["model_content"] = fingerprint.tree_digest(d.model.local)[:16]
     if d.model and d.model.spec_model:
@@ -180,6 +176,26 @@ def _deployment(d: Deployment) -> dict:
             ],
         }
     return attrs
+
+
+def _invoke(spec: Spec, e: Endpoint) -> dict:
+    """An endpoint's call: what it sends (a request file, or a batch endpoint's input) and the
+    digest of its content, so that a changed request or input is called again."""
+    if e.type == "batch":
+        found = endpoints.batch_input(spec.doc, e)
+        local = found if isinstance(found, Path) and found.exists() else None
+        value = e.invoke.get("input")
+        return {
+            "input": value.get("path") if isinstance(value, dict) else value,
+            "content": fingerprint.tree_digest(local)[:16] if local else None,
+            "deployment": e.invoke.get("deployment_name") or e.default_deployment,
+        }
+    file = endpoints.request_file(spec.doc, e)
+    return {
+        "request_file": e.invoke.get("request_file"),
+        "request": fingerprint.tree_digest(file)[:16] if file and file.is_file() else None,
+        "deployment": e.invoke.get("deployment_name"),
+    }
 
 
 def digest(model: dict) -> str:
@@ -333,11 +349,8 @@ def _served(
             )
             continue
         target = f" -> {after['deployment']}" if after.get("deployment") else ""
-        out.append(
-            Change(
-                Address.parse(address), RUN, f"{after['request_file']}{target} ({why})", None, after
-            )
-        )
+        sent = after.get("request_file") or after.get("input")
+        out.append(Change(Address.parse(address), RUN, f"{sent}{target} ({why})", None, after))
     return out
 
 
@@ -492,9 +505,25 @@ def describe(kind: str, a: dict) -> str:
     if kind == "resource_group":
         return a.get("location") or ""
     if kind == "endpoint":  # `online, key auth, traffic blue 90%, green 10%`
+        if a.get("type") == "batch":  # `batch, default classifier`
+            return f"batch, default {a.get('default') or '(none)'}"
         traffic = ", ".join(f"{d} {w}%" for d, w in (a.get("traffic") or {}).items())
         return f"{a.get('type')}, {a.get('auth_mode')} auth" + (
             f", traffic {traffic}" if traffic else ""
+        )
+    if kind == "deployment" and a.get("compute"):
+        # `diabetes-mlflow v1 on aml-cluster: 2 x 2 at once, mini-batches of 2 files, append_row`
+        s = a.get("settings") or {}
+        scorer = f" ({a['scoring_script']})" if a.get("scoring_script") else ""
+        output = (
+            f"append_row to {s.get('output_file_name')}"
+            if s.get("output_action") == "append_row"
+            else "summary_only"
+        )
+        return (
+            f"{a.get('model')}{scorer} on {a['compute']}: {s.get('instance_count')} x "
+            f"{s.get('max_concurrency_per_instance')} at once, mini-batches of "
+            f"{s.get('mini_batch_size')} files, {output}"
         )
     if kind == "deployment":  # `azureml:diabetes@latest (MLflow scoring server)`
         server = "MLflow scoring server" if a.get("server") == "mlflow" else a.get("scoring_script")

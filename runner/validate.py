@@ -379,7 +379,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
         sections.environments[at] = env
         _check_buildable(doc, at, env, local, runs)
     sections.endpoints = endpoints.read(
-        doc, data, reader, sections.models, defined, substitutes, local, runs
+        doc, data, reader, sections.models, defined, substitutes, local, runs, computes
     )
     for endpoint in sections.endpoints.values():
         for dep in endpoint.deployments.values():

@@ -66,20 +66,119 @@ endpoints:
     assert "lab.yaml:12:3: error: $.endpoints.x: 'x' is not a valid endpoint name" in out
 
 
-def test_an_unknown_field_and_a_batch_endpoint_are_refused(tmp_path):
+def test_an_unknown_field_and_a_misplaced_one_are_refused(tmp_path):
     out = problems(
         tmp_path,
         """\
+computes:
+  batch-cluster: {type: amlcompute, max_instances: 2}
 endpoints:
   scorer:
     type: batch
+    traffic: {blue: 100}
+    deployments:
+      blue: {model: azureml:m@latest, compute: azureml:batch-cluster, instance_type: Standard_DS3_v2}
   online-one:
     deployments:
-      blue: {model: azureml:m@latest, instance_cout: 2}
+      blue: {model: azureml:m@latest, instance_cout: 2, compute: azureml:batch-cluster}
 """,
     )
-    assert "$.endpoints.scorer.type: batch endpoints are not run by mlrun yet" in out
+    assert "lab.yaml:8:5: error: $.endpoints.scorer.traffic: traffic is a field of online" in out
+    assert (
+        "$.endpoints.scorer.deployments.blue.instance_type: instance_type is a field of online "
+        "deployments, not of a batch deployment"
+    ) in out
     assert "$.endpoints.online-one.deployments.blue.instance_cout" in out
+    assert "$.endpoints.online-one.deployments.blue.compute: compute is a field of batch" in out
+
+
+BATCH_DEPLOYMENT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/batchDeployment.schema.json
+endpoint_name: heart-batch
+name: classifier
+type: model
+model: azureml:heart-classifier@latest
+compute: azureml:batch-cluster
+resources:
+  instance_count: 2
+settings:
+  max_concurrency_per_instance: 2
+  mini_batch_size: 2
+  output_action: append_row
+  output_file_name: predictions.csv
+  retry_settings:
+    max_retries: 3
+    timeout: 300
+  error_threshold: -1
+  logging_level: info
+"""
+
+
+def test_a_batch_endpoint_and_its_deployment_file_validate_and_plan(tmp_path):
+    """azureml-examples' heart-classifier-mlflow shape, included unmodified: the plan says where
+    and how it scores, prices nothing until it is invoked, and calls it once deployed."""
+    (tmp_path / "deployment.yml").write_text(BATCH_DEPLOYMENT)
+    (tmp_path / "endpoint.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/batchEndpoint.schema.json\n"
+        "name: heart-batch\ndescription: A heart condition classifier\nauth_mode: aad_token\n"
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("x\n1\n")
+    spec = lab(
+        tmp_path,
+        """\
+computes:
+  batch-cluster: {type: amlcompute, size: STANDARD_DS3_V2, max_instances: 2}
+endpoints:
+  heart-batch:
+    file: endpoint.yml
+    type: batch
+    deployments:
+      classifier: {file: deployment.yml}
+    invoke: {input: {type: uri_folder, path: ./data}}
+""",
+    )
+    run_mlrun("validate", spec, cwd=tmp_path, check=0)
+    out = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
+    assert "+ endpoint.heart-batch" in out and "batch, default classifier" in out
+    assert (
+        "azureml:heart-classifier@latest on batch-cluster: 2 x 2 at once, mini-batches of 2 "
+        "files, append_row to predictions.csv"
+    ) in out
+    assert "> invoke.heart-batch" in out and "./data -> classifier (once deployed)" in out
+    assert "bills until destroyed" not in out  # its compute bills while it scores, as a job's
+
+
+def test_bad_batch_endpoints_are_located_errors(tmp_path):
+    out = problems(
+        tmp_path,
+        """\
+computes:
+  batch-cluster: {type: amlcompute, max_instances: 2}
+endpoints:
+  heart-batch:
+    type: batch
+    defaults: {deployment_name: nope}
+    deployments:
+      custom:
+        model: {path: ./model, type: custom_model}
+        compute: azureml:batch-clustr
+      piped: {type: pipeline, component: azureml:c@latest, compute: batch-cluster}
+      bare: {model: azureml:m@latest}
+    invoke: {request_file: r.json, input: ./missing}
+""",
+    )
+    at = "$.endpoints.heart-batch"
+    assert f"lab.yaml:8:33: error: {at}.defaults.deployment_name: endpoint heart-batch has no " in out
+    assert (
+        f"{at}.deployments.custom.compute: 'batch-clustr' is not a compute of this spec (did you "
+        "mean 'batch-cluster'? defined: batch-cluster)"
+    ) in out
+    assert f"{at}.deployments.custom.model.path: model path './model' does not exist" in out
+    assert f"{at}.deployments.piped.type: pipeline component batch deployments are not run" in out
+    assert f"{at}.deployments.bare: a batch deployment needs a compute" in out
+    assert f"{at}.invoke.request_file: a batch endpoint is invoked with an input" in out
+    assert f"{at}.invoke.input: input path './missing' does not exist" in out
 
 
 def test_endpoint_and_deployment_files_are_included_unmodified(tmp_path):

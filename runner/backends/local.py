@@ -208,8 +208,13 @@ class LocalBackend:
     # --- resources -------------------------------------------------------------------------------
 
     def create(self, kind: str, name: str, attrs: dict) -> dict:
+        if kind == "endpoint" and attrs.get("type") == "batch":  # a name that jobs are run under
+            serving.folder(self.root, name).mkdir(parents=True, exist_ok=True)
+            return {"path": str(serving.folder(self.root, name))}
         if kind == "endpoint":
             return serving.create_endpoint(self.root, name, attrs)
+        if kind == "deployment" and attrs.get("compute"):
+            return self._batch_deployment(name)
         if kind == "deployment":
             return self._deploy(name)
         if kind == "workspace":
@@ -270,9 +275,36 @@ class LocalBackend:
         )
         return {**details, "model_dir": str(model_dir) if model_dir else None, "python": runs_on}
 
-    def _script_python(self, env: Environment, key: str, log: Path) -> tuple[str, str]:
+    def _batch_deployment(self, key: str) -> dict:
+        """A batch deployment: nothing runs until its endpoint is invoked; what it will run on is
+        made ready now (its model found in the registry, its environment built), so that a
+        deployment that could not score fails here, as Azure's fails to create."""
+        endpoint, _, name = key.partition("/")
+        dep = self.spec.endpoints[endpoint].deployments[name]
+        model_dir = None
+        if dep.model is not None and dep.model.local is not None:
+            model_dir = dep.model.local
+        elif dep.model is not None and dep.model.registered is not None:
+            model_dir = self._model_path(dep.model.registered, f"deployment {key}")
+        log = serving.folder(self.root, endpoint) / "deployments" / name / "build.log"
+        if dep.scoring_script is None:
+            assert model_dir is not None  # validate: an MLflow model, scored by mlrun's driver
+            python, runs_on = serving.model_python(model_dir, log)
+        else:
+            assert dep.environment is not None  # validate: a script needs an environment
+            python, runs_on = self._script_python(dep.environment, key, log, server=False)
+        return {
+            "model_dir": str(model_dir) if model_dir else None,
+            "python": python,
+            "runs_on": runs_on,
+        }
+
+    def _script_python(
+        self, env: Environment, key: str, log: Path, server: bool = True
+    ) -> tuple[str, str]:
         """The interpreter of a scoring script's environment, built with uv if no lab built it;
-        it must have Azure's inference server, as Azure ML requires of a custom environment."""
+        an online one must have Azure's inference server, as Azure ML requires of a custom
+        environment."""
         if not env.built:
             raise UserError(
                 f"deployment {key}: environment {env.shown} is not built locally (not in mlrun's "
@@ -290,7 +322,9 @@ class LocalBackend:
                         f"deployment {key}: environment {env.shown} did not build ({log}): {e}"
                     ) from None
         python = req.folder / "bin" / "python"
-        if not list(req.folder.glob("lib/python*/site-packages/azureml_inference_server_http")):
+        if server and not list(
+            req.folder.glob("lib/python*/site-packages/azureml_inference_server_http")
+        ):
             raise UserError(
                 f"deployment {key}: environment {env.shown} has no azureml-inference-server-http, "
                 "which Azure ML needs to run a scoring script: add it to its conda file's pip list"

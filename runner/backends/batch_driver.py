@@ -1,0 +1,58 @@
+"""The scoring script of a batch deployment of an MLflow model without one (Azure ML writes its
+own then: "no-code deployment"), run by a parallel job's workers in the model's environment (its
+Python has MLflow and pandas; not necessarily mlrun).
+
+init() loads the model from AZUREML_MODEL_DIR (the folder holding the model's folder, as on
+Azure). run(mini_batch) reads each file (CSV, TSV, Parquet, JSON lines), predicts, and returns a
+line per row, `ROW,PREDICTION,FILE`: the rows Azure's MLflow batch deployments append to
+`output_file_name`, which the DP-100 lab reads with
+`pd.read_csv(path, index_col=0, names=["patient", "prediction", "file"])`.
+"""
+
+import glob
+import json
+import os
+
+model = None
+
+
+def init():
+    global model
+    import mlflow.pyfunc
+
+    root = os.environ["AZUREML_MODEL_DIR"]
+    found = [p for p in sorted(glob.glob(os.path.join(root, "*"))) if os.path.isdir(p)]
+    path = found[0] if len(found) == 1 else root
+    model = mlflow.pyfunc.load_model(path)
+
+
+def _read(path):
+    import pandas as pd
+
+    lowered = path.lower()
+    if lowered.endswith(".parquet"):
+        return pd.read_parquet(path)
+    if lowered.endswith(".tsv"):
+        return pd.read_csv(path, sep="\t")
+    if lowered.endswith((".json", ".jsonl")):
+        return pd.read_json(path, lines=True)
+    return pd.read_csv(path)
+
+
+def _value(prediction):
+    if hasattr(prediction, "tolist"):
+        prediction = prediction.tolist()
+    return json.dumps(prediction) if isinstance(prediction, (list, dict)) else str(prediction)
+
+
+def run(mini_batch):
+    lines = []
+    for path in mini_batch:
+        data = _read(path)
+        predictions = model.predict(data)
+        if hasattr(predictions, "to_numpy"):  # a Series or a DataFrame
+            predictions = predictions.to_numpy()
+        name = os.path.basename(path)
+        for row, prediction in zip(data.index, predictions):
+            lines.append(f"{row},{_value(prediction)},{name}")
+    return lines
