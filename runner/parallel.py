@@ -39,6 +39,7 @@ class Job(Protocol):
     @property
     def is_parallel(self) -> bool: ...
 
+
 SIZE = re.compile(r"^([0-9]+)([kKmMgG][bB])?$")
 SIZE_PATTERN = "^[0-9]*[1-9][0-9]*([kKmMgG][bB])?$"  # mini_batch_size in the schema
 UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}

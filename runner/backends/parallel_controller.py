@@ -31,9 +31,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from . import contract, supervised
+from ..errors import plural
+from . import contract, mlflow_db, supervised
 
 MODULE = __name__
 WORKER = Path(__file__).with_name("parallel_worker.py")
@@ -109,20 +109,9 @@ class ParallelController:
         self.failed: list[Batch] = []
         self.items, self.failed_items, self.appended = 0, 0, 0
         self.reason: str | None = None
-        self._client: Any = None
-        self._loading = threading.Thread(target=self._load_mlflow, daemon=True)
-        self._loading.start()
 
     def log(self, message: str) -> None:
         print(f"[parallel] {message}", flush=True)
-
-    def _load_mlflow(self) -> None:
-        try:
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient()
-        except BaseException as e:  # noqa: BLE001 - said when the counts are logged
-            self._client = e
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -135,8 +124,8 @@ class ParallelController:
         count = min(cfg.workers, len(cfg.batches))
         self.log(
             f"{files} files in {len(cfg.batches)} mini-batches (mini_batch_size {cfg.batch_size}), "
-            f"{count} workers ({python}), each mini-batch tried at most {1 + cfg.max_retries} "
-            f"times, timeout {cfg.timeout:g}s"
+            f"{plural(count, 'worker')} ({python}), each mini-batch tried at most "
+            f"{1 + cfg.max_retries} times, timeout {cfg.timeout:g}s"
         )
         if cfg.append_to:
             Path(cfg.append_to).parent.mkdir(parents=True, exist_ok=True)
@@ -267,13 +256,8 @@ class ParallelController:
         return 0
 
     def record(self) -> None:
-        """The counts as the job's MLflow metrics, the settings as its params."""
-        self._loading.join()
-        if isinstance(self._client, BaseException):
-            raise self._client
-        from mlflow.entities import Metric, Param
-
-        at = int(time.time() * 1000)
+        """The counts as the job's MLflow metrics, the settings as its params: written straight
+        into the workspace's store (mlflow_db), else through MLflow (a tracking server's URI)."""
         metrics = {
             "mini_batches_succeeded": self.done,
             "mini_batches_failed": len(self.failed),
@@ -286,8 +270,18 @@ class ParallelController:
             "mini_batches": len(self.cfg.batches),
             "workers": self.cfg.workers,
         }
-        self._client.log_batch(
-            os.environ["MLFLOW_RUN_ID"],
+        run_id, uri = os.environ["MLFLOW_RUN_ID"], os.environ["MLFLOW_TRACKING_URI"]
+        store = mlflow_db.Store.for_uri(uri)
+        if store is not None:
+            store.log_params(run_id, {k: str(v) for k, v in params.items()})
+            store.log_metrics(run_id, metrics)
+            return
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+
+        at = int(time.time() * 1000)
+        MlflowClient(uri).log_batch(
+            run_id,
             metrics=[Metric(k, v, at, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
         )
