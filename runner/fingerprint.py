@@ -18,8 +18,21 @@ PARTS = ("command", "code", "inputs", "environment", "compute", "environment_var
 SWEEP_PARTS = ("search_space", "sampling_algorithm", "objective", "limits", "early_termination")
 STEP_PARTS = PARTS + ("outputs", "upstream")  # a pipeline step's
 PIPELINE_PARTS = ("steps", "settings")  # a pipeline's (each step has its own)
+PARALLEL_PARTS = ("parallel",)  # a parallel job's settings (mini-batches, workers, task)
+PARALLEL_FIELDS = (
+    "input_data",
+    "mini_batch_size",
+    "partition_keys",
+    "resources",
+    "max_concurrency_per_instance",
+    "error_threshold",
+    "mini_batch_error_threshold",
+    "logging_level",
+    "retry_settings",
+    "outputs",
+)
 # a command job has PARTS only, so its fingerprint is as before
-ALL_PARTS = PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS
+ALL_PARTS = PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS
 RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
 _tree_cache: dict = {}
@@ -102,7 +115,14 @@ def parts(job: Job) -> dict:
             if job.is_sweep
             else {}
         ),
+        **({"parallel": _digest(_parallel(job))} if job.is_parallel else {}),
     }
+
+
+def _parallel(job: Job) -> dict:
+    """What a parallel job's result depends on beyond a command job's parts."""
+    task = {k: v for k, v in job.trial.items() if k not in ("code", "environment")}
+    return {**{k: job.fields.get(k) for k in PARALLEL_FIELDS}, "task": task}
 
 
 def _content(path: Path) -> str | None:

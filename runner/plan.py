@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import cost, data as data_assets, endpoints, fingerprint
+from . import cost, data as data_assets, endpoints, fingerprint, parallel
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -33,7 +33,7 @@ from .errors import UserError, plural
 from .formats import short
 from .models import Model
 from .records import Actual, Resource, Run, StepRecord
-from .spec import Spec
+from .spec import Job, Spec
 
 # --- the desired model ---------------------------------------------------------------------------
 
@@ -124,7 +124,16 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             "parts": parts,
             "compute": job.compute,
         }
+        if job.is_parallel:  # how it runs, said beside why
+            jobs[job.name]["parallel"] = parallel.describe(job, _data_path(job))
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
+
+
+def _data_path(job: Job):
+    """The local folder (or file) a parallel job's input_data is, when it is one."""
+    name = parallel.settings(job.fields).input_name
+    inp = job.inputs.get(name) if name else None
+    return inp.local_path if inp is not None else None
 
 
 def _model(m: Model) -> dict:
@@ -246,6 +255,9 @@ def make_plan(
         )
         if "steps" in job and change.action == RUN:
             change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
+        if job.get("parallel") and change.action == RUN:
+            reason = f"{change.reason}; {job['parallel']}"
+            change = Change(change.address, change.action, reason, change.before, change.after)
         changes.append(change)
     job_changes = {c.address.name: c for c in changes if c.address.kind == Kind.JOB}
     for address, want in resources.items():

@@ -81,6 +81,14 @@ def is_local(ref: Any) -> TypeGuard[str]:
     return isinstance(ref, str) and not REMOTE.match(ref)
 
 
+def run_block(job: Any) -> tuple:
+    """Where a job's code and environment are: () for a command job, ("trial",) for a sweep's,
+    ("task",) for a parallel job's."""
+    kind = job.get("type") if isinstance(job, dict) else None
+    blocks: dict[Any, tuple[str, ...]] = {"sweep": ("trial",), "parallel": ("task",)}
+    return blocks.get(kind, ())
+
+
 def mapping(value: Any) -> dict:
     """`value` if it is a mapping, else an empty one (its shape is the schema check's to report)."""
     return value if isinstance(value, dict) else {}

@@ -29,6 +29,7 @@ from .refs import (
     model_ref,
     output_files,
     relative_to,
+    run_block,
     unresolved,
 )
 from .sections import Sections
@@ -250,12 +251,22 @@ class Job:
         return self.fields.get("type") == "pipeline"
 
     @property
+    def is_parallel(self) -> bool:
+        return self.fields.get("type") == "parallel"
+
+    @property
     def trial(self) -> dict:
-        """What runs: a sweep's `trial` block, or the command job's own fields."""
-        return (self.fields.get("trial") or {}) if self.is_sweep else self.fields
+        """What runs: a sweep's `trial` block, a parallel job's `task`, or the command job's own
+        fields."""
+        block = run_block(self.fields)
+        return (_get(self.fields, block) or {}) if block else self.fields
 
     @property
     def command(self) -> str:
+        """The command; a parallel job's entry script and program arguments."""
+        if self.is_parallel:
+            task = self.trial
+            return f"{task.get('entry_script', '')} {task.get('program_arguments') or ''}".strip()
         return self.trial.get("command", "")
 
     @property
@@ -280,7 +291,8 @@ class Job:
     def env_vars(self) -> dict:
         """The environment variables with their values, secret ones too: for the job's process
         only."""
-        return {k: _text(v) for k, v in (self.trial.get("environment_variables") or {}).items()}
+        block = self.fields if self.is_parallel else self.trial  # a parallel job's: beside task
+        return {k: _text(v) for k, v in (block.get("environment_variables") or {}).items()}
 
     @property
     def shown_env_vars(self) -> dict:
@@ -648,12 +660,9 @@ def _typed(doc: Doc, sections: Sections, variables: dict, fresh: dict, stand_ins
 def _job(doc: Doc, sections: Sections, name: str, fields: dict, stand_ins: dict) -> Job:
     assets = sections.data
     at = ("jobs", name)
-    code_at = at + ("trial", "code") if fields.get("type") == "sweep" else at + ("code",)
-    code_ref = (
-        (fields.get("trial") or {}).get("code")
-        if fields.get("type") == "sweep"
-        else fields.get("code")
-    )
+    block = run_block(fields)
+    code_at = at + block + ("code",)
+    code_ref = (_get(fields, block) or {}).get("code") if block else fields.get("code")
     code = relative_to(doc, code_at, code_ref) if is_local(code_ref) else None
     inputs = {}
     for key, value in (fields.get("inputs") or {}).items():
@@ -679,16 +688,18 @@ def _job(doc: Doc, sections: Sections, name: str, fields: dict, stand_ins: dict)
             )
         else:
             inputs[key] = Input(key, None, value, None)
-    env_at = code_at[:-1] + ("environment_variables",)
-    env = (fields.get("trial") or {}) if fields.get("type") == "sweep" else fields
+    vars_block = () if fields.get("type") == "parallel" else block  # beside a parallel's task
+    env_at = at + vars_block + ("environment_variables",)
+    env = (_get(fields, vars_block) or {}) if vars_block else fields
     secrets = frozenset(
         k
         for k in env.get("environment_variables") or {}
         if secret_name(k) or env_at + (k,) in doc.secret
     )
-    run_at = code_at[:-1]  # the job, or its sweep trial
+    run_at = code_at[:-1]  # the job, its sweep trial or its parallel task
+    runs = (_get(fields, block) or {}) if block else fields
     resolved = sections.environments.get(run_at) or Environment(
-        shown(env.get("environment")), ref=env.get("environment")
+        shown(runs.get("environment")), ref=runs.get("environment")
     )
     pipeline = sections.pipelines.get(at)
     return Job(name, fields, code, inputs, doc.includes.get(at), secrets, resolved, pipeline)

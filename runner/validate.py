@@ -16,6 +16,7 @@ from . import (
     environments,
     expiry,
     models as model_assets,
+    parallel,
     pipelines,
 )
 from .backends import targets
@@ -29,6 +30,7 @@ from .refs import (
     mapping,
     model_ref,
     relative_to,
+    run_block,
     unresolved as _unresolved,
 )
 from .sections import Sections
@@ -53,6 +55,7 @@ JSON_TYPES = {
 PATTERN_RULES = {
     "^[a-z0-9][a-z0-9-]*$": "use lowercase letters, digits and '-', starting with a letter or digit"
 }
+PATTERN_RULES[parallel.SIZE_PATTERN] = "use a count of files (10) or a size (10kb, 1mb, 1gb)"
 
 
 @lru_cache(maxsize=1)
@@ -371,8 +374,8 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
             for step in found.steps.values():
                 _check_buildable(doc, ("jobs", name, "jobs", step.name), step.env, local, runs)
             continue
-        at = ("jobs", name, "trial") if job.get("type") == "sweep" else ("jobs", name)
-        block = mapping(job.get("trial")) if job.get("type") == "sweep" else job
+        at = ("jobs", name) + run_block(job)
+        block = mapping(job.get(at[2])) if len(at) > 2 else job
         if block.get("environment") is None:
             continue
         env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
@@ -473,22 +476,21 @@ def _check_job(
     inputs = mapping(job.get("inputs"))
     outputs = mapping(job.get("outputs"))
     sweep = job.get("type") == "sweep"
-    trial = mapping(job.get("trial"))
-    run_at = at + ("trial",) if sweep else at
-    runs_what = trial if sweep else job
+    run_at = at + run_block(job)
+    runs_what = mapping(job.get(run_at[2])) if len(run_at) > 2 else job
     declared = {"inputs": inputs, "outputs": outputs}
     if sweep:
         declared["search_space"] = _dicts(job.get("search_space"))
         _check_sweep(doc, at, job)
-    if isinstance(runs_what.get("command"), str):
-        _check_placeholders(doc, run_at + ("command",), runs_what["command"], declared)
+    for key in ("command", "program_arguments"):
+        if isinstance(runs_what.get(key), str):
+            _check_placeholders(doc, run_at + (key,), runs_what[key], declared)
     code = runs_what.get("code")
-    if (
-        is_local(code)
-        and not _unresolved(code)
-        and not _exists(relative_to(doc, run_at + ("code",), code))
-    ):
+    folder = relative_to(doc, run_at + ("code",), code) if is_local(code) else None
+    if folder is not None and not _unresolved(code) and not _exists(folder):
         doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
+    if job.get("type") == "parallel":
+        parallel.check(doc, at, job, declared, folder, runs)
     for key, value in inputs.items():
         if isinstance(value, dict):
             if model_ref(value) is not None:  # a registered model: read from the registry

@@ -1,10 +1,10 @@
-"""What the local backend hands a sweep's or pipeline's controller, and what a pipeline's
-controller hands back: one typed contract with a version.
+"""What the local backend hands a sweep's, pipeline's or parallel job's controller, and what a
+pipeline's controller hands back: one typed contract with a version.
 
-RUN_DIR/sweep.json or RUN_DIR/pipeline.json is written once, when the run is handed over (its
-environments built), and read once by the controller; RUN_DIR/steps.json is written once by a
-pipeline's controller when it ends, and read into the run's record. A file of another format
-version (another mlrun's) is refused with what it is, never half read."""
+RUN_DIR/sweep.json, RUN_DIR/pipeline.json or RUN_DIR/parallel.json is written once, when the run is
+handed over (its environments built), and read once by the controller; RUN_DIR/steps.json is
+written once by a pipeline's controller when it ends, and read into the run's record. A file of
+another format version (another mlrun's) is refused with what it is, never half read."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ..state import atomic_write
 VERSION = 1
 PIPELINE = "pipeline.json"
 SWEEP = "sweep.json"
+PARALLEL = "parallel.json"
 STEPS = "steps.json"
 
 
@@ -86,7 +87,36 @@ class SweepConfig:
     tracking_uri: str | None = None  # the trials' own MLflow logs over HTTP to this server
 
 
-def write(path: Path, config: PipelineConfig | SweepConfig) -> None:
+@dataclass
+class ParallelConfig:
+    """A parallel job's mini-batches (made at submission) and how its workers run them."""
+
+    entry_script: str  # in the working folder
+    arguments: list[str]  # program_arguments, substituted and split
+    batches: list[list[str]]  # each mini-batch's files
+    tabular: dict[str, Any] | None  # how a file of tabular data is read (parallel.Source)
+    workers: int
+    per_instance: int  # workers per node (max_concurrency_per_instance)
+    max_retries: int
+    timeout: float
+    error_threshold: int
+    mini_batch_error_threshold: int
+    logging_level: str
+    append_to: str | None  # the file rows are appended to
+    batch_size: str
+
+
+Config = PipelineConfig | SweepConfig | ParallelConfig
+
+
+def file_name(config: Config) -> str:
+    """The file a controller's configuration is written to in its run folder."""
+    if isinstance(config, PipelineConfig):
+        return PIPELINE
+    return SWEEP if isinstance(config, SweepConfig) else PARALLEL
+
+
+def write(path: Path, config: Config) -> None:
     """The controller's file, atomically (a controller never reads half of one)."""
     _write(path, {"version": VERSION, **dataclasses.asdict(config)})
 
@@ -104,6 +134,10 @@ def read_pipeline(path: Path) -> PipelineConfig:
 
 def read_sweep(path: Path) -> SweepConfig:
     return SweepConfig(**_read(path))
+
+
+def read_parallel(path: Path) -> ParallelConfig:
+    return ParallelConfig(**_read(path))
 
 
 def write_steps(path: Path, records: dict[str, StepRecord]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import curated, sweep
+from .. import curated, parallel, sweep
 from ..changes import RUN, Kind
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
@@ -144,6 +144,11 @@ class LocalBackend:
         notes = [self._environment_note(users) for users in groups.values()]
         for job in running:
             notes += sweep.notes(job)
+            if job.is_parallel:
+                name = parallel.settings(job.fields).input_name
+                inp = job.inputs.get(name) if name else None
+                path = self.prepare.input_path(inp, job.name) if inp and not inp.model else None
+                notes += parallel.notes(job, path)
         return notes
 
     def _environment_note(self, users: list[tuple[str, Environment]]) -> str:
@@ -488,11 +493,13 @@ class LocalBackend:
             / job.name
             / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         )
-        config: contract.PipelineConfig | contract.SweepConfig | None = None
+        config: contract.Config | None = None
         if job.is_sweep:  # the sweep's controller runs as the job; its trials are jobs of their own
             command, config = self.prepare.sweep(job, run_dir)
         elif job.is_pipeline:  # so does a pipeline's: its steps are child runs
             command, config = self.prepare.pipeline(job, run_dir, record)
+        elif job.is_parallel:  # its controller runs as the job's command, in the job's layer,
+            command, config = self.prepare.parallel(job, run_dir)  # its workers on its Python
         else:
             command = self.prepare.command(job, run_dir)
         self.prepare.copy_code(job.code, run_dir / "work")
@@ -525,7 +532,7 @@ class LocalBackend:
         run_dir: Path,
         proc: subprocess.Popen | None,
         early: dict,
-        config: contract.PipelineConfig | contract.SweepConfig | None,
+        config: contract.Config | None,
     ) -> Run:
         """Make the job's MLflow run, record it, build its environments and start it (hand it to
         its controller, already started as `proc`, with its `config` written now, once)."""
@@ -582,9 +589,7 @@ class LocalBackend:
             if not base.direct:  # the trials' own MLflow logs over HTTP
                 config.tracking_uri = tracking.ensure(self.root, run_dir)
         if config is not None:
-            contract.write(
-                run_dir / (contract.PIPELINE if job.is_pipeline else contract.SWEEP), config
-            )
+            contract.write(run_dir / contract.file_name(config), config)
         if proc is not None:  # a controller: each step or trial gets a layer of its own
             supervised.hand_over(run_dir, {k: v for k, v in env.items() if early.get(k) != v})
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +169,30 @@ class Store:
             [
                 ("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)", (k, v, run_id))
                 for k, v in params.items()
+            ]
+        )
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Metrics at step 0, now, as MlflowClient.log_batch(metrics=...) writes them (each
+        also the run's latest value of its key)."""
+        at = _millis()
+        rows = [(k, float(v), at, run_id) for k, v in metrics.items()]
+        self._write(
+            [
+                (
+                    "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                    "VALUES (?, ?, ?, ?, 0, 0)",
+                    row,
+                )
+                for row in rows
+            ]
+            + [
+                (
+                    "INSERT OR REPLACE INTO latest_metrics "
+                    "(key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, 0, 0)",
+                    row,
+                )
+                for row in rows
             ]
         )
 

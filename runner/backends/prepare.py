@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import slots, sweep
+from .. import parallel, slots, sweep
 from ..account import default_subscription
 from ..errors import UserError
 from ..records import Run, Submission
 from ..refs import substitute, unresolved
 from ..spec import Input, Job, Spec
-from . import assets, contract, pipeline_controller, supervised, sweep_controller
+from . import (
+    assets,
+    contract,
+    parallel_controller,
+    pipeline_controller,
+    supervised,
+    sweep_controller,
+)
 from .controller import STEP_SECRET
 
 
@@ -39,6 +47,10 @@ class Preparer:
         )
 
     def command(self, job: Job, run_dir: Path, outputs: bool = True) -> str:
+        return substitute(job.command, self.values(job, run_dir, outputs), blank=("inputs",))
+
+    def values(self, job: Job, run_dir: Path, outputs: bool = True) -> dict[tuple[str, str], str]:
+        """What ${{inputs.X}} and ${{outputs.Y}} of the job stand for: paths and literals."""
         values = {}
         for name, inp in job.inputs.items():
             path = self.input_path(inp, job.name)
@@ -56,7 +68,7 @@ class Preparer:
         for name in job.outputs if outputs else ():
             out = supervised.output_path(run_dir / "outputs", name, job.output_files)
             values[("outputs", name)] = str(out)
-        return substitute(job.command, values, blank=("inputs",))  # an optional input left out: ''
+        return values
 
     def input_path(self, inp: Input, job: str) -> Path | None:
         """Where a job's input is: a data asset's registered copy (not its source, which may
@@ -219,6 +231,47 @@ class Preparer:
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         return supervised.controller_command(sweep_controller.MODULE, run_dir), config
+
+    def parallel(self, job: Job, run_dir: Path) -> tuple[str, contract.ParallelConfig]:
+        """The command that runs the parallel job's controller (backends/parallel_controller.py)
+        and its configuration: the input's files split into mini-batches now (parallel.py)."""
+        s = parallel.settings(job.fields)
+        values = self.values(job, run_dir)
+        inp = job.inputs[s.input_name]  # validate made sure input_data names an input
+        path = self.input_path(inp, job.name)
+        if path is None:
+            raise UserError(
+                f"job {job.name}: input '{inp.name}' is {inp.value}, which the local target "
+                "cannot read; give it a local path"
+            )
+        try:
+            found = parallel.source(path, inp.type)
+        except ValueError as e:
+            raise UserError(f"job {job.name}: input '{inp.name}' ({inp.value}): {e}") from None
+        batches = parallel.mini_batches(found.files, s.batch, found.tabular is not None)
+        append = parallel.binding(s.task.get("append_row_to"), "outputs")
+        append_to = None
+        if append is not None:
+            out = Path(values[("outputs", append)])
+            append_to = str(out if append in job.output_files else out / parallel.APPEND_FILE)
+        arguments = substitute(s.task.get("program_arguments") or "", values, blank=("inputs",))
+        config = contract.ParallelConfig(
+            entry_script=str(s.task.get("entry_script")),
+            arguments=shlex.split(arguments),
+            batches=[[str(f) for f in batch] for batch in batches],
+            tabular=found.tabular,
+            workers=s.workers,
+            per_instance=s.per_instance,
+            max_retries=s.max_retries,
+            timeout=s.timeout,
+            error_threshold=s.error_threshold,
+            mini_batch_error_threshold=s.mini_batch_error_threshold,
+            logging_level=s.logging_level,
+            append_to=append_to,
+            batch_size=s.batch_text or "default",
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return supervised.controller_command(parallel_controller.MODULE, run_dir), config
 
 
 def step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:

@@ -29,6 +29,7 @@ from .base import MLFLOW_STATUS
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `runner` package
 ADOPT_WAIT = 3.0  # seconds to wait for a just-spawned supervisor to say it started
+REASON = "reason.txt"  # why a controller failed its run, in a line (said with its exit code)
 
 
 def launch(run_dir: Path, env: dict, timeout: float | None = None) -> subprocess.Popen:
@@ -117,6 +118,9 @@ def ending(ended: dict[str, Any], run: Run) -> RunChange:
         out["error"] = ended["error"]
     elif status == "Failed":
         out["error"] = f"exit code {ended.get('exit_code')}"
+        reason = _first_line(Path(run.get("run_dir") or ".") / REASON) if run.get("run_dir") else ""
+        if reason:
+            out["error"] += f": {reason}"
     elif status == "Canceled" and killed:
         out["error"] = f"canceled; {killed}"
     if ended.get("log_lost") and "error" in out:
@@ -164,6 +168,13 @@ def fail_unstarted(run_dir: Path, error: str, log: Path | None = None) -> None:
     at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     record = {"exit_code": None, "status": "Failed", "started": at, "ended": at, "error": error}
     write_json(run_dir / "exit.json", record)
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return path.read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _secs(value) -> str:
