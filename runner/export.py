@@ -8,11 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from .refs import is_local, relative_to
+from .refs import is_local, relative_to, run_block
 from .spec import SENSITIVE, Job, Spec, masked
 
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
+PARALLEL_SCHEMA = "https://azuremlschemas.azureedge.net/latest/parallelJob.schema.json"
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
@@ -35,28 +36,24 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     paths made relative to it (a sweep's code is its trial's)."""
     if job.is_pipeline:
         return pipeline_document(spec, job, out_dir)
-    doc: dict = {
-        "$schema": SWEEP_SCHEMA if job.is_sweep else JOB_SCHEMA,
-        "type": "sweep" if job.is_sweep else "command",
-    }
+    kind = "sweep" if job.is_sweep else "parallel" if job.is_parallel else "command"
+    schemas = {"sweep": SWEEP_SCHEMA, "parallel": PARALLEL_SCHEMA}
+    doc: dict = {"$schema": schemas.get(kind, JOB_SCHEMA), "type": kind}
     for key, value in job.fields.items():
         if key in ("$schema", "type", "name"):
             continue
         doc[key] = value
-    if job.code and job.is_sweep:
-        doc["trial"] = {**job.trial, "code": _rel(job.code, out_dir)}
-    elif job.code:
-        doc["code"] = _rel(job.code, out_dir)
+    runs = run_block(job.fields)  # a sweep's trial, a parallel job's task: a copy, edited
+    if runs:
+        doc[runs[0]] = dict(job.trial)
+    if job.code:
+        (doc[runs[0]] if runs else doc)["code"] = _rel(job.code, out_dir)
     if job.secrets:  # never on disk: written as (sensitive); put_secrets sets them on a loaded job
-        if job.is_sweep:
-            doc["trial"] = dict(doc["trial"])
-        block = doc["trial"] if job.is_sweep else doc
+        block = doc["trial"] if job.is_sweep else doc  # a parallel job's are beside its task
         block["environment_variables"] = masked(block["environment_variables"], job.secrets)
-    env_at = ("jobs", job.name, "trial") if job.is_sweep else ("jobs", job.name)
-    block = doc["trial"] if job.is_sweep else doc
+    env_at = ("jobs", job.name) + runs
+    block = doc[runs[0]] if runs else doc
     if isinstance(block.get("environment"), dict):  # its files' paths, relative to the new file
-        if job.is_sweep:
-            doc["trial"] = block = dict(block)
         block["environment"] = _environment_paths(
             spec, env_at + ("environment",), block["environment"], out_dir
         )

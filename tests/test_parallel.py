@@ -398,3 +398,22 @@ def test_a_killed_apply_adopts_the_running_parallel_job_and_runs_nothing_twice(t
     assert run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout.endswith(
         "No changes. Everything is up to date.\n"
     )
+
+
+def test_export_writes_a_parallel_job_file_and_the_azure_target_says_where_it_runs(tmp_path):
+    pytest.importorskip("azure.ai.ml", reason="needs the azure extra (installed by .ci/run)")
+    import yaml
+
+    spec = make_lab(tmp_path, job("score", tmp_path / "trace", 'mini_batch_size: "10kb"\n'))
+    run_mlrun("export", spec, "-o", tmp_path / "out", cwd=tmp_path, check=0)
+    doc = yaml.safe_load((tmp_path / "out" / "jobs" / "score.yml").read_text())
+    assert (doc["$schema"], doc["type"], doc["mini_batch_size"]) == (
+        "https://azuremlschemas.azureedge.net/latest/parallelJob.schema.json",
+        "parallel",
+        "10kb",
+    )
+    assert doc["task"]["code"] == "../../src" and "code" not in doc
+    proc = run_mlrun(
+        "validate", "--target", "azure", spec, cwd=tmp_path, env={"AZURE_SUBSCRIPTION_ID": "x"}
+    )
+    assert "$.jobs.score.type: Azure ML runs a parallel job only as a pipeline step" in proc.stderr

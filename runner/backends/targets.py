@@ -52,6 +52,13 @@ def _check_azure(doc: Doc, data: dict[str, Any]) -> None:
             "default one (az login)",
             key=True,
         )
+    for name, job in mapping(data.get("jobs")).items():
+        if mapping(job).get("type") == "parallel":
+            doc.problem(
+                ("jobs", name, "type"),
+                "Azure ML runs a parallel job only as a pipeline step (azure-ai-ml's load_job: "
+                "'Unsupported job type: parallel'): put it under a type: pipeline job's jobs",
+            )
     ws = mapping(data.get("workspace"))
     for key in ("resource_group", "location"):
         if not ws.get(key) and not azure.get("config"):
