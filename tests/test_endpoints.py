@@ -77,7 +77,7 @@ endpoints:
     type: batch
     traffic: {blue: 100}
     deployments:
-      blue: {model: azureml:m@latest, compute: azureml:batch-cluster, instance_type: Standard_DS3_v2}
+      blue: {model: azureml:m@latest, compute: batch-cluster, instance_type: Standard_DS3_v2}
   online-one:
     deployments:
       blue: {model: azureml:m@latest, instance_cout: 2, compute: azureml:batch-cluster}
@@ -169,7 +169,7 @@ endpoints:
 """,
     )
     at = "$.endpoints.heart-batch"
-    assert f"lab.yaml:8:33: error: {at}.defaults.deployment_name: endpoint heart-batch has no " in out
+    assert f"lab.yaml:8:33: error: {at}.defaults.deployment_name: endpoint heart-batch has" in out
     assert (
         f"{at}.deployments.custom.compute: 'batch-clustr' is not a compute of this spec (did you "
         "mean 'batch-cluster'? defined: batch-cluster)"

@@ -12,8 +12,9 @@ line per row, `ROW,PREDICTION,FILE`: the rows Azure's MLflow batch deployments a
 import glob
 import json
 import os
+from typing import Any
 
-model = None
+model: Any = None  # the model, loaded once by init()
 
 
 def init():
@@ -53,6 +54,6 @@ def run(mini_batch):
         if hasattr(predictions, "to_numpy"):  # a Series or a DataFrame
             predictions = predictions.to_numpy()
         name = os.path.basename(path)
-        for row, prediction in zip(data.index, predictions):
+        for row, prediction in zip(data.index, predictions, strict=True):
             lines.append(f"{row},{_value(prediction)},{name}")
     return lines
