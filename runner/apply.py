@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import endpoints, expiry, planfile, slots
+from . import batch, endpoints, expiry, fingerprint, planfile, slots
 from .backends.base import TERMINAL, Backend
 from .changes import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Address, Change, Kind, Plan
 from .context import Context
@@ -20,7 +21,7 @@ from .formats import short
 from .plan import describe
 from .records import Actual, Run, Submission
 from .slots import Lease, Pool
-from .spec import Spec
+from .spec import Input, Spec
 from .state import Lock, State, now
 
 
@@ -365,6 +366,10 @@ class Applier:
         if Address(Kind.ENDPOINT, name) not in self.state.resources:
             return
         endpoint = self.spec.endpoints[name]
+        if endpoint.type == "batch":
+            inp = batch.job_input(self.spec, endpoint.invoke.get("input"))
+            self.score(change.address, change.after["deployment"], inp, change.after)
+            return
         file = endpoints.request_file(self.spec.doc, endpoint)
         assert file is not None  # validate: an invoke has a request file
         self.emit(Event(change.address, "calling"))
@@ -385,6 +390,61 @@ class Applier:
             },
         )
         self.emit(Event(change.address, "called", f"{status}: {text[:200]}"))
+
+    def score(
+        self, address: Address, deployment: str, inp: Input, after: dict, by_hand: bool = False
+    ) -> Run:
+        """A batch endpoint's call: its scoring job (runner/batch.py) run as any job is, its runs
+        kept under the endpoint's name; one an earlier apply started for the same input and
+        deployment is waited for (or, ended, taken), never started again. The call's record keeps
+        the run and where its output is; a failed run is an error naming its logs. `by_hand`
+        (mlrun invoke): a new run, as `az ml batch-endpoint invoke` makes, not the lab's call."""
+        name = address.name
+        endpoint = self.spec.endpoints[name]
+        record = self.state.resources.get(Address(Kind.DEPLOYMENT, f"{name}/{deployment}"))
+        if record is None:
+            raise UserError(f"{address}: deployment {name}/{deployment} is not deployed")
+        details = record.get("details") or {}
+        job = batch.scoring_job(
+            self.spec, endpoint, endpoint.deployments[deployment], details, inp, details["python"]
+        )
+        fp = batch.fingerprint(after, record.get("attrs") or {})
+        run = self.state.latest(name)
+        same = run is not None and run.get("fingerprint") == fp and run.get("status") != "Failed"
+        if run is not None and same and not by_hand:
+            self.emit(Event(address, run["status"], "the same call, made before", run["id"]))
+            if run.get("status") not in TERMINAL:
+                run = self._wait_run(name, run)
+        else:
+            self.emit(Event(address, "calling", f"{inp.value} -> {deployment}"))
+            submission: Submission = {"fingerprint": fp, "parts": {}, "compute": job.compute}
+            run = self.backend.submit(
+                self.spec, job, submission, on_start=lambda r: self.state.add_run(name, r)
+            )
+            self.emit(Event(address, "Running", f"run {short(run['id'])}", run["id"]))
+            run = self._wait_run(name, run)
+        if not run.get("finalized"):
+            self.backend.finalize(run)
+            run = self.state.update_run(name, run["id"], finalized=True)
+        if run["status"] != "Completed":
+            raise UserError(
+                f"{address}: the scoring job did not complete (run {short(run['id'])}: "
+                f"{run.get('error') or run['status']}); see mlrun logs {self.spec.path} {name}"
+            )
+        output = Path(run["run_dir"]) / "outputs" / batch.OUTPUT if run.get("run_dir") else None
+        if not by_hand:  # the lab's own call
+            self.state.set_resource(
+                address,
+                {
+                    "kind": "invoke",
+                    "name": name,
+                    "attrs": after,
+                    "details": {"run": run["id"], "output": str(output) if output else None},
+                    "created_by_mlrun": True,
+                },
+            )
+        self.emit(Event(address, "called", f"run {short(run['id'])}: output {output}", run["id"]))
+        return run
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -606,6 +666,25 @@ class Locked:
         )  # new names next time: Azure keeps deleted ones a while
         ctx.state.forget_lab()  # applied again, it is a new lab
         return outcome
+
+
+def score(ctx: Context, name: str, value: str, deployment: str | None, emit: Emit) -> Run:
+    """mlrun invoke SPEC ENDPOINT --input PATH: a batch endpoint's scoring job, by hand (a path
+    relative to where mlrun runs, or one of the spec's data assets), its run kept with the lab's
+    other calls; the endpoint's deployment must be deployed (apply)."""
+    endpoint = ctx.spec.endpoints[name]
+    deployment = deployment or endpoint.default_deployment
+    if deployment not in endpoint.deployments:
+        names = ", ".join(sorted(endpoint.deployments)) or "none"
+        raise UserError(f"endpoint {name} has no deployment '{deployment}' (deployments: {names})")
+    with _locked(ctx, "mlrun invoke"):
+        inp = batch.job_input(ctx.spec, value, base=Path.cwd())
+        content = fingerprint.tree_digest(inp.local_path)[:16] if inp.local_path else None
+        after = {"input": value, "content": content, "deployment": deployment}
+        plan = Plan(ctx.target, str(ctx.spec.path), "", "", 0, {})
+        applier = Applier(plan, ctx.spec, {}, ctx.backend, ctx.state, emit)
+        with ctx.state.journaled():
+            return applier.score(Address(Kind.INVOKE, name), deployment, inp, after, by_hand=True)
 
 
 @contextmanager

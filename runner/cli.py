@@ -314,9 +314,18 @@ def logs(spec, job, target, variables, follow) -> int:
     type=click.Path(dir_okay=False),
     help="The JSON request body (default: the endpoint's invoke.request_file).",
 )
-@click.option("--deployment", help="Call this deployment (else the traffic split picks one).")
-def invoke(spec, endpoint, target, variables, request_file, deployment) -> int:
-    """Call an online endpoint and print its answer (az ml online-endpoint invoke)."""
+@click.option(
+    "--input",
+    "input_",
+    help="Batch: the file or folder to score, or azureml:DATA@latest of the spec's data assets.",
+)
+@click.option(
+    "--deployment",
+    help="Call this deployment (else the traffic split picks one; batch: the default one).",
+)
+def invoke(spec, endpoint, target, variables, request_file, input_, deployment) -> int:
+    """Call an online endpoint and print its answer (az ml online-endpoint invoke), or run a
+    batch endpoint's scoring job and say where its output is (az ml batch-endpoint invoke)."""
     from .endpoints import request_file as spec_request
 
     ctx = _open(spec, target, variables)
@@ -324,6 +333,10 @@ def invoke(spec, endpoint, target, variables, request_file, deployment) -> int:
     if found is None:
         names = ", ".join(sorted(ctx.spec.endpoints)) or "none"
         raise UserError(f"{spec} has no endpoint '{endpoint}' (endpoints: {names})")
+    if found.type == "batch":
+        return _score(ctx, spec, endpoint, input_, deployment)
+    if input_ is not None:
+        raise UserError(f"endpoint {endpoint} is an online endpoint: give --request-file")
     path = Path(request_file) if request_file else spec_request(ctx.spec.doc, found)
     if path is None:
         raise UserError(f"endpoint {endpoint} has no invoke.request_file: pass --request-file")
@@ -336,6 +349,29 @@ def invoke(spec, endpoint, target, variables, request_file, deployment) -> int:
     click.echo(answer.decode(errors="replace"))
     if status >= 300:
         raise UserError(f"endpoint {endpoint} answered {status}")
+    return EXIT_OK
+
+
+def _score(ctx, spec: str, endpoint: str, value: str | None, deployment: str | None) -> int:
+    from . import apply as engine, batch
+    from .refs import is_local
+
+    if value is None:
+        given = ctx.spec.endpoints[endpoint].invoke.get("input")
+        value = given.get("path") if isinstance(given, dict) else given
+        if value is None:
+            raise UserError(f"endpoint {endpoint} has no invoke.input: pass --input")
+        # the spec's own input is relative to the spec
+        value = str(ctx.spec.path.parent / value) if is_local(value) else value
+
+    def say(event) -> None:
+        click.echo(f"{event.address}  {event.status}  {event.message}".rstrip())
+
+    run = engine.score(ctx, endpoint, value, deployment, say)
+    output = Path(run["run_dir"]) / "outputs" / batch.OUTPUT if run.get("run_dir") else None
+    if output is not None:
+        for f in sorted(output.iterdir()) if output.is_dir() else []:
+            click.echo(str(f))
     return EXIT_OK
 
 

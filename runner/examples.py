@@ -55,6 +55,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
             "training/sample-data.json --deployment blue",
             "one deployment, another request",
         ),
+        (
+            "mlrun invoke specs/deploy-batch.yaml diabetes-batch --input training/data/patients",
+            "a batch endpoint: score these files (a job; prints its output files)",
+        ),
     ],
     "destroy": [
         (f"mlrun destroy {SEED}", "plan the removal, ask, remove"),

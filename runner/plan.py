@@ -33,6 +33,7 @@ from .errors import UserError, plural
 from .formats import short
 from .models import Model
 from .records import Actual, Resource, Run, StepRecord
+from .refs import local_inputs
 from .spec import Job, Spec
 
 # --- the desired model ---------------------------------------------------------------------------
@@ -192,6 +193,11 @@ def _invoke(spec: Spec, e: Endpoint) -> dict:
     digest of its content, so that a changed request or input is called again."""
     if e.type == "batch":
         found = endpoints.batch_input(spec.doc, e)
+        if isinstance(found, str):  # one of the spec's data assets: its content
+            asset = data_assets.input_source(
+                spec.doc, found, spec.data, local_inputs(spec.doc.data)
+            )
+            found = asset[0] if asset else None
         local = found if isinstance(found, Path) and found.exists() else None
         value = e.invoke.get("input")
         return {
@@ -276,8 +282,9 @@ def make_plan(
     served = _served(resources, have, changes, fresh_ws, updatable)
     changes += served
     gone = [a for a in have if a not in resources]
+    scored = {w["name"] for w in resources.values() if w["kind"] == "invoke"}  # batch calls' runs
     for name in actual["jobs"]:
-        if name not in model["jobs"]:
+        if name not in model["jobs"] and name not in scored:
             changes.append(
                 Change(
                     Address(Kind.JOB, name),

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import mimetypes
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UserError, plural
@@ -297,6 +298,8 @@ def endpoints(state) -> list[dict]:
                         "server": info.get("server"),
                         "instance_type": info.get("instance_type"),
                         "instance_count": info.get("instance_count"),
+                        "compute": info.get("compute"),
+                        "settings": info.get("settings"),
                         "traffic": traffic.get(dep, 0),
                         "down": (d.get("details") or {}).get("down"),
                     }
@@ -314,10 +317,13 @@ def endpoints(state) -> list[dict]:
             asked, answered = call.get("attrs") or {}, call.get("details") or {}
             invoke = {
                 "request_file": asked.get("request_file"),
+                "input": asked.get("input"),  # batch: what it scored, its run and output
                 "deployment": asked.get("deployment"),
                 "status": answered.get("status"),
                 "answer": answered.get("answer"),
                 "at": answered.get("at"),
+                "run_id": answered.get("run"),
+                "output": _output_files(answered.get("output")),
             }
         found.append(
             {
@@ -325,10 +331,28 @@ def endpoints(state) -> list[dict]:
                 "type": attrs.get("type"),
                 "auth_mode": attrs.get("auth_mode"),
                 "scoring_uri": (r.get("details") or {}).get("scoring_uri"),
+                "default": attrs.get("default"),  # batch: the deployment invoked by default
                 "deployments": deployments,
                 "invoke": invoke,
             }
         )
+    return found
+
+
+def share(endpoint: dict, dep: dict) -> str:
+    """A deployment's traffic (online), or whether it is its batch endpoint's default."""
+    if dep.get("compute"):
+        return "default" if endpoint.get("default") == dep["name"] else "-"
+    return f"{dep['traffic']}%"
+
+
+def _output_files(folder: str | None) -> list[dict]:
+    """A batch call's output files, with their lines (rows appended)."""
+    found = []
+    for path in sorted(Path(folder).glob("*")) if folder else []:
+        if path.is_file():
+            with open(path, "rb") as f:
+                found.append({"path": str(path), "lines": sum(1 for _ in f)})
     return found
 
 
@@ -616,22 +640,23 @@ def render_markdown(report: dict) -> str:
                 [
                     d["name"],
                     d["model"] or "-",
-                    f"{d['instance_count']} x {d['instance_type']}",
-                    f"{d['traffic']}%",
-                    f"down: {d['down']}" if d["down"] else "running",
+                    f"{d['settings']['instance_count']} x {d['compute']}"
+                    if d["compute"]
+                    else f"{d['instance_count']} x {d['instance_type']}",
+                    share(e, d),
+                    f"down: {d['down']}" if d["down"] else "ready" if d["compute"] else "running",
                 ]
                 for d in e["deployments"]
             ],
         )
-        if e["invoke"]:
-            call = e["invoke"]
-            to = f" -> {call['deployment']}" if call["deployment"] else ""
-            lines += [
-                "",
-                f"Called with `{call['request_file']}`{to} at {call['at']}: {call['status']}",
-                "",
-            ]
-            lines += ["```json", str(call["answer"]), "```"]
+        call = e["invoke"]
+        to = f" -> {call['deployment']}" if call and call["deployment"] else ""
+        if call and call.get("run_id"):  # a batch endpoint's scoring job
+            lines += ["", f"Scored `{call['input']}`{to}: run {short(call['run_id'])}", ""]
+            lines += [f"- `{f['path']}` ({f['lines']:,} rows)" for f in call["output"]]
+        elif call:
+            said = f"Called with `{call['request_file']}`{to} at {call['at']}: {call['status']}"
+            lines += ["", said, "", "```json", str(call["answer"]), "```"]
     for j in report["jobs"]:
         if j["sweep"]:
             s = j["sweep"]

@@ -11,6 +11,7 @@ import math
 import re
 
 from .formats import duration, num, signed, sweep_line
+from .report import share
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626")
 STATUS_CLASS = {
@@ -28,6 +29,7 @@ STATUS_CLASS = {
     "provisioning": "run",
     "finalizing": "run",
     "reused": "ok",
+    "ready": "ok",
     "not run": "off",
 }
 
@@ -252,14 +254,30 @@ def _endpoint(e: dict) -> str:
         [
             f"<code>{_e(d['name'])}</code>",
             _e(d["model"] or "-"),
-            _e(f"{d['instance_count']} x {d['instance_type']}"),
-            _e(f"{d['traffic']}%"),
-            _badge("Failed") + f" {_e(d['down'])}" if d["down"] else _badge("Running"),
+            _e(
+                f"{d['settings']['instance_count']} x {d['compute']}"
+                if d.get("compute")
+                else f"{d['instance_count']} x {d['instance_type']}"
+            ),
+            _e(share(e, d)),
+            _badge("Failed") + f" {_e(d['down'])}"
+            if d["down"]
+            else _badge("Ready" if d.get("compute") else "Running"),
         ]
         for d in e["deployments"]
     ]
     call, said = e.get("invoke"), ""
-    if call:
+    if call and call.get("run_id"):  # a batch endpoint's scoring job and its output
+        to = f" &rarr; <code>{_e(call['deployment'])}</code>" if call["deployment"] else ""
+        files = "".join(
+            f"<li><code>{_breakable(f['path'])}</code> ({f['lines']:,} rows)</li>"
+            for f in call.get("output") or []
+        )
+        said = (
+            f"<h3>The lab's call</h3><p>Scored <code>{_e(call['input'])}</code>{to}: run "
+            f"{_short(call['run_id'])}</p><ul>{files}</ul>"
+        )
+    elif call:
         to = f" &rarr; <code>{_e(call['deployment'])}</code>" if call["deployment"] else ""
         said = (
             f"<h3>The lab's call</h3><p><code>{_e(call['request_file'])}</code>{to}, "

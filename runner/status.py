@@ -86,26 +86,37 @@ def render(data: dict) -> str:
         shown = r.get("kind") in ("compute", "model") or r.get("kind") in VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
         details = r.get("details") or {}
-        if r.get("kind") == "endpoint":  # where it answers
-            detail = details.get("scoring_uri") or ""
-        if r.get("kind") == "deployment":  # its servers' health, and its share of traffic
+        attrs = r.get("attrs") or {}
+        if r.get("kind") == "endpoint":  # where it answers (a batch one: its default)
+            detail = details.get("scoring_uri") or planning.describe("endpoint", attrs)
+        if r.get("kind") == "invoke" and details.get("run"):  # a batch call: its run, its output
+            detail = f"run {short(details['run'])}, output {details.get('output')}"
+        if r.get("kind") == "deployment" and attrs.get("compute"):  # batch: how it scores
+            detail = planning.describe("deployment", attrs)
+        elif r.get("kind") == "deployment":  # its servers' health, and its share of traffic
             detail = f"not running: {details['down']}" if details.get("down") else "running"
             endpoint, _, dep = r["name"].partition("/")
             traffic = data.get("traffic", {}).get(endpoint, {})
             detail += f", traffic {traffic.get(dep, 0)}%"
-        lines.append(f"  {r['address']:<33}{detail}".rstrip())
+        lines.append(f"  {_cell(r['address'])}{detail}".rstrip())
     if data.get("billable"):
         lines.append("billable now (estimates, USD retail):")
     for b in data.get("billable") or []:
         rate = "not priced" if b["per_hour"] is None else f"{cost.money(b['per_hour'])}/h"
         since = f"since {b['since']}" if b["since"] else ""
         so_far = f"about {cost.money(b['cost_so_far'])} so far" if b["cost_so_far"] else ""
-        lines.append(f"  {b['address']:<33}{b['state']:<11}{rate:<11}{since:<34}{so_far}".rstrip())
+        row = f"{b['state']:<11}{rate:<11}{since:<34}{so_far}"
+        lines.append(f"  {_cell(b['address'])}{row}".rstrip())
     for j in data["jobs"]:
         run = f"run {short(j['run_id'])}" if j["run_id"] else ""
         note = "up to date" if j["up_to_date"] else (j["error"] or "")
-        lines.append(f"  {'job.' + j['job']:<33}{j['status']:<11}{run:<12}{note}".rstrip())
+        lines.append(f"  {_cell('job.' + j['job'])}{j['status']:<11}{run:<12}{note}".rstrip())
         for s in j.get("steps", []):
             run = f"run {short(s['run_id'])}" if s["run_id"] else ""
             lines.append(f"      {s['step']:<29}{s['status']:<11}{run}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str, width: int = 33) -> str:
+    """The first column: `width` wide, and a long name still two spaces from the next."""
+    return f"{text:<{width}}" if len(text) < width - 1 else f"{text}  "

@@ -384,7 +384,15 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
     sections.endpoints = endpoints.read(
         doc, data, reader, sections.models, defined, substitutes, local, runs, computes
     )
+    jobs = _dicts(data.get("jobs"))
     for endpoint in sections.endpoints.values():
+        if endpoint.type == "batch" and endpoint.name in jobs:
+            doc.problem(
+                ("endpoints", endpoint.name),
+                f"job {endpoint.name} has this name too: a batch endpoint's scoring runs are kept "
+                "under its name (mlrun logs SPEC ENDPOINT)",
+                key=True,
+            )
         for dep in endpoint.deployments.values():
             if dep.environment is not None:
                 where = ("endpoints", endpoint.name, "deployments", dep.name)

@@ -33,6 +33,8 @@ NOT_RUN = {
     "(tests/test_endpoints.py applies it and calls mlrun invoke)",
     "mlrun invoke specs/deploy.yaml diabetes-online --request-file training/sample-data.json "
     "--deployment blue": "needs the deploy lab applied (tests/test_endpoints.py calls it)",
+    "mlrun invoke specs/deploy-batch.yaml diabetes-batch --input training/data/patients": "needs "
+    "the batch lab applied (tests/test_batch_endpoints.py calls mlrun invoke --input)",
     "mlrun ui {S}": "serves until stopped (tests/test_report.py runs it)",
     "mlrun ui {S} --port 5001": "serves until stopped",
 }

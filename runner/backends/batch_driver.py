@@ -23,7 +23,7 @@ def init():
 
     root = os.environ["AZUREML_MODEL_DIR"]
     found = [p for p in sorted(glob.glob(os.path.join(root, "*"))) if os.path.isdir(p)]
-    path = found[0] if len(found) == 1 else root
+    path = os.path.realpath(found[0] if len(found) == 1 else root)  # MLflow refuses a symlink
     model = mlflow.pyfunc.load_model(path)
 
 

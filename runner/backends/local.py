@@ -291,18 +291,25 @@ class LocalBackend:
             model_dir = dep.model.local
         elif dep.model is not None and dep.model.registered is not None:
             model_dir = self._model_path(dep.model.registered, f"deployment {key}")
-        log = serving.folder(self.root, endpoint) / "deployments" / name / "build.log"
-        if dep.scoring_script is None:
-            assert model_dir is not None  # validate: an MLflow model, scored by mlrun's driver
-            python, runs_on = serving.model_python(model_dir, log)
+        where = serving.folder(self.root, endpoint) / "deployments" / name
+        shutil.rmtree(where, ignore_errors=True)
+        (where / "code").mkdir(parents=True)
+        details: dict[str, Any] = {"model_dir": str(model_dir) if model_dir else None}
+        if model_dir is not None:  # AZUREML_MODEL_DIR: a folder holding the model, as on Azure
+            (where / "azureml-models").mkdir()
+            (where / "azureml-models" / model_dir.name).symlink_to(model_dir)
+            details["models"] = str(where / "azureml-models")
+        if dep.scoring_script is None:  # the driver Azure writes for an MLflow model
+            assert model_dir is not None  # validate: an MLflow model without a script
+            shutil.copy(Path(__file__).with_name("batch_driver.py"), where / "code")
+            details["code"] = str(where / "code")
+            python, runs_on = serving.model_python(model_dir, where / "build.log")
         else:
             assert dep.environment is not None  # validate: a script needs an environment
-            python, runs_on = self._script_python(dep.environment, key, log, server=False)
-        return {
-            "model_dir": str(model_dir) if model_dir else None,
-            "python": python,
-            "runs_on": runs_on,
-        }
+            python, runs_on = self._script_python(
+                dep.environment, key, where / "build.log", server=False
+            )
+        return {**details, "python": python, "runs_on": runs_on}
 
     def _script_python(
         self, env: Environment, key: str, log: Path, server: bool = True

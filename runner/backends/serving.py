@@ -408,29 +408,13 @@ def model_python(model_dir: Path, log: Path) -> tuple[str, str]:
     the model's Python (major.minor, python_env.yaml) and already has every requirement of the
     model's requirements.txt at a version it allows (the same packages Azure would install);
     else an environment built with uv from those requirements, once, in the shared cache."""
-    import yaml
-    from packaging.requirements import InvalidRequirement, Requirement
-
     from ..environments import find_python
     from . import envs
 
-    try:
-        python_env = yaml.safe_load((model_dir / "python_env.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        python_env = {}
-    version = ".".join(str(python_env.get("python") or "").split(".")[:2]) or None
-    try:
-        lines = (model_dir / "requirements.txt").read_text().splitlines()
-    except OSError:
-        lines = []
-    wanted = [ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()]
-    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if version in (None, mine):
-        try:
-            if all(_installed(Requirement(r)) for r in wanted):
-                return sys.executable, f"mlrun's Python {mine}, which has the model's requirements"
-        except InvalidRequirement:
-            pass
+    version, wanted = model_requirements(model_dir)
+    if own_python_serves(version, wanted):
+        mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        return sys.executable, f"mlrun's Python {mine}, which has the model's requirements"
     found = find_python(version)
     if found is None:
         raise UserError(
@@ -447,6 +431,36 @@ def model_python(model_dir: Path, log: Path) -> tuple[str, str]:
                 raise UserError(f"the model's environment did not build ({log}): {e}") from None
     venv = req.folder / "bin" / "python"  # the built venv's own interpreter
     return str(venv), f"Python {base.version} built from the model's requirements ({req.folder})"
+
+
+def model_requirements(model_dir: Path) -> tuple[str | None, tuple[str, ...]]:
+    """An MLflow model's Python (major.minor, from python_env.yaml; None if it names none) and
+    the requirements of its requirements.txt."""
+    import yaml
+
+    try:
+        python_env = yaml.safe_load((model_dir / "python_env.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        python_env = {}
+    version = ".".join(str(python_env.get("python") or "").split(".")[:2]) or None
+    try:
+        lines = (model_dir / "requirements.txt").read_text().splitlines()
+    except OSError:
+        lines = []
+    return version, tuple(ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip())
+
+
+def own_python_serves(version: str | None, wanted: tuple[str, ...]) -> bool:
+    """Whether mlrun's interpreter is the model's Python and has every requirement at a version
+    the model allows (the same packages Azure would install)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if version not in (None, f"{sys.version_info[0]}.{sys.version_info[1]}"):
+        return False
+    try:
+        return all(_installed(Requirement(r)) for r in wanted)
+    except InvalidRequirement:
+        return False
 
 
 def _installed(req: Any) -> bool:
