@@ -68,6 +68,7 @@ class Fake(ThreadingHTTPServer):
         self.seen: list[tuple[str, str | None, bytes]] = []  # path, Content-Type, body
         self.peers: set[int] = set()  # the client ports of the requests
         self.answer: tuple[int, str, bytes] | None = None
+        self.framing = "length"  # how the answer's body is delimited: length, chunked, close
         self.hold, self.held, self.release = 0.0, threading.Event(), threading.Event()
 
     def handle_error(self, request, client_address):
@@ -99,9 +100,22 @@ class FakeHandler(BaseHTTPRequestHandler):
         status, ctype, out = fake.answer or (200, "application/json", json.dumps(usual).encode())
         self.send_response(status)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+        if fake.framing == "chunked":  # in two chunks, and a trailer
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            half = len(out) // 2
+            for part in (out[:half], out[half:]):
+                self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\nX-Trailer: 1\r\n\r\n")
+        elif fake.framing == "close":  # no length: the body ends with the connection
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(out)
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
 
 
 class Endpoint:
@@ -480,6 +494,19 @@ def test_a_body_of_the_limit_passes(ep, fakes):
     fakes["s1"].answer = (200, "application/json", b"{}")
     assert ep.score(b"x" * MAX_BODY)[0] == 200
     assert len(fakes["s1"].seen[0][2]) == MAX_BODY
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_a_chunked_or_unsized_answer_comes_back_whole(ep, fakes, framing):
+    s1 = fakes["s1"]
+    ep.configure({"blue": script(s1)}, {"blue": 100})
+    s1.framing = framing
+    conn = ep.connect()
+    for i in range(3):  # the router's connection to the server: reused, or made again
+        body = json.dumps({"n": i, "pad": "x" * 70000}).encode()
+        status, _, answer, _ = ep.score(body, conn=conn)
+        assert (status, json.loads(answer)) == (200, {"s1": body.decode()})
+    assert len(s1.peers) == (1 if framing == "chunked" else 3)
 
 
 def test_an_error_of_a_server_passes_through(ep, fakes):
