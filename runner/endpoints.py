@@ -110,8 +110,6 @@ def read(
     models: dict[str, Model],
     defined: dict,
     substitutes: dict | None,
-    local: bool,
-    runs: bool,
 ) -> dict[str, Endpoint]:
     """The `endpoints:` section (what the schema check let through), each problem said located:
     names, traffic to deployments that do not exist or not summing to 100, models, scoring
@@ -130,14 +128,6 @@ def read(
                 key=True,
             )
         kind = block.get("type", ONLINE)
-        if not local:
-            doc.problem(
-                at,
-                "endpoints are not deployed on the azure target yet (they are on the local "
-                "target): issue 29",
-                key=True,
-                severity="error" if runs else "warning",
-            )
         if kind == BATCH:
             doc.problem(
                 at + ("type",),

@@ -378,9 +378,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
         env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
         sections.environments[at] = env
         _check_buildable(doc, at, env, local, runs)
-    sections.endpoints = endpoints.read(
-        doc, data, reader, sections.models, defined, substitutes, local, runs
-    )
+    sections.endpoints = endpoints.read(doc, data, reader, sections.models, defined, substitutes)
     for endpoint in sections.endpoints.values():
         for dep in endpoint.deployments.values():
             if dep.environment is not None:
