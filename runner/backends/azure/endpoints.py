@@ -24,7 +24,6 @@ from .client import Session, _sdk_stderr
 from .errors import plain_errors
 
 KINDS = ("endpoint", "deployment", "invoke")
-AUTH = {"key": "key", "amltoken": "aml_token", "aadtoken": "aad_token"}  # Azure's, lower-cased
 _traffic = threading.Lock()  # an endpoint's traffic is read and written by one thread at a time
 # the SDK's invoke keeps its request headers (key, deployment) in one class-level dict
 _invoking = threading.Lock()
@@ -45,25 +44,19 @@ def live(session: Session, kind: str, name: str, record: Resource | dict) -> dic
             if (d.provisioning_state or "").lower() == "failed":
                 found["down"] = "its deployment failed on Azure"
             return found
-        e = ml.online_endpoints._online_operation.get(
-            resource_group_name=session.resource_group,
-            workspace_name=session.workspace,
-            endpoint_name=endpoint,
-        )
+        e = ml.online_endpoints.get(endpoint)
     except ResourceNotFoundError:
         return None
     if kind == "invoke":
         return {}
     known = (record.get("attrs") or {}) if isinstance(record, dict) else {}
-    props = e.properties
-    mode = str(getattr(props.auth_mode, "value", props.auth_mode))  # the REST model's enum: Key
     tags = {k: v for k, v in (e.tags or {}).items() if not k.startswith("mlrun-")}
     return {
         "type": "online",
-        "auth_mode": AUTH.get(mode.lower(), mode),
-        "traffic": _as_named(props.traffic, known.get("traffic")),
-        "mirror_traffic": _as_named(props.mirror_traffic, known.get("mirror_traffic")),
-        "description": props.description,
+        "auth_mode": e.auth_mode,  # the SDK's words: key, aml_token, aad_token
+        "traffic": _as_named(e.traffic, known.get("traffic")),
+        "mirror_traffic": _as_named(e.mirror_traffic, known.get("mirror_traffic")),
+        "description": e.description,
         "tags": tags or None,
     }
 
