@@ -226,3 +226,40 @@ def test_destroy_deletes_deployment_and_endpoint(lab, azure_emulator):
     state = (lab["root"] / ".mlrun" / "azep.azure.json").read_text()
     shown = [state] + [o.stdout + o.stderr for o in lab["outputs"]]
     assert not any(k in text for k in secrets for text in shown)
+
+
+def test_a_local_model_folder_behind_an_aml_token_endpoint(azure_emulator, tmp_path):
+    """A deployment's model given by path: the SDK uploads the folder (Azurite) and registers it
+    as an anonymous model version; an aml_token endpoint is called with the token the SDK asks
+    for, not a key."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors:\n  python_function: {}\n")
+    (tmp_path / "request.json").write_text(json.dumps({"input_data": [[1, 2], [3, 4]]}))
+    (tmp_path / "lab.yaml").write_text(
+        "name: azep-token\n"
+        "workspace: {name: ws-azep-token, resource_group: rg-azep-token, location: eastus}\n"
+        "endpoints:\n"
+        "  token-online:\n"
+        "    auth_mode: aml_token\n"
+        "    traffic: {blue: 100}\n"
+        "    deployments:\n"
+        "      blue: {model: {path: ./model, type: mlflow_model}, instance_type: Standard_DS3_v2}\n"
+        "    invoke: {request_file: request.json}\n"
+    )
+    mark = azure_emulator.mark()
+    out = az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert "invoke.token-online  called  200: [0, 0]" in out
+    calls = [(r["method"], r["path"].rsplit("/", 2)[-2:]) for r in azure_emulator.requests(mark)]
+    assert ("POST", ["token-online", "token"]) in calls
+    assert not any(path[-1] == "listKeys" for _, path in calls)
+    resources = azure_emulator.call("GET", "/_emulator/state")["resources"]
+    (blue,) = [v for k, v in resources.items() if k.endswith("/token-online/deployments/blue")]
+    model = resources[blue["properties"]["model"].lower()]["properties"]
+    assert model["isAnonymous"] and model["modelType"] == "mlflow_model"
+    assert "/datastores/workspaceblobstore/paths/LocalUpload/" in model["modelUri"]
+    assert az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=0).stdout == (
+        "No changes. Everything is up to date.\n"
+    )
+    az(azure_emulator, "destroy", "-y", "lab.yaml", cwd=tmp_path, check=0)
+    state = azure_emulator.call("GET", "/_emulator/state")["resources"]
+    assert not any("/onlineendpoints/token-online" in k for k in state)
