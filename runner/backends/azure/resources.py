@@ -13,8 +13,14 @@ from typing import Any
 from ...changes import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ...records import Actual, Resource, Run, RunChange, StateDoc
 from ...spec import Spec
-from . import endpoints
 from .client import Session, _sdk_stderr
+from .endpoints import (
+    KINDS as SERVED,
+    create_endpoint,
+    delete as delete_served,
+    deploy,
+    live as live_served,
+)
 from .errors import plain_errors
 
 PROVIDER = "Microsoft.MachineLearningServices"
@@ -136,8 +142,8 @@ def _live(
 
     if kind in ASSETS:
         return _live_asset(session, spec, kind, name, record or {})
-    if kind in endpoints.KINDS:
-        return endpoints.live(session, kind, name, record or {})
+    if kind in SERVED:
+        return live_served(session, kind, name, record or {})
     try:
         c = session.ml().compute.get(name)
     except ResourceNotFoundError:
@@ -263,9 +269,9 @@ def create(
         if kind == "data":
             return _create_data(session, spec, name, attrs)
         if kind == "endpoint":
-            return endpoints.create_endpoint(session, name, attrs, lab_tags)
+            return create_endpoint(session, name, attrs, lab_tags)
         if kind == "deployment":
-            return endpoints.deploy(session, spec, name, attrs, lab_tags)
+            return deploy(session, spec, name, attrs, lab_tags)
         if kind == "workspace":
             from azure.ai.ml.entities import Workspace
 
@@ -415,9 +421,9 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
     with plain_errors(f"{kind}.{name}"):
         if not record.get("created_by_mlrun", True):
             return  # it was there before mlrun: never deleted
-        if kind in endpoints.KINDS:
+        if kind in SERVED:
             if rg_exists(session) and session.get_workspace() is not None:
-                endpoints.delete(session, kind, name)
+                delete_served(session, kind, name)
         elif kind == "resource_group":
             if rg_exists(session):
                 session.arm().resource_groups.begin_delete(name).result()
