@@ -186,12 +186,11 @@ def read(
                 key=True,
             )
         kind = block.get("type", ONLINE)
-        if not local:
+        if kind == BATCH and not local:
             doc.problem(
-                at,
-                "endpoints are not deployed on the azure target yet (they are on the local "
-                "target): issue 29",
-                key=True,
+                at + ("type",),
+                "batch endpoints are not deployed on the azure target yet (they run on the "
+                "local target): issue 29",
                 severity="error" if runs else "warning",
             )
         deployments = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 import arm  # noqa: F401  (registers routes)
 import components  # noqa: F401
 import data  # noqa: F401
+import endpoints  # noqa: F401
 import lro  # noqa: F401
 import ml  # noqa: F401
 import prices  # noqa: F401

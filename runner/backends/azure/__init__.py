@@ -3,7 +3,8 @@ azure-mgmt-resource and azureml-mlflow. Every SDK is imported lazily, inside the
 
 AzureBackend is the Backend the engine drives; what it does lives in this package's modules:
 `client` (the SDK clients and their output), `errors` (Azure's failures in plain words),
-`resources` (what mlrun makes), `jobs` (runs) and `labs` (lab expiry)."""
+`resources` (what mlrun makes), `endpoints` (online endpoints and their deployments), `jobs`
+(runs) and `labs` (lab expiry)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ...errors import UserError
 from ...records import Actual, Resource, Run, RunChange, StateDoc, Submission
 from ...spec import Job, Spec
 from .. import runstore
 from ..base import UPDATABLE, step_as_run
-from . import jobs, labs, resources
+from . import endpoints, jobs, labs, resources
 from .client import Session, _sdk_stderr
 
 __all__ = ["AzureBackend", "_sdk_stderr"]
@@ -81,7 +81,7 @@ class AzureBackend:
         )
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        return resources.update(self.session, kind, name, attrs, self.lab_tags)
+        return resources.update(self.session, self.spec, kind, name, attrs, self.lab_tags)
 
     def delete(self, kind: str, name: str, record: Resource) -> None:
         resources.delete(self.session, kind, name, record)
@@ -90,8 +90,7 @@ class AzureBackend:
         return resources.register_model(self.session, self.spec, name, attrs, run)
 
     def invoke(self, endpoint: str, body: bytes, deployment: str | None) -> tuple[int, bytes]:
-        # validate refuses endpoints on this target until they are deployed here (issue 29)
-        raise UserError("endpoints are not deployed on the azure target yet")
+        return endpoints.invoke(self.session, endpoint, body, deployment)
 
     def model_versions(self, name: str) -> list[tuple[str, str]]:
         return resources.model_versions(self.session, name)

@@ -14,6 +14,13 @@ from ...changes import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Addres
 from ...records import Actual, Resource, Run, RunChange, StateDoc
 from ...spec import Spec
 from .client import Session, _sdk_stderr
+from .endpoints import (
+    KINDS as SERVED,
+    create_endpoint,
+    delete as delete_served,
+    deploy,
+    live as live_served,
+)
 from .errors import plain_errors
 
 PROVIDER = "Microsoft.MachineLearningServices"
@@ -73,10 +80,14 @@ def refresh(
             ):  # compared on the fields the spec or the state names, not Azure's defaults
                 known = record.get("attrs", {})
                 keys = set(known) | _named(spec, kind, name)
+                details = dict(record.get("details") or {})
+                if down := live.pop("down", None):  # a deployment that failed: made again
+                    details["down"] = down
                 actual["resources"][address] = {
                     "kind": kind,
                     "name": name,
                     **record,
+                    "details": details,
                     "attrs": {
                         k: live.get(k, known.get(k))
                         for k in sorted(keys)
@@ -131,6 +142,8 @@ def _live(
 
     if kind in ASSETS:
         return _live_asset(session, spec, kind, name, record or {})
+    if kind in SERVED:
+        return live_served(session, kind, name, record or {})
     try:
         c = session.ml().compute.get(name)
     except ResourceNotFoundError:
@@ -255,6 +268,10 @@ def create(
             return _create_component(session, spec, name, attrs)
         if kind == "data":
             return _create_data(session, spec, name, attrs)
+        if kind == "endpoint":
+            return create_endpoint(session, name, attrs, lab_tags)
+        if kind == "deployment":
+            return deploy(session, spec, name, attrs, lab_tags)
         if kind == "workspace":
             from azure.ai.ml.entities import Workspace
 
@@ -357,7 +374,9 @@ def _create_data(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
     return {"id": created.id}
 
 
-def update(session: Session, kind: str, name: str, attrs: dict, lab_tags: dict) -> dict:
+def update(session: Session, spec: Spec, kind: str, name: str, attrs: dict, lab_tags: dict) -> dict:
+    if kind in ("endpoint", "deployment"):  # made again: Azure updates it in place
+        return create(session, spec, kind, name, attrs, lab_tags)
     with plain_errors(f"{kind}.{name}"):
         if kind == "compute" and attrs.get("type") == "computeinstance":
             _update_idle_shutdown(session, name, attrs.get("idle_time_before_shutdown_minutes"))
@@ -402,7 +421,10 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
     with plain_errors(f"{kind}.{name}"):
         if not record.get("created_by_mlrun", True):
             return  # it was there before mlrun: never deleted
-        if kind == "resource_group":
+        if kind in SERVED:
+            if rg_exists(session) and session.get_workspace() is not None:
+                delete_served(session, kind, name)
+        elif kind == "resource_group":
             if rg_exists(session):
                 session.arm().resource_groups.begin_delete(name).result()
         elif kind == "workspace":
