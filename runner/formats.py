@@ -42,3 +42,10 @@ def sweep_line(sweep: dict) -> str:
     return f"{head}; {sweep['goal']}, {len(sweep['trials'])} trials" + (
         f", {stopped} stopped early" if stopped else ""
     )
+
+
+def share(endpoint: dict, dep: dict) -> str:
+    """A deployment's traffic (online), or whether it is its batch endpoint's default."""
+    if dep.get("compute"):
+        return "default" if endpoint.get("default") == dep["name"] else "-"
+    return f"{dep['traffic']}%"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UserError, plural
-from .formats import duration, num, short, signed, sweep_line
+from .formats import duration, num, share, short, signed, sweep_line
 
 if TYPE_CHECKING:
     from .context import Context
@@ -337,13 +337,6 @@ def endpoints(state) -> list[dict]:
             }
         )
     return found
-
-
-def share(endpoint: dict, dep: dict) -> str:
-    """A deployment's traffic (online), or whether it is its batch endpoint's default."""
-    if dep.get("compute"):
-        return "default" if endpoint.get("default") == dep["name"] else "-"
-    return f"{dep['traffic']}%"
 
 
 def _output_files(folder: str | None) -> list[dict]:

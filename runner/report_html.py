@@ -10,8 +10,7 @@ import html
 import math
 import re
 
-from .formats import duration, num, signed, sweep_line
-from .report import share
+from .formats import duration, num, share, signed, sweep_line
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626")
 STATUS_CLASS = {
