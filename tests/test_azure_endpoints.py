@@ -136,6 +136,11 @@ def test_mlrun_invoke_and_status_show_the_answer_and_scoring_uri(lab, azure_emul
     assert uri.startswith("https://127.0.0.1:") and uri.endswith(f"/{WS}/{EP}/score")
     assert f"  endpoint.tiny-online             {uri}\n" in status.stdout
     assert "  deployment.tiny-online/blue      running, traffic 100%\n" in status.stdout
+    # its instances bill while it exists, called or not: priced, since it was deployed
+    billable = status.stdout.partition("billable now (estimates, USD retail):\n")[2]
+    assert re.match(
+        r"  deployment.tiny-online/blue      1 instance \$0\.\d\d/h +since 20\d\d-", billable
+    )
     lab["outputs"] += [called, status]
 
 

@@ -9,6 +9,7 @@ SDK's memory: nothing here returns or records them. Every SDK is imported lazily
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import re
 import tempfile
@@ -152,7 +153,11 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
     want = spec.endpoints[endpoint].fields
     with _traffic, _sdk_errors(f"endpoint.{endpoint}"):
         _apply_traffic(session, endpoint, want.get("traffic") or {}, want.get("mirror_traffic"))
-    return {"id": made.id}
+    # since when its instances bill (status's estimate of the cost so far): this deployment
+    return {
+        "id": made.id,
+        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")[:19] + "Z",
+    }
 
 
 def _model(dep, attrs: dict):
