@@ -2,10 +2,10 @@
 own then: "no-code deployment"), run by a parallel job's workers in the model's environment (its
 Python has MLflow and pandas; not necessarily mlrun).
 
-init() loads the model from AZUREML_MODEL_DIR (the folder holding the model's folder, as on
-Azure). run(mini_batch) reads each file (CSV, TSV, Parquet, JSON lines), predicts, and returns a
-line per row, `ROW,PREDICTION,FILE`: the rows Azure's MLflow batch deployments append to
-`output_file_name`, which the DP-100 lab reads with
+The model is loaded from AZUREML_MODEL_DIR (the folder holding the model's folder, as on Azure)
+when the script is imported. run(mini_batch) reads each file (CSV, TSV, Parquet, JSON lines),
+predicts, and returns a line per row, `ROW,PREDICTION,FILE`: the rows Azure's MLflow batch
+deployments append to `output_file_name`, which the DP-100 lab reads with
 `pd.read_csv(path, index_col=0, names=["patient", "prediction", "file"])`.
 """
 
@@ -14,17 +14,23 @@ import json
 import os
 from typing import Any
 
-model: Any = None  # the model, loaded once by init()
 
-
-def init():
-    global model
+def _load() -> Any:
     import mlflow.pyfunc
 
     root = os.environ["AZUREML_MODEL_DIR"]
     found = [p for p in sorted(glob.glob(os.path.join(root, "*"))) if os.path.isdir(p)]
     path = os.path.realpath(found[0] if len(found) == 1 else root)  # MLflow refuses a symlink
-    model = mlflow.pyfunc.load_model(path)
+    return mlflow.pyfunc.load_model(path)
+
+
+# loaded when the script is imported: a parallel job's workers are forked after that, so the
+# model (and MLflow, pandas, its flavor's library) is loaded once for all of them
+model: Any = _load()
+
+
+def init():
+    """Azure's driver loads the model here; this one has when it was imported."""
 
 
 def _read(path):

@@ -25,6 +25,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from . import contract, mlflow_db, supervised
 
 MODULE = __name__
 WORKER = Path(__file__).with_name("parallel_worker.py")
+FORKS = "MLRUN_PARALLEL_FORKS"  # parallel_worker.FORKS (that file runs without mlrun)
 POLL = 0.2  # seconds between looks at the workers' clocks
 
 
@@ -48,31 +50,75 @@ class Batch:
     errors: list[str] = field(default_factory=list)
 
 
+class Forked:
+    """A worker forked by the first one (not this process's child): its pid, once it says it."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self.pid is not None and not supervised.alive(self.pid):
+            self.returncode = -1  # its parent reaped it: the code is not known here
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pid is not None and self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return self.returncode if self.returncode is not None else -1
+
+    def kill(self) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 class Worker:
     """A worker process, the pipes to it, and the mini-batch it is running."""
 
-    def __init__(self, number: int, python: str, cfg: contract.ParallelConfig, work: Path, out):
+    def __init__(self, number: int, cfg: contract.ParallelConfig, work: Path, out) -> None:
         self.number, self.ready, self.gone = number, False, False
         self.batch: Batch | None = None
         self.since = 0.0
-        log_dir = work / "logs" / "user" / "stdout" / f"node{number // cfg.per_instance}"
-        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = work / "logs" / "user" / "stdout" / f"node{number // cfg.per_instance}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.log_dir / f"process{number:03d}.stdout.txt"
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
-        with open(log_dir / f"process{number:03d}.stdout.txt", "ab") as log:
-            self.proc = subprocess.Popen(
-                [python, str(WORKER), str(requests_r), str(answers_w), cfg.entry_script]
+        self.theirs = (requests_r, answers_w)  # the worker's ends, closed once it has them
+        self.proc: subprocess.Popen | Forked = Forked()
+        self.requests = os.fdopen(requests_w, "w")
+        threading.Thread(target=self._read, args=(os.fdopen(answers_r), out), daemon=True).start()
+
+    @classmethod
+    def start(
+        cls, numbers: list[int], python: str, cfg: contract.ParallelConfig, work: Path, out
+    ) -> list[Worker]:
+        """Workers `numbers`: the first a process of the job's Python, which imports the entry
+        script and forks the others."""
+        workers = [cls(n, cfg, work, out) for n in numbers]
+        first, others = workers[0], workers[1:]
+        forks = [[*w.theirs, str(w.log)] for w in others]
+        with open(first.log, "ab") as log:
+            first.proc = subprocess.Popen(
+                [python, str(WORKER), *map(str, first.theirs), cfg.entry_script]
                 + [cfg.logging_level, *cfg.arguments],
                 cwd=work,
-                pass_fds=(requests_r, answers_w),
+                pass_fds=[fd for w in workers for fd in w.theirs],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, FORKS: json.dumps(forks)},
             )
-        os.close(requests_r)
-        os.close(answers_w)
-        self.requests = os.fdopen(requests_w, "w")
-        threading.Thread(target=self._read, args=(os.fdopen(answers_r), out), daemon=True).start()
+        for w in workers:
+            for fd in w.theirs:
+                os.close(fd)
+        return workers
 
     def _read(self, answers, out: queue.Queue) -> None:
         for line in answers:
@@ -130,7 +176,7 @@ class ParallelController:
         if cfg.append_to:
             Path(cfg.append_to).parent.mkdir(parents=True, exist_ok=True)
             Path(cfg.append_to).touch()
-        self.workers = [Worker(i, python, cfg, self.work, self.answers) for i in range(count)]
+        self.workers = Worker.start(list(range(count)), python, cfg, self.work, self.answers)
         while self.reason is None and (self.pending or any(w.batch for w in self.workers)):
             for w in self.workers:
                 if w.ready and w.batch is None and self.pending:
@@ -153,6 +199,9 @@ class ParallelController:
 
     def answer(self, worker: Worker, message: dict | None, python: str) -> None:
         if message is None:  # the worker exited
+            if isinstance(worker.proc, Forked) and worker.proc.pid is None:
+                self.workers.remove(worker)  # never forked: the first worker says why
+                return
             if not worker.ready and not worker.gone:  # before init() returned: it would again
                 code = worker.proc.wait()
                 self.reason = (
@@ -167,6 +216,9 @@ class ParallelController:
             self.log(f"worker {worker.number}: init() failed:\n{message['init_error'].rstrip()}")
             last = message["init_error"].strip().splitlines()[-1]
             self.reason = f"the entry script {self.cfg.entry_script} failed to start: {last}"
+        elif "pid" in message:
+            if isinstance(worker.proc, Forked):
+                worker.proc.pid = int(message["pid"])
         elif message.get("ready"):
             worker.ready = True
         elif worker.batch is not None and message.get("id") == worker.batch.number:
@@ -191,7 +243,9 @@ class ParallelController:
         worker.stop(kill=True)
         index = self.workers.index(worker)
         if self.pending and self.reason is None:
-            self.workers[index] = Worker(worker.number, python, self.cfg, self.work, self.answers)
+            (self.workers[index],) = Worker.start(
+                [worker.number], python, self.cfg, self.work, self.answers
+            )
         else:
             self.workers.pop(index)
 

@@ -221,20 +221,23 @@ def finalize_run(
         for pattern in ("user_logs/std_log*.txt", "azureml-logs/*.txt")
         for log in sorted(run_dir.glob(pattern))
     ]
-    local = artifact_uri and artifact_uri.startswith("file://")
+    root = None
+    if artifact_uri and artifact_uri.startswith("file://"):
+        root = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path))
     for log in logs:
-        if local:
-            root = Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri or "").path))
+        if root is not None:
             (root / log.parent.name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, root / log.parent.name / log.name)
         else:
             client().log_artifact(run_id, str(log), artifact_path=log.parent.name)
-    for folder in sorted((run_dir / "outputs").glob("*")):
-        if folder.is_dir() and any(folder.iterdir()):
-            client().log_artifacts(run_id, str(folder), artifact_path=folder.name)
-    for name in ("outputs", "logs"):  # as Azure ML uploads ./outputs and ./logs
-        folder = run_dir / "work" / name
-        if folder.is_dir() and any(folder.iterdir()):
+    folders = [(f, f.name) for f in sorted((run_dir / "outputs").glob("*"))]
+    folders += [(run_dir / "work" / n, n) for n in ("outputs", "logs")]  # as Azure ML uploads
+    for folder, name in folders:  # ./outputs and ./logs
+        if not (folder.is_dir() and any(folder.iterdir())):
+            continue
+        if root is not None:  # what MLflow's local artifact repository does: a copy
+            shutil.copytree(folder, root / name, dirs_exist_ok=True)
+        else:
             client().log_artifacts(run_id, str(folder), artifact_path=name)
     runs.end(run_id, MLFLOW_STATUS[status])
     shutil.rmtree(run_dir / "env", ignore_errors=True)  # the run's throwaway layer
