@@ -6,11 +6,14 @@ machines drift); RESULTS.md records them with the machine, date and commit.
     python benchmarks/run.py --quick     # 1 repetition and small sizes (CI: the cases still run)
     python benchmarks/run.py validate    # cases whose name contains 'validate'
     python benchmarks/run.py emulator    # only the seed lab on the Azure emulator (needs Azurite)
+    python benchmarks/run.py endpoint    # only the online endpoint's latency (issue 29)
+    python benchmarks/run.py batch       # only the batch endpoint's scoring (issue 29)
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -23,6 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "specs" / "mlflow-tracking.yaml"
@@ -695,6 +699,174 @@ def curated_seed(work: Path, quick: bool, reps: int, env: dict) -> None:
     )
 
 
+def endpoint_latency(work: Path, quick: bool, reps: int, env: dict) -> None:
+    """Issue 29's online row: specs/deploy.yaml applied once (train, register, deploy behind the
+    endpoint's router, call), then sequential requests of training/sample-data.json on kept-alive
+    connections: through the router with the key (Azure's input_data body, which it translates),
+    and straight to the deployment's scoring server with the same data as MLflow's body
+    (dataframe_split, POST /invocations). The two sides take turns in blocks, so the machine's
+    noise hits both; p50 and p99 of each round, medians over the rounds (after a warm-up round),
+    target <= 1.2x each. Destroyed at the end."""
+    root = work / "deploy"
+    shutil.copytree(
+        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "specs").mkdir()
+    spec = root / "specs" / "deploy.yaml"
+    shutil.copy(ROOT / "specs" / "deploy.yaml", spec)
+    applied = subprocess.run(
+        MLRUN + ["apply", "-y", str(spec)], cwd=root, env=env, capture_output=True, text=True
+    )
+    try:
+        if applied.returncode != 0:
+            raise SystemExit(
+                f"deploy.yaml did not apply:\n{applied.stdout[-2000:]}{applied.stderr}"
+            )
+        where = root / "specs" / ".mlrun" / "local" / "mlw-dp100-deploy" / "endpoints"
+        where = where / "diabetes-online"
+        router = urlsplit(json.loads((where / "router.json").read_text())["url"])
+        key = json.loads((where / "keys.json").read_text())["primaryKey"]
+        current = json.loads((where / "deployments" / "blue" / "current.json").read_text())
+        server = urlsplit(current["servers"][0])
+        sample = (ROOT / "training" / "sample-data.json").read_bytes()  # Azure's body
+        split = {"dataframe_split": json.loads(sample)["input_data"]}  # MLflow's, same data
+        sides = {
+            "router": (
+                http.client.HTTPConnection(router.hostname or "", router.port),
+                "/score",
+                sample,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+                [0, 1],
+            ),
+            "server": (
+                http.client.HTTPConnection(server.hostname or "", server.port),
+                "/invocations",
+                json.dumps(split).encode(),
+                {"Content-Type": "application/json"},
+                {"predictions": [0, 1]},
+            ),
+        }
+
+        def send(side: str, count: int, out: list[float]) -> None:
+            conn, path, body, headers, expected = sides[side]
+            for _ in range(count):
+                for attempt in (1, 2):  # a kept-alive connection the server closed while idle
+                    start = time.perf_counter()  # (uvicorn's keep-alive is 5 s): connect again
+                    try:
+                        conn.request("POST", path, body, headers)
+                        answer = conn.getresponse()
+                        data = answer.read()
+                        break
+                    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                        conn.close()
+                        if attempt == 2:
+                            raise
+                out.append(time.perf_counter() - start)
+                if answer.status != 200:
+                    raise SystemExit(f"{side} answered {answer.status}: {data[:500]!r}")
+            if json.loads(data) != expected:  # the last answer of the block
+                raise SystemExit(f"{side} answered {data[:500]!r}, not {expected}")
+
+        n, block = (200, 50) if quick else (2000, 100)
+        p50s: dict[str, list[float]] = {"router": [], "server": []}
+        p99s: dict[str, list[float]] = {"router": [], "server": []}
+        for i in range(reps + (0 if quick else 1)):  # the first round warms up, not counted
+            took: dict[str, list[float]] = {"router": [], "server": []}
+            for b in range(n // block):  # interleaved, each side first in turn
+                for side in ("router", "server") if b % 2 == 0 else ("server", "router"):
+                    send(side, block, took[side])
+            if i or quick:
+                for side, times in took.items():
+                    cuts = statistics.quantiles(times, n=100)
+                    p50s[side].append(cuts[49]), p99s[side].append(cuts[98])
+        for conn, *_ in sides.values():
+            conn.close()
+        print(f"\nonline endpoint, {n} requests a side a round, median of {len(p50s['router'])}")
+        for label, got in (("p50", p50s), ("p99", p99s)):
+            ma, mb = statistics.median(got["router"]), statistics.median(got["server"])
+            print(
+                f"{f'  {label}: router vs straight to scoring server':<44} {ma * 1000:>7.2f}ms "
+                f"{mb * 1000:>7.2f}ms {ma / mb:>6.2f}x {'<=1.2x':>7} "
+                f"{'ok' if ma / mb <= 1.2 else 'MISSED'}",
+                flush=True,
+            )
+    finally:
+        subprocess.run(
+            MLRUN + ["destroy", "-y", str(spec)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+BATCH_LOOP = """\
+import glob, os, sys
+import mlflow.pyfunc, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+with open(sys.argv[3], "w") as out:
+    for path in sorted(glob.glob(os.path.join(sys.argv[2], "*.csv"))):
+        data = pd.read_csv(path)
+        for row, p in zip(data.index, model.predict(data)):
+            out.write(f"{row},{p},{os.path.basename(path)}\\n")
+"""
+
+
+def batch_scoring(work: Path, quick: bool, reps: int, env: dict) -> None:
+    """Issue 29's batch row: a batch endpoint's scoring of 1,000 small CSV files (an MLflow
+    model of the diabetes data, 2 instances x 2 at once, mini-batches of 10 files, append_row):
+    `mlrun invoke --input` of the deployed lab against one Python process loading the model and
+    predicting the files in a plain loop, writing the same rows. Target <= 1.5x. The first round
+    warms caches, not counted; the lab is applied (and its first call made) beforehand."""
+    import csv
+
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    root = work / "batch"
+    files = root / "files"
+    files.mkdir(parents=True)
+    with open(ROOT / "training" / "data" / "diabetes.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    data = pd.DataFrame([r[1:-1] for r in rows[1:2001]], columns=rows[0][1:-1]).astype(float)
+    labels = [int(r[-1]) for r in rows[1:2001]]
+    mlflow.sklearn.save_model(
+        LogisticRegression(max_iter=500).fit(data, labels), root / "model", input_example=data[:2]
+    )
+    count = 100 if quick else 1000
+    for i in range(count):  # two patients a file
+        data[2 * i % 2000 : 2 * i % 2000 + 2].to_csv(files / f"p{i:04d}.csv", index=False)
+    (root / "lab.yaml").write_text(
+        "name: bench-batch\nworkspace: {name: ws-bench-batch}\n"
+        "computes:\n  cluster: {type: amlcompute, max_instances: 2}\n"
+        "endpoints:\n  scorer:\n    type: batch\n    deployments:\n      mlflow:\n"
+        "        model: {path: ./model, type: mlflow_model}\n        compute: azureml:cluster\n"
+        "        resources: {instance_count: 2}\n"
+        "        settings: {max_concurrency_per_instance: 2, mini_batch_size: 10}\n"
+        "    invoke: {input: ./files}\n"
+    )
+    (root / "loop.py").write_text(BATCH_LOOP)
+    timed(MLRUN + ["apply", "-y", "lab.yaml"], root, env)
+    ours, base = [], []
+    try:
+        for i in range(reps + (0 if quick else 1)):
+            cmd = MLRUN + ["invoke", "lab.yaml", "scorer", "--input", "files"]
+            t_ours = timed(cmd, root, env)
+            t_base = timed([PY, "loop.py", "model", "files", f"loop-{i}.csv"], root, env)
+            if i or quick:
+                ours.append(t_ours), base.append(t_base)
+    finally:
+        timed(MLRUN + ["destroy", "-y", "lab.yaml"], root, env)
+    ma, mb = statistics.median(ours), statistics.median(base)
+    name = f"batch scoring, {count} files, vs a plain loop"
+    print(
+        f"{name:<44} {ma:>8.3f}s {mb:>8.3f}s {ma / mb:>6.2f}x {'<=1.5x':>7} "
+        f"{'ok' if ma / mb <= 1.5 else 'MISSED'}",
+        flush=True,
+    )
+
+
 def azure_emulator_case(work: Path, reps: int, delay: float, env: dict) -> None:
     """The seed lab on the Azure emulator, every PUT (each create, each job's queueing) delayed
     `delay` seconds: `mlrun apply` against the seed's own order by hand
@@ -813,6 +985,10 @@ def main() -> None:
             tracking_costs(work, 1 if args.quick else args.n, env)
         if not args.only or "curated" in args.only:
             curated_seed(work, args.quick, 1 if args.quick else args.n, env)
+        if not args.only or "endpoint" in args.only:
+            endpoint_latency(work, args.quick, 1 if args.quick else args.n, env)
+        if not args.only or "batch" in args.only:
+            batch_scoring(work, args.quick, 1 if args.quick else args.n, env)
         if not args.only or "emulator" in args.only:
             azure_emulator_case(work, 1 if args.quick else args.n, 0.1 if args.quick else 3.0, env)
 
