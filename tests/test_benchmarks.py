@@ -23,8 +23,12 @@ def test_benchmarks_run_in_quick_mode():
     rows = [line for line in lines if line.endswith((" ok", " MISSED"))]
     # ten cases, the pipeline re-apply, five scale rows (issue 18's four, issue 26's jobs without
     # a compute), the state's bytes per job, three environment costs, the tracking server's two
-    # and the seed in its curated environment (issue 27), the emulator's wall and requests
-    assert len(rows) == 25, proc.stdout
+    # and the seed in its curated environment (issue 27), the emulator's wall and requests, the
+    # online endpoint's p50 and p99 and the batch endpoint's scoring (issue 29)
+    assert len(rows) == 28, proc.stdout
+    assert any(line.startswith("  p50: router vs straight to scoring server ") for line in rows)
+    assert any(line.startswith("  p99: router vs straight to scoring server ") for line in rows)
+    assert any(line.startswith("batch scoring, 100 files, vs a plain loop ") for line in rows)
     assert any(line.startswith("state bytes written per job ") for line in rows)
     assert any(line.startswith("3-step pipeline re-applied, nothing changed ") for line in rows)
     assert any(line.startswith("pipeline of ") for line in rows)
