@@ -117,18 +117,23 @@ def start_mlrun(*args, cwd, capture=False, env=None):
 def seed_lab(tmp_path_factory):
     """One real run of the seed lab, shared by the session: a copy of specs/ and training/,
     applied."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("seed")
-    shutil.copytree(
-        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (root / "specs").mkdir()
-    shutil.copy(SEED, root / "specs" / SEED.name)
+    root = lab_copy(tmp_path_factory.mktemp("seed"), SEED.name)
     proc = run_mlrun(
         "apply", "-y", "specs/mlflow-tracking.yaml", "--var", "suffix=e2e", cwd=root, check=0
     )
     return {"root": root, "spec": root / "specs" / SEED.name, "apply": proc}
+
+
+def lab_copy(root: Path, spec: str) -> Path:
+    """`root` holding a copy of training/ and of specs/SPEC, as a user's clone has them."""
+    import shutil
+
+    shutil.copytree(
+        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "specs").mkdir()
+    shutil.copy(SPECS / spec, root / "specs" / spec)
+    return root
 
 
 def mlflow_client(root, workspace):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_mlrun, start_mlrun
+from conftest import lab_copy, run_mlrun, start_mlrun
 
 WORKSPACE = Path("specs") / ".mlrun" / "local" / "mlw-dp100-batch"
 
@@ -23,12 +23,7 @@ WORKSPACE = Path("specs") / ".mlrun" / "local" / "mlw-dp100-batch"
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """specs/deploy-batch.yaml as a user runs it (apply, once for the module)."""
-    root = tmp_path_factory.mktemp("batch")
-    shutil.copytree(
-        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (root / "specs").mkdir()
-    shutil.copy(ROOT / "specs" / "deploy-batch.yaml", root / "specs")
+    root = lab_copy(tmp_path_factory.mktemp("batch"), "deploy-batch.yaml")
     spec = root / "specs" / "deploy-batch.yaml"
     proc = run_mlrun("apply", "-y", spec, cwd=root, check=0)
     yield {"root": root, "spec": spec, "apply": proc}

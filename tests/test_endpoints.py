@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_mlrun
+from conftest import ROOT, lab_copy, run_mlrun
 
 SAMPLE = json.loads((ROOT / "training" / "sample-data.json").read_text())  # Azure's body
 
@@ -222,14 +222,7 @@ endpoints:
 def deployed(tmp_path_factory):
     """specs/deploy.yaml as a user runs it: train with autologging, register the model, deploy it
     behind an online endpoint, call it."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("deploy")
-    shutil.copytree(
-        ROOT / "training", root / "training", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (root / "specs").mkdir()
-    shutil.copy(ROOT / "specs" / "deploy.yaml", root / "specs")
+    root = lab_copy(tmp_path_factory.mktemp("deploy"), "deploy.yaml")
     spec = root / "specs" / "deploy.yaml"
     proc = run_mlrun("apply", "-y", spec, cwd=root, check=0)
     yield {"root": root, "spec": spec, "apply": proc}

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import curated, parallel, sweep
 from ..changes import RUN, Kind
+from ..endpoints import Deployment
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
 from ..records import Actual, Resource, Run, RunChange, StateDoc, Submission
@@ -254,11 +255,7 @@ class LocalBackend:
         Azure's inference server in the deployment's environment."""
         endpoint, _, name = key.partition("/")
         dep = self.spec.endpoints[endpoint].deployments[name]
-        model_dir = None
-        if dep.model is not None and dep.model.local is not None:
-            model_dir = dep.model.local
-        elif dep.model is not None and dep.model.registered is not None:
-            model_dir = self._model_path(dep.model.registered, f"deployment {key}")
+        model_dir = self._deployed_model(dep)
         log = serving.folder(self.root, endpoint) / "deployments" / name / "build.log"
         if dep.scoring_script is None:
             assert model_dir is not None  # validate: a deployment without a script has a model
@@ -280,17 +277,21 @@ class LocalBackend:
         )
         return {**details, "model_dir": str(model_dir) if model_dir else None, "python": runs_on}
 
+    def _deployed_model(self, dep: Deployment) -> Path | None:
+        """A deployment's model folder: its own (a local path), or a registered version's."""
+        if dep.model is not None and dep.model.local is not None:
+            return dep.model.local
+        if dep.model is not None and dep.model.registered is not None:
+            return self._model_path(dep.model.registered, f"deployment {dep.key}")
+        return None
+
     def _batch_deployment(self, key: str) -> dict:
         """A batch deployment: nothing runs until its endpoint is invoked; what it will run on is
         made ready now (its model found in the registry, its environment built), so that a
         deployment that could not score fails here, as Azure's fails to create."""
         endpoint, _, name = key.partition("/")
         dep = self.spec.endpoints[endpoint].deployments[name]
-        model_dir = None
-        if dep.model is not None and dep.model.local is not None:
-            model_dir = dep.model.local
-        elif dep.model is not None and dep.model.registered is not None:
-            model_dir = self._model_path(dep.model.registered, f"deployment {key}")
+        model_dir = self._deployed_model(dep)
         where = serving.folder(self.root, endpoint) / "deployments" / name
         shutil.rmtree(where, ignore_errors=True)
         (where / "code").mkdir(parents=True)
