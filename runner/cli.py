@@ -334,7 +334,7 @@ def invoke(spec, endpoint, target, variables, request_file, input_, deployment) 
         names = ", ".join(sorted(ctx.spec.endpoints)) or "none"
         raise UserError(f"{spec} has no endpoint '{endpoint}' (endpoints: {names})")
     if found.type == "batch":
-        return _score(ctx, spec, endpoint, input_, deployment)
+        return _score(ctx, endpoint, input_, deployment)
     if input_ is not None:
         raise UserError(f"endpoint {endpoint} is an online endpoint: give --request-file")
     path = Path(request_file) if request_file else spec_request(ctx.spec.doc, found)
@@ -352,7 +352,8 @@ def invoke(spec, endpoint, target, variables, request_file, input_, deployment) 
     return EXIT_OK
 
 
-def _score(ctx, spec: str, endpoint: str, value: str | None, deployment: str | None) -> int:
+def _score(ctx, endpoint: str, value: str | None, deployment: str | None) -> int:
+    """mlrun invoke of a batch endpoint: its scoring job, and the files of its output."""
     from . import apply as engine, batch
     from .refs import is_local
 

@@ -25,9 +25,8 @@ ONLINE, BATCH = "online", "batch"
 ENDPOINT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 AUTH = {"Key": "key", "AMLToken": "aml_token", "AADToken": "aad_token"}  # SDK spellings
-BATCH_DEFAULTS: dict[
-    str, Any
-] = {  # Azure ML's, for model batch deployments (the SDK's BatchDeployment)
+# Azure ML's, for model batch deployments (the SDK's BatchDeployment)
+BATCH_DEFAULTS: dict[str, Any] = {
     "max_concurrency_per_instance": 1,
     "mini_batch_size": 10,
     "output_action": "append_row",
