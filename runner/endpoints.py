@@ -135,7 +135,7 @@ class Endpoint:
     @property
     def auth_mode(self) -> str:
         mode = self.fields.get("auth_mode") or "key"
-        return AUTH.get(mode, mode)
+        return AUTH.get(mode, mode) if isinstance(mode, str) else "key"  # the schema says why
 
     @property
     def traffic(self) -> dict[str, int]:

@@ -86,7 +86,7 @@ def run_block(job: Any) -> tuple:
     ("task",) for a parallel job's."""
     kind = job.get("type") if isinstance(job, dict) else None
     blocks: dict[Any, tuple[str, ...]] = {"sweep": ("trial",), "parallel": ("task",)}
-    return blocks.get(kind, ())
+    return blocks.get(kind, ()) if isinstance(kind, str) else ()  # the schema says what else
 
 
 def mapping(value: Any) -> dict:

@@ -41,7 +41,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from runner.cli import run
 
 FUZZ = Path(__file__).parent / "specs" / "fuzz"
-SEEDS = {"mlflow-tracking": SEED, "hello": SPECS / "hello.yaml", "sweep": FUZZ / "sweep.yaml"}
+SEEDS = {
+    "mlflow-tracking": SEED,
+    "hello": SPECS / "hello.yaml",
+    "sweep": FUZZ / "sweep.yaml",
+    "deploy": SPECS / "deploy.yaml",  # online endpoints (issue 29)
+    "deploy-batch": SPECS / "deploy-batch.yaml",  # a batch endpoint, a data asset, a cluster
+}
 CASE = "case.yaml"
 RSS_GROWTH_MB = 200  # one case may raise the process's peak RSS by at most this much
 ADDRESS_SPACE_GB = 2  # above the current size: a runaway case gets MemoryError, not the OOM killer
