@@ -439,7 +439,8 @@ def _destroy_expired(spec, target: str, yes: bool, expired: bool) -> int:
     if not yes:
         _confirm(f"Destroy {plural(len(labs), 'expired lab')} and everything in them?")
     for lab in labs:
-        admin.destroy_group(found[0], lab["name"])
+        for endpoint in admin.destroy_group(found[0], lab["name"]):  # first: they bill hourly
+            click.echo(f"destroyed endpoint {endpoint} (resource_group.{lab['name']})")
         click.echo(f"destroyed resource_group.{lab['name']}")
     click.echo(f"Destroyed {plural(len(labs), 'expired lab')}.")
     return EXIT_OK

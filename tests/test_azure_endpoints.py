@@ -268,3 +268,34 @@ def test_a_local_model_folder_behind_an_aml_token_endpoint(azure_emulator, tmp_p
     az(azure_emulator, "destroy", "-y", "lab.yaml", cwd=tmp_path, check=0)
     state = azure_emulator.call("GET", "/_emulator/state")["resources"]
     assert not any("/onlineendpoints/token-online" in k for k in state)
+
+
+def test_destroy_expired_deletes_a_labs_online_endpoints_before_its_group(azure_emulator, tmp_path):
+    """An expired lab's endpoints bill by the hour until deleted: destroy --expired deletes them
+    first, then the resource group (whose deletion can take many minutes on Azure)."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors:\n  python_function: {}\n")
+    (tmp_path / "lab.yaml").write_text(
+        "name: azep-old\nexpires_after: 2026-01-01T00:00:00Z\n"
+        "workspace: {name: ws-azep-old, resource_group: rg-azep-old, location: eastus}\n"
+        "endpoints:\n"
+        "  old-online:\n"
+        "    traffic: {blue: 100}\n"
+        "    deployments:\n"
+        "      blue: {model: {path: ./model, type: mlflow_model}, instance_type: Standard_DS3_v2}\n"
+    )
+    az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0)
+    mark = azure_emulator.mark()
+    gone = azure_emulator.mlrun(
+        "destroy", "--expired", "-y", "--target", "azure", cwd=tmp_path, check=0
+    ).stdout
+    assert "destroyed endpoint ws-azep-old/old-online (resource_group.rg-azep-old)" in gone
+    assert gone.index("endpoint ws-azep-old/old-online") < gone.index(
+        "destroyed resource_group.rg-azep-old"
+    )
+    deletes = [r["path"].lower() for r in azure_emulator.requests(mark) if r["method"] == "DELETE"]
+    endpoint = next(i for i, p in enumerate(deletes) if p.endswith("/onlineendpoints/old-online"))
+    group = next(i for i, p in enumerate(deletes) if p.endswith("/resourcegroups/rg-azep-old"))
+    assert endpoint < group
+    state = azure_emulator.call("GET", "/_emulator/state")["resources"]
+    assert not any("rg-azep-old" in k for k in state)

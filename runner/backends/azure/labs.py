@@ -40,8 +40,26 @@ def expired_labs(subscription: str, now) -> list[dict]:
     return found
 
 
-def destroy_group(subscription: str, name: str) -> None:
+def destroy_group(subscription: str, name: str) -> list[str]:
+    """Delete an expired lab's resource group, its online endpoints first: they bill by the hour
+    until deleted, and a group's deletion can take many minutes. The endpoints deleted."""
+    from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
 
+    from .client import _quiet_sdk
+
+    credential, gone = DefaultAzureCredential(), []
+    _quiet_sdk()
     with plain_errors(f"resource_group.{name}"):
-        _arm(DefaultAzureCredential(), subscription).resource_groups.begin_delete(name).result()
+        group = MLClient(
+            credential, subscription, name, enable_telemetry=False, show_progress=False
+        )
+        for ws in group.workspaces.list(scope="resource_group"):
+            ml = MLClient(
+                credential, subscription, name, ws.name, enable_telemetry=False, show_progress=False
+            )
+            for endpoint in ml.online_endpoints.list():
+                ml.online_endpoints.begin_delete(name=endpoint.name).result()
+                gone.append(f"{ws.name}/{endpoint.name}")
+        _arm(credential, subscription).resource_groups.begin_delete(name).result()
+    return gone
