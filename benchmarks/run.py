@@ -8,6 +8,7 @@ machines drift); RESULTS.md records them with the machine, date and commit.
     python benchmarks/run.py emulator    # only the seed lab on the Azure emulator (needs Azurite)
     python benchmarks/run.py endpoint    # only the online endpoint's latency (issue 29)
     python benchmarks/run.py batch       # only the batch endpoint's scoring (issue 29)
+    python benchmarks/run.py --skip batch endpoint   # all but those
 """
 
 from __future__ import annotations
@@ -932,7 +933,14 @@ def main() -> None:
     parser.add_argument("only", nargs="*", help="run the cases whose names contain these words")
     parser.add_argument("--quick", action="store_true", help="1 repetition, small sizes")
     parser.add_argument("-n", type=int, default=5, help="repetitions (default 5)")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="leave out the cases whose names contain these"
+    )
     args = parser.parse_args()
+
+    def wanted(word: str) -> bool:  # one of the cases after the table's
+        return (not args.only or word in args.only) and word not in args.skip
+
     reps = 1 if args.quick else args.n
     global quick_scripts
     quick_scripts = args.quick
@@ -953,6 +961,8 @@ def main() -> None:
         for case in cases(work, args.quick):
             if args.only and not any(w in case.name for w in args.only):
                 continue
+            if any(w in case.name for w in args.skip):
+                continue
             ours, base = [], []
             for i in range(
                 reps + (0 if args.quick else 1)
@@ -971,25 +981,25 @@ def main() -> None:
                 f"{'<=' + str(case.target) + 'x':>7} {verdict}",
                 flush=True,
             )
-        if not args.only or any("plan" in w for w in args.only):
+        if (not args.only or any("plan" in w for w in args.only)) and "plan" not in args.skip:
             plan_scaling(work, [10, 100] if args.quick else [10, 100, 1000, 5000], env)
-        if not args.only or "pipeline" in args.only:
+        if wanted("pipeline"):
             pipeline_reapply(work, 1 if args.quick else args.n, env)
-        if not args.only or "scale" in args.only:
+        if wanted("scale"):
             scale(work, 20 if args.quick else 1000, 1 if args.quick else min(args.n, 3), env)
-        if not args.only or "state" in args.only:
+        if wanted("state"):
             state_bytes(work, [10, 100] if args.quick else [100, 1000], env)
-        if not args.only or "environment" in args.only:
+        if wanted("environment"):
             environment_costs(work, 1 if args.quick else args.n, 5 if args.quick else 50, env)
-        if not args.only or "tracking" in args.only:
+        if wanted("tracking"):
             tracking_costs(work, 1 if args.quick else args.n, env)
-        if not args.only or "curated" in args.only:
+        if wanted("curated"):
             curated_seed(work, args.quick, 1 if args.quick else args.n, env)
-        if not args.only or "endpoint" in args.only:
+        if wanted("endpoint"):
             endpoint_latency(work, args.quick, 1 if args.quick else args.n, env)
-        if not args.only or "batch" in args.only:
+        if wanted("batch"):
             batch_scoring(work, args.quick, 1 if args.quick else args.n, env)
-        if not args.only or "emulator" in args.only:
+        if wanted("emulator"):
             azure_emulator_case(work, 1 if args.quick else args.n, 0.1 if args.quick else 3.0, env)
 
 

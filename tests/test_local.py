@@ -367,8 +367,10 @@ def test_ctrl_c_cancels_running_jobs_and_exits_130(tmp_path):
 
 
 def test_detach_then_apply_adopts_the_running_job_instead_of_rerunning(tmp_path):
+    gate = tmp_path / "gate"  # the job runs until the test opens it (a sleep could end first)
+    wait = f"while [ ! -f {gate} ]; do sleep 0.05; done"
     spec = write_spec(
-        tmp_path, QUICK + "  a: {command: 'echo start; sleep 4; echo done', compute: cluster}\n"
+        tmp_path, QUICK + f"  a: {{command: 'echo start; {wait}; echo done', compute: cluster}}\n"
     )
     proc = run_mlrun("apply", "-y", "--detach", spec, cwd=tmp_path, check=0)
     assert "detached" in proc.stdout
@@ -376,6 +378,7 @@ def test_detach_then_apply_adopts_the_running_job_instead_of_rerunning(tmp_path)
     assert status["jobs"][0]["status"] == "Running"
     plan = run_mlrun("plan", spec, cwd=tmp_path, check=0).stdout
     assert "  * job.a" in plan and "is Running: wait for it" in plan
+    gate.touch()
     assert run_mlrun("logs", spec, "a", "--follow", cwd=tmp_path, check=0).stdout == "start\ndone\n"
     proc = run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
     assert "job.a  Completed" in proc.stdout
