@@ -148,6 +148,16 @@ def built(req: Request) -> Base | None:
         return None
 
 
+def ensure(req: Request, log: Path) -> Base:
+    """The environment, built now if no lab built it before (its output appended to `log`)."""
+    base = built(req)
+    if base is not None:
+        return base
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return build(req, out)
+
+
 def build(req: Request, log: IO[bytes]) -> Base:
     """Build the environment unless it is built (another lab's apply may be building it: its lock
     is waited for); the build's output goes to `log`. Its requirements are resolved into a lock

@@ -202,14 +202,7 @@ class LocalBackend:
         in the run's azureml-logs/20_image_build_log.txt, if no lab built it before)."""
         if not env.built:
             return envs.own()
-        req = self._request(env)
-        base = envs.built(req)
-        if base is not None:
-            return base
-        log = run_dir / "azureml-logs" / "20_image_build_log.txt"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            return envs.build(req, out)
+        return envs.ensure(self._request(env), run_dir / "azureml-logs" / "20_image_build_log.txt")
 
     # --- resources -------------------------------------------------------------------------------
 
@@ -325,15 +318,12 @@ class LocalBackend:
                 "file, or map it in targets.local.environments"
             )
         req = self._request(env)
-        if envs.built(req) is None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as out:
-                try:
-                    envs.build(req, out)
-                except envs.BuildFailed as e:
-                    raise UserError(
-                        f"deployment {key}: environment {env.shown} did not build ({log}): {e}"
-                    ) from None
+        try:
+            envs.ensure(req, log)
+        except envs.BuildFailed as e:
+            raise UserError(
+                f"deployment {key}: environment {env.shown} did not build ({log}): {e}"
+            ) from None
         python = req.folder / "bin" / "python"
         if server and not list(
             req.folder.glob("lib/python*/site-packages/azureml_inference_server_http")

@@ -421,14 +421,10 @@ def model_python(model_dir: Path, log: Path) -> tuple[str, str]:
             f"the model in {model_dir} needs Python {version}, which is not installed here"
         )
     req = envs.request(found, tuple(wanted))
-    base = envs.built(req)
-    if base is None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            try:
-                base = envs.build(req, out)
-            except envs.BuildFailed as e:
-                raise UserError(f"the model's environment did not build ({log}): {e}") from None
+    try:
+        base = envs.ensure(req, log)
+    except envs.BuildFailed as e:
+        raise UserError(f"the model's environment did not build ({log}): {e}") from None
     venv = req.folder / "bin" / "python"  # the built venv's own interpreter
     return str(venv), f"Python {base.version} built from the model's requirements ({req.folder})"
 
