@@ -367,7 +367,7 @@ class Applier:
             return
         endpoint = self.spec.endpoints[name]
         if endpoint.type == "batch":
-            inp = batch.job_input(self.spec, endpoint.invoke.get("input"))
+            inp = batch.spec_input(self.spec, endpoint)
             self.score(change.address, change.after["deployment"], inp, change.after)
             return
         file = endpoints.request_file(self.spec.doc, endpoint)
@@ -405,9 +405,7 @@ class Applier:
         if record is None:
             raise UserError(f"{address}: deployment {name}/{deployment} is not deployed")
         details = record.get("details") or {}
-        job = batch.scoring_job(
-            self.spec, endpoint, endpoint.deployments[deployment], details, inp, details["python"]
-        )
+        job = batch.scoring_job(self.spec, endpoint, endpoint.deployments[deployment], details, inp)
         fp = batch.fingerprint(after, record.get("attrs") or {})
         run = self.state.latest(name)
         same = run is not None and run.get("fingerprint") == fp and run.get("status") != "Failed"
@@ -431,7 +429,7 @@ class Applier:
                 f"{address}: the scoring job did not complete (run {short(run['id'])}: "
                 f"{run.get('error') or run['status']}); see mlrun logs {self.spec.path} {name}"
             )
-        output = Path(run["run_dir"]) / "outputs" / batch.OUTPUT if run.get("run_dir") else None
+        output = batch.output_folder(run)
         if not by_hand:  # the lab's own call
             self.state.set_resource(
                 address,
@@ -668,19 +666,24 @@ class Locked:
         return outcome
 
 
-def score(ctx: Context, name: str, value: str, deployment: str | None, emit: Emit) -> Run:
-    """mlrun invoke SPEC ENDPOINT --input PATH: a batch endpoint's scoring job, by hand (a path
-    relative to where mlrun runs, or one of the spec's data assets), its run kept with the lab's
-    other calls; the endpoint's deployment must be deployed (apply)."""
+def score(ctx: Context, name: str, value: str | None, deployment: str | None, emit: Emit) -> Run:
+    """mlrun invoke SPEC ENDPOINT [--input PATH]: a batch endpoint's scoring job, by hand (a path
+    relative to where mlrun runs, or one of the spec's data assets; without one, the endpoint's
+    own invoke input), its run kept with the lab's other calls; the endpoint's deployment must be
+    deployed (apply)."""
     endpoint = ctx.spec.endpoints[name]
     deployment = deployment or endpoint.default_deployment
     if deployment not in endpoint.deployments:
         names = ", ".join(sorted(endpoint.deployments)) or "none"
         raise UserError(f"endpoint {name} has no deployment '{deployment}' (deployments: {names})")
     with _locked(ctx, "mlrun invoke"):
-        inp = batch.job_input(ctx.spec, value, base=Path.cwd())
+        inp = (
+            batch.spec_input(ctx.spec, endpoint)
+            if value is None
+            else batch.job_input(ctx.spec, value, base=Path.cwd())
+        )
         content = fingerprint.tree_digest(inp.local_path)[:16] if inp.local_path else None
-        after = {"input": value, "content": content, "deployment": deployment}
+        after = {"input": inp.value, "content": content, "deployment": deployment}
         plan = Plan(ctx.target, str(ctx.spec.path), "", "", 0, {})
         applier = Applier(plan, ctx.spec, {}, ctx.backend, ctx.state, emit)
         with ctx.state.journaled():

@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets
+from . import data as data_assets, endpoints
 from .endpoints import Deployment, Endpoint
 from .environments import Environment, shown
 from .errors import UserError
+from .records import Run
 from .refs import is_local, local_inputs, parse_ref
 from .spec import Input, Job, Spec
 
@@ -34,19 +35,28 @@ def fingerprint(after: dict, deployment: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def spec_input(spec: Spec, endpoint: Endpoint) -> Input:
+    """The endpoint's own call's input (`invoke: {input: ...}`): a path relative to the file
+    that holds it, or one of the spec's data assets."""
+    value = endpoint.invoke.get("input")
+    found = endpoints.batch_input(spec.doc, endpoint)
+    if not isinstance(found, Path):
+        return job_input(spec, value)
+    kind = value.get("type", "uri_folder") if isinstance(value, dict) else "uri_folder"
+    written = value.get("path") if isinstance(value, dict) else value
+    return _local(str(written), found, kind)
+
+
 def job_input(spec: Spec, value: Any, base: Path | None = None) -> Input:
-    """The input to score: a local file or folder (relative to the spec, or to `base` for one
-    given on the command line), or one of the spec's data assets (`azureml:NAME@latest`)."""
+    """The input to score: a local file or folder (relative to `base`, for one given on the
+    command line), or one of the spec's data assets (`azureml:NAME@latest`)."""
     kind = "uri_folder"
     if isinstance(value, dict):
         kind, value = value.get("type", "uri_folder"), value.get("path")
     if not isinstance(value, str):
         raise UserError("a batch endpoint's input needs a path")
     if is_local(value):
-        path = (base or spec.path.parent) / value
-        if not path.exists():
-            raise UserError(f"input {value}: no such file or folder ({path})")
-        return Input(INPUT, "uri_file" if path.is_file() else kind, value, path.resolve())
+        return _local(value, (base or spec.path.parent) / value, kind)
     found = data_assets.input_source(spec.doc, value, spec.data, local_inputs(spec.doc.data))
     if found is None or found[0] is None:
         named = parse_ref(value)
@@ -59,11 +69,20 @@ def job_input(spec: Spec, value: Any, base: Path | None = None) -> Input:
     return Input(INPUT, kind, value, local, None, asset)
 
 
-def scoring_job(
-    spec: Spec, endpoint: Endpoint, dep: Deployment, details: dict, inp: Input, python: str
-) -> Job:
+def _local(written: str, path: Path, kind: str) -> Input:
+    if not path.exists():
+        raise UserError(f"input {written}: no such file or folder ({path})")
+    return Input(INPUT, "uri_file" if path.is_file() else kind, written, path.resolve())
+
+
+def output_folder(run: Run) -> Path | None:
+    """Where a scoring run's output `score` is."""
+    return Path(run["run_dir"]) / "outputs" / OUTPUT if run.get("run_dir") else None
+
+
+def scoring_job(spec: Spec, endpoint: Endpoint, dep: Deployment, details: dict, inp: Input) -> Job:
     """The parallel job that scores `inp` with deployment `dep` (its record's `details`: where
-    its model and driver are), on `python` for an MLflow model without a scoring script."""
+    its model and driver are, and the Python an MLflow model without a script is scored on)."""
     s = dep.batch_settings
     append = s["output_action"] == "append_row"
     task: dict[str, Any] = {
@@ -100,17 +119,17 @@ def scoring_job(
         "task": task,
     }
     code = dep.code if dep.scoring_script else Path(details["code"])
-    env = dep.environment if dep.scoring_script else _model_environment(details, python)
+    env = dep.environment if dep.scoring_script else _model_environment(details)
     assert env is not None  # validate: a scoring script has an environment
     return Job(endpoint.name, fields, code, {INPUT: inp}, None, frozenset(), env)
 
 
-def _model_environment(details: dict, python: str) -> Environment:
+def _model_environment(details: dict) -> Environment:
     """Where an MLflow model is scored: mlrun's interpreter when it has the model's requirements
-    (`python` is it), else an environment built from the model's requirements.txt."""
+    (the deployment found it so), else an environment built from the model's requirements.txt."""
     import sys
 
-    if python == sys.executable:
+    if details["python"] == sys.executable:
         return Environment(shown(None))
     from .backends import serving
 

@@ -355,24 +355,16 @@ def invoke(spec, endpoint, target, variables, request_file, input_, deployment) 
 def _score(ctx, endpoint: str, value: str | None, deployment: str | None) -> int:
     """mlrun invoke of a batch endpoint: its scoring job, and the files of its output."""
     from . import apply as engine, batch
-    from .refs import is_local
 
-    if value is None:
-        given = ctx.spec.endpoints[endpoint].invoke.get("input")
-        value = given.get("path") if isinstance(given, dict) else given
-        if value is None:
-            raise UserError(f"endpoint {endpoint} has no invoke.input: pass --input")
-        # the spec's own input is relative to the spec
-        value = str(ctx.spec.path.parent / value) if is_local(value) else value
+    if value is None and not ctx.spec.endpoints[endpoint].invoke.get("input"):
+        raise UserError(f"endpoint {endpoint} has no invoke.input: pass --input")
 
     def say(event) -> None:
         click.echo(f"{event.address}  {event.status}  {event.message}".rstrip())
 
-    run = engine.score(ctx, endpoint, value, deployment, say)
-    output = Path(run["run_dir"]) / "outputs" / batch.OUTPUT if run.get("run_dir") else None
-    if output is not None:
-        for f in sorted(output.iterdir()) if output.is_dir() else []:
-            click.echo(str(f))
+    output = batch.output_folder(engine.score(ctx, endpoint, value, deployment, say))
+    for f in sorted(output.iterdir()) if output is not None and output.is_dir() else []:
+        click.echo(str(f))
     return EXIT_OK
 
 

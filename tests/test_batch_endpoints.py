@@ -94,6 +94,9 @@ def test_mlrun_invoke_scores_a_folder_by_hand(scored, tmp_path):
     assert len(rows) == 25 and {r[2] for r in rows} == {"p.csv"}
     # a call by hand is not the lab's: the lab's call stays as it was
     assert state(root)["resources"]["invoke.diabetes-batch"] == before
+    # without --input: the lab's own input, found from the spec wherever mlrun runs
+    proc = run_mlrun("invoke", spec, "diabetes-batch", cwd=tmp_path, check=0)
+    assert len(predictions(Path(proc.stdout.strip().splitlines()[-1]).parent)) == 100
     proc = run_mlrun("invoke", spec, "diabetes-batch", "--input", tmp_path / "nope", cwd=root)
     assert proc.returncode == 1 and "no such file or folder" in proc.stderr
 
