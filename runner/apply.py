@@ -367,7 +367,7 @@ class Applier:
             return
         endpoint = self.spec.endpoints[name]
         if endpoint.type == "batch":
-            inp = batch.spec_input(self.spec, endpoint)
+            inp = batch.spec_input(self.spec, endpoint, remote=self.plan.target != "local")
             self.score(change.address, change.after["deployment"], inp, change.after)
             return
         file = endpoints.request_file(self.spec.doc, endpoint)
@@ -405,19 +405,29 @@ class Applier:
         if record is None:
             raise UserError(f"{address}: deployment {name}/{deployment} is not deployed")
         details = record.get("details") or {}
-        job = batch.scoring_job(self.spec, endpoint, endpoint.deployments[deployment], details, inp)
         fp = batch.fingerprint(after, record.get("attrs") or {})
         run = self.state.latest(name)
-        same = run is not None and run.get("fingerprint") == fp and run.get("status") != "Failed"
+        same = (
+            run is not None
+            and run.get("fingerprint") == fp
+            and run.get("status") not in ("Failed", "Canceled")
+        )
         if run is not None and same and not by_hand:
             self.emit(Event(address, run["status"], "the same call, made before", run["id"]))
             if run.get("status") not in TERMINAL:
                 run = self._wait_run(name, run)
         else:
             self.emit(Event(address, "calling", f"{inp.value} -> {deployment}"))
-            submission: Submission = {"fingerprint": fp, "parts": {}, "compute": job.compute}
-            run = self.backend.submit(
-                self.spec, job, submission, on_start=lambda r: self.state.add_run(name, r)
+            compute = endpoint.deployments[deployment].compute
+            submission: Submission = {"fingerprint": fp, "parts": {}, "compute": compute}
+            run = self.backend.score(
+                self.spec,
+                endpoint,
+                deployment,
+                details,
+                inp,
+                submission,
+                on_start=lambda r: self.state.add_run(name, r),
             )
             self.emit(Event(address, "Running", f"run {short(run['id'])}", run["id"]))
             run = self._wait_run(name, run)
@@ -680,7 +690,7 @@ def score(ctx: Context, name: str, value: str | None, deployment: str | None, em
         inp = (
             batch.spec_input(ctx.spec, endpoint)
             if value is None
-            else batch.job_input(ctx.spec, value, base=Path.cwd())
+            else batch.job_input(ctx.spec, value, base=Path.cwd(), remote=ctx.target != "local")
         )
         content = fingerprint.tree_digest(inp.local_path)[:16] if inp.local_path else None
         after = {"input": inp.value, "content": content, "deployment": deployment}

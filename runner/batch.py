@@ -35,21 +35,22 @@ def fingerprint(after: dict, deployment: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def spec_input(spec: Spec, endpoint: Endpoint) -> Input:
+def spec_input(spec: Spec, endpoint: Endpoint, remote: bool = False) -> Input:
     """The endpoint's own call's input (`invoke: {input: ...}`): a path relative to the file
     that holds it, or one of the spec's data assets."""
     value = endpoint.invoke.get("input")
     found = endpoints.batch_input(spec.doc, endpoint)
     if not isinstance(found, Path):
-        return job_input(spec, value)
+        return job_input(spec, value, remote=remote)
     kind = value.get("type", "uri_folder") if isinstance(value, dict) else "uri_folder"
     written = value.get("path") if isinstance(value, dict) else value
     return _local(str(written), found, kind)
 
 
-def job_input(spec: Spec, value: Any, base: Path | None = None) -> Input:
+def job_input(spec: Spec, value: Any, base: Path | None = None, remote: bool = False) -> Input:
     """The input to score: a local file or folder (relative to `base`, for one given on the
-    command line), or one of the spec's data assets (`azureml:NAME@latest`)."""
+    command line), or one of the spec's data assets (`azureml:NAME@latest`); with `remote` (the
+    azure target), any other reference too, as written."""
     kind = "uri_folder"
     if isinstance(value, dict):
         kind, value = value.get("type", "uri_folder"), value.get("path")
@@ -58,6 +59,8 @@ def job_input(spec: Spec, value: Any, base: Path | None = None) -> Input:
     if is_local(value):
         return _local(value, (base or spec.path.parent) / value, kind)
     found = data_assets.input_source(spec.doc, value, spec.data, local_inputs(spec.doc.data))
+    if (found is None or found[0] is None) and remote:
+        return Input(INPUT, kind, value, None)
     if found is None or found[0] is None:
         named = parse_ref(value)
         what = f"data asset {named[0]}" if named else value

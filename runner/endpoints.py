@@ -164,8 +164,6 @@ def read(
     models: dict[str, Model],
     defined: dict,
     substitutes: dict | None,
-    local: bool,
-    runs: bool,
     computes: Collection[str] = (),
 ) -> dict[str, Endpoint]:
     """The `endpoints:` section (what the schema check let through), each problem said located:
@@ -185,13 +183,6 @@ def read(
                 key=True,
             )
         kind = block.get("type", ONLINE)
-        if kind == BATCH and not local:
-            doc.problem(
-                at + ("type",),
-                "batch endpoints are not deployed on the azure target yet (they run on the "
-                "local target): issue 29",
-                severity="error" if runs else "warning",
-            )
         deployments = {}
         for dep, fields in mapping(block.get("deployments")).items():
             where = at + ("deployments", dep)

@@ -62,9 +62,10 @@ class Run(RunChange, total=False):
     submitted: str
     finalized: bool
     experiment_id: str  # local
-    run_dir: str  # local: the run's folder
+    run_dir: str  # local: the run's folder; azure: where a scoring run's output is downloaded
     artifact_uri: str  # local
     studio_url: str  # azure
+    endpoint: str  # azure: a batch endpoint's scoring run (its output is downloaded)
     run_id: str | None  # a step's record read as a run (Backend.step_run)
     step: str
     reused: bool

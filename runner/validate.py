@@ -382,7 +382,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
         sections.environments[at] = env
         _check_buildable(doc, at, env, local, runs)
     sections.endpoints = endpoints.read(
-        doc, data, reader, sections.models, defined, substitutes, local, runs, computes
+        doc, data, reader, sections.models, defined, substitutes, computes
     )
     jobs = _dicts(data.get("jobs"))
     for endpoint in sections.endpoints.values():

@@ -6,12 +6,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..records import Actual, Resource, Run, RunChange, StateDoc, StepRecord, Submission
-from ..spec import Job, Spec
+from ..spec import Input, Job, Spec
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from ..changes import Plan
+    from ..endpoints import Endpoint
 
 # Statuses are Azure ML's; these are the ones a run ends in.
 TERMINAL = ("Completed", "Failed", "Canceled")
@@ -173,6 +174,20 @@ class Backend(Protocol):
     ) -> Run:
         """Start a run of `job`; `record` has id-less bookkeeping, `on_start` persists it
         (called before anything runs). Returns the run record."""
+
+    def score(
+        self,
+        spec: Spec,
+        endpoint: Endpoint,
+        deployment: str,
+        details: dict[str, Any],
+        inp: Input,
+        record: Submission,
+        on_start: Callable[[Run], None],
+    ) -> Run:
+        """Start a batch endpoint's scoring job (az ml batch-endpoint invoke) on `inp` with
+        `deployment` (`details`: what its record says of it), as submit starts a job; its output
+        `score` is in batch.output_folder(run) once finalize has run."""
 
     def wait(self, run: Run) -> RunChange:
         """Block until the run ends; returns {status, exit_code, ended, error?}."""

@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import curated, parallel, sweep
+from .. import batch, curated, parallel, sweep
 from ..changes import RUN, Kind
-from ..endpoints import Deployment
+from ..endpoints import Deployment, Endpoint
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
 from ..errors import UserError, plural
 from ..records import Actual, Resource, Run, RunChange, StateDoc, Submission
-from ..spec import Job, Spec
+from ..spec import Input, Job, Spec
 from ..state import now
 from . import (
     assets,
@@ -481,6 +481,20 @@ class LocalBackend:
             pass
 
     # --- jobs ------------------------------------------------------------------------------------
+
+    def score(
+        self,
+        spec: Spec,
+        endpoint: Endpoint,
+        deployment: str,
+        details: dict,
+        inp: Input,
+        record: Submission,
+        on_start: Callable[[Run], None],
+    ) -> Run:
+        """A parallel job made from the deployment (runner/batch.py), run as any job is."""
+        job = batch.scoring_job(spec, endpoint, endpoint.deployments[deployment], details, inp)
+        return self.submit(spec, job, record, on_start)
 
     def submit(
         self, spec: Spec, job: Job, record: Submission, on_start: Callable[[Run], None]

@@ -9,15 +9,19 @@ AzureBackend is the Backend the engine drives; what it does lives in this packag
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ... import batch as scoring
+from ...endpoints import Endpoint
 from ...records import Actual, Resource, Run, RunChange, StateDoc, Submission
-from ...spec import Job, Spec
+from ...spec import Input, Job, Spec
+from ...state import now
 from .. import runstore
-from ..base import UPDATABLE, step_as_run
-from . import endpoints, jobs, labs, resources
+from ..base import UPDATABLE, new_run, step_as_run
+from . import batch, endpoints, jobs, labs, resources
 from .client import Session, _sdk_stderr
 
 __all__ = ["AzureBackend", "_sdk_stderr"]
@@ -114,6 +118,32 @@ class AzureBackend:
     ) -> Run:
         return jobs.submit(self.session, spec, job, record, on_start, self._submit_lock)
 
+    def score(
+        self,
+        spec: Spec,
+        endpoint: Endpoint,
+        deployment: str,
+        details: dict,
+        inp: Input,
+        record: Submission,
+        on_start: Callable[[Run], None],
+    ) -> Run:
+        """`az ml batch-endpoint invoke`: the job is named (and recorded by `on_start`) before
+        Azure hears of it; its output is downloaded under the lab's folder when it completes."""
+        name = uuid.uuid4().hex
+        folder = spec.path.resolve().parent / ".mlrun" / "azure" / self.session.workspace
+        run: Run = {
+            **new_run(record, name),
+            "status": "Preparing",
+            "submitted": now(),
+            "endpoint": endpoint.name,
+            "run_dir": str(folder / "runs" / endpoint.name / name),
+        }
+        on_start(run)
+        made = batch.invoke(self.session, endpoint.name, deployment, inp, name)
+        run.update({"status": "NotStarted", "started": now(), **made})
+        return run
+
     def wait(self, run: Run) -> RunChange:
         return jobs.wait(self.session, run, self.poll_seconds)
 
@@ -121,6 +151,11 @@ class AzureBackend:
         jobs.cancel(self.session, run)
 
     def finalize(self, run: Run) -> None:
+        if run.get("endpoint"):  # a batch endpoint's call: its output, where reports read it
+            folder = scoring.output_folder(run)
+            if run.get("status") == "Completed" and folder is not None:
+                batch.download(self.session, run["id"], folder)
+            return
         jobs.finalize(self.session, run)
 
     def run_url(self, run: Run) -> str:

@@ -1,0 +1,216 @@
+"""Batch endpoints on Azure (`az ml batch-endpoint` / `batch-deployment`): made, updated and
+deleted through `ml_client.batch_endpoints` and `batch_deployments`, read back for refresh, and
+invoked through the SDK's `invoke`, which starts a job in the workspace that mlrun waits for as it
+waits for any job, then downloads its output `score` (what `az ml job download --output-name
+score` does) into the run's folder, where the local target keeps its own.
+
+An endpoint's default deployment is set once that deployment exists (Azure refuses a default it
+does not have): by the endpoint's own change when it already does, else by the deployment's. A
+batch endpoint takes Microsoft Entra tokens only: no keys. Every SDK is imported lazily."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from ...errors import UserError
+from ...records import Resource
+from ...spec import Input, Spec
+from .client import Session, _sdk_stderr
+from .endpoints import _environment, _model, _quiet_polling, _sdk_errors
+
+_default = threading.Lock()  # an endpoint's default is read and written by one thread at a time
+OUTPUT = "score"  # the output Azure's batch jobs write their results to
+
+
+def is_batch(kind: str, record: Resource | dict | None) -> bool:
+    """Whether a state record is a batch endpoint's: its planned attrs say so (a batch endpoint's
+    type, a deployment's compute, a call's input)."""
+    attrs = (record or {}).get("attrs") or {}
+    if kind == "endpoint":
+        return attrs.get("type") == "batch"
+    if kind == "deployment":
+        return bool(attrs.get("compute"))
+    return "input" in attrs
+
+
+def live(session: Session, kind: str, name: str) -> dict | None:
+    """The batch endpoint or deployment as Azure has it, in the spec's words (None: it is not
+    there); a deployment whose provisioning failed says so under `down`."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    ml = session.ml()
+    endpoint, _, dep = name.partition("/")
+    try:
+        if kind == "deployment":
+            d = ml.batch_deployments.get(dep, endpoint)
+            found: dict = {"compute": str(d.compute or "").rsplit("/", 1)[-1] or None}
+            if (d.provisioning_state or "").lower() == "failed":
+                found["down"] = "its deployment failed on Azure"
+            return found
+        e = ml.batch_endpoints.get(endpoint)
+    except ResourceNotFoundError:
+        return None
+    if kind == "invoke":
+        return {}
+    tags = {k: v for k, v in (e.tags or {}).items() if not k.startswith("mlrun-")}
+    return {
+        "type": "batch",
+        "auth_mode": "aad_token",
+        "default": (e.defaults.deployment_name if e.defaults else None) or None,
+        "description": e.description,
+        "tags": tags or None,
+    }
+
+
+def create_endpoint(session: Session, name: str, attrs: dict, lab_tags: dict) -> dict:
+    """Make or update the endpoint (with its default deployment, if that exists): its id and
+    scoring URI."""
+    from azure.ai.ml.entities import BatchEndpoint
+
+    with _default:
+        default = attrs.get("default")
+        default = default if _has_deployment(session, name, default) else None
+        entity = BatchEndpoint(
+            name=name,
+            description=attrs.get("description"),
+            tags={**(attrs.get("tags") or {}), **lab_tags} or None,
+            defaults={"deployment_name": default} if default else None,
+        )
+        _quiet_polling()
+        with _sdk_errors(f"endpoint.{name}"), _sdk_stderr():
+            made = session.ml().batch_endpoints.begin_create_or_update(entity).result()
+    return {"id": made.id, "scoring_uri": made.scoring_uri}
+
+
+def _has_deployment(session: Session, endpoint: str, dep: str | None) -> bool:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    if not dep:
+        return False
+    try:
+        session.ml().batch_deployments.get(dep, endpoint)
+        return True
+    except ResourceNotFoundError:
+        return False
+
+
+def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) -> dict:
+    """Make or update the model batch deployment, then its endpoint's default if it is the one."""
+    from azure.ai.ml.entities import (
+        BatchRetrySettings,
+        CodeConfiguration,
+        ModelBatchDeployment,
+        ModelBatchDeploymentSettings,
+        ResourceConfiguration,
+    )
+
+    endpoint, _, name = key.partition("/")
+    dep = spec.endpoints[endpoint].deployments[name]
+    s = dep.batch_settings
+    fields = dep.fields
+    entity = ModelBatchDeployment(
+        name=name,
+        endpoint_name=endpoint,
+        model=_model(dep, attrs),
+        code_configuration=CodeConfiguration(code=str(dep.code), scoring_script=dep.scoring_script)
+        if dep.code is not None
+        else None,
+        environment=_environment(dep),
+        compute=dep.compute,
+        resources=ResourceConfiguration(instance_count=s["instance_count"]),
+        settings=ModelBatchDeploymentSettings(
+            mini_batch_size=int(s["mini_batch_size"]),
+            max_concurrency_per_instance=s["max_concurrency_per_instance"],
+            output_action=s["output_action"],
+            output_file_name=s["output_file_name"],
+            retry_settings=BatchRetrySettings(
+                max_retries=s["retry_settings"].get("max_retries"),
+                timeout=s["retry_settings"].get("timeout"),
+            ),
+            error_threshold=s["error_threshold"],
+            logging_level=s["logging_level"],
+            environment_variables={
+                str(k): str(v) for k, v in (s.get("environment_variables") or {}).items()
+            }
+            or None,
+        ),
+        description=fields.get("description"),
+        tags={**(fields.get("tags") or {}), **lab_tags} or None,
+    )
+    _quiet_polling()
+    with _sdk_errors(f"deployment.{key}"), _sdk_stderr():
+        made = session.ml().batch_deployments.begin_create_or_update(entity).result()
+    want = spec.endpoints[endpoint].default_deployment
+    if want == name:
+        with _default, _sdk_errors(f"endpoint.{endpoint}"):
+            _set_default(session, endpoint, name)
+    return {"id": made.id}
+
+
+def _set_default(session: Session, endpoint: str, name: str) -> None:
+    ml = session.ml()
+    current = ml.batch_endpoints.get(endpoint)
+    if current.defaults and (current.defaults.deployment_name or "").lower() == name.lower():
+        return
+    current.defaults = {"deployment_name": name}  # the SDK turns a dict into its defaults
+    with _sdk_stderr():
+        ml.batch_endpoints.begin_create_or_update(current).result()
+
+
+def delete(session: Session, kind: str, name: str) -> None:
+    """Delete the endpoint (its deployments go with it) or a deployment; what is already gone is
+    fine. An invoke is a call: nothing to delete (its job stays in the workspace's history)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    if kind == "invoke":
+        return
+    _quiet_polling()
+    ml = session.ml()
+    endpoint, _, dep = name.partition("/")
+    with _sdk_errors(f"{kind}.{name}"):
+        try:
+            if kind == "endpoint":
+                ml.batch_endpoints.get(endpoint)
+                ml.batch_endpoints.begin_delete(endpoint).result()
+            else:
+                ml.batch_deployments.get(dep, endpoint)
+                ml.batch_deployments.begin_delete(dep, endpoint).result()
+        except ResourceNotFoundError:
+            return
+
+
+def invoke(session: Session, endpoint: str, deployment: str, inp: Input, job_name: str) -> dict:
+    """`ml_client.batch_endpoints.invoke`: a job named `job_name` (named before Azure hears of
+    it, so that a killed apply's call is found, not made again) scoring `inp` (a local file or
+    folder the SDK uploads, or a data asset as written) with `deployment`."""
+    from azure.ai.ml import Input as SdkInput
+
+    local = inp.local_path is not None and not inp.asset  # a data asset: the registered one
+    path = str(inp.local_path) if local else str(inp.value)
+    with _sdk_errors(f"endpoint.{endpoint}"), _sdk_stderr():
+        job = session.ml().batch_endpoints.invoke(
+            endpoint_name=endpoint,
+            deployment_name=deployment,
+            input=SdkInput(type=inp.type or "uri_folder", path=path),
+            job_name=job_name,
+            experiment_name=endpoint,
+        )
+    return {"studio_url": getattr(job, "studio_url", None) or ""}
+
+
+def download(session: Session, job_name: str, folder: Path) -> None:
+    """The job's output `score` into `folder` (replaced), as `az ml job download` lays it out
+    under named-outputs/score."""
+    with tempfile.TemporaryDirectory(prefix="mlrun-score-") as tmp:
+        with _sdk_errors(f"run {job_name[:7]}"), _sdk_stderr():
+            session.ml().jobs.download(job_name, output_name=OUTPUT, download_path=tmp)
+        found = Path(tmp) / "named-outputs" / OUTPUT
+        if not found.is_dir():
+            raise UserError(f"run {job_name[:7]}: Azure ML has no output '{OUTPUT}' for it")
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(found, folder)
