@@ -12,13 +12,20 @@ def short(run_id: str | None) -> str:
 
 
 def num(value) -> str:
-    """A metric or param: floats to 4 significant digits, anything else as it is."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A metric or param: floats to 4 significant digits (10000 and up as whole numbers, not
+    `1e+04`), anything else as it is."""
+    return _float(value, "") if isinstance(value, float) else str(value)
 
 
 def signed(value: float) -> str:
-    """A change since the previous run: `+0.01`, `-2`."""
-    return f"{value:+.4g}"
+    """A change since the previous run: `+0.01`, `-2`, `+12000`."""
+    return _float(value, "+")
+
+
+def _float(value: float, sign: str) -> str:
+    if 1e4 <= abs(value) < 1e15:  # whole digits a person reads, not an exponent
+        return f"{value:{sign}.0f}"
+    return f"{value:{sign}.4g}"
 
 
 def duration(seconds) -> str:

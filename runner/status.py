@@ -77,6 +77,15 @@ def _steps(run: dict, job) -> dict:
 
 
 def render(data: dict) -> str:
+    firsts = [r["address"] for r in data["resources"]]
+    firsts += [b["address"] for b in data.get("billable") or []]
+    firsts += ["job." + j["job"] for j in data["jobs"]]
+    firsts += ["    " + s["step"] for j in data["jobs"] for s in j.get("steps", [])]
+    width = max([33] + [len(f) + 2 for f in firsts])  # every row's columns line up
+
+    def _cell(text: str) -> str:
+        return f"{text:<{width}}"
+
     lines = [f"target {data['target']}, tracking {data['tracking_uri']}"]
     if not data["resources"]:
         lines.append("  nothing created yet: run mlrun apply")
@@ -113,10 +122,5 @@ def render(data: dict) -> str:
         lines.append(f"  {_cell('job.' + j['job'])}{j['status']:<11}{run:<12}{note}".rstrip())
         for s in j.get("steps", []):
             run = f"run {short(s['run_id'])}" if s["run_id"] else ""
-            lines.append(f"      {s['step']:<29}{s['status']:<11}{run}".rstrip())
+            lines.append(f"  {_cell('    ' + s['step'])}{s['status']:<11}{run}".rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _cell(text: str, width: int = 33) -> str:
-    """The first column: `width` wide, and a long name still two spaces from the next."""
-    return f"{text:<{width}}" if len(text) < width - 1 else f"{text}  "

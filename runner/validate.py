@@ -98,19 +98,21 @@ def _schema_bytes() -> bytes:
 
 
 def summary(data: dict) -> str:
-    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its data assets,
-    models and endpoints, when it has some)."""
+    """What a valid spec holds, in words: `2 computes, 2 jobs, 1 query` (and its environments,
+    components, data assets, models and endpoints, when it has some)."""
     return ", ".join(
         plural(len(data.get(k) or {}), word, many)
         for k, word, many in (
             ("computes", "compute", None),
+            ("environments", "environment", None),
+            ("components", "component", None),
             ("jobs", "job", None),
             ("queries", "query", "queries"),
             ("data", "data asset", None),
             ("models", "model", None),
             ("endpoints", "endpoint", None),
         )
-        if k not in ("data", "models", "endpoints") or data.get(k)
+        if k in ("computes", "jobs", "queries") or data.get(k)
     )
 
 
@@ -154,7 +156,7 @@ def _report(doc: Doc, error) -> None:
         allowed = sorted(sch.get("properties", {}))
         for key in inst:
             if key not in allowed and not _unresolved(key):
-                doc.problem(path + (key,), "unknown key" + _suggest(key, allowed), key=True)
+                doc.problem(path + (key,), _unknown(key, allowed, top=not path), key=True)
     elif v == "required":
         missing = [k for k in error.validator_value if k not in inst]
         for key in missing:
@@ -253,6 +255,15 @@ def _either(types: list[str]) -> str:
 
 def _resolve(ref: str) -> dict:
     return schema()["$defs"][ref.rsplit("/", 1)[1]]
+
+
+def _unknown(key: str, allowed: list[str], top: bool) -> str:
+    """An unknown key; at the top of a spec, an unknown section: every section is listed."""
+    if not top:
+        return "unknown key" + _suggest(key, allowed)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown section ({hint}sections: {', '.join(allowed)})"
 
 
 def _suggest(word: str, options: list[str]) -> str:

@@ -314,3 +314,20 @@ def test_a_run_the_store_does_not_have_is_reported_without_its_mlflow_data(tmp_p
     assert jobs["kept"]["status"] == "Completed"
     table = run_mlrun("report", spec, cwd=tmp_path)
     assert "lost" in table.stdout and "Traceback" not in table.stderr
+
+
+def test_a_report_before_anything_ran_is_empty_not_an_error(mlrun, tmp_path):
+    # was: exit 1, "nothing has run yet"; a report of nothing says what is there: jobs never run
+    (tmp_path / "lab.yaml").write_text(
+        "name: fresh\nworkspace: {name: mlw-fresh}\n"
+        "jobs:\n  hello: {command: echo hi, environment: azureml:AzureML-sklearn-1.5@latest}\n"
+    )
+    code, out, err = mlrun("report", "lab.yaml", "--format", "json", cwd=tmp_path)
+    assert (code, err) == (0, "")
+    found = json.loads(out)
+    assert [(j["job"], j["status"], j["run_id"]) for j in found["jobs"]] == [
+        ("hello", "never run", None)
+    ]
+    code, out, _ = mlrun("report", "lab.yaml", cwd=tmp_path)
+    assert code == 0 and out.splitlines()[1].split() == ["hello", "never", "run", "-", "-"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.yaml"]  # nothing made

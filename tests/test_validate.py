@@ -242,7 +242,7 @@ def test_a_spec_applied_before_is_not_checked_against_the_schema_again(tmp_path)
     spec.write_text(text + "descripton: typo\n")
     bad, imported = imported_by("validate", spec, tmp_path, *kept)
     assert bad.returncode == 1 and "jsonschema" in imported
-    assert "descripton: unknown key (did you mean 'description'?)" in bad.stderr
+    assert "descripton: unknown section (did you mean 'description'? sections: " in bad.stderr
 
 
 def test_only_data_that_json_keeps_apart_is_remembered():
@@ -277,3 +277,18 @@ def test_seed_jobs_exported_as_cli_v2_are_accepted_by_load_job(tmp_path):
         assert (path.parent / loaded.code).resolve() == (
             ROOT / "training"
         ).resolve()  # relative to the file
+
+
+def test_the_summary_counts_every_section_a_spec_has(mlrun, tmp_path):
+    # was: environments and components went uncounted
+    (tmp_path / "lab.yaml").write_text(
+        "name: counted\nworkspace: {name: mlw-counted}\n"
+        "environments:\n  py: {image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04}\n"
+        "components:\n"
+        "  hello: {command: echo hi, environment: azureml:py@latest}\n"
+        "  bye: {command: echo bye, environment: azureml:py@latest}\n"
+        "jobs:\n  hello: {command: echo hi, environment: azureml:py@latest}\n"
+    )
+    code, out, err = mlrun("validate", "lab.yaml", cwd=tmp_path)
+    assert (code, err) == (0, "")
+    assert out == "lab.yaml: ok (0 computes, 1 environment, 2 components, 1 job, 0 queries)\n"
