@@ -11,6 +11,21 @@ def short(run_id: str | None) -> str:
     return (run_id or "?")[:7]
 
 
+# MLflow's run statuses in Azure ML's words, which every view uses (a job's status is Azure's)
+STATUS_WORDS = {
+    "FINISHED": "Completed",
+    "FAILED": "Failed",
+    "KILLED": "Canceled",
+    "RUNNING": "Running",
+    "SCHEDULED": "Queued",
+}
+
+
+def status_word(status: str) -> str:
+    """A run's status as Azure ML says it (`Completed`, not MLflow's `FINISHED`)."""
+    return STATUS_WORDS.get(status, status)
+
+
 def num(value) -> str:
     """A metric or param: floats to 4 significant digits (10000 and up as whole numbers, not
     `1e+04`), anything else as it is."""

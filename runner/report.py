@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UserError, plural
-from .formats import duration, num, share, short, signed, sweep_line
+from .formats import duration, num, share, short, signed, status_word, sweep_line
 
 if TYPE_CHECKING:
     from .context import Context
@@ -59,7 +59,7 @@ def _run_summary(run) -> dict:
         "run_id": info.run_id,
         "run_name": info.run_name,
         "job": data.tags.get("mlrun.job"),
-        "status": info.status,
+        "status": status_word(info.status),
         "start": _iso(info.start_time),
         "duration": round((info.end_time - info.start_time) / 1000, 3) if info.end_time else None,
         "params": dict(sorted(data.params.items())),
@@ -137,7 +137,7 @@ def _sweep(client, job, parent) -> dict:
         {
             "run_id": r.info.run_id,
             "run_name": r.info.run_name,
-            "status": r.info.status,
+            "status": status_word(r.info.status),
             "params": _searched(job, r),
             "value": r.data.metrics.get(primary),
             "early_terminated": r.data.tags.get("mlrun.early_terminated") == "true",
@@ -170,9 +170,9 @@ def _pipeline(client, job, parent) -> dict:
                 "step": name,
                 "upstream": step.upstream,
                 "run_id": run.info.run_id if run else None,
-                "status": "REUSED"
+                "status": "Reused"
                 if run and run.data.tags.get("mlrun.reused_from")
-                else (run.info.status if run else "NOT RUN"),
+                else (status_word(run.info.status) if run else "NotStarted"),
                 "reused_from": run.data.tags.get("mlrun.reused_from") if run else None,
                 "duration": summary.get("duration"),
                 "params": summary.get("params", {}),

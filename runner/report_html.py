@@ -30,6 +30,7 @@ STATUS_CLASS = {
     "reused": "ok",
     "ready": "ok",
     "not run": "off",
+    "notstarted": "off",
 }
 
 

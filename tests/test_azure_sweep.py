@@ -104,7 +104,7 @@ def test_a_sweep_submits_the_sdks_sweep_job_and_reports_the_best_trial(azure_emu
         az(azure_emulator, "report", "lab.yaml", "--format", "json", cwd=tmp_path, check=0).stdout
     )
     sweep = next(j for j in report["jobs"] if j["job"] == "tune")["sweep"]
-    assert len(sweep["trials"]) == 4 and all(t["status"] == "FINISHED" for t in sweep["trials"])
+    assert len(sweep["trials"]) == 4 and all(t["status"] == "Completed" for t in sweep["trials"])
     best = max(sweep["trials"], key=lambda t: t["value"])
     assert sweep["best_trial"] == best["run_id"]
     assert (

@@ -150,7 +150,7 @@ def test_steps_run_in_order_as_child_runs_with_outputs_flowing(tmp_path):
         line = f"      {name:<29}Completed  run {steps[name].info.run_id[:7]}\n"
         assert line in status
     table = run_mlrun("report", spec, cwd=tmp_path, check=0).stdout
-    assert "       step     train: FINISHED, " in table and "  n=63" in table
+    assert "       step     train: Completed, " in table and "  n=63" in table
     page = run_mlrun("report", spec, "--format", "html", cwd=tmp_path, check=0).stdout
     assert '<section id="pipeline-chain">' in page and page.count('<g class="step ok">') == 3
     wrong = run_mlrun("logs", spec, "chain/nope", cwd=tmp_path)

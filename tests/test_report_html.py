@@ -116,7 +116,7 @@ def report_value(**overrides) -> dict:
         "run_id": job["run_id"],
         "run_name": "train-run",
         "job": "train",
-        "status": "FINISHED",
+        "status": "Completed",
         "start": "2026-01-02T03:04:05Z",
         "duration": 8.6,
         "params": job["params"],
