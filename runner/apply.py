@@ -51,14 +51,21 @@ class Outcome:
         """What to tell the user when some jobs did not complete (None when all did)."""
         if not self.failed:
             return None
-        details = ", ".join(
-            f"{n} (run {short(self.runs[n]['id'])}: "
-            f"{self.runs[n].get('error') or self.runs[n]['status']})"
-            for n in self.failed
-        )
+        details, logs = [], []
+        for n in self.failed:
+            run = self.runs[n]
+            steps = {k: v for k, v in (run.get("steps") or {}).items() if v["status"] == "Failed"}
+            why = ", ".join(  # a pipeline's: the steps that failed, not its controller's exit
+                f"step {k} failed" + (f" ({v['error']})" if v.get("error") else "")
+                for k, v in steps.items()
+            )
+            details.append(
+                f"{n} (run {short(run['id'])}: {why or run.get('error') or run['status']})"
+            )
+            logs.append(f"{n}/{next(iter(steps))}" if steps else n)
         return (
-            f"{plural(len(self.failed), 'job')} did not complete: {details}; "
-            f"see mlrun logs {spec_path} {self.failed[0]}"
+            f"{plural(len(self.failed), 'job')} did not complete: {', '.join(details)}; "
+            f"see mlrun logs {spec_path} {logs[0]}"
         )
 
 

@@ -19,6 +19,7 @@ class StepRecord(TypedDict, total=False):
     status: str  # Completed, Failed, Canceled, Reused
     run_dir: str
     reused: bool
+    error: str  # a failed step's: its exit code
 
 
 class RunChange(TypedDict, total=False):

@@ -210,6 +210,11 @@ def test_a_failing_step_cancels_the_rest_unless_told_to_continue(tmp_path):
         proc = run_mlrun("apply", "-y", spec, cwd=folder)
         assert proc.returncode == 1
         assert "1 job did not complete: branches (run " in proc.stderr
+        # the step that failed, its exit code, and the logs command for it (was: the
+        # controller's `exit code 1` and `mlrun logs SPEC branches`)
+        assert proc.stderr.rstrip().endswith(
+            f": step bad failed (exit code 3)); see mlrun logs {spec} branches/bad"
+        ), proc.stderr
         statuses = {r.data.tags["mlrun.step"]: r.info.status for r in children(folder)["steps"]}
         assert statuses["bad"] == "FAILED"
         assert "after_bad" not in statuses  # never started

@@ -216,6 +216,8 @@ class PipelineController(Controller):
             }
             if s.reused_from:
                 record[name]["reused"] = True
+            if s.status == "Failed" and s.ended.get("exit_code") is not None:
+                record[name]["error"] = f"exit code {s.ended['exit_code']}"
         contract.write_steps(self.run_dir / contract.STEPS, record)
         counts = [f"{n} {s}" for s, n in _count(r["status"] for r in record.values()).items()]
         self.log(", ".join(counts))
