@@ -300,12 +300,31 @@ def _run(args: list[str], log: IO[bytes], download: bool = False) -> None:
     if not download:
         env["UV_PYTHON_DOWNLOADS"] = "never"
     proc = subprocess.run(
-        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
     )
+    log.write(proc.stdout)
+    log.flush()
     if proc.returncode != 0:
-        raise BuildFailed(
-            f"{Path(args[0]).name} {' '.join(args[1:3])} exited with {proc.returncode}"
-        )
+        said = f"{Path(args[0]).name} {' '.join(args[1:3])} exited with {proc.returncode}"
+        why = reason(proc.stdout.decode(errors="replace"))
+        raise BuildFailed(f"{why} ({said})" if why else said)
+
+
+def reason(output: str) -> str:
+    """uv's own reason for a failure, in one line: its `error:` line and the `cause:` lines
+    under it (`No solution found when resolving dependencies: Because you require numpy==1.22.0
+    and numpy==2.0.0, ...`); "" when it said none."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    if start is None:
+        return ""
+    said = [lines[start].removeprefix("error:").strip()]
+    for line in lines[start + 1 :]:
+        if not line.startswith((" ", "\t")) or not line.strip():
+            break
+        said.append(line.strip().removeprefix("cause:").strip())
+    text = ": ".join(p.rstrip(".:") for p in said if p) + "."
+    return text if len(text) <= 600 else text[:597] + "..."
 
 
 # --- layers --------------------------------------------------------------------------------------

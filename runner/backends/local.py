@@ -584,11 +584,9 @@ class LocalBackend:
             if proc is not None:  # the waiting controller ends; then the run is recorded
                 supervised.hand_over(run_dir, None)
                 proc.wait()
+            log = run_dir / "azureml-logs" / "20_image_build_log.txt"
             supervised.fail_unstarted(
-                run_dir,
-                f"environment {building.shown} did not build ({e}): "
-                "see azureml-logs/20_image_build_log.txt in the run folder",
-                run_dir / "azureml-logs" / "20_image_build_log.txt",
+                run_dir, f"environment {building.shown} did not build: {e}; its log: {log}", log
             )
             return run  # Preparing: waiting on it finds how it ended
         env = self.prepare.env(job, run, run_dir)
