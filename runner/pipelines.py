@@ -153,8 +153,12 @@ class PipelineReader:
         local: bool,
         assets: dict | None = None,
         environments: dict | None = None,
+        runs: bool = False,
     ):
         self.doc, self.envs, self.components = doc, envs, components
+        # a remote input without a stand-in: an error for a run (plan, apply), as for a command
+        # job; a warning for validate (the spec may be meant for Azure)
+        self.remote_severity = "error" if runs else "warning"
         self.defined_envs, self.substitutes = defined_envs, substitutes
         self.computes, self.stand_ins, self.local = computes, stand_ins, local
         self.assets = assets or {}  # the spec's data assets by name
@@ -437,7 +441,7 @@ class PipelineReader:
                         where + ("path",),
                         f"'{ref}' is a data asset of a URI, which the local target cannot "
                         "read: map it to a local file or folder in targets.local.inputs",
-                        severity="warning",
+                        severity=self.remote_severity,
                     )
                 return Source("remote", ref)
             if is_local(ref):
@@ -452,7 +456,7 @@ class PipelineReader:
                     where + ("path",),
                     f"'{ref}' is remote, which the local target cannot "
                     "read: map it to a local file or folder in targets.local.inputs",
-                    severity="warning",
+                    severity=self.remote_severity,
                 )
             return Source("remote", ref)
         return Source("literal", value)

@@ -380,6 +380,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
                 local,
                 sections.data,
                 sections.environments,
+                runs,
             )
             sections.pipelines[("jobs", name)] = found = steps.read(("jobs", name), job)
             for step in found.steps.values():

@@ -292,3 +292,22 @@ def test_the_summary_counts_every_section_a_spec_has(mlrun, tmp_path):
     code, out, err = mlrun("validate", "lab.yaml", cwd=tmp_path)
     assert (code, err) == (0, "")
     assert out == "lab.yaml: ok (0 computes, 1 environment, 2 components, 1 job, 0 queries)\n"
+
+
+def test_a_remote_step_input_is_refused_by_plan_as_a_command_jobs_is(mlrun, tmp_path):
+    # was: a warning from plan for the step (then a failed apply), an error for the command job
+    (tmp_path / "lab.yaml").write_text(
+        "name: rem\nworkspace: {name: mlw-rem}\njobs:\n"
+        "  pipe:\n    type: pipeline\n    jobs:\n      a:\n        command: ls ${{inputs.d}}\n"
+        "        inputs: {d: {type: uri_folder, path: azureml:somedata@latest}}\n"
+    )
+    said = (
+        "lab.yaml:9:46: {}: $.jobs.pipe.jobs.a.inputs.d.path: 'azureml:somedata@latest' is "
+        "remote, which the local target cannot read: map it to a local file or folder in "
+        "targets.local.inputs\n"
+    )
+    code, _, err = mlrun("validate", "lab.yaml", cwd=tmp_path)
+    assert (code, err) == (0, said.format("warning"))  # the spec may be meant for Azure
+    code, out, err = mlrun("plan", "lab.yaml", cwd=tmp_path)
+    assert (code, out, err) == (1, "", said.format("error"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.yaml"]  # nothing made
