@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +113,36 @@ def open_context(
     `runs`: the spec is loaded to run on the target (see spec.load)."""
     states: dict[str, State] = {}
 
-    def kept(name: str) -> Mapping[str, str]:  # the generated values a lab of this name keeps
-        states[name] = State.load(state_path(Path(path), name, target), name, target)
-        return states[name].variables
+    def kept(name: str) -> tuple[Mapping[str, str], str]:
+        """The generated values a lab of this name keeps, and the seed of those it does not
+        have yet: its state (which file, which lineage, how many saves: a destroy saves, so the
+        names after it are new, as Azure keeps deleted ones a while), on this machine, for this
+        user. Plan and the apply after it derive the same values."""
+        state = states[name] = State.load(state_path(Path(path), name, target), name, target)
+        seed = "|".join(
+            str(p)
+            for p in (
+                state.path.resolve(),
+                state.data["lineage"],
+                state.serial,
+                socket.gethostname(),
+                os.getuid(),
+                _machine_id(),
+            )
+        )
+        return state.variables, seed
 
     spec = spec_mod.load(path, target=target, overrides=overrides, runs=runs, kept=kept)
     state = states.get(spec.name) or State.load(
         state_path(spec.path, spec.name, target), spec.name, target
     )
     return Context(spec, state, backend_for(target, spec), target)
+
+
+def _machine_id() -> str:
+    """This machine's id (systemd's), where there is one: labs on cloned machines of the same
+    name and user still generate different values."""
+    try:
+        return Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        return ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import secrets
@@ -167,10 +168,13 @@ def resolve_variables(
     generated: Mapping[str, str],
     env: Mapping[str, str],
     target: str,
+    seed: str | None = None,
 ) -> tuple[dict, dict, set]:
     """Variable values (overrides > state's generated > default > generate), the values of
     generated variables that the state does not hold yet, and the names of the secret ones
-    (`secret: true`, or a default from ${{env.NAME}} with a secret NAME)."""
+    (`secret: true`, or a default from ${{env.NAME}} with a secret NAME). A value generated with
+    a `seed` (the state's: see context.open_context) is derived from it, so that plan shows the
+    names the next apply makes; without one it is random."""
     hook = Resolver(None, env, target)
     if node is None:
         raw: Any = {}
@@ -195,7 +199,11 @@ def resolve_variables(
             length = (
                 length if isinstance(length, int) and 1 <= length <= 32 else 6
             )  # else the schema says why
-            values[name] = secrets.token_hex((length + 1) // 2)[:length]
+            values[name] = (
+                hashlib.sha256(f"{seed}|{name}".encode()).hexdigest()[:length]
+                if seed
+                else secrets.token_hex((length + 1) // 2)[:length]
+            )
         elif isinstance(spec, dict):
             if "default" in spec:
                 values[name] = spec["default"]
@@ -377,6 +385,7 @@ def read_doc(
     overrides: Mapping[str, Any] | None = None,
     generated: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    seed: str | None = None,
 ) -> tuple[Doc, dict, dict]:
     """The spec parsed, variables resolved, includes merged; also the variables' values and the
     newly generated ones. Problems are in the Doc."""
@@ -396,7 +405,7 @@ def read_doc(
     )
     overrides = dict(overrides or {})
     values, fresh, secret = resolve_variables(
-        doc, var_node, overrides, generated or {}, env, target
+        doc, var_node, overrides, generated or {}, env, target, seed
     )
     declared = _declared_variables(var_node)
     for name in sorted(set(overrides) - declared):
@@ -575,23 +584,23 @@ def load(
     generated: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     runs: bool = False,
-    kept: Callable[[str], Mapping[str, str]] | None = None,
+    kept: Callable[[str], tuple[Mapping[str, str], str]] | None = None,
 ) -> Spec:
     """A valid Spec, or SpecError with every problem found (warnings ride along on the Spec).
     `runs`: it is loaded to run on `target` (plan, apply), so what would stop a run is an error.
     `kept(name)`: the generated variables' values the lab of that name keeps (its state), used
-    instead of new ones; the spec is read again with them before it is checked, once."""
+    instead of new ones, and the seed new ones are derived from (so that plan and the apply after
+    it agree); the spec is read again with them before it is checked, once."""
     doc, values, fresh = read_doc(
         path, target=target, overrides=overrides, generated=generated, env=env
     )
     name = doc.data.get("name") if isinstance(doc.data, dict) else None
     if fresh and kept is not None and isinstance(name, str):
-        known = kept(name)
-        if any(n in known for n in fresh):
-            generated = {**(generated or {}), **known}
-            doc, values, fresh = read_doc(
-                path, target=target, overrides=overrides, generated=generated, env=env
-            )
+        known, seed = kept(name)
+        generated = {**(generated or {}), **known}
+        doc, values, fresh = read_doc(
+            path, target=target, overrides=overrides, generated=generated, env=env, seed=seed
+        )
     sections = validate.check(doc, target=target, runs=runs)
     redact(doc)
     if any(p.severity == "error" for p in doc.problems):

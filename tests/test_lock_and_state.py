@@ -289,3 +289,27 @@ def test_a_read_only_state_folder_stops_apply_and_keeps_the_previous_state(appli
             path.parent.chmod(0o755)
 
     check_refused_then_recovered(spec, path, mlrun, run, "Permission denied")
+
+
+def test_plan_shows_the_generated_names_the_next_apply_makes(mlrun, tmp_path):
+    # was: plan showed `mlw-g-f77125`, the apply after it created `mlw-g-dfbcb0`
+    (tmp_path / "lab.yaml").write_text(
+        "name: gen\nvariables:\n  suffix: {generate: hex, length: 6}\n"
+        "workspace:\n  name: mlw-g-${{vars.suffix}}\n"
+    )
+
+    def planned() -> str:
+        code, out, err = mlrun("plan", "lab.yaml", cwd=tmp_path)
+        assert code == 0, err
+        return out.splitlines()[0].split()[1]
+
+    first = planned()
+    assert first.startswith("workspace.mlw-g-") and len(first) == len("workspace.mlw-g-") + 6
+    assert planned() == first  # plan writes nothing, and says the same again
+    code, out, _ = mlrun("apply", "-y", "lab.yaml", cwd=tmp_path)
+    assert code == 0 and f"{first}  created" in out
+    assert mlrun("destroy", "-y", "lab.yaml", cwd=tmp_path)[0] == 0
+    second = planned()  # new names after a destroy (Azure keeps deleted ones a while)
+    assert second != first
+    code, out, _ = mlrun("apply", "-y", "lab.yaml", cwd=tmp_path)
+    assert code == 0 and f"{second}  created" in out
