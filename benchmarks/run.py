@@ -444,8 +444,39 @@ def mlflow_projects(folder: Path) -> list:
     ]
 
 
+ONE_JOB = "name: one\nworkspace: {name: mlw-one}\njobs:\n  hello: {command: echo hi}\n"
+TWO_STEPS = (
+    "name: two\nworkspace: {name: mlw-two}\njobs:\n  io:\n    type: pipeline\n    jobs:\n"
+    "      hello:\n        command: echo hi > ${{outputs.out}}/x.txt\n"
+    "        outputs: {out: {type: uri_folder}}\n"
+    "      world:\n        command: cat ${{inputs.inp}}/x.txt\n"
+    "        inputs: {inp: '${{parent.jobs.hello.outputs.out}}'}\n"
+)
+
+
+def written(folder: Path, text: str) -> Path:
+    spec = folder / "lab.yaml"
+    spec.write_text(text)
+    return spec
+
+
+def at_home(home: Path, cmd: list) -> list:
+    """`cmd` as a user whose home folder is `home` (mlrun's and MLflow's caches in it)."""
+    home.mkdir(parents=True, exist_ok=True)
+    return ["env", "-u", "XDG_CACHE_HOME", "-u", "XDG_CONFIG_HOME", f"HOME={home}", *cmd]
+
+
 def cases(work: Path, quick: bool) -> list[Case]:
     spec = lab_copy(work / "lab")
+    warm = work / "warm-home"  # a machine mlrun ran on before
+    subprocess.run(
+        at_home(warm, MLRUN + ["apply", "-y", str(written(work, ONE_JOB))]),
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     exported = export_jobs(spec, work / "exported")
     load_jobs = [
         PY,
@@ -488,6 +519,18 @@ def cases(work: Path, quick: bool) -> list[Case]:
             lambda _: MLRUN + ["plan", str(spec), "--only", "train-mlflow"],
             lambda _: validate,
             1.5,
+        ),
+        Case(
+            "first apply (empty home) vs the same, warm",  # issue 31
+            lambda f: at_home(f / "home", MLRUN + ["apply", "-y", str(written(f, ONE_JOB))]),
+            lambda f: at_home(warm, MLRUN + ["apply", "-y", str(written(f, ONE_JOB))]),
+            1.5,
+        ),
+        Case(
+            "2-step pipeline, an output on vs one job",  # issue 31
+            lambda f: MLRUN + ["apply", "-y", str(written(f, TWO_STEPS))],
+            lambda f: MLRUN + ["apply", "-y", str(written(f, ONE_JOB))],
+            2.0,
         ),
         Case("seed apply (fresh, local) vs scripts directly", fresh_apply, scripts_directly, 0.8),
         Case("seed apply (fresh, local) vs mlflow run", fresh_apply, mlflow_projects, 0.5),

@@ -21,7 +21,6 @@ from typing import Any
 from . import data as data_assets
 from .environments import Environment, Reader, parse_ref
 from .refs import (
-    EXPR,
     LOCAL_INPUT_TYPES,
     is_local,
     mapping,
@@ -42,7 +41,6 @@ def masked(variables: dict, secrets: frozenset | set) -> dict:
 
 PARENT = re.compile(r"^\$\{\{\s*parent\.(inputs|outputs)\.([\w.-]+)\s*\}\}$")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([\w.-]+)\.outputs\.([\w.-]+)\s*\}\}$")
-OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 SETTINGS = ("default_compute", "default_datastore", "continue_on_step_failure", "force_rerun")
 LITERAL_TYPES = ("string", "integer", "number", "boolean")
 ARTIFACTS = "artifacts"  # a step output that is the step's own artifacts (./outputs and ./logs)
@@ -121,21 +119,6 @@ def strip_compute(value: Any) -> str | None:
         return None
     bare = value[len("azureml:") :] if value.startswith("azureml:") else value
     return None if bare == "serverless" else bare
-
-
-def optional_parts(command: str, given: set[str]) -> str:
-    """`$[[ ... ]]`: kept (without the brackets) when every input it names is given, else
-    dropped, as Azure ML does for optional inputs."""
-
-    def keep(m: re.Match) -> str:
-        names = {
-            e.group(1).partition(".")[2]
-            for e in EXPR.finditer(m.group(1))
-            if e.group(1).startswith("inputs.")
-        }
-        return m.group(1) if names <= given else ""
-
-    return OPTIONAL.sub(keep, command)
 
 
 class PipelineReader:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .yamldoc import Doc
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)  # an optional part of a command
 LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name", "parent")
 NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
 LOCAL_INPUT_TYPES = (
@@ -129,3 +130,18 @@ def output_file(name: str, decl: Any) -> str | None:
 def output_files(outputs: Any) -> dict[str, str]:
     """A job's `type: uri_file` outputs: name -> the file's name (see output_file)."""
     return {n: f for n, d in mapping(outputs).items() if (f := output_file(n, d)) is not None}
+
+
+def optional_parts(command: str, given: set[str]) -> str:
+    """`$[[ ... ]]`: kept (without the brackets) when every input it names is given, else
+    dropped, as Azure ML does for optional inputs."""
+
+    def keep(m: re.Match) -> str:
+        names = {
+            e.group(1).partition(".")[2]
+            for e in EXPR.finditer(m.group(1))
+            if e.group(1).startswith("inputs.")
+        }
+        return m.group(1) if names <= given else ""
+
+    return OPTIONAL.sub(keep, command)

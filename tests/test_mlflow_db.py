@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -241,3 +243,49 @@ def test_a_lab_of_plain_jobs_runs_without_loading_mlflow_in_mlrun(tmp_path):
     assert by_job["j3"].data.tags["n"] == "3"
     log = client.download_artifacts(by_job["j1"].info.run_id, "user_logs/std_log.txt", tmp_path)
     assert Path(log).read_text() == "hello 1\n"
+
+
+def test_the_bundled_schema_is_the_store_mlflow_makes(tmp_path, monkeypatch):
+    """runner/mlflow_schema.sql (a first apply's store, in milliseconds) against a store the
+    installed MLflow migrates now: the same tables, indexes and rows (the Default experiment's
+    place and time aside). Fails when MLflow's schema moves: `python -m
+    runner.backends.mlflow_schema` regenerates the file."""
+    from mlflow.tracking import MlflowClient
+
+    from runner.backends import mlflow_schema
+
+    monkeypatch.chdir(tmp_path)
+    theirs, ours = tmp_path / "theirs.db", tmp_path / "ours.db"
+    MlflowClient(tracking_uri=f"sqlite:///{theirs}").search_experiments(max_results=1)
+    (made,) = sqlite3.connect(theirs).execute("SELECT version_num FROM alembic_version").fetchone()
+    assert mlflow_schema.head_revision() == made == mlflow_schema.bundled_revision()
+    assert mlflow_schema.make(ours)
+    # as lines, whatever their order: MLflow's batch migrations write a table's constraints in
+    # an order that differs from one store it makes to the next
+    assert lines(mlflow_schema.dump(ours)) == lines(mlflow_schema.dump(theirs))
+
+    def default(db):
+        row = sqlite3.connect(db).execute("SELECT * FROM experiments").fetchall()
+        assert len(row) == 1
+        exp_id, name, location, stage, created, updated, workspace = row[0]
+        assert created == updated and abs(created - time.time() * 1000) < 120_000
+        return exp_id, name, location, stage, workspace
+
+    assert (
+        default(ours)
+        == default(theirs)
+        == (0, "Default", str(tmp_path / "mlruns" / "0"), "active", "default")
+    )
+    assert mlflow_db.Store.open(ours, theirs) is not None  # the direct writer takes it
+
+
+def lines(sql: str) -> Counter:
+    return Counter(line.strip().rstrip(",").strip() for line in sql.splitlines())
+
+
+def test_another_mlflows_schema_is_not_replayed(tmp_path, monkeypatch):
+    from runner.backends import mlflow_schema
+
+    monkeypatch.setattr(mlflow_schema, "head_revision", lambda: "0123456789ab")
+    assert not mlflow_schema.make(tmp_path / "x.db")
+    assert not (tmp_path / "x.db").exists()  # MLflow makes it then, as it always did

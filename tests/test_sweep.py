@@ -143,7 +143,7 @@ def check_sweep_report(tmp_path, want, children, goal):
     assert "## Sweep `tune`" in md and best in md
     assert "| trial | status | a | b | score |  |" in md
     assert any(
-        line.startswith(f"| {want.info.run_name} | FINISHED |") and line.endswith("| best |")
+        line.startswith(f"| {want.info.run_name} | Completed |") and line.endswith("| best |")
         for line in md
     )
     html = run_mlrun("report", "lab.yaml", "--format", "html", cwd=tmp_path, check=0).stdout

@@ -6,13 +6,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..records import Actual, Resource, Run, RunChange, StateDoc, StepRecord, Submission
-from ..spec import Input, Job, Spec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: a run's controllers import this module, and not the spec's
     from datetime import datetime
 
     from ..changes import Plan
     from ..endpoints import Endpoint
+    from ..spec import Input, Job, Spec
 
 # Statuses are Azure ML's; these are the ones a run ends in.
 TERMINAL = ("Completed", "Failed", "Canceled")

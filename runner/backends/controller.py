@@ -56,8 +56,10 @@ class Controller:
         # them); MLflow loads meanwhile, for the rest (metric histories, tags, artifacts).
         self._client: Any = None
         self._loading = threading.Thread(target=self._load_mlflow, daemon=True)
-        self._loading.start()
+        self._started = threading.Lock()  # the loading thread is started once
         store = mlflow_db.Store.for_uri(os.environ["MLFLOW_TRACKING_URI"])
+        if store is None:  # every MLflow call goes through MLflow: load it now, meanwhile
+            self._load_now()
         handed = supervised.take_over(run_dir)
         if handed is None:
             raise Unstarted("no run was handed over (mlrun stopped, or the run could not start)")
@@ -76,6 +78,18 @@ class Controller:
         self.stopping = False
         base = self.cfg.base  # what each child's layer sits on (backends/envs.py)
         self.base = envs.Base.from_dict(base) if base else None
+        if self.needs_mlflow():
+            self._load_now()
+
+    def needs_mlflow(self) -> bool:
+        """Whether this run calls MLflow beyond making and ending its children's runs (then it
+        is loaded at once, in the background; else only when first used, if ever)."""
+        return True
+
+    def _load_now(self) -> None:
+        with self._started:
+            if not self._loading.is_alive() and self._client is None:
+                self._loading.start()
 
     def _load_mlflow(self) -> None:
         try:
@@ -88,6 +102,7 @@ class Controller:
     @property
     def client(self) -> Any:
         """The MlflowClient on the workspace's store, once loaded."""
+        self._load_now()
         self._loading.join()
         if isinstance(self._client, BaseException):
             raise self._client

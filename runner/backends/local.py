@@ -29,6 +29,7 @@ from . import (
     distributed,
     envs,
     mlflow_db,
+    mlflow_schema,
     prepare,
     registry,
     runstore,
@@ -684,11 +685,16 @@ def _template_db() -> Path:
     (migrating a new SQLite store takes seconds; copying one takes milliseconds)."""
     path = mlflow_db.template()
     if not path.exists():
-        from mlflow.tracking import MlflowClient
-
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
-        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        if not mlflow_schema.make(tmp):  # the bundled schema is another MLflow's: MLflow's own
+            from mlflow.tracking import MlflowClient
+
+            sys.stderr.write(
+                f"mlrun: making an empty MLflow {envs.mlflow_version()} store (once on this "
+                "machine; it takes MLflow some seconds)\n"
+            )
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
         os.replace(tmp, path)
     return path
 

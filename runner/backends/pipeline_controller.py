@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from ..records import StepRecord
-from ..refs import substitute
+from ..refs import optional_parts, substitute
 from ..slots import Pool
 from . import contract, distributed, envs, supervised
 from .controller import Child, Controller
@@ -50,6 +50,11 @@ class PipelineController(Controller):
 
     def read_config(self, run_dir: Path) -> contract.PipelineConfig:
         return contract.read_pipeline(run_dir / contract.PIPELINE)
+
+    def needs_mlflow(self) -> bool:
+        """Only to log the pipeline's own outputs on its run: steps' runs are made and ended,
+        and their outputs handed on, without MLflow."""
+        return any(self.cfg.outputs.values())
 
     def __init__(self, run_dir: Path):
         super().__init__(run_dir)
@@ -131,8 +136,6 @@ class PipelineController(Controller):
             )
             step.outputs[name] = values[("outputs", name)] = str(path)
             env[f"AZURE_ML_OUTPUT_{name}"] = str(path)
-        from ..pipelines import optional_parts
-
         command = substitute(optional_parts(step.cfg.command, given), values, blank=("inputs",))
         env.update(step.cfg.env_vars)
         if step.cfg.tracking_uri:  # the step's own MLflow logs over HTTP
