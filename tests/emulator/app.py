@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import arm  # noqa: F401  (registers routes)
+import batch  # noqa: F401
 import components  # noqa: F401
 import data  # noqa: F401
 import endpoints  # noqa: F401

@@ -232,7 +232,13 @@ def _deployment_problem(app, props, sku) -> str | None:
         return f"Instance type '{size}' is not supported for managed online deployments."
     if int(sku.get("capacity") or 0) < 1:
         return "instance_count must be at least 1."
-    model = props.get("model")
+    return model_problem(app, props.get("model"), props)
+
+
+def model_problem(app, model, props) -> str | None:
+    """What the service says of a deployment's model (an ARM id) and scoring script, online or
+    batch: the model version must exist; an MLflow model deploys with no scoring script, any
+    other model needs one and an environment."""
     found = app.state.get(model) if model and model.startswith("/subscriptions/") else None
     if model and model.startswith("/subscriptions/") and found is None:
         return f"Model '{model}' was not found."

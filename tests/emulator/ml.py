@@ -2,6 +2,7 @@
 discovery, and the MLflow endpoint (proxied to the workspace's real MLflow server)."""
 
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -305,16 +306,7 @@ def job(ctx, sub, rg, ws, name):
         )
     props.setdefault("experimentName", "Default")
     props["status"] = "NotStarted"
-    props["services"] = {
-        "Studio": {
-            "jobServiceType": "Studio",
-            "endpoint": f"https://ml.azure.com/runs/{name}?wsid={wres['id']}",
-        },
-        "Tracking": {
-            "jobServiceType": "Tracking",
-            "endpoint": wres["properties"]["mlFlowTrackingUri"],
-        },
-    }
+    props["services"] = job_services(wres, name)
     body = {
         "id": jid,
         "name": name,
@@ -325,6 +317,20 @@ def job(ctx, sub, rg, ws, name):
     ctx.app.state.put(jid, body, created=now_iso())
     ctx.app.start_job(wres, body, ctx.async_failure() if props["jobType"] == "Pipeline" else None)
     return Reply(201, body)
+
+
+def job_services(wres, name) -> dict:
+    """A job's services as the service answers them: its Studio page and MLflow tracking URI."""
+    return {
+        "Studio": {
+            "jobServiceType": "Studio",
+            "endpoint": f"https://ml.azure.com/runs/{name}?wsid={wres['id']}",
+        },
+        "Tracking": {
+            "jobServiceType": "Tracking",
+            "endpoint": wres["properties"]["mlFlowTrackingUri"],
+        },
+    }
 
 
 @route("POST", WS + r"/jobs/(?P<name>[^/]+)/cancel")
@@ -385,6 +391,73 @@ def run(ctx, sub, rg, ws, run):
     if ctx.method != "GET":
         runner.patch(ctx.json)
     return Reply(200, runner.details())
+
+
+@route("POST", r"/history/v1\.0" + WS_CASED + r"/rundata")
+def run_data(ctx, sub, rg, ws):
+    """A run with its outputs as data assets (`jobs.download(name, output_name=...)` reads them,
+    then resolves each asset's URI with batchGetResolvedUris)."""
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    run_id = (ctx.json or {}).get("runId") or ""
+    runner = ctx.app.jobs.get(f"{wres['id']}/jobs/{run_id}".lower())
+    if runner is None:
+        return error(404, "UserError", f"Run {run_id} was not found")
+    outputs = {
+        name: {"assetId": _output_asset(ctx.app, wres, run_id, name), "type": kind}
+        for name, (kind, _) in _data_outputs(runner).items()
+    }
+    return Reply(
+        200,
+        {
+            "runMetadata": {**runner.details(), "outputs": outputs},
+            "runDefinition": None,
+            "jobSpecification": None,
+        },
+    )
+
+
+@route("POST", r"/data/v1\.0" + WS_CASED + r"/dataversion/batchGetResolvedUris")
+def resolved_uris(ctx, sub, rg, ws):
+    wres, missing = workspace_or_404(ctx, sub, rg, ws)
+    if missing:
+        return missing
+    found = {}
+    for asset in (ctx.json or {}).get("values") or []:
+        m = OUTPUT_ASSET.match(asset)
+        if not m:
+            continue
+        runner = ctx.app.jobs.get(f"{wres['id']}/jobs/{m.group('run')}".lower())
+        kind, uri = _data_outputs(runner).get(m.group("output"), (None, None))
+        if uri:
+            found[asset] = {"uri": uri, "type": kind}
+    return Reply(200, {"values": found})
+
+
+OUTPUT_ASSET = re.compile(r".*/data/azureml_(?P<run>.+?)_output_data_(?P<output>[^/]+)/versions/1$")
+
+
+def _output_asset(app, wres, run_id, name) -> str:
+    """The id Azure gives a job's output as a data asset."""
+    workspace_id = app.state.info(wres["id"])["workspace_id"]
+    return (
+        f"azureml://locations/{wres['location']}/workspaces/{workspace_id}/data/"
+        f"azureml_{run_id}_output_data_{name}/versions/1"
+    )
+
+
+def _data_outputs(runner) -> dict:
+    """A run's uri_file/uri_folder/mltable outputs: name -> (type, datastore URI)."""
+    found = {}
+    for name, spec in ((getattr(runner, "props", None) or {}).get("outputs") or {}).items():
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", (spec or {}).get("jobOutputType") or "").lower()
+        if kind in ("uri_file", "uri_folder", "mltable"):
+            uri = (spec or {}).get("uri") or (
+                f"azureml://datastores/workspaceblobstore/paths/azureml/{runner.name}/{name}/"
+            )
+            found[name] = (kind, uri)
+    return found
 
 
 @route("GET", r"/discovery")

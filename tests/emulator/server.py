@@ -276,10 +276,13 @@ def msi_token(ctx):
         return error(400, "invalid_request", "X-IDENTITY-HEADER is missing")
     exp = int(time.time()) + 24 * 3600
     resource = ctx.q("resource", "")
+    token = jwt(audience=resource or "https://management.azure.com/")
+    with ctx.app.state.lock:
+        ctx.app.state.tokens.add(token)
     return Reply(
         200,
         {
-            "access_token": jwt(audience=resource or "https://management.azure.com/"),
+            "access_token": token,
             "expires_on": str(exp),
             "resource": resource,
             "token_type": "Bearer",

@@ -37,6 +37,7 @@ class State:
         self.delays = []
         self.quota = {"total": 100, "families": {}}  # family limits default to 24 vCPUs
         self.requests = []
+        self.tokens = set()  # access tokens /msi/token issued (batch endpoints accept only those)
         self._log = open(request_log_path, "a", buffering=1) if request_log_path else None
 
     # --- resources ---
