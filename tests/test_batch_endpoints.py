@@ -9,6 +9,7 @@ running it again."""
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -70,9 +71,16 @@ def test_the_scoring_run_is_a_job_logs_status_and_reports_know(scored):
     assert "[parallel] 4 files in 2 mini-batches (mini_batch_size 2)" in logs
     assert "mini-batches: 2 succeeded, 0 failed; items: 4 processed, 0 failed" in logs
     status = run_mlrun("status", spec, cwd=root, check=0).stdout
-    assert "endpoint.diabetes-batch          batch, default classifier-diabetes-mlflow" in status
-    assert "deployment.diabetes-batch/classifier-diabetes-mlflow  diabetes-mlflow v1" in status
-    assert "job.diabetes-batch               Completed" in status
+    lines = [" ".join(line.split()) for line in status.splitlines()]
+    assert "endpoint.diabetes-batch batch, default classifier-diabetes-mlflow" in lines
+    assert any(
+        line.startswith("deployment.diabetes-batch/classifier-diabetes-mlflow diabetes-mlflow v1")
+        for line in lines
+    )
+    assert any(line.startswith("job.diabetes-batch Completed") for line in lines)
+    columns = [re.match(r"  (\S+)( +)\S", line) for line in status.splitlines()]
+    widths = {m.end(2) for m in columns if m}
+    assert len(widths) == 1, status  # the columns line up past the longest name
     report = json.loads(run_mlrun("report", spec, "--format", "json", cwd=root, check=0).stdout)
     (endpoint,) = report["endpoints"]
     (output,) = endpoint["invoke"]["output"]

@@ -52,6 +52,8 @@ UPDATABLE: Mapping[str, frozenset[str]] = {
             "instance_type",
             "instance_count",
             "request_settings",
+            "compute",  # a batch deployment's: where and how it scores when called
+            "settings",
             "description",
             "tags",
         }

@@ -162,4 +162,8 @@ class AzureBackend:
         return jobs.run_url(run)
 
     def logs(self, run: Run, follow: bool, out) -> None:
+        if run.get("endpoint"):  # a batch job's log is its scoring step's
+            step = batch.scoring_step(self.session, run["id"])
+            if step is not None:
+                run = {**run, "id": step}
         jobs.logs(self.session, run, follow, out)

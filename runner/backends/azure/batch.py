@@ -19,7 +19,7 @@ from ...errors import UserError
 from ...records import Resource
 from ...spec import Input, Spec
 from .client import Session, _sdk_stderr
-from .endpoints import _environment, _model, _quiet_polling, _sdk_errors
+from .endpoints import _environment, _invoking, _model, _quiet_polling, _sdk_errors
 
 _default = threading.Lock()  # an endpoint's default is read and written by one thread at a time
 OUTPUT = "score"  # the output Azure's batch jobs write their results to
@@ -172,14 +172,25 @@ def delete(session: Session, kind: str, name: str) -> None:
     endpoint, _, dep = name.partition("/")
     with _sdk_errors(f"{kind}.{name}"):
         try:
-            if kind == "endpoint":
-                ml.batch_endpoints.get(endpoint)
-                ml.batch_endpoints.begin_delete(endpoint).result()
-            else:
+            current = ml.batch_endpoints.get(endpoint)
+            if kind == "deployment":
                 ml.batch_deployments.get(dep, endpoint)
-                ml.batch_deployments.begin_delete(dep, endpoint).result()
         except ResourceNotFoundError:
             return
+        default = (current.defaults.deployment_name if current.defaults else None) or ""
+        if kind == "deployment" and default.lower() == dep.lower():
+            # Azure keeps an endpoint's default deployment: another one becomes the default
+            # (the spec's own default is set by the endpoint's change); the last one is left to
+            # go with its endpoint (a replace makes it again in place; it bills nothing idle)
+            others = [d.name for d in ml.batch_deployments.list(endpoint) if d.name != dep]
+            if not others:
+                return
+            with _default:
+                _set_default(session, endpoint, others[0])
+        if kind == "endpoint":
+            ml.batch_endpoints.begin_delete(endpoint).result()
+        else:
+            ml.batch_deployments.begin_delete(dep, endpoint).result()
 
 
 def invoke(session: Session, endpoint: str, deployment: str, inp: Input, job_name: str) -> dict:
@@ -187,18 +198,40 @@ def invoke(session: Session, endpoint: str, deployment: str, inp: Input, job_nam
     it, so that a killed apply's call is found, not made again) scoring `inp` (a local file or
     folder the SDK uploads, or a data asset as written) with `deployment`."""
     from azure.ai.ml import Input as SdkInput
+    from azure.ai.ml.constants._endpoint import EndpointInvokeFields
 
     local = inp.local_path is not None and not inp.asset  # a data asset: the registered one
     path = str(inp.local_path) if local else str(inp.value)
-    with _sdk_errors(f"endpoint.{endpoint}"), _sdk_stderr():
-        job = session.ml().batch_endpoints.invoke(
-            endpoint_name=endpoint,
-            deployment_name=deployment,
-            input=SdkInput(type=inp.type or "uri_folder", path=path),
-            job_name=job_name,
-            experiment_name=endpoint,
-        )
+    # the SDK's invoke keeps its request headers (token, deployment) in one class-level dict,
+    # online endpoints' invoke too: one call at a time, and none of them kept after it
+    with _invoking:
+        headers = EndpointInvokeFields.DEFAULT_HEADER
+        try:
+            with _sdk_errors(f"endpoint.{endpoint}"), _sdk_stderr():
+                job = session.ml().batch_endpoints.invoke(
+                    endpoint_name=endpoint,
+                    deployment_name=deployment,
+                    input=SdkInput(type=inp.type or "uri_folder", path=path),
+                    job_name=job_name,
+                    experiment_name=endpoint,
+                )
+        finally:
+            for kept in (
+                EndpointInvokeFields.AUTHORIZATION,
+                EndpointInvokeFields.MODEL_DEPLOYMENT,
+                EndpointInvokeFields.REPEATABILITY_REQUEST_ID,
+            ):
+                headers.pop(kept, None)
     return {"studio_url": getattr(job, "studio_url", None) or ""}
+
+
+def scoring_step(session: Session, job_name: str) -> str | None:
+    """The name of the step of a batch job that scored (its logs are that step's, as a
+    pipeline's are its steps')."""
+    with _sdk_errors(f"run {job_name[:7]}"):
+        for child in session.ml().jobs.list(parent_job_name=job_name):
+            return child.name
+    return None
 
 
 def download(session: Session, job_name: str, folder: Path) -> None:
