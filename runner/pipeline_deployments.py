@@ -202,10 +202,9 @@ def _pipeline_only(
 def bind(comp: PipelineComponent, value: Any, named: dict) -> tuple[dict, list[tuple[tuple, str]]]:
     """A call's values by the component's input names (`value`, a call's input, binds its one
     uri input; `named` names them) and what is wrong with them: (where under the call, what)."""
-    declared, values = comp.inputs, {}
+    declared, values, uri = comp.inputs, {}, comp.uri_inputs
     wrong: list[tuple[tuple, str]] = []
     if value is not None:
-        uri = comp.uri_inputs
         if len(uri) == 1:
             values[uri[0]] = value
         else:
@@ -235,6 +234,8 @@ def bind(comp: PipelineComponent, value: Any, named: dict) -> tuple[dict, list[t
     for name, decl in declared.items():
         decl = mapping(decl)
         if name in values or "default" in decl or decl.get("path") is not None:
+            continue
+        if value is not None and name in uri:  # `input` meant one of them: said above
             continue
         if decl.get("optional") is not True:
             wrong.append(((), f"the call gives no value for input '{name}' of {comp.shown}"))
