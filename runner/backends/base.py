@@ -52,6 +52,9 @@ UPDATABLE: Mapping[str, frozenset[str]] = {
             "instance_type",
             "instance_count",
             "request_settings",
+            "component",  # a pipeline deployment's (its steps' content too)
+            "component_steps",
+            "content",
             "description",
             "tags",
         }
