@@ -373,7 +373,7 @@ class Applier:
             deployment = change.after["deployment"]
             comp = endpoint.deployments[deployment].component
             inp: Call = (
-                pipeline_deployments.call_inputs(self.spec, endpoint, comp)
+                batch.pipeline_inputs(self.spec, endpoint, comp)
                 if comp is not None
                 else batch.spec_input(self.spec, endpoint, remote=self.plan.target != "local")
             )
@@ -469,7 +469,7 @@ class Applier:
         dep = endpoint.deployments[deployment]
         submission: Submission = {"fingerprint": fp, "parts": {}, "compute": dep.compute}
         if isinstance(inp, dict):
-            job = pipeline_deployments.job(self.spec, endpoint, dep, inp)
+            job = batch.pipeline_job(self.spec, endpoint, dep, inp)
             steps = fingerprint.pipeline(job)
             submission["parts"], submission["steps"] = steps["parts"], steps["steps"]
             return self.backend.submit(
@@ -747,7 +747,7 @@ def score(
     with _locked(ctx, "mlrun invoke"):
         inp: Call
         if comp is not None:
-            inp = pipeline_deployments.call_inputs(ctx.spec, endpoint, comp, value, named)
+            inp = batch.pipeline_inputs(ctx.spec, endpoint, comp, value, named)
             after = pipeline_call(inp, deployment)
         else:
             inp = (

@@ -3,7 +3,8 @@ deployments, read and checked. An online deployment serves a model: an MLflow mo
 scoring script is served by MLflow's scoring server; a model with `code_configuration` by its
 script's init() and run(). A batch deployment (modelBatchDeployment) scores an input's files in
 mini-batches on a compute when its endpoint is invoked; a pipeline one (type: pipeline) runs a
-pipeline component (pipeline_deployments.py). Stdlib only: validate and plan read them."""
+pipeline component (pipeline_deployments.py checks them, batch.py runs a call). Stdlib only:
+validate and plan read them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .refs import is_local, mapping, parse_ref, relative_to, unresolved
 if TYPE_CHECKING:
     from .environments import Environment, Reader
     from .models import Model
-    from .pipeline_deployments import PipelineComponent
+    from .pipelines import Pipeline
     from .yamldoc import Doc
 
 ONLINE, BATCH = "online", "batch"
@@ -38,6 +39,7 @@ BATCH_DEFAULTS: dict[str, Any] = {
     "error_threshold": -1,
     "logging_level": "info",
 }
+URI_TYPES = ("uri_folder", "uri_file", "mltable")  # a pipeline deployment's call's `input` binds
 # fields of one kind of deployment that the other kind's schema does not have
 ONLINE_ONLY = (
     "instance_type",
@@ -68,6 +70,25 @@ class ModelRef:
     local: Path | None = None
     type: str | None = None  # mlflow_model, custom_model, triton_model; None: not known yet
     spec_model: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineComponent:
+    """A pipeline deployment's component: how plans name it, where its fields are in the spec,
+    the fields, and its steps as read with the deployment's settings."""
+
+    shown: str  # the file (relative to the spec's folder), azureml:NAME@latest, or inline
+    at: tuple
+    fields: dict
+    pipeline: Pipeline
+
+    @property
+    def inputs(self) -> dict:
+        return mapping(self.fields.get("inputs"))
+
+    @property
+    def uri_inputs(self) -> list[str]:
+        return [n for n, d in self.inputs.items() if mapping(d).get("type") in URI_TYPES]
 
 
 @dataclass(frozen=True)

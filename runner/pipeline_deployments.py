@@ -7,30 +7,27 @@ Read and checked offline, located: the component (a local pipelineComponent file
 or azureml:NAME@latest of the spec's components: that is a pipeline), the deployment's settings
 and the fields of model deployments it cannot have, the component's steps (as a pipeline job's
 are), and the inputs a call gives (`input` binds the component's one uri input, `inputs` names
-them). A call is a pipeline job (`job`) that the pipeline engine runs, named after the endpoint so
-that its runs are kept with the endpoint's other calls. Stdlib only."""
+them). A call is a pipeline job (batch.pipeline_job) that the pipeline engine runs, named after the
+endpoint so that its runs are kept with the endpoint's other calls. Stdlib and PyYAML only."""
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UserError, plural
+from .endpoints import PipelineComponent, check_compute
+from .errors import plural
 from .pipelines import LITERAL_TYPES, SETTINGS, strip_compute
-from .refs import MODEL_INPUT_TYPES, is_local, mapping, parse_ref, relative_to, unresolved
+from .refs import is_local, mapping, parse_ref, relative_to, unresolved
 
 if TYPE_CHECKING:
-    from .endpoints import Deployment, Endpoint
-    from .pipelines import Component, Pipeline, PipelineReader
+    from .pipelines import Component, PipelineReader
     from .records import Run
-    from .spec import Input, Job, Spec
     from .yamldoc import Doc
 
-URI_TYPES = ("uri_folder", "uri_file", "mltable")  # what a call's `input` binds
 # a model batch deployment's fields, which a pipeline deployment does not have
 MODEL_FIELDS = (
     "model",
@@ -40,25 +37,6 @@ MODEL_FIELDS = (
     "compute",
     "resources",
 )
-
-
-@dataclass(frozen=True)
-class PipelineComponent:
-    """A pipeline deployment's component: how plans name it, where its fields are in the spec,
-    the fields, and its steps as read with the deployment's settings."""
-
-    shown: str  # the file (relative to the spec's folder), azureml:NAME@latest, or inline
-    at: tuple
-    fields: dict
-    pipeline: Pipeline
-
-    @property
-    def inputs(self) -> dict:
-        return mapping(self.fields.get("inputs"))
-
-    @property
-    def uri_inputs(self) -> list[str]:
-        return [n for n, d in self.inputs.items() if mapping(d).get("type") in URI_TYPES]
 
 
 # --- reading and checking -------------------------------------------------------------------
@@ -93,8 +71,6 @@ def check(doc: Doc, at: tuple, fields: dict, computes: Collection) -> bool | Non
     """The deployment's own fields: none of a model deployment's, pipeline settings only, and a
     compute of the spec's as its default_compute. Whether that compute is one (None: not known,
     an expression)."""
-    from .endpoints import check_compute
-
     for key in MODEL_FIELDS:
         if key in fields:
             where = " (a pipeline deployment's is settings.default_compute)"
@@ -243,13 +219,14 @@ def bind(comp: PipelineComponent, value: Any, named: dict) -> tuple[dict, list[t
         kind = mapping(declared.get(name)).get("type")
         path = given.get("path") if isinstance(given, dict) else given
         if kind in LITERAL_TYPES and isinstance(given, dict):
-            wrong.append((_at(value, named, name), f"input '{name}' is a {kind}: give a value"))
-        elif kind not in LITERAL_TYPES and not isinstance(path, str):
-            wrong.append((_at(value, named, name), f"input '{name}' is a {kind}: give a path"))
+            wrong.append((given_at(named, name), f"input '{name}' is a {kind}: give a value"))
+        elif kind not in (*LITERAL_TYPES, None) and not isinstance(path, str):
+            wrong.append((given_at(named, name), f"input '{name}' is a {kind}: give a path"))
     return values, wrong
 
 
-def _at(value: Any, named: dict, name: str) -> tuple:
+def given_at(named: dict, name: str) -> tuple:
+    """Where a call gives input `name`: under inputs, or as its input."""
     return ("inputs", name) if name in named else ("input",)
 
 
@@ -262,7 +239,7 @@ def check_call(doc: Doc, at: tuple, invoke: dict, comp: PipelineComponent) -> No
     if wrong:
         return
     for name, given in values.items():
-        where = _at(invoke.get("input"), mapping(invoke.get("inputs")), name)
+        where = given_at(mapping(invoke.get("inputs")), name)
         where = at + where + (("path",) if isinstance(given, dict) else ())
         path = given.get("path") if isinstance(given, dict) else given
         kind = mapping(comp.inputs.get(name)).get("type")
@@ -270,117 +247,6 @@ def check_call(doc: Doc, at: tuple, invoke: dict, comp: PipelineComponent) -> No
             continue
         if not relative_to(doc, where, path).exists():
             doc.problem(where, f"input path '{path}' does not exist")
-
-
-def call_inputs(
-    spec: Spec,
-    endpoint: Endpoint,
-    comp: PipelineComponent,
-    value: str | None = None,
-    named: dict | None = None,
-) -> dict[str, Input]:
-    """A call's inputs: the endpoint's own call's (`invoke:`, paths relative to the file that
-    holds them), or those given by hand (mlrun invoke --input PATH, --set inputs.NAME=VALUE:
-    paths relative to where mlrun runs; what is left out takes the component's default, as
-    `az ml batch-endpoint invoke` does)."""
-    own = value is None and not named
-    if own:
-        given, named = endpoint.invoke.get("input"), mapping(endpoint.invoke.get("inputs"))
-        said = {"input": "invoke.input", "inputs": "invoke.inputs."}
-    else:
-        given, named = value, named or {}
-        said = {"input": "--input", "inputs": "--set inputs."}
-    values, wrong = bind(comp, given, named)
-    if wrong:
-        raise UserError(
-            f"endpoint {endpoint.name}: "
-            + "; ".join(
-                (f"{said[w[0]]}{w[1] if len(w) > 1 else ''}: " if w else "") + message
-                for w, message in wrong
-            )
-        )
-    out = {}
-    for name, v in values.items():
-        where = ("endpoints", endpoint.name, "invoke") + _at(given, named, name)
-        where += ("path",) if isinstance(v, dict) else ()
-
-        def local(path: str, where: tuple = where) -> Path:
-            return relative_to(spec.doc, where, path) if own else Path.cwd() / path
-
-        out[name] = _input(spec, comp, name, v, local)
-    return out
-
-
-def _input(
-    spec: Spec, comp: PipelineComponent, name: str, value: Any, local: Callable[[str], Path]
-) -> Input:
-    """One of a call's inputs: a literal, a registered model, a local path (resolved), or one of
-    the spec's data assets (batch.job_input's rules, as a model deployment's call has them)."""
-    from . import batch
-    from .spec import Input
-
-    decl = mapping(comp.inputs.get(name))
-    kind = decl.get("type")
-    if kind in LITERAL_TYPES:
-        return Input(name, None, value, None)
-    path = value.get("path") if isinstance(value, dict) else value
-    kind = value.get("type", kind) if isinstance(value, dict) else kind
-    if kind in MODEL_INPUT_TYPES and (ref := parse_ref(path)) is not None:
-        return Input(name, kind, path, None, model=ref)
-    found = batch.job_input(spec, {"type": kind or "uri_folder", "path": path}, base=local("."))
-    return replace(found, name=name)
-
-
-# --- a call as a pipeline job ---------------------------------------------------------------
-
-
-def job(spec: Spec, endpoint: Endpoint, dep: Deployment, inputs: dict[str, Input]) -> Job:
-    """The pipeline job a call of `dep` runs: the component's steps with the call's inputs (the
-    component's defaults for the rest), on the deployment's compute, named after the endpoint
-    and in the experiment of that name, as a model deployment's scoring job is."""
-    from .environments import Environment, Reader, shown, stand_ins
-    from .pipelines import PipelineReader
-    from .refs import local_inputs
-    from .spec import Job
-
-    comp = dep.component
-    assert comp is not None  # validate: a pipeline deployment has a component
-    given = {n: _value(i) for n, i in inputs.items()}
-    settings = {k: v for k, v in mapping(dep.fields.get("settings")).items() if k in SETTINGS}
-    fields = {
-        "type": "pipeline",
-        "display_name": f"{endpoint.name}-{dep.name}",
-        "experiment_name": endpoint.name,
-        "settings": settings,
-        "inputs": {**comp.inputs, **given},
-        "outputs": mapping(comp.fields.get("outputs")),
-        "jobs": comp.fields["jobs"],
-        "tags": {"mlrun.endpoint": endpoint.name, "mlrun.deployment": dep.name},
-    }
-    known = {("components", n, "environment"): e for n, e in spec.component_environments.items()}
-    reader = PipelineReader(
-        spec.doc,
-        Reader(spec.doc, local=True, report=False),  # validate said what is wrong
-        spec.components,
-        spec.environments,
-        stand_ins(spec.doc.data),
-        set(spec.computes),
-        local_inputs(spec.doc.data),
-        True,
-        spec.data,
-        known,
-    )
-    pipeline = reader.read(comp.at, fields)
-    return Job(endpoint.name, fields, None, env=Environment(shown(None)), pipeline=pipeline)
-
-
-def _value(inp: Input) -> Any:
-    """An input as a pipeline job's inputs: give it (a path resolved, a reference as written)."""
-    if inp.type is None:
-        return inp.value
-    if inp.local_path is not None and inp.asset is None:
-        return {"type": inp.type, "path": str(inp.local_path)}
-    return {"type": inp.type, "path": inp.value}
 
 
 def output_folders(run: Run, comp: PipelineComponent) -> dict[str, Path]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import cost, data as data_assets, endpoints, fingerprint, parallel, pipeline_deployments
+from . import batch, cost, data as data_assets, endpoints, fingerprint, parallel
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -234,7 +234,7 @@ def _invoke(spec: Spec, e: Endpoint) -> dict:
     called = e.deployments.get(e.invoke.get("deployment_name") or e.default_deployment or "")
     if called is not None and called.component is not None:
         try:
-            inputs = pipeline_deployments.call_inputs(spec, e, called.component)
+            inputs = batch.pipeline_inputs(spec, e, called.component)
         except UserError as err:  # apply says it (validate said what it could)
             return {"input": str(err), "deployment": called.name}
         return pipeline_call(inputs, called.name)
