@@ -12,17 +12,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import batch, endpoints, expiry, fingerprint, planfile, slots
+from . import batch, endpoints, expiry, fingerprint, pipeline_deployments, planfile, slots
 from .backends.base import TERMINAL, Backend
 from .changes import CREATE, DESTROY, NOOP, REPLACE, RUN, UPDATE, WAIT, Address, Change, Kind, Plan
 from .context import Context
+from .endpoints import Endpoint
 from .errors import UserError, plural
 from .formats import short
-from .plan import describe
+from .plan import describe, pipeline_call
 from .records import Actual, Run, Submission
 from .slots import Lease, Pool
 from .spec import Input, Spec
 from .state import Lock, State, now
+
+Call = Input | dict[str, Input]  # a batch call's input, or a pipeline deployment's inputs by name
 
 
 @dataclass(frozen=True)
@@ -374,8 +377,14 @@ class Applier:
             return
         endpoint = self.spec.endpoints[name]
         if endpoint.type == "batch":
-            inp = batch.spec_input(self.spec, endpoint, remote=self.plan.target != "local")
-            self.score(change.address, change.after["deployment"], inp, change.after)
+            deployment = change.after["deployment"]
+            comp = endpoint.deployments[deployment].component
+            inp: Call = (
+                batch.pipeline_inputs(self.spec, endpoint, comp)
+                if comp is not None
+                else batch.spec_input(self.spec, endpoint, remote=self.plan.target != "local")
+            )
+            self.score(change.address, deployment, inp, change.after)
             return
         file = endpoints.request_file(self.spec.doc, endpoint)
         assert file is not None  # validate: an invoke has a request file
@@ -399,19 +408,20 @@ class Applier:
         self.emit(Event(change.address, "called", f"{status}: {text[:200]}"))
 
     def score(
-        self, address: Address, deployment: str, inp: Input, after: dict, by_hand: bool = False
+        self, address: Address, deployment: str, inp: Call, after: dict, by_hand: bool = False
     ) -> Run:
-        """A batch endpoint's call: its scoring job (runner/batch.py) run as any job is, its runs
-        kept under the endpoint's name; one an earlier apply started for the same input and
-        deployment is waited for (or, ended, taken), never started again. The call's record keeps
-        the run and where its output is; a failed run is an error naming its logs. `by_hand`
-        (mlrun invoke): a new run, as `az ml batch-endpoint invoke` makes, not the lab's call."""
+        """A batch endpoint's call: its scoring job (runner/batch.py), or for a pipeline
+        deployment a pipeline job of its component's steps (runner/pipeline_deployments.py), run
+        as any job is, its runs kept under the endpoint's name; one an earlier apply started for
+        the same input and deployment is waited for (or, ended, taken), never started again. The
+        call's record keeps the run and where its output is; a failed run is an error naming its
+        logs. `by_hand` (mlrun invoke): a new run, as `az ml batch-endpoint invoke` makes, not
+        the lab's call."""
         name = address.name
         endpoint = self.spec.endpoints[name]
         record = self.state.resources.get(Address(Kind.DEPLOYMENT, f"{name}/{deployment}"))
         if record is None:
             raise UserError(f"{address}: deployment {name}/{deployment} is not deployed")
-        details = record.get("details") or {}
         fp = batch.fingerprint(after, record.get("attrs") or {})
         run = self.state.latest(name)
         same = (
@@ -424,42 +434,76 @@ class Applier:
             if run.get("status") not in TERMINAL:
                 run = self._wait_run(name, run)
         else:
-            self.emit(Event(address, "calling", f"{inp.value} -> {deployment}"))
-            compute = endpoint.deployments[deployment].compute
-            submission: Submission = {"fingerprint": fp, "parts": {}, "compute": compute}
-            run = self.backend.score(
-                self.spec,
-                endpoint,
-                deployment,
-                details,
-                inp,
-                submission,
-                on_start=lambda r: self.state.add_run(name, r),
-            )
+            sent = after["input"] if isinstance(inp, dict) else inp.value
+            self.emit(Event(address, "calling", f"{sent} -> {deployment}"))
+            run = self._call(endpoint, deployment, record.get("details") or {}, inp, fp)
             self.emit(Event(address, "Running", f"run {short(run['id'])}", run["id"]))
             run = self._wait_run(name, run)
         if not run.get("finalized"):
             self.backend.finalize(run)
             run = self.state.update_run(name, run["id"], finalized=True)
+        comp = endpoint.deployments[deployment].component
         if run["status"] != "Completed":
-            raise UserError(
-                f"{address}: the scoring job did not complete (run {short(run['id'])}: "
-                f"{run.get('error') or run['status']}); see mlrun logs {self.spec.path} {name}"
-            )
-        output = batch.output_folder(run)
+            raise UserError(self._call_failed(address, run, comp is not None))
+        output = batch.output_folder(run) if comp is None else None
+        outputs = pipeline_deployments.output_folders(run, comp) if comp is not None else {}
         if not by_hand:  # the lab's own call
+            details: dict = {"run": run["id"], "output": str(output) if output else None}
+            if comp is not None:
+                details["outputs"] = {n: str(p) for n, p in outputs.items()}
             self.state.set_resource(
                 address,
                 {
                     "kind": "invoke",
                     "name": name,
                     "attrs": after,
-                    "details": {"run": run["id"], "output": str(output) if output else None},
+                    "details": details,
                     "created_by_mlrun": True,
                 },
             )
-        self.emit(Event(address, "called", f"run {short(run['id'])}: output {output}", run["id"]))
+        said = (
+            f"output {output}"
+            if comp is None
+            else ", ".join(f"output {n} {p}" for n, p in outputs.items()) or "no outputs"
+        )
+        self.emit(Event(address, "called", f"run {short(run['id'])}: {said}", run["id"]))
         return run
+
+    def _call(self, endpoint: Endpoint, deployment: str, details: dict, inp: Call, fp: str) -> Run:
+        """Start the call's run: the scoring job of a model deployment, or the pipeline job of a
+        pipeline deployment's component (its steps fingerprinted as a pipeline job's are)."""
+        name = endpoint.name
+        dep = endpoint.deployments[deployment]
+        submission: Submission = {"fingerprint": fp, "parts": {}, "compute": dep.compute}
+        if isinstance(inp, dict):
+            job = batch.pipeline_job(self.spec, endpoint, dep, inp)
+            steps = fingerprint.pipeline(job)
+            submission["parts"], submission["steps"] = steps["parts"], steps["steps"]
+            return self.backend.submit(
+                self.spec, job, submission, on_start=lambda r: self.state.add_run(name, r)
+            )
+        return self.backend.score(
+            self.spec,
+            endpoint,
+            deployment,
+            details,
+            inp,
+            submission,
+            on_start=lambda r: self.state.add_run(name, r),
+        )
+
+    def _call_failed(self, address: Address, run: Run, pipeline: bool) -> str:
+        """What to say of a call whose run did not complete: a pipeline's failed step, and where
+        its logs are."""
+        name, why = address.name, run.get("error") or run["status"]
+        what = "pipeline job" if pipeline else "scoring job"
+        failed = [s for s, r in (run.get("steps") or {}).items() if r.get("status") == "Failed"]
+        step = f": step {failed[0]} failed" if failed else ""
+        logs = f"{name}/{failed[0]}" if failed else name
+        return (
+            f"{address}: the {what} did not complete (run {short(run['id'])}: {why}){step}; "
+            f"see mlrun logs {self.spec.path} {logs}"
+        )
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -683,24 +727,43 @@ class Locked:
         return outcome
 
 
-def score(ctx: Context, name: str, value: str | None, deployment: str | None, emit: Emit) -> Run:
+def score(
+    ctx: Context,
+    name: str,
+    value: str | None,
+    deployment: str | None,
+    emit: Emit,
+    named: dict | None = None,
+) -> Run:
     """mlrun invoke SPEC ENDPOINT [--input PATH]: a batch endpoint's scoring job, by hand (a path
     relative to where mlrun runs, or one of the spec's data assets; without one, the endpoint's
     own invoke input), its run kept with the lab's other calls; the endpoint's deployment must be
-    deployed (apply)."""
+    deployed (apply). A pipeline deployment's inputs are `value` (its one uri input) and `named`
+    (--set inputs.NAME=VALUE)."""
     endpoint = ctx.spec.endpoints[name]
     deployment = deployment or endpoint.default_deployment
     if deployment not in endpoint.deployments:
         names = ", ".join(sorted(endpoint.deployments)) or "none"
         raise UserError(f"endpoint {name} has no deployment '{deployment}' (deployments: {names})")
-    with _locked(ctx, "mlrun invoke"):
-        inp = (
-            batch.spec_input(ctx.spec, endpoint)
-            if value is None
-            else batch.job_input(ctx.spec, value, base=Path.cwd(), remote=ctx.target != "local")
+    comp = endpoint.deployments[deployment].component
+    if named and comp is None:
+        raise UserError(
+            f"deployment {name}/{deployment} is a model deployment: it scores one input "
+            "(--input), --set inputs.NAME=VALUE gives a pipeline deployment's"
         )
-        content = fingerprint.tree_digest(inp.local_path)[:16] if inp.local_path else None
-        after = {"input": inp.value, "content": content, "deployment": deployment}
+    with _locked(ctx, "mlrun invoke"):
+        inp: Call
+        if comp is not None:
+            inp = batch.pipeline_inputs(ctx.spec, endpoint, comp, value, named)
+            after = pipeline_call(inp, deployment)
+        else:
+            inp = (
+                batch.spec_input(ctx.spec, endpoint)
+                if value is None
+                else batch.job_input(ctx.spec, value, base=Path.cwd(), remote=ctx.target != "local")
+            )
+            content = fingerprint.tree_digest(inp.local_path)[:16] if inp.local_path else None
+            after = {"input": inp.value, "content": content, "deployment": deployment}
         plan = Plan(ctx.target, str(ctx.spec.path), "", "", 0, {})
         applier = Applier(plan, ctx.spec, {}, ctx.backend, ctx.state, emit)
         with ctx.state.journaled():

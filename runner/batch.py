@@ -6,21 +6,27 @@ script, or for an MLflow model without one the driver Azure's no-code deployment
 
 The job is named after the endpoint (its runs are kept under that name: `mlrun logs SPEC
 ENDPOINT`), runs in the experiment of that name, as Azure's do, and is fingerprinted by what the
-plan's invoke change holds (the deployment, its settings, the input's content)."""
+plan's invoke change holds (the deployment, its settings, the input's content).
+
+A pipeline deployment's call (pipeline_deployments.py) is a pipeline job of its component's steps
+with the call's inputs (`pipeline_inputs`, `pipeline_job`), named and fingerprinted the same way."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, endpoints
-from .endpoints import Deployment, Endpoint
-from .environments import Environment, shown
+from . import data as data_assets, endpoints, pipeline_deployments
+from .endpoints import Deployment, Endpoint, PipelineComponent
+from .environments import Environment, Reader, shown, stand_ins
 from .errors import UserError
+from .pipelines import LITERAL_TYPES, SETTINGS, PipelineReader
 from .records import Run
-from .refs import is_local, local_inputs, parse_ref
+from .refs import MODEL_INPUT_TYPES, is_local, local_inputs, mapping, parse_ref, relative_to
 from .spec import Input, Job, Spec
 
 INPUT = "data"  # the scoring job's input and output, as Azure names them
@@ -143,3 +149,108 @@ def _model_environment(details: dict) -> Environment:
         python=version,
         requirements=wanted,
     )
+
+
+# --- a pipeline deployment's call ----------------------------------------------------------
+
+
+def pipeline_inputs(
+    spec: Spec,
+    endpoint: Endpoint,
+    comp: PipelineComponent,
+    value: str | None = None,
+    named: dict | None = None,
+) -> dict[str, Input]:
+    """A call's inputs: the endpoint's own call's (`invoke:`, paths relative to the file that
+    holds them), or those given by hand (mlrun invoke --input PATH, --set inputs.NAME=VALUE:
+    paths relative to where mlrun runs; what is left out takes the component's default, as
+    `az ml batch-endpoint invoke` does)."""
+    own = value is None and not named
+    if own:
+        given, named = endpoint.invoke.get("input"), mapping(endpoint.invoke.get("inputs"))
+        said = {"input": "invoke.input", "inputs": "invoke.inputs."}
+    else:
+        given, named = value, named or {}
+        said = {"input": "--input", "inputs": "--set inputs."}
+    values, wrong = pipeline_deployments.bind(comp, given, named)
+    if wrong:
+        raise UserError(
+            f"endpoint {endpoint.name}: "
+            + "; ".join(
+                (f"{said[w[0]]}{w[1] if len(w) > 1 else ''}: " if w else "") + message
+                for w, message in wrong
+            )
+        )
+    out = {}
+    for name, v in values.items():
+        where = ("endpoints", endpoint.name, "invoke") + pipeline_deployments.given_at(named, name)
+        where += ("path",) if isinstance(v, dict) else ()
+
+        def local(path: str, where: tuple = where) -> Path:
+            return relative_to(spec.doc, where, path) if own else Path.cwd() / path
+
+        out[name] = _pipeline_input(spec, comp, name, v, local)
+    return out
+
+
+def _pipeline_input(
+    spec: Spec, comp: PipelineComponent, name: str, value: Any, local: Callable[[str], Path]
+) -> Input:
+    """One of a call's inputs: a literal, a registered model, a local path (resolved), or one of
+    the spec's data assets (job_input's rules, as a model deployment's call has them)."""
+    kind = mapping(comp.inputs.get(name)).get("type")
+    if kind in LITERAL_TYPES or (kind is None and not isinstance(value, dict)):
+        return Input(name, None, value, None)  # (an input of no type: a value, unless a path)
+    path = value.get("path") if isinstance(value, dict) else value
+    kind = value.get("type", kind) if isinstance(value, dict) else kind
+    if kind in MODEL_INPUT_TYPES and (ref := parse_ref(path)) is not None:
+        return Input(name, kind, path, None, model=ref)
+    found = job_input(spec, {"type": kind or "uri_folder", "path": path}, base=local("."))
+    return replace(found, name=name)
+
+
+# --- a call as a pipeline job ---------------------------------------------------------------
+
+
+def pipeline_job(spec: Spec, endpoint: Endpoint, dep: Deployment, inputs: dict[str, Input]) -> Job:
+    """The pipeline job a call of `dep` runs: the component's steps with the call's inputs (the
+    component's defaults for the rest), on the deployment's compute, named after the endpoint
+    and in the experiment of that name, as a model deployment's scoring job is."""
+    comp = dep.component
+    assert comp is not None  # validate: a pipeline deployment has a component
+    given = {n: _job_value(i) for n, i in inputs.items()}
+    settings = {k: v for k, v in mapping(dep.fields.get("settings")).items() if k in SETTINGS}
+    fields = {
+        "type": "pipeline",
+        "display_name": f"{endpoint.name}-{dep.name}",
+        "experiment_name": endpoint.name,
+        "settings": settings,
+        "inputs": {**comp.inputs, **given},
+        "outputs": mapping(comp.fields.get("outputs")),
+        "jobs": comp.fields["jobs"],
+        "tags": {"mlrun.endpoint": endpoint.name, "mlrun.deployment": dep.name},
+    }
+    known = {("components", n, "environment"): e for n, e in spec.component_environments.items()}
+    reader = PipelineReader(
+        spec.doc,
+        Reader(spec.doc, local=True, report=False),  # validate said what is wrong
+        spec.components,
+        spec.environments,
+        stand_ins(spec.doc.data),
+        set(spec.computes),
+        local_inputs(spec.doc.data),
+        True,
+        spec.data,
+        known,
+    )
+    pipeline = reader.read(comp.at, fields)
+    return Job(endpoint.name, fields, None, env=Environment(shown(None)), pipeline=pipeline)
+
+
+def _job_value(inp: Input) -> Any:
+    """An input as a pipeline job's inputs: give it (a path resolved, a reference as written)."""
+    if inp.type is None:
+        return inp.value
+    if inp.local_path is not None and inp.asset is None:
+        return {"type": inp.type, "path": str(inp.local_path)}
+    return {"type": inp.type, "path": inp.value}

@@ -323,7 +323,15 @@ def logs(spec, job, target, variables, follow) -> int:
     "--deployment",
     help="Call this deployment (else the traffic split picks one; batch: the default one).",
 )
-def invoke(spec, endpoint, target, variables, request_file, input_, deployment) -> int:
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="inputs.NAME=VALUE",
+    help="Batch, a pipeline deployment: give its component's input NAME (a value, a path or "
+    "azureml:DATA@latest); repeatable.",
+)
+def invoke(spec, endpoint, target, variables, request_file, input_, deployment, sets) -> int:
     """Call an online endpoint and print its answer (az ml online-endpoint invoke), or run a
     batch endpoint's scoring job and say where its output is (az ml batch-endpoint invoke)."""
     from .endpoints import request_file as spec_request
@@ -334,8 +342,8 @@ def invoke(spec, endpoint, target, variables, request_file, input_, deployment) 
         names = ", ".join(sorted(ctx.spec.endpoints)) or "none"
         raise UserError(f"{spec} has no endpoint '{endpoint}' (endpoints: {names})")
     if found.type == "batch":
-        return _score(ctx, endpoint, input_, deployment)
-    if input_ is not None:
+        return _score(ctx, endpoint, input_, deployment, _input_sets(sets))
+    if input_ is not None or sets:
         raise UserError(f"endpoint {endpoint} is an online endpoint: give --request-file")
     path = Path(request_file) if request_file else spec_request(ctx.spec.doc, found)
     if path is None:
@@ -352,17 +360,41 @@ def invoke(spec, endpoint, target, variables, request_file, input_, deployment) 
     return EXIT_OK
 
 
-def _score(ctx, endpoint: str, value: str | None, deployment: str | None) -> int:
-    """mlrun invoke of a batch endpoint: its scoring job, and the files of its output."""
-    from . import apply as engine, batch
+def _input_sets(pairs) -> dict:
+    """--set inputs.NAME=VALUE pairs as a mapping (values typed as --var values are)."""
+    from .spec import parse_var
 
-    if value is None and not ctx.spec.endpoints[endpoint].invoke.get("input"):
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        name = key.removeprefix("inputs.")
+        if not sep or not name or name == key:
+            raise UserError(f"--set {pair}: expected inputs.NAME=VALUE")
+        out[name] = parse_var(value)
+    return out
+
+
+def _score(ctx, endpoint: str, value: str | None, deployment: str | None, named: dict) -> int:
+    """mlrun invoke of a batch endpoint: its scoring job (a pipeline deployment's pipeline job),
+    and the files of its output (each of the pipeline's outputs)."""
+    from . import apply as engine, batch, pipeline_deployments
+
+    found = ctx.spec.endpoints[endpoint]
+    dep = found.deployments.get(deployment or found.default_deployment or "")
+    comp = dep.component if dep is not None else None
+    if comp is None and value is None and not named and not found.invoke.get("input"):
         raise UserError(f"endpoint {endpoint} has no invoke.input: pass --input")
 
     def say(event) -> None:
         click.echo(f"{event.address}  {event.status}  {event.message}".rstrip())
 
-    output = batch.output_folder(engine.score(ctx, endpoint, value, deployment, say))
+    run = engine.score(ctx, endpoint, value, deployment, say, named)
+    if comp is not None:
+        for folder in pipeline_deployments.output_folders(run, comp).values():
+            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+                click.echo(str(f))
+        return EXIT_OK
+    output = batch.output_folder(run)
     for f in sorted(output.iterdir()) if output is not None and output.is_dir() else []:
         click.echo(str(f))
     return EXIT_OK

@@ -82,7 +82,10 @@ class Context:
         return run
 
     def step_run(self, pipeline: str, step: str) -> Run:
-        """A step of the latest run of a pipeline, as a run of its own (its id, folder, status)."""
+        """A step of the latest run of a pipeline, as a run of its own (its id, folder, status);
+        of a batch endpoint's latest call of a pipeline deployment too."""
+        if pipeline not in self.spec.jobs and pipeline in self.spec.endpoints:
+            return self._call_step(pipeline, step)
         job = self.spec.jobs.get(pipeline)
         if job is None or job.pipeline is None:
             pipelines = [n for n, j in self.spec.jobs.items() if j.pipeline] or ["none"]
@@ -97,6 +100,22 @@ class Context:
         run = self.latest_run(pipeline)
         shown = job.pipeline.steps[step].fields.get("display_name") or step
         return self.backend.step_run(run, step, shown)
+
+    def _call_step(self, endpoint: str, step: str) -> Run:
+        """A step of a batch endpoint's latest call (a pipeline deployment's pipeline job)."""
+        run = self.latest_run(endpoint)
+        steps = list(run.get("steps") or {}) or [
+            s
+            for d in self.spec.endpoints[endpoint].deployments.values()
+            if d.component is not None
+            for s in d.component.pipeline.steps
+        ]
+        if step not in steps:
+            raise UserError(
+                f"endpoint {endpoint}'s latest call has no step '{step}' (steps: "
+                f"{', '.join(dict.fromkeys(steps)) or 'none'})"
+            )
+        return self.backend.step_run(run, step, step)
 
     def require_runs(self) -> None:
         if not self.state.jobs:

@@ -2,7 +2,9 @@
 deployments, read and checked. An online deployment serves a model: an MLflow model without a
 scoring script is served by MLflow's scoring server; a model with `code_configuration` by its
 script's init() and run(). A batch deployment (modelBatchDeployment) scores an input's files in
-mini-batches on a compute when its endpoint is invoked. Stdlib only: validate and plan read them."""
+mini-batches on a compute when its endpoint is invoked; a pipeline one (type: pipeline) runs a
+pipeline component (pipeline_deployments.py checks them, batch.py runs a call). Stdlib only:
+validate and plan read them."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .pipelines import SETTINGS as PIPELINE_SETTINGS
 from .refs import is_local, mapping, parse_ref, relative_to, unresolved
 
 if TYPE_CHECKING:
     from .environments import Environment, Reader
     from .models import Model
+    from .pipelines import Pipeline
     from .yamldoc import Doc
 
 ONLINE, BATCH = "online", "batch"
@@ -35,6 +39,7 @@ BATCH_DEFAULTS: dict[str, Any] = {
     "error_threshold": -1,
     "logging_level": "info",
 }
+URI_TYPES = ("uri_folder", "uri_file", "mltable")  # a pipeline deployment's call's `input` binds
 # fields of one kind of deployment that the other kind's schema does not have
 ONLINE_ONLY = (
     "instance_type",
@@ -68,6 +73,25 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class PipelineComponent:
+    """A pipeline deployment's component: how plans name it, where its fields are in the spec,
+    the fields, and its steps as read with the deployment's settings."""
+
+    shown: str  # the file (relative to the spec's folder), azureml:NAME@latest, or inline
+    at: tuple
+    fields: dict
+    pipeline: Pipeline
+
+    @property
+    def inputs(self) -> dict:
+        return mapping(self.fields.get("inputs"))
+
+    @property
+    def uri_inputs(self) -> list[str]:
+        return [n for n, d in self.inputs.items() if mapping(d).get("type") in URI_TYPES]
+
+
+@dataclass(frozen=True)
 class Deployment:
     endpoint: str
     name: str
@@ -77,6 +101,8 @@ class Deployment:
     scoring_script: str | None
     environment: Environment | None
     batch: bool = False  # a batch endpoint's (modelBatchDeployment), else an online one's
+    # a pipeline deployment's component (pipelineComponentBatchDeployment), read by validate
+    component: PipelineComponent | None = None
 
     @property
     def key(self) -> str:
@@ -97,9 +123,17 @@ class Deployment:
         return REQUEST_DEFAULTS | mapping(self.fields.get("request_settings"))
 
     @property
+    def is_pipeline(self) -> bool:
+        """A batch deployment of a pipeline component (type: pipeline)."""
+        return self.batch and self.fields.get("type") == "pipeline"
+
+    @property
     def compute(self) -> str | None:
-        """Batch: the compute it scores on (`azureml:` dropped)."""
+        """Batch: the compute it scores on (`azureml:` dropped); a pipeline deployment's
+        settings.default_compute."""
         value = self.fields.get("compute")
+        if self.is_pipeline:
+            value = mapping(self.fields.get("settings")).get("default_compute")
         return value.removeprefix("azureml:") if isinstance(value, str) else None
 
     @property
@@ -282,31 +316,36 @@ def _batch_deployment_checks(
     doc: Doc, at: tuple, dep: Deployment, computes: Collection[str]
 ) -> None:
     """A model batch deployment: a model, a compute of the spec, and a script with an
-    environment unless the model is an MLflow model (Azure writes its scoring script then)."""
+    environment unless the model is an MLflow model (Azure writes its scoring script then). A
+    pipeline deployment is checked by pipeline_deployments (it needs the spec's components)."""
     kind = dep.fields.get("type", "model")
     if kind == "pipeline":
-        doc.problem(
-            at + ("type",),
-            "pipeline component batch deployments are not run by mlrun yet (model deployments "
-            "are): issue 29",
-        )
         return
     if kind not in ("model",):
         doc.problem(at + ("type",), f"type {kind} is for online deployments")
         return
     if "model" not in dep.fields:
         doc.problem(at, "a model batch deployment needs a model", key=True)
+    if "component" in dep.fields:
+        doc.problem(
+            at + ("component",),
+            "component is a field of pipeline deployments (type: pipeline), not of a model "
+            "deployment",
+            key=True,
+        )
+    for key in mapping(dep.fields.get("settings")):
+        if key in PIPELINE_SETTINGS:
+            doc.problem(
+                at + ("settings", key),
+                f"{key} is a setting of pipeline deployments (type: pipeline), not of a model "
+                "deployment",
+                key=True,
+            )
     compute = dep.compute
     if compute is None:
         doc.problem(at, "a batch deployment needs a compute: compute: azureml:NAME", key=True)
-    elif compute not in computes and not unresolved(compute):
-        close = difflib.get_close_matches(compute, sorted(computes), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        defined = ", ".join(sorted(computes)) or "none"
-        doc.problem(
-            at + ("compute",),
-            f"'{compute}' is not a compute of this spec ({hint}defined: {defined})",
-        )
+    elif not unresolved(compute):
+        check_compute(doc, at + ("compute",), compute, computes)
     if dep.scoring_script is not None and dep.environment is None:
         doc.problem(
             at + ("code_configuration",),
@@ -318,6 +357,17 @@ def _batch_deployment_checks(
             f"a {dep.model.type} needs a scoring script (code_configuration) with run(mini_batch); "
             "only an MLflow model is scored without one",
         )
+
+
+def check_compute(doc: Doc, at: tuple, compute: str, computes: Collection[str]) -> bool:
+    """Whether a batch deployment's compute is one of the spec's (else said, at `at`)."""
+    if compute in computes:
+        return True
+    close = difflib.get_close_matches(compute, sorted(computes), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    defined = ", ".join(sorted(computes)) or "none"
+    doc.problem(at, f"'{compute}' is not a compute of this spec ({hint}defined: {defined})")
+    return False
 
 
 def _check_batch(doc: Doc, at: tuple, endpoint: Endpoint) -> None:
@@ -345,6 +395,18 @@ def _check_batch(doc: Doc, at: tuple, endpoint: Endpoint) -> None:
         doc.problem(
             at + ("invoke", "request_file"),
             "a batch endpoint is invoked with an input (invoke: {input: PATH}), not a request file",
+            key=True,
+        )
+    called = endpoint.deployments.get(dep if isinstance(dep, str) else "") or (
+        endpoint.deployments.get(endpoint.default_deployment or "")
+    )
+    if called is not None and called.is_pipeline:  # pipeline_deployments.check_call
+        return
+    if "inputs" in invoke:
+        doc.problem(
+            at + ("invoke", "inputs"),
+            "inputs name a pipeline deployment's inputs: a model deployment scores one input "
+            "(invoke: {input: PATH})",
             key=True,
         )
     value = invoke.get("input")

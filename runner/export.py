@@ -18,6 +18,9 @@ WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+PIPELINE_COMPONENT_SCHEMA = (
+    "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
+)
 DATA_SCHEMA = "https://azuremlschemas.azureedge.net/latest/data.schema.json"
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
@@ -82,8 +85,16 @@ def pipeline_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     )
     doc["inputs"] = _input_paths(spec, at, job.fields.get("inputs"), out_dir)
     doc["experiment_name"] = spec.experiment(job)
+    secrets = {n: s.secrets for n, s in job.pipeline.steps.items()} if job.pipeline else {}
+    doc["jobs"] = _steps(spec, at, job.fields.get("jobs") or {}, out_dir, secrets)
+    return {k: v for k, v in doc.items() if v not in (None, {})}
+
+
+def _steps(spec: Spec, at: tuple, jobs: dict, out_dir: Path, secrets: dict) -> dict:
+    """A pipeline's steps (at `at`), as pipeline_document writes them; `secrets`: each step's
+    secret environment variables, written as (sensitive)."""
     steps = {}
-    for name, fields in (job.fields.get("jobs") or {}).items():
+    for name, fields in jobs.items():
         step_at = at + ("jobs", name)
         step = dict(fields)
         comp = step.get("component")
@@ -97,13 +108,12 @@ def pipeline_document(spec: Spec, job: Job, out_dir: Path) -> dict:
         else:
             step = _code_paths(spec, step_at, step, out_dir)
         step["inputs"] = _input_paths(spec, step_at, step.get("inputs"), out_dir)
-        hidden = job.pipeline.steps[name].secrets if job.pipeline else frozenset()
+        hidden = secrets.get(name) or frozenset()
         for block in (step, step.get("component")):
             if hidden and isinstance(block, dict) and block.get("environment_variables"):
                 block["environment_variables"] = masked(block["environment_variables"], hidden)
         steps[name] = {k: v for k, v in step.items() if v not in (None, {})}
-    doc["jobs"] = steps
-    return {k: v for k, v in doc.items() if v not in (None, {})}
+    return steps
 
 
 def _registered_outputs(spec: Spec, ref: str, outputs) -> dict:
@@ -180,11 +190,25 @@ def data_document(spec: Spec, name: str, out_dir: Path) -> dict:
 
 
 def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
-    """A component of the spec's components: section as a commandComponent file in `out_dir`."""
+    """A component of the spec's components: section as a commandComponent file in `out_dir`
+    (a pipeline component as a pipelineComponent file, its steps as pipeline_document's)."""
     fields = (spec.doc.data.get("components") or {}).get(name) or {}
-    doc: dict = {"$schema": COMPONENT_SCHEMA, "name": name}
-    doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
     at = ("components", name)
+    if fields.get("type") == "pipeline":
+        doc: dict = {"$schema": PIPELINE_COMPONENT_SCHEMA, "name": name}
+        doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
+        secrets = {  # a step's variables secret by name (spec.read_doc marks them)
+            step: frozenset(
+                p[-1]
+                for p in spec.doc.secret
+                if p[: len(at) + 2] == at + ("jobs", step) and "environment_variables" in p
+            )
+            for step in fields.get("jobs") or {}
+        }
+        doc["jobs"] = _steps(spec, at, fields.get("jobs") or {}, out_dir, secrets)
+        return doc
+    doc = {"$schema": COMPONENT_SCHEMA, "name": name}
+    doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
     if is_local(fields.get("code")):
         doc["code"] = _rel(relative_to(spec.doc, at + ("code",), fields["code"]), out_dir)
     if isinstance(fields.get("environment"), dict):

@@ -185,11 +185,22 @@ def component(spec, name: str) -> str:
     code = fields.get("code")
     folder = relative_to(spec.doc, ("components", name, "code"), code) if is_local(code) else None
     env = spec.component_environments.get(name)
+    steps = {}  # a pipeline component's: each step's code (its own, or its component file's)
+    for step, block in (
+        (fields.get("jobs") or {}).items() if fields.get("type") == "pipeline" else ()
+    ):
+        at = ("components", name, "jobs", step)
+        inline = isinstance(block.get("component"), dict)
+        code = (block["component"] if inline else block).get("code")
+        if is_local(code):
+            found = relative_to(spec.doc, at + (("component",) if inline else ()) + ("code",), code)
+            steps[step] = _content(found)
     return _digest(
         {
             "fields": {k: v for k, v in fields.items() if k not in ("version", "$schema")},
             "code": _content(folder) if folder else None,
             "environment": env.digest if env else None,
+            **({"steps": steps} if steps else {}),
         }
     )
 

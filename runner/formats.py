@@ -71,3 +71,21 @@ def share(endpoint: dict, dep: dict) -> str:
     if dep.get("compute"):
         return "default" if endpoint.get("default") == dep["name"] else "-"
     return f"{dep['traffic']}%"
+
+
+def served(dep: dict) -> str:
+    """What a deployment serves: its model, or a pipeline deployment's component."""
+    if dep.get("component"):
+        return f"pipeline {dep['component']}"
+    return dep.get("model") or "-"
+
+
+def placed(dep: dict) -> str:
+    """Where a deployment runs: its instances, a batch one's nodes of its compute, or a pipeline
+    deployment's steps on theirs."""
+    if dep.get("component"):
+        steps = dep.get("steps") or []
+        return f"{len(steps)} step{'' if len(steps) == 1 else 's'} on {dep.get('compute')}"
+    if dep.get("compute"):
+        return f"{(dep.get('settings') or {}).get('instance_count', 1)} x {dep['compute']}"
+    return f"{dep.get('instance_count')} x {dep.get('instance_type')}"

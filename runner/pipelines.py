@@ -479,6 +479,9 @@ class PipelineReader:
                     key=True,
                 )
             target = None
+            if isinstance(value, dict):  # {type: mlflow_model, path: ${{parent.outputs.model}}}
+                path = value.get("path")  # (another path: where Azure ML writes it; a folder here)
+                value = path if isinstance(path, str) and PARENT.match(path) else None
             if isinstance(value, str) and (m := PARENT.match(value)) and m.group(1) == "outputs":
                 target = m.group(2)
                 if target not in parent_outputs:

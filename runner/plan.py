@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import cost, data as data_assets, endpoints, fingerprint, parallel
+from . import batch, cost, data as data_assets, endpoints, fingerprint, parallel
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -33,8 +33,8 @@ from .errors import UserError, plural
 from .formats import short
 from .models import Model
 from .records import Actual, Resource, Run, StepRecord
-from .refs import local_inputs
-from .spec import Job, Spec
+from .refs import local_inputs, mapping
+from .spec import Input, Job, Spec
 
 # --- the desired model ---------------------------------------------------------------------------
 
@@ -159,6 +159,8 @@ def _endpoint(e: Endpoint) -> dict:
 
 def _deployment(d: Deployment) -> dict:
     """What a deployment serves and on what: a change to any of it is a new deployment of it."""
+    if d.component is not None:
+        return _pipeline_deployment(d)
     attrs: dict[str, Any] = {"model": d.model.shown if d.model else None}
     if d.batch:  # where and how it scores when invoked
         attrs |= {"compute": d.compute, "settings": d.batch_settings}
@@ -188,9 +190,54 @@ def _deployment(d: Deployment) -> dict:
     return attrs
 
 
+def _pipeline_deployment(d: Deployment) -> dict:
+    """A pipeline deployment: its component (and the content of its steps: commands, code,
+    environments, inputs, as a pipeline job's steps are fingerprinted), where its steps run."""
+    assert d.component is not None
+    job = Job(d.key, {}, None, pipeline=d.component.pipeline)
+    settings = mapping(d.fields.get("settings"))
+    attrs: dict[str, Any] = {
+        "model": None,
+        "component": d.component.shown,
+        "content": fingerprint.combine(fingerprint.pipeline(job)["parts"])[:16],
+        "component_steps": list(d.component.pipeline.steps),
+        "compute": d.compute,
+        "settings": {"continue_on_step_failure": settings.get("continue_on_step_failure") is True},
+    }
+    for key in ("description", "tags"):
+        if key in d.fields:
+            attrs[key] = d.fields[key]
+    return attrs
+
+
+def pipeline_call(inputs: dict[str, Input], deployment: str) -> dict:
+    """A call of a pipeline deployment: its inputs as written (`input`, what plans show), the
+    digest of each local one's content, the deployment."""
+    return {
+        "input": ", ".join(f"{n}={i.value}" for n, i in inputs.items()) or "(no inputs)",
+        "inputs": {
+            n: {
+                "value": i.value,
+                "content": fingerprint.tree_digest(i.local_path)[:16]
+                if i.local_path is not None and i.local_path.exists()
+                else None,
+            }
+            for n, i in inputs.items()
+        },
+        "deployment": deployment,
+    }
+
+
 def _invoke(spec: Spec, e: Endpoint) -> dict:
     """An endpoint's call: what it sends (a request file, or a batch endpoint's input) and the
     digest of its content, so that a changed request or input is called again."""
+    called = e.deployments.get(e.invoke.get("deployment_name") or e.default_deployment or "")
+    if called is not None and called.component is not None:
+        try:
+            inputs = batch.pipeline_inputs(spec, e, called.component)
+        except UserError as err:  # apply says it (validate said what it could)
+            return {"input": str(err), "deployment": called.name}
+        return pipeline_call(inputs, called.name)
     if e.type == "batch":
         found = endpoints.batch_input(spec.doc, e)
         if isinstance(found, str):  # one of the spec's data assets: its content
@@ -529,6 +576,18 @@ def describe(kind: str, a: dict) -> str:
         traffic = ", ".join(f"{d} {w}%" for d, w in (a.get("traffic") or {}).items())
         return f"{a.get('type')}, {a.get('auth_mode')} auth" + (
             f", traffic {traffic}" if traffic else ""
+        )
+    if kind == "deployment" and a.get("component"):
+        # `pipeline component scoring.yml on cpu-cluster: 2 steps (prepare, score)`
+        steps = a.get("component_steps") or []
+        going = (
+            ", continue on step failure"
+            if (a.get("settings") or {}).get("continue_on_step_failure")
+            else ""
+        )
+        return (
+            f"pipeline component {a['component']} on {a.get('compute') or 'no compute'}: "
+            f"{plural(len(steps), 'step')} ({', '.join(steps)}){going}"
         )
     if kind == "deployment" and a.get("compute"):
         # `diabetes-mlflow v1 on aml-cluster: 2 x 2 at once, mini-batches of 2 files, append_row`

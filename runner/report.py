@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UserError, plural
-from .formats import duration, num, share, short, signed, status_word, sweep_line
+from .formats import duration, num, placed, served, share, short, signed, status_word, sweep_line
 
 if TYPE_CHECKING:
     from .context import Context
@@ -300,6 +300,8 @@ def endpoints(state) -> list[dict]:
                         "instance_count": info.get("instance_count"),
                         "compute": info.get("compute"),
                         "settings": info.get("settings"),
+                        "component": info.get("component"),  # a pipeline deployment's
+                        "steps": info.get("component_steps"),
                         "traffic": traffic.get(dep, 0),
                         "down": (d.get("details") or {}).get("down"),
                     }
@@ -323,7 +325,12 @@ def endpoints(state) -> list[dict]:
                 "answer": answered.get("answer"),
                 "at": answered.get("at"),
                 "run_id": answered.get("run"),
-                "output": _output_files(answered.get("output")),
+                "output": _output_files(answered.get("output"))
+                + [  # a pipeline deployment's call: each of its outputs
+                    f
+                    for out in (answered.get("outputs") or {}).values()
+                    for f in _output_files(out)
+                ],
             }
         found.append(
             {
@@ -632,10 +639,8 @@ def render_markdown(report: dict) -> str:
             [
                 [
                     d["name"],
-                    d["model"] or "-",
-                    f"{d['settings']['instance_count']} x {d['compute']}"
-                    if d["compute"]
-                    else f"{d['instance_count']} x {d['instance_type']}",
+                    served(d),
+                    placed(d),
                     share(e, d),
                     f"down: {d['down']}" if d["down"] else "ready" if d["compute"] else "running",
                 ]

@@ -10,7 +10,7 @@ import html
 import math
 import re
 
-from .formats import duration, num, share, signed, sweep_line
+from .formats import duration, num, placed, served, share, signed, sweep_line
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626")
 STATUS_CLASS = {
@@ -253,12 +253,8 @@ def _endpoint(e: dict) -> str:
     rows = [
         [
             f"<code>{_e(d['name'])}</code>",
-            _e(d["model"] or "-"),
-            _e(
-                f"{d['settings']['instance_count']} x {d['compute']}"
-                if d.get("compute")
-                else f"{d['instance_count']} x {d['instance_type']}"
-            ),
+            _e(served(d)),
+            _e(placed(d)),
             _e(share(e, d)),
             _badge("Failed") + f" {_e(d['down'])}"
             if d["down"]

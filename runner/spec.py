@@ -431,6 +431,10 @@ def read_doc(
             _secret_names(doc, ("jobs", job) + at)
     for name in mapping(doc.data.get("components")) if isinstance(doc.data, dict) else ():
         _secret_names(doc, ("components", name, "environment_variables"))
+    for at in _pipeline_components(doc.data):  # their steps' variables, by name
+        for step in mapping(_get(doc.data, at + ("jobs",))):
+            _secret_names(doc, at + ("jobs", step, "environment_variables"))
+            _secret_names(doc, at + ("jobs", step, "component", "environment_variables"))
     for where, (what, at) in hook.secret.items():
         if where[:1] == ("variables",):
             continue  # a secret variable's own default (resolve_variables saw it)
@@ -444,6 +448,20 @@ def read_doc(
                 at=at,
             )
     return doc, values, fresh
+
+
+def _pipeline_components(data: Any) -> list[tuple]:
+    """Where the spec's pipeline components are: in components:, and batch deployments' own."""
+    found: list[tuple] = [
+        ("components", name)
+        for name, c in mapping(mapping(data).get("components")).items()
+        if mapping(c).get("type") == "pipeline"
+    ]
+    for name, endpoint in mapping(mapping(data).get("endpoints")).items():
+        for dep, block in mapping(mapping(endpoint).get("deployments")).items():
+            if isinstance(mapping(block).get("component"), dict):
+                found.append(("endpoints", name, "deployments", dep, "component"))
+    return found
 
 
 def _secret_names(doc: Doc, at: tuple) -> None:
@@ -504,15 +522,35 @@ def _include(doc: Doc, hook: Resolver) -> None:
     for name, job in mapping(doc.data.get("jobs")).items():
         if isinstance(job, dict) and job.get("type") == "pipeline":
             _include_components(doc, ("jobs", name), job, hook)
+    for name, comp in mapping(doc.data.get("components")).items():  # a pipeline component's
+        if isinstance(comp, dict) and comp.get("type") == "pipeline":  # steps' component files
+            _include_components(doc, ("components", name), comp, hook)
     for name, endpoint in mapping(doc.data.get("endpoints")).items():  # deployment files
         deployments = mapping(endpoint.get("deployments") if isinstance(endpoint, dict) else None)
         for dep, block in deployments.items():
+            at = ("endpoints", name, "deployments", dep)
             if isinstance(block, dict) and isinstance(block.get("file"), str):
-                at = ("endpoints", name, "deployments", dep)
                 if unresolved(block["file"]):
                     doc.broken.add(at)
                 else:
-                    deployments[dep] = _merge_include(doc, at, block, hook)
+                    deployments[dep] = block = _merge_include(doc, at, block, hook)
+            if isinstance(block, dict) and block.get("type") == "pipeline":
+                _include_pipeline_component(doc, at, block, hook)
+
+
+def _include_pipeline_component(doc: Doc, at: tuple, deployment: dict, hook: Resolver) -> None:
+    """A pipeline batch deployment's `component: pipeline.yml` (or file:pipeline.yml), an
+    unmodified pipelineComponent file read in place of the reference, then its steps' component
+    files (paths in each stay relative to the file that holds them)."""
+    ref = deployment.get("component")
+    where = at + ("component",)
+    if isinstance(ref, str) and not ref.startswith("azureml:") and not unresolved(ref):
+        file = ref[len("file:") :] if ref.startswith("file:") else ref
+        merged = _merge_include(doc, where, {"file": file}, hook, what="component file")
+        if "file" not in merged:  # read (else the problem is said)
+            deployment["component"] = ref = merged
+    if isinstance(ref, dict) and ref.get("type") == "pipeline":
+        _include_components(doc, where, ref, hook)
 
 
 def _include_components(doc: Doc, at: tuple, pipeline: dict, hook: Resolver) -> None:

@@ -99,7 +99,13 @@ def render(data: dict) -> str:
         if r.get("kind") == "endpoint":  # where it answers (a batch one: its default)
             detail = details.get("scoring_uri") or planning.describe("endpoint", attrs)
         if r.get("kind") == "invoke" and details.get("run"):  # a batch call: its run, its output
-            detail = f"run {short(details['run'])}, output {details.get('output')}"
+            outputs = details.get("outputs")  # a pipeline deployment's call: each of its outputs
+            said = (
+                ", ".join(f"output {n} {p}" for n, p in outputs.items()) or "no outputs"
+                if isinstance(outputs, dict)
+                else f"output {details.get('output')}"
+            )
+            detail = f"run {short(details['run'])}, {said}"
         if r.get("kind") == "deployment" and attrs.get("compute"):  # batch: how it scores
             detail = planning.describe("deployment", attrs)
         elif r.get("kind") == "deployment":  # its servers' health, and its share of traffic

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -17,6 +18,7 @@ from . import (
     expiry,
     models as model_assets,
     parallel,
+    pipeline_deployments,
     pipelines,
 )
 from .backends import targets
@@ -29,6 +31,7 @@ from .refs import (
     local_inputs,
     mapping,
     model_ref,
+    parse_ref,
     relative_to,
     run_block,
     unresolved as _unresolved,
@@ -367,24 +370,34 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
             env = reader.job(where, comp.fields["environment"], defined, substitutes)
             sections.environments[where] = env
     computes = set(_dicts(data.get("computes")))
+
+    def steps_reader(envs: environments.Reader = reader) -> pipelines.PipelineReader:
+        return pipelines.PipelineReader(
+            doc,
+            envs,
+            components,
+            defined,
+            substitutes,
+            computes,
+            local_inputs(data),
+            local,
+            sections.data,
+            sections.environments,
+            runs,
+        )
+
+    def read_pipeline(at: tuple, block: dict) -> None:
+        _check_nested(doc, at, block, components)
+        sections.pipelines[at] = found = steps_reader().read(at, block)
+        for step in found.steps.values():
+            _check_buildable(doc, at + ("jobs", step.name), step.env, local, runs)
+
+    for name, comp in components.items():  # a pipeline component's steps, checked once
+        if comp.fields.get("type") == "pipeline":
+            read_pipeline(("components", name), comp.fields)
     for name, job in _dicts(data.get("jobs")).items():
         if job.get("type") == "pipeline":
-            steps = pipelines.PipelineReader(
-                doc,
-                reader,
-                components,
-                defined,
-                substitutes,
-                computes,
-                local_inputs(data),
-                local,
-                sections.data,
-                sections.environments,
-                runs,
-            )
-            sections.pipelines[("jobs", name)] = found = steps.read(("jobs", name), job)
-            for step in found.steps.values():
-                _check_buildable(doc, ("jobs", name, "jobs", step.name), step.env, local, runs)
+            read_pipeline(("jobs", name), job)
             continue
         at = ("jobs", name) + run_block(job)
         block = mapping(job.get(at[2])) if len(at) > 2 else job
@@ -396,6 +409,14 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
     sections.endpoints = endpoints.read(
         doc, data, reader, sections.models, defined, substitutes, computes
     )
+    quiet = steps_reader(environments.Reader(doc, local=local, report=False))
+    for endpoint in sections.endpoints.values():
+        _read_pipeline_deployments(doc, endpoint, components, computes, steps_reader(), quiet)
+        for dep in endpoint.deployments.values():
+            if dep.component is not None and dep.component.at[0] != "components":
+                for step in dep.component.pipeline.steps.values():
+                    where = dep.component.at + ("jobs", step.name)
+                    _check_buildable(doc, where, step.env, local, runs)
     jobs = _dicts(data.get("jobs"))
     for endpoint in sections.endpoints.values():
         if endpoint.type == "batch" and endpoint.name in jobs:
@@ -410,6 +431,49 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
                 where = ("endpoints", endpoint.name, "deployments", dep.name)
                 sections.environments[where] = dep.environment
                 _check_buildable(doc, where, dep.environment, local, runs)
+
+
+def _read_pipeline_deployments(
+    doc: Doc,
+    endpoint: endpoints.Endpoint,
+    components: dict,
+    computes: set,
+    steps: pipelines.PipelineReader,
+    quiet: pipelines.PipelineReader,
+) -> None:
+    """The endpoint's pipeline deployments checked and their components read (kept on each
+    deployment), and the endpoint's own call of one checked against its component's inputs."""
+    at = ("endpoints", endpoint.name)
+    for name, dep in endpoint.deployments.items():
+        if not dep.is_pipeline:
+            continue
+        where = at + ("deployments", name)
+        comp_at = where + ("component",)
+        if isinstance(dep.fields.get("component"), dict):
+            _check_nested(doc, comp_at, dep.fields["component"], components)
+        found = pipeline_deployments.read(
+            doc, where, dep.fields, components, computes, steps, quiet
+        )
+        endpoint.deployments[name] = dataclasses.replace(dep, component=found)
+    called = endpoint.invoke.get("deployment_name") or endpoint.default_deployment
+    target = endpoint.deployments.get(called) if isinstance(called, str) else None
+    if endpoint.invoke and target is not None and target.component is not None:
+        pipeline_deployments.check_call(doc, at + ("invoke",), endpoint.invoke, target.component)
+
+
+def _check_nested(doc: Doc, at: tuple, block: dict, components: dict) -> None:
+    """A step runs a command component: a pipeline component of the spec's is not a step (mlrun
+    runs one as a batch deployment; pipelines do not nest)."""
+    for step, fields in _dicts(block.get("jobs")).items():
+        ref = parse_ref(fields.get("component"))
+        comp = components.get(ref[0]) if ref else None
+        nested = comp is not None and comp.fields.get("type") == "pipeline"
+        if nested or mapping(fields.get("component")).get("type") == "pipeline":
+            doc.problem(
+                at + ("jobs", step, "component"),
+                "a step runs a command component, not a pipeline component: pipelines do not "
+                "nest here (a pipeline component runs as a batch deployment, type: pipeline)",
+            )
 
 
 def _check_buildable(doc: Doc, at: tuple, env, local: bool, runs: bool) -> None:

@@ -175,7 +175,10 @@ endpoints:
         "mean 'batch-cluster'? defined: batch-cluster)"
     ) in out
     assert f"{at}.deployments.custom.model.path: model path './model' does not exist" in out
-    assert f"{at}.deployments.piped.type: pipeline component batch deployments are not run" in out
+    assert (
+        f"{at}.deployments.piped.compute: compute is a field of model batch deployments, not of a "
+        "pipeline deployment (a pipeline deployment's is settings.default_compute)"
+    ) in out
     assert f"{at}.deployments.bare: a batch deployment needs a compute" in out
     assert f"{at}.invoke.request_file: a batch endpoint is invoked with an input" in out
     assert f"{at}.invoke.input: input path './missing' does not exist" in out

@@ -54,6 +54,9 @@ UPDATABLE: Mapping[str, frozenset[str]] = {
             "request_settings",
             "compute",  # a batch deployment's: where and how it scores when called
             "settings",
+            "component",  # a pipeline deployment's (its steps' content too)
+            "component_steps",
+            "content",
             "description",
             "tags",
         }

@@ -213,6 +213,8 @@ class LocalBackend:
             return {"path": str(serving.folder(self.root, name))}
         if kind == "endpoint":
             return serving.create_endpoint(self.root, name, attrs)
+        if kind == "deployment" and attrs.get("component"):
+            return self._pipeline_deployment(name)
         if kind == "deployment" and attrs.get("compute"):
             return self._batch_deployment(name)
         if kind == "deployment":
@@ -305,6 +307,29 @@ class LocalBackend:
                 dep.environment, key, where / "build.log", server=False
             )
         return {**details, "python": python, "runs_on": runs_on}
+
+    def _pipeline_deployment(self, key: str) -> dict:
+        """A pipeline deployment: nothing runs until its endpoint is invoked; the registered
+        models its steps read are looked up now and their environments built, so that a
+        deployment that could not run fails here, as Azure's fails to create."""
+        endpoint, _, name = key.partition("/")
+        dep = self.spec.endpoints[endpoint].deployments[name]
+        assert dep.component is not None  # validate read it
+        where = serving.folder(self.root, endpoint) / "deployments" / name
+        where.mkdir(parents=True, exist_ok=True)
+        for step in dep.component.pipeline.steps.values():
+            what = f"deployment {key}: step {step.name}"
+            for inp, source in step.inputs.items():
+                if source.kind == "model":
+                    self._model_path(source.value, f"{what}: input '{inp}'")
+            try:
+                self._base(step.env, where)
+            except envs.BuildFailed as e:
+                raise UserError(
+                    f"{what}: environment {step.env.shown} did not build "
+                    f"({where / 'azureml-logs' / '20_image_build_log.txt'}): {e}"
+                ) from None
+        return {"path": str(where), "component": dep.component.shown}
 
     def _script_python(
         self, env: Environment, key: str, log: Path, server: bool = True

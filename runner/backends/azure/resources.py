@@ -13,7 +13,13 @@ from typing import Any
 from ...changes import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ...records import Actual, Resource, Run, RunChange, StateDoc
 from ...spec import Spec
-from . import batch
+from .batch import (
+    create_endpoint as create_batch_endpoint,
+    delete as delete_batch,
+    deploy as deploy_batch,
+    is_batch,
+    live as live_batch,
+)
 from .client import Session, _sdk_stderr
 from .endpoints import (
     KINDS as SERVED,
@@ -144,8 +150,8 @@ def _live(
     if kind in ASSETS:
         return _live_asset(session, spec, kind, name, record or {})
     if kind in SERVED:
-        if batch.is_batch(kind, record):
-            return batch.live(session, kind, name)
+        if is_batch(kind, record):
+            return live_batch(session, kind, name)
         return live_served(session, kind, name, record or {})
     try:
         c = session.ml().compute.get(name)
@@ -273,11 +279,11 @@ def create(
             return _create_data(session, spec, name, attrs)
         if kind == "endpoint":
             if attrs.get("type") == "batch":
-                return batch.create_endpoint(session, name, attrs, lab_tags)
+                return create_batch_endpoint(session, name, attrs, lab_tags)
             return create_endpoint(session, name, attrs, lab_tags)
         if kind == "deployment":
             if attrs.get("compute"):  # a batch deployment scores on a compute
-                return batch.deploy(session, spec, name, attrs, lab_tags)
+                return deploy_batch(session, spec, name, attrs, lab_tags)
             return deploy(session, spec, name, attrs, lab_tags)
         if kind == "workspace":
             from azure.ai.ml.entities import Workspace
@@ -430,8 +436,8 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
             return  # it was there before mlrun: never deleted
         if kind in SERVED:
             if rg_exists(session) and session.get_workspace() is not None:
-                if batch.is_batch(kind, record):
-                    batch.delete(session, kind, name)
+                if is_batch(kind, record):
+                    delete_batch(session, kind, name)
                 else:
                     delete_served(session, kind, name)
         elif kind == "resource_group":
