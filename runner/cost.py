@@ -121,11 +121,19 @@ def line(cost: dict, target: str) -> str:
     """`cost: $0.56/h while running, $0.00/h idle (USD retail, eastus, prices as of 2026-12-01,
     live)`; a local plan's says what the computes would cost on Azure."""
     head = "cost" if targets.get(target).bills else "cost on azure"
-    missing = f"; not priced: {', '.join(cost['not_priced'])}" if cost["not_priced"] else ""
+    where = f"{cost['currency']} retail, {cost['region']}, prices as of {cost['as_of']}, "
+    missing = ", ".join(cost["not_priced"])
+    if missing and not any(i["unit_price"] is not None for i in cost["items"]):
+        # nothing priced: an unknown price is said so, never $0.00
+        return (
+            f"{head}: not known (no {cost['region']} price for {missing}: {cost['currency']} "
+            f"retail prices as of {cost['as_of']}, {cost['source']})"
+        )
+    least = "at least " if missing else ""  # some sizes priced: what is known, a floor
     return (
-        f"{head}: {money(cost['per_hour_running'])}/h while running, "
-        f"{money(cost['per_hour_idle'])}/h idle ({cost['currency']} retail, {cost['region']}, "
-        f"prices as of {cost['as_of']}, {cost['source']}{missing}; disks, storage and networking "
+        f"{head}: {least}{money(cost['per_hour_running'])}/h while running, "
+        f"{least}{money(cost['per_hour_idle'])}/h idle ({where}{cost['source']}"
+        f"{'; not priced: ' + missing if missing else ''}; disks, storage and networking "
         "not priced)"
     )
 

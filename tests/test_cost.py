@@ -218,3 +218,21 @@ def test_an_online_deployment_bills_from_its_start_until_deleted(tmp_path, monke
     assert item["cost_so_far"] == round(0.293 * 2 * 2, 2)
     # one the spec no longer has is not priced from a guess: it is left to the plan's destroy
     assert cost.billable(spec, {}, now.timestamp(), {"gone/blue": {}}) == []
+
+
+def test_an_unknown_price_is_never_shown_as_zero(tmp_path):
+    # was: `cost on azure: $0.00/h while running ... not priced: STANDARD_DS11_V2` in westus
+    off = {"MLRUN_PRICES_URL": "off"}  # the bundled table answers
+    (tmp_path / "lab.yaml").write_text(LAB.replace("eastus", "westus"))
+    data = json.loads(plan(tmp_path, off, "--json").stdout)["cost"]
+    assert data["not_priced"] == ["STANDARD_DS11_V2", "Standard_NC6s_v3"]
+    line = plan(tmp_path, off).stdout.splitlines()[-2]
+    assert line == (
+        "cost on azure: not known (no westus price for STANDARD_DS11_V2, Standard_NC6s_v3: USD "
+        f"retail prices as of {data['as_of']}, bundled)"
+    )
+    # one size priced, one not: what is known is a floor
+    (tmp_path / "lab.yaml").write_text(LAB.replace("Standard_NC6s_v3", "Standard_M128"))
+    line = plan(tmp_path, off).stdout.splitlines()[-2]
+    assert line.startswith("cost on azure: at least $0.19/h while running, at least $0.00/h idle")
+    assert "; not priced: Standard_M128; disks" in line
