@@ -342,11 +342,11 @@ class PipelineReader:
             return None
         if comp_type != "parallel":
             return None
-        if step_type != "parallel":
-            self.problem(
+        if step_type != "parallel" and isinstance(block.get("component"), str):
+            self.problem(  # (a component file or an inline one says its type itself)
                 at,
-                "a step that runs a parallel component needs type: parallel "
-                "(Azure ML loads it as a command step otherwise)",
+                f"a step that runs registered parallel component {block['component']} needs "
+                "type: parallel (azure-ai-ml loads a step without a type as a command step)",
                 key=True,
             )
         fields = {k: comp[k] for k in parallel.FIELDS if k in comp}
