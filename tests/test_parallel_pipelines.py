@@ -432,6 +432,18 @@ def test_export_writes_a_pipeline_with_parallel_steps_that_load_job_reads(applie
     scorer = load_component(out / "components" / "scorer.yml")
     assert (scorer.type, scorer.input_data) == ("parallel", "${{inputs.data}}")
     assert (out / "components" / scorer.task.code).resolve() == (applied["root"] / "src").resolve()
+    # and imported back, a spec whose pipelines have the same steps, each as it runs
+    back = tmp_path / "back" / "lab.yaml"
+    back.parent.mkdir()
+    files = ["workspace.yml", "computes/cpu.yml", "components/scorer.yml", "jobs/chain.yml"]
+    run_mlrun("import", *[out / f for f in files], "-o", back, cwd=tmp_path, check=0)
+    plan = run_mlrun("plan", back, cwd=tmp_path, check=0).stdout
+    assert (
+        "      > score                    first run; parallel, 1 x 2 workers, mini-batches of 2 "
+        "files\n"
+        "      > rescore                  first run; parallel, 1 x 1 workers, mini-batches of 3 "
+        "files\n"
+    ) in plan
 
 
 @pytest.mark.azure
