@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from .errors import plural
 from .refs import EXPR, mapping, unresolved
 
@@ -159,6 +157,8 @@ def _files(folder: Path, pattern: str = "**/*") -> list[Path]:
 
 
 def _mltable(folder: Path) -> Source:
+    import yaml  # (only here: a pipeline's controller imports this module, and reads no MLTable)
+
     try:
         table = yaml.safe_load((folder / "MLTable").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as e:
