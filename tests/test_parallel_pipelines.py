@@ -5,6 +5,7 @@ worker processes and a real MLflow store (one apply of a lab of two pipelines, o
 past its error threshold, is shared by most tests); located errors of bad parallel steps; the
 export azure-ai-ml loads; and a run on the loopback Azure emulator."""
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -236,10 +237,14 @@ def test_each_step_is_a_child_run_and_a_parallel_steps_counts_are_its_metrics(ap
     assert [a.path for a in client.list_artifacts(run_id, "logs/user/stdout")] == [
         "logs/user/stdout/node0"
     ]
-    # timed as any step: inside its pipeline's run, after the step it reads
-    make = chain["make"]
-    assert parent.info.start_time <= make.info.end_time <= score.info.start_time
-    assert score.info.start_time < score.info.end_time <= parent.info.end_time
+    # timed as any step: inside its pipeline's run, after the step it reads has ended
+    times = {
+        n: json.loads((step_folder(applied["root"], "chain", n) / "exit.json").read_text())
+        for n in ("make", "score")
+    }
+    assert times["make"]["ended"] <= times["score"]["started"] < times["score"]["ended"]
+    assert parent.info.start_time <= score.info.start_time < score.info.end_time
+    assert score.info.end_time <= parent.info.end_time
 
 
 def test_logs_status_and_report_show_the_parallel_step(applied):
@@ -259,7 +264,7 @@ def test_logs_status_and_report_show_the_parallel_step(applied):
     assert f"      {'score':<29}Completed  run {score[:7]}\n" in status
     table = run_mlrun("report", spec, cwd=root, check=0).stdout
     assert re.search(
-        r"step     score: FINISHED, [0-9.]+s  items_failed=0  items_processed=6  "
+        r"step     score: Completed, [0-9.]+s  items_failed=0  items_processed=6  "
         r"mini_batches_failed=0  mini_batches_succeeded=3  rows_appended=6\n",
         table,
     )
@@ -268,16 +273,21 @@ def test_logs_status_and_report_show_the_parallel_step(applied):
 def test_a_failed_mini_batch_past_the_error_threshold_fails_the_step_and_the_pipeline(applied):
     out = applied["proc"].stdout + applied["proc"].stderr
     failing = applied["parents"]["failing"].info.run_id
+    why = "exit code 1: error_threshold 0 exceeded: 2 items failed (the last: mini-batch 2 failed)"
     assert (
-        f"error: 1 job did not complete: failing (run {failing[:7]}: exit code 1: step score "
-        "failed: error_threshold 0 exceeded: 2 items failed (the last: mini-batch 2 failed)); "
-        "see mlrun logs lab.yaml failing\n"
+        f"error: 1 job did not complete: failing (run {failing[:7]}: step score failed ({why})); "
+        "see mlrun logs lab.yaml failing/score\n"
     ) in out
     steps = applied["steps"]["failing"]
     assert {n: r.info.status for n, r in steps.items()} == {"make": "FINISHED", "score": "FAILED"}
     assert steps["score"].data.metrics["items_failed"] == 2
     assert applied["parents"]["failing"].info.status == "FAILED"
     root, spec = applied["root"], applied["spec"]
+    status = run_mlrun("status", spec, cwd=root, check=0).stdout
+    assert (
+        f"  {'job.failing':<33}Failed     run {failing[:7]} "
+        f"exit code 1: step score failed ({why})\n"
+    ) in status
     log = run_mlrun("logs", spec, "failing", cwd=root, check=0).stdout
     assert "[pipeline] step score Failed (exit code 1)\n" in log
     assert "[pipeline] step after canceled: the pipeline is stopping\n" in log
