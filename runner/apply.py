@@ -57,19 +57,25 @@ class Outcome:
         details, logs = [], []
         for n in self.failed:
             run = self.runs[n]
-            steps = {k: v for k, v in (run.get("steps") or {}).items() if v["status"] == "Failed"}
-            why = ", ".join(  # a pipeline's: the steps that failed, not its controller's exit
-                f"step {k} failed" + (f" ({v['error']})" if v.get("error") else "")
-                for k, v in steps.items()
-            )
-            details.append(
-                f"{n} (run {short(run['id'])}: {why or run.get('error') or run['status']})"
-            )
-            logs.append(f"{n}/{next(iter(steps))}" if steps else n)
+            why, step = why_failed(run)
+            details.append(f"{n} (run {short(run['id'])}: {why})")
+            logs.append(f"{n}/{step}" if step else n)
         return (
             f"{plural(len(self.failed), 'job')} did not complete: {', '.join(details)}; "
             f"see mlrun logs {spec_path} {logs[0]}"
         )
+
+
+def why_failed(run: Run) -> tuple[str, str | None]:
+    """Why a run did not complete, and a pipeline's first failed step (None: not a pipeline,
+    or none of its steps failed): the steps that failed and their reasons, not the controller's
+    exit code; else the run's error or status."""
+    steps = {k: v for k, v in (run.get("steps") or {}).items() if v.get("status") == "Failed"}
+    why = ", ".join(
+        f"step {k} failed" + (f" ({v['error']})" if v.get("error") else "")
+        for k, v in steps.items()
+    )
+    return why or run.get("error") or run["status"], next(iter(steps), None)
 
 
 class Applier:
@@ -495,13 +501,11 @@ class Applier:
     def _call_failed(self, address: Address, run: Run, pipeline: bool) -> str:
         """What to say of a call whose run did not complete: a pipeline's failed step, and where
         its logs are."""
-        name, why = address.name, run.get("error") or run["status"]
         what = "pipeline job" if pipeline else "scoring job"
-        failed = [s for s, r in (run.get("steps") or {}).items() if r.get("status") == "Failed"]
-        step = f": step {failed[0]} failed" if failed else ""
-        logs = f"{name}/{failed[0]}" if failed else name
+        why, step = why_failed(run)
+        logs = f"{address.name}/{step}" if step else address.name
         return (
-            f"{address}: the {what} did not complete (run {short(run['id'])}: {why}){step}; "
+            f"{address}: the {what} did not complete (run {short(run['id'])}: {why}); "
             f"see mlrun logs {self.spec.path} {logs}"
         )
 

@@ -17,6 +17,9 @@ PARALLEL_SCHEMA = "https://azuremlschemas.azureedge.net/latest/parallelJob.schem
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
+PARALLEL_COMPONENT_SCHEMA = (
+    "https://azuremlschemas.azureedge.net/latest/parallelComponent.schema.json"
+)
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 PIPELINE_COMPONENT_SCHEMA = (
     "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
@@ -133,8 +136,11 @@ def _registered_outputs(spec: Spec, ref: str, outputs) -> dict:
 
 
 def _code_paths(spec: Spec, at: tuple, block: dict, out_dir: Path) -> dict:
-    """An inline step's or component's code folder and environment files relative to `out_dir`."""
+    """An inline step's or component's code folder and environment files relative to `out_dir`
+    (a parallel step's or component's: its task's)."""
     block = dict(block)
+    if isinstance(block.get("task"), dict):
+        block["task"] = _code_paths(spec, at + ("task",), block["task"], out_dir)
     if is_local(block.get("code")):
         block["code"] = _rel(relative_to(spec.doc, at + ("code",), block["code"]), out_dir)
     if isinstance(block.get("environment"), dict):
@@ -190,8 +196,9 @@ def data_document(spec: Spec, name: str, out_dir: Path) -> dict:
 
 
 def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
-    """A component of the spec's components: section as a commandComponent file in `out_dir`
-    (a pipeline component as a pipelineComponent file, its steps as pipeline_document's)."""
+    """A component of the spec's components: section as a commandComponent (or
+    parallelComponent) file in `out_dir`; a pipeline component as a pipelineComponent file, its
+    steps as pipeline_document's."""
     fields = (spec.doc.data.get("components") or {}).get(name) or {}
     at = ("components", name)
     if fields.get("type") == "pipeline":
@@ -207,14 +214,10 @@ def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
         }
         doc["jobs"] = _steps(spec, at, fields.get("jobs") or {}, out_dir, secrets)
         return doc
-    doc = {"$schema": COMPONENT_SCHEMA, "name": name}
+    schema = PARALLEL_COMPONENT_SCHEMA if fields.get("type") == "parallel" else COMPONENT_SCHEMA
+    doc = {"$schema": schema, "name": name}
     doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
-    if is_local(fields.get("code")):
-        doc["code"] = _rel(relative_to(spec.doc, at + ("code",), fields["code"]), out_dir)
-    if isinstance(fields.get("environment"), dict):
-        doc["environment"] = _environment_paths(
-            spec, at + ("environment",), fields["environment"], out_dir
-        )
+    doc = _code_paths(spec, at, doc, out_dir)
     doc.setdefault("type", "command")
     return doc
 

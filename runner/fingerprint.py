@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .pipelines import Step
+from .refs import mapping
 from .spec import Job
 
 SKIP_DIRS = {".git", "__pycache__", ".mlrun", ".ipynb_checkpoints", ".pytest_cache"}
@@ -115,14 +116,15 @@ def parts(job: Job) -> dict:
             if job.is_sweep
             else {}
         ),
-        **({"parallel": _digest(_parallel(job))} if job.is_parallel else {}),
+        **({"parallel": _digest(_parallel(job.fields))} if job.is_parallel else {}),
     }
 
 
-def _parallel(job: Job) -> dict:
-    """What a parallel job's result depends on beyond a command job's parts."""
-    task = {k: v for k, v in job.trial.items() if k not in ("code", "environment")}
-    return {**{k: job.fields.get(k) for k in PARALLEL_FIELDS}, "task": task}
+def _parallel(fields: dict) -> dict:
+    """What a parallel job's (or step's) result depends on beyond a command job's parts."""
+    given = fields.get("task")
+    task = {k: v for k, v in mapping(given).items() if k not in ("code", "environment")}
+    return {**{k: fields.get(k) for k in PARALLEL_FIELDS}, "task": task}
 
 
 def _content(path: Path) -> str | None:
@@ -149,6 +151,7 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
         "environment_variables": _digest(step.shown_env_vars),
         "outputs": _digest(sorted(step.outputs)),
         "upstream": _digest({u: upstream.get(u) for u in step.upstream}),
+        **({"parallel": _digest(_parallel(step.parallel))} if step.parallel is not None else {}),
     }
 
 

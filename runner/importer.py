@@ -37,7 +37,9 @@ def kind(data: dict, path: Path) -> str:
         ("commandjob.schema", "job"),
         ("sweepjob.schema", "job"),
         ("pipelinejob.schema", "job"),
+        ("paralleljob.schema", "job"),
         ("commandcomponent.schema", "component"),
+        ("parallelcomponent.schema", "component"),
         ("environment.schema", "environment"),
         ("data.schema", "data"),
     ):

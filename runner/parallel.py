@@ -17,27 +17,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from .errors import plural
 from .refs import EXPR, mapping, unresolved
 
 if TYPE_CHECKING:
     from .yamldoc import Doc
-
-
-class Job(Protocol):
-    """What describe() and notes() read of a spec.Job (validate, which spec imports, imports this
-    module: it cannot import spec)."""
-
-    name: str
-    fields: dict
-    inputs: dict
-
-    @property
-    def is_parallel(self) -> bool: ...
 
 
 SIZE = re.compile(r"^([0-9]+)([kKmMgG][bB])?$")
@@ -50,6 +36,20 @@ DEFAULT_TIMEOUT = 60
 APPEND_FILE = "parallel_run_step.txt"  # Azure's default append_row file name
 READERS = ("read_delimited", "read_parquet", "read_json_lines")
 INPUT_TYPES = ("uri_folder", "uri_file", "mltable")
+# a parallel job's own fields (beside its inputs, outputs, compute...): what a parallel component
+# holds and a pipeline step running one may set again
+FIELDS = (
+    "input_data",
+    "mini_batch_size",
+    "partition_keys",
+    "resources",
+    "max_concurrency_per_instance",
+    "error_threshold",
+    "mini_batch_error_threshold",
+    "logging_level",
+    "retry_settings",
+    "task",
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ def batch_size(value: Any) -> tuple[str, int] | None:
         return None
     unit = (m.group(2) or "").lower()
     return ("bytes", int(m.group(1)) * UNITS[unit]) if unit else ("files", int(m.group(1)))
+
+
+def command(task: dict) -> str:
+    """What a parallel task runs, as plans and fingerprints show it: the entry script and its
+    program arguments."""
+    return f"{task.get('entry_script', '')} {task.get('program_arguments') or ''}".strip()
 
 
 def _int(value: Any, default: int) -> int:
@@ -151,6 +157,8 @@ def _files(folder: Path, pattern: str = "**/*") -> list[Path]:
 
 
 def _mltable(folder: Path) -> Source:
+    import yaml  # (only here: a pipeline's controller imports this module, and reads no MLTable)
+
     try:
         table = yaml.safe_load((folder / "MLTable").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as e:
@@ -223,10 +231,10 @@ def mini_batches(files: list[Path], batch: tuple[str, int] | None, tabular: bool
 # --- plan ----------------------------------------------------------------------------------------
 
 
-def describe(job: Job, path: Path | None) -> str:
+def describe(fields: dict, kind: str | None, path: Path | None) -> str:
     """`parallel, 2 x 2 workers, mini-batches of 10kb: 12 files in 3 mini-batches` (the count
-    when the input is a local folder mlrun can read now)."""
-    s = settings(job.fields)
+    when the input, of type `kind`, is at a local `path` mlrun can read now)."""
+    s = settings(fields)
     size = s.batch_text
     if s.batch and s.batch[0] == "files":
         size = plural(s.batch[1], "file")
@@ -234,7 +242,6 @@ def describe(job: Job, path: Path | None) -> str:
         f"parallel, {s.instance_count} x {s.per_instance} workers, "
         f"mini-batches of {size or 'the default size'}"
     )
-    kind = job.inputs[s.input_name].type if s.input_name in job.inputs else None
     if path is None or not path.exists():
         return text
     try:
@@ -246,18 +253,16 @@ def describe(job: Job, path: Path | None) -> str:
     return f"{text}: {plural(len(found.files), 'file')} in {batches}"
 
 
-def notes(job: Job, path: Path | None) -> list[str]:
-    """What a parallel job does differently on the local target, said plainly."""
-    if not job.is_parallel:
-        return []
-    s = settings(job.fields)
+def notes(what: str, fields: dict, kind: str | None, path: Path | None) -> list[str]:
+    """What a parallel job (`what`: `parallel job NAME`, or a pipeline's step) does differently
+    on the local target, said plainly; `path` is its input (of type `kind`) when it is local."""
+    s = settings(fields)
     workers = plural(s.workers, "worker process", "worker processes")
     out = [
-        f"note: parallel job {job.name} runs {workers} "
+        f"note: {what} runs {workers} "
         f"on this machine ({s.instance_count} node(s) x {s.per_instance}); mini-batches hold whole "
         "files, in name order"
     ]
-    kind = job.inputs[s.input_name].type if s.input_name in job.inputs else None
     if path is not None and kind == "mltable" and path.exists():
         try:
             found = source(path, kind)
@@ -265,12 +270,12 @@ def notes(job: Job, path: Path | None) -> list[str]:
             return out
         if found.tabular is not None and s.batch and s.batch[0] == "bytes":
             out.append(
-                f"note: parallel job {job.name} reads tabular data: locally a mini-batch is whole "
-                f"files up to {s.batch_text} (Azure ML may split a file by size)"
+                f"note: {what} reads tabular data: locally a mini-batch is whole files up to "
+                f"{s.batch_text} (Azure ML may split a file by size)"
             )
         if found.ignored:
             out.append(
-                f"note: parallel job {job.name}: the MLTable's transformations "
+                f"note: {what}: the MLTable's transformations "
                 f"{', '.join(found.ignored)} are not applied locally (its files are read as "
                 "they are)"
             )
@@ -280,9 +285,23 @@ def notes(job: Job, path: Path | None) -> list[str]:
 # --- validate ------------------------------------------------------------------------------------
 
 
-def check(doc: Doc, at: tuple, job: dict, declared: dict, code: Path | None, runs: bool) -> None:
-    """The semantic checks of a parallel job (the schema checked the shapes), located."""
+def check(
+    doc: Doc,
+    at: tuple,
+    job: dict,
+    declared: dict,
+    code: Path | None,
+    runs: bool,
+    origin: dict[str, tuple] | None = None,
+) -> None:
+    """The semantic checks of a parallel job (the schema checked the shapes), located: at `at`,
+    or for a key `origin` names, where that key was written (a pipeline step's settings come
+    from its parallel component, unless the step sets them again)."""
     task = mapping(job.get("task"))
+
+    def where(*keys: str) -> tuple:
+        return (origin or {}).get(keys[0], at) + keys
+
     inputs, outputs = declared["inputs"], declared["outputs"]
     data = job.get("input_data")
     if data is None:
@@ -290,52 +309,52 @@ def check(doc: Doc, at: tuple, job: dict, declared: dict, code: Path | None, run
     elif isinstance(data, str) and not unresolved(data):
         name = binding(data, "inputs")
         if name is None:
-            doc.problem(at + ("input_data",), f"'{data}' must be ${{{{inputs.NAME}}}}, one input")
+            doc.problem(where("input_data"), f"'{data}' must be ${{{{inputs.NAME}}}}, one input")
         elif name not in inputs:
             known = ", ".join(sorted(inputs)) or "none"
             doc.problem(
-                at + ("input_data",), f"'{data}' is not declared in inputs (declared: {known})"
+                where("input_data"), f"'{data}' is not declared in inputs (declared: {known})"
             )
         elif isinstance(inputs[name], dict):
             kind = inputs[name].get("type", "uri_folder")
             if kind not in INPUT_TYPES:
                 doc.problem(
-                    at + ("input_data",),
+                    where("input_data"),
                     f"input '{name}' is {kind}: input_data takes {', '.join(INPUT_TYPES)}",
                 )
         else:
-            doc.problem(at + ("input_data",), f"input '{name}' is a literal, not data")
+            doc.problem(where("input_data"), f"input '{name}' is a literal, not data")
     append = task.get("append_row_to")
     if isinstance(append, str):
         name = binding(append, "outputs")
         if name is None:
-            doc.problem(at + ("task", "append_row_to"), f"'{append}' must be ${{{{outputs.NAME}}}}")
+            doc.problem(where("task", "append_row_to"), f"'{append}' must be ${{{{outputs.NAME}}}}")
         elif name not in outputs:
             known = ", ".join(sorted(outputs)) or "none"
             doc.problem(
-                at + ("task", "append_row_to"),
+                where("task", "append_row_to"),
                 f"'{append}' is not declared in outputs (declared: {known})",
             )
     kind = task.get("type")
     if isinstance(kind, str) and kind != "run_function":
         doc.problem(
-            at + ("task", "type"),
+            where("task", "type"),
             f"a {kind} task runs on Azure ML only: the local target runs run_function tasks",
             severity="error" if runs else "warning",
         )
     if job.get("partition_keys"):
         doc.problem(
-            at + ("partition_keys",),
+            where("partition_keys"),
             "partition_keys runs on Azure ML only: locally mini-batches are made by "
             "mini_batch_size",
             severity="error" if runs else "warning",
         )
     script = task.get("entry_script")
     if kind == "run_function" and script is None:
-        doc.problem(at + ("task",), "missing required key 'entry_script'", key=True)
+        doc.problem(where("task"), "missing required key 'entry_script'", key=True)
     elif isinstance(script, str) and code is not None and code.is_dir():
         if not (code / script).is_file():
             doc.problem(
-                at + ("task", "entry_script"),
+                where("task", "entry_script"),
                 f"entry script '{script}' is not in the code folder '{task.get('code')}'",
             )

@@ -1,7 +1,9 @@
 """Pipeline jobs (type: pipeline) and components, as Azure ML CLI v2 has them.
 
 A pipeline's steps are inline command jobs or components (a component file read in by spec.py,
-an inline one, or `azureml:NAME:VERSION` / `azureml:NAME@latest` of the spec's `components:`).
+an inline one, or `azureml:NAME:VERSION` / `azureml:NAME@latest` of the spec's `components:`);
+a `type: parallel` step is an inline parallel job or runs a parallel component, whose settings the
+step may set again, checked as a parallel job is (parallel.check).
 A step's inputs are literals, assets, or bindings: `${{parent.inputs.X}}` (the pipeline's input)
 and `${{parent.jobs.STEP.outputs.Y}}` (another step's output, which orders the two); a step's
 output may feed the pipeline's own (`${{parent.outputs.Z}}`). Reading a pipeline resolves all of
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets
+from . import data as data_assets, parallel
 from .environments import Environment, Reader, parse_ref
 from .refs import (
     LOCAL_INPUT_TYPES,
@@ -74,6 +76,9 @@ class Step:
     fields: dict = field(default_factory=dict)  # display_name, tags, resources, ...
     secrets: frozenset = frozenset()  # names of env_vars whose values are secret
     output_files: dict[str, str] = field(default_factory=dict)  # uri_file outputs: name -> file
+    # a parallel step's settings and task (parallel.settings reads them), else None
+    parallel: dict | None = None
+    input_types: dict[str, str] = field(default_factory=dict)  # data inputs: name -> type
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -83,6 +88,15 @@ class Step:
     @property
     def upstream(self) -> list[str]:
         return sorted({s.value[0] for s in self.inputs.values() if s.kind == "step"})
+
+    @property
+    def data(self) -> tuple[str | None, Path | None]:
+        """A parallel step's input_data: the type of the input it names, and the local folder
+        (or file) that is, when it is one (another step's output is not there yet)."""
+        name = parallel.settings(self.parallel or {}).input_name or ""
+        source = self.inputs.get(name)
+        path = source.value if source is not None and source.kind == "path" else None
+        return self.input_types.get(name), path
 
 
 @dataclass
@@ -102,6 +116,15 @@ class Pipeline:
                     out.add(s.name)
                     todo.append(s.name)
         return out
+
+
+@dataclass
+class ParallelFields:
+    """A parallel step's parallel settings and task (its component's, with the step's own over
+    them), and where each was written."""
+
+    fields: dict
+    origin: dict[str, tuple]
 
 
 @dataclass
@@ -144,6 +167,7 @@ class PipelineReader:
         self.remote_severity = "error" if runs else "warning"
         self.defined_envs, self.substitutes = defined_envs, substitutes
         self.computes, self.stand_ins, self.local = computes, stand_ins, local
+        self.runs = runs  # plan and apply: what stops a run on this target is an error
         self.assets = assets or {}  # the spec's data assets by name
         # each Environment read, by where the spec names it (sections.Sections.environments)
         self.environments: dict = {} if environments is None else environments
@@ -206,17 +230,22 @@ class PipelineReader:
         blocks: dict,
     ) -> Step:
         comp, comp_at, shown = self.component(at, block)
-        command = comp["command"] if isinstance(comp.get("command"), str) else ""
-        code_ref = comp.get("code")
-        code = relative_to(self.doc, comp_at + ("code",), code_ref) if is_local(code_ref) else None
-        env_value = block.get("environment", comp.get("environment"))
+        par = self.parallel_fields(at, block, comp, comp_at)
+        if par is not None:  # what runs is its task
+            runs, runs_at = mapping(par.fields.get("task")), par.origin["task"] + ("task",)
+            command = parallel.command(runs)
+        else:
+            runs, runs_at = comp, comp_at
+            command = comp["command"] if isinstance(comp.get("command"), str) else ""
+        code_ref = runs.get("code")
+        code = relative_to(self.doc, runs_at + ("code",), code_ref) if is_local(code_ref) else None
+        env_value = block.get("environment", runs.get("environment"))
         if env_value is None and not self.local and command:
+            what = "a parallel task" if par is not None else "a command component"
             self.problem(
-                at,
-                "a step needs an environment on Azure ML (a command component requires one)",
-                key=True,
+                at, f"a step needs an environment on Azure ML ({what} requires one)", key=True
             )
-        env_at = (at if "environment" in block else comp_at) + ("environment",)
+        env_at = (at if "environment" in block else runs_at) + ("environment",)
         env = self.environments.get(env_at)  # a registered component's: read once
         if env is None:
             env = self.envs.job(env_at, env_value, self.defined_envs, self.substitutes)
@@ -232,6 +261,9 @@ class PipelineReader:
         declared = mapping(comp.get("inputs")) if comp is not block else {}
         inputs = self.inputs(at, name, block, declared, parent_inputs, blocks)
         outputs = self.outputs(at, block, comp if comp is not block else {}, parent_outputs)
+        types = self.data_types(block, declared, inputs, parent_inputs, blocks)
+        if par is not None:
+            self.check_parallel(at, par, block, comp, types, code)
         env_vars = {
             **mapping(comp.get("environment_variables")),
             **mapping(block.get("environment_variables")),
@@ -264,6 +296,8 @@ class PipelineReader:
             kept,
             secret,
             self.output_files(block, comp, parent_outputs, outputs),
+            par.fields if par is not None else None,
+            types,
         )
 
     @staticmethod
@@ -284,6 +318,99 @@ class PipelineReader:
             if (found := output_file(name, {"type": kind, "path": path})) is not None:
                 files[name] = found
         return files
+
+    def parallel_fields(
+        self, at: tuple, block: dict, comp: dict, comp_at: tuple
+    ) -> ParallelFields | None:
+        """A parallel step's settings and task, with where each is written (None for a command
+        step); a step type that does not match its component's is an error."""
+        step_type, comp_type = block.get("type"), comp.get("type", "command")
+        if comp is block:  # inline
+            if step_type != "parallel":
+                return None
+            if "task" not in block:
+                self.problem(at, "missing required key 'task' (or a parallel component)", key=True)
+            fields = {k: block[k] for k in parallel.FIELDS if k in block}
+            return ParallelFields(fields, {k: at for k in (*parallel.FIELDS, "task")})
+        if not comp:  # a component that is not there: said already
+            return None
+        if step_type == "parallel" and comp_type != "parallel":
+            self.problem(
+                at + ("component",),
+                f"a type: parallel step runs a parallel component, not a {comp_type} component",
+            )
+            return None
+        if comp_type != "parallel":
+            return None
+        if step_type != "parallel" and isinstance(block.get("component"), str):
+            self.problem(  # (a component file or an inline one says its type itself)
+                at,
+                f"a step that runs registered parallel component {block['component']} needs "
+                "type: parallel (azure-ai-ml loads a step without a type as a command step)",
+                key=True,
+            )
+        fields = {k: comp[k] for k in parallel.FIELDS if k in comp}
+        origin = {k: comp_at for k in (*parallel.FIELDS, "task")}
+        for key in parallel.FIELDS:  # the step's own settings over its component's
+            if key in block:
+                fields[key], origin[key] = block[key], at
+        return ParallelFields(fields, origin)
+
+    def check_parallel(
+        self,
+        at: tuple,
+        par: ParallelFields,
+        block: dict,
+        comp: dict,
+        types: dict[str, str],
+        code: Path | None,
+    ) -> None:
+        """A parallel step checked as a parallel job is: its input_data names a data input (of
+        its component, or its own), its append_row_to an output. A registered component's
+        problems are said once, however many steps run it."""
+        if not self.envs.report:
+            return
+        holder = comp if comp is not block else block  # what declares the inputs and outputs
+        declared = {
+            "inputs": {
+                k: ({"type": types[k]} if k in types and not isinstance(v, dict) else v)
+                for k, v in mapping(holder.get("inputs")).items()
+            },
+            "outputs": {**mapping(comp.get("outputs")), **mapping(block.get("outputs"))},
+        }
+        before = len(self.doc.problems)
+        parallel.check(self.doc, at, par.fields, declared, code, self.runs, par.origin)
+        found = self.doc.problems[before:]
+        del self.doc.problems[before:]
+        self.doc.problems += [p for p in dict.fromkeys(found) if p not in self.doc.problems]
+
+    def data_types(
+        self,
+        block: dict,
+        declared: dict,
+        inputs: dict[str, Source],
+        parent_inputs: dict,
+        blocks: dict,
+    ) -> dict[str, str]:
+        """Each data input's type: as the step gives it, else as its component declares it,
+        else as what it binds is declared (a pipeline input, another step's output); by
+        default uri_folder."""
+        given = mapping(block.get("inputs"))
+        out = {}
+        for name, source in inputs.items():
+            if source.kind in ("literal", "unset"):
+                continue
+            value = given.get(name)
+            bound = mapping(value).get("path", value)
+            found = [mapping(value).get("type"), mapping(declared.get(name)).get("type")]
+            if isinstance(bound, str) and (m := PARENT.match(bound)) and m.group(1) == "inputs":
+                found.append(mapping(parent_inputs.get(m.group(2))).get("type"))
+            elif isinstance(bound, str) and (m := STEP_OUTPUT.match(bound)):
+                upstream = mapping(blocks.get(m.group(1)))
+                for where in (upstream, self.component_of(upstream)):
+                    found.append(mapping(mapping(where.get("outputs")).get(m.group(2))).get("type"))
+            out[name] = next((f for f in found if isinstance(f, str)), "uri_folder")
+        return out
 
     def component(self, at: tuple, block: dict) -> tuple[dict, tuple, str | None]:
         """What the step runs: (its fields, where they are in the doc, how plans name it)."""
@@ -444,13 +571,17 @@ class PipelineReader:
             return Source("remote", ref)
         return Source("literal", value)
 
-    def outputs_of(self, block: dict) -> set[str]:
-        """A step's outputs: its component's (inline, from a file, or registered) and its own."""
+    def component_of(self, block: dict) -> dict:
+        """A step's component's fields (inline, from a file, or registered), else {}."""
         comp = block.get("component")
         ref = parse_ref(comp) if isinstance(comp, str) else None
         if ref and ref[0] in self.components:
             comp = self.components[ref[0]].fields
-        declared = set(mapping(comp.get("outputs"))) if isinstance(comp, dict) else set()
+        return comp if isinstance(comp, dict) else {}
+
+    def outputs_of(self, block: dict) -> set[str]:
+        """A step's outputs: its component's (inline, from a file, or registered) and its own."""
+        declared = set(mapping(self.component_of(block).get("outputs")))
         return declared | set(mapping(block.get("outputs")))
 
     def check_literal(self, where: tuple, name: str, value: Any, spec: dict) -> None:

@@ -113,6 +113,10 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
     for job in spec.jobs.values():
         if job.is_pipeline:
             model = fingerprint.pipeline(job)
+            for step in job.pipeline.steps.values() if job.pipeline else ():
+                if step.parallel is not None:  # how a parallel step runs, said beside why
+                    described = parallel.describe(step.parallel, *step.data)
+                    model["steps"][step.name]["parallel"] = described
             jobs[job.name] = {
                 "fingerprint": fingerprint.combine(model["parts"]),
                 **model,
@@ -126,15 +130,16 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             "compute": job.compute,
         }
         if job.is_parallel:  # how it runs, said beside why
-            jobs[job.name]["parallel"] = parallel.describe(job, _data_path(job))
+            jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
 
 
-def _data_path(job: Job):
-    """The local folder (or file) a parallel job's input_data is, when it is one."""
+def _data(job: Job) -> tuple[str | None, Path | None]:
+    """The type of the input a parallel job's input_data names, and the local folder (or file)
+    it is, when it is one."""
     name = parallel.settings(job.fields).input_name
     inp = job.inputs.get(name) if name else None
-    return inp.local_path if inp is not None else None
+    return (inp.type, inp.local_path) if inp is not None else (None, None)
 
 
 def _model(m: Model) -> dict:
@@ -677,6 +682,7 @@ def _with_steps(change: Change, job: dict, run: Run | None, reusable: dict, forc
             action = NOOP
         else:
             running.add(name)
+            reason += f"; {step['parallel']}" if step.get("parallel") else ""
         steps.append({"step": name, "action": action.word, "reason": reason})
     after = {**change.after, "steps": steps}
     reason = f"pipeline: {len(running)} of {plural(len(steps), 'step')} to run"

@@ -19,7 +19,7 @@ class StepRecord(TypedDict, total=False):
     status: str  # Completed, Failed, Canceled, Reused
     run_dir: str
     reused: bool
-    error: str  # a failed step's: its exit code
+    error: str  # a failed step's: its exit code (and the reason its controller gave)
 
 
 class RunChange(TypedDict, total=False):

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)  # an optional part of a command
-LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name", "parent")
+# left for Azure ML: a job's own names; ${{default_datastore}} in a pipeline output's path
+LEFT_FOR_JOB = ("inputs", "outputs", "search_space", "name", "parent", "default_datastore")
 NAMESPACES = ("vars", "env") + LEFT_FOR_JOB
 LOCAL_INPUT_TYPES = (
     "uri_file",

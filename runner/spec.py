@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import data as data_assets, models, validate, yamldoc
+from . import data as data_assets, models, parallel, validate, yamldoc
 from .backends import targets
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
@@ -273,8 +273,7 @@ class Job:
     def command(self) -> str:
         """The command; a parallel job's entry script and program arguments."""
         if self.is_parallel:
-            task = self.trial
-            return f"{task.get('entry_script', '')} {task.get('program_arguments') or ''}".strip()
+            return parallel.command(self.trial)
         return self.trial.get("command", "")
 
     @property
@@ -696,10 +695,10 @@ def _typed(doc: Doc, sections: Sections, variables: dict, fresh: dict, stand_ins
             for n in data.get("environments") or {}
             if ("environments", n) in envs
         },
-        component_environments={
-            n: envs[("components", n, "environment")]
-            for n in sections.components
-            if ("components", n, "environment") in envs
+        component_environments={  # a parallel component's is its task's
+            n: envs[at]
+            for n, c in sections.components.items()
+            if (at := ("components", n) + run_block(c.fields) + ("environment",)) in envs
         },
     )
 

@@ -365,9 +365,11 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
         if ("components", name) not in doc.broken
     }
     for name, comp in components.items():  # their environments, read once for their steps
-        if comp.fields.get("environment") is not None:
-            where = ("components", name, "environment")
-            env = reader.job(where, comp.fields["environment"], defined, substitutes)
+        runs_in = run_block(comp.fields)  # a parallel component's is its task's
+        where = ("components", name) + runs_in + ("environment",)
+        value = mapping(comp.fields.get(runs_in[0])) if runs_in else comp.fields
+        if value.get("environment") is not None:
+            env = reader.job(where, value["environment"], defined, substitutes)
             sections.environments[where] = env
     computes = set(_dicts(data.get("computes")))
 

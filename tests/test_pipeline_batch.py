@@ -222,8 +222,8 @@ def test_a_failing_step_is_named_with_its_logs(called):
     proc = run_mlrun("invoke", spec, "numbers", "--input", "bad", cwd=folder, check=1)
     run = state(folder)["jobs"]["numbers"]["runs"][-1]
     assert proc.stderr == (
-        f"error: invoke.numbers: the pipeline job did not complete (run {run['id'][:7]}: exit "
-        f"code 1): step score failed; see mlrun logs {spec} numbers/score\n"
+        f"error: invoke.numbers: the pipeline job did not complete (run {run['id'][:7]}: step "
+        f"score failed (exit code 1)); see mlrun logs {spec} numbers/score\n"
     )
     logs = run_mlrun("logs", spec, "numbers/score", cwd=folder, check=0).stdout
     assert logs == "cannot score d.txt: a negative number\n"

@@ -56,6 +56,9 @@ class StepConfig:
     instance_count: int
     base: dict[str, Any] | None = None  # the step's environment (envs.Base.to_dict())
     tracking_uri: str | None = None  # its own MLflow logs over HTTP to this server
+    # a parallel step's: {"fields": its parallel settings and task, "input_type": the type of the
+    # input its input_data names}; the step then runs as a parallel job (parallel_controller.py)
+    parallel: dict[str, Any] | None = None
 
 
 @dataclass
@@ -93,7 +96,7 @@ class ParallelConfig:
 
     entry_script: str  # in the working folder
     arguments: list[str]  # program_arguments, substituted and split
-    batches: list[list[str]]  # each mini-batch's files
+    batches: list[list[str]] | None  # each mini-batch's files (None: made from `source`)
     tabular: dict[str, Any] | None  # how a file of tabular data is read (parallel.Source)
     workers: int
     per_instance: int  # workers per node (max_concurrency_per_instance)
@@ -104,6 +107,9 @@ class ParallelConfig:
     logging_level: str
     append_to: str | None  # the file rows are appended to
     batch_size: str
+    # {"path", "type"} of the input the controller splits into mini-batches when it starts (a
+    # pipeline step's, whose input an upstream step makes); None: `batches` were made at submission
+    source: dict[str, Any] | None = None
 
 
 Config = PipelineConfig | SweepConfig | ParallelConfig

@@ -150,7 +150,12 @@ class LocalBackend:
                 name = parallel.settings(job.fields).input_name
                 inp = job.inputs.get(name) if name else None
                 path = self.prepare.input_path(inp, job.name) if inp and not inp.model else None
-                notes += parallel.notes(job, path)
+                kind = inp.type if inp else None
+                notes += parallel.notes(f"parallel job {job.name}", job.fields, kind, path)
+            for step in job.pipeline.steps.values() if job.pipeline else ():
+                if step.parallel is not None:
+                    what = f"parallel step {job.name}/{step.name}"
+                    notes += parallel.notes(what, step.parallel, *step.data)
         return notes
 
     def _environment_note(self, users: list[tuple[str, Environment]]) -> str:

@@ -3,7 +3,9 @@ ParallelRunStep on one machine.
 
 It runs as the job's command (supervised.controller_command), in the job's layer, so status, logs,
 cancel, timeouts and adoption after a crash work for it as for any job; it reads RUN_DIR/
-parallel.json, written by the local backend with the mini-batches when it submitted the job, and:
+parallel.json, written by the local backend with the mini-batches when it submitted the job (for a
+pipeline's parallel step, by the pipeline's controller when the step starts, with the input it
+splits into mini-batches itself: an upstream step made it), and:
   - starts `workers` processes of the job's Python (the first `python` on the layer's PATH: the
     job's environment) running parallel_worker.py in the working folder; each imports the entry
     script and calls init() once, then run(mini_batch) for each mini-batch it is given; each
@@ -24,6 +26,7 @@ import collections
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,13 +36,52 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import parallel
 from ..errors import plural
+from ..refs import substitute
 from . import contract, mlflow_db, supervised
 
 MODULE = __name__
 WORKER = Path(__file__).with_name("parallel_worker.py")
 FORKS = "MLRUN_PARALLEL_FORKS"  # parallel_worker.FORKS (that file runs without mlrun)
 POLL = 0.2  # seconds between looks at the workers' clocks
+
+
+def configure(
+    fields: dict,
+    values: dict[tuple[str, str], str],
+    output_files: dict[str, str],
+    batches: list[list[str]] | None = None,
+    tabular: dict | None = None,
+    source: dict | None = None,
+) -> contract.ParallelConfig:
+    """A parallel job's (or step's) configuration: its settings with Azure's defaults, its
+    program arguments with `values` (what ${{inputs.X}} and ${{outputs.Y}} stand for) put in, the
+    file returned rows are appended to (the uri_file output, else parallel_run_step.txt in the
+    folder), and its mini-batches (or the `source` the controller splits)."""
+    s = parallel.settings(fields)
+    append = parallel.binding(s.task.get("append_row_to"), "outputs")
+    append_to = None
+    if append is not None:
+        out = Path(values[("outputs", append)])
+        append_to = str(out if append in output_files else out / parallel.APPEND_FILE)
+    arguments = substitute(s.task.get("program_arguments") or "", values, blank=("inputs",))
+    return contract.ParallelConfig(
+        entry_script=str(s.task.get("entry_script")),
+        arguments=shlex.split(arguments),
+        batches=batches,
+        tabular=tabular,
+        workers=s.workers,
+        per_instance=s.per_instance,
+        max_retries=s.max_retries,
+        timeout=s.timeout,
+        error_threshold=s.error_threshold,
+        mini_batch_error_threshold=s.mini_batch_error_threshold,
+        logging_level=s.logging_level,
+        append_to=append_to,
+        batch_size=s.batch_text or "default",
+        source=source,
+    )
 
 
 @dataclass
@@ -149,7 +191,7 @@ class ParallelController:
         self.work = run_dir / "work"
         self.cfg = contract.read_parallel(run_dir / contract.PARALLEL)
         self.answers: queue.Queue = queue.Queue()
-        self.pending = collections.deque(Batch(i, f) for i, f in enumerate(self.cfg.batches, 1))
+        self.pending: collections.deque[Batch] = collections.deque()
         self.workers: list[Worker] = []
         self.done = 0
         self.failed: list[Batch] = []
@@ -161,22 +203,41 @@ class ParallelController:
 
     # --- the run -------------------------------------------------------------------------------
 
+    def split(self) -> list[list[str]]:
+        """The mini-batches: made at submission, or now from the input (a pipeline step's)."""
+        if self.cfg.batches is not None:
+            return self.cfg.batches
+        source = self.cfg.source or {}
+        if not source.get("path"):
+            raise ValueError("the input that input_data names has no value")
+        found = parallel.source(Path(source["path"]), source.get("type"))
+        size = parallel.batch_size(self.cfg.batch_size)  # None: "default"
+        batches = parallel.mini_batches(found.files, size, found.tabular is not None)
+        self.cfg.batches, self.cfg.tabular = [[str(f) for f in b] for b in batches], found.tabular
+        return self.cfg.batches
+
     def run(self) -> int:
         cfg = self.cfg
         python = shutil.which("python")
         if python is None:
             return self.fail("the job's environment has no python on its PATH")
-        files = sum(len(b) for b in cfg.batches)
-        count = min(cfg.workers, len(cfg.batches))
+        try:
+            batches = self.split()
+        except (OSError, ValueError) as e:
+            return self.fail(f"input_data ({(cfg.source or {}).get('path')}): {e}")
+        self.pending.extend(Batch(i, f) for i, f in enumerate(batches, 1))
+        files = sum(len(b) for b in batches)
+        count = min(cfg.workers, len(batches))
         self.log(
-            f"{files} files in {len(cfg.batches)} mini-batches (mini_batch_size {cfg.batch_size}), "
+            f"{files} files in {len(batches)} mini-batches (mini_batch_size {cfg.batch_size}), "
             f"{plural(count, 'worker')} ({python}), each mini-batch tried at most "
             f"{1 + cfg.max_retries} times, timeout {cfg.timeout:g}s"
         )
         if cfg.append_to:
             Path(cfg.append_to).parent.mkdir(parents=True, exist_ok=True)
             Path(cfg.append_to).touch()
-        self.workers = Worker.start(list(range(count)), python, cfg, self.work, self.answers)
+        if count:  # (no files: nothing to run, as Azure ML's is a run of no mini-batches)
+            self.workers = Worker.start(list(range(count)), python, cfg, self.work, self.answers)
         while self.reason is None and (self.pending or any(w.batch for w in self.workers)):
             for w in self.workers:
                 if w.ready and w.batch is None and self.pending:
@@ -321,7 +382,7 @@ class ParallelController:
         }
         params = {
             "mini_batch_size": self.cfg.batch_size,
-            "mini_batches": len(self.cfg.batches),
+            "mini_batches": len(self.cfg.batches or []),
             "workers": self.cfg.workers,
         }
         run_id, uri = os.environ["MLFLOW_RUN_ID"], os.environ["MLFLOW_TRACKING_URI"]

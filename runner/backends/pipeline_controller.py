@@ -10,8 +10,10 @@ mlflow.parentRunId = the pipeline's run, mlrun.step = the step):
   - a step whose fingerprint matches a completed step run of this workspace (backends/steps.py)
     is reused unless it is not deterministic or forced: a child run tagged mlrun.reused_from,
     its outputs handed on as they are;
+  - a parallel step (type: parallel) runs as a parallel job in its folder: the parallel job's
+    controller (parallel_controller.py) on its input, which its upstream step made;
   - a failing step cancels the running ones and the rest (with continue_on_step_failure, only
-    the steps that need its outputs);
+    the steps that need its outputs), and the pipeline's run says which failed, and why;
   - at the end the pipeline's outputs are logged on the parent run, RUN_DIR/steps.json records
     each step (fingerprint, parts, run, status) for the state, and it exits 0 when every step
     completed or was reused.
@@ -22,10 +24,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..records import StepRecord
+from .. import parallel
+from ..records import Run, StepRecord
 from ..refs import optional_parts, substitute
 from ..slots import Pool
-from . import contract, distributed, envs, supervised
+from . import contract, distributed, envs, parallel_controller, supervised
 from .controller import Child, Controller
 from .steps import StepCache
 
@@ -40,6 +43,7 @@ class StepRun(Child):
         self.name, self.cfg = name, cfg
         self.outputs: dict[str, str] = {}
         self.reused_from: str | None = None
+        self.error: str | None = None  # a failed step's exit code, and its controller's reason
         self.origin = folder  # the run folder of its run (a reused step's: the reused run's)
         self.looked = False  # whether the completed steps were looked at for it
 
@@ -61,6 +65,7 @@ class PipelineController(Controller):
         self.cache = StepCache(Path(self.cfg.cache))
         self.steps = {n: StepRun(run_dir / "steps" / n, n, c) for n, c in self.cfg.steps.items()}
         self.pools = {compute: Pool(compute, n) for compute, n in self.cfg.capacity.items()}
+        self.failure: str | None = None  # the first step that failed, and why
 
     def run(self) -> int:
         self.log(f"{len(self.steps)} steps: {', '.join(self.steps)}")
@@ -136,7 +141,10 @@ class PipelineController(Controller):
             )
             step.outputs[name] = values[("outputs", name)] = str(path)
             env[f"AZURE_ML_OUTPUT_{name}"] = str(path)
-        command = substitute(optional_parts(step.cfg.command, given), values, blank=("inputs",))
+        if step.cfg.parallel is not None:
+            command = self.parallel_command(step, values, files)
+        else:
+            command = substitute(optional_parts(step.cfg.command, given), values, blank=("inputs",))
         env.update(step.cfg.env_vars)
         if step.cfg.tracking_uri:  # the step's own MLflow logs over HTTP
             env["MLFLOW_TRACKING_URI"] = step.cfg.tracking_uri
@@ -158,6 +166,17 @@ class PipelineController(Controller):
         )
         self.log(f"step {step.name} started: run {step.run_id}")
         return True
+
+    def parallel_command(self, step: StepRun, values: dict, files: dict[str, str]) -> str:
+        """A parallel step's command: the parallel job's controller on the step's folder, handed
+        the input it splits into mini-batches (an upstream step's output is there only now)."""
+        assert step.cfg.parallel is not None
+        fields = step.cfg.parallel["fields"]
+        name = parallel.settings(fields).input_name
+        source = {"path": values.get(("inputs", name)), "type": step.cfg.parallel["input_type"]}
+        config = parallel_controller.configure(fields, values, files, source=source)
+        contract.write(step.dir / contract.PARALLEL, config)
+        return supervised.controller_command(parallel_controller.MODULE, step.dir)
 
     def tags(self, step: StepRun) -> dict:
         return {
@@ -189,6 +208,10 @@ class PipelineController(Controller):
         # a completed step is offered for reuse once its run is recorded in MLflow
         status = self.finish_child(step, then=lambda: self.remember(step, completed))
         self.log(f"step {step.name} {status} (exit code {step.ended.get('exit_code')})")
+        if status == "Failed":  # its exit code, with the reason its controller gave, if any
+            run: Run = {"id": step.run_id or "", "run_dir": str(step.dir)}
+            step.error = supervised.ending(step.ended, run).get("error")
+            self.failure = self.failure or f"step {step.name} failed ({step.error})"
         if status != "Completed" and not self.cfg.continue_on_step_failure and not self.stopping:
             self.log(f"step {step.name} failed: canceling the rest")
             self.on_term()
@@ -219,12 +242,16 @@ class PipelineController(Controller):
             }
             if s.reused_from:
                 record[name]["reused"] = True
-            if s.status == "Failed" and s.ended.get("exit_code") is not None:
-                record[name]["error"] = f"exit code {s.ended['exit_code']}"
+            if s.status == "Failed" and s.error and s.ended.get("exit_code") is not None:
+                record[name]["error"] = s.error  # `exit code 1: error_threshold 0 exceeded: ...`
         contract.write_steps(self.run_dir / contract.STEPS, record)
         counts = [f"{n} {s}" for s, n in _count(r["status"] for r in record.values()).items()]
         self.log(", ".join(counts))
-        return 0 if all(r["status"] in DONE for r in record.values()) else 1
+        if all(r["status"] in DONE for r in record.values()):
+            return 0
+        if self.failure is not None:  # said with the pipeline's exit code
+            (self.run_dir / supervised.REASON).write_text(self.failure + "\n")
+        return 1
 
 
 def _count(values) -> dict:

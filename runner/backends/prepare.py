@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 from .. import parallel, slots, sweep
 from ..account import default_subscription
 from ..errors import UserError
+from ..pipelines import Step
 from ..records import Run, Submission
 from ..refs import substitute, unresolved
 from ..spec import Input, Job, Spec
@@ -193,6 +193,7 @@ class Preparer:
                 timeout=(step.fields.get("limits") or {}).get("timeout"),
                 distribution=step.fields.get("distribution"),
                 instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
+                parallel=None if step.parallel is None else _parallel_step(step),
             )
         config = contract.PipelineConfig(
             pipeline=job.name,
@@ -236,7 +237,6 @@ class Preparer:
         """The command that runs the parallel job's controller (backends/parallel_controller.py)
         and its configuration: the input's files split into mini-batches now (parallel.py)."""
         s = parallel.settings(job.fields)
-        values = self.values(job, run_dir)
         inp = job.inputs[s.input_name]  # validate made sure input_data names an input
         path = self.input_path(inp, job.name)
         if path is None:
@@ -249,29 +249,23 @@ class Preparer:
         except ValueError as e:
             raise UserError(f"job {job.name}: input '{inp.name}' ({inp.value}): {e}") from None
         batches = parallel.mini_batches(found.files, s.batch, found.tabular is not None)
-        append = parallel.binding(s.task.get("append_row_to"), "outputs")
-        append_to = None
-        if append is not None:
-            out = Path(values[("outputs", append)])
-            append_to = str(out if append in job.output_files else out / parallel.APPEND_FILE)
-        arguments = substitute(s.task.get("program_arguments") or "", values, blank=("inputs",))
-        config = contract.ParallelConfig(
-            entry_script=str(s.task.get("entry_script")),
-            arguments=shlex.split(arguments),
-            batches=[[str(f) for f in batch] for batch in batches],
-            tabular=found.tabular,
-            workers=s.workers,
-            per_instance=s.per_instance,
-            max_retries=s.max_retries,
-            timeout=s.timeout,
-            error_threshold=s.error_threshold,
-            mini_batch_error_threshold=s.mini_batch_error_threshold,
-            logging_level=s.logging_level,
-            append_to=append_to,
-            batch_size=s.batch_text or "default",
+        config = parallel_controller.configure(
+            job.fields,
+            self.values(job, run_dir),
+            job.output_files,
+            [[str(f) for f in batch] for batch in batches],
+            found.tabular,
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         return supervised.controller_command(parallel_controller.MODULE, run_dir), config
+
+
+def _parallel_step(step: Step) -> dict:
+    """What a parallel step's controller needs to make it a parallel job when it starts: its
+    settings and task, and the type of the input its input_data names."""
+    assert step.parallel is not None
+    name = parallel.settings(step.parallel).input_name
+    return {"fields": step.parallel, "input_type": step.input_types.get(name or "")}
 
 
 def step_secrets(job: Job) -> dict[str, dict[str, tuple[str, str]]]:

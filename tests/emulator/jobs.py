@@ -183,10 +183,13 @@ class JobRunner(threading.Thread):
                 target.mkdir(parents=True, exist_ok=True)
                 self.app.azurite.download_prefix(container, path, target)
                 values[("inputs", name)] = str(target)
-        for name in self.props.get("outputs") or {}:
+        for name, spec in (self.props.get("outputs") or {}).items():
             target = self.dir / "outputs" / name
             target.mkdir(parents=True, exist_ok=True)
             values[("outputs", name)] = str(target)
+            if ((spec or {}).get("jobOutputType") or "").lower() == "uri_file":  # a file in it
+                last = ((spec or {}).get("uri") or "").rstrip("/").rsplit("/", 1)[-1]
+                values[("outputs", name)] = str(target / (last or name))
         return values
 
     def _start_mlflow_run(self) -> str:
@@ -279,7 +282,7 @@ class JobRunner(threading.Thread):
 
     def _collect_outputs(self, code_dir, bindings):
         """As Azure ML does: the std log and ./outputs become run artifacts; named outputs go to
-        blob."""
+        blob (a uri_file output's file as the blob at the output's path)."""
         server = self.app.mlflow_for(self.ws["id"])
         art = (
             server.artifacts
@@ -296,6 +299,10 @@ class JobRunner(threading.Thread):
             m = DATASTORE_URI.match((spec or {}).get("uri") or "")
             prefix = m.group("path").rstrip("/") if m else f"azureml/{self.name}/{name}"
             root = Path(bindings[("outputs", name)])
+            if ((spec or {}).get("jobOutputType") or "").lower() == "uri_file":
+                if root.is_file():  # the blob at the output's path is the file
+                    self.app.azurite.upload(container, prefix, root.read_bytes())
+                continue
             for f in root.rglob("*"):
                 if f.is_file():
                     self.app.azurite.upload(

@@ -1,7 +1,14 @@
 """Pipeline jobs, really run: each step (a node of `jobs`, bound to a registered component) is a
 child command job, started when the steps it reads outputs of have completed; independent steps
-run at once. A child's run id is a GUID, its display name the step's display_name or its name, its
-MLflow run a child of the pipeline's (tag mlflow.parentRunId); outputs go to the blob store under
+run at once. A parallel step (a node of type parallel, its component a parallel component) is a
+child job too, whose command is a stand-in for Azure ML's ParallelRunStep, run for real in one
+process: parallel_step.py imports the entry script, calls init() once and run() per mini-batch in
+turn, appends the rows to append_row_to and applies retry_settings.max_retries and the two error
+thresholds; several nodes and processes, timeouts and partition_keys are not emulated (see that
+module), and model or function tasks are refused at submission.
+
+A child's run id is a GUID, its display name the step's display_name or its name, its MLflow run
+a child of the pipeline's (tag mlflow.parentRunId); outputs go to the blob store under
 azureml/{child}/{output} (or the path bound) and are downloaded by the steps that read them.
 
 A failed step fails the pipeline: the steps still running are canceled and none is started after,
@@ -12,10 +19,14 @@ fails that step with the rule's error (the PUT of the pipeline itself: fails the
 """
 
 import hashlib
+import json
 import queue
 import re
+import shlex
+import sys
 import threading
 import uuid
+from pathlib import Path
 
 from jobs import JobRunner
 from state import now_iso
@@ -28,6 +39,21 @@ STEP_OUTPUT = re.compile(
 )
 OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.S)
 INPUT_REF = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_]+)\s*\}\}")
+OUTPUT_REF = re.compile(r"\$\{\{\s*outputs\.([A-Za-z0-9_]+)\s*\}\}")
+PARALLEL_STEP = Path(__file__).resolve().with_name("parallel_step.py")
+# a parallel node's own settings, over its component's
+PARALLEL_KEYS = (
+    "input_data",
+    "mini_batch_size",
+    "partition_keys",
+    "resources",
+    "max_concurrency_per_instance",
+    "error_threshold",
+    "mini_batch_error_threshold",
+    "logging_level",
+    "retry_settings",
+    "task",
+)
 FAILED_MESSAGE = "Pipeline has some failed steps. See child run or execution logs for more details."
 EXEC_LOG = "logs/azureml/executionlogs.txt"
 
@@ -79,8 +105,11 @@ def check(app, wid: str, props: dict) -> str | None:
     specs = {}
     for name, node in nodes.items():
         kind = (node or {}).get("type")
-        if kind != "command":
-            return f"Step '{name}' is of type '{kind}': the emulator runs command steps only."
+        if kind not in ("command", "parallel"):
+            return (
+                f"Step '{name}' is of type '{kind}': the emulator runs command and parallel "
+                "steps only."
+            )
         ref = node.get("componentId")
         if not ref:
             return f"Step '{name}' has no componentId."
@@ -88,8 +117,10 @@ def check(app, wid: str, props: dict) -> str | None:
         if component is None:
             return f"Step '{name}': component '{ref}' was not found in the workspace."
         spec = component["properties"]["componentSpec"]
-        if spec.get("type") != "command":
-            return f"Step '{name}': component type '{spec.get('type')}' is not supported."
+        if spec.get("type") != kind:
+            return f"Step '{name}' of type {kind}: its component is of type '{spec.get('type')}'."
+        if kind == "parallel" and (problem := _parallel_problem(node, spec)):
+            return f"Step '{name}': {problem}"
         specs[name] = spec
         computes.append(_get(node, "computeId", "compute"))
     for compute in computes:
@@ -126,6 +157,48 @@ def check(app, wid: str, props: dict) -> str | None:
     if _order(nodes) is None:
         return "The pipeline's steps depend on each other in a cycle."
     return None
+
+
+def _parallel(node: dict, spec: dict) -> dict:
+    """A parallel step's settings and task: its component's, with the node's own over them."""
+    return {**spec, **{k: node[k] for k in PARALLEL_KEYS if node.get(k) is not None}}
+
+
+def _parallel_problem(node: dict, spec: dict) -> str | None:
+    """Why the emulator cannot run a parallel step, or None."""
+    fields = _parallel(node, spec)
+    task = fields.get("task") or {}
+    if task.get("type") != "run_function":
+        return f"a {task.get('type')} task: the emulator runs run_function parallel tasks only."
+    if not task.get("entry_script"):
+        return "a run_function task needs an entry_script."
+    if fields.get("partition_keys"):
+        return "partition_keys: the emulator makes mini-batches by mini_batch_size only."
+    m = INPUT_REF.fullmatch(str(fields.get("input_data") or "").strip())
+    if not m or m.group(1) not in (spec.get("inputs") or {}):
+        return f"input_data '{fields.get('input_data')}' is not ${{{{inputs.NAME}}}} of an input."
+    return None
+
+
+def _parallel_settings(node: dict, spec: dict) -> dict:
+    """What parallel_step.py reads (AZUREML_EMULATOR_PARALLEL) of a parallel step."""
+    fields = _parallel(node, spec)
+    task = fields["task"]
+    data = INPUT_REF.fullmatch(fields["input_data"].strip()).group(1)
+    out = OUTPUT_REF.fullmatch(str(task.get("append_row_to") or "").strip())
+    retry = fields.get("retry_settings") or {}
+    outputs = spec.get("outputs") or {}
+    return {
+        "entry_script": task["entry_script"],
+        "input": data,
+        "input_type": (spec["inputs"][data].get("type") or "uri_folder").lower(),
+        "mini_batch_size": fields.get("mini_batch_size"),
+        "append_to": out.group(1) if out else None,
+        "append_type": (outputs.get(out.group(1)) or {}).get("type") if out else None,
+        "max_retries": retry.get("max_retries", 3),
+        "error_threshold": fields.get("error_threshold", -1),
+        "mini_batch_error_threshold": fields.get("mini_batch_error_threshold", -1),
+    }
 
 
 def _spec(app, node) -> dict:
@@ -364,16 +437,22 @@ class PipelineRunner(threading.Thread):
             or _get(settings, "default_compute", "defaultCompute")
             or self.props.get("computeId")
         )
-        code = spec.get("code")
+        runs = spec  # what a command step runs; a parallel step's is its task, run by a stand-in
+        command = _optional_blocks(spec.get("command") or "", inputs)
+        variables = dict(_get(node, "environment_variables", "environmentVariables", default={}))
+        if node.get("type") == "parallel":
+            runs = _parallel(node, spec)["task"]
+            program = runs.get("program_arguments") or ""
+            command = f"{shlex.quote(sys.executable)} {shlex.quote(str(PARALLEL_STEP))} {program}"
+            variables["AZUREML_EMULATOR_PARALLEL"] = json.dumps(_parallel_settings(node, spec))
+        code = runs.get("code")
         limits = node.get("limits") or {}
         props = {
             "jobType": "Command",
-            "command": _optional_blocks(spec["command"], inputs),
+            "command": command,
             "codeId": _arm_id(code) if code else None,
-            "environmentId": spec.get("environment"),
-            "environmentVariables": _get(
-                node, "environment_variables", "environmentVariables", default={}
-            ),
+            "environmentId": runs.get("environment"),
+            "environmentVariables": variables,
             "inputs": inputs,
             "outputs": outputs,
             "computeId": None if is_serverless(compute) else _arm_id(compute),
@@ -388,7 +467,7 @@ class PipelineRunner(threading.Thread):
                 "azureml.runsource": "azureml.StepRun",
                 "azureml.moduleid": _arm_id(node["componentId"]),
                 "azureml.moduleName": spec.get("name"),
-                "StepType": "Command",
+                "StepType": "Parallel" if node.get("type") == "parallel" else "Command",
             },
         }
         return StepRunner(
