@@ -557,13 +557,94 @@ def render_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_terminal(report: dict) -> str:
+    """`mlrun report`: the jobs' table apply ends with, then what the Markdown and JSON reports
+    have beside it: data assets, models, endpoints, each experiment's runs side by side and the
+    saved queries' answers, each a plain table."""
+    parts = [render_table(report)]
+    if report.get("data"):
+        rows = [[d["name"], f"v{d['version']}", d["type"], d["summary"]] for d in report["data"]]
+        parts.append(_text_table(["DATA ASSET", "VERSION", "TYPE", "CONTENT"], rows))
+    if report.get("models"):
+        rows = [
+            [m["name"], f"v{m['version']}", m["type"], m["source"], short(m["run_id"] or "") or "-"]
+            for m in report["models"]
+        ]
+        parts.append(_text_table(["MODEL", "VERSION", "TYPE", "FROM", "RUN"], rows))
+    for e in report.get("endpoints") or []:
+        rows = [
+            [
+                d["name"],
+                served(d),
+                placed(d),
+                share(e, d),
+                f"down: {d['down']}" if d["down"] else "ready" if d["compute"] else "running",
+            ]
+            for d in e["deployments"]
+        ]
+        head = f"endpoint {e['name']}: {e['type']}, scoring URI {e['scoring_uri'] or '-'}\n"
+        table = _text_table(["DEPLOYMENT", "MODEL", "INSTANCES", "TRAFFIC", "HEALTH"], rows)
+        call = e["invoke"]
+        if call and call.get("run_id"):
+            table += f"scored {call['input']}: run {short(call['run_id'])}\n"
+            table += "".join(f"  {f['path']} ({f['lines']:,} rows)\n" for f in call["output"])
+        elif call:
+            table += f"called with {call['request_file']}: {call['status']} {call['answer']}\n"
+        parts.append(head + table)
+    for exp in report["experiments"]:
+        rows = [
+            [r["run_name"] or "-", r["job"] or "-", r["status"]]
+            + [num(r["metrics"][m]) if m in r["metrics"] else "-" for m in exp["metrics"]]
+            for r in exp["runs"]
+        ]
+        head = f"experiment {exp['name']}: {plural(len(exp['runs']), 'run')}\n"
+        parts.append(head + _text_table(["RUN", "JOB", "STATUS", *exp["metrics"]], rows))
+    for q in report["queries"]:
+        head = (
+            f"query {q['name']}: {q['filter'] or '(all runs)'} on {q['experiment']}"
+            + (f", ordered by {', '.join(q['order_by'])}" if q["order_by"] else "")
+            + "\n"
+        )
+        if q["error"]:
+            parts.append(head + f"error: {q['error']}\n")
+            continue
+        rows = [
+            [
+                r["run_name"] or "-",
+                r["status"],
+                r["start"] or "-",
+                "  ".join(f"{k}={num(v)}" for k, v in r["metrics"].items()),
+            ]
+            for r in q["runs"]
+        ]
+        parts.append(
+            head
+            + (
+                _text_table(["RUN", "STATUS", "START", "METRICS"], rows)
+                if rows
+                else "no runs match\n"
+            )
+        )
+    return "\n".join(parts)
+
+
+def _text_table(header: list[str], rows: list[list]) -> str:
+    """Columns as wide as their widest cell, two spaces apart."""
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in cells
+    )
+
+
 def render(report: dict, fmt: str) -> str:
     """The report in one of formats.REPORT_FORMATS."""
     if fmt == "html":
         from .report_html import render_html
 
         return render_html(report)
-    return {"table": render_table, "json": render_json, "markdown": render_markdown}[fmt](report)
+    views = {"table": render_terminal, "json": render_json, "markdown": render_markdown}
+    return views[fmt](report)
 
 
 def render_json(report: dict) -> str:

@@ -82,6 +82,9 @@ def test_the_scoring_run_is_a_job_logs_status_and_reports_know(scored):
     widths = {m.end(2) for m in columns if m}
     assert len(widths) == 1, status  # the columns line up past the longest name
     report = json.loads(run_mlrun("report", spec, "--format", "json", cwd=root, check=0).stdout)
+    text = run_mlrun("report", spec, cwd=root, check=0).stdout  # the terminal's has them too
+    assert "\nendpoint diabetes-batch: batch, scoring URI" in text
+    assert "\nMODEL            VERSION  TYPE" in text and "\ndiabetes-mlflow  v1 " in text
     (endpoint,) = report["endpoints"]
     (output,) = endpoint["invoke"]["output"]
     assert output["path"].endswith("outputs/score/predictions.csv") and output["lines"] == 100

@@ -87,6 +87,27 @@ def test_report_markdown_tables(seed_report, seed_lab):
     assert "<img" not in md
 
 
+def test_the_terminal_report_has_what_the_others_have(seed_report, seed_lab):
+    # was: only apply's closing table; the experiments and queries were in Markdown and JSON only
+    text = run_mlrun("report", "specs/mlflow-tracking.yaml", cwd=seed_lab["root"], check=0).stdout
+    closing, *sections = text.split("\n\n")
+    assert closing.splitlines()[0].split() == ["JOB", "STATUS", "RUN", "DURATION"]
+    (exp,) = seed_report["experiments"]
+    experiment = sections[0].splitlines()
+    assert experiment[0] == f"experiment {exp['name']}: {len(exp['runs'])} runs"
+    assert experiment[1].split() == ["RUN", "JOB", "STATUS", *exp["metrics"]]
+    assert [line.split()[:3] for line in experiment[2:]] == [
+        [r["run_name"], r["job"], r["status"]] for r in exp["runs"]
+    ]
+    (query,) = seed_report["queries"]
+    said = sections[1].splitlines()
+    assert said[0] == f"query best-auc: {FILTER} on diabetes-training, ordered by start_time DESC"
+    assert [line.split()[:2] for line in said[2:]] == [
+        [r["run_name"], r["status"]] for r in query["runs"]
+    ]
+    assert len(sections) == 2  # the seed has no data assets, models or endpoints
+
+
 def test_report_writes_a_file(seed_lab, tmp_path):
     out = tmp_path / "r.json"
     proc = run_mlrun(
