@@ -289,3 +289,28 @@ def test_another_mlflows_schema_is_not_replayed(tmp_path, monkeypatch):
     monkeypatch.setattr(mlflow_schema, "head_revision", lambda: "0123456789ab")
     assert not mlflow_schema.make(tmp_path / "x.db")
     assert not (tmp_path / "x.db").exists()  # MLflow makes it then, as it always did
+
+
+@pytest.mark.parametrize("through", ["direct", "mlflow"])
+def test_a_finished_run_ends_when_its_process_ended_not_when_it_is_recorded(
+    store, tmp_path, through
+):
+    # a pipeline's finalizer records a step while the next one runs: the run's end is the
+    # step's (exit.json), not the moment it was recorded (was: now)
+    import json as json_mod
+
+    from runner.backends import runstore, supervised
+
+    direct, client, _ = store
+    experiment = direct.experiment_id("timed", (tmp_path / "artifacts").as_uri())
+    runs = runstore.Runs(lambda: direct if through == "direct" else None, lambda: client)
+    run_id, uri = runs.create(experiment, "step", {})
+    folder = tmp_path / "step"
+    folder.mkdir()
+    ended = time.time() - 5
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ended)) + ".250Z"
+    (folder / "exit.json").write_text(json_mod.dumps({"status": "Completed", "ended": stamp}))
+    supervised.finalize_run(lambda: client, run_id, folder, "Completed", runs, uri)
+    info = client.get_run(run_id).info
+    assert info.status == "FINISHED"
+    assert info.end_time == int(ended) * 1000 + 250

@@ -227,6 +227,34 @@ def test_a_failing_step_cancels_the_rest_unless_told_to_continue(tmp_path):
         assert "step after_bad canceled" in log
 
 
+def test_each_steps_run_starts_and_ends_with_the_step(tmp_path):
+    # was: both steps' runs started when the pipeline did and ended together at its end
+    pipeline = """\
+    timed:
+      type: pipeline
+      jobs:
+        hello: {command: 'echo hi > ${{outputs.out}}/x.txt', outputs: {out: null}}
+        world:
+          command: 'sleep 0.6; cat ${{inputs.x}}/x.txt'
+          inputs: {x: '${{parent.jobs.hello.outputs.out}}'}
+          outputs: {o: null}
+        last:
+          command: 'sleep 0.3'
+          inputs: {x: '${{parent.jobs.world.outputs.o}}'}
+          outputs: {o: null}
+    """
+    spec = lab(tmp_path, pipeline)
+    run_mlrun("apply", "-y", spec, cwd=tmp_path, check=0)
+    found = children(tmp_path)
+    steps = {r.data.tags["mlrun.step"]: r.info for r in found["steps"]}
+    (parent,) = [r.info for r in found["parents"] if r.data.tags.get("mlrun.job") == "timed"]
+    hello, world, last = steps["hello"], steps["world"], steps["last"]
+    assert parent.start_time <= hello.start_time < hello.end_time <= world.start_time
+    assert world.end_time <= last.start_time < last.end_time <= parent.end_time
+    assert world.end_time - world.start_time >= 600  # it slept; the others did not wait on it
+    assert hello.end_time - hello.start_time < 600
+
+
 def test_a_step_that_is_not_deterministic_runs_every_time(tmp_path):
     pipeline = """\
     twice:

@@ -216,16 +216,16 @@ class Store:
         found = self.runs(ids)
         return [found[i] for i in ids if i in found]
 
-    def set_terminated(self, run_id: str, status: str) -> bool:
-        """End an active run with an MLflow status (FINISHED, FAILED, KILLED); False if there is
-        no such active run."""
+    def set_terminated(self, run_id: str, status: str, end_time: int | None = None) -> bool:
+        """End an active run with an MLflow status (FINISHED, FAILED, KILLED), at `end_time`
+        (epoch milliseconds) or now; False if there is no such active run."""
         return (
             self._write(
                 [
                     (
                         "UPDATE runs SET status = ?, end_time = ? "
                         "WHERE run_uuid = ? AND lifecycle_stage = 'active'",
-                        (status, _millis(), run_id),
+                        (status, end_time or _millis(), run_id),
                     )
                 ]
             )

@@ -61,14 +61,15 @@ class Runs:
                 client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
         return run.info.run_id, run.info.artifact_uri
 
-    def end(self, run_id: str, mlflow_status: str) -> None:
-        """End the run with an MLflow status (FINISHED, FAILED, KILLED)."""
+    def end(self, run_id: str, mlflow_status: str, end_time: int | None = None) -> None:
+        """End the run with an MLflow status (FINISHED, FAILED, KILLED), at `end_time` (epoch
+        milliseconds: when its process ended) or now."""
         store = self._store()
-        if store is not None and store.set_terminated(run_id, mlflow_status):
+        if store is not None and store.set_terminated(run_id, mlflow_status, end_time):
             return
         client = self._client()
         with self._lock:
-            client.set_terminated(run_id, mlflow_status)
+            client.set_terminated(run_id, mlflow_status, end_time=end_time)
 
     def get(self, run_id: str) -> Any:
         """The run as MlflowClient.get_run gives it (info, params, latest metrics, tags)."""

@@ -239,8 +239,20 @@ def finalize_run(
             shutil.copytree(folder, root / name, dirs_exist_ok=True)
         else:
             client().log_artifacts(run_id, str(folder), artifact_path=name)
-    runs.end(run_id, MLFLOW_STATUS[status])
+    # ended when its process ended (exit.json), not now: a pipeline's next step may be running
+    runs.end(run_id, MLFLOW_STATUS[status], _millis(read_json(run_dir / "exit.json")))
     shutil.rmtree(run_dir / "env", ignore_errors=True)  # the run's throwaway layer
+
+
+def _millis(ended: dict | None) -> int | None:
+    """An exit record's end (`2026-12-07T14:08:42.495Z`) in epoch milliseconds, if it has one."""
+    import datetime as dt
+
+    when = (ended or {}).get("ended")
+    try:
+        return int(dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def output_path(folder: Path, name: str, files: dict[str, str]) -> Path:
