@@ -517,7 +517,8 @@ def export_cmd(spec, out_dir, target, variables) -> int:
 )
 @click.option("--force", is_flag=True, help="Overwrite the output file.")
 def import_cmd(files, out, name, inline, force) -> int:
-    """Write a lab spec from az ml workspace, compute and job YAML files and MLproject files."""
+    """Write a lab spec from az ml YAML files (workspace, computes, environments, components,
+    data, models, endpoints and deployments, jobs) and MLproject files."""
     from . import importer, spec as spec_mod
 
     notes, counts = importer.make(

@@ -216,7 +216,7 @@ def read(
                 "with a letter, not ending with '-'",
                 key=True,
             )
-        kind = block.get("type", ONLINE)
+        kind = endpoint_type(block)
         deployments = {}
         for dep, fields in mapping(block.get("deployments")).items():
             where = at + ("deployments", dep)
@@ -234,6 +234,15 @@ def read(
             _check_invoke(doc, at, endpoint)
         out[name] = endpoint
     return out
+
+
+def endpoint_type(block: dict) -> str:
+    """online or batch: as written, else as an included az ml file's $schema says (a batch
+    endpoint's file has no type: batchEndpoint.schema.json)."""
+    kind = block.get("type")
+    if isinstance(kind, str):
+        return kind
+    return BATCH if "batchendpoint" in str(block.get("$schema") or "").lower() else ONLINE
 
 
 def _deployment(

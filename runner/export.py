@@ -25,6 +25,18 @@ PIPELINE_COMPONENT_SCHEMA = (
     "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
 )
 DATA_SCHEMA = "https://azuremlschemas.azureedge.net/latest/data.schema.json"
+MODEL_SCHEMA = "https://azuremlschemas.azureedge.net/latest/model.schema.json"
+ENDPOINT_SCHEMAS = {
+    "online": "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json",
+    "batch": "https://azuremlschemas.azureedge.net/latest/batchEndpoint.schema.json",
+}
+DEPLOYMENT_SCHEMAS = {
+    "online": "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json",
+    "model": "https://azuremlschemas.azureedge.net/latest/modelBatchDeployment.schema.json",
+    "pipeline": (
+        "https://azuremlschemas.azureedge.net/latest/pipelineComponentBatchDeployment.schema.json"
+    ),
+}
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
@@ -195,6 +207,68 @@ def data_document(spec: Spec, name: str, out_dir: Path) -> dict:
     return doc
 
 
+def model_document(spec: Spec, name: str, out_dir: Path) -> dict:
+    """A model of the spec's models: section as a model.schema.json file in `out_dir`; one a
+    job makes names that job's run as Azure ML does (`azureml://jobs/JOB_RUN/outputs/...`), which
+    is known once the job ran (closing_notes says so)."""
+    model = spec.models[name]
+    doc: dict = {"$schema": MODEL_SCHEMA, "name": name}
+    doc.update({k: v for k, v in model.fields.items() if k not in ("$schema", "name", "file")})
+    doc["type"] = model.type
+    if model.local is not None:
+        doc["path"] = _rel(model.local, out_dir)
+    elif model.job is not None:
+        output = model.job.output or "artifacts"
+        sub = f"/paths/{model.job.sub}" if model.job.sub else ""
+        doc["path"] = f"azureml://jobs/<run of job {model.job.job}>/outputs/{output}{sub}"
+    return doc
+
+
+def endpoint_documents(spec: Spec, name: str, out_dir: Path) -> dict[str, dict]:
+    """An endpoint of the spec's endpoints: section as a managedOnlineEndpoint or batchEndpoint
+    file (`NAME.yml`) and each deployment as its deployment file (`NAME/DEPLOYMENT.yml`), paths
+    relative to `out_dir`."""
+    endpoint = spec.endpoints[name]
+    at = ("endpoints", name)
+    doc: dict = {"$schema": ENDPOINT_SCHEMAS[endpoint.type], "name": name}
+    skip = ("$schema", "name", "file", "deployments", "invoke", "type")  # the schema says it
+    doc.update({k: v for k, v in endpoint.fields.items() if k not in skip})
+    docs = {f"{name}.yml": doc}
+    for dep_name, dep in endpoint.deployments.items():
+        kind = "online" if endpoint.type == "online" else dep.fields.get("type", "model")
+        dep_doc: dict = {
+            "$schema": DEPLOYMENT_SCHEMAS.get(kind, DEPLOYMENT_SCHEMAS["model"]),
+            "name": dep_name,
+            "endpoint_name": name,
+        }
+        dep_doc.update(
+            {k: v for k, v in dep.fields.items() if k not in ("$schema", "name", "file")}
+        )
+        where = out_dir / name
+        if dep.code is not None:
+            dep_doc["code_configuration"] = {
+                "code": _rel(dep.code, where),
+                "scoring_script": dep.scoring_script,
+            }
+        if isinstance(dep_doc.get("environment"), dict):
+            dep_doc["environment"] = _environment_paths(
+                spec, at + ("deployments", dep_name, "environment"), dep_doc["environment"], where
+            )
+        model = dep.model
+        if model is not None and model.local is not None and isinstance(dep_doc.get("model"), dict):
+            dep_doc["model"] = {**dep_doc["model"], "path": _rel(model.local, where)}
+        elif model is not None and model.local is not None:
+            dep_doc["model"] = _rel(model.local, where)
+        if dep.component is not None and isinstance(dep_doc.get("component"), str):
+            if is_local(dep_doc["component"]):
+                found = relative_to(
+                    spec.doc, at + ("deployments", dep_name, "component"), dep_doc["component"]
+                )
+                dep_doc["component"] = _rel(found, where)
+        docs[f"{name}/{dep_name}.yml"] = dep_doc
+    return docs
+
+
 def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     """A component of the spec's components: section as a commandComponent (or
     parallelComponent) file in `out_dir`; a pipeline component as a pipelineComponent file, its
@@ -275,6 +349,22 @@ def closing_notes(spec: Spec, out_dir: Path) -> list[str]:
         for name, job in spec.jobs.items()
         if (note := secret_note(job, display_path(str(Path(out_dir) / "jobs" / f"{name}.yml"))))
     ]
+    notes += [
+        f"{display_path(str(Path(out_dir) / 'models' / f'{name}.yml'))}: its path names the run "
+        f"of job {m.job.job}: set it once the job ran (az ml job create prints its name)"
+        for name, m in spec.models.items()
+        if m.job is not None
+    ]
+    notes += [
+        f"endpoint {name}'s invoke: is a call, not a file: az ml "
+        + (
+            f"online-endpoint invoke --name {name} --request-file FILE"
+            if e.type == "online"
+            else f"batch-endpoint invoke --name {name} --input PATH"
+        )
+        for name, e in spec.endpoints.items()
+        if e.invoke
+    ]
     left = [f"{k} ({why})" for k, why in NOT_EXPORTED.items() if spec.doc.data.get(k)]
     if left:
         notes.append(f"not exported: {', '.join(left)}")
@@ -300,7 +390,8 @@ def compute_document(spec: Spec, name: str) -> dict:
 
 def export(spec: Spec, out_dir: Path) -> list[Path]:
     """Write workspace.yml, computes/NAME.yml, environments/NAME.yml, components/NAME.yml,
-    data/NAME.yml and jobs/NAME.yml under `out_dir`; the files written."""
+    data/NAME.yml, jobs/NAME.yml, models/NAME.yml and endpoints/NAME.yml (with
+    endpoints/NAME/DEPLOYMENT.yml) under `out_dir`; the files written."""
     out_dir = Path(out_dir)
     written = []
 
@@ -324,6 +415,13 @@ def export(spec: Spec, out_dir: Path) -> list[Path]:
     for name, job in spec.jobs.items():
         folder = out_dir / "jobs"
         write(folder / f"{name}.yml", job_document(spec, job, folder))
+    for name in spec.models:
+        folder = out_dir / "models"
+        write(folder / f"{name}.yml", model_document(spec, name, folder))
+    for name in spec.endpoints:
+        folder = out_dir / "endpoints"
+        for file, doc in endpoint_documents(spec, name, folder).items():
+            write(folder / file, doc)
     return written
 
 

@@ -27,8 +27,8 @@ LITERAL_TYPES = {
 
 
 def kind(data: dict, path: Path) -> str:
-    """workspace, compute, environment, component, data, job or mlproject: what an az ml /
-    MLflow YAML file describes."""
+    """workspace, compute, environment, component, data, model, endpoint, deployment, job or
+    mlproject: what an az ml / MLflow YAML file describes."""
     schema = str(data.get("$schema") or "").lower()
     for marker, what in (
         ("workspace.schema", "workspace"),
@@ -42,6 +42,9 @@ def kind(data: dict, path: Path) -> str:
         ("parallelcomponent.schema", "component"),
         ("environment.schema", "environment"),
         ("data.schema", "data"),
+        ("model.schema", "model"),
+        ("deployment.schema", "deployment"),  # online, model batch, pipeline component batch
+        ("endpoint.schema", "endpoint"),  # managed online, batch
     ):
         if marker in schema:
             return what
@@ -54,9 +57,13 @@ def kind(data: dict, path: Path) -> str:
         return "data"
     if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
         return "job"
+    if kind_of in ("mlflow_model", "custom_model", "triton_model") and "path" in data:
+        return "model"
+    if "endpoint_name" in data:
+        return "deployment"
     raise UserError(
         f"{display_path(str(path))}: not an az ml workspace, compute, environment, component, "
-        "data or job file, nor an MLproject file"
+        "data, model, endpoint, deployment or job file, nor an MLproject file"
     )
 
 
@@ -90,7 +97,9 @@ def build(
     workspace, notes = None, []
     computes: dict = {}
     jobs: dict = {}
-    assets: dict = {"environment": {}, "component": {}, "data": {}}
+    assets: dict = {"environment": {}, "component": {}, "data": {}, "model": {}}
+    endpoints: dict = {}
+    deployments: list[tuple[str, str, dict, str]] = []  # endpoint, name, block, file shown
     seen: dict = {}
     spec_name = name
     for path in files:
@@ -121,7 +130,21 @@ def build(
                 shown,
                 _inline_block(data, path, out_dir) if inline else {"file": _rel(path, out_dir)},
             )
-        elif what in ("environment", "component", "data"):  # az ml environment/... create
+        elif what == "endpoint":
+            named = data.get("name")
+            key = named if isinstance(named, str) and named else path.stem
+            _add(endpoints, seen, "endpoint", key, shown, {"file": _rel(path, out_dir)})
+        elif what == "deployment":
+            named, endpoint = data.get("name"), data.get("endpoint_name")
+            if not isinstance(endpoint, str) or not endpoint:
+                raise UserError(f"{shown}: the deployment file has no endpoint_name")
+            key = named if isinstance(named, str) and named else path.stem
+            deployments.append((endpoint, key, {"file": _rel(path, out_dir)}, shown))
+        elif what == "model" and (made := _from_job(data)) is not None:
+            named = data.get("name")
+            key = named if isinstance(named, str) and named else path.stem
+            _add(assets["model"], seen, "model", key, shown, made)
+        elif what in ("environment", "component", "data", "model"):  # az ml .../model create
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
             _add(assets[what], seen, what, key, shown, {"file": _rel(path, out_dir)})
@@ -187,7 +210,43 @@ def build(
         doc["data"] = assets["data"]
     if jobs:
         doc["jobs"] = jobs
+    if assets["model"]:
+        doc["models"] = assets["model"]
+    for endpoint, key, block, shown in deployments:  # under the endpoint they name
+        if endpoint not in endpoints:
+            raise UserError(
+                f"{shown}: its endpoint_name '{endpoint}' is none of the endpoint files given"
+            )
+        _add(
+            endpoints[endpoint].setdefault("deployments", {}),
+            seen,
+            f"deployment of {endpoint}",
+            key,
+            shown,
+            block,
+        )
+    if endpoints:
+        doc["endpoints"] = endpoints
     return doc, notes
+
+
+# what mlrun export writes for a model a job makes (the run is known once the job ran)
+FROM_JOB = re.compile(
+    r"azureml://jobs/<run of job (?P<job>[^>]+)>/outputs/(?P<output>[^/]+)(?:/paths/(?P<sub>.*))?"
+)
+
+
+def _from_job(data: dict) -> dict | None:
+    """A model file mlrun export wrote for a model a job makes, as the spec's block again
+    (`${{jobs.JOB.artifacts}}/model`); None for any other model file."""
+    found = FROM_JOB.fullmatch(str(data.get("path") or ""))
+    if found is None:
+        return None
+    job, output, sub = found.group("job", "output", "sub")
+    part = "artifacts" if output == "artifacts" else f"outputs.{output}"
+    ref = "${{jobs." + job + "." + part + "}}"
+    block = {k: v for k, v in data.items() if k not in ("$schema", "name", "path")}
+    return {**block, "path": f"{ref}/{sub}" if sub else ref}
 
 
 def _add(section: dict, seen: dict, what: str, key: str, shown: str, block: dict) -> None:

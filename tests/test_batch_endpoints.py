@@ -210,7 +210,9 @@ def test_a_killed_apply_leaves_a_scoring_job_the_next_apply_waits_for(tmp_path):
         proc = start_mlrun("apply", "-y", spec, cwd=tmp_path, env=OFFLINE)
         runs = tmp_path / ".mlrun" / "local" / "ws-custom-batch" / "runs" / "summer"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(runs.glob("*/run_id")):
+        # killed once the run's supervisor runs (before that, a killed apply's run never starts:
+        # it ends Canceled, and the next apply makes the call)
+        while time.monotonic() < deadline and not list(runs.glob("*/pid")):
             time.sleep(0.1)
         (started,) = [f.read_text() for f in runs.glob("*/run_id")]
         os.killpg(proc.pid, signal.SIGKILL)

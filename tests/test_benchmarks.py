@@ -31,9 +31,12 @@ def quick(*words: str, skip: tuple[str, ...] = ()) -> list[str]:
 
 def test_benchmarks_run_in_quick_mode():
     rows = quick(skip=tuple(SLOW))
-    # ten cases, the pipeline re-apply, five scale rows (issue 18's four, issue 26's jobs without
-    # a compute), the state's bytes per job, three environment costs, the tracking server's two
-    assert len(rows) == 22, rows
+    # twelve cases, the pipeline re-apply, five scale rows (issue 18's four, issue 26's jobs
+    # without a compute), the state's bytes per job, three environment costs, the tracking
+    # server's two
+    assert len(rows) == 24, rows
+    assert any(line.startswith("first apply (empty home) vs the same, warm ") for line in rows)
+    assert any(line.startswith("2-step pipeline, an output on vs one job ") for line in rows)
     assert any(line.startswith("state bytes written per job ") for line in rows)
     assert any(line.startswith("3-step pipeline re-applied, nothing changed ") for line in rows)
     assert any(line.startswith("pipeline of ") for line in rows)

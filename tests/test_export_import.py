@@ -359,8 +359,8 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
         (
             "notes.yml",
             "hello: world\n",
-            "{f}: not an az ml workspace, compute, environment, component, data or job file, "
-            "nor an MLproject file",
+            "{f}: not an az ml workspace, compute, environment, component, data, model, "
+            "endpoint, deployment or job file, nor an MLproject file",
         ),
         (
             "broken.yml",
@@ -403,3 +403,52 @@ def test_import_rejects_two_jobs_with_one_name(mlrun, tmp_path):
         "",
         f"error: {b}: a second job named 'train' (the first is in {a})\n",
     )
+
+
+@pytest.mark.parametrize("name", ["deploy.yaml", "deploy-batch.yaml"])
+def test_models_and_endpoints_are_exported_for_the_sdk_and_imported_back(mlrun, tmp_path, name):
+    """Issue 30: export carries models, endpoints and their deployments (az ml model /
+    online-endpoint / batch-endpoint / *-deployment files the SDK loads), and import reads them
+    back to the same plan; a model a job makes names that job's run, said in a note."""
+    from azure.ai.ml import (
+        load_batch_endpoint,
+        load_model,
+        load_online_deployment,
+        load_online_endpoint,
+    )
+    from azure.ai.ml.entities._load_functions import load_model_batch_deployment
+
+    spec = ROOT / "specs" / name
+    out = tmp_path / "exported"
+    code, stdout, err = mlrun("export", spec, "-o", out)
+    assert code == 0, err
+    said = stdout + err
+    (model,) = sorted((out / "models").iterdir())
+    assert "its path names the run of job train: set it once the job ran" in said
+    loaded = load_model(model)
+    assert loaded.type == "mlflow_model"
+    assert loaded.path == "azureml://jobs/<run of job train>/outputs/artifacts/paths/model"
+    (endpoint_file,) = sorted((out / "endpoints").glob("*.yml"))
+    deployments = sorted((out / "endpoints" / endpoint_file.stem).glob("*.yml"))
+    online = name == "deploy.yaml"
+    endpoint = (load_online_endpoint if online else load_batch_endpoint)(endpoint_file)
+    assert endpoint.name == endpoint_file.stem
+    for file in deployments:
+        dep = (load_online_deployment if online else load_model_batch_deployment)(file)
+        assert (dep.name, dep.endpoint_name) == (file.stem, endpoint.name)
+        assert str(dep.model).endswith("diabetes-mlflow@latest")  # the SDK drops azureml:
+    files = [p for p in sorted(out.rglob("*.yml")) if p.name != "workspace.yml"]
+    back = tmp_path / "lab" / "spec.yaml"
+    code, _, err = mlrun("import", out / "workspace.yml", *files, "-o", back)
+    assert code == 0, err
+    data = yaml.safe_load(back.read_text())
+    assert data["models"]["diabetes-mlflow"]["path"] == "${{jobs.train.artifacts}}/model"
+    assert set(data["endpoints"][endpoint.name]["deployments"]) == {p.stem for p in deployments}
+    assert mlrun("validate", back)[0] == 0
+    want = planning.desired(spec_mod.load(spec), manages_resource_group=False)["resources"]
+    got = planning.desired(spec_mod.load(back), manages_resource_group=False)["resources"]
+    called = {k for k in want if k.startswith("invoke.")}  # a call, not a file: noted
+    assert called and "invoke: is a call, not a file" in said
+    assert {k: v["attrs"] for k, v in got.items()} == {
+        k: v["attrs"] for k, v in want.items() if k not in called
+    }
