@@ -2,6 +2,7 @@
 discovery, and the MLflow endpoint (proxied to the workspace's real MLflow server)."""
 
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -227,12 +228,19 @@ def environment(ctx, sub, rg, ws, name, version=None):
             "systemData": system_data(),
             "properties": {**props, "osType": props.get("osType") or "Linux"},
         }
-        ctx.app.state.put(eid, body, created=now_iso())
+        seq = ctx.app.state.info(eid).get("seq") or time.monotonic_ns()
+        ctx.app.state.put(eid, body, created=now_iso(), seq=seq)
         return Reply(200, body)
     registered = ctx.app.state.get(eid) if version else None
     if registered:
         return Reply(200, registered)
     if not name.startswith("AzureML-"):
+        if version is None:  # `@latest`: the SDK asks for the newest one ($top=1)
+            from components import versions_of  # (components imports this module)
+
+            found = versions_of(ctx.app, wres["id"], name, section="environments")
+            top = ctx.q("$top")
+            return Reply(200, {"value": found[: int(top)] if top else found})
         return not_found("workspaces/environments", name, rg)
     body = {
         "id": f"{wres['id']}/environments/{name}/versions/{version or '1'}",
