@@ -527,8 +527,11 @@ def describe(kind: str, a: dict) -> str:
         if a.get("type") == "batch":  # `batch, default classifier`
             return f"batch, default {a.get('default') or '(none)'}"
         traffic = ", ".join(f"{d} {w}%" for d, w in (a.get("traffic") or {}).items())
-        return f"{a.get('type')}, {a.get('auth_mode')} auth" + (
-            f", traffic {traffic}" if traffic else ""
+        mirror = ", ".join(f"{d} {w}%" for d, w in (a.get("mirror_traffic") or {}).items() if w)
+        return (
+            f"{a.get('type')}, {a.get('auth_mode')} auth"
+            + (f", traffic {traffic}" if traffic else "")
+            + (f", mirrored to {mirror}" if mirror else "")
         )
     if kind == "deployment" and a.get("compute"):
         # `diabetes-mlflow v1 on aml-cluster: 2 x 2 at once, mini-batches of 2 files, append_row`
