@@ -149,7 +149,9 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
     )
     _quiet_polling()
     with _sdk_errors(f"deployment.{key}"), _sdk_stderr():
-        made = session.ml().online_deployments.begin_create_or_update(entity).result()
+        with session.uploading:  # its code and model folders; then the waits run side by side
+            poller = session.ml().online_deployments.begin_create_or_update(entity)
+        made = poller.result()
     want = spec.endpoints[endpoint].fields
     with _traffic, _sdk_errors(f"endpoint.{endpoint}"):
         _apply_traffic(session, endpoint, want.get("traffic") or {}, want.get("mirror_traffic"))
