@@ -216,12 +216,17 @@ def read(
                 "with a letter, not ending with '-'",
                 key=True,
             )
+        _other_name(doc, at + ("name",), block.get("name"), name, "endpoint")
         kind = endpoint_type(block)
         deployments = {}
         for dep, fields in mapping(block.get("deployments")).items():
             where = at + ("deployments", dep)
             if where in doc.broken or not isinstance(fields, dict):
                 continue
+            _other_name(doc, where + ("name",), fields.get("name"), dep, "deployment")
+            _other_name(
+                doc, where + ("endpoint_name",), fields.get("endpoint_name"), name, "endpoint"
+            )
             deployments[dep] = _deployment(
                 doc, where, name, dep, fields, reader, models, defined, substitutes, kind == BATCH
             )
@@ -243,6 +248,18 @@ def endpoint_type(block: dict) -> str:
     if isinstance(kind, str):
         return kind
     return BATCH if "batchendpoint" in str(block.get("$schema") or "").lower() else ONLINE
+
+
+def _other_name(doc: Doc, at: tuple, written: Any, used: str, what: str) -> None:
+    """A name an endpoint or deployment file gives (`name:`, `endpoint_name:`) that is not the
+    one the spec uses: Azure gets the spec's."""
+    if isinstance(written, str) and written != used and not unresolved(written):
+        doc.problem(
+            at,
+            f"the file names the {what} '{written}', but it is {what} '{used}' here: Azure gets "
+            f"'{used}' (rename one to match)",
+            severity="warning",
+        )
 
 
 def _deployment(
@@ -496,6 +513,13 @@ def _check_traffic(doc: Doc, at: tuple, endpoint: Endpoint) -> None:
     total = sum(v for v in endpoint.traffic.values() if isinstance(v, int))
     if endpoint.traffic and total not in (0, 100):
         doc.problem(at + ("traffic",), f"traffic adds up to {total}%, not 100% (or 0%)")
+    mirrored = [d for d, share in endpoint.mirror_traffic.items() if share]
+    if len(mirrored) > 1:
+        doc.problem(
+            at + ("mirror_traffic",),
+            f"traffic is mirrored to one deployment at most, not {len(mirrored)} "
+            f"({', '.join(map(str, mirrored))})",
+        )
     for dep, share in endpoint.mirror_traffic.items():
         if isinstance(share, int) and endpoint.traffic.get(dep):
             doc.problem(

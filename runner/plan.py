@@ -579,8 +579,11 @@ def describe(kind: str, a: dict) -> str:
         if a.get("type") == "batch":  # `batch, default classifier`
             return f"batch, default {a.get('default') or '(none)'}"
         traffic = ", ".join(f"{d} {w}%" for d, w in (a.get("traffic") or {}).items())
-        return f"{a.get('type')}, {a.get('auth_mode')} auth" + (
-            f", traffic {traffic}" if traffic else ""
+        mirror = ", ".join(f"{d} {w}%" for d, w in (a.get("mirror_traffic") or {}).items() if w)
+        return (
+            f"{a.get('type')}, {a.get('auth_mode')} auth"
+            + (f", traffic {traffic}" if traffic else "")
+            + (f", mirrored to {mirror}" if mirror else "")
         )
     if kind == "deployment" and a.get("component"):
         # `pipeline component scoring.yml on cpu-cluster: 2 steps (prepare, score)`

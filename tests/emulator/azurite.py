@@ -155,6 +155,21 @@ class Azurite:
             written.append(target)
         return written
 
+    def names_under(self, url: str) -> list[str]:
+        """The blobs under a blob URL (`https://HOST/ACCOUNT/CONTAINER/PREFIX`, as a code
+        version's codeUri), named relative to it; none when the container does not exist."""
+        from urllib.parse import unquote, urlsplit
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        _, container, prefix = (unquote(urlsplit(url).path).strip("/").split("/", 2) + ["", ""])[:3]
+        client = self.service().get_container_client(container)
+        start = f"{prefix}/" if prefix else ""
+        try:
+            return [b.name[len(start) :] for b in client.list_blobs(name_starts_with=start or None)]
+        except ResourceNotFoundError:
+            return []
+
 
 def _utcnow():
     return datetime.datetime.now(datetime.UTC)

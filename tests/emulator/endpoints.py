@@ -5,12 +5,14 @@ polled until Succeeded, then the resource is read again; DELETE answers 202 with
 Location URLs. `listKeys` answers the endpoint's keys (made at create, never in a GET), `token`
 an aml_token endpoint's token.
 
-Checks the service makes: traffic only to deployments that exist, adding up to 100 (or 0); a
-deployment's endpoint, model version and instance type must exist, an MLflow model deploys with no
-scoring script ("no-code"), any other model needs one and an environment; a deployment that still
-gets live traffic cannot be deleted. An `async_failure` fault on a deployment's PUT ends its
-operation Failed and leaves it provisioningState Failed, as a deployment whose container never
-became ready does.
+Checks the service makes: traffic only to deployments that exist, adding up to 100 (or 0), mirrored
+to one deployment at most, at most 50%, and not to one that gets live traffic; a deployment's
+endpoint, model version and instance type must exist, an MLflow model deploys with no scoring
+script ("no-code"), any other model needs one and an environment; the environment must be
+registered (or curated), the code version must exist and its uploaded folder hold the scoring
+script; a deployment that still gets live traffic cannot be deleted. An `async_failure` fault on
+a deployment's PUT ends its operation Failed and leaves it provisioningState Failed, as a
+deployment whose container never became ready does.
 
 The endpoint's `scoringUri` is this emulator
 (https://127.0.0.1:PORT/inference/SUB/RG/WS/ENDPOINT/score), which checks the key (or token),
@@ -22,6 +24,7 @@ is a 400, as a deployment's server answers it."""
 
 import json
 import random
+import re
 import secrets
 
 from arm import MLS_NS, not_found, system_data, vm, ws_id
@@ -72,6 +75,15 @@ def _traffic_problem(state, eid, props) -> str | None:
     total = sum(int(w) for w in (props.get("traffic") or {}).values())
     if total not in (0, 100):
         return f"Traffic values must add up to 100 (or 0), not {total}."
+    live = {d.lower() for d, w in (props.get("traffic") or {}).items() if int(w)}
+    mirrored = {d: int(w) for d, w in (props.get("mirrorTraffic") or {}).items() if int(w)}
+    if len(mirrored) > 1:
+        return "Traffic can be mirrored to one deployment of an endpoint only."
+    for dep, weight in mirrored.items():
+        if weight > 50:
+            return f"Mirror traffic values must add up to at most 50, not {weight}."
+        if dep.lower() in live:
+            return f"Deployment '{dep}' gets live traffic: it cannot get mirrored traffic too."
     return None
 
 
@@ -250,6 +262,36 @@ def model_problem(app, model, props) -> str | None:
         )
     if props.get("codeConfiguration") and not props.get("environmentId"):
         return "A deployment with a scoring script needs an environment."
+    return _environment_problem(app, props.get("environmentId")) or _code_problem(
+        app, props.get("codeConfiguration")
+    )
+
+
+def _environment_problem(app, env: str | None) -> str | None:
+    """A registered environment version (an anonymous one the SDK registered among them), or a
+    curated one (`azureml:AzureML-...`, or Azure's registry): the rest the service cannot find."""
+    if not env:
+        return None
+    m = re.fullmatch(r"/subscriptions/.+/environments/([^/]+)/versions/[^/]+", env, re.I)
+    if m and (m[1].startswith("AzureML-") or app.state.get(env) is not None):
+        return None
+    if not m and env.startswith(("azureml:AzureML-", "azureml://registries/azureml/")):
+        return None
+    return f"Environment '{env}' was not found."
+
+
+def _code_problem(app, config: dict | None) -> str | None:
+    """The code version exists and its uploaded folder holds the scoring script."""
+    if not config:
+        return None
+    code, script = config.get("codeId") or "", config.get("scoringScript") or ""
+    found = app.state.get(code) if code.startswith("/subscriptions/") else None
+    if found is None:
+        return f"Code '{code}' was not found."
+    if script.replace("\\", "/").removeprefix("./") not in app.azurite.names_under(
+        found["properties"]["codeUri"]
+    ):
+        return f"Scoring script '{script}' was not found in code '{code}'."
     return None
 
 

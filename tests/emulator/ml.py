@@ -3,6 +3,7 @@ discovery, and the MLflow endpoint (proxied to the workspace's real MLflow serve
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -89,11 +90,19 @@ def list_code_versions(ctx, sub, rg, ws, name):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
     if missing:
         return missing
-    versions = ctx.app.state.children(f"{wres['id']}/codes/{name}", "versions")
-    wanted = ctx.q("hash")
-    if wanted:
-        versions = [v for v in versions if ctx.app.state.info(v["id"]).get("hash") == wanted]
-    return Reply(200, {"value": versions})
+    wanted, state = ctx.q("hash"), ctx.app.state
+    if wanted:  # the workspace's code versions with that content, whatever their name
+        prefix = f"{wres['id']}/codes/".lower()
+        with state.lock:
+            found = [
+                v
+                for k, v in state.resources.items()
+                if k.startswith(prefix)
+                and "/versions/" in k
+                and state.info(k).get("hash") == wanted
+            ]
+        return Reply(200, {"value": found})
+    return Reply(200, {"value": state.children(f"{wres['id']}/codes/{name}", "versions")})
 
 
 @route("GET PUT", WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)")
@@ -143,7 +152,10 @@ def start_pending_upload(ctx, sub, rg, ws, name, version):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
     if missing:
         return missing
-    container = ctx.app.state.info(wres["id"])["blob_container"]
+    # a container of its own, as Azure gives each pending upload (the SDK uploads to its root, so
+    # two folders of one name would otherwise meet, and the second pass for the first)
+    container = f"{ctx.app.state.info(wres['id'])['workspace_id']}-{uuid.uuid4().hex[:12]}"
+    ctx.app.azurite.ensure_container(container)
     sas = ctx.app.azurite.container_sas_url(container)
     return Reply(
         200,
@@ -217,12 +229,19 @@ def environment(ctx, sub, rg, ws, name, version=None):
             "systemData": system_data(),
             "properties": {**props, "osType": props.get("osType") or "Linux"},
         }
-        ctx.app.state.put(eid, body, created=now_iso())
+        seq = ctx.app.state.info(eid).get("seq") or time.monotonic_ns()
+        ctx.app.state.put(eid, body, created=now_iso(), seq=seq)
         return Reply(200, body)
     registered = ctx.app.state.get(eid) if version else None
     if registered:
         return Reply(200, registered)
     if not name.startswith("AzureML-"):
+        if version is None:  # `@latest`: the SDK asks for the newest one ($top=1)
+            from components import versions_of  # (components imports this module)
+
+            found = versions_of(ctx.app, wres["id"], name, section="environments")
+            top = ctx.q("$top")
+            return Reply(200, {"value": found[: int(top)] if top else found})
         return not_found("workspaces/environments", name, rg)
     body = {
         "id": f"{wres['id']}/environments/{name}/versions/{version or '1'}",

@@ -8,7 +8,6 @@ AzureBackend is the Backend the engine drives; what it does lives in this packag
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,7 +37,7 @@ class AzureBackend:
         self.expires = None  # the lab's expiry (set_expiry), tagged on what mlrun creates
         self.lab_tags: dict = {}
         self.poll_seconds = jobs.POLL_SECONDS
-        self._submit_lock = threading.Lock()
+        self._submit_lock = self.session.uploading
 
     @property
     def tracking_uri(self) -> str:

@@ -39,6 +39,10 @@ class Session:
         )  # clients are made from other clients (arm() needs credential())
         self._cache: dict = {}
         self._locks: dict = {}
+        # the SDK uploads local folders (code, models) to content-addressed blobs, one call at a
+        # time: two writing one blob at once, the loser's 409 is swallowed (show_progress=False)
+        # and the SDK waits for its upload forever
+        self.uploading = threading.Lock()
 
     def _key_lock(self, key: str) -> threading.RLock:
         """One lock per client: making one (seconds, for MLflow's) never blocks using another."""

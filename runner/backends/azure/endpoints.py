@@ -149,7 +149,9 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
     )
     _quiet_polling()
     with _sdk_errors(f"deployment.{key}"), _sdk_stderr():
-        made = session.ml().online_deployments.begin_create_or_update(entity).result()
+        with session.uploading:  # its code and model folders; then the waits run side by side
+            poller = session.ml().online_deployments.begin_create_or_update(entity)
+        made = poller.result()
     want = spec.endpoints[endpoint].fields
     with _traffic, _sdk_errors(f"endpoint.{endpoint}"):
         _apply_traffic(session, endpoint, want.get("traffic") or {}, want.get("mirror_traffic"))
@@ -161,9 +163,10 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
 
 
 def _model(dep, attrs: dict):
-    """`azureml:NAME:VERSION` of a registered model (a model of the spec's: the version its plan
+    """`NAME:VERSION` of a registered model (a model of the spec's: the version its plan
     registered, `diabetes-mlflow v2`; else as written, `@latest` resolved by the SDK), or a local
-    folder the SDK uploads."""
+    folder the SDK uploads. A reference goes without its `azureml:`, as the CLI's schema passes
+    it: the SDK reads `azureml:NAME@latest` as a model named `azureml:NAME`."""
     from azure.ai.ml.entities import Model
 
     model = dep.model
@@ -177,19 +180,35 @@ def _model(dep, attrs: dict):
     planned = re.fullmatch(rf"{re.escape(name)} v(\S+)", str(attrs.get("model") or ""))
     if model.spec_model and planned:
         version = planned.group(1)
-    return f"azureml:{name}:{version}" if version else f"azureml:{name}@latest"
+    return f"{name}:{version}" if version else f"{name}@latest"
 
 
 def _environment(dep):
-    """As written (`azureml:NAME:V`, `@latest`, a curated one), or an inline definition."""
+    """A reference as the CLI's schema passes it (`NAME:V`, `NAME@latest`, a curated one, which
+    the SDK sends as `azureml:AzureML-...`; a registry's URI as written), or an inline definition
+    or environment file, which the SDK registers as an anonymous environment."""
     value = dep.fields.get("environment")
-    if value is None or isinstance(value, str):
-        return value
-    from azure.ai.ml.entities import Environment
-
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.startswith("file:"):
+        return value if value.startswith("azureml://") else value.removeprefix("azureml:")
     definition = dep.environment.definition if dep.environment is not None else None
-    definition = definition or value
-    return Environment(image=definition.get("image"), conda_file=definition.get("conda_file"))
+    return environment_entity(definition or value)
+
+
+def environment_entity(definition: dict, **fields):
+    """An azure-ai-ml Environment of a definition (image, conda file read in, build context)."""
+    from azure.ai.ml.entities import BuildContext, Environment
+
+    build = definition.get("build")
+    return Environment(
+        image=definition.get("image"),
+        conda_file=definition.get("conda_file"),
+        build=BuildContext(path=build["path"], dockerfile_path=build.get("dockerfile_path"))
+        if build
+        else None,
+        **fields,
+    )
 
 
 def _apply_traffic(session: Session, endpoint: str, traffic: dict, mirror: dict | None) -> None:
@@ -306,7 +325,9 @@ def _sdk_errors(what: str, scoring: bool = False) -> Iterator[None]:
         ):
             raise
         if isinstance(exc, MlException):
-            text = " ".join(str(exc.message or exc).split())
+            # the SDK re-raises a refusal with its advice around it: the refusal says it
+            inner = exc.__context__ if isinstance(exc.__context__, MlException) else exc
+            text = " ".join(str(inner.message or inner).split())
             raise UserError(f"{what}: {text}") from None
         with plain_errors(what):
             raise

@@ -26,6 +26,7 @@ from .endpoints import (
     create_endpoint,
     delete as delete_served,
     deploy,
+    environment_entity,
     live as live_served,
 )
 from .errors import plain_errors
@@ -328,19 +329,12 @@ def _create_rg(session: Session, name: str, lab_tags: dict) -> dict:
 def _create_environment(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
     """`az ml environment create`: the spec's definition (its conda file read in) as a new
     version, tagged with its content digest."""
-    from azure.ai.ml.entities import BuildContext, Environment
-
     definition = spec.environments[name].definition or {}
     fields = (spec.doc.data.get("environments") or {}).get(name) or {}
-    build = definition.get("build")
-    entity = Environment(
+    entity = environment_entity(
+        definition,
         name=name,
         version=attrs["version"],
-        image=definition.get("image"),
-        conda_file=definition.get("conda_file"),
-        build=BuildContext(path=build["path"], dockerfile_path=build.get("dockerfile_path"))
-        if build
-        else None,
         description=fields.get("description"),
         tags={**(fields.get("tags") or {}), "mlrun.content": attrs["content"]},
     )
