@@ -470,18 +470,11 @@ class Applier:
         return run
 
     def _call(self, endpoint: Endpoint, deployment: str, details: dict, inp: Call, fp: str) -> Run:
-        """Start the call's run: the scoring job of a model deployment, or the pipeline job of a
-        pipeline deployment's component (its steps fingerprinted as a pipeline job's are)."""
+        """Start the call's run (Backend.score): the scoring job of a model deployment, or the
+        pipeline job of a pipeline deployment's component."""
         name = endpoint.name
         dep = endpoint.deployments[deployment]
         submission: Submission = {"fingerprint": fp, "parts": {}, "compute": dep.compute}
-        if isinstance(inp, dict):
-            job = batch.pipeline_job(self.spec, endpoint, dep, inp)
-            steps = fingerprint.pipeline(job)
-            submission["parts"], submission["steps"] = steps["parts"], steps["steps"]
-            return self.backend.submit(
-                self.spec, job, submission, on_start=lambda r: self.state.add_run(name, r)
-            )
         return self.backend.score(
             self.spec,
             endpoint,
