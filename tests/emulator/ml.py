@@ -143,7 +143,11 @@ def start_pending_upload(ctx, sub, rg, ws, name, version):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
     if missing:
         return missing
-    container = ctx.app.state.info(wres["id"])["blob_container"]
+    # a container of the code asset's own: the SDK uploads a folder to the root of the container
+    # it is given (upload_to_root_container), and reuses what it finds there under the folder's
+    # name, so two code folders of the same name (a changed one) must never share a container
+    container = f"code-{name.lower()}"[:63]
+    ctx.app.azurite.ensure_container(container)
     sas = ctx.app.azurite.container_sas_url(container)
     return Reply(
         200,
