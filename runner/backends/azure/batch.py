@@ -10,6 +10,7 @@ batch endpoint takes Microsoft Entra tokens only: no keys. Every SDK is imported
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -170,7 +171,12 @@ def delete(session: Session, kind: str, name: str) -> None:
     _quiet_polling()
     ml = session.ml()
     endpoint, _, dep = name.partition("/")
-    with _sdk_errors(f"{kind}.{name}"):
+    # a deployment's is one at a time (with the default's other changes): the default moves to
+    # another deployment, which must not be going meanwhile
+    with (
+        _default if kind == "deployment" else contextlib.nullcontext(),
+        _sdk_errors(f"{kind}.{name}"),
+    ):
         try:
             current = ml.batch_endpoints.get(endpoint)
             if kind == "deployment":
@@ -185,8 +191,7 @@ def delete(session: Session, kind: str, name: str) -> None:
             others = [d.name for d in ml.batch_deployments.list(endpoint) if d.name != dep]
             if not others:
                 return
-            with _default:
-                _set_default(session, endpoint, others[0])
+            _set_default(session, endpoint, others[0])
         if kind == "endpoint":
             ml.batch_endpoints.begin_delete(endpoint).result()
         else:
