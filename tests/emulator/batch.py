@@ -36,18 +36,18 @@ downloadable with `jobs.download(JOB, output_name=OUTPUT)`. A failing step fails
 matching the invoke's POST fails the whole job at start, and delay/async_failure rules matching
 `{job id}/steps/{step}` hold or fail one step, as for pipelines.
 
-Invoking a model deployment: the SDK POSTs a batch job body ({"properties": {"inputData": {KEY: {"jobInputType":
-"UriFolder"|"UriFile", "uri": ...}}, "name": JOB?, ...}}) to the scoring URI with a bearer token
-for https://ml.azure.com that /msi/token issued (else 401), routed to the deployment the
-`azureml-model-deployment` header names, else to the endpoint's default (none: 404, which the SDK
-raises as ResourceNotFoundError). It answers the job (a BatchJobResource, status NotStarted) and
+Invoking a model deployment: the SDK POSTs a batch job body ({"properties": {"inputData": {KEY:
+{"jobInputType": "UriFolder"|"UriFile", "uri": ...}}, "name": JOB?, ...}}) to the scoring URI with a
+bearer token for https://ml.azure.com that /msi/token issued (else 401), routed to the deployment
+the `azureml-model-deployment` header names, else to the endpoint's default (none: 404, which the
+SDK raises as ResourceNotFoundError). It answers the job (a BatchJobResource, status NotStarted) and
 makes it a job of the workspace, named as asked or `batchjob-GUID`, in the experiment named after
 the endpoint: a pipeline job (tags azureml.batchrun "true", azureml.jobtype "azureml.pipelinejob")
 with one child step, display name `batchscoring`, a run with a GUID id
 (`jobs.list(parent_job_name=JOB)`). Both have the output `score`, a uri_folder
-azureml://datastores/workspaceblobstore/paths/azureml/CHILD/score/ (or the output path the
-invoke names), which `jobs.download(JOB or CHILD, output_name="score")` fetches (through run
-history's rundata and the data plane's batchGetResolvedUris, served in ml.py).
+azureml://datastores/workspaceblobstore/paths/azureml/CHILD/score/ (or the output path the invoke
+names), which `jobs.download(JOB or CHILD, output_name="score")` fetches (through run history's
+rundata and the data plane's batchGetResolvedUris, served in ml.py).
 
 The step runs no model: it reads the input's files from Azurite (a folder the SDK uploaded, a
 data asset version, a datastore path) and, for output_action append_row, writes
