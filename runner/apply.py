@@ -127,8 +127,13 @@ class Applier:
         self._parallel(gone(Kind.JOB), self.forget_job)
         inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
         self._parallel([c for k in (*inside,) for c in gone(k)], self.change_resource)
+        # a pipeline component names the spec's other components (Azure ML resolves them when
+        # it registers it): made after them
+        piped = [c for c in kept(Kind.COMPONENT) if self._is_pipeline_component(c.address.name)]
         for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
-            self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
+            made = [c for k in kinds for c in kept(k) if c not in piped]
+            self._parallel(made, self.change_resource)
+        self._parallel(piped, self.change_resource)
         self.run_jobs(jobs)
         self._parallel(kept(Kind.MODEL), self.register_model)  # what the jobs made
         self._parallel(gone(Kind.INVOKE), self.change_resource)
@@ -141,6 +146,10 @@ class Applier:
         self._parallel(gone(Kind.WORKSPACE), self.change_resource)
         self._parallel(gone(Kind.RESOURCE_GROUP), self.change_resource)
         return self.outcome
+
+    def _is_pipeline_component(self, name: str) -> bool:
+        comp = self.spec.components.get(name)
+        return comp is not None and comp.fields.get("type") == "pipeline"
 
     def _parallel(
         self, changes: list[Change], fn: Callable[[Change], None], workers: int | None = None
@@ -476,18 +485,11 @@ class Applier:
         return run
 
     def _call(self, endpoint: Endpoint, deployment: str, details: dict, inp: Call, fp: str) -> Run:
-        """Start the call's run: the scoring job of a model deployment, or the pipeline job of a
-        pipeline deployment's component (its steps fingerprinted as a pipeline job's are)."""
+        """Start the call's run (Backend.score): the scoring job of a model deployment, or the
+        pipeline job of a pipeline deployment's component."""
         name = endpoint.name
         dep = endpoint.deployments[deployment]
         submission: Submission = {"fingerprint": fp, "parts": {}, "compute": dep.compute}
-        if isinstance(inp, dict):
-            job = batch.pipeline_job(self.spec, endpoint, dep, inp)
-            steps = fingerprint.pipeline(job)
-            submission["parts"], submission["steps"] = steps["parts"], steps["steps"]
-            return self.backend.submit(
-                self.spec, job, submission, on_start=lambda r: self.state.add_run(name, r)
-            )
         return self.backend.score(
             self.spec,
             endpoint,

@@ -276,23 +276,35 @@ def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     fields = (spec.doc.data.get("components") or {}).get(name) or {}
     at = ("components", name)
     if fields.get("type") == "pipeline":
-        doc: dict = {"$schema": PIPELINE_COMPONENT_SCHEMA, "name": name}
-        doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
-        secrets = {  # a step's variables secret by name (spec.read_doc marks them)
-            step: frozenset(
-                p[-1]
-                for p in spec.doc.secret
-                if p[: len(at) + 2] == at + ("jobs", step) and "environment_variables" in p
-            )
-            for step in fields.get("jobs") or {}
-        }
-        doc["jobs"] = _steps(spec, at, fields.get("jobs") or {}, out_dir, secrets)
-        return doc
+        return pipeline_component_document(spec, at, fields, out_dir, name)
     schema = PARALLEL_COMPONENT_SCHEMA if fields.get("type") == "parallel" else COMPONENT_SCHEMA
-    doc = {"$schema": schema, "name": name}
+    doc: dict = {"$schema": schema, "name": name}
     doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
     doc = _code_paths(spec, at, doc, out_dir)
     doc.setdefault("type", "command")
+    return doc
+
+
+def pipeline_component_document(
+    spec: Spec, at: tuple, fields: dict, out_dir: Path, name: str | None = None
+) -> dict:
+    """A pipeline component (`fields`, at `at` in the spec: of its components:, or a pipeline
+    deployment's) as a pipelineComponent file in `out_dir`, its steps as pipeline_document's;
+    named `name` (else as its fields name it)."""
+    doc: dict = {"$schema": PIPELINE_COMPONENT_SCHEMA}
+    if name is not None:
+        doc["name"] = name
+    skip = ("$schema", "file") + (("name",) if name is not None else ())
+    doc.update({k: v for k, v in fields.items() if k not in skip})
+    secrets = {  # a step's variables secret by name (spec.read_doc marks them)
+        step: frozenset(
+            p[-1]
+            for p in spec.doc.secret
+            if p[: len(at) + 2] == at + ("jobs", step) and "environment_variables" in p
+        )
+        for step in fields.get("jobs") or {}
+    }
+    doc["jobs"] = _steps(spec, at, fields.get("jobs") or {}, out_dir, secrets)
     return doc
 
 

@@ -181,8 +181,10 @@ def pipeline(job: Job) -> dict:
 
 def component(spec, name: str) -> str:
     """A component of the spec's components: as its content: its fields, its code folder's
-    content and its environment's."""
-    from .refs import is_local, relative_to
+    content and its environment's; a pipeline component's, its steps' code and the content of
+    the spec's components they name (registered, a pipeline component is bound to their
+    versions as they were: a new one of theirs is a new one of it)."""
+    from .refs import is_local, parse_ref, relative_to
 
     fields = spec.components[name].fields
     code = fields.get("code")
@@ -195,9 +197,14 @@ def component(spec, name: str) -> str:
         at = ("components", name, "jobs", step)
         inline = isinstance(block.get("component"), dict)
         code = (block["component"] if inline else block).get("code")
+        named = parse_ref(block.get("component"))
         if is_local(code):
             found = relative_to(spec.doc, at + (("component",) if inline else ()) + ("code",), code)
             steps[step] = _content(found)
+        elif named and named[0] in spec.components:
+            used = spec.components[named[0]]  # a command component (pipelines do not nest)
+            if used.fields.get("type") != "pipeline":
+                steps[step] = component(spec, named[0])
     return _digest(
         {
             "fields": {k: v for k, v in fields.items() if k not in ("version", "$schema")},

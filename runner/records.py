@@ -67,6 +67,7 @@ class Run(RunChange, total=False):
     artifact_uri: str  # local
     studio_url: str  # azure
     endpoint: str  # azure: a batch endpoint's scoring run (its output is downloaded)
+    deployment: str  # azure: a pipeline deployment's call (its steps and outputs are read)
     run_id: str | None  # a step's record read as a run (Backend.step_run)
     step: str
     reused: bool

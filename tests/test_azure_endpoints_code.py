@@ -178,7 +178,10 @@ def lab(azure_emulator, tmp_path_factory):
 
 
 def test_validate_and_plan_say_what_each_deployment_runs(lab):
-    assert lab["validate"] == "lab.yaml: ok (0 computes, 1 environment, 0 jobs, 0 queries, 1 endpoint)\n"
+    assert (
+        lab["validate"]
+        == "lab.yaml: ok (0 computes, 1 environment, 0 jobs, 0 queries, 1 endpoint)\n"
+    )
     bill = "$0.30/h (1 x Standard_DS3_v2), bills until destroyed"
     col = len(f"deployment.{EP}/curated-env")  # the longest address: the column's width
 

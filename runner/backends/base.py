@@ -186,13 +186,16 @@ class Backend(Protocol):
         endpoint: Endpoint,
         deployment: str,
         details: dict[str, Any],
-        inp: Input,
+        inp: Input | dict[str, Input],
         record: Submission,
         on_start: Callable[[Run], None],
     ) -> Run:
         """Start a batch endpoint's scoring job (az ml batch-endpoint invoke) on `inp` with
         `deployment` (`details`: what its record says of it), as submit starts a job; its output
-        `score` is in batch.output_folder(run) once finalize has run."""
+        `score` is in batch.output_folder(run) once finalize has run. A pipeline deployment's
+        call gives its component's inputs by name: its run is a pipeline job whose `steps` say
+        how each step ended once it has, its outputs in
+        pipeline_deployments.output_folders(run, component) once finalize has run."""
 
     def wait(self, run: Run) -> RunChange:
         """Block until the run ends; returns {status, exit_code, ended, error?}."""

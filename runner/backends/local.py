@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import batch, curated, parallel, sweep
+from .. import batch, curated, fingerprint, parallel, sweep
 from ..changes import RUN, Kind
 from ..endpoints import Deployment, Endpoint
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
@@ -519,12 +519,21 @@ class LocalBackend:
         endpoint: Endpoint,
         deployment: str,
         details: dict,
-        inp: Input,
+        inp: Input | dict[str, Input],
         record: Submission,
         on_start: Callable[[Run], None],
     ) -> Run:
-        """A parallel job made from the deployment (runner/batch.py), run as any job is."""
-        job = batch.scoring_job(spec, endpoint, endpoint.deployments[deployment], details, inp)
+        """A parallel job made from the deployment (runner/batch.py), run as any job is; a
+        pipeline deployment's call, the pipeline job of its component's steps (fingerprinted as a
+        pipeline job's are, so that a step is reused as in any pipeline)."""
+        dep = endpoint.deployments[deployment]
+        if isinstance(inp, dict):
+            job = batch.pipeline_job(spec, endpoint, dep, inp)
+            steps = fingerprint.pipeline(job)
+            record = record.copy()
+            record["parts"], record["steps"] = steps["parts"], steps["steps"]
+        else:
+            job = batch.scoring_job(spec, endpoint, dep, details, inp)
         return self.submit(spec, job, record, on_start)
 
     def submit(

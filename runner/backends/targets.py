@@ -59,21 +59,6 @@ def _check_azure(doc: Doc, data: dict[str, Any]) -> None:
                 "Azure ML runs a parallel job only as a pipeline step (azure-ai-ml's load_job: "
                 "'Unsupported job type: parallel'): put it under a type: pipeline job's jobs",
             )
-    for name, comp in mapping(data.get("components")).items():
-        if mapping(comp).get("type") == "pipeline":
-            doc.problem(
-                ("components", name, "type"),
-                "mlrun registers pipeline components on the local target only (they run there as "
-                "batch deployments): the azure target does not take them yet",
-            )
-    for name, endpoint in mapping(data.get("endpoints")).items():
-        for dep, block in mapping(mapping(endpoint).get("deployments")).items():
-            if mapping(block).get("type") == "pipeline":
-                doc.problem(
-                    ("endpoints", name, "deployments", dep, "type"),
-                    "pipeline component batch deployments run on the local target only: the "
-                    "azure target does not deploy them yet (model batch deployments it does)",
-                )
     ws = mapping(data.get("workspace"))
     for key in ("resource_group", "location"):
         if not ws.get(key) and not azure.get("config"):

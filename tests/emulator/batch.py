@@ -13,21 +13,41 @@ exists; an MLflow model deploys with no scoring script or environment, any other
 both. The first deployment that succeeds on an endpoint without a default becomes its default,
 as Azure does. The default deployment cannot be deleted (the emulator is strict here: make
 another deployment the default, or delete the endpoint with its deployments). Only model
-deployments are served, not pipeline component ones. An `async_failure` fault on a deployment's
+deployments and pipeline component ones are served. An `async_failure` fault on a deployment's
 PUT ends its operation Failed and leaves it provisioningState Failed.
 
-Invoking: the SDK POSTs a batch job body ({"properties": {"inputData": {KEY: {"jobInputType":
-"UriFolder"|"UriFile", "uri": ...}}, "name": JOB?, ...}}) to the scoring URI with a bearer token
-for https://ml.azure.com that /msi/token issued (else 401), routed to the deployment the
-`azureml-model-deployment` header names, else to the endpoint's default (none: 404, which the SDK
-raises as ResourceNotFoundError). It answers the job (a BatchJobResource, status NotStarted) and
+Pipeline component deployments (batch_pipelines.py; `deploymentConfiguration`
+{deploymentConfigurationType: PipelineComponent, componentId: {assetId}, settings}, no compute
+of their own): the component version must exist and be a pipeline component (a command one is
+refused), settings.default_compute must name a compute of the workspace (by name, azureml:NAME
+or ARM id). Stored as sent, without the model deployments' defaults; the workspace's MLflow
+server is started then (its calls' steps log to it). An invoke of one sends `inputData` {NAME:
+{"jobInputType": "UriFolder"|"UriFile"|"Literal"|..., "uri"|"value"}} (an input the component
+does not declare, or a required one left out with no default: 400) and makes a pipeline job,
+named as asked, in the experiment named after the endpoint, tagged as a batch run (as below),
+whose steps are the registered component's `jobs` run for real as any pipeline job's
+(pipelines.PipelineRunner: child command jobs, `jobs.list(parent_job_name=JOB)`, each with its
+std log) on settings.default_compute, with the invoke's inputs bound and the component's
+defaults for the rest (literals as text: an integer 3 is "3", booleans true/false). Each output
+of the component is a uri_folder at azureml://datastores/workspaceblobstore/paths/azureml/JOB/
+OUTPUT/ (or the path the invoke's outputData names), written by the step bound to it, and
+downloadable with `jobs.download(JOB, output_name=OUTPUT)`. A failing step fails the job
+("Pipeline has some failed steps..."), its error in its own run history; an async_failure rule
+matching the invoke's POST fails the whole job at start, and delay/async_failure rules matching
+`{job id}/steps/{step}` hold or fail one step, as for pipelines.
+
+Invoking a model deployment: the SDK POSTs a batch job body ({"properties": {"inputData": {KEY:
+{"jobInputType": "UriFolder"|"UriFile", "uri": ...}}, "name": JOB?, ...}}) to the scoring URI with a
+bearer token for https://ml.azure.com that /msi/token issued (else 401), routed to the deployment
+the `azureml-model-deployment` header names, else to the endpoint's default (none: 404, which the
+SDK raises as ResourceNotFoundError). It answers the job (a BatchJobResource, status NotStarted) and
 makes it a job of the workspace, named as asked or `batchjob-GUID`, in the experiment named after
 the endpoint: a pipeline job (tags azureml.batchrun "true", azureml.jobtype "azureml.pipelinejob")
 with one child step, display name `batchscoring`, a run with a GUID id
 (`jobs.list(parent_job_name=JOB)`). Both have the output `score`, a uri_folder
-azureml://datastores/workspaceblobstore/paths/azureml/CHILD/score/ (or the output path the
-invoke names), which `jobs.download(JOB or CHILD, output_name="score")` fetches (through run
-history's rundata and the data plane's batchGetResolvedUris, served in ml.py).
+azureml://datastores/workspaceblobstore/paths/azureml/CHILD/score/ (or the output path the invoke
+names), which `jobs.download(JOB or CHILD, output_name="score")` fetches (through run history's
+rundata and the data plane's batchGetResolvedUris, served in ml.py).
 
 The step runs no model: it reads the input's files from Azurite (a folder the SDK uploaded, a
 data asset version, a datastore path) and, for output_action append_row, writes
@@ -52,6 +72,7 @@ import time
 import uuid
 from pathlib import Path
 
+import batch_pipelines
 from arm import MLS_NS, not_found, system_data, ws_id
 from endpoints import model_problem
 from jobs import DATASTORE_URI, LOG_NAME
@@ -197,10 +218,18 @@ def deployment(ctx, sub, rg, ws, name, dep):
         op = state.new_op(ctx.method, ctx.path, lambda: state.delete_tree(did))
         return Reply(202, None, {**async_headers(ctx, op, base), **location_headers(ctx, op, base)})
     props = dict(ctx.json.get("properties") or {})
-    problem = _deployment_problem(ctx.app, wres["id"], props)
+    piped = batch_pipelines.is_pipeline(props)
+    problem = (
+        batch_pipelines.deployment_problem(ctx.app, wres["id"], props)
+        if piped
+        else _deployment_problem(ctx.app, wres["id"], props)
+    )
     if problem:
         return error(400, "BadRequest", problem)
-    props["compute"] = _compute_id(wres["id"], props["compute"])
+    if piped:  # its calls run steps that log to the workspace's MLflow: start it meanwhile
+        ctx.app.mlflow_for(wres["id"]).start_async()
+    else:
+        props["compute"] = _compute_id(wres["id"], props["compute"])
     body = {
         "id": did,
         "name": dep,
@@ -209,7 +238,7 @@ def deployment(ctx, sub, rg, ws, name, dep):
         "tags": ctx.json.get("tags") or {},
         "systemData": (current or {}).get("systemData") or system_data(),
         "properties": {
-            **DEPLOYMENT_DEFAULTS,
+            **({} if piped else DEPLOYMENT_DEFAULTS),
             **{k: v for k, v in props.items() if v is not None},
             "provisioningState": "Updating" if current else "Creating",
         },
@@ -238,7 +267,7 @@ def _compute_id(wid, compute: str) -> str:
 def _deployment_problem(app, wid, props) -> str | None:
     config = props.get("deploymentConfiguration") or {}
     if config.get("deploymentConfigurationType") not in (None, "Model"):
-        return "The emulator serves model batch deployments only."
+        return f"Unknown deployment configuration {config.get('deploymentConfigurationType')}."
     compute = props.get("compute")
     if not compute:
         return "A batch deployment needs a compute cluster (compute)."
@@ -307,6 +336,21 @@ def invoke(ctx, sub, rg, ws, name):
         props = (ctx.json or {}).get("properties") or {}
     except ValueError:
         return error(400, "BadRequest", "The request body is not JSON.")
+    job_name = props.get("name") or f"batchjob-{uuid.uuid4()}"
+    if app.state.get(f"{wid}/jobs/{job_name}"):
+        return error(
+            409, "UserError", f"A job with name '{job_name}' already exists in workspace '{ws}'."
+        )
+    if batch_pipelines.is_pipeline(dep["properties"]):
+        runner, problem = batch_pipelines.call(app, wres, ep, dep, job_name, props)
+        if problem:
+            return error(400, "UserError", problem)
+        runner.failure = ctx.async_failure()
+        app.state.put(runner.job["id"], runner.job, created=now_iso())
+        app.jobs[runner.job["id"].lower()] = runner
+        answer = runner.resource()
+        runner.start()
+        return Reply(200, answer)
     inputs = {
         key: {"jobInputType": INPUT_TYPES[kind], "uri": spec.get("uri")}
         for key, spec in (props.get("inputData") or {}).items()
@@ -317,11 +361,6 @@ def invoke(ctx, sub, rg, ws, name):
             400,
             "BadRequest",
             f"A model deployment's job takes one uri_folder or uri_file input, not {len(inputs)}.",
-        )
-    job_name = props.get("name") or f"batchjob-{uuid.uuid4()}"
-    if app.state.get(f"{wid}/jobs/{job_name}"):
-        return error(
-            409, "UserError", f"A job with name '{job_name}' already exists in workspace '{ws}'."
         )
     runner = BatchJob(app, wres, ep, dep, job_name, inputs, props)
     runner.child.failure = ctx.async_failure()
@@ -336,7 +375,7 @@ def invoke(ctx, sub, rg, ws, name):
 @route("GET", SCORING + r"/(?P<job>[^/]+)")
 def scoring_job(ctx, sub, rg, ws, name, job):
     runner = ctx.app.jobs.get(f"{ws_id(sub, rg, ws)}/jobs/{job}".lower())
-    if not isinstance(runner, BatchJob) or runner.endpoint.lower() != name.lower():
+    if not isinstance(runner, CALLS) or runner.endpoint.lower() != name.lower():
         return error(404, "NotFound", f"Job '{job}' was not found in batch endpoint '{name}'.")
     return Reply(200, runner.resource())
 
@@ -349,7 +388,7 @@ def list_jobs(ctx, sub, rg, ws, name, dep=None):
     found = [
         r.resource()
         for r in list(ctx.app.jobs.values())
-        if isinstance(r, BatchJob)
+        if isinstance(r, CALLS)
         and r.ws["id"].lower() == wid
         and r.endpoint.lower() == name.lower()
         and (dep is None or r.deployment.lower() == dep.lower())
@@ -496,6 +535,9 @@ class BatchJob(PipelineRunner):
         else:
             self.error = {"code": "UserError", "message": FAILED_MESSAGE}
             self.set_status("Failed")
+
+
+CALLS = (BatchJob, batch_pipelines.PipelineCall)  # the jobs an invoke makes
 
 
 class ScoringStep(StepRunner):

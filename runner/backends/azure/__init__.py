@@ -3,8 +3,9 @@ azure-mgmt-resource and azureml-mlflow. Every SDK is imported lazily, inside the
 
 AzureBackend is the Backend the engine drives; what it does lives in this package's modules:
 `client` (the SDK clients and their output), `errors` (Azure's failures in plain words),
-`resources` (what mlrun makes), `endpoints` (online endpoints and their deployments), `jobs`
-(runs) and `labs` (lab expiry)."""
+`resources` (what mlrun makes), `endpoints` (online endpoints and their deployments), `batch`
+and `batch_pipelines` (batch endpoints, their model and pipeline component deployments, and
+their calls), `jobs` (runs) and `labs` (lab expiry)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ... import batch as scoring
-from ...endpoints import Endpoint
+from ... import batch as scoring, pipeline_deployments
+from ...endpoints import Endpoint, PipelineComponent
 from ...records import Actual, Resource, Run, RunChange, StateDoc, Submission
 from ...spec import Input, Job, Spec
 from ...state import now
 from .. import runstore
 from ..base import UPDATABLE, new_run, step_as_run
-from . import batch, endpoints, jobs, labs, resources
+from . import batch, batch_pipelines, endpoints, jobs, labs, resources
 from .client import Session, _sdk_stderr
 
 __all__ = ["AzureBackend", "_sdk_stderr"]
@@ -64,7 +65,11 @@ class AzureBackend:
         return jobs.poll(self.session, run)
 
     def step_run(self, run: Run, step: str, shown: str) -> Run:
-        """The child job of the pipeline job that ran the step (Azure ML runs the pipeline)."""
+        """The child job of the pipeline job that ran the step (Azure ML runs the pipeline); a
+        pipeline deployment's call's step as its record says."""
+        record = (run.get("steps") or {}).get(step)
+        if record and record.get("run_id"):
+            return step_as_run(run, record, record["run_dir"])
         found = jobs.child(self.session, run, shown)
         if found is not None:
             return found
@@ -123,12 +128,13 @@ class AzureBackend:
         endpoint: Endpoint,
         deployment: str,
         details: dict,
-        inp: Input,
+        inp: Input | dict[str, Input],
         record: Submission,
         on_start: Callable[[Run], None],
     ) -> Run:
         """`az ml batch-endpoint invoke`: the job is named (and recorded by `on_start`) before
-        Azure hears of it; its output is downloaded under the lab's folder when it completes."""
+        Azure hears of it; its output (a pipeline deployment's: each of its component's) is
+        downloaded under the lab's folder when it completes."""
         name = uuid.uuid4().hex
         folder = spec.path.resolve().parent / ".mlrun" / "azure" / self.session.workspace
         run: Run = {
@@ -138,22 +144,40 @@ class AzureBackend:
             "endpoint": endpoint.name,
             "run_dir": str(folder / "runs" / endpoint.name / name),
         }
+        if isinstance(inp, dict):
+            run["deployment"] = deployment
         on_start(run)
         made = batch.invoke(self.session, endpoint.name, deployment, inp, name)
         run.update({"status": "NotStarted", "started": now(), **made})
         return run
 
     def wait(self, run: Run) -> RunChange:
-        return jobs.wait(self.session, run, self.poll_seconds)
+        change = jobs.wait(self.session, run, self.poll_seconds)
+        comp = self._called(run)
+        if comp is not None:  # a pipeline deployment's call: how each step ended
+            change.update(batch_pipelines.ended(self.session, run, comp, change))
+        return change
+
+    def _called(self, run: Run) -> PipelineComponent | None:
+        """The component a pipeline deployment's call ran (None: another run)."""
+        endpoint = self.spec.endpoints.get(run.get("endpoint") or "")
+        dep = endpoint.deployments.get(run.get("deployment") or "") if endpoint else None
+        return dep.component if dep is not None else None
 
     def cancel(self, run: Run) -> None:
         jobs.cancel(self.session, run)
 
     def finalize(self, run: Run) -> None:
         if run.get("endpoint"):  # a batch endpoint's call: its output, where reports read it
-            folder = scoring.output_folder(run)
-            if run.get("status") == "Completed" and folder is not None:
-                batch.download(self.session, run["id"], folder)
+            comp = self._called(run)
+            folders = (
+                pipeline_deployments.output_folders(run, comp)
+                if comp is not None
+                else {batch.OUTPUT: scoring.output_folder(run)}
+            )
+            for output, folder in folders.items():
+                if run.get("status") == "Completed" and folder is not None:
+                    batch.download(self.session, run["id"], folder, output)
             return
         jobs.finalize(self.session, run)
 

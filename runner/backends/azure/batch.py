@@ -6,18 +6,22 @@ score` does) into the run's folder, where the local target keeps its own.
 
 An endpoint's default deployment is set once that deployment exists (Azure refuses a default it
 does not have): by the endpoint's own change when it already does, else by the deployment's. A
-batch endpoint takes Microsoft Entra tokens only: no keys. Every SDK is imported lazily."""
+batch endpoint takes Microsoft Entra tokens only: no keys. Pipeline component deployments and
+their calls' inputs, steps and outputs are batch_pipelines.py's. Every SDK is imported lazily."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+from ...endpoints import Deployment
 from ...errors import UserError
 from ...records import Resource
 from ...spec import Input, Spec
+from .batch_pipelines import deployment as pipeline_deployment, inputs as pipeline_inputs
 from .client import Session, _sdk_stderr
 from .endpoints import _environment, _invoking, _model, _quiet_polling, _sdk_errors
 
@@ -46,7 +50,10 @@ def live(session: Session, kind: str, name: str) -> dict | None:
     try:
         if kind == "deployment":
             d = ml.batch_deployments.get(dep, endpoint)
-            found: dict = {"compute": str(d.compute or "").rsplit("/", 1)[-1] or None}
+            compute = d.compute or (d.properties or {}).get("default_compute")  # a pipeline's
+            found: dict = {
+                "compute": str(compute or "").rsplit("/", 1)[-1].removeprefix("azureml:") or None
+            }
             if (d.provisioning_state or "").lower() == "failed":
                 found["down"] = "its deployment failed on Azure"
             return found
@@ -98,7 +105,37 @@ def _has_deployment(session: Session, endpoint: str, dep: str | None) -> bool:
 
 
 def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) -> dict:
-    """Make or update the model batch deployment, then its endpoint's default if it is the one."""
+    """Make or update the batch deployment (a model's, or a pipeline component's), then its
+    endpoint's default if it is the one."""
+    endpoint, _, name = key.partition("/")
+    dep = spec.endpoints[endpoint].deployments[name]
+    tags = {**(dep.fields.get("tags") or {}), **lab_tags} or None
+    entity = (
+        pipeline_deployment(session, spec, dep, tags)
+        if dep.is_pipeline
+        else _model_deployment(dep, attrs, tags)
+    )
+    _quiet_polling()
+    with _sdk_errors(f"deployment.{key}"), _sdk_stderr():
+        made = session.ml().batch_deployments.begin_create_or_update(entity).result()
+    want = spec.endpoints[endpoint].default_deployment
+    if want == name:
+        with _default, _sdk_errors(f"endpoint.{endpoint}"):
+            _set_default(session, endpoint, name)
+    return {"id": getattr(made, "id", None) or _deployment_id(session, key)}
+
+
+def _deployment_id(session: Session, key: str) -> str:
+    """A deployment's ARM id (the SDK's pipeline deployment leaves it out)."""
+    endpoint, _, name = key.partition("/")
+    return (
+        f"/subscriptions/{session.subscription}/resourceGroups/{session.resource_group}"
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{session.workspace}"
+        f"/batchEndpoints/{endpoint}/deployments/{name}"
+    )
+
+
+def _model_deployment(dep: Deployment, attrs: dict, tags: dict | None):
     from azure.ai.ml.entities import (
         BatchRetrySettings,
         CodeConfiguration,
@@ -107,13 +144,10 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
         ResourceConfiguration,
     )
 
-    endpoint, _, name = key.partition("/")
-    dep = spec.endpoints[endpoint].deployments[name]
     s = dep.batch_settings
-    fields = dep.fields
-    entity = ModelBatchDeployment(
-        name=name,
-        endpoint_name=endpoint,
+    return ModelBatchDeployment(
+        name=dep.name,
+        endpoint_name=dep.endpoint,
         model=_model(dep, attrs),
         code_configuration=CodeConfiguration(code=str(dep.code), scoring_script=dep.scoring_script)
         if dep.code is not None
@@ -137,17 +171,9 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
             }
             or None,
         ),
-        description=fields.get("description"),
-        tags={**(fields.get("tags") or {}), **lab_tags} or None,
+        description=dep.fields.get("description"),
+        tags=tags,
     )
-    _quiet_polling()
-    with _sdk_errors(f"deployment.{key}"), _sdk_stderr():
-        made = session.ml().batch_deployments.begin_create_or_update(entity).result()
-    want = spec.endpoints[endpoint].default_deployment
-    if want == name:
-        with _default, _sdk_errors(f"endpoint.{endpoint}"):
-            _set_default(session, endpoint, name)
-    return {"id": made.id}
 
 
 def _set_default(session: Session, endpoint: str, name: str) -> None:
@@ -170,7 +196,12 @@ def delete(session: Session, kind: str, name: str) -> None:
     _quiet_polling()
     ml = session.ml()
     endpoint, _, dep = name.partition("/")
-    with _sdk_errors(f"{kind}.{name}"):
+    # a deployment's is one at a time (with the default's other changes): the default moves to
+    # another deployment, which must not be going meanwhile
+    with (
+        _default if kind == "deployment" else contextlib.nullcontext(),
+        _sdk_errors(f"{kind}.{name}"),
+    ):
         try:
             current = ml.batch_endpoints.get(endpoint)
             if kind == "deployment":
@@ -185,23 +216,34 @@ def delete(session: Session, kind: str, name: str) -> None:
             others = [d.name for d in ml.batch_deployments.list(endpoint) if d.name != dep]
             if not others:
                 return
-            with _default:
-                _set_default(session, endpoint, others[0])
+            _set_default(session, endpoint, others[0])
         if kind == "endpoint":
             ml.batch_endpoints.begin_delete(endpoint).result()
         else:
             ml.batch_deployments.begin_delete(dep, endpoint).result()
 
 
-def invoke(session: Session, endpoint: str, deployment: str, inp: Input, job_name: str) -> dict:
+def invoke(
+    session: Session,
+    endpoint: str,
+    deployment: str,
+    inp: Input | dict[str, Input],
+    job_name: str,
+) -> dict:
     """`ml_client.batch_endpoints.invoke`: a job named `job_name` (named before Azure hears of
     it, so that a killed apply's call is found, not made again) scoring `inp` (a local file or
-    folder the SDK uploads, or a data asset as written) with `deployment`."""
+    folder the SDK uploads, or a data asset as written) with `deployment`; a pipeline
+    deployment's inputs by name (batch_pipelines.inputs)."""
     from azure.ai.ml import Input as SdkInput
     from azure.ai.ml.constants._endpoint import EndpointInvokeFields
 
-    local = inp.local_path is not None and not inp.asset  # a data asset: the registered one
-    path = str(inp.local_path) if local else str(inp.value)
+    given: dict
+    if isinstance(inp, dict):
+        given = {"inputs": pipeline_inputs(endpoint, inp)}
+    else:
+        local = inp.local_path is not None and not inp.asset  # a data asset: the registered one
+        path = str(inp.local_path) if local else str(inp.value)
+        given = {"input": SdkInput(type=inp.type or "uri_folder", path=path)}
     # the SDK's invoke keeps its request headers (token, deployment) in one class-level dict,
     # online endpoints' invoke too: one call at a time, and none of them kept after it
     with _invoking:
@@ -211,9 +253,9 @@ def invoke(session: Session, endpoint: str, deployment: str, inp: Input, job_nam
                 job = session.ml().batch_endpoints.invoke(
                     endpoint_name=endpoint,
                     deployment_name=deployment,
-                    input=SdkInput(type=inp.type or "uri_folder", path=path),
                     job_name=job_name,
                     experiment_name=endpoint,
+                    **given,
                 )
         finally:
             for kept in (
@@ -234,15 +276,15 @@ def scoring_step(session: Session, job_name: str) -> str | None:
     return None
 
 
-def download(session: Session, job_name: str, folder: Path) -> None:
-    """The job's output `score` into `folder` (replaced), as `az ml job download` lays it out
-    under named-outputs/score."""
+def download(session: Session, job_name: str, folder: Path, output: str = OUTPUT) -> None:
+    """The job's output (`score`, a model deployment's) into `folder` (replaced), as `az ml job
+    download --output-name` lays it out under named-outputs/OUTPUT."""
     with tempfile.TemporaryDirectory(prefix="mlrun-score-") as tmp:
         with _sdk_errors(f"run {job_name[:7]}"), _sdk_stderr():
-            session.ml().jobs.download(job_name, output_name=OUTPUT, download_path=tmp)
-        found = Path(tmp) / "named-outputs" / OUTPUT
+            session.ml().jobs.download(job_name, output_name=output, download_path=tmp)
+        found = Path(tmp) / "named-outputs" / output
         if not found.is_dir():
-            raise UserError(f"run {job_name[:7]}: Azure ML has no output '{OUTPUT}' for it")
+            raise UserError(f"run {job_name[:7]}: Azure ML has no output '{output}' for it")
         if folder.exists():
             shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
