@@ -126,8 +126,11 @@ class Applier:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
         inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
-        self._parallel([c for k in (*inside,) for c in gone(k)], self.change_resource)
-        for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
+        self._parallel(
+            [c for k in (*inside, Kind.DATASTORE) for c in gone(k)], self.change_resource
+        )
+        stores = (Kind.DATASTORE,)  # before the data assets on their paths
+        for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), stores, inside):  # outside in
             self._parallel([c for k in kinds for c in kept(k)], self.change_resource)
         self.run_jobs(jobs)
         self._parallel(kept(Kind.MODEL), self.register_model)  # what the jobs made

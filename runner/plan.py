@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import batch, cost, data as data_assets, endpoints, fingerprint, parallel
+from . import batch, cost, data as data_assets, datastores, endpoints, fingerprint, parallel
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -66,6 +66,12 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
         if cost.idle_default(c.fields):  # no surprise bills: it stops when idle, unless told not to
             resources[Address(Kind.COMPUTE, c.name)]["attrs"][IDLE] = cost.IDLE_DEFAULT
             resources[Address(Kind.COMPUTE, c.name)]["note"] = IDLE_NOTE
+    for name, store in datastores.declared(spec.datastores).items():  # credentials: their kind
+        resources[Address(Kind.DATASTORE, name)] = {
+            "kind": "datastore",
+            "name": name,
+            "attrs": store.attrs(),
+        }
     for name, comp in spec.components.items():  # versioned: see _asset_change
         resources[Address(Kind.COMPONENT, name)] = {
             "kind": "component",
@@ -548,7 +554,11 @@ def _resource_diff(
     diff = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if not diff:
         return Change(address, NOOP, "up to date", before=before, after=after)
-    kind = {"compute": after.get("type", "workspace"), "endpoint": "endpoint"}.get(
+    kind = {
+        "compute": after.get("type", "workspace"),
+        "endpoint": "endpoint",
+        "datastore": "datastore",
+    }.get(
         want["kind"], "deployment" if want["kind"] == "deployment" else "workspace"
     )
     fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
@@ -566,6 +576,8 @@ def describe(kind: str, a: dict) -> str:
     """`amlcompute STANDARD_DS11_V2, 0..2 nodes`: a resource in a few words."""
     if kind == "workspace":
         return ""
+    if kind == "datastore":  # `azure_blob acct/container, account key; folder F`
+        return datastores.describe(a)
     if kind == "data":  # `uri_file v1 (10,001 rows, 511 KB)`
         return f"{a.get('type')} v{a.get('version')} ({a.get('summary')})"
     if kind in VERSIONED:

@@ -228,6 +228,11 @@ class LocalBackend:
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
             self._store()  # mlflow.db, made once, before any job can touch it
             return {"path": str(self.root), "tracking_uri": self.tracking_uri}
+        if kind == "datastore":  # a folder, in the workspace or where the spec maps it
+            folder = self.spec.datastores[name].local
+            assert folder is not None  # the local target gives each one
+            folder.mkdir(parents=True, exist_ok=True)
+            return {"path": str(folder)}
         if kind == "environment":  # registered: built (into the shared cache) when a job needs it
             return {"version": attrs["version"]}
         if kind == "data":  # a copy of its content, as az ml data create uploads it
@@ -246,7 +251,7 @@ class LocalBackend:
         return {"slots": _slots(attrs)}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        if kind in ("workspace", "endpoint", "deployment"):
+        if kind in ("workspace", "endpoint", "deployment", "datastore"):
             return self.create(kind, name, attrs)
         return {"slots": _slots(attrs)}
 
