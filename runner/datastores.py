@@ -298,3 +298,49 @@ def assets_on(assets: dict, stores: dict[str, Datastore]) -> dict:
         path = local_path(stores, asset.path) if asset.local is None else None
         out[name] = asset if path is None else dataclasses.replace(asset, local=path)
     return out
+
+
+def links(jobs: dict) -> dict[str, dict[str, str]]:
+    """Reader job -> {input: writer job}: a job's input on a datastore path that another job of
+    the spec writes as an output (the same path, or one inside the other). The reader runs after
+    the writer in one apply, and its fingerprint takes the writer's for that input."""
+    outs = []
+    for job in jobs.values():
+        for decl in job.outputs.values():
+            if (found := parse(mapping(decl).get("path"))) is not None:
+                outs.append((found[0], _parts(found[1]), job.name))
+    found_links: dict[str, dict[str, str]] = {}
+    for job in jobs.values():
+        for name, inp in job.inputs.items():
+            if (read := parse(inp.value)) is None:
+                continue
+            want = _parts(read[1])
+            for store, parts, writer in outs:
+                n = min(len(parts), len(want))
+                if store == read[0] and writer != job.name and parts[:n] == want[:n]:
+                    found_links.setdefault(job.name, {})[name] = writer
+    return found_links
+
+
+def ordered(names: list[str], after: dict[str, set[str]]) -> list[str]:
+    """`names` with each job after the jobs it reads from (else in the given order; a cycle is
+    left as it is)."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str, path: tuple) -> None:
+        if name in seen or name in path:
+            return
+        for writer in sorted(after.get(name, ())):
+            if writer in names:
+                visit(writer, path + (name,))
+        seen.add(name)
+        out.append(name)
+
+    for name in names:
+        visit(name, ())
+    return out
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(p for p in PurePosixPath(path).parts if p not in ("/", "."))

@@ -115,8 +115,10 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "name": e.name,
                 "attrs": _invoke(spec, e),
             }
-    jobs = {}
-    for job in spec.jobs.values():
+    jobs: dict[str, dict] = {}
+    links = datastores.links(spec.jobs)  # a job reading what another writes runs after it
+    after = {reader: set(found.values()) for reader, found in links.items()}
+    for job in (spec.jobs[n] for n in datastores.ordered(list(spec.jobs), after)):
         if job.is_pipeline:
             model = fingerprint.pipeline(job)
             for step in job.pipeline.steps.values() if job.pipeline else ():
@@ -129,12 +131,15 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "compute": None,
             }
             continue
-        parts = fingerprint.parts(job)
+        produced = {i: jobs[w]["fingerprint"] for i, w in links.get(job.name, {}).items()}
+        parts = fingerprint.parts(job, produced)
         jobs[job.name] = {
             "fingerprint": fingerprint.combine(parts),
             "parts": parts,
             "compute": job.compute,
         }
+        if job.name in after:
+            jobs[job.name]["after"] = sorted(after[job.name])
         if job.is_parallel:  # how it runs, said beside why
             jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}

@@ -113,6 +113,7 @@ def summary(data: dict) -> str:
             ("jobs", "job", None),
             ("queries", "query", "queries"),
             ("data", "data asset", None),
+            ("datastores", "datastore", None),
             ("models", "model", None),
             ("endpoints", "endpoint", None),
         )
