@@ -143,7 +143,14 @@ def check(doc: Doc, data: dict, stores: dict[str, Datastore]) -> None:
     """Each datastore's fields for its type and its credentials; each datastore URI in jobs,
     pipeline steps, data assets and models names a datastore there is; a mapped name is one."""
     for name, block in mapping(data.get("datastores")).items():
-        if isinstance(block, dict) and ("datastores", name) not in doc.broken:
+        if name in BUILTIN:
+            doc.problem(
+                ("datastores", name),
+                f"{name} is the workspace's own datastore: it exists without being declared "
+                "(map it to a folder in targets.local.datastores)",
+                key=True,
+            )
+        elif isinstance(block, dict) and ("datastores", name) not in doc.broken:
             _check_store(doc, name, block)
     for name in mapped(data):
         if name not in stores:
@@ -176,9 +183,11 @@ def _check_store(doc: Doc, name: str, block: dict) -> None:
     if kind not in TYPES:
         return  # the schema check says so
     holds, account = TYPES[kind]
-    for key in ([holds] + (["account_name"] if account else [])):
+    for key in [holds] + (["account_name"] if account else []):
         if key not in block:
-            doc.problem(at, f"missing required key '{key}' (an {kind} datastore needs it)", key=True)
+            doc.problem(
+                at, f"missing required key '{key}' (an {kind} datastore needs it)", key=True
+            )
     for key in FIELDS[:5]:
         if key in block and key != holds and (key != "account_name" or not account):
             doc.problem(

@@ -563,9 +563,7 @@ def _resource_diff(
         "compute": after.get("type", "workspace"),
         "endpoint": "endpoint",
         "datastore": "datastore",
-    }.get(
-        want["kind"], "deployment" if want["kind"] == "deployment" else "workspace"
-    )
+    }.get(want["kind"], "deployment" if want["kind"] == "deployment" else "workspace")
     fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
     text = ", ".join(
         f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff)
