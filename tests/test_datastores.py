@@ -6,7 +6,6 @@ prints; on the azure target the real SDK registers, reads back and deletes them.
 
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -195,7 +194,8 @@ def test_plan_shows_each_datastore_and_its_folder(local_lab):
     out = local_lab["apply"].stdout
     folder = root / ".mlrun" / "local" / "ws-stores" / "datastores" / "mystore"
     assert re.search(
-        rf"\+ datastore\.mystore +azure_blob dp100storage/training-data, account key; folder {re.escape(str(folder))}\n",
+        r"\+ datastore\.mystore +azure_blob dp100storage/training-data, account key; "
+        rf"folder {re.escape(str(folder))}\n",
         out,
     ), out
     assert re.search(

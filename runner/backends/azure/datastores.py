@@ -5,6 +5,7 @@ them), and deleted by destroy (only those mlrun made; never the workspace's own)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ...datastores import FIELDS, Datastore
@@ -77,7 +78,8 @@ def live(session: Session, name: str) -> dict | None:
         return None
     out = {k: getattr(ds, k, None) for k in FIELDS}
     out = {k: v for k, v in out.items() if v is not None}
-    out["type"] = str(getattr(ds, "type", "") or "")
+    kind = getattr(ds.type, "value", ds.type)  # DatastoreType.AZURE_BLOB: "AzureBlob"
+    out["type"] = re.sub(r"(?<!^)(?=[A-Z])", "_", str(kind)).lower()  # as the spec says it
     out["credentials"] = KINDS.get(type(ds.credentials).__name__, "none")
     return out
 
