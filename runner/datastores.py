@@ -35,8 +35,8 @@ CREDENTIALS = {
 }
 PRINCIPAL = ("tenant_id", "client_id", "client_secret")
 SECRETS = ("account_key", "sas_token", "client_secret")  # credential fields whose value is secret
-FIELDS = ("account_name", "container_name", "filesystem", "file_share_name", "store_name")
-FIELDS += ("protocol", "endpoint", "description", "tags")
+FIELDS: tuple[str, ...] = ("account_name", "container_name", "filesystem", "file_share_name")
+FIELDS += ("store_name", "protocol", "endpoint", "description", "tags")
 URI = re.compile(r"^azureml://datastores/(?P<name>[^/]+)/paths/(?P<path>.*)$")
 
 

@@ -36,8 +36,8 @@ from .refs import (
 from .sections import Sections
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes", "environments", "components", "data", "models", "endpoints")
-INCLUDABLE += ("datastores",)
+INCLUDABLE: tuple[str, ...] = ("jobs", "computes", "environments", "components", "data", "models")
+INCLUDABLE += ("endpoints", "datastores")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")

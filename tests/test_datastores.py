@@ -6,9 +6,11 @@ prints; on the azure target the real SDK registers, reads back and deletes them.
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_mlrun
 
 KEY = "c2VjcmV0LWFjY291bnQta2V5LWZvci10ZXN0cw=="  # what ${{env.STORAGE_ACCOUNT_KEY}} gives
@@ -244,6 +246,37 @@ def test_the_key_is_in_no_file_mlrun_wrote_nor_anything_it_printed(local_lab):
     written = [p for p in root.rglob("*") if p.is_file()]
     assert len(written) > 10
     assert [p for p in written if KEY.encode() in p.read_bytes()] == []
+
+
+def test_export_writes_datastore_files_without_the_key_and_import_reads_them_back(local_lab):
+    root = local_lab["root"]
+    env = {**local_lab["env"], "MYSTORE_ACCOUNT_KEY": KEY}
+    export = run_mlrun("export", local_lab["spec"], "-o", "out", cwd=root, env=env, check=0)
+    assert (root / "out" / "datastores" / "mystore.yml").read_text() == textwrap.dedent("""\
+        $schema: https://azuremlschemas.azureedge.net/latest/azureBlob.schema.json
+        name: mystore
+        type: azure_blob
+        account_name: dp100storage
+        container_name: training-data
+        credentials:
+          account_key: (sensitive)
+        """)
+    assert (
+        "note: out/datastores/mystore.yml: account_key written as (sensitive); give it when you "
+        "create it: az ml datastore create --file out/datastores/mystore.yml --set "
+        "credentials.account_key=VALUE"
+    ) in export.stderr
+    files = ["out/workspace.yml", "out/datastores/mystore.yml", "out/datastores/shared.yml"]
+    imported = run_mlrun("import", *files, "-o", "back/lab.yaml", cwd=root, env=env, check=0)
+    assert "wrote back/lab.yaml (0 computes, 0 jobs, 2 datastores)" in imported.stdout
+    assert yaml.safe_load((root / "back" / "lab.yaml").read_text())["datastores"] == {
+        "mystore": {
+            "file": "../out/datastores/mystore.yml",
+            "credentials": {"account_key": "${{env.MYSTORE_ACCOUNT_KEY}}"},
+        },
+        "shared": {"file": "../out/datastores/shared.yml"},  # no credential: nothing to give
+    }
+    assert KEY not in export.stdout + export.stderr + imported.stdout + imported.stderr
 
 
 # --- the azure target ----------------------------------------------------------------------------
