@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -353,3 +354,31 @@ def ordered(names: list[str], after: dict[str, set[str]]) -> list[str]:
 
 def _parts(path: str) -> tuple[str, ...]:
     return tuple(p for p in PurePosixPath(path).parts if p not in ("/", "."))
+
+
+def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) -> None:
+    """On a target that runs here: an input or data asset on a datastore path that is not in the
+    datastore's folder, and that no job of the spec writes, is said (an error for a run, else a
+    warning: the spec may be meant for Azure)."""
+    written = []
+    for at, uri in uris(data):
+        if at[-3] == "outputs" and (found := parse(uri)) is not None:
+            written.append((found[0], _parts(found[1])))
+    stand_ins = mapping(mapping(mapping(data.get("targets")).get("local")).get("inputs"))
+    for at, uri in uris(data):
+        found = parse(uri)
+        if found is None or at[-3] == "outputs" or at[0] == "models" or uri in stand_ins:
+            continue
+        store, want = stores.get(found[0]), _parts(found[1])
+        path = store.path(found[1]) if store is not None and ".." not in want else None
+        if path is None or path.exists():
+            continue
+        if any(s == found[0] and p[: len(want)] == want[: len(p)] for s, p in written):
+            continue  # a job of the spec writes it
+        shown = os.path.relpath(store.local or "", Path(doc.file).resolve().parent)
+        doc.problem(
+            at,
+            f"'{uri}' is not in datastore {found[0]}, which is the folder {shown} here "
+            f"(put it there, or map {found[0]} to a folder in targets.local.datastores)",
+            severity="error" if runs else "warning",
+        )

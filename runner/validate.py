@@ -324,6 +324,8 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> Section
         datastores=stores,
     )
     datastores.check(doc, data, stores)
+    if where.runs_here:
+        datastores.check_local(doc, data, stores, runs)
     assets = sections.data
     _check_data(doc, assets)
     _check_models(doc, sections.models, _dicts(data.get("jobs")), where.runs_here, runs)
@@ -676,7 +678,7 @@ def _check_data(doc: Doc, assets: dict) -> None:
     MLTable file). A URI is registered as it is."""
     for name, asset in assets.items():
         at = ("data", name, "path")
-        if asset.local is None:
+        if asset.local is None or datastores.parse(asset.path) is not None:  # see check_local
             continue  # a URI, registered as it is (a job reading it locally needs a stand-in)
         if not _exists(asset.local):
             doc.problem(at, f"data path '{asset.path}' does not exist")

@@ -359,7 +359,8 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
         (
             "notes.yml",
             "hello: world\n",
-            "{f}: not an az ml workspace, compute, environment, component, data or job file, "
+            "{f}: not an az ml workspace, compute, environment, component, data, datastore or "
+            "job file, "
             "nor an MLproject file",
         ),
         (
