@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -276,17 +277,26 @@ def local_path(stores: dict[str, Datastore], uri: Any) -> Path | None:
     return stores[found[0]].path(found[1])
 
 
-def output_path(stores: dict[str, Datastore], decl: Any) -> Path | None:
-    """Where a job output declared on a datastore path is written locally (a folder made now,
-    or a `type: uri_file` output's file, its folder made now); None for any other output."""
-    path = local_path(stores, mapping(decl).get("path"))
-    if path is None:
-        return None
-    if mapping(decl).get("type") == "uri_file":
-        path.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+def deliver(stores: dict[str, Datastore], outputs: dict, run_dir: Path, run_id: str) -> None:
+    """A completed local run's outputs declared on datastore paths copied into their datastores'
+    folders (as Azure ML uploads them), `${{name}}` in a path being the run's id. The run keeps
+    its own copy in outputs/NAME (its artifacts, what a model registers from)."""
+    for name, decl in outputs.items():
+        uri = mapping(decl).get("path")
+        if not isinstance(uri, str):
+            continue
+        uri = re.sub(r"\$\{\{\s*name\s*\}\}", run_id, uri)
+        target = None if "${{" in uri else local_path(stores, uri)
+        source = run_dir / "outputs" / name
+        if target is None or not source.is_dir():
+            continue
+        if mapping(decl).get("type") == "uri_file":
+            files = [f for f in source.iterdir() if f.is_file()]
+            if files:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(files[0], target)
+        else:
+            shutil.copytree(source, target, dirs_exist_ok=True)
 
 
 def describe(a: dict) -> str:

@@ -35,9 +35,11 @@ jobs:
   write:
     command: >-
       echo hello > ${{outputs.out}}/greeting.txt && mkdir ${{outputs.out}}/more
-      && echo 42 > ${{outputs.out}}/more/n.txt && echo "$STORAGE_ACCOUNT_KEY" | wc -c
+      && echo 42 > ${{outputs.out}}/more/n.txt && echo noted > ${{outputs.note}}
+      && echo "$STORAGE_ACCOUNT_KEY" | wc -c
     outputs:
       out: {type: uri_folder, path: azureml://datastores/mystore/paths/out/}
+      note: {type: uri_file, path: "azureml://datastores/mystore/paths/notes/${{name}}/n.txt"}
   asset:
     command: cat ${{inputs.p}}/rows.txt > ./outputs/rows.txt
     inputs:
@@ -212,6 +214,10 @@ def test_a_job_reads_what_another_wrote_to_a_datastore_in_one_apply(local_lab):
     store = root / ".mlrun" / "local" / "ws-stores" / "datastores" / "mystore"
     assert (store / "out" / "greeting.txt").read_text() == "hello\n"
     assert (store / "out" / "more" / "n.txt").read_text() == "42\n"
+    state = json.loads((root / ".mlrun" / "stores.local.json").read_text())
+    run_id = state["jobs"]["write"]["runs"][-1]["id"]
+    assert (store / "notes" / run_id / "n.txt").read_text() == "noted\n"  # ${{name}}: the run
+    assert (latest_run_dir(root, "write") / "outputs" / "out" / "greeting.txt").is_file()
     copy = latest_run_dir(root, "read") / "work" / "outputs" / "copy.txt"
     assert copy.read_text() == "hello\n42\n"
     out = local_lab["apply"].stdout

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import batch, curated, parallel, sweep
+from .. import batch, curated, datastores, parallel, sweep
 from ..changes import RUN, Kind
 from ..endpoints import Deployment, Endpoint
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
@@ -682,7 +682,11 @@ class LocalBackend:
         supervised.cancel(Path(run["run_dir"]))
 
     def finalize(self, run: Run) -> None:
-        """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
+        """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit. A
+        completed job's outputs on datastore paths go to their datastores' folders."""
+        job = self.spec.jobs.get(Path(run["run_dir"]).parent.name)  # runs/JOB/STAMP
+        if job is not None and run["status"] == "Completed" and not job.is_pipeline:
+            datastores.deliver(self.spec.datastores, job.outputs, Path(run["run_dir"]), run["id"])
         supervised.finalize_run(
             self.client,
             run["id"],

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import datastores, parallel, slots, sweep
+from .. import parallel, slots, sweep
 from ..account import default_subscription
 from ..errors import UserError
 from ..pipelines import Step
@@ -66,15 +66,9 @@ class Preparer:
                 )
             values[("inputs", name)] = str(path) if path else supervised.literal(inp.value)
         for name in job.outputs if outputs else ():
-            values[("outputs", name)] = str(self.output_path(job, run_dir, name))
+            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
+            values[("outputs", name)] = str(out)
         return values
-
-    def output_path(self, job: Job, run_dir: Path, name: str) -> Path:
-        """Where the job writes its output `name`: a datastore's path in its folder (as Azure ML
-        mounts it), else the run's own outputs/NAME."""
-        decl = job.outputs[name]
-        stored = datastores.output_path(self.spec.datastores, decl)
-        return stored or supervised.output_path(run_dir / "outputs", name, job.output_files)
 
     def input_path(self, inp: Input, job: str) -> Path | None:
         """Where a job's input is: a data asset's registered copy (not its source, which may
@@ -109,7 +103,8 @@ class Preparer:
             if (path := self.input_path(inp, job.name)) is not None:
                 env[f"AZURE_ML_INPUT_{name}"] = str(path)
         for name in job.outputs:
-            env[f"AZURE_ML_OUTPUT_{name}"] = str(self.output_path(job, run_dir, name))
+            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
+            env[f"AZURE_ML_OUTPUT_{name}"] = str(out)
         return env
 
     def copy_code(self, code: Path | None, work: Path) -> None:
