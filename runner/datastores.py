@@ -380,12 +380,13 @@ def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) 
         if found is None or at[-3] == "outputs" or at[0] == "models" or uri in stand_ins:
             continue
         store, want = stores.get(found[0]), _parts(found[1])
-        path = store.path(found[1]) if store is not None and ".." not in want else None
-        if path is None or path.exists():
+        if store is None or store.local is None or ".." in want:
+            continue  # check says so, or not a folder here
+        if store.local.joinpath(*want).exists():
             continue
         if any(s == found[0] and p[: len(want)] == want[: len(p)] for s, p in written):
             continue  # a job of the spec writes it
-        shown = os.path.relpath(store.local or "", Path(doc.file).resolve().parent)
+        shown = os.path.relpath(store.local, Path(doc.file).resolve().parent)
         doc.problem(
             at,
             f"'{uri}' is not in datastore {found[0]}, which is the folder {shown} here "
