@@ -324,6 +324,10 @@ def make_plan(
         )
         if "steps" in job and change.action == RUN:
             change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
+        if job.get("after") and change.action == RUN:  # what it reads from a datastore path
+            after = ", ".join(f"job.{w}" for w in job["after"])
+            reason = f"{change.reason}; after {after} (reads what it writes to a datastore)"
+            change = Change(change.address, change.action, reason, change.before, change.after)
         if job.get("parallel") and change.action == RUN:
             reason = f"{change.reason}; {job['parallel']}"
             change = Change(change.address, change.action, reason, change.before, change.after)

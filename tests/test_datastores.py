@@ -222,6 +222,9 @@ def test_a_job_reads_what_another_wrote_to_a_datastore_in_one_apply(local_lab):
     assert copy.read_text() == "hello\n42\n"
     out = local_lab["apply"].stdout
     assert out.index("job.write  Completed") < out.index("job.read  Running"), out
+    assert re.search(
+        r"> job\.read +first run; after job\.write \(reads what it writes to a datastore\)\n", out
+    ), out
 
 
 def test_a_data_asset_and_a_pipeline_step_read_a_mapped_datastore_folder(local_lab):
