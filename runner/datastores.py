@@ -372,8 +372,17 @@ def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) 
     warning: the spec may be meant for Azure)."""
     written = []
     for at, uri in uris(data):
-        if at[-3] == "outputs" and (found := parse(uri)) is not None:
-            written.append((found[0], _parts(found[1])))
+        if at[-3] != "outputs" or (found := parse(uri)) is None:
+            continue
+        if len(at) > 5 or mapping(mapping(data.get("jobs")).get(at[1])).get("type") == "pipeline":
+            doc.problem(
+                at,
+                f"'{uri}': locally a pipeline's outputs stay in its run: mlrun does not copy them "
+                f"to datastore {found[0]}'s folder yet (a command job's outputs it does)",
+                severity="warning",
+            )
+            continue
+        written.append((found[0], _parts(found[1])))
     stand_ins = mapping(mapping(mapping(data.get("targets")).get("local")).get("inputs"))
     for at, uri in uris(data):
         found = parse(uri)
