@@ -311,6 +311,18 @@ datastores:
     description: the lab's data
     credentials: {account_key: "${{env.STORAGE_ACCOUNT_KEY}}"}
   lake: {file: lake.yml}
+computes: {cpu: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 1}}
+jobs:
+  read:
+    command: cat ${{inputs.d}}/greeting.txt
+    inputs: {d: {type: uri_folder, path: azureml://datastores/blob_training_data/paths/out/}}
+    compute: azureml:cpu
+    environment: azureml:AzureML-sklearn-1.5@latest
+  write:
+    command: echo hello from the datastore > ${{outputs.out}}/greeting.txt
+    outputs: {out: {type: uri_folder, path: azureml://datastores/blob_training_data/paths/out/}}
+    compute: azureml:cpu
+    environment: azureml:AzureML-sklearn-1.5@latest
 targets:
   azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}
 """
@@ -367,6 +379,8 @@ def test_azure_registers_reads_back_and_deletes_datastores(azure_emulator, tmp_p
     assert stores["lake"]["properties"]["credentials"]["clientId"].endswith("2")
     secrets = run_sdk_json(azure_emulator, tmp_path)
     assert secrets == {"key": KEY, "secret": LAKE_SECRET}  # sent in the PUTs, kept by the service
+    # the writer's output went to the datastore's own container, which the reader read
+    assert az("logs", "lab.yaml", "read").stdout == "hello from the datastore\n"
     assert az("plan", "lab.yaml").stdout.endswith("No changes. Everything is up to date.\n")
     mark = azure_emulator.mark()
     destroy = az("destroy", "-y", "lab.yaml")
