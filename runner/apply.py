@@ -100,6 +100,9 @@ class Applier:
         self.outcome = Outcome()
         self.cancelled = threading.Event()
         self.active: dict[str, Run] = {}  # run id -> run, while it runs
+        # jobs of this apply that have ended: a job reading a datastore path another writes
+        # waits for it (the plan's `after`)
+        self._ended: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         # job slots: an instance runs one job at a time, a cluster max_instances,
         # no compute one per core
@@ -126,11 +129,14 @@ class Applier:
             self.close_orphans()
         self._parallel(gone(Kind.JOB), self.forget_job)
         inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
-        self._parallel([c for k in (*inside,) for c in gone(k)], self.change_resource)
+        self._parallel(
+            [c for k in (*inside, Kind.DATASTORE) for c in gone(k)], self.change_resource
+        )
         # a pipeline component names the spec's other components (Azure ML resolves them when
         # it registers it): made after them
         piped = [c for c in kept(Kind.COMPONENT) if self._is_pipeline_component(c.address.name)]
-        for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), inside):  # outside in
+        stores = (Kind.DATASTORE,)  # before the data assets on their paths
+        for kinds in ((Kind.RESOURCE_GROUP,), (Kind.WORKSPACE,), stores, inside):  # outside in
             made = [c for k in kinds for c in kept(k) if c not in piped]
             self._parallel(made, self.change_resource)
         self._parallel(piped, self.change_resource)
@@ -179,6 +185,7 @@ class Applier:
         if not changes or self.cancelled.is_set():
             return
         queues: dict[Pool | None, list[Change]] = {}
+        self._ended.update({c.address.name: threading.Event() for c in changes})
         for c in changes:
             if c.action == RUN:
                 self.emit(Event(c.address, "Queued", c.reason))
@@ -516,10 +523,22 @@ class Applier:
     def run_job(self, change: Change, lease: Lease = slots.NONE) -> None:
         """Start the job (on the slots of its compute that `lease` holds, given back once it
         ends) and wait for it, or wait for a run an earlier apply started."""
-        with lease:
-            run = self._run(change)
-        if run is not None:
-            self._finalize(change.address.name, run)  # the slots are free: the next job starts
+        try:
+            with lease:
+                self._after(change.address.name)
+                run = self._run(change)
+            if run is not None:
+                self._finalize(change.address.name, run)  # the slots are free: the next job starts
+        finally:
+            if change.address.name in self._ended:
+                self._ended[change.address.name].set()
+
+    def _after(self, name: str) -> None:
+        """Wait for the jobs of this apply whose datastore outputs job `name` reads."""
+        for writer in (self.model["jobs"].get(name) or {}).get("after", ()):
+            ended = self._ended.get(writer)
+            while ended is not None and not ended.wait(0.2) and not self.cancelled.is_set():
+                pass
 
     def _run(self, change: Change) -> Run | None:
         """The job's run once it ended, to finalize (None: nothing more to do for it)."""

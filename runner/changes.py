@@ -43,6 +43,7 @@ class Kind(enum.StrEnum):
     RESOURCE_GROUP = "resource_group"
     WORKSPACE = "workspace"
     COMPUTE = "compute"
+    DATASTORE = "datastore"  # before the data assets and jobs that use its paths
     ENVIRONMENT = "environment"
     COMPONENT = "component"
     DATA = "data"

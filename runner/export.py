@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from . import datastores
 from .refs import is_local, relative_to, run_block
 from .spec import SENSITIVE, Job, Spec, masked
 
@@ -35,6 +36,16 @@ DEPLOYMENT_SCHEMAS = {
     "model": "https://azuremlschemas.azureedge.net/latest/modelBatchDeployment.schema.json",
     "pipeline": (
         "https://azuremlschemas.azureedge.net/latest/pipelineComponentBatchDeployment.schema.json"
+    ),
+}
+DATASTORE_SCHEMAS = {
+    "azure_blob": "https://azuremlschemas.azureedge.net/latest/azureBlob.schema.json",
+    "azure_data_lake_gen2": (
+        "https://azuremlschemas.azureedge.net/latest/azureDataLakeGen2.schema.json"
+    ),
+    "azure_file": "https://azuremlschemas.azureedge.net/latest/azureFile.schema.json",
+    "azure_data_lake_gen1": (
+        "https://azuremlschemas.azureedge.net/latest/azureDataLakeGen1.schema.json"
     ),
 }
 COMPUTE_SCHEMAS = {
@@ -269,6 +280,32 @@ def endpoint_documents(spec: Spec, name: str, out_dir: Path) -> dict[str, dict]:
     return docs
 
 
+def datastore_document(spec: Spec, name: str) -> dict:
+    """A datastore of the spec's datastores: section as an az ml datastore file; a secret
+    credential written as (sensitive) (datastore_note says how to give it)."""
+    store = spec.datastores[name]
+    doc: dict = {"$schema": DATASTORE_SCHEMAS[store.type], "name": name, "type": store.type}
+    doc.update(store.fields)
+    if store.credentials:
+        doc["credentials"] = {
+            k: SENSITIVE if k in datastores.SECRETS else v for k, v in store.credentials.items()
+        }
+    return doc
+
+
+def datastore_note(spec: Spec, name: str, path: str) -> str | None:
+    """How to create an exported datastore whose credential was written as (sensitive)."""
+    secret = sorted(k for k in spec.datastores[name].credentials if k in datastores.SECRETS)
+    if not secret:
+        return None
+    sets = " ".join(f"--set credentials.{k}=VALUE" for k in secret)
+    return (
+        f"note: {path}: {', '.join(secret)} written as {SENSITIVE}; give "
+        f"{'them' if len(secret) > 1 else 'it'} when you create it: az ml datastore create "
+        f"--file {path} {sets}"
+    )
+
+
 def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     """A component of the spec's components: section as a commandComponent (or
     parallelComponent) file in `out_dir`; a pipeline component as a pipelineComponent file, its
@@ -377,6 +414,15 @@ def closing_notes(spec: Spec, out_dir: Path) -> list[str]:
         for name, e in spec.endpoints.items()
         if e.invoke
     ]
+    notes += [
+        note
+        for name in datastores.declared(spec.datastores)
+        if (
+            note := datastore_note(
+                spec, name, display_path(str(Path(out_dir) / "datastores" / f"{name}.yml"))
+            )
+        )
+    ]
     left = [f"{k} ({why})" for k, why in NOT_EXPORTED.items() if spec.doc.data.get(k)]
     if left:
         notes.append(f"not exported: {', '.join(left)}")
@@ -402,8 +448,8 @@ def compute_document(spec: Spec, name: str) -> dict:
 
 def export(spec: Spec, out_dir: Path) -> list[Path]:
     """Write workspace.yml, computes/NAME.yml, environments/NAME.yml, components/NAME.yml,
-    data/NAME.yml, jobs/NAME.yml, models/NAME.yml and endpoints/NAME.yml (with
-    endpoints/NAME/DEPLOYMENT.yml) under `out_dir`; the files written."""
+    data/NAME.yml, datastores/NAME.yml, jobs/NAME.yml, models/NAME.yml and endpoints/NAME.yml
+    (with endpoints/NAME/DEPLOYMENT.yml) under `out_dir`; the files written."""
     out_dir = Path(out_dir)
     written = []
 
@@ -424,6 +470,8 @@ def export(spec: Spec, out_dir: Path) -> list[Path]:
     for name in spec.data:
         folder = out_dir / "data"
         write(folder / f"{name}.yml", data_document(spec, name, folder))
+    for name in datastores.declared(spec.datastores):
+        write(out_dir / "datastores" / f"{name}.yml", datastore_document(spec, name))
     for name, job in spec.jobs.items():
         folder = out_dir / "jobs"
         write(folder / f"{name}.yml", job_document(spec, job, folder))

@@ -83,11 +83,14 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def parts(job: Job) -> dict:
-    """Each part's digest, so a plan can say what changed."""
-    inputs = {}
+def parts(job: Job, produced: dict[str, str] | None = None) -> dict:
+    """Each part's digest, so a plan can say what changed. `produced`: inputs another job of the
+    spec writes (a datastore path), by the writer's fingerprint rather than the content now."""
+    inputs: dict = {}
     for name, inp in sorted(job.inputs.items()):
-        if inp.local_path is not None:
+        if name in (produced or {}):
+            inputs[name] = {"type": inp.type, "from": (produced or {})[name]}
+        elif inp.local_path is not None:
             inputs[name] = {
                 "type": inp.type,
                 "content": tree_digest(inp.local_path) if inp.local_path.exists() else None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError, display_path, plural, read_text
+from .pipelines import SENSITIVE
 from .refs import LOCAL_INPUT_TYPES, is_local
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +46,10 @@ def kind(data: dict, path: Path) -> str:
         ("model.schema", "model"),
         ("deployment.schema", "deployment"),  # online, model batch, pipeline component batch
         ("endpoint.schema", "endpoint"),  # managed online, batch
+        ("azureblob.schema", "datastore"),
+        ("azuredatalakegen2.schema", "datastore"),
+        ("azurefile.schema", "datastore"),
+        ("azuredatalakegen1.schema", "datastore"),
     ):
         if marker in schema:
             return what
@@ -55,6 +60,8 @@ def kind(data: dict, path: Path) -> str:
         return "compute"
     if kind_of in ("uri_file", "uri_folder", "mltable") and "path" in data:
         return "data"
+    if kind_of in ("azure_blob", "azure_data_lake_gen2", "azure_file", "azure_data_lake_gen1"):
+        return "datastore"
     if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
         return "job"
     if kind_of in ("mlflow_model", "custom_model", "triton_model") and "path" in data:
@@ -63,7 +70,7 @@ def kind(data: dict, path: Path) -> str:
         return "deployment"
     raise UserError(
         f"{display_path(str(path))}: not an az ml workspace, compute, environment, component, "
-        "data, model, endpoint, deployment or job file, nor an MLproject file"
+        "data, datastore, model, endpoint, deployment or job file, nor an MLproject file"
     )
 
 
@@ -97,7 +104,7 @@ def build(
     workspace, notes = None, []
     computes: dict = {}
     jobs: dict = {}
-    assets: dict = {"environment": {}, "component": {}, "data": {}, "model": {}}
+    assets: dict = {"environment": {}, "component": {}, "data": {}, "datastore": {}, "model": {}}
     endpoints: dict = {}
     deployments: list[tuple[str, str, dict, str]] = []  # endpoint, name, block, file shown
     seen: dict = {}
@@ -144,10 +151,13 @@ def build(
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
             _add(assets["model"], seen, "model", key, shown, made)
-        elif what in ("environment", "component", "data", "model"):  # az ml .../model create
+        elif what in ("environment", "component", "data", "datastore", "model"):  # az ml create
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
-            _add(assets[what], seen, what, key, shown, {"file": _rel(path, out_dir)})
+            block = {"file": _rel(path, out_dir)}
+            if what == "datastore":
+                block.update(_datastore_secrets(data, key, shown, notes))
+            _add(assets[what], seen, what, key, shown, block)
         elif what == "job":
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
@@ -208,6 +218,8 @@ def build(
         doc["components"] = assets["component"]
     if assets["data"]:
         doc["data"] = assets["data"]
+    if assets["datastore"]:
+        doc["datastores"] = assets["datastore"]
     if jobs:
         doc["jobs"] = jobs
     if assets["model"]:
@@ -247,6 +259,22 @@ def _from_job(data: dict) -> dict | None:
     ref = "${{jobs." + job + "." + part + "}}"
     block = {k: v for k, v in data.items() if k not in ("$schema", "name", "path")}
     return {**block, "path": f"{ref}/{sub}" if sub else ref}
+
+
+def _datastore_secrets(data: dict, key: str, shown: str, notes: list[str]) -> dict:
+    """A datastore file's credentials written as (sensitive) (as mlrun export writes them): each
+    given as ${{env.NAME}} in the spec instead, NAME said in a note."""
+    creds = data.get("credentials")
+    if not isinstance(creds, dict) or SENSITIVE not in creds.values():
+        return {}
+    prefix = re.sub(r"[^A-Z0-9]+", "_", key.upper()).strip("_")
+    names = {k: f"{prefix}_{k.upper()}" for k, v in creds.items() if v == SENSITIVE}
+    notes.append(
+        f"{shown}: {', '.join(names)} written as {SENSITIVE}: the spec reads "
+        f"{'them' if len(names) > 1 else 'it'} from {', '.join(names.values())}"
+    )
+    given = {k: "${{env." + names[k] + "}}" if k in names else v for k, v in creds.items()}
+    return {"credentials": given}
 
 
 def _add(section: dict, seen: dict, what: str, key: str, shown: str, block: dict) -> None:
@@ -377,7 +405,9 @@ def make(
     doc, notes = build(files, out, name=name, inline=inline)
     write(doc, out, force=True)
     return notes, ", ".join(
-        plural(len(doc.get(k) or {}), w) for k, w in (("computes", "compute"), ("jobs", "job"))
+        plural(len(doc.get(k) or {}), w)
+        for k, w in (("computes", "compute"), ("jobs", "job"), ("datastores", "datastore"))
+        if k != "datastores" or doc.get(k)
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, parallel
+from . import data as data_assets, datastores, parallel
 from .environments import Environment, Reader, parse_ref
 from .refs import (
     LOCAL_INPUT_TYPES,
@@ -160,8 +160,10 @@ class PipelineReader:
         assets: dict | None = None,
         environments: dict | None = None,
         runs: bool = False,
+        stores: dict | None = None,
     ):
         self.doc, self.envs, self.components = doc, envs, components
+        self.stores = stores or {}  # datastores by name: a local one's paths are in its folder
         # a remote input without a stand-in: an error for a run (plan, apply), as for a command
         # job; a warning for validate (the spec may be meant for Azure)
         self.remote_severity = "error" if runs else "warning"
@@ -561,6 +563,8 @@ class PipelineReader:
                     "path",
                     relative_to(self.doc, ("targets", "local", "inputs", ref), self.stand_ins[ref]),
                 )
+            if (stored := datastores.local_path(self.stores, ref)) is not None:
+                return Source("path", stored)
             if self.local and kind in LOCAL_INPUT_TYPES:
                 self.problem(
                     where + ("path",),

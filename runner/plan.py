@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import batch, cost, data as data_assets, endpoints, fingerprint, parallel
+from . import batch, cost, data as data_assets, datastores, endpoints, fingerprint, parallel
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -66,6 +66,12 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
         if cost.idle_default(c.fields):  # no surprise bills: it stops when idle, unless told not to
             resources[Address(Kind.COMPUTE, c.name)]["attrs"][IDLE] = cost.IDLE_DEFAULT
             resources[Address(Kind.COMPUTE, c.name)]["note"] = IDLE_NOTE
+    for name, store in datastores.declared(spec.datastores).items():  # credentials: their kind
+        resources[Address(Kind.DATASTORE, name)] = {
+            "kind": "datastore",
+            "name": name,
+            "attrs": store.attrs(),
+        }
     for name, comp in spec.components.items():  # versioned: see _asset_change
         resources[Address(Kind.COMPONENT, name)] = {
             "kind": "component",
@@ -109,8 +115,10 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "name": e.name,
                 "attrs": _invoke(spec, e),
             }
-    jobs = {}
-    for job in spec.jobs.values():
+    jobs: dict[str, dict] = {}
+    links = datastores.links(spec.jobs)  # a job reading what another writes runs after it
+    after = {reader: set(found.values()) for reader, found in links.items()}
+    for job in (spec.jobs[n] for n in datastores.ordered(list(spec.jobs), after)):
         if job.is_pipeline:
             model = fingerprint.pipeline(job)
             for step in job.pipeline.steps.values() if job.pipeline else ():
@@ -123,12 +131,15 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "compute": None,
             }
             continue
-        parts = fingerprint.parts(job)
+        produced = {i: jobs[w]["fingerprint"] for i, w in links.get(job.name, {}).items()}
+        parts = fingerprint.parts(job, produced)
         jobs[job.name] = {
             "fingerprint": fingerprint.combine(parts),
             "parts": parts,
             "compute": job.compute,
         }
+        if job.name in after:
+            jobs[job.name]["after"] = sorted(after[job.name])
         if job.is_parallel:  # how it runs, said beside why
             jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
@@ -313,6 +324,10 @@ def make_plan(
         )
         if "steps" in job and change.action == RUN:
             change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
+        if job.get("after") and change.action == RUN:  # what it reads from a datastore path
+            after = ", ".join(f"job.{w}" for w in job["after"])
+            reason = f"{change.reason}; after {after} (reads what it writes to a datastore)"
+            change = Change(change.address, change.action, reason, change.before, change.after)
         if job.get("parallel") and change.action == RUN:
             reason = f"{change.reason}; {job['parallel']}"
             change = Change(change.address, change.action, reason, change.before, change.after)
@@ -548,9 +563,11 @@ def _resource_diff(
     diff = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     if not diff:
         return Change(address, NOOP, "up to date", before=before, after=after)
-    kind = {"compute": after.get("type", "workspace"), "endpoint": "endpoint"}.get(
-        want["kind"], "deployment" if want["kind"] == "deployment" else "workspace"
-    )
+    kind = {
+        "compute": after.get("type", "workspace"),
+        "endpoint": "endpoint",
+        "datastore": "datastore",
+    }.get(want["kind"], "deployment" if want["kind"] == "deployment" else "workspace")
     fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
     text = ", ".join(
         f"{k}: {_show(before.get(k))} -> {_show(after.get(k))}" for k in (fixed or diff)
@@ -566,6 +583,8 @@ def describe(kind: str, a: dict) -> str:
     """`amlcompute STANDARD_DS11_V2, 0..2 nodes`: a resource in a few words."""
     if kind == "workspace":
         return ""
+    if kind == "datastore":  # `azure_blob acct/container, account key; folder F`
+        return datastores.describe(a)
     if kind == "data":  # `uri_file v1 (10,001 rows, 511 KB)`
         return f"{a.get('type')} v{a.get('version')} ({a.get('summary')})"
     if kind in VERSIONED:

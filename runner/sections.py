@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .data import DataAsset
+    from .datastores import Datastore
     from .endpoints import Endpoint
     from .environments import Environment
     from .models import Model
@@ -27,3 +28,4 @@ class Sections:
     environments: dict[Where, Environment] = field(default_factory=dict)
     pipelines: dict[Where, Pipeline] = field(default_factory=dict)  # by the pipeline job's path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # endpoints: (online, batch)
+    datastores: dict[str, Datastore] = field(default_factory=dict)  # datastores: and built-in

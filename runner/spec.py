@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import data as data_assets, models, parallel, validate, yamldoc
+from . import data as data_assets, datastores, models, parallel, validate, yamldoc
 from .backends import targets
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
@@ -36,7 +36,8 @@ from .refs import (
 from .sections import Sections
 from .yamldoc import Doc
 
-INCLUDABLE = ("jobs", "computes", "environments", "components", "data", "models", "endpoints")
+INCLUDABLE: tuple[str, ...] = ("jobs", "computes", "environments", "components", "data", "models")
+INCLUDABLE += ("endpoints", "datastores")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
@@ -108,7 +109,7 @@ class Resolver:
             return m.group(0)
         if ns == "env" and name:
             if name in self.env:
-                if secret_name(name):
+                if secret_name(name) or datastores.secret_path(path):
                     self.secret[path] = (m.group(0), (doc.file, *at))
                 return self.env[name]
             if path[:1] == ("targets",) and path[1:2] != (self.target,):
@@ -366,6 +367,8 @@ class Spec:
     data: dict = field(default_factory=dict)  # name -> data.DataAsset (data:)
     models: dict = field(default_factory=dict)  # name -> models.Model (models:)
     endpoints: dict = field(default_factory=dict)  # name -> endpoints.Endpoint (endpoints:)
+    # name -> datastores.Datastore (datastores:, and the workspace's own)
+    datastores: dict = field(default_factory=dict)
     component_environments: dict = field(default_factory=dict)  # component -> its Environment
     expires_after: str | None = None  # the lab's expiry (see expiry.py)
 
@@ -437,7 +440,7 @@ def read_doc(
     for where, (what, at) in hook.secret.items():
         if where[:1] == ("variables",):
             continue  # a secret variable's own default (resolve_variables saw it)
-        if secret_env_path(where):
+        if secret_env_path(where) or datastores.secret_path(where):
             doc.secret[where] = _get(doc.data, where)
         else:
             doc.problem(
@@ -446,6 +449,7 @@ def read_doc(
                 "reads it as $NAME), so that it is never shown or stored",
                 at=at,
             )
+    datastores.clear_text(doc, {w for w in hook.secret if datastores.secret_path(w)})
     return doc, values, fresh
 
 
@@ -689,6 +693,7 @@ def _typed(doc: Doc, sections: Sections, variables: dict, fresh: dict, stand_ins
         data=sections.data,
         models=sections.models,
         endpoints=sections.endpoints,
+        datastores=sections.datastores,
         expires_after=None if data.get("expires_after") is None else str(data["expires_after"]),
         environments={
             n: envs[("environments", n)]
@@ -723,6 +728,8 @@ def _job(doc: Doc, sections: Sections, name: str, fields: dict, stand_ins: dict)
                 local = relative_to(doc, at + ("inputs", key, "path"), ref)
             elif ref in stand_ins:  # a remote input's local stand-in (targets.local.inputs)
                 local = relative_to(doc, ("targets", "local", "inputs", ref), stand_ins[ref])
+            else:  # a datastore's path: in its folder, on a target that runs here
+                local = datastores.local_path(sections.datastores, ref)
             inputs[key] = Input(
                 key,
                 value.get("type", "uri_folder"),

@@ -13,6 +13,7 @@ from typing import Any
 from . import (
     __version__,
     data as data_assets,
+    datastores,
     endpoints,
     environments,
     expiry,
@@ -112,6 +113,7 @@ def summary(data: dict) -> str:
             ("jobs", "job", None),
             ("queries", "query", "queries"),
             ("data", "data asset", None),
+            ("datastores", "datastore", None),
             ("models", "model", None),
             ("endpoints", "endpoint", None),
         )
@@ -315,7 +317,15 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> Section
     experiments = set()
     where = targets.get(target)
     stand_ins = local_inputs(data) if where.runs_here else None
-    sections = Sections(data=data_assets.read(doc, data), models=model_assets.read(doc, data))
+    stores = datastores.read(doc, data, where.runs_here)
+    sections = Sections(
+        data=datastores.assets_on(data_assets.read(doc, data), stores),
+        models=model_assets.read(doc, data),
+        datastores=stores,
+    )
+    datastores.check(doc, data, stores)
+    if where.runs_here:
+        datastores.check_local(doc, data, stores, runs)
     assets = sections.data
     _check_data(doc, assets)
     _check_models(doc, sections.models, _dicts(data.get("jobs")), where.runs_here, runs)
@@ -386,6 +396,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
             sections.data,
             sections.environments,
             runs,
+            sections.datastores,
         )
 
     def read_pipeline(at: tuple, block: dict) -> None:
@@ -667,7 +678,7 @@ def _check_data(doc: Doc, assets: dict) -> None:
     MLTable file). A URI is registered as it is."""
     for name, asset in assets.items():
         at = ("data", name, "path")
-        if asset.local is None:
+        if asset.local is None or datastores.parse(asset.path) is not None:  # see check_local
             continue  # a URI, registered as it is (a job reading it locally needs a stand-in)
         if not _exists(asset.local):
             doc.problem(at, f"data path '{asset.path}' does not exist")
@@ -796,6 +807,7 @@ def _check_remote_input(
         value.get("type", "uri_folder") not in LOCAL_INPUT_TYPES
         or not isinstance(ref, str)
         or is_local(ref)
+        or datastores.parse(ref) is not None  # a datastore's folder (datastores.check says which)
     ):
         return
     if ref in stand_ins:

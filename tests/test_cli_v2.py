@@ -87,9 +87,10 @@ def test_remote_input_warns_in_validate_fails_a_local_plan_and_runs_with_a_stand
     proc = run_mlrun("validate", spec, cwd=lab, check=0)
     message = (
         "jobs/remote-input.yml:8:11: {severity}: $.jobs.count.inputs.data.path: "
-        "'azureml://datastores/workspaceblobstore/paths/diabetes/diabetes.csv' is remote, "
-        "which the local target cannot read: map it to a local file or folder in "
-        "targets.local.inputs\n"
+        "'azureml://datastores/workspaceblobstore/paths/diabetes/diabetes.csv' is not in "
+        "datastore workspaceblobstore, which is the folder "
+        ".mlrun/local/ws-cli/datastores/workspaceblobstore here (put it there, or map "
+        "workspaceblobstore to a folder in targets.local.datastores)\n"
     )
     assert proc.stderr == message.format(severity="warning")
     proc = run_mlrun("plan", spec, cwd=lab, check=1)

@@ -359,8 +359,8 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
         (
             "notes.yml",
             "hello: world\n",
-            "{f}: not an az ml workspace, compute, environment, component, data, model, "
-            "endpoint, deployment or job file, nor an MLproject file",
+            "{f}: not an az ml workspace, compute, environment, component, data, datastore, "
+            "model, endpoint, deployment or job file, nor an MLproject file",
         ),
         (
             "broken.yml",

@@ -1010,8 +1010,8 @@ def test_a_document_that_contains_itself_is_one_problem(mlrun, tmp_path):
             "lab.yaml:5:1: error: $.again: this alias refers to an anchor that contains it: "
             "the value would contain itself",
             "lab.yaml:5:1: error: $.again: unknown section (sections: components, computes, data, "
-            "description, endpoints, environments, expires_after, jobs, models, name, queries, "
-            "targets, variables, workspace)",
+            "datastores, description, endpoints, environments, expires_after, jobs, models, name, "
+            "queries, targets, variables, workspace)",
             "lab.yaml: 2 errors, 0 warnings",
         ],
     )

@@ -39,6 +39,22 @@ UPDATABLE: Mapping[str, frozenset[str]] = {
         }
     ),
     "endpoint": frozenset({"traffic", "mirror_traffic", "description", "tags"}),
+    # a datastore is registered again in place (az ml datastore create); its type is fixed
+    "datastore": frozenset(
+        {
+            "account_name",
+            "container_name",
+            "filesystem",
+            "file_share_name",
+            "store_name",
+            "protocol",
+            "endpoint",
+            "description",
+            "tags",
+            "credentials",
+            "folder",
+        }
+    ),
     # a deployment is updated in place (Azure rolls its instances; locally new servers answer
     # before the old ones stop)
     "deployment": frozenset(

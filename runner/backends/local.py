@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import batch, curated, fingerprint, parallel, sweep
+from .. import batch, curated, datastores, fingerprint, parallel, sweep
 from ..changes import RUN, Kind
 from ..endpoints import Deployment, Endpoint
 from ..environments import Environment, curated_mode, find_python, uv_downloads_python
@@ -228,6 +228,11 @@ class LocalBackend:
             (self.root / "runs").mkdir(parents=True, exist_ok=True)
             self._store()  # mlflow.db, made once, before any job can touch it
             return {"path": str(self.root), "tracking_uri": self.tracking_uri}
+        if kind == "datastore":  # a folder, in the workspace or where the spec maps it
+            folder = self.spec.datastores[name].local
+            assert folder is not None  # the local target gives each one
+            folder.mkdir(parents=True, exist_ok=True)
+            return {"path": str(folder)}
         if kind == "environment":  # registered: built (into the shared cache) when a job needs it
             return {"version": attrs["version"]}
         if kind == "data":  # a copy of its content, as az ml data create uploads it
@@ -246,7 +251,7 @@ class LocalBackend:
         return {"slots": _slots(attrs)}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        if kind in ("workspace", "endpoint", "deployment"):
+        if kind in ("workspace", "endpoint", "deployment", "datastore"):
             return self.create(kind, name, attrs)
         return {"slots": _slots(attrs)}
 
@@ -686,7 +691,11 @@ class LocalBackend:
         supervised.cancel(Path(run["run_dir"]))
 
     def finalize(self, run: Run) -> None:
-        """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit."""
+        """Log std_log.txt and outputs as artifacts; set the MLflow status from the exit. A
+        completed job's outputs on datastore paths go to their datastores' folders."""
+        job = self.spec.jobs.get(Path(run["run_dir"]).parent.name)  # runs/JOB/STAMP
+        if job is not None and run["status"] == "Completed" and not job.is_pipeline:
+            datastores.deliver(self.spec.datastores, job.outputs, Path(run["run_dir"]), run["id"])
         supervised.finalize_run(
             self.client,
             run["id"],

@@ -17,6 +17,29 @@ from state import now_iso
 
 BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
 DATASTORE_URI = re.compile(r"azureml://(?:.*/)?datastores/(?P<ds>[^/]+)/paths/(?P<path>.*)", re.I)
+HOLDS = ("containerName", "fileShareName", "filesystem", "storeName")  # what a datastore holds
+
+
+def store_container(app, ws, name: str) -> str:
+    """The Azurite container behind a workspace's datastore: the workspace's own for
+    workspaceblobstore, else a container of its own per registered datastore (named for its
+    container, share or filesystem); a datastore the workspace has not is an error, as the
+    service says it."""
+    if name.lower() in ("workspaceblobstore", ""):  # "": a job's default output location
+        return app.state.info(ws["id"])["blob_container"]
+    if name.lower() == "workspaceartifactstore":
+        info = app.state.info(ws["id"])
+        return info.get("artifact_container") or info["blob_container"]
+    found = app.state.get(f"{ws['id']}/datastores/{name}")
+    if found is None:
+        raise ValueError(f"datastore '{name}' was not found in workspace {ws['name']}")
+    props = found["properties"]
+    held = next((props[k] for k in HOLDS if props.get(k)), name)
+    container = re.sub(r"[^a-z0-9-]+", "-", f"ds-{name}-{held}".lower())[:63].strip("-")
+    app.azurite.ensure_container(container)
+    return container
+
+
 LOG_NAME = "user_logs/std_log.txt"
 
 
@@ -172,7 +195,7 @@ class JobRunner(threading.Thread):
             if not m:
                 values[("inputs", name)] = uri  # a remote URL passes through
                 continue
-            container = self.app.state.info(self.ws["id"])["blob_container"]
+            container = store_container(self.app, self.ws, m.group("ds"))
             path = m.group("path").rstrip("/")
             target = self.dir / "inputs" / name
             if kind == "uri_file":
@@ -294,9 +317,9 @@ class JobRunner(threading.Thread):
         shutil.copy(self.dir / LOG_NAME, art / LOG_NAME)
         if (code_dir / "outputs").is_dir():
             shutil.copytree(code_dir / "outputs", art / "outputs", dirs_exist_ok=True)
-        container = self.app.state.info(self.ws["id"])["blob_container"]
         for name, spec in (self.props.get("outputs") or {}).items():
             m = DATASTORE_URI.match((spec or {}).get("uri") or "")
+            container = store_container(self.app, self.ws, m.group("ds") if m else "")
             prefix = m.group("path").rstrip("/") if m else f"azureml/{self.name}/{name}"
             root = Path(bindings[("outputs", name)])
             if ((spec or {}).get("jobOutputType") or "").lower() == "uri_file":

@@ -65,21 +65,99 @@ def list_datastores(ctx, sub, rg, ws):
     names = (
         ["workspaceblobstore"] if (ctx.q("isDefault") or "").lower() == "true" else list(DATASTORES)
     )
-    return Reply(200, {"value": [datastore(ctx.app, wres, n) for n in names]})
+    made = (
+        [] if names == ["workspaceblobstore"] else ctx.app.state.children(wres["id"], "datastores")
+    )
+    made = [d for d in made if d["name"] not in DATASTORES]
+    return Reply(200, {"value": [datastore(ctx.app, wres, n) for n in names] + made})
 
 
-@route("GET", WS + r"/datastores/(?P<name>[^/]+)")
-def get_datastore(ctx, sub, rg, ws, name):
+# what each datastore type needs (the service's checks of a PUT), and the credentials it takes
+STORE_FIELDS = {
+    "AzureBlob": ("accountName", "containerName"),
+    "AzureDataLakeGen2": ("accountName", "filesystem"),
+    "AzureFile": ("accountName", "fileShareName"),
+    "AzureDataLakeGen1": ("storeName",),
+}
+STORE_CREDENTIALS = {
+    "AzureBlob": ("AccountKey", "Sas", "None"),
+    "AzureFile": ("AccountKey", "Sas", "None"),
+    "AzureDataLakeGen2": ("ServicePrincipal", "Certificate", "None"),
+    "AzureDataLakeGen1": ("ServicePrincipal", "Certificate", "None"),
+}
+SECRET_KEYS = {"AccountKey": "key", "Sas": "sasToken", "ServicePrincipal": "clientSecret"}
+
+
+@route("GET PUT DELETE", WS + r"/datastores/(?P<name>[^/]+)")
+def one_datastore(ctx, sub, rg, ws, name):
+    """A workspace's own datastores are always there; others are PUT by `az ml datastore
+    create`. The service keeps a credential's secret to itself: a GET never shows it, only
+    listSecrets does."""
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
-    if missing or name not in DATASTORES:
-        return missing or not_found("workspaces/datastores", name, rg)
-    return Reply(200, datastore(ctx.app, wres, name))
+    if missing:
+        return missing
+    rid = f"{wres['id']}/datastores/{name}"
+    if ctx.method == "PUT":
+        return _put_datastore(ctx, rid, name)
+    if ctx.method == "DELETE":
+        if name == "workspaceblobstore":
+            return error(
+                400, "UserError", "The default datastore of a workspace cannot be deleted."
+            )
+        if name not in DATASTORES and ctx.app.state.get(rid) is None:
+            return Reply(204)
+        ctx.app.state.delete_tree(rid)
+        return Reply(200)
+    found = ctx.app.state.get(rid)
+    if found is not None:
+        return Reply(200, found)
+    if name in DATASTORES:
+        return Reply(200, datastore(ctx.app, wres, name))
+    return not_found("workspaces/datastores", name, rg)
+
+
+def _put_datastore(ctx, rid, name):
+    props = dict((ctx.json or {}).get("properties") or {})
+    kind = props.get("datastoreType")
+    if kind not in STORE_FIELDS:
+        return error(400, "UserError", f"Datastore type '{kind}' is not supported.")
+    for key in STORE_FIELDS[kind]:
+        if not props.get(key):
+            return error(400, "UserError", f"{key} is required for a {kind} datastore.")
+    creds = dict(props.get("credentials") or {"credentialsType": "None"})
+    ctype = creds.get("credentialsType")
+    if ctype not in STORE_CREDENTIALS[kind]:
+        return error(400, "UserError", f"Credentials of type '{ctype}' are not valid for {kind}.")
+    secrets = dict(creds.pop("secrets", None) or {})
+    if ctype in SECRET_KEYS and not secrets.get(SECRET_KEYS[ctype]):
+        return error(400, "UserError", f"{ctype} credentials need secrets.{SECRET_KEYS[ctype]}.")
+    if ctype == "ServicePrincipal" and not (creds.get("clientId") and creds.get("tenantId")):
+        return error(400, "UserError", "ServicePrincipal credentials need clientId and tenantId.")
+    props["credentials"] = creds  # the secret is kept apart, as the service keeps it
+    props.setdefault("isDefault", False)
+    body = {
+        "id": rid,
+        "name": name,
+        "type": f"{MLS_NS}/workspaces/datastores",
+        "systemData": system_data(),
+        "properties": props,
+    }
+    existed = ctx.app.state.get(rid) is not None
+    ctx.app.state.put(rid, body, secrets=secrets)
+    return Reply(200 if existed else 201, body)
 
 
 @route("POST", WS + r"/datastores/(?P<name>[^/]+)/listSecrets")
 def datastore_secrets(ctx, sub, rg, ws, name):
     wres, missing = workspace_or_404(ctx, sub, rg, ws)
-    return missing or Reply(200, {"secretsType": "AccountKey", "key": KEY})
+    if missing:
+        return missing
+    rid = f"{wres['id']}/datastores/{name}"
+    if ctx.app.state.get(rid) is not None:
+        kept = ctx.app.state.info(rid).get("secrets") or {}
+        ctype = ctx.app.state.get(rid)["properties"]["credentials"].get("credentialsType")
+        return Reply(200, {"secretsType": ctype, **kept})
+    return Reply(200, {"secretsType": "AccountKey", "key": KEY})
 
 
 # --- code assets (snapshots of a job's code folder) ---

@@ -21,6 +21,7 @@ from .batch import (
     live as live_batch,
 )
 from .client import Session, _sdk_stderr
+from .datastores import create as create_store, delete as delete_store, live as live_store
 from .endpoints import (
     KINDS as SERVED,
     create_endpoint,
@@ -77,6 +78,9 @@ def refresh(
         addresses.update(Address(Kind.COMPUTE, n) for n in spec.computes)
         addresses.update(Address(Kind.ENVIRONMENT, n) for n in spec.environments)
         addresses.update(Address(Kind.COMPONENT, n) for n in spec.components)
+        addresses.update(
+            Address(Kind.DATASTORE, n) for n, s in spec.datastores.items() if not s.builtin
+        )
         rg_alive = rg_exists(session)
         ws = session.get_workspace() if rg_alive else None
         for address in sorted(addresses):
@@ -150,6 +154,8 @@ def _live(
 
     if kind in ASSETS:
         return _live_asset(session, spec, kind, name, record or {})
+    if kind == "datastore":
+        return live_store(session, name)
     if kind in SERVED:
         if is_batch(kind, record):
             return live_batch(session, kind, name)
@@ -278,6 +284,8 @@ def create(
             return _create_component(session, spec, name, attrs)
         if kind == "data":
             return _create_data(session, spec, name, attrs)
+        if kind == "datastore":
+            return create_store(session, spec.datastores[name])
         if kind == "endpoint":
             if attrs.get("type") == "batch":
                 return create_batch_endpoint(session, name, attrs, lab_tags)
@@ -382,7 +390,7 @@ def _create_data(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
 
 
 def update(session: Session, spec: Spec, kind: str, name: str, attrs: dict, lab_tags: dict) -> dict:
-    if kind in ("endpoint", "deployment"):  # made again: Azure updates it in place
+    if kind in ("endpoint", "deployment", "datastore"):  # made again: Azure updates in place
         return create(session, spec, kind, name, attrs, lab_tags)
     with plain_errors(f"{kind}.{name}"):
         if kind == "compute" and attrs.get("type") == "computeinstance":
@@ -442,6 +450,9 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
                 # its storage, key vault, insights and registry were made with it: they go
                 # with it
                 session.ml().workspaces.begin_delete(name, delete_dependent_resources=True).result()
+        elif kind == "datastore":  # its registration: the data in the storage stays
+            if rg_exists(session) and session.get_workspace() is not None:
+                delete_store(session, name)
         elif kind in ASSETS:  # archived: Azure ML never deletes them
             if rg_exists(session) and session.get_workspace() is not None:
                 getattr(session.ml(), ASSETS[kind]).archive(name)
