@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import batch, cost, data as data_assets, endpoints, fingerprint, parallel
+from . import azure_only, batch, cost, data as data_assets, endpoints, fingerprint, parallel
+from .backends import targets
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -124,6 +125,8 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             }
             continue
         parts = fingerprint.parts(job)
+        if azure_only.kind(job.fields):
+            parts.update(fingerprint.azure_only_parts(spec.doc, job))
         jobs[job.name] = {
             "fingerprint": fingerprint.combine(parts),
             "parts": parts,
@@ -131,6 +134,14 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
         }
         if job.is_parallel:  # how it runs, said beside why
             jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
+    for job in spec.jobs.values():  # automl, finetuning, a pipeline with such a step
+        if why := azure_only.reason(job.fields):
+            jobs[job.name]["azure_only"] = why
+    for c in spec.computes.values():  # an attached Synapse pool or Kubernetes cluster
+        if azure_only.compute_kind(c.fields):
+            resources[Address(Kind.COMPUTE, c.name)]["azure_only"] = azure_only.compute_note(
+                c.fields
+            )
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
 
 
@@ -302,7 +313,14 @@ def make_plan(
             for c in changes[ws + 1 :]
         ]
     reusable = actual.get("reusable") or {}
+    here = targets.get(target).runs_here
+    if here:  # what only Azure runs is planned, and left alone, by the local target
+        changes = [_azure_only(c, resources) for c in changes]
     for name, job in model["jobs"].items():
+        if here and job.get("azure_only"):
+            after = {"fingerprint": job["fingerprint"], "azure_only": job["azure_only"]}
+            changes.append(Change(Address(Kind.JOB, name), NOOP, job["azure_only"], None, after))
+            continue
         change = _job_change(
             name,
             job,
@@ -363,6 +381,14 @@ def make_plan(
         variables=model["variables"],
         changes=changes,
     )
+
+
+def _azure_only(change: Change, resources: dict) -> Change:
+    """A compute the local target cannot be (attached Synapse, Kubernetes): left alone."""
+    note = resources.get(change.address, {}).get("azure_only")
+    if not note or change.action != CREATE:
+        return change
+    return Change(change.address, NOOP, note, None, {**(change.after or {}), "azure_only": note})
 
 
 AFTER_JOBS = ("model", "endpoint", "deployment", "invoke")  # planned once the jobs are
