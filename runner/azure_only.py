@@ -96,17 +96,17 @@ def check(doc: Doc, data: dict) -> None:
     """Every automl and finetuning job and step, and every Synapse or Kubernetes compute, against
     its schema's fields: unknown keys (with the closest known one), values of the wrong kind,
     enum values, required keys, local data paths that do not exist."""
+    for name, c in mapping(data.get("computes")).items():
+        k = compute_kind(c)
+        if k:
+            known = table()["computes"][k]["fields"]
+            _walk(doc, ("computes", name), c, known, skip=frozenset({"file", "$schema"}))
     for name, job in mapping(data.get("jobs")).items():
         at = ("jobs", name)
         if kind(job):
             _check_job(doc, at, job)
         for step in steps(job):
             _check_job(doc, at + ("jobs", step), job["jobs"][step], step=True)
-    for name, c in mapping(data.get("computes")).items():
-        k = compute_kind(c)
-        if k:
-            known = table()["computes"][k]["fields"]
-            _walk(doc, ("computes", name), c, known, skip=frozenset({"file", "$schema"}))
 
 
 def _check_job(doc: Doc, at: tuple, fields: dict, step: bool = False) -> None:

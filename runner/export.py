@@ -84,9 +84,10 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
 
 def _azure_only(spec: Spec, job: Job, out_dir: Path) -> dict:
     """An automl or finetuning job as its own CLI v2 file: its fields, its data's local paths
-    relative to `out_dir`, its compute and experiment as for any job."""
+    absolute (the SDK resolves them against the working directory, not the file's folder), its
+    compute and experiment as for any job."""
     at = ("jobs", job.name)
-    doc = azure_only.exported(spec.doc, at, job.fields, lambda p: _rel(p, out_dir))
+    doc = azure_only.exported(spec.doc, at, job.fields, str)
     doc.pop("name", None)
     if job.compute:
         doc["compute"] = f"azureml:{job.compute}"
