@@ -169,6 +169,18 @@ def test_a_broken_file_gets_every_problem_located(lab):
     ]
 
 
+def test_the_azure_target_says_it_does_not_attach_computes_yet(tmp_path):
+    (tmp_path / "lab.yaml").write_text(
+        "name: attach\nworkspace: {name: mlw-a, resource_group: rg-a, location: eastus}\n"
+        f"computes:\n{SYNAPSE}targets:\n  azure: {{subscription_id: s}}\n"
+    )
+    doc = check_file(tmp_path / "lab.yaml", target="azure")
+    assert [f"{p.line}:{p.col}: {p.path}: {p.message}" for p in doc.problems] == [
+        "5:11: $.computes.synapse.type: mlrun does not attach synapsespark computes on the azure "
+        "target yet (az ml compute attach does); the local target plans them as Azure-only"
+    ]
+
+
 def test_enums_compare_as_the_sdk_does_ignoring_case_and_underscores(lab):
     # AUC_weighted (automl.yml) and chat_completion (the SDK's chatCompletion) are accepted
     doc = check_file(lab / "lab.yaml")
