@@ -317,7 +317,7 @@ def make_plan(
     if here:  # what only Azure runs is planned, and left alone, by the local target
         changes = [_azure_only(c, resources) for c in changes]
     for name, job in model["jobs"].items():
-        if here and job.get("azure_only"):
+        if here and job.get("azure_only") and (only is None or name in only):
             after = {"fingerprint": job["fingerprint"], "azure_only": job["azure_only"]}
             changes.append(Change(Address(Kind.JOB, name), NOOP, job["azure_only"], None, after))
             continue

@@ -242,6 +242,12 @@ def test_a_second_plan_has_nothing_to_do_and_nothing_was_recorded(applied, lab):
     assert set(state["jobs"]) == {"hello"}
 
 
+def test_only_a_job_of_azure_leaves_the_others_not_selected(applied, lab):
+    plan = run_mlrun("plan", "lab.yaml", "--only", "classify", cwd=lab, check=0).stdout
+    assert "= job.classify                 runs on Azure only (automl classification)" in plan
+    assert "= job.tune                     not selected (--only)" in plan
+
+
 def test_export_writes_each_as_its_own_az_ml_file_the_sdk_loads(lab, tmp_path):
     from azure.ai.ml import load_job
 
