@@ -140,6 +140,9 @@ class Applier:
             made = [c for k in kinds for c in kept(k) if c not in piped]
             self._parallel(made, self.change_resource)
         self._parallel(piped, self.change_resource)
+        for c in self.plan.changes:  # what only Azure runs, on a target that is not Azure
+            if c.action == NOOP and (c.after or {}).get("azure_only"):
+                self.emit(Event(c.address, "skipped", c.reason))
         self.run_jobs(jobs)
         self._parallel(kept(Kind.MODEL), self.register_model)  # what the jobs made
         self._parallel(gone(Kind.INVOKE), self.change_resource)
@@ -630,6 +633,7 @@ class Applier:
                 c.action == NOOP
                 and kind not in (Kind.JOB, Kind.MODEL)  # a model is registered, never adopted
                 and c.address not in self.state.resources
+                and not (c.after or {}).get("azure_only")  # left alone: the target cannot be it
             ):
                 self.state.set_resource(
                     c.address,

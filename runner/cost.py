@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import decimal
 
-from . import prices
+from . import azure_only, prices
 from .backends import targets
 from .endpoints import Deployment
 from .spec import Compute, Spec
@@ -40,15 +40,15 @@ def estimate(spec: Spec, timeout: float | None = None) -> dict | None:
     deployments = [  # a batch deployment costs nothing until invoked: its compute bills then
         d for e in spec.endpoints.values() for d in e.deployments.values() if not d.batch
     ]
-    if not spec.computes and not deployments:
+    # an attached Synapse pool or Kubernetes cluster bills as its own resource, not Azure ML's
+    computes = [c for c in spec.computes.values() if not azure_only.compute_kind(c.fields)]
+    if not computes and not deployments:
         return None
     region = str(spec.workspace.get("location") or DEFAULT_REGION).lower().replace(" ", "")
-    sizes = {name: str(c.fields.get("size") or DEFAULT_SIZE) for name, c in spec.computes.items()}
+    sizes = {c.name: str(c.fields.get("size") or DEFAULT_SIZE) for c in computes}
     served = {d.key: str(d.instance_type or DEFAULT_SIZE) for d in deployments}
     quote = prices.quote(region, [*sizes.values(), *served.values()], timeout)
-    items = [
-        _item(c, sizes[c.name], region, quote.prices[sizes[c.name]]) for c in spec.computes.values()
-    ]
+    items = [_item(c, sizes[c.name], region, quote.prices[sizes[c.name]]) for c in computes]
     items += [_served(d, served[d.key], region, quote.prices[served[d.key]]) for d in deployments]
     priced = [i for i in items if i["unit_price"] is not None]
     return {

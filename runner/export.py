@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from . import datastores
+from . import azure_only, datastores
 from .refs import is_local, relative_to, run_block
 from .spec import SENSITIVE, Job, Spec, masked
 
@@ -51,6 +51,8 @@ DATASTORE_SCHEMAS = {
 COMPUTE_SCHEMAS = {
     "amlcompute": "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json",
     "computeinstance": "https://azuremlschemas.azureedge.net/latest/computeInstance.schema.json",
+    "synapsespark": "https://azuremlschemas.azureedge.net/latest/synapseSparkCompute.schema.json",
+    "kubernetes": "https://azuremlschemas.azureedge.net/latest/kubernetesCompute.schema.json",
 }
 WORKSPACE_KEYS = ("name", "display_name", "description", "location", "resource_group", "tags")
 NOT_EXPORTED = {
@@ -65,6 +67,8 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     paths made relative to it (a sweep's code is its trial's)."""
     if job.is_pipeline:
         return pipeline_document(spec, job, out_dir)
+    if azure_only.kind(job.fields):  # automl, finetuning: its own fields, passed on
+        return _azure_only(spec, job, out_dir)
     kind = "sweep" if job.is_sweep else "parallel" if job.is_parallel else "command"
     schemas = {"sweep": SWEEP_SCHEMA, "parallel": PARALLEL_SCHEMA}
     doc: dict = {"$schema": schemas.get(kind, JOB_SCHEMA), "type": kind}
@@ -100,6 +104,19 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     return doc
 
 
+def _azure_only(spec: Spec, job: Job, out_dir: Path) -> dict:
+    """An automl or finetuning job as its own CLI v2 file: its fields, its data's local paths
+    absolute (the SDK resolves them against the working directory, not the file's folder), its
+    compute and experiment as for any job."""
+    at = ("jobs", job.name)
+    doc = azure_only.exported(spec.doc, at, job.fields, str)
+    doc.pop("name", None)
+    if job.compute:
+        doc["compute"] = f"azureml:{job.compute}"
+    doc["experiment_name"] = spec.experiment(job)
+    return doc
+
+
 def pipeline_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     """A pipeline job as a pipelineJob file in `out_dir`: a step from a component file names that
     file (unmodified, where it is), inline steps and components have their paths made relative to
@@ -125,7 +142,9 @@ def _steps(spec: Spec, at: tuple, jobs: dict, out_dir: Path, secrets: dict) -> d
         step = dict(fields)
         comp = step.get("component")
         source = spec.doc.includes.get(step_at + ("component",))
-        if isinstance(comp, dict) and source is not None:
+        if azure_only.kind(step):  # automl, finetuning: passed on, data paths moved
+            step = azure_only.exported(spec.doc, step_at, step, lambda p: _rel(p, out_dir))
+        elif isinstance(comp, dict) and source is not None:
             step["component"] = _rel(source, out_dir)
         elif isinstance(comp, dict):
             step["component"] = _code_paths(spec, step_at + ("component",), comp, out_dir)

@@ -9,6 +9,7 @@ import stat
 import time
 from pathlib import Path
 
+from . import azure_only
 from .pipelines import Step
 from .refs import mapping
 from .spec import Job
@@ -34,6 +35,7 @@ PARALLEL_FIELDS = (
 )
 # a command job has PARTS only, so its fingerprint is as before
 ALL_PARTS = PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS
+ALL_PARTS += ("settings", "data")  # an automl or finetuning job's fields and its local data
 RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
 _tree_cache: dict = {}
@@ -121,6 +123,13 @@ def parts(job: Job, produced: dict[str, str] | None = None) -> dict:
         ),
         **({"parallel": _digest(_parallel(job.fields))} if job.is_parallel else {}),
     }
+
+
+def azure_only_parts(doc, job: Job) -> dict:
+    """An automl or finetuning job's own parts: its fields, and its local data's content."""
+    paths = azure_only.local_paths(doc, ("jobs", job.name), job.fields)
+    data = {k: _content(p) for k, p in sorted(paths.items())}
+    return {"settings": _digest(job.fields), "data": _digest(data)}
 
 
 def _parallel(fields: dict) -> dict:

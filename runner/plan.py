@@ -8,7 +8,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import batch, cost, data as data_assets, datastores, endpoints, fingerprint, parallel
+from . import (
+    azure_only,
+    batch,
+    cost,
+    data as data_assets,
+    datastores,
+    endpoints,
+    fingerprint,
+    parallel,
+)
+from .backends import targets
 from .changes import (
     ACTIVE,
     COMPUTE_FIELDS,
@@ -133,6 +143,8 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             continue
         produced = {i: jobs[w]["fingerprint"] for i, w in links.get(job.name, {}).items()}
         parts = fingerprint.parts(job, produced)
+        if azure_only.kind(job.fields):
+            parts.update(fingerprint.azure_only_parts(spec.doc, job))
         jobs[job.name] = {
             "fingerprint": fingerprint.combine(parts),
             "parts": parts,
@@ -142,6 +154,14 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             jobs[job.name]["after"] = sorted(after[job.name])
         if job.is_parallel:  # how it runs, said beside why
             jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
+    for job in spec.jobs.values():  # automl, finetuning, a pipeline with such a step
+        if why := azure_only.reason(job.fields):
+            jobs[job.name]["azure_only"] = why
+    for c in spec.computes.values():  # an attached Synapse pool or Kubernetes cluster
+        if azure_only.compute_kind(c.fields):
+            resources[Address(Kind.COMPUTE, c.name)]["azure_only"] = azure_only.compute_note(
+                c.fields
+            )
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
 
 
@@ -313,7 +333,14 @@ def make_plan(
             for c in changes[ws + 1 :]
         ]
     reusable = actual.get("reusable") or {}
+    here = targets.get(target).runs_here
+    if here:  # what only Azure runs is planned, and left alone, by the local target
+        changes = [_azure_only(c, resources) for c in changes]
     for name, job in model["jobs"].items():
+        if here and job.get("azure_only") and (only is None or name in only):
+            after = {"fingerprint": job["fingerprint"], "azure_only": job["azure_only"]}
+            changes.append(Change(Address(Kind.JOB, name), NOOP, job["azure_only"], None, after))
+            continue
         change = _job_change(
             name,
             job,
@@ -325,8 +352,8 @@ def make_plan(
         if "steps" in job and change.action == RUN:
             change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
         if job.get("after") and change.action == RUN:  # what it reads from a datastore path
-            after = ", ".join(f"job.{w}" for w in job["after"])
-            reason = f"{change.reason}; after {after} (reads what it writes to a datastore)"
+            writers = ", ".join(f"job.{w}" for w in job["after"])
+            reason = f"{change.reason}; after {writers} (reads what it writes to a datastore)"
             change = Change(change.address, change.action, reason, change.before, change.after)
         if job.get("parallel") and change.action == RUN:
             reason = f"{change.reason}; {job['parallel']}"
@@ -378,6 +405,14 @@ def make_plan(
         variables=model["variables"],
         changes=changes,
     )
+
+
+def _azure_only(change: Change, resources: dict) -> Change:
+    """A compute the local target cannot be (attached Synapse, Kubernetes): left alone."""
+    note = resources.get(change.address, {}).get("azure_only")
+    if not note or change.action != CREATE:
+        return change
+    return Change(change.address, NOOP, note, None, {**(change.after or {}), "azure_only": note})
 
 
 AFTER_JOBS = ("model", "endpoint", "deployment", "invoke")  # planned once the jobs are

@@ -11,7 +11,12 @@ from .errors import plural
 def render(plan: Plan, costs: dict | None = None) -> str:
     """The human plan: one line per change (unchanged resources omitted; a compute with its price
     from `costs`, cost.estimate's), the lab's cost, then the summary."""
-    shown = [c for c in plan.changes if not (c.action == NOOP and c.address.kind != Kind.JOB)]
+    shown = [
+        c
+        for c in plan.changes
+        if not (c.action == NOOP and c.address.kind != Kind.JOB)
+        or (c.after or {}).get("azure_only")  # an attached compute the local target skips
+    ]
     width = max([29] + [len(c.address) + 2 for c in shown])
     priced = {i["address"]: cost.compute_text(i) for i in (costs or {}).get("items", [])}
     lines = []

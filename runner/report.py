@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import azure_only
+from .backends import targets
 from .errors import UserError, plural
 from .formats import duration, num, placed, served, share, short, signed, status_word, sweep_line
 
@@ -205,6 +207,12 @@ def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
     client = _RunCache(backend)
     client.prefetch(state, spec.jobs)
     jobs = [job_entry(spec, state, backend, client, name, images, full) for name in spec.jobs]
+    if targets.get(ctx.target).runs_here:  # what only Azure runs was skipped, not left unrun
+        for j in jobs:
+            if j["status"] == "never run" and (
+                why := azure_only.reason(spec.jobs[j["job"]].fields)
+            ):
+                j.update(status="skipped", skipped=why)
     experiments = []
     for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"] and full):
         ids = [j["run_id"] for j in jobs if j["experiment"] == exp_name and j["run_id"]]
@@ -533,6 +541,7 @@ def render_table(report: dict) -> str:
         change = (j["previous"] or {}).get("change", {})
         details = [
             ("error", j["error"]),
+            ("skipped", j.get("skipped")),
             ("params", "  ".join(f"{k}={num(v)}" for k, v in j["params"].items())),
             (
                 "metrics",

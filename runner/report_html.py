@@ -20,6 +20,7 @@ STATUS_CLASS = {
     "canceled": "off",
     "killed": "off",
     "never run": "off",
+    "skipped": "off",
     "running": "run",
     "queued": "run",
     "starting": "run",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from . import cost, plan as planning
+from . import azure_only, cost, plan as planning
 from .backends import targets
 from .changes import VERSIONED
 from .formats import short
@@ -24,7 +24,7 @@ def build(ctx) -> dict:
             {
                 "job": name,
                 "run_id": run.get("id"),
-                "status": run.get("status", "never run"),
+                "status": run.get("status", _unrun(ctx, name)),
                 "started": run.get("started"),
                 "ended": run.get("ended"),
                 "error": run.get("error"),
@@ -56,6 +56,13 @@ def build(ctx) -> dict:
             if r.get("kind") == "endpoint"
         },
     }
+
+
+def _unrun(ctx, name: str) -> str:
+    """A job without a run: skipped where only Azure runs it and the target is not Azure."""
+    job = ctx.spec.jobs.get(name)
+    here = targets.get(ctx.target).runs_here
+    return "skipped" if here and job and azure_only.reason(job.fields) else "never run"
 
 
 def _steps(run: dict, job) -> dict:

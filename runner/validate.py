@@ -12,6 +12,7 @@ from typing import Any
 
 from . import (
     __version__,
+    azure_only,
     data as data_assets,
     datastores,
     endpoints,
@@ -343,6 +344,7 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> Section
                 f"(experiments: {', '.join(sorted(str(e) for e in experiments))})",
                 severity="warning",
             )
+    azure_only.check(doc, data)
     _check_environments(doc, data, where.runs_here, runs, sections)
     if where.check is not None:
         where.check(doc, data)

@@ -14,6 +14,7 @@ import lro  # noqa: F401
 import ml  # noqa: F401
 import prices  # noqa: F401
 from arm import MLS_NS, system_data, ws_id
+from azure_only import KINDS as AZURE_ONLY, AzureOnlyRunner
 from azurite import Azurite
 from certs import make_cert
 from jobs import JobRunner
@@ -151,6 +152,7 @@ class Emulator:
 
     def start_job(self, workspace, job, failure=None):
         kinds = {"Sweep": SweepRunner, "Pipeline": PipelineRunner}
+        kinds.update(dict.fromkeys(AZURE_ONLY, AzureOnlyRunner))  # AutoML, FineTuning: stand-ins
         runner = kinds.get(job["properties"].get("jobType"), JobRunner)(self, workspace, job)
         if failure:
             runner.failure = failure

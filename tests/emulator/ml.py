@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import azure_only
 import pipelines
 import sweeps
 from arm import MLS_NS, not_found, system_data, ws_id
@@ -379,14 +380,17 @@ def job(ctx, sub, rg, ws, name):
             409, "UserError", f"A job with name '{name}' already exists in workspace '{ws}'."
         )
     props = dict(ctx.json.get("properties") or {})
-    if props.get("jobType") not in ("Command", "Sweep", "Pipeline"):
+    if props.get("jobType") not in ("Command", "Sweep", "Pipeline", *azure_only.KINDS):
         return error(
             400,
             "UserError",
-            f"The emulator runs Command, Sweep and Pipeline jobs, not {props.get('jobType')}.",
+            "The emulator runs Command, Sweep, Pipeline, AutoML and FineTuning jobs, "
+            f"not {props.get('jobType')}.",
         )
     problem = (
-        sweeps.check(props)
+        azure_only.check(props)
+        if props["jobType"] in azure_only.KINDS
+        else sweeps.check(props)
         if props["jobType"] == "Sweep"
         else pipelines.check(ctx.app, wres["id"], props)
         if props["jobType"] == "Pipeline"
@@ -395,6 +399,8 @@ def job(ctx, sub, rg, ws, name):
     if problem:
         return error(400, "UserError", problem)
     compute_id = props.get("computeId") if props["jobType"] != "Pipeline" else None
+    if compute_id and not compute_id.startswith("/"):  # a name (FineTuning: sent as written)
+        compute_id = f"{wres['id']}/computes/{compute_id.removeprefix('azureml:')}"
     if compute_id and not ctx.app.state.get(compute_id):
         return error(
             400,

@@ -28,6 +28,7 @@ import threading
 import uuid
 from pathlib import Path
 
+import azure_only
 from jobs import JobRunner
 from state import now_iso
 
@@ -105,10 +106,16 @@ def check(app, wid: str, props: dict) -> str | None:
     specs = {}
     for name, node in nodes.items():
         kind = (node or {}).get("type")
+        if kind in azure_only.STEP_KINDS:  # a stand-in (azure_only.py), checked there
+            if problem := azure_only.check_step(node):
+                return f"Step '{name}': {problem}"
+            specs[name] = azure_only.step_spec(node)
+            computes.append(_get(node, "computeId", "compute"))
+            continue
         if kind not in ("command", "parallel"):
             return (
-                f"Step '{name}' is of type '{kind}': the emulator runs command and parallel "
-                "steps only."
+                f"Step '{name}' is of type '{kind}': the emulator runs command, parallel, automl "
+                "and finetuning steps only."
             )
         ref = node.get("componentId")
         if not ref:
@@ -202,6 +209,8 @@ def _parallel_settings(node: dict, spec: dict) -> dict:
 
 
 def _spec(app, node) -> dict:
+    if node.get("type") in azure_only.STEP_KINDS:
+        return azure_only.step_spec(node)
     return app.state.get(_arm_id(node["componentId"]))["properties"]["componentSpec"]
 
 
@@ -445,6 +454,8 @@ class PipelineRunner(threading.Thread):
             program = runs.get("program_arguments") or ""
             command = f"{shlex.quote(sys.executable)} {shlex.quote(str(PARALLEL_STEP))} {program}"
             variables["AZUREML_EMULATOR_PARALLEL"] = json.dumps(_parallel_settings(node, spec))
+        if node.get("type") in azure_only.STEP_KINDS:  # a stand-in child: see azure_only.py
+            command = azure_only.step_command(node, spec)
         code = runs.get("code")
         limits = node.get("limits") or {}
         props = {
@@ -465,7 +476,7 @@ class PipelineRunner(threading.Thread):
                 "azureml.nodeid": hashlib.sha256(step.encode()).hexdigest()[:8],
                 "azureml.pipelinerunid": self.name,
                 "azureml.runsource": "azureml.StepRun",
-                "azureml.moduleid": _arm_id(node["componentId"]),
+                "azureml.moduleid": _arm_id(node.get("componentId") or node["type"]),
                 "azureml.moduleName": spec.get("name"),
                 "StepType": "Parallel" if node.get("type") == "parallel" else "Command",
             },
