@@ -169,6 +169,13 @@ def _code_paths(spec: Spec, at: tuple, block: dict, out_dir: Path) -> dict:
         block["task"] = _code_paths(spec, at + ("task",), block["task"], out_dir)
     if is_local(block.get("code")):
         block["code"] = _rel(relative_to(spec.doc, at + ("code",), block["code"]), out_dir)
+    if isinstance(block.get("additional_includes"), list):
+        block["additional_includes"] = [
+            _rel(relative_to(spec.doc, at + ("additional_includes", i), p), out_dir)
+            if isinstance(p, str)
+            else p
+            for i, p in enumerate(block["additional_includes"])
+        ]
     if isinstance(block.get("environment"), dict):
         block["environment"] = _environment_paths(
             spec, at + ("environment",), block["environment"], out_dir

@@ -32,8 +32,11 @@ PARALLEL_FIELDS = (
     "retry_settings",
     "outputs",
 )
+INCLUDE_PARTS = ("additional_includes",)  # a component step's files copied beside its code
 # a command job has PARTS only, so its fingerprint is as before
-ALL_PARTS = PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS
+ALL_PARTS = (
+    PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS + INCLUDE_PARTS
+)
 RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
 _tree_cache: dict = {}
@@ -152,6 +155,11 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
         "outputs": _digest(sorted(step.outputs)),
         "upstream": _digest({u: upstream.get(u) for u in step.upstream}),
         **({"parallel": _digest(_parallel(step.parallel))} if step.parallel is not None else {}),
+        **(
+            {"additional_includes": _digest({p.name: _content(p) for p in step.includes})}
+            if step.includes
+            else {}
+        ),
     }
 
 

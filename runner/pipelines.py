@@ -88,6 +88,7 @@ class Step:
     at: tuple = ()  # where the step is written (a nested pipeline's step: inside its component)
     nested: str | None = None  # a nested pipeline's step: `in OUTER (its component)`, for plans
     notes: list[str] = field(default_factory=list)  # what plans say beside why it runs
+    includes: list[Path] = field(default_factory=list)  # additional_includes: copied beside code
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -346,7 +347,38 @@ class PipelineReader:
             types,
             at,
             notes=self.notes.get(at, []) + self.services(block),
+            includes=self.includes(runs_at, runs, code),
         )
+
+    def includes(self, at: tuple, fields: dict, code: Path | None) -> list[Path]:
+        """A component's additional_includes: files and folders (relative to its file) copied
+        into the working folder beside its code, as az ml does; one that is not there, or whose
+        name the code folder has too, is an error (said once for a component many steps run)."""
+        entries = fields.get("additional_includes")
+        found = []
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, str) or unresolved(entry):
+                continue
+            where = at + ("additional_includes", i)
+            path = relative_to(self.doc, where, entry)
+            if not path.exists():
+                self.once(where, f"additional include '{entry}' not found")
+            elif code is not None and code.is_dir() and (code / path.name).exists():
+                self.once(
+                    where,
+                    f"additional include '{entry}': the code folder has a {path.name} too (Azure "
+                    "ML refuses a name both bring)",
+                )
+            else:
+                found.append(path)
+        return found
+
+    def once(self, where: tuple, message: str) -> None:
+        """A problem, unless it was said already (a registered component's, of every step)."""
+        before = len(self.doc.problems)
+        self.problem(where, message)
+        if self.doc.problems[before:] and self.doc.problems[-1] in self.doc.problems[:before]:
+            self.doc.problems.pop()
 
     def services(self, block: dict) -> list[str]:
         """A step's interactive services (vs_code, jupyter_lab, ...): Azure ML starts them on its

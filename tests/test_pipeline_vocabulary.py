@@ -109,6 +109,17 @@ jobs:
         component: azureml://registries/azureml/components/scale_plus/labels/latest
         inputs: {{data: "${{{{parent.jobs.ws.outputs.out}}}}", factor: 10}}
         services: {{code: {{type: vs_code}}, lab: {{type: jupyter_lab}}}}
+  includes:
+    type: pipeline
+    jobs:
+      use:
+        component:
+          code: ./inc_src
+          additional_includes: [./common, ./extra.txt]
+          environment: {ENV}
+          outputs: {{o: {{type: uri_folder}}}}
+          command: >-
+            python main.py ${{{{outputs.o}}}}
 targets:
   local:
     components:
@@ -126,6 +137,14 @@ targets:
 UNMAPPED = SPEC[: SPEC.index("targets:")]
 
 
+MAIN = """\
+import pathlib, sys
+from common.helper import WORD
+extra = pathlib.Path("extra.txt").read_text().strip()
+pathlib.Path(sys.argv[1], "said.txt").write_text(f"{WORD} {extra}")
+"""
+
+
 def with_jobs(spec: str, jobs: str) -> str:
     """The spec with more jobs (before its targets)."""
     at = spec.index("targets:")
@@ -138,6 +157,11 @@ def write_lab(folder: Path, spec: str = SPEC, twice: str = TWICE) -> Path:
     (folder / "raw" / "n.txt").write_text("7")
     (folder / "scale.yml").write_text(SCALE)
     (folder / "twice.yml").write_text(twice)
+    (folder / "inc_src").mkdir(exist_ok=True)
+    (folder / "inc_src" / "main.py").write_text(MAIN)
+    (folder / "common").mkdir(exist_ok=True)
+    (folder / "common" / "helper.py").write_text("WORD = 'helped'\n")
+    (folder / "extra.txt").write_text("extra\n")
     (folder / "lab.yaml").write_text(spec)
     return folder / "lab.yaml"
 
@@ -151,8 +175,10 @@ def applied(tmp_path_factory):
     plan = run_mlrun("plan", "lab.yaml", cwd=root, check=0)
     run_mlrun("apply", "lab.yaml", "-y", cwd=root, check=0)
     (root / "twice.yml").write_text(TWICE.replace("default: 2", "default: 4"))
+    (root / "common" / "helper.py").write_text("WORD = 'changed'\n")
     changed = run_mlrun("plan", "lab.yaml", cwd=root, check=0)
     (root / "twice.yml").write_text(TWICE)
+    (root / "common" / "helper.py").write_text("WORD = 'helped'\n")
     return root, plan.stdout, changed.stdout
 
 
@@ -249,6 +275,15 @@ def test_stand_ins_run_for_components_registered_outside_the_spec(applied):
     assert (run_dir / "steps/reg/outputs/out/n.txt").read_text() == "141"
 
 
+def test_additional_includes_land_beside_the_code_and_count_in_the_fingerprint(applied):
+    root, _, changed = applied
+    run_dir = next((root / ".mlrun/local/ws-vocab/runs/includes").iterdir())
+    assert (run_dir / "steps/use/outputs/o/said.txt").read_text() == "helped extra"
+    assert step_lines(changed, "includes") == [
+        "      > use                      additional includes changed since run RUN"
+    ]
+
+
 def test_unmapped_components_warn_in_validate_and_stop_a_local_plan(tmp_path):
     write_lab(tmp_path, UNMAPPED)
     where = "lab.yaml:{}: {}: $.jobs.outside.jobs.{}.component: "
@@ -266,7 +301,7 @@ def test_unmapped_components_warn_in_validate_and_stop_a_local_plan(tmp_path):
         where.format("51:20", "warning", "ws") + ws,
         where.format("54:20", "warning", "reg") + reg,
     ]
-    assert proc.stdout == "lab.yaml: ok (1 compute, 1 component, 2 jobs, 0 queries, 2 warnings)\n"
+    assert proc.stdout == "lab.yaml: ok (1 compute, 1 component, 3 jobs, 0 queries, 2 warnings)\n"
     proc = run_mlrun("plan", "lab.yaml", cwd=tmp_path, check=1)
     assert proc.stderr.splitlines()[:2] == [
         where.format("51:20", "error", "ws") + ws,
@@ -292,9 +327,17 @@ ERRORS_TWICE = TWICE.replace("factor: 3\n", "factor: 0\n").replace(
 def test_errors_are_located_inside_the_included_files(tmp_path):
     """Each problem of a nested pipeline where it is written (twice.yml, read at two places:
     under the registered component and under the job's step a), said once per place."""
-    bad = (
-        "  bad:\n    type: pipeline\n    jobs:\n      s: {type: pipeline, component: ./scale.yml}\n"
-    )
+    bad = """\
+  bad:
+    type: pipeline
+    jobs:
+      s: {type: pipeline, component: ./scale.yml}
+      t:
+        component:
+          code: ./inc_src
+          additional_includes: [./nope, ./inc_src/main.py]
+          command: echo
+"""
     write_lab(tmp_path, with_jobs(ERRORS, bad), ERRORS_TWICE)
     proc = run_mlrun("validate", "lab.yaml", cwd=tmp_path, check=1)
     out = "'${{parent.outputs.results}}'"
@@ -315,9 +358,14 @@ def test_errors_are_located_inside_the_included_files(tmp_path):
         "the pipeline has no output 'results' (outputs: result)",
         "lab.yaml:15:24: error: $.components.outer.jobs.inner.inputs.data: "
         "'${{parent.inputs.dat}}': the pipeline has no input 'dat' (inputs: data)",
-        "lab.yaml:60:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
+        "lab.yaml:71:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
         "pipeline component, not a command component",
-        "lab.yaml: 7 errors, 0 warnings",
+        "lab.yaml:75:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
+        "include './nope' not found",
+        "lab.yaml:75:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
+        "include './inc_src/main.py': the code folder has a main.py too (Azure ML refuses a name "
+        "both bring)",
+        "lab.yaml: 9 errors, 0 warnings",
     ]
 
 

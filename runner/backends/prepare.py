@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,6 +115,16 @@ class Preparer:
         else:
             work.mkdir(parents=True)
 
+    def copy_includes(self, includes: list[Path], work: Path) -> None:
+        """A component's additional_includes copied beside its code, each under its own name,
+        as az ml does."""
+        for extra in includes:
+            if extra.is_dir():
+                assets.snapshot(extra, work / extra.name)
+            else:
+                work.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(extra, work / extra.name)
+
     def workspace_config(self, compute: str | None, work: Path) -> None:
         """On a compute instance, the workspace's config.json in the working folder, as an
         instance has it (so `MLClient.from_config()` finds the workspace), unless the code
@@ -150,6 +161,7 @@ class Preparer:
             if step.code:  # snapshotted now, as Azure ML does at submission; the controller
                 # makes the working folder (with ./outputs and ./logs) of a step without code
                 self.copy_code(step.code, run_dir / "steps" / step.name / "work")
+            self.copy_includes(step.includes, run_dir / "steps" / step.name / "work")
             self.workspace_config(step.compute, run_dir / "steps" / step.name / "work")
             compute = self.spec.computes.get(step.compute or "")
             capacity[step.compute or ""] = compute.slots if compute else slots.unbound()
