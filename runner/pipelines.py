@@ -428,7 +428,7 @@ class PipelineReader:
             self.problem(at + ("component",), f"component {shown} runs itself: a cycle")
             return {}
         declared = mapping(comp.get("inputs"))
-        bound = self.inputs(at, name, block, declared, parent_inputs, blocks)
+        bound = self.inputs(at, name, block, declared, parent_inputs, blocks, nested=True)
         for key, value in bound.items():  # a literal checked against the component's input
             if value.kind == "literal" and key not in mapping(block.get("inputs")):
                 self.check_literal(at, key, value.value, mapping(declared.get(key)))
@@ -644,16 +644,29 @@ class PipelineReader:
         return registered.fields, ("components", name), f"{name}:{registered.version or 'auto'}"
 
     def inputs(
-        self, at: tuple, step: str, block: dict, declared: dict, parent_inputs: dict, blocks: dict
+        self,
+        at: tuple,
+        step: str,
+        block: dict,
+        declared: dict,
+        parent_inputs: dict,
+        blocks: dict,
+        nested: bool = False,
     ) -> dict[str, Source]:
+        """The step's inputs resolved; one its component does not declare is an error (for a
+        pipeline component, which Azure ML takes and ignores it for: a warning)."""
         given = mapping(block.get("inputs"))
         out = {}
         for name, value in given.items():
             where = at + ("inputs", name)
             if declared and name not in declared:
                 known = ", ".join(sorted(declared)) or "none"
+                ignored = ": Azure ML ignores it" if nested else ""
                 self.problem(
-                    where, f"the component has no input '{name}' (inputs: {known})", key=True
+                    where,
+                    f"the component has no input '{name}' (inputs: {known}){ignored}",
+                    severity="warning" if nested else "error",
+                    key=True,
                 )
             source = self.source(where, step, value, parent_inputs, blocks)
             out[name] = source

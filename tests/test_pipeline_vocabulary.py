@@ -314,7 +314,7 @@ def test_unmapped_components_warn_in_validate_and_stop_a_local_plan(tmp_path):
 
 
 ERRORS = SPEC.replace(
-    "          factor: ${{parent.inputs.k}}\n", "          factor: 500\n"
+    "          factor: ${{parent.inputs.k}}\n", "          factor: 500\n          extra: 1\n"
 ).replace(
     '        inputs: {data: "${{parent.inputs.data}}"}\n',
     '        inputs: {data: "${{parent.inputs.dat}}"}\n',
@@ -358,14 +358,16 @@ def test_errors_are_located_inside_the_included_files(tmp_path):
         "the pipeline has no output 'results' (outputs: result)",
         "lab.yaml:15:24: error: $.components.outer.jobs.inner.inputs.data: "
         "'${{parent.inputs.dat}}': the pipeline has no input 'dat' (inputs: data)",
-        "lab.yaml:71:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
+        "lab.yaml:33:11: warning: $.jobs.nest.jobs.a.inputs.extra: the component has no input "
+        "'extra' (inputs: data, factor): Azure ML ignores it",
+        "lab.yaml:72:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
         "pipeline component, not a command component",
-        "lab.yaml:75:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
+        "lab.yaml:76:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
         "include './nope' not found",
-        "lab.yaml:75:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
+        "lab.yaml:76:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
         "include './inc_src/main.py': the code folder has a main.py too (Azure ML refuses a name "
         "both bring)",
-        "lab.yaml: 9 errors, 0 warnings",
+        "lab.yaml: 9 errors, 1 warning",
     ]
 
 
