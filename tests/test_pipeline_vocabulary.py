@@ -313,11 +313,16 @@ def test_unmapped_components_warn_in_validate_and_stop_a_local_plan(tmp_path):
     assert "lab.yaml: 4 errors, 0 warnings" in azure.stderr and "outside" not in azure.stderr
 
 
-ERRORS = SPEC.replace(
-    "          factor: ${{parent.inputs.k}}\n", "          factor: 500\n          extra: 1\n"
-).replace(
-    '        inputs: {data: "${{parent.inputs.data}}"}\n',
-    '        inputs: {data: "${{parent.inputs.dat}}"}\n',
+ERRORS = (
+    SPEC.replace("      k: 5\n", "      k: 5\n      where: gpu\n")
+    .replace("      last:\n", "      last:\n        compute: ${{parent.inputs.where}}\n")
+    .replace(
+        "          factor: ${{parent.inputs.k}}\n", "          factor: 500\n          extra: 1\n"
+    )
+    .replace(
+        '        inputs: {data: "${{parent.inputs.data}}"}\n',
+        '        inputs: {data: "${{parent.inputs.dat}}"}\n',
+    )
 )
 ERRORS_TWICE = TWICE.replace("factor: 3\n", "factor: 0\n").replace(
     "      out: ${{parent.outputs.result}}", "      out: ${{parent.outputs.results}}"
@@ -326,7 +331,9 @@ ERRORS_TWICE = TWICE.replace("factor: 3\n", "factor: 0\n").replace(
 
 def test_errors_are_located_inside_the_included_files(tmp_path):
     """Each problem of a nested pipeline where it is written (twice.yml, read at two places:
-    under the registered component and under the job's step a), said once per place."""
+    under the registered component and under the job's step a), said once per place; an input a
+    pipeline component does not declare (a warning), a compute bound to a pipeline input that is
+    no compute, a component file of the wrong type, missing or clashing additional_includes."""
     bad = """\
   bad:
     type: pipeline
@@ -358,16 +365,18 @@ def test_errors_are_located_inside_the_included_files(tmp_path):
         "the pipeline has no output 'results' (outputs: result)",
         "lab.yaml:15:24: error: $.components.outer.jobs.inner.inputs.data: "
         "'${{parent.inputs.dat}}': the pipeline has no input 'dat' (inputs: data)",
-        "lab.yaml:33:11: warning: $.jobs.nest.jobs.a.inputs.extra: the component has no input "
+        "lab.yaml:34:11: warning: $.jobs.nest.jobs.a.inputs.extra: the component has no input "
         "'extra' (inputs: data, factor): Azure ML ignores it",
-        "lab.yaml:72:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
+        "lab.yaml:41:18: error: $.jobs.nest.jobs.last.compute: 'gpu' is not a compute of this "
+        "spec (defined: cpu)",
+        "lab.yaml:74:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
         "pipeline component, not a command component",
-        "lab.yaml:76:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
+        "lab.yaml:78:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
         "include './nope' not found",
-        "lab.yaml:76:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
+        "lab.yaml:78:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
         "include './inc_src/main.py': the code folder has a main.py too (Azure ML refuses a name "
         "both bring)",
-        "lab.yaml: 9 errors, 1 warning",
+        "lab.yaml: 10 errors, 1 warning",
     ]
 
 
