@@ -100,14 +100,15 @@ def _steps(spec: Spec, at: tuple, jobs: dict, out_dir: Path, secrets: dict) -> d
     for name, fields in jobs.items():
         step_at = at + ("jobs", name)
         step = dict(fields)
-        comp = step.get("component")
-        source = spec.doc.includes.get(step_at + ("component",))
+        key = "trial" if step.get("type") == "sweep" else "component"  # what the step runs
+        comp = step.get(key)
+        source = spec.doc.includes.get(step_at + (key,))
         if isinstance(comp, dict) and source is not None:
-            step["component"] = _rel(source, out_dir)
+            step[key] = _rel(source, out_dir)
         elif isinstance(comp, dict) and comp.get("type") == "pipeline":  # nested, inline
-            step["component"] = _nested(spec, step_at + ("component",), comp, out_dir)
+            step[key] = _nested(spec, step_at + (key,), comp, out_dir)
         elif isinstance(comp, dict):
-            step["component"] = _code_paths(spec, step_at + ("component",), comp, out_dir)
+            step[key] = _code_paths(spec, step_at + (key,), comp, out_dir)
         elif isinstance(comp, str) and comp.startswith("azureml:"):
             step["outputs"] = _registered_outputs(spec, comp, step.get("outputs"))
         else:

@@ -32,7 +32,7 @@ PARALLEL_FIELDS = (
     "retry_settings",
     "outputs",
 )
-INCLUDE_PARTS = ("additional_includes",)  # a component step's files copied beside its code
+INCLUDE_PARTS = ("additional_includes", "sweep")  # a step's included files; a sweep step's sweep
 # a command job has PARTS only, so its fingerprint is as before
 ALL_PARTS = (
     PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS + INCLUDE_PARTS
@@ -160,6 +160,7 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
             if step.includes
             else {}
         ),
+        **({"sweep": _digest(step.sweep)} if step.sweep is not None else {}),
     }
 
 

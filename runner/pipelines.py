@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, parallel
+from . import data as data_assets, parallel, sweep
 from .environments import Environment, Reader, parse_ref
 from .refs import (
     LOCAL_INPUT_TYPES,
@@ -89,6 +89,8 @@ class Step:
     nested: str | None = None  # a nested pipeline's step: `in OUTER (its component)`, for plans
     notes: list[str] = field(default_factory=list)  # what plans say beside why it runs
     includes: list[Path] = field(default_factory=list)  # additional_includes: copied beside code
+    # a sweep step's search_space, sampling_algorithm, objective, limits, early_termination
+    sweep: dict | None = None
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -152,6 +154,21 @@ def strip_compute(value: Any) -> str | None:
         return None
     bare = value[len("azureml:") :] if value.startswith("azureml:") else value
     return None if bare == "serverless" else bare
+
+
+def sweep_note(found: dict | None) -> list[str]:
+    """What a plan says of a sweep step: its trials and objective, and what it hands on."""
+    if found is None:
+        return []
+    algo = found["sampling_algorithm"] or "random"
+    sampling = {"type": algo} if isinstance(algo, str) else dict(algo)
+    count = sweep.trial_count(found["search_space"], sampling, found["limits"])
+    goal = found["objective"].get("goal", "maximize")
+    metric = found["objective"].get("primary_metric")
+    return [
+        f"sweep of {count} trials ({sweep.local_algorithm(sampling)}, {goal} {metric}): the best "
+        "trial's outputs are handed on"
+    ]
 
 
 class PipelineReader:
@@ -222,7 +239,9 @@ class PipelineReader:
         steps: dict[str, Step] = {}
         for name, block in blocks.items():
             step_at = at + ("jobs", name)
-            found = self.component(step_at, block)
+            found = self.component(
+                step_at, block, "trial" if block.get("type") == "sweep" else None
+            )
             if found[0].get("type") == "pipeline" or block.get("type") == "pipeline":
                 steps.update(
                     self.nested(
@@ -281,6 +300,14 @@ class PipelineReader:
         else:
             runs, runs_at = comp, comp_at
             command = comp["command"] if isinstance(comp.get("command"), str) else ""
+        sweep = self.sweep(at, block, comp) if block.get("type") == "sweep" else None
+        if sweep is not None:  # each trial's values: the search space's, not the step's
+            for key in sweep["search_space"]:
+                command = re.sub(
+                    r"\$\{\{\s*inputs\." + re.escape(str(key)) + r"\s*\}\}",
+                    "${{search_space." + str(key) + "}}",
+                    command,
+                )
         code_ref = runs.get("code")
         code = relative_to(self.doc, runs_at + ("code",), code_ref) if is_local(code_ref) else None
         env_value = block.get("environment", runs.get("environment"))
@@ -306,6 +333,8 @@ class PipelineReader:
                 compute_at, f"'{compute}' is not a compute of this spec (defined: {defined})"
             )
         declared = mapping(comp.get("inputs")) if comp is not block else {}
+        if sweep is not None:
+            declared = {k: v for k, v in declared.items() if k not in sweep["search_space"]}
         inputs = self.inputs(at, name, block, declared, parent_inputs, blocks)
         outputs = self.outputs(at, block, comp if comp is not block else {}, parent_outputs)
         types = self.data_types(block, declared, inputs, parent_inputs, blocks)
@@ -346,9 +375,39 @@ class PipelineReader:
             par.fields if par is not None else None,
             types,
             at,
-            notes=self.notes.get(at, []) + self.services(block),
+            notes=self.notes.get(at, []) + self.services(block) + sweep_note(sweep),
             includes=self.includes(runs_at, runs, code),
+            sweep=sweep,
         )
+
+    def sweep(self, at: tuple, block: dict, trial: dict) -> dict:
+        """A sweep step's settings; a search-space name its trial has no input for, or limits
+        without max_total_trials, is an error."""
+        space = mapping(block.get("search_space"))
+        declared = mapping(trial.get("inputs"))
+        for key in space:
+            if trial and key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                self.problem(
+                    at + ("search_space", key),
+                    f"the trial has no input '{key}' (inputs: {known})",
+                    key=True,
+                )
+        objective = mapping(block.get("objective"))  # (its keys: the schema checks them)
+        limits = mapping(block.get("limits"))
+        if "max_total_trials" not in limits:  # azure-ai-ml refuses a sweep step without it
+            self.problem(
+                at + (("limits",) if "limits" in block else ()),
+                "a sweep step needs limits.max_total_trials (azure-ai-ml requires it)",
+                key=True,
+            )
+        return {
+            "search_space": space,
+            "sampling_algorithm": block.get("sampling_algorithm", "random"),
+            "objective": objective,
+            "limits": mapping(block.get("limits")),
+            "early_termination": block.get("early_termination"),
+        }
 
     def includes(self, at: tuple, fields: dict, code: Path | None) -> list[Path]:
         """A component's additional_includes: files and folders (relative to its file) copied
@@ -590,14 +649,18 @@ class PipelineReader:
             out[name] = next((f for f in found if isinstance(f, str)), "uri_folder")
         return out
 
-    def component(self, at: tuple, block: dict) -> tuple[dict, tuple, str | None]:
-        """What the step runs: (its fields, where they are in the doc, how plans name it)."""
-        comp = block.get("component")
+    def component(
+        self, at: tuple, block: dict, key: str | None = None
+    ) -> tuple[dict, tuple, str | None]:
+        """What the step runs: (its fields, where they are in the doc, how plans name it);
+        `key`: where the step names it (component, or a sweep step's trial)."""
+        key = key or "component"
+        comp = block.get(key)
         if comp is None:
-            return block, at, None
+            return ({}, at, None) if key == "trial" else (block, at, None)
         if isinstance(comp, dict):  # inline, or a component file read in by spec.py
-            where = self.doc.includes.get(at + ("component",))
-            return comp, at + ("component",), str(where.name) if where else "inline component"
+            where = self.doc.includes.get(at + (key,))
+            return comp, at + (key,), str(where.name) if where else "inline component"
         ref = parse_ref(comp) if isinstance(comp, str) else None
         registry = REGISTRY_COMPONENT.match(comp) if isinstance(comp, str) else None
         if registry is not None:
@@ -789,7 +852,7 @@ class PipelineReader:
     def component_of(self, block: dict) -> dict:
         """A step's component's fields (inline, from a file, registered, or a stand-in for one
         registered outside the spec), else {}."""
-        comp = block.get("component")
+        comp = block.get("trial" if block.get("type") == "sweep" else "component")
         if isinstance(comp, str):
             registry = REGISTRY_COMPONENT.match(comp)
             ref = (registry["name"], None) if registry else parse_ref(comp)
@@ -801,7 +864,8 @@ class PipelineReader:
     def knows(self, block: dict) -> bool:
         """Whether what a step runs is known here (a component registered outside the spec,
         without a stand-in, is not: its outputs cannot be checked)."""
-        return not isinstance(block.get("component"), str) or bool(self.component_of(block))
+        comp = block.get("trial" if block.get("type") == "sweep" else "component")
+        return not isinstance(comp, str) or bool(self.component_of(block))
 
     def outputs_of(self, block: dict) -> set[str]:
         """A step's outputs: its component's (inline, from a file, or registered) and its own."""

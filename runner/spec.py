@@ -565,8 +565,9 @@ def _include_components(doc: Doc, at: tuple, pipeline: dict, hook: Resolver) -> 
     """A pipeline step's `component: ./x.yml` (or file:x.yml), an unmodified commandComponent
     file, read in place of the reference (paths in it stay relative to it)."""
     for step, block in mapping(pipeline.get("jobs")).items():
-        ref = block.get("component") if isinstance(block, dict) else None
-        where = at + ("jobs", step, "component")
+        sweep = isinstance(block, dict) and block.get("type") == "sweep"  # its trial's file
+        ref = block.get("trial" if sweep else "component") if isinstance(block, dict) else None
+        where = at + ("jobs", step, "trial" if sweep else "component")
         if isinstance(ref, dict) and ref.get("type") == "pipeline":  # nested inline
             _include_components(doc, where, ref, hook)
         if not isinstance(ref, str) or ref.startswith("azureml:") or unresolved(ref):
@@ -574,7 +575,7 @@ def _include_components(doc: Doc, at: tuple, pipeline: dict, hook: Resolver) -> 
         file = ref[len("file:") :] if ref.startswith("file:") else ref
         merged = _merge_include(doc, where, {"file": file}, hook, what="component file")
         if "file" not in merged:  # read (else the problem is said)
-            block["component"] = merged
+            block[where[-1]] = merged
             if merged.get("type") == "pipeline":  # a nested pipeline: its steps' files too
                 path = doc.includes.get(where)
                 if path in {doc.includes.get(where[:i]) for i in range(1, len(where))}:

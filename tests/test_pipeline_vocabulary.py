@@ -120,6 +120,22 @@ jobs:
           outputs: {{o: {{type: uri_folder}}}}
           command: >-
             python main.py ${{{{outputs.o}}}}
+  tune:
+    type: pipeline
+    jobs:
+      sweep:
+        type: sweep
+        trial: ./guess.yml
+        inputs: {{data: {{type: uri_folder, path: ./raw}}}}
+        search_space:
+          x: {{type: choice, values: [1, 3, 5]}}
+        sampling_algorithm: grid
+        objective: {{goal: minimize, primary_metric: loss}}
+        limits: {{max_total_trials: 3, max_concurrent_trials: 2}}
+      after:
+        command: cat ${{{{inputs.best}}}}/x.txt
+        environment: {ENV}
+        inputs: {{best: "${{{{parent.jobs.sweep.outputs.out}}}}"}}
 targets:
   local:
     components:
@@ -137,6 +153,21 @@ targets:
 UNMAPPED = SPEC[: SPEC.index("targets:")]
 
 
+# a trial: loss = (x - 3)^2 + n, its output the x it had
+GUESS = f"""\
+name: guess
+inputs:
+  data: {{type: uri_folder}}
+  x: {{type: integer}}
+outputs:
+  out: {{type: uri_folder}}
+environment: {ENV}
+command: >-
+  python -c "import pathlib as p, mlflow;
+  n = int(p.Path('${{{{inputs.data}}}}', 'n.txt').read_text());
+  mlflow.log_metric('loss', (${{{{inputs.x}}}} - 3) ** 2 + n);
+  p.Path('${{{{outputs.out}}}}', 'x.txt').write_text('${{{{inputs.x}}}}')"
+"""
 MAIN = """\
 import pathlib, sys
 from common.helper import WORD
@@ -162,6 +193,7 @@ def write_lab(folder: Path, spec: str = SPEC, twice: str = TWICE) -> Path:
     (folder / "common").mkdir(exist_ok=True)
     (folder / "common" / "helper.py").write_text("WORD = 'helped'\n")
     (folder / "extra.txt").write_text("extra\n")
+    (folder / "guess.yml").write_text(GUESS)
     (folder / "lab.yaml").write_text(spec)
     return folder / "lab.yaml"
 
@@ -284,6 +316,28 @@ def test_additional_includes_land_beside_the_code_and_count_in_the_fingerprint(a
     ]
 
 
+def test_a_sweep_step_hands_on_its_best_trials_outputs(applied):
+    root, plan, _ = applied
+    assert step_lines(plan, "tune") == [
+        "      > sweep                    first run; sweep of 3 trials (grid, minimize loss): the "
+        "best trial's outputs are handed on",
+        "      > after                    first run",
+    ]
+    run_dir = next((root / ".mlrun/local/ws-vocab/runs/tune").iterdir())
+    assert json.loads((run_dir / "steps/sweep/best.json").read_text()) == {"trial": 2}
+    log = (run_dir / "steps/after/user_logs/std_log.txt").read_text()
+    assert log.strip().splitlines()[-1] == "3"
+    client = mlflow_client(root, "ws-vocab")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("vocab").experiment_id], "tags.`mlrun.step` = 'sweep'"
+    )
+    [step] = [r for r in runs if "mlrun.trial" not in r.data.tags]
+    trials = {r.data.tags["mlrun.trial"]: r for r in runs if "mlrun.trial" in r.data.tags}
+    assert {n: t.data.metrics["loss"] for n, t in trials.items()} == {"1": 11, "2": 7, "3": 11}
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials.values()} == {step.info.run_id}
+    assert step.data.tags["mlrun.best_trial"] == trials["2"].info.run_id
+
+
 def test_unmapped_components_warn_in_validate_and_stop_a_local_plan(tmp_path):
     write_lab(tmp_path, UNMAPPED)
     where = "lab.yaml:{}: {}: $.jobs.outside.jobs.{}.component: "
@@ -301,7 +355,7 @@ def test_unmapped_components_warn_in_validate_and_stop_a_local_plan(tmp_path):
         where.format("51:20", "warning", "ws") + ws,
         where.format("54:20", "warning", "reg") + reg,
     ]
-    assert proc.stdout == "lab.yaml: ok (1 compute, 1 component, 3 jobs, 0 queries, 2 warnings)\n"
+    assert proc.stdout == "lab.yaml: ok (1 compute, 1 component, 4 jobs, 0 queries, 2 warnings)\n"
     proc = run_mlrun("plan", "lab.yaml", cwd=tmp_path, check=1)
     assert proc.stderr.splitlines()[:2] == [
         where.format("51:20", "error", "ws") + ws,
@@ -333,7 +387,8 @@ def test_errors_are_located_inside_the_included_files(tmp_path):
     """Each problem of a nested pipeline where it is written (twice.yml, read at two places:
     under the registered component and under the job's step a), said once per place; an input a
     pipeline component does not declare (a warning), a compute bound to a pipeline input that is
-    no compute, a component file of the wrong type, missing or clashing additional_includes."""
+    no compute, a component file of the wrong type, missing or clashing additional_includes, a
+    sweep step's search space naming no input of its trial."""
     bad = """\
   bad:
     type: pipeline
@@ -344,6 +399,12 @@ def test_errors_are_located_inside_the_included_files(tmp_path):
           code: ./inc_src
           additional_includes: [./nope, ./inc_src/main.py]
           command: echo
+      w:
+        type: sweep
+        trial: ./guess.yml
+        inputs: {data: {type: uri_folder, path: ./raw}}
+        search_space: {y: {type: choice, values: [1]}}
+        objective: {goal: minimize}
 """
     write_lab(tmp_path, with_jobs(ERRORS, bad), ERRORS_TWICE)
     proc = run_mlrun("validate", "lab.yaml", cwd=tmp_path, check=1)
@@ -369,14 +430,20 @@ def test_errors_are_located_inside_the_included_files(tmp_path):
         "'extra' (inputs: data, factor): Azure ML ignores it",
         "lab.yaml:41:18: error: $.jobs.nest.jobs.last.compute: 'gpu' is not a compute of this "
         "spec (defined: cpu)",
-        "lab.yaml:74:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
+        "lab.yaml:90:38: error: $.jobs.bad.jobs.s.component: a type: pipeline step runs a "
         "pipeline component, not a command component",
-        "lab.yaml:78:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
+        "lab.yaml:94:33: error: $.jobs.bad.jobs.t.component.additional_includes[0]: additional "
         "include './nope' not found",
-        "lab.yaml:78:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
+        "lab.yaml:94:41: error: $.jobs.bad.jobs.t.component.additional_includes[1]: additional "
         "include './inc_src/main.py': the code folder has a main.py too (Azure ML refuses a name "
         "both bring)",
-        "lab.yaml: 10 errors, 1 warning",
+        "lab.yaml:96:7: error: $.jobs.bad.jobs.w: a sweep step needs limits.max_total_trials "
+        "(azure-ai-ml requires it)",
+        "lab.yaml:96:7: error: $.jobs.bad.jobs.w: missing required input 'x' of the component",
+        "lab.yaml:100:24: error: $.jobs.bad.jobs.w.search_space.y: the trial has no input 'y' "
+        "(inputs: data, x)",
+        "lab.yaml:101:9: error: $.jobs.bad.jobs.w.objective: missing required key 'primary_metric'",
+        "lab.yaml: 14 errors, 1 warning",
     ]
 
 
@@ -409,6 +476,9 @@ def test_export_gives_files_the_sdk_loads_as_nested_pipelines(tmp_path):
         "last": "Command",
     }
     assert list(nest.jobs["a"].component.jobs) == ["first", "second"]
+    tune = load_job(tmp_path / "out/jobs/tune.yml")
+    assert type(tune.jobs["sweep"]).__name__ == "Sweep"
+    assert set(tune.jobs["sweep"].trial.inputs) == {"data", "x"}  # guess.yml, found
     inline = load_job(tmp_path / "out/jobs/inline.yml")
     wrap = inline.jobs["wrap"].component
     assert list(wrap.jobs) == ["one"]

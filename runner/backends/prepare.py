@@ -206,6 +206,7 @@ class Preparer:
                 distribution=step.fields.get("distribution"),
                 instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
                 parallel=None if step.parallel is None else _parallel_step(step),
+                sweep=None if step.sweep is None else _sweep_step(step, capacity),
             )
         config = contract.PipelineConfig(
             pipeline=job.name,
@@ -270,6 +271,25 @@ class Preparer:
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         return supervised.controller_command(parallel_controller.MODULE, run_dir), config
+
+
+def _sweep_step(step: Step, capacity: dict[str, int]) -> dict:
+    """What a sweep step's controller needs: its trials, sampled now (as a sweep job's are), and
+    how many run at once (max_concurrent_trials, within the step's compute)."""
+    assert step.sweep is not None
+    algo = step.sweep["sampling_algorithm"] or "random"
+    sampling = {"type": algo} if isinstance(algo, str) else dict(algo)
+    limits = step.sweep["limits"]
+    room = capacity[step.compute or ""]
+    limit = limits.get("max_concurrent_trials")
+    return {
+        "trials": sweep.sample(step.sweep["search_space"], sampling, limits),
+        "algorithm": sweep.local_algorithm(sampling),
+        "concurrency": min(limit, room) if limit else room,
+        "trial_timeout": limits.get("trial_timeout"),
+        "objective": step.sweep["objective"],
+        "early_termination": step.sweep["early_termination"],
+    }
 
 
 def _parallel_step(step: Step) -> dict:
