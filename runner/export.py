@@ -140,14 +140,17 @@ def _steps(spec: Spec, at: tuple, jobs: dict, out_dir: Path, secrets: dict) -> d
     for name, fields in jobs.items():
         step_at = at + ("jobs", name)
         step = dict(fields)
-        comp = step.get("component")
-        source = spec.doc.includes.get(step_at + ("component",))
+        key = "trial" if step.get("type") == "sweep" else "component"  # what the step runs
+        comp = step.get(key)
+        source = spec.doc.includes.get(step_at + (key,))
         if azure_only.kind(step):  # automl, finetuning: passed on, data paths moved
             step = azure_only.exported(spec.doc, step_at, step, lambda p: _rel(p, out_dir))
         elif isinstance(comp, dict) and source is not None:
-            step["component"] = _rel(source, out_dir)
+            step[key] = _rel(source, out_dir)
+        elif isinstance(comp, dict) and comp.get("type") == "pipeline":  # nested, inline
+            step[key] = _nested(spec, step_at + (key,), comp, out_dir)
         elif isinstance(comp, dict):
-            step["component"] = _code_paths(spec, step_at + ("component",), comp, out_dir)
+            step[key] = _code_paths(spec, step_at + (key,), comp, out_dir)
         elif isinstance(comp, str) and comp.startswith("azureml:"):
             step["outputs"] = _registered_outputs(spec, comp, step.get("outputs"))
         else:
@@ -159,6 +162,30 @@ def _steps(spec: Spec, at: tuple, jobs: dict, out_dir: Path, secrets: dict) -> d
                 block["environment_variables"] = masked(block["environment_variables"], hidden)
         steps[name] = {k: v for k, v in step.items() if v not in (None, {})}
     return steps
+
+
+def _nested(spec: Spec, at: tuple, comp: dict, out_dir: Path) -> str:
+    """An inline pipeline component (a nested pipeline), which the SDK takes only as a file:
+    written beside the job's file as JOB.STEP.component.yml (its steps as _steps writes them,
+    their secret environment variables as (sensitive)); its name, for the step to use."""
+    jobs = comp.get("jobs") or {}
+    secrets = {
+        step: frozenset(
+            p[-1]
+            for p in spec.doc.secret
+            if p[: len(at) + 2] == at + ("jobs", step) and "environment_variables" in p
+        )
+        for step in jobs
+    }
+    doc = {"$schema": PIPELINE_COMPONENT_SCHEMA, **comp}
+    doc["jobs"] = _steps(spec, at, jobs, out_dir, secrets)
+    doc["inputs"] = _input_paths(spec, at, comp.get("inputs"), out_dir)
+    names = [at[1]] + [at[i + 1] for i in range(2, len(at) - 1) if at[i] == "jobs"]
+    path = Path(out_dir) / f"{'.'.join(names)}.component.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({k: v for k, v in doc.items() if v not in (None, {})}, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return f"./{path.name}"
 
 
 def _registered_outputs(spec: Spec, ref: str, outputs) -> dict:
@@ -185,6 +212,13 @@ def _code_paths(spec: Spec, at: tuple, block: dict, out_dir: Path) -> dict:
         block["task"] = _code_paths(spec, at + ("task",), block["task"], out_dir)
     if is_local(block.get("code")):
         block["code"] = _rel(relative_to(spec.doc, at + ("code",), block["code"]), out_dir)
+    if isinstance(block.get("additional_includes"), list):
+        block["additional_includes"] = [
+            _rel(relative_to(spec.doc, at + ("additional_includes", i), p), out_dir)
+            if isinstance(p, str)
+            else p
+            for i, p in enumerate(block["additional_includes"])
+        ]
     if isinstance(block.get("environment"), dict):
         block["environment"] = _environment_paths(
             spec, at + ("environment",), block["environment"], out_dir

@@ -33,8 +33,11 @@ PARALLEL_FIELDS = (
     "retry_settings",
     "outputs",
 )
+INCLUDE_PARTS = ("additional_includes", "sweep")  # a step's included files; a sweep step's sweep
 # a command job has PARTS only, so its fingerprint is as before
-ALL_PARTS = PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS
+ALL_PARTS = (
+    PARTS + SWEEP_PARTS + STEP_PARTS[len(PARTS) :] + PIPELINE_PARTS + PARALLEL_PARTS + INCLUDE_PARTS
+)
 ALL_PARTS += ("settings", "data")  # an automl or finetuning job's fields and its local data
 RACY_NS = 2_000_000_000  # a file this recent may change again within its mtime's tick: not cached
 
@@ -164,6 +167,12 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
         "outputs": _digest(sorted(step.outputs)),
         "upstream": _digest({u: upstream.get(u) for u in step.upstream}),
         **({"parallel": _digest(_parallel(step.parallel))} if step.parallel is not None else {}),
+        **(
+            {"additional_includes": _digest({p.name: _content(p) for p in step.includes})}
+            if step.includes
+            else {}
+        ),
+        **({"sweep": _digest(step.sweep)} if step.sweep is not None else {}),
     }
 
 

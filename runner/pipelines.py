@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, datastores, parallel
+from . import data as data_assets, datastores, parallel, sweep
 from .environments import Environment, Reader, parse_ref
 from .refs import (
     LOCAL_INPUT_TYPES,
@@ -45,7 +45,13 @@ PARENT = re.compile(r"^\$\{\{\s*parent\.(inputs|outputs)\.([\w.-]+)\s*\}\}$")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([\w.-]+)\.outputs\.([\w.-]+)\s*\}\}$")
 SETTINGS = ("default_compute", "default_datastore", "continue_on_step_failure", "force_rerun")
 LITERAL_TYPES = ("string", "integer", "number", "boolean")
+NESTED = "in pipeline step "  # how plans say which nested pipeline a step is of
 ARTIFACTS = "artifacts"  # a step output that is the step's own artifacts (./outputs and ./logs)
+REGISTRY_COMPONENT = re.compile(
+    r"^azureml://registries/(?P<registry>[^/]+)/components/(?P<name>[^/@:]+)"
+    r"(?:/versions/(?P<version>[^/]+)|/labels/(?P<label>[^/]+))?$"
+)
+OUTSIDE = "targets.local.components"  # where components registered outside the spec are mapped
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class Step:
     # a parallel step's settings and task (parallel.settings reads them), else None
     parallel: dict | None = None
     input_types: dict[str, str] = field(default_factory=dict)  # data inputs: name -> type
+    at: tuple = ()  # where the step is written (a nested pipeline's step: inside its component)
+    nested: str | None = None  # a nested pipeline's step: `in OUTER (its component)`, for plans
+    notes: list[str] = field(default_factory=list)  # what plans say beside why it runs
+    includes: list[Path] = field(default_factory=list)  # additional_includes: copied beside code
+    # a sweep step's search_space, sampling_algorithm, objective, limits, early_termination
+    sweep: dict | None = None
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -144,6 +156,21 @@ def strip_compute(value: Any) -> str | None:
     return None if bare == "serverless" else bare
 
 
+def sweep_note(found: dict | None) -> list[str]:
+    """What a plan says of a sweep step: its trials and objective, and what it hands on."""
+    if found is None:
+        return []
+    algo = found["sampling_algorithm"] or "random"
+    sampling = {"type": algo} if isinstance(algo, str) else dict(algo)
+    count = sweep.trial_count(found["search_space"], sampling, found["limits"])
+    goal = found["objective"].get("goal", "maximize")
+    metric = found["objective"].get("primary_metric")
+    return [
+        f"sweep of {count} trials ({sweep.local_algorithm(sampling)}, {goal} {metric}): the best "
+        "trial's outputs are handed on"
+    ]
+
+
 class PipelineReader:
     """Reads one pipeline job (at `at` in `doc`) into a Pipeline, saying what is wrong."""
 
@@ -161,6 +188,7 @@ class PipelineReader:
         environments: dict | None = None,
         runs: bool = False,
         stores: dict | None = None,
+        mapped: dict | None = None,
     ):
         self.doc, self.envs, self.components = doc, envs, components
         self.stores = stores or {}  # datastores by name: a local one's paths are in its folder
@@ -173,6 +201,18 @@ class PipelineReader:
         self.assets = assets or {}  # the spec's data assets by name
         # each Environment read, by where the spec names it (sections.Sections.environments)
         self.environments: dict = {} if environments is None else environments
+        # while a nested pipeline (a pipeline component run as a step) is read: the prefix of
+        # its steps' names (OUTER.), its inputs as the outer step gives them, and the
+        # components being read (a component that runs itself is a cycle)
+        # targets.local.components: stand-ins (read in by spec.py) for components registered
+        # outside the spec, by name
+        self.mapped = {k: v for k, v in (mapped or {}).items() if isinstance(v, dict)}
+        self.notes: dict[tuple, list[str]] = {}  # a step's notes, by where it is
+        self.prefix = ""
+        self.bound: dict[str, Source] | None = None
+        self.reading: list[tuple] = []
+        # a nested step's outputs: its flattened name -> output -> (inner step, its output)
+        self.nested_outputs: dict[str, dict[str, tuple[str, str]]] = {}
 
     def problem(
         self, path: tuple, message: str, severity: str = "error", key: bool = False
@@ -180,7 +220,9 @@ class PipelineReader:
         if self.envs.report:
             self.doc.problem(path, message, severity=severity, key=key)
 
-    def read(self, at: tuple, job: dict) -> Pipeline:
+    def read(self, at: tuple, job: dict, default: Any = None) -> Pipeline:
+        """The pipeline at `at`; `default`: the compute of a nested pipeline's steps that name
+        none (the outer step's, else the outer pipeline's default)."""
         settings = mapping(job.get("settings"))
         for key in settings:
             if key not in SETTINGS:
@@ -192,21 +234,41 @@ class PipelineReader:
                     severity="warning",
                     key=True,
                 )
-        default_compute = settings.get("default_compute", job.get("compute"))
+        default_compute = settings.get("default_compute", job.get("compute", default))
         parent_inputs = mapping(job.get("inputs"))
         parent_outputs = mapping(job.get("outputs"))
         blocks = {n: b for n, b in mapping(job.get("jobs")).items() if isinstance(b, dict)}
-        steps = {}
+        steps: dict[str, Step] = {}
         for name, block in blocks.items():
-            steps[name] = self.step(
-                at + ("jobs", name),
+            step_at = at + ("jobs", name)
+            found = self.component(
+                step_at, block, "trial" if block.get("type") == "sweep" else None
+            )
+            if found[0].get("type") == "pipeline" or block.get("type") == "pipeline":
+                steps.update(
+                    self.nested(
+                        step_at,
+                        name,
+                        block,
+                        found,
+                        default_compute,
+                        parent_inputs,
+                        parent_outputs,
+                        blocks,
+                    )
+                )
+                continue
+            steps[self.prefix + name] = self.step(
+                step_at,
                 name,
                 block,
                 default_compute,
                 parent_inputs,
                 parent_outputs,
                 blocks,
+                found,
             )
+        self.relink(steps)
         feeds: dict[str, tuple[str, str] | None] = {o: None for o in parent_outputs}
         for step in steps.values():
             for output, target in step.outputs.items():
@@ -230,8 +292,9 @@ class PipelineReader:
         parent_inputs: dict,
         parent_outputs: dict,
         blocks: dict,
+        found: tuple[dict, tuple, str | None],
     ) -> Step:
-        comp, comp_at, shown = self.component(at, block)
+        comp, comp_at, shown = found
         par = self.parallel_fields(at, block, comp, comp_at)
         if par is not None:  # what runs is its task
             runs, runs_at = mapping(par.fields.get("task")), par.origin["task"] + ("task",)
@@ -239,6 +302,14 @@ class PipelineReader:
         else:
             runs, runs_at = comp, comp_at
             command = comp["command"] if isinstance(comp.get("command"), str) else ""
+        sweep = self.sweep(at, block, comp) if block.get("type") == "sweep" else None
+        if sweep is not None:  # each trial's values: the search space's, not the step's
+            for key in sweep["search_space"]:
+                command = re.sub(
+                    r"\$\{\{\s*inputs\." + re.escape(str(key)) + r"\s*\}\}",
+                    "${{search_space." + str(key) + "}}",
+                    command,
+                )
         code_ref = runs.get("code")
         code = relative_to(self.doc, runs_at + ("code",), code_ref) if is_local(code_ref) else None
         env_value = block.get("environment", runs.get("environment"))
@@ -253,14 +324,19 @@ class PipelineReader:
             env = self.envs.job(env_at, env_value, self.defined_envs, self.substitutes)
             self.environments[env_at] = env
         self.environments[at] = env
-        compute = strip_compute(block.get("compute", default_compute))
         compute_at = at + ("compute",) if "compute" in block else at
+        raw = self.bound_compute(
+            compute_at, name, block.get("compute", default_compute), parent_inputs, blocks
+        )
+        compute = strip_compute(raw)
         if compute is not None and compute not in self.computes and not unresolved(compute):
             defined = ", ".join(sorted(self.computes)) or "none"
             self.problem(
                 compute_at, f"'{compute}' is not a compute of this spec (defined: {defined})"
             )
         declared = mapping(comp.get("inputs")) if comp is not block else {}
+        if sweep is not None:
+            declared = {k: v for k, v in declared.items() if k not in sweep["search_space"]}
         inputs = self.inputs(at, name, block, declared, parent_inputs, blocks)
         outputs = self.outputs(at, block, comp if comp is not block else {}, parent_outputs)
         types = self.data_types(block, declared, inputs, parent_inputs, blocks)
@@ -285,7 +361,7 @@ class PipelineReader:
             if k in ("display_name", "description", "tags", "resources", "distribution", "limits")
         }
         return Step(
-            name,
+            self.prefix + name,
             command,
             code,
             env,
@@ -300,7 +376,168 @@ class PipelineReader:
             self.output_files(block, comp, parent_outputs, outputs),
             par.fields if par is not None else None,
             types,
+            at,
+            notes=self.notes.get(at, []) + self.services(block) + sweep_note(sweep),
+            includes=self.includes(runs_at, runs, code),
+            sweep=sweep,
         )
+
+    def sweep(self, at: tuple, block: dict, trial: dict) -> dict:
+        """A sweep step's settings; a search-space name its trial has no input for, or limits
+        without max_total_trials, is an error."""
+        space = mapping(block.get("search_space"))
+        declared = mapping(trial.get("inputs"))
+        for key in space:
+            if trial and key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                self.problem(
+                    at + ("search_space", key),
+                    f"the trial has no input '{key}' (inputs: {known})",
+                    key=True,
+                )
+        objective = mapping(block.get("objective"))  # (its keys: the schema checks them)
+        limits = mapping(block.get("limits"))
+        if "max_total_trials" not in limits:  # azure-ai-ml refuses a sweep step without it
+            self.problem(
+                at + (("limits",) if "limits" in block else ()),
+                "a sweep step needs limits.max_total_trials (azure-ai-ml requires it)",
+                key=True,
+            )
+        return {
+            "search_space": space,
+            "sampling_algorithm": block.get("sampling_algorithm", "random"),
+            "objective": objective,
+            "limits": mapping(block.get("limits")),
+            "early_termination": block.get("early_termination"),
+        }
+
+    def includes(self, at: tuple, fields: dict, code: Path | None) -> list[Path]:
+        """A component's additional_includes: files and folders (relative to its file) copied
+        into the working folder beside its code, as az ml does; one that is not there, or whose
+        name the code folder has too, is an error (said once for a component many steps run)."""
+        entries = fields.get("additional_includes")
+        found = []
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, str) or unresolved(entry):
+                continue
+            where = at + ("additional_includes", i)
+            path = relative_to(self.doc, where, entry)
+            if not path.exists():
+                self.once(where, f"additional include '{entry}' not found")
+            elif code is not None and code.is_dir() and (code / path.name).exists():
+                self.once(
+                    where,
+                    f"additional include '{entry}': the code folder has a {path.name} too (Azure "
+                    "ML refuses a name both bring)",
+                )
+            else:
+                found.append(path)
+        return found
+
+    def once(self, where: tuple, message: str) -> None:
+        """A problem, unless it was said already (a registered component's, of every step)."""
+        before = len(self.doc.problems)
+        self.problem(where, message)
+        if self.doc.problems[before:] and self.doc.problems[-1] in self.doc.problems[:before]:
+            self.doc.problems.pop()
+
+    def services(self, block: dict) -> list[str]:
+        """A step's interactive services (vs_code, jupyter_lab, ...): Azure ML starts them on its
+        nodes; the local target does not, and its plan says so."""
+        found = mapping(block.get("services"))
+        if not found or not self.local:
+            return []
+        kinds = [f"{n} ({mapping(v).get('type', '?')})" for n, v in found.items()]
+        return [f"services not started locally: {', '.join(kinds)}"]
+
+    def bound_compute(
+        self, where: tuple, step: str, value: Any, parent_inputs: dict, blocks: dict
+    ) -> Any:
+        """A step's compute as written, or the value of the pipeline input it binds
+        (`compute: ${{parent.inputs.NAME}}`, as Azure's examples promote a compute to an input)."""
+        if not (isinstance(value, str) and (m := PARENT.match(value)) and m.group(1) == "inputs"):
+            return value
+        source = self.source(where, step, value, parent_inputs, blocks)
+        return source.value if source.kind == "literal" else None
+
+    def nested(
+        self,
+        at: tuple,
+        name: str,
+        block: dict,
+        found: tuple[dict, tuple, str | None],
+        default_compute: Any,
+        parent_inputs: dict,
+        parent_outputs: dict,
+        blocks: dict,
+    ) -> dict[str, Step]:
+        """A step that runs a pipeline component: its steps, read with the step's inputs bound
+        to the component's, named NAME.STEP (flattened into this pipeline: each runs as a step
+        of the outer pipeline's run); the component's outputs, as the step's, are handed on
+        from the inner steps that feed them."""
+        comp, comp_at, shown = found
+        if not comp:  # an unknown component: said already
+            return {}
+        if comp.get("type") != "pipeline":
+            self.problem(
+                at + ("component",),
+                "a type: pipeline step runs a pipeline component, not a "
+                f"{comp.get('type', 'command')} component",
+            )
+            return {}
+        if comp_at in self.reading:
+            self.problem(at + ("component",), f"component {shown} runs itself: a cycle")
+            return {}
+        declared = mapping(comp.get("inputs"))
+        bound = self.inputs(at, name, block, declared, parent_inputs, blocks, nested=True)
+        for key, value in bound.items():  # a literal checked against the component's input
+            if value.kind == "literal" and key not in mapping(block.get("inputs")):
+                self.check_literal(at, key, value.value, mapping(declared.get(key)))
+        targets = self.outputs(at, block, comp, parent_outputs)
+        compute_at = at + ("compute",) if "compute" in block else at
+        compute = self.bound_compute(
+            compute_at, name, block.get("compute", default_compute), parent_inputs, blocks
+        )
+        saved = (self.prefix, self.bound)
+        self.prefix, self.bound = f"{self.prefix}{name}.", bound
+        self.reading.append(comp_at)
+        before = len(self.doc.problems)
+        try:
+            inner = self.read(comp_at, comp, default=compute)
+        finally:
+            self.prefix, self.bound = saved
+            self.reading.pop()
+        if comp_at[0] == "components":  # a registered component's problems, said once
+            found_now = self.doc.problems[before:]
+            del self.doc.problems[before:]
+            self.doc.problems += [p for p in dict.fromkeys(found_now) if p not in self.doc.problems]
+        flat = self.prefix + name
+        self.nested_outputs[flat] = {o: f for o, f in inner.outputs.items() if f is not None}
+        for step in inner.steps.values():  # inner outputs fed the component's: now its own
+            step.notes = self.notes.get(at, []) + step.notes
+            step.outputs = {o: None for o in step.outputs}
+            where = f"{name} ({shown or 'inline component'})"
+            deeper = f" > {step.nested.removeprefix(NESTED)}" if step.nested else ""
+            step.nested = f"{NESTED}{where}{deeper}"
+        for output, target in targets.items():
+            feed = inner.outputs.get(output)
+            if target is not None and feed is not None:
+                inner.steps[feed[0]].outputs[feed[1]] = target
+        return inner.steps
+
+    def relink(self, steps: dict[str, Step]) -> None:
+        """Inputs bound to a nested step's outputs rebound to the inner steps that make them
+        (an output no inner step feeds: unset)."""
+        for step in steps.values():
+            for key, source in step.inputs.items():
+                seen = 0
+                while (
+                    source.kind == "step" and source.value[0] in self.nested_outputs and seen < 100
+                ):
+                    feed = self.nested_outputs[source.value[0]].get(source.value[1])
+                    source = Source("step", feed) if feed else Source("unset")
+                    seen += 1
+                step.inputs[key] = source
 
     @staticmethod
     def output_files(
@@ -414,31 +651,55 @@ class PipelineReader:
             out[name] = next((f for f in found if isinstance(f, str)), "uri_folder")
         return out
 
-    def component(self, at: tuple, block: dict) -> tuple[dict, tuple, str | None]:
-        """What the step runs: (its fields, where they are in the doc, how plans name it)."""
-        comp = block.get("component")
+    def component(
+        self, at: tuple, block: dict, key: str | None = None
+    ) -> tuple[dict, tuple, str | None]:
+        """What the step runs: (its fields, where they are in the doc, how plans name it);
+        `key`: where the step names it (component, or a sweep step's trial)."""
+        key = key or "component"
+        comp = block.get(key)
         if comp is None:
-            return block, at, None
+            return ({}, at, None) if key == "trial" else (block, at, None)
         if isinstance(comp, dict):  # inline, or a component file read in by spec.py
-            where = self.doc.includes.get(at + ("component",))
-            return comp, at + ("component",), str(where.name) if where else "inline component"
+            where = self.doc.includes.get(at + (key,))
+            return comp, at + (key,), str(where.name) if where else "inline component"
         ref = parse_ref(comp) if isinstance(comp, str) else None
+        registry = REGISTRY_COMPONENT.match(comp) if isinstance(comp, str) else None
+        if registry is not None:
+            ref = (registry["name"], registry["version"])
         if ref is None or unresolved(comp):
             if isinstance(comp, str) and not unresolved(comp):
                 self.problem(
                     at + ("component",),
                     f"'{comp}' is not a component reference: use "
-                    "./FILE.yml, file:FILE.yml, azureml:NAME:VERSION or azureml:NAME@latest",
+                    "./FILE.yml, file:FILE.yml, azureml:NAME:VERSION, azureml:NAME@latest or "
+                    "azureml://registries/REGISTRY/components/NAME/versions/V",
                 )
             return {}, at, None
         name, version = ref
-        if name not in self.components:
+        if registry is None and name in self.components:
+            pass  # one of the spec's
+        elif self.local and name in self.mapped:
+            where = self.doc.includes.get(("targets", "local", "components", name))
+            shown = where.name if where else f"{OUTSIDE}.{name}"
+            self.notes.setdefault(at, []).append(f"{comp} mapped to {shown} ({OUTSIDE})")
+            return self.mapped[name], ("targets", "local", "components", name), str(shown)
+        elif self.local:  # registered outside the spec: a local run needs a stand-in
             known = ", ".join(sorted(self.components)) or "none"
+            what = (
+                f"component '{name}' of registry {registry['registry']}"
+                if registry
+                else f"component '{name}' is not a component of this spec (components: {known}) and"
+            )
             self.problem(
                 at + ("component",),
-                f"component '{name}' is not a component of this spec (components: {known})",
+                f"{what} is not mapped in {OUTSIDE}: the local target cannot run it (map "
+                f"{name} to a component file there)",
+                severity=self.remote_severity,
             )
             return {}, at, None
+        else:  # on Azure: registered there, passed through as written
+            return {}, at, comp
         registered = self.components[name]
         if version is not None and registered.version is not None and version != registered.version:
             self.problem(
@@ -448,22 +709,37 @@ class PipelineReader:
         return registered.fields, ("components", name), f"{name}:{registered.version or 'auto'}"
 
     def inputs(
-        self, at: tuple, step: str, block: dict, declared: dict, parent_inputs: dict, blocks: dict
+        self,
+        at: tuple,
+        step: str,
+        block: dict,
+        declared: dict,
+        parent_inputs: dict,
+        blocks: dict,
+        nested: bool = False,
     ) -> dict[str, Source]:
+        """The step's inputs resolved; one its component does not declare is an error (for a
+        pipeline component, which Azure ML takes and ignores it for: a warning)."""
         given = mapping(block.get("inputs"))
         out = {}
         for name, value in given.items():
             where = at + ("inputs", name)
             if declared and name not in declared:
                 known = ", ".join(sorted(declared)) or "none"
+                ignored = ": Azure ML ignores it" if nested else ""
                 self.problem(
-                    where, f"the component has no input '{name}' (inputs: {known})", key=True
+                    where,
+                    f"the component has no input '{name}' (inputs: {known}){ignored}",
+                    severity="warning" if nested else "error",
+                    key=True,
                 )
             source = self.source(where, step, value, parent_inputs, blocks)
             out[name] = source
             spec = mapping(declared.get(name))
             if source.kind == "literal":
-                self.check_literal(where, name, source.value, spec)
+                through = isinstance(value, str) and self.bound is not None and PARENT.match(value)
+                hint = f" (given to this pipeline as {str(value).strip('${} ')})" if through else ""
+                self.check_literal(where, name, source.value, spec, hint)
         for name, spec in declared.items():
             spec = mapping(spec)
             if name in out:
@@ -507,12 +783,12 @@ class PipelineReader:
             elif other not in blocks:
                 known = ", ".join(sorted(blocks))
                 self.problem(where, f"'{value}': there is no step '{other}' (steps: {known})")
-            elif output not in self.outputs_of(blocks[other]):
+            elif self.knows(blocks[other]) and output not in self.outputs_of(blocks[other]):
                 known = ", ".join(sorted(self.outputs_of(blocks[other]))) or "none"
                 self.problem(
                     where, f"'{value}': step {other} has no output '{output}' (outputs: {known})"
                 )
-            return Source("step", (other, output))
+            return Source("step", (self.prefix + other, output))
         if isinstance(value, str) and (m := PARENT.match(value)):
             kind, name = m.group(1), m.group(2)
             if kind != "inputs" or from_parent:
@@ -528,6 +804,8 @@ class PipelineReader:
                     where, f"'{value}': the pipeline has no input '{name}' (inputs: {known})"
                 )
                 return Source("unset")
+            if self.bound is not None:  # a nested pipeline's input: as the outer step gives it
+                return self.bound.get(name, Source("unset"))
             parent_at = where[: where.index("jobs", 1)] + ("inputs", name)
             return self.source(parent_at, step, parent_inputs[name], parent_inputs, blocks, True)
         if isinstance(value, dict):
@@ -576,30 +854,44 @@ class PipelineReader:
         return Source("literal", value)
 
     def component_of(self, block: dict) -> dict:
-        """A step's component's fields (inline, from a file, or registered), else {}."""
-        comp = block.get("component")
-        ref = parse_ref(comp) if isinstance(comp, str) else None
-        if ref and ref[0] in self.components:
-            comp = self.components[ref[0]].fields
+        """A step's component's fields (inline, from a file, registered, or a stand-in for one
+        registered outside the spec), else {}."""
+        comp = block.get("trial" if block.get("type") == "sweep" else "component")
+        if isinstance(comp, str):
+            registry = REGISTRY_COMPONENT.match(comp)
+            ref = (registry["name"], None) if registry else parse_ref(comp)
+            if ref and not registry and ref[0] in self.components:
+                return self.components[ref[0]].fields
+            return self.mapped.get(ref[0], {}) if ref and self.local else {}
         return comp if isinstance(comp, dict) else {}
+
+    def knows(self, block: dict) -> bool:
+        """Whether what a step runs is known here (a component registered outside the spec,
+        without a stand-in, is not: its outputs cannot be checked)."""
+        comp = block.get("trial" if block.get("type") == "sweep" else "component")
+        return not isinstance(comp, str) or bool(self.component_of(block))
 
     def outputs_of(self, block: dict) -> set[str]:
         """A step's outputs: its component's (inline, from a file, or registered) and its own."""
         declared = set(mapping(self.component_of(block).get("outputs")))
         return declared | set(mapping(block.get("outputs")))
 
-    def check_literal(self, where: tuple, name: str, value: Any, spec: dict) -> None:
+    def check_literal(
+        self, where: tuple, name: str, value: Any, spec: dict, given: str = ""
+    ) -> None:
         if unresolved(value):
             return
         low, high, allowed = spec.get("min"), spec.get("max"), spec.get("enum")
         number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         if number is not None and isinstance(low, (int, float)) and number < low:
-            self.problem(where, f"{value} is below the minimum of input '{name}' ({low})")
+            self.problem(where, f"{value} is below the minimum of input '{name}' ({low}){given}")
         if number is not None and isinstance(high, (int, float)) and number > high:
-            self.problem(where, f"{value} is above the maximum of input '{name}' ({high})")
+            self.problem(where, f"{value} is above the maximum of input '{name}' ({high}){given}")
         if isinstance(allowed, list) and allowed and value not in allowed:
             options = ", ".join(str(a) for a in allowed)
-            self.problem(where, f"'{value}' is not one of the values of input '{name}': {options}")
+            self.problem(
+                where, f"'{value}' is not one of the values of input '{name}': {options}{given}"
+            )
 
     def outputs(
         self, at: tuple, block: dict, comp: dict, parent_outputs: dict

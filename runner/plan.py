@@ -135,6 +135,9 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 if step.parallel is not None:  # how a parallel step runs, said beside why
                     described = parallel.describe(step.parallel, *step.data)
                     model["steps"][step.name]["parallel"] = described
+                notes = [*step.notes, *([step.nested] if step.nested else [])]
+                if notes:  # a nested pipeline's step, a stand-in component: said beside why
+                    model["steps"][step.name]["notes"] = notes
             jobs[job.name] = {
                 "fingerprint": fingerprint.combine(model["parts"]),
                 **model,
@@ -740,6 +743,7 @@ def _with_steps(change: Change, job: dict, run: Run | None, reusable: dict, forc
         else:
             running.add(name)
             reason += f"; {step['parallel']}" if step.get("parallel") else ""
+        reason += "".join(f"; {note}" for note in step.get("notes", []))
         steps.append({"step": name, "action": action.word, "reason": reason})
     after = {**change.after, "steps": steps}
     reason = f"pipeline: {len(running)} of {plural(len(steps), 'step')} to run"

@@ -17,7 +17,8 @@ def render(plan: Plan, costs: dict | None = None) -> str:
         if not (c.action == NOOP and c.address.kind != Kind.JOB)
         or (c.after or {}).get("azure_only")  # an attached compute the local target skips
     ]
-    width = max([29] + [len(c.address) + 2 for c in shown])
+    steps = [s for c in shown if isinstance(c.after, dict) for s in c.after.get("steps", [])]
+    width = max([29] + [len(c.address) + 2 for c in shown] + [len(s["step"]) + 6 for s in steps])
     priced = {i["address"]: cost.compute_text(i) for i in (costs or {}).get("items", [])}
     lines = []
     for c in shown:

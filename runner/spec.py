@@ -528,6 +528,15 @@ def _include(doc: Doc, hook: Resolver) -> None:
     for name, comp in mapping(doc.data.get("components")).items():  # a pipeline component's
         if isinstance(comp, dict) and comp.get("type") == "pipeline":  # steps' component files
             _include_components(doc, ("components", name), comp, hook)
+    local = mapping(mapping(doc.data.get("targets")).get("local"))
+    stand_ins = mapping(local.get("components"))  # components registered outside the spec
+    for name, ref in stand_ins.items():
+        at = ("targets", "local", "components", name)
+        if isinstance(ref, str) and not unresolved(ref):
+            merged = _merge_include(doc, at, {"file": ref}, hook, what="component file")
+            stand_ins[name] = ref = merged if "file" not in merged else ref
+        if isinstance(ref, dict) and ref.get("type") == "pipeline":
+            _include_components(doc, at, ref, hook)
     for name, endpoint in mapping(doc.data.get("endpoints")).items():  # deployment files
         deployments = mapping(endpoint.get("deployments") if isinstance(endpoint, dict) else None)
         for dep, block in deployments.items():
@@ -560,14 +569,27 @@ def _include_components(doc: Doc, at: tuple, pipeline: dict, hook: Resolver) -> 
     """A pipeline step's `component: ./x.yml` (or file:x.yml), an unmodified commandComponent
     file, read in place of the reference (paths in it stay relative to it)."""
     for step, block in mapping(pipeline.get("jobs")).items():
-        ref = block.get("component") if isinstance(block, dict) else None
+        sweep = isinstance(block, dict) and block.get("type") == "sweep"  # its trial's file
+        ref = block.get("trial" if sweep else "component") if isinstance(block, dict) else None
+        where = at + ("jobs", step, "trial" if sweep else "component")
+        if isinstance(ref, dict) and ref.get("type") == "pipeline":  # nested inline
+            _include_components(doc, where, ref, hook)
         if not isinstance(ref, str) or ref.startswith("azureml:") or unresolved(ref):
             continue
-        where = at + ("jobs", step, "component")
         file = ref[len("file:") :] if ref.startswith("file:") else ref
         merged = _merge_include(doc, where, {"file": file}, hook, what="component file")
         if "file" not in merged:  # read (else the problem is said)
-            block["component"] = merged
+            block[where[-1]] = merged
+            if merged.get("type") == "pipeline":  # a nested pipeline: its steps' files too
+                path = doc.includes.get(where)
+                if path in {doc.includes.get(where[:i]) for i in range(1, len(where))}:
+                    doc.problem(
+                        where,
+                        f"component file '{ref}' runs itself: pipelines nest, but not in a cycle",
+                    )
+                    doc.broken.add(where)
+                else:
+                    _include_components(doc, where, merged, hook)
 
 
 def _merge_include(

@@ -399,13 +399,13 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
             sections.environments,
             runs,
             sections.datastores,
+            mapped=mapping(mapping(mapping(data.get("targets")).get("local")).get("components")),
         )
 
-    def read_pipeline(at: tuple, block: dict) -> None:
-        _check_nested(doc, at, block, components)
+    def read_pipeline(at: tuple, block: dict) -> None:  # (pipeline components as steps nest)
         sections.pipelines[at] = found = steps_reader().read(at, block)
         for step in found.steps.values():
-            _check_buildable(doc, at + ("jobs", step.name), step.env, local, runs)
+            _check_buildable(doc, step.at or at + ("jobs", step.name), step.env, local, runs)
 
     for name, comp in components.items():  # a pipeline component's steps, checked once
         if comp.fields.get("type") == "pipeline":

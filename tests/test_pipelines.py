@@ -310,8 +310,9 @@ def test_pipeline_mistakes_are_located_errors(tmp_path):
         "error: $.jobs.bad.jobs.a.inputs.factor: 11 is above the maximum of input 'factor' (10)",
         "error: $.jobs.bad.jobs.a.inputs.raw: '${{parent.inputs.nope}}': the pipeline has no "
         "input 'nope' (inputs: n)",
-        "error: $.jobs.bad.jobs.d.component: component 'missing' is not a component of this spec "
-        "(components: train)",
+        "warning: $.jobs.bad.jobs.d.component: component 'missing' is not a component of this "
+        "spec (components: train) and is not mapped in targets.local.components: the local "
+        "target cannot run it (map missing to a component file there)",
         "error: $.jobs.bad.jobs.e.inputs.x: '${{parent.jobs.a.outputs.nope}}': step a has no "
         "output 'nope' (outputs: clean)",
         "error: $.jobs.bad.jobs.e.inputs.y: '${{parent.jobs.zz.outputs.o}}': there is no step "
@@ -322,7 +323,7 @@ def test_pipeline_mistakes_are_located_errors(tmp_path):
     ]
     for want in expected:
         assert any(line.split(": ", 1)[1] == want for line in lines), (want, lines)
-    assert lines[-1] == "lab.yaml: 7 errors, 1 warning"
+    assert lines[-1] == "lab.yaml: 6 errors, 2 warnings"
     assert all(line.startswith("lab.yaml:") for line in lines)
 
 

@@ -59,6 +59,9 @@ class StepConfig:
     # a parallel step's: {"fields": its parallel settings and task, "input_type": the type of the
     # input its input_data names}; the step then runs as a parallel job (parallel_controller.py)
     parallel: dict[str, Any] | None = None
+    # a sweep step's: its trials (sampled at submission), algorithm, concurrency, trial_timeout,
+    # objective and early_termination; the step then runs as a sweep (sweep_controller.py)
+    sweep: dict[str, Any] | None = None
 
 
 @dataclass

@@ -21,6 +21,7 @@ mlflow.parentRunId = the pipeline's run, mlrun.step = the step):
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from .. import parallel
 from ..records import Run, StepRecord
 from ..refs import optional_parts, substitute
 from ..slots import Pool
-from . import contract, distributed, envs, parallel_controller, supervised
+from . import contract, distributed, envs, parallel_controller, supervised, sweep_controller
 from .controller import Child, Controller
 from .steps import StepCache
 
@@ -143,6 +144,8 @@ class PipelineController(Controller):
             env[f"AZURE_ML_OUTPUT_{name}"] = str(path)
         if step.cfg.parallel is not None:
             command = self.parallel_command(step, values, files)
+        elif step.cfg.sweep is not None:
+            command = self.sweep_command(step, values, given, files)
         else:
             command = substitute(optional_parts(step.cfg.command, given), values, blank=("inputs",))
         env.update(step.cfg.env_vars)
@@ -178,6 +181,39 @@ class PipelineController(Controller):
         contract.write(step.dir / contract.PARALLEL, config)
         return supervised.controller_command(parallel_controller.MODULE, step.dir)
 
+    def sweep_command(self, step: StepRun, values: dict, given: set, files: dict[str, str]) -> str:
+        """A sweep step's command: the sweep controller on the step's folder, its trials' command
+        the step's with the inputs given now (each trial's outputs and search-space values are
+        the controller's to give)."""
+        assert step.cfg.sweep is not None
+        sweep = step.cfg.sweep
+        inputs = {k: v for k, v in values.items() if k[0] == "inputs"}
+        config = contract.SweepConfig(
+            command=substitute(optional_parts(step.cfg.command, given), inputs, blank=("inputs",)),
+            outputs={n: files.get(n) for n in step.cfg.outputs},
+            trials=sweep["trials"],
+            algorithm=sweep["algorithm"],
+            concurrency=sweep["concurrency"],
+            trial_timeout=sweep["trial_timeout"],
+            objective=sweep["objective"],
+            early_termination=sweep["early_termination"],
+            run_name=step.cfg.run_name,
+            tags={**self.tags(step)},
+        )
+        contract.write(step.dir / contract.SWEEP, config)
+        return supervised.controller_command(sweep_controller.MODULE, step.dir)
+
+    def best_outputs(self, step: StepRun) -> None:
+        """A sweep step's outputs: its best trial's (none logged the metric: its own, empty)."""
+        best = step.dir / sweep_controller.BEST
+        if step.cfg.sweep is None or not best.is_file():
+            return
+        trial = step.dir / "trials" / str(json.loads(best.read_text())["trial"])
+        files = {n: f for n, f in step.cfg.outputs.items() if f}
+        for name in step.cfg.outputs:
+            step.outputs[name] = str(supervised.output_path(trial / "outputs", name, files))
+        self.log(f"step {step.name}: the outputs of its best trial, {trial.name}, handed on")
+
     def tags(self, step: StepRun) -> dict:
         return {
             **self.cfg.tags,
@@ -198,6 +234,7 @@ class PipelineController(Controller):
         self.log(f"step {step.name} reused: run {record['run_id']}")
 
     def finish(self, step: StepRun) -> None:
+        self.best_outputs(step)
         completed = {
             "run_id": step.run_id,
             "step": step.name,

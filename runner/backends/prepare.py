@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,6 +115,16 @@ class Preparer:
         else:
             work.mkdir(parents=True)
 
+    def copy_includes(self, includes: list[Path], work: Path) -> None:
+        """A component's additional_includes copied beside its code, each under its own name,
+        as az ml does."""
+        for extra in includes:
+            if extra.is_dir():
+                assets.snapshot(extra, work / extra.name)
+            else:
+                work.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(extra, work / extra.name)
+
     def workspace_config(self, compute: str | None, work: Path) -> None:
         """On a compute instance, the workspace's config.json in the working folder, as an
         instance has it (so `MLClient.from_config()` finds the workspace), unless the code
@@ -150,6 +161,7 @@ class Preparer:
             if step.code:  # snapshotted now, as Azure ML does at submission; the controller
                 # makes the working folder (with ./outputs and ./logs) of a step without code
                 self.copy_code(step.code, run_dir / "steps" / step.name / "work")
+            self.copy_includes(step.includes, run_dir / "steps" / step.name / "work")
             self.workspace_config(step.compute, run_dir / "steps" / step.name / "work")
             compute = self.spec.computes.get(step.compute or "")
             capacity[step.compute or ""] = compute.slots if compute else slots.unbound()
@@ -194,6 +206,7 @@ class Preparer:
                 distribution=step.fields.get("distribution"),
                 instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
                 parallel=None if step.parallel is None else _parallel_step(step),
+                sweep=None if step.sweep is None else _sweep_step(step, capacity),
             )
         config = contract.PipelineConfig(
             pipeline=job.name,
@@ -258,6 +271,25 @@ class Preparer:
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         return supervised.controller_command(parallel_controller.MODULE, run_dir), config
+
+
+def _sweep_step(step: Step, capacity: dict[str, int]) -> dict:
+    """What a sweep step's controller needs: its trials, sampled now (as a sweep job's are), and
+    how many run at once (max_concurrent_trials, within the step's compute)."""
+    assert step.sweep is not None
+    algo = step.sweep["sampling_algorithm"] or "random"
+    sampling = {"type": algo} if isinstance(algo, str) else dict(algo)
+    limits = step.sweep["limits"]
+    room = capacity[step.compute or ""]
+    limit = limits.get("max_concurrent_trials")
+    return {
+        "trials": sweep.sample(step.sweep["search_space"], sampling, limits),
+        "algorithm": sweep.local_algorithm(sampling),
+        "concurrency": min(limit, room) if limit else room,
+        "trial_timeout": limits.get("trial_timeout"),
+        "objective": step.sweep["objective"],
+        "early_termination": step.sweep["early_termination"],
+    }
 
 
 def _parallel_step(step: Step) -> dict:

@@ -28,6 +28,7 @@ from .controller import Child, Controller
 POLL = 0.5  # seconds between looks at the trials and their metrics
 MIN_OTHERS = 2  # median stopping compares a trial with at least this many others
 MODULE = __name__
+BEST = "best.json"  # the best trial's number, in the run folder
 
 
 class Trial(Child):
@@ -174,6 +175,8 @@ class SweepController(Controller):
             from mlflow.entities import Metric, Param
 
             self.client.set_tag(self.parent, "mlrun.best_trial", best.run_id)
+            # which trial, for a pipeline whose sweep step hands on the best trial's outputs
+            (self.run_dir / BEST).write_text(json.dumps({"trial": best.number}) + "\n")
             self.client.log_batch(
                 self.parent,
                 metrics=[Metric(self.metric, value, int(time.time() * 1000), 0)],
