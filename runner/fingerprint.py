@@ -9,7 +9,7 @@ import stat
 import time
 from pathlib import Path
 
-from . import azure_only
+from . import azure_only, parallel
 from .pipelines import Step
 from .refs import mapping
 from .spec import Job
@@ -21,18 +21,8 @@ SWEEP_PARTS = ("search_space", "sampling_algorithm", "objective", "limits", "ear
 STEP_PARTS = PARTS + ("outputs", "upstream")  # a pipeline step's
 PIPELINE_PARTS = ("steps", "settings")  # a pipeline's (each step has its own)
 PARALLEL_PARTS = ("parallel",)  # a parallel job's settings (mini-batches, workers, task)
-PARALLEL_FIELDS = (
-    "input_data",
-    "mini_batch_size",
-    "partition_keys",
-    "resources",
-    "max_concurrency_per_instance",
-    "error_threshold",
-    "mini_batch_error_threshold",
-    "logging_level",
-    "retry_settings",
-    "outputs",
-)
+# a parallel job's or step's settings (its task is fingerprinted with its code), and its outputs
+PARALLEL_FIELDS = tuple(f for f in parallel.FIELDS if f != "task") + ("outputs",)
 INCLUDE_PARTS = ("additional_includes", "sweep")  # a step's included files; a sweep step's sweep
 # a command job has PARTS only, so its fingerprint is as before
 ALL_PARTS = (

@@ -581,16 +581,7 @@ def render_terminal(report: dict) -> str:
         ]
         parts.append(_text_table(["MODEL", "VERSION", "TYPE", "FROM", "RUN"], rows))
     for e in report.get("endpoints") or []:
-        rows = [
-            [
-                d["name"],
-                served(d),
-                placed(d),
-                share(e, d),
-                f"down: {d['down']}" if d["down"] else "ready" if d["compute"] else "running",
-            ]
-            for d in e["deployments"]
-        ]
+        rows = [_deployment_row(e, d) for d in e["deployments"]]
         head = f"endpoint {e['name']}: {e['type']}, scoring URI {e['scoring_uri'] or '-'}\n"
         table = _text_table(["DEPLOYMENT", "MODEL", "INSTANCES", "TRAFFIC", "HEALTH"], rows)
         call = e["invoke"]
@@ -635,6 +626,12 @@ def render_terminal(report: dict) -> str:
             )
         )
     return "\n".join(parts)
+
+
+def _deployment_row(e: dict, d: dict) -> list[str]:
+    """A deployment of a report's endpoint: name, model, instances, traffic, health."""
+    health = f"down: {d['down']}" if d["down"] else "ready" if d["compute"] else "running"
+    return [d["name"], served(d), placed(d), share(e, d), health]
 
 
 def _text_table(header: list[str], rows: list[list]) -> str:
@@ -726,16 +723,7 @@ def render_markdown(report: dict) -> str:
         ]
         lines += _md_table(
             ["deployment", "model", "instances", "traffic", "health"],
-            [
-                [
-                    d["name"],
-                    served(d),
-                    placed(d),
-                    share(e, d),
-                    f"down: {d['down']}" if d["down"] else "ready" if d["compute"] else "running",
-                ]
-                for d in e["deployments"]
-            ],
+            [_deployment_row(e, d) for d in e["deployments"]],
         )
         call = e["invoke"]
         to = f" -> {call['deployment']}" if call and call["deployment"] else ""

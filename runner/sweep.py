@@ -9,10 +9,27 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .spec import Job
+
+class SweepJob(Protocol):
+    """What `notes` reads of a spec.Job (named so, not imported: spec imports pipelines, which
+    import this module)."""
+
+    name: str
+
+    @property
+    def is_sweep(self) -> bool: ...
+
+    @property
+    def sampling(self) -> dict: ...
+
+    @property
+    def limits(self) -> dict: ...
+
+    @property
+    def early_termination(self) -> dict | None: ...
+
 
 DEFAULT_RANDOM_TRIALS = 10  # a random sweep without limits.max_total_trials, locally
 
@@ -68,7 +85,7 @@ def draw(rng: random.Random, p: dict):
     return x
 
 
-def notes(job: Job) -> list[str]:
+def notes(job: SweepJob) -> list[str]:
     """What a sweep does differently on the local target, said plainly."""
     if not job.is_sweep:
         return []
