@@ -786,10 +786,11 @@ def score(
             inp = batch.pipeline_inputs(ctx.spec, endpoint, comp, value, named)
             after = pipeline_call(inp, deployment)
         else:
+            remote = ctx.target != "local"  # Azure reads any data asset, a local run its copy
             inp = (
-                batch.spec_input(ctx.spec, endpoint)
+                batch.spec_input(ctx.spec, endpoint, remote=remote)
                 if value is None
-                else batch.job_input(ctx.spec, value, base=Path.cwd(), remote=ctx.target != "local")
+                else batch.job_input(ctx.spec, value, base=Path.cwd(), remote=remote)
             )
             content = fingerprint.tree_digest(inp.local_path)[:16] if inp.local_path else None
             after = {"input": inp.value, "content": content, "deployment": deployment}

@@ -335,9 +335,9 @@ class LocalBackend:
             try:
                 self._base(step.env, where)
             except envs.BuildFailed as e:
+                log = where / "azureml-logs" / "20_image_build_log.txt"
                 raise UserError(
-                    f"{what}: environment {step.env.shown} did not build "
-                    f"({where / 'azureml-logs' / '20_image_build_log.txt'}): {e}"
+                    f"{what}: environment {step.env.shown} did not build: {e}; its log: {log}"
                 ) from None
         return {"path": str(where), "component": dep.component.shown}
 
@@ -358,7 +358,7 @@ class LocalBackend:
             envs.ensure(req, log)
         except envs.BuildFailed as e:
             raise UserError(
-                f"deployment {key}: environment {env.shown} did not build ({log}): {e}"
+                f"deployment {key}: environment {env.shown} did not build: {e}; its log: {log}"
             ) from None
         python = req.folder / "bin" / "python"
         if server and not list(

@@ -424,7 +424,7 @@ def model_python(model_dir: Path, log: Path) -> tuple[str, str]:
     try:
         base = envs.ensure(req, log)
     except envs.BuildFailed as e:
-        raise UserError(f"the model's environment did not build ({log}): {e}") from None
+        raise UserError(f"the model's environment did not build: {e}; its log: {log}") from None
     venv = req.folder / "bin" / "python"  # the built venv's own interpreter
     return str(venv), f"Python {base.version} built from the model's requirements ({req.folder})"
 
