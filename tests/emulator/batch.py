@@ -482,42 +482,25 @@ class BatchJob(PipelineRunner):
 
     def resource(self) -> dict:
         """The job as the scoring URI and list_jobs answer it (a BatchJobResource)."""
-        props, wid = self.props, self.ws["id"]
-        eid = f"{wid}/batchEndpoints/{self.endpoint}"
-        out = self.props["outputs"][OUTPUT]["uri"]
-        datastore, path = DATASTORE_URI.match(out).groups()
-        return {
-            "id": f"{eid}/deployments/{self.deployment}/jobs/{self.name}",
-            "name": self.name,
-            "type": f"{MLS_NS}/workspaces/batchEndpoints/deployments/jobs",
-            "systemData": self.job["systemData"],
-            "properties": {
-                "name": self.name,
-                "status": props["status"],
-                "provisioningState": "Succeeded",
-                "compute": {"isLocal": False, "target": props["settings"]["default_compute"]},
-                "inputData": self.input_data,
-                "outputData": {
-                    OUTPUT: {
-                        "jobOutputType": "UriFile",
-                        "mode": "ReadWriteMount",
-                        "uri": f"{wid}/datastores/{datastore}/paths/{path.rstrip('/')}/"
-                        f"{self.file_name}",
-                    }
-                },
-                "output": {
-                    "datastoreId": f"{wid}/datastores/workspaceartifactstore",
-                    "path": f"ExperimentRun/dcid.{self.name}",
-                },
-                "outputFileName": self.file_name,
-                "interactionEndpoints": {
-                    key: {"endpoint": s["endpoint"], "jobEndpointType": key}
-                    for key, s in props["services"].items()
-                },
-                "properties": props["properties"],
-                "tags": props["tags"],
-            },
+        wid = self.ws["id"]
+        datastore, path = DATASTORE_URI.match(self.props["outputs"][OUTPUT]["uri"]).groups()
+        scored = {
+            OUTPUT: {
+                "jobOutputType": "UriFile",
+                "mode": "ReadWriteMount",
+                "uri": f"{wid}/datastores/{datastore}/paths/{path.rstrip('/')}/{self.file_name}",
+            }
         }
+        return batch_pipelines.job_resource(
+            self,
+            self.input_data,
+            scored,
+            output={
+                "datastoreId": f"{wid}/datastores/workspaceartifactstore",
+                "path": f"ExperimentRun/dcid.{self.name}",
+            },
+            outputFileName=self.file_name,
+        )
 
     def run(self):
         child = self.child

@@ -168,25 +168,33 @@ class PipelineCall(pipelines.PipelineRunner):
 
     def resource(self) -> dict:
         """The job as the scoring URI and list_jobs answer it (a BatchJobResource)."""
-        props, wid = self.props, self.ws["id"]
-        eid = f"{wid}/batchEndpoints/{self.endpoint}"
-        return {
-            "id": f"{eid}/deployments/{self.deployment}/jobs/{self.name}",
-            "name": self.name,
-            "type": f"{MLS_NS}/workspaces/batchEndpoints/deployments/jobs",
-            "systemData": self.job["systemData"],
-            "properties": {
-                "name": self.name,
-                "status": props["status"],
-                "provisioningState": "Succeeded",
-                "compute": {"isLocal": False, "target": props["settings"]["default_compute"]},
-                "inputData": props["inputs"],
-                "outputData": props["outputs"],
-                "interactionEndpoints": {
-                    key: {"endpoint": s["endpoint"], "jobEndpointType": key}
-                    for key, s in props["services"].items()
-                },
-                "properties": props["properties"],
-                "tags": props["tags"],
+        return job_resource(self, self.props["inputs"], self.props["outputs"])
+
+
+def job_resource(runner, input_data: dict, output_data: dict, **more) -> dict:
+    """A batch endpoint's job as the scoring URI and list_jobs answer it (a BatchJobResource):
+    `runner` the job's runner (its name, endpoint, deployment, workspace, properties), `more` what
+    a kind of job adds to its properties."""
+    props, wid = runner.props, runner.ws["id"]
+    eid = f"{wid}/batchEndpoints/{runner.endpoint}"
+    return {
+        "id": f"{eid}/deployments/{runner.deployment}/jobs/{runner.name}",
+        "name": runner.name,
+        "type": f"{MLS_NS}/workspaces/batchEndpoints/deployments/jobs",
+        "systemData": runner.job["systemData"],
+        "properties": {
+            "name": runner.name,
+            "status": props["status"],
+            "provisioningState": "Succeeded",
+            "compute": {"isLocal": False, "target": props["settings"]["default_compute"]},
+            "inputData": input_data,
+            "outputData": output_data,
+            **more,
+            "interactionEndpoints": {
+                key: {"endpoint": s["endpoint"], "jobEndpointType": key}
+                for key, s in props["services"].items()
             },
-        }
+            "properties": props["properties"],
+            "tags": props["tags"],
+        },
+    }
