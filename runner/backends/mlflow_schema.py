@@ -47,9 +47,10 @@ def head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def bundled_revision() -> str | None:
+def bundled_revision(text: str | None = None) -> str | None:
+    """The revision of the bundled schema (`text`: its SQL, read here if not given)."""
     try:
-        found = HEADER.search(SCHEMA.read_text())
+        found = HEADER.search(SCHEMA.read_text() if text is None else text)
     except OSError:
         return None
     return found.group("rev") if found else None
@@ -58,11 +59,16 @@ def bundled_revision() -> str | None:
 def make(db: Path) -> bool:
     """An empty store at `db` from the bundled schema, if it is the installed MLflow's (True);
     False and nothing made otherwise."""
-    if bundled_revision() is None or bundled_revision() != head_revision():
+    try:
+        sql = SCHEMA.read_text()
+    except OSError:
+        return False
+    rev = bundled_revision(sql)
+    if rev is None or rev != head_revision():
         return False
     con = sqlite3.connect(db, isolation_level=None)
     try:
-        con.executescript(SCHEMA.read_text())
+        con.executescript(sql)
         now = int(time.time() * 1000)
         con.execute(DEFAULT_EXPERIMENT, (str(Path.cwd() / "mlruns" / "0"), now, now))
     finally:
