@@ -255,16 +255,25 @@ def environment_document(spec: Spec, name: str, out_dir: Path) -> dict:
     """An environment of the spec's environments: section as an environment.schema.json file."""
     fields = (spec.doc.data.get("environments") or {}).get(name) or {}
     env = _environment_paths(spec, ("environments", name), fields, out_dir)
-    doc: dict = {"$schema": ENVIRONMENT_SCHEMA, "name": name}
-    doc.update({k: v for k, v in env.items() if k not in ("$schema", "name", "file")})
+    doc = _document(ENVIRONMENT_SCHEMA, name, env)
     return doc
+
+
+def _document(schema: str, name: str, fields: dict, skip: tuple[str, ...] = ()) -> dict:
+    """An az ml file's head (`$schema`, `name`) and the spec's fields for it, those of the
+    including block's `file:` and `skip` left out."""
+    left_out = ("$schema", "name", "file", *skip)
+    return {
+        "$schema": schema,
+        "name": name,
+        **{k: v for k, v in fields.items() if k not in left_out},
+    }
 
 
 def data_document(spec: Spec, name: str, out_dir: Path) -> dict:
     """A data asset of the spec's data: section as a data.schema.json file in `out_dir`."""
     asset = spec.data[name]
-    doc: dict = {"$schema": DATA_SCHEMA, "name": name}
-    doc.update({k: v for k, v in asset.fields.items() if k not in ("$schema", "name", "file")})
+    doc = _document(DATA_SCHEMA, name, asset.fields)
     doc["type"] = asset.type
     if asset.local is not None:
         doc["path"] = _rel(asset.local, out_dir)
@@ -276,8 +285,7 @@ def model_document(spec: Spec, name: str, out_dir: Path) -> dict:
     job makes names that job's run as Azure ML does (`azureml://jobs/JOB_RUN/outputs/...`), which
     is known once the job ran (closing_notes says so)."""
     model = spec.models[name]
-    doc: dict = {"$schema": MODEL_SCHEMA, "name": name}
-    doc.update({k: v for k, v in model.fields.items() if k not in ("$schema", "name", "file")})
+    doc = _document(MODEL_SCHEMA, name, model.fields)
     doc["type"] = model.type
     if model.local is not None:
         doc["path"] = _rel(model.local, out_dir)
@@ -294,20 +302,14 @@ def endpoint_documents(spec: Spec, name: str, out_dir: Path) -> dict[str, dict]:
     relative to `out_dir`."""
     endpoint = spec.endpoints[name]
     at = ("endpoints", name)
-    doc: dict = {"$schema": ENDPOINT_SCHEMAS[endpoint.type], "name": name}
-    skip = ("$schema", "name", "file", "deployments", "invoke", "type")  # the schema says it
-    doc.update({k: v for k, v in endpoint.fields.items() if k not in skip})
+    # its type is what its schema says; its deployments and call are files and notes of their own
+    skip = ("deployments", "invoke", "type")
+    doc = _document(ENDPOINT_SCHEMAS[endpoint.type], name, endpoint.fields, skip)
     docs = {f"{name}.yml": doc}
     for dep_name, dep in endpoint.deployments.items():
         kind = "online" if endpoint.type == "online" else dep.fields.get("type", "model")
-        dep_doc: dict = {
-            "$schema": DEPLOYMENT_SCHEMAS.get(kind, DEPLOYMENT_SCHEMAS["model"]),
-            "name": dep_name,
-            "endpoint_name": name,
-        }
-        dep_doc.update(
-            {k: v for k, v in dep.fields.items() if k not in ("$schema", "name", "file")}
-        )
+        schema = DEPLOYMENT_SCHEMAS.get(kind, DEPLOYMENT_SCHEMAS["model"])
+        dep_doc = _document(schema, dep_name, {"endpoint_name": name, **dep.fields})
         where = out_dir / name
         if dep.code is not None:
             dep_doc["code_configuration"] = {
@@ -368,9 +370,7 @@ def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     if fields.get("type") == "pipeline":
         return pipeline_component_document(spec, at, fields, out_dir, name)
     schema = PARALLEL_COMPONENT_SCHEMA if fields.get("type") == "parallel" else COMPONENT_SCHEMA
-    doc: dict = {"$schema": schema, "name": name}
-    doc.update({k: v for k, v in fields.items() if k not in ("$schema", "name", "file")})
-    doc = _code_paths(spec, at, doc, out_dir)
+    doc = _code_paths(spec, at, _document(schema, name, fields), out_dir)
     doc.setdefault("type", "command")
     return doc
 
