@@ -1,7 +1,9 @@
 """The workspace's MLflow tracking server, for jobs whose environment carries an MLflow other than
 mlrun's (1.x, 2.x, another 3.x, mlflow-skinny): they cannot write the workspace's SQLite store
-themselves, so they log over HTTP to MLflow's own server (its Flask app, in one process) on
-127.0.0.1, over that store. Plain jobs keep writing the store directly.
+themselves, so they log over HTTP to a server on 127.0.0.1 over that store: MLflow's REST API,
+the calls every run makes answered from the store directly (tracking_api), the rest by MLflow's
+own app (its Flask app, loaded in the same process when first needed). Plain jobs keep writing the
+store directly.
 
 It is supervised like a job and outlives mlrun: started by the first job that needs it
 (`ensure`), it serves while any run registered with it has not ended (a run folder without its
@@ -128,9 +130,11 @@ def _users_left(where: Path) -> bool:
 
 
 def serve(root: Path) -> None:
-    """The server: MLflow's app over the workspace's store at 127.0.0.1 on a free port, until no
-    registered run may log for IDLE seconds, or SIGTERM. The port is bound and recorded first,
-    MLflow (seconds) loaded after: jobs start meanwhile, and their first request waits for it."""
+    """The server: at 127.0.0.1 on a free port, the calls of every run (tracking_api, from the
+    store directly) and MLflow's own app for the rest (loaded when first needed: seconds), until
+    no registered run may log for IDLE seconds, or SIGTERM. The port is bound and recorded first:
+    jobs start meanwhile, and a first request waits for the server. MLRUN_TRACKING_DIRECT=0 sends
+    every call to MLflow's app (to tell whether a difference is tracking_api's)."""
     import socket
     import threading
 
@@ -145,22 +149,34 @@ def serve(root: Path) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     store, artifacts = f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
-    os.environ["_MLFLOW_SERVER_FILE_STORE"] = store
-    os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifacts
-    os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "false"  # runs' artifacts are local files
-    from mlflow.server import app
-    from mlflow.server.handlers import initialize_backend_stores
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    # the stores opened now, as `mlflow server` does, not at a job's first request
-    initialize_backend_stores(store, default_artifact_root=artifacts)
+    from .mlflow_db import Store
+    from .tracking_api import Api
+
+    def mlflow_app():  # MLflow's own app (seconds), for the calls tracking_api leaves to it
+        os.environ["_MLFLOW_SERVER_FILE_STORE"] = store
+        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifacts
+        os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "false"  # runs' artifacts are local files
+        from mlflow.server import app
+        from mlflow.server.handlers import initialize_backend_stores
+
+        # its stores opened now, as `mlflow server` does, not at the call's own time
+        initialize_backend_stores(store, default_artifact_root=artifacts)
+        print(f"pid {os.getpid()} loaded MLflow's app", flush=True)
+        return app
+
+    direct = os.environ.get("MLRUN_TRACKING_DIRECT", "1") != "0"  # 0: every call to MLflow's app
+    api = Api(Store.open(root / "mlflow.db") if direct else None, mlflow_app)
+    if api.store is None:  # a store of another MLflow's schema: every call is MLflow's
+        api.mlflow()
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, *args, **kwargs) -> None:  # a line per request: the log would grow
             pass
 
     server = make_server(
-        "127.0.0.1", port, app, threaded=True, request_handler=Quiet, fd=listening.fileno()
+        "127.0.0.1", port, api, threaded=True, request_handler=Quiet, fd=listening.fileno()
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"pid {os.getpid()} serving {root / 'mlflow.db'} at {url}", flush=True)
@@ -173,7 +189,11 @@ def serve(root: Path) -> None:
                 (where / SERVER).unlink(missing_ok=True)  # no new user finds it from here on
                 break
     (where / SERVER).unlink(missing_ok=True)
-    print(f"pid {os.getpid()} stopped: no run needs it", flush=True)
+    print(
+        f"pid {os.getpid()} stopped: no run needs it ({api.answered} calls answered from the "
+        f"store, {api.passed} by MLflow's app)",
+        flush=True,
+    )
     server.shutdown()
 
 
