@@ -259,14 +259,30 @@ def uris(data: dict) -> list[tuple[tuple, str]]:
                     found.append((at + (section, key, "path"), value["path"]))
 
     for name, job in mapping(data.get("jobs")).items():
+        start = len(found)
         ports(("jobs", name), job)
         for step, block in mapping(mapping(job).get("jobs")).items():
             ports(("jobs", name, "jobs", step), block)
+        found[start:] = [(at, with_default(uri, job)) for at, uri in found[start:]]
     for section in ("data", "models"):
         for name, block in mapping(data.get(section)).items():
             if isinstance(mapping(block).get("path"), str):
                 found.append(((section, name, "path"), block["path"]))
     return found
+
+
+DEFAULT = re.compile(r"\$\{\{\s*default_datastore\s*\}\}")
+
+
+def default_of(job: Any) -> str:
+    """A pipeline's default datastore: its settings.default_datastore, else the workspace's."""
+    named = mapping(mapping(job).get("settings")).get("default_datastore")
+    return named.removeprefix("azureml:") if isinstance(named, str) else "workspaceblobstore"
+
+
+def with_default(path: str, job: Any) -> str:
+    """`${{default_datastore}}` in a path of `job`'s: its default datastore."""
+    return DEFAULT.sub(default_of(job), path)
 
 
 def local_path(stores: dict[str, Datastore], uri: Any) -> Path | None:
@@ -285,7 +301,7 @@ def deliver(stores: dict[str, Datastore], outputs: dict, run_dir: Path, run_id: 
         uri = mapping(decl).get("path")
         if not isinstance(uri, str):
             continue
-        uri = re.sub(r"\$\{\{\s*name\s*\}\}", run_id, uri)
+        uri = named(uri, run_id)
         target = None if "${{" in uri else local_path(stores, uri)
         source = run_dir / "outputs" / name
         if target is None or not source.is_dir():
@@ -293,10 +309,23 @@ def deliver(stores: dict[str, Datastore], outputs: dict, run_dir: Path, run_id: 
         if mapping(decl).get("type") == "uri_file":
             files = [f for f in source.iterdir() if f.is_file()]
             if files:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(files[0], target)
+                copy(files[0], target)
         else:
-            shutil.copytree(source, target, dirs_exist_ok=True)
+            copy(source, target)
+
+
+def named(path: str, run_id: str) -> str:
+    """`${{name}}` in an output's path: the run's id (Azure ML's job name)."""
+    return re.sub(r"\$\{\{\s*name\s*\}\}", run_id, path)
+
+
+def copy(source: Path, target: Path) -> None:
+    """An output, a file or a folder, copied to its place in a datastore's folder."""
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    elif source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def describe(a: dict) -> str:
@@ -326,8 +355,13 @@ def links(jobs: dict) -> dict[str, dict[str, str]]:
     the writer in one apply, and its fingerprint takes the writer's for that input."""
     outs = []
     for job in jobs.values():
-        for decl in job.outputs.values():
-            if (found := parse(mapping(decl).get("path"))) is not None:
+        decls = list(job.outputs.values())
+        for step in mapping(job.fields.get("jobs")).values():  # a pipeline's steps' own
+            decls += list(mapping(mapping(step).get("outputs")).values())
+        for decl in decls:
+            path = mapping(decl).get("path")
+            path = with_default(path, job.fields) if isinstance(path, str) else path
+            if (found := parse(path)) is not None:
                 outs.append((found[0], _parts(found[1]), job.name))
     found_links: dict[str, dict[str, str]] = {}
     for job in jobs.values():
@@ -372,17 +406,8 @@ def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) 
     warning: the spec may be meant for Azure)."""
     written = []
     for at, uri in uris(data):
-        if at[-3] != "outputs" or (found := parse(uri)) is None:
-            continue
-        if len(at) > 5 or mapping(mapping(data.get("jobs")).get(at[1])).get("type") == "pipeline":
-            doc.problem(
-                at,
-                f"'{uri}': locally a pipeline's outputs stay in its run: mlrun does not copy them "
-                f"to datastore {found[0]}'s folder yet (a command job's outputs it does)",
-                severity="warning",
-            )
-            continue
-        written.append((found[0], _parts(found[1])))
+        if at[-3] == "outputs" and (found := parse(uri)) is not None:
+            written.append((found[0], _parts(found[1])))
     stand_ins = mapping(mapping(mapping(data.get("targets")).get("local")).get("inputs"))
     for at, uri in uris(data):
         found = parse(uri)

@@ -141,7 +141,10 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
     whose input is another's output changes when that one does (as Azure ML reuses steps)."""
     inputs = {}
     for name, source in sorted(step.inputs.items()):
-        if source.kind == "path":
+        if name in step.written_by:  # on a datastore path another step writes: that step
+            writer = step.written_by[name]
+            inputs[name] = {"written_by": writer, "fingerprint": upstream.get(writer)}
+        elif source.kind == "path":
             inputs[name] = {"content": _content(source.value)}
         elif source.kind == "step":
             inputs[name] = {"step": source.value[0], "output": source.value[1]}

@@ -91,6 +91,11 @@ class Step:
     includes: list[Path] = field(default_factory=list)  # additional_includes: copied beside code
     # a sweep step's search_space, sampling_algorithm, objective, limits, early_termination
     sweep: dict | None = None
+    # outputs declared on a datastore path (its own block's, or the pipeline output's it feeds):
+    # name -> the path (${{default_datastore}} resolved), where a local run copies them
+    output_paths: dict[str, str] = field(default_factory=dict)
+    # inputs on a datastore path another step of the pipeline writes: input -> that step
+    written_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -192,6 +197,7 @@ class PipelineReader:
     ):
         self.doc, self.envs, self.components = doc, envs, components
         self.stores = stores or {}  # datastores by name: a local one's paths are in its folder
+        self.default_datastore = "workspaceblobstore"  # ${{default_datastore}}: settings may say
         # a remote input without a stand-in: an error for a run (plan, apply), as for a command
         # job; a warning for validate (the spec may be meant for Azure)
         self.remote_severity = "error" if runs else "warning"
@@ -235,6 +241,8 @@ class PipelineReader:
                     key=True,
                 )
         default_compute = settings.get("default_compute", job.get("compute", default))
+        if "default_datastore" in settings:
+            self.default_datastore = datastores.default_of(job)
         parent_inputs = mapping(job.get("inputs"))
         parent_outputs = mapping(job.get("outputs"))
         blocks = {n: b for n, b in mapping(job.get("jobs")).items() if isinstance(b, dict)}
@@ -269,6 +277,7 @@ class PipelineReader:
                 found,
             )
         self.relink(steps)
+        self.link_datastore_paths(steps)
         feeds: dict[str, tuple[str, str] | None] = {o: None for o in parent_outputs}
         for step in steps.values():
             for output, target in step.outputs.items():
@@ -280,6 +289,26 @@ class PipelineReader:
             settings.get("force_rerun") is True,
             settings.get("continue_on_step_failure") is True,
         )
+
+    def link_datastore_paths(self, steps: dict[str, Step]) -> None:
+        """Each step input on a local datastore path that a step of the pipeline writes (the
+        same path, or one inside the other; the step itself too): its fingerprint is that step's,
+        not what is there now, which the pipeline changes (Azure ML knows such an input by its
+        path)."""
+        written = [
+            (name, found)
+            for name, step in steps.items()
+            for uri in step.output_paths.values()
+            if "${{" not in uri and (found := datastores.local_path(self.stores, uri)) is not None
+        ]
+        for step in steps.values():
+            for name, source in step.inputs.items():
+                if source.kind != "path" or not written:
+                    continue
+                read = Path(source.value)
+                for writer, place in written:
+                    if read.is_relative_to(place) or place.is_relative_to(read):
+                        step.written_by[name] = writer
 
     # --- one step ---
 
@@ -380,6 +409,7 @@ class PipelineReader:
             notes=self.notes.get(at, []) + self.services(block) + sweep_note(sweep),
             includes=self.includes(runs_at, runs, code),
             sweep=sweep,
+            output_paths=self.output_paths(block, comp, parent_outputs, outputs),
         )
 
     def sweep(self, at: tuple, block: dict, trial: dict) -> dict:
@@ -540,23 +570,45 @@ class PipelineReader:
                 step.inputs[key] = source
 
     @staticmethod
+    def output_decl(
+        block: dict, comp: dict, parent_outputs: dict, name: str, target: str | None
+    ) -> dict:
+        """A step output's type and path, from its own block, its component or the pipeline
+        output it feeds (the first that gives each)."""
+        decls = [
+            mapping(mapping(block.get("outputs")).get(name)),
+            mapping(mapping(comp.get("outputs")).get(name)),
+            mapping(parent_outputs.get(target)) if target else {},
+        ]
+        return {
+            "type": next((d["type"] for d in decls if d.get("type")), None),
+            "path": next((d["path"] for d in decls if isinstance(d.get("path"), str)), None),
+        }
+
     def output_files(
-        block: dict, comp: dict, parent_outputs: dict, outputs: dict[str, str | None]
+        self, block: dict, comp: dict, parent_outputs: dict, outputs: dict[str, str | None]
     ) -> dict[str, str]:
-        """The step's `type: uri_file` outputs (its own block's, its component's or the
-        pipeline output's it feeds): name -> the file's name."""
+        """The step's `type: uri_file` outputs: name -> the file's name."""
         files = {}
         for name, target in outputs.items():
-            decls = [
-                mapping(mapping(block.get("outputs")).get(name)),
-                mapping(mapping(comp.get("outputs")).get(name)),
-                mapping(parent_outputs.get(target)) if target else {},
-            ]
-            kind = next((d["type"] for d in decls if d.get("type")), None)
-            path = next((d["path"] for d in decls if isinstance(d.get("path"), str)), None)
-            if (found := output_file(name, {"type": kind, "path": path})) is not None:
+            decl = self.output_decl(block, comp, parent_outputs, name, target)
+            if (found := output_file(name, decl)) is not None:
                 files[name] = found
         return files
+
+    def output_paths(
+        self, block: dict, comp: dict, parent_outputs: dict, outputs: dict[str, str | None]
+    ) -> dict[str, str]:
+        """The step's outputs on datastore paths: name -> the path, `${{default_datastore}}`
+        being the pipeline's settings.default_datastore (else workspaceblobstore)."""
+        found = {}
+        for name, target in outputs.items():
+            path = self.output_decl(block, comp, parent_outputs, name, target)["path"]
+            if path is not None:
+                path = datastores.DEFAULT.sub(self.default_datastore, path)
+                if datastores.parse(path) is not None:
+                    found[name] = path
+        return found
 
     def parallel_fields(
         self, at: tuple, block: dict, comp: dict, comp_at: tuple

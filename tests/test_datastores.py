@@ -46,11 +46,22 @@ jobs:
       p: {type: uri_folder, path: "azureml:patients@latest"}
   pipe:
     type: pipeline
+    settings: {default_datastore: azureml:mystore}
+    outputs:
+      total:
+        type: uri_file
+        path: "azureml://datastores/${{default_datastore}}/paths/totals/${{name}}/total.txt"
     jobs:
       count:
         command: wc -l < ${{inputs.f}} > ${{outputs.o}}/n.txt
         inputs: {f: {type: uri_file, path: "azureml://datastores/shared/paths/in/rows.txt"}}
-        outputs: {o: null}
+        outputs: {o: {type: uri_folder, path: "azureml://datastores/mystore/paths/piped/"}}
+      show:
+        command: ls ${{inputs.after}} > /dev/null && cat ${{inputs.n}} > ${{outputs.t}}
+        inputs:
+          n: {type: uri_file, path: "azureml://datastores/mystore/paths/piped/n.txt"}
+          after: ${{parent.jobs.count.outputs.o}}
+        outputs: {t: "${{parent.outputs.total}}"}
 targets:
   local:
     datastores: {shared: ./stand-in}
@@ -161,13 +172,9 @@ def test_validate_says_every_datastore_problem_where_it_is(tmp_path, mlrun, monk
         f"mean 'mystore'? {defined})",
         "lab.yaml:29:35: error: $.jobs.read.inputs.d.path: "
         "'azureml://datastores/mystore/paths/../../etc/': a datastore path cannot go up ('..')",
-        "lab.yaml:35:47: warning: $.jobs.pipe.jobs.s.outputs.o.path: "
-        "'azureml://datastores/mystore/paths/p/': locally a pipeline's outputs stay in its run: "
-        "mlrun does not copy them to datastore mystore's folder yet (a command job's outputs it "
-        "does)",
         "lab.yaml:38:18: error: $.targets.local.datastores.other: this spec has no datastore "
         f"'other' ({defined})",
-        "lab.yaml: 8 errors, 2 warnings",
+        "lab.yaml: 8 errors, 1 warning",
     ]
     assert "plain-text-key-value" not in out + err and "abcdefgh" not in out + err
 
@@ -244,6 +251,19 @@ def test_a_data_asset_and_a_pipeline_step_read_a_mapped_datastore_folder(local_l
     assert "+ data.patients" in local_lab["apply"].stdout
     counted = list((root / ".mlrun" / "local" / "ws-stores" / "runs").rglob("o/n.txt"))
     assert [p.read_text().strip() for p in counted] == ["3"]
+
+
+def test_a_pipeline_step_writes_a_datastore_path_the_next_step_reads(local_lab):
+    """As azureml-examples' 4b_datastore_datapath_uri: a step's output on a datastore path is
+    there before the step after it starts, which reads a file in it by its datastore path; a
+    pipeline output on `${{default_datastore}}` (settings) and `${{name}}` (the step's run)."""
+    store = local_lab["root"] / ".mlrun" / "local" / "ws-stores" / "datastores" / "mystore"
+    assert (store / "piped" / "n.txt").read_text().strip() == "3"
+    (total,) = (store / "totals").glob("*/total.txt")
+    assert total.read_text().strip() == "3"
+    state = json.loads((local_lab["root"] / ".mlrun" / "stores.local.json").read_text())
+    steps = state["jobs"]["pipe"]["runs"][-1]["steps"]
+    assert total.parent.name == steps["show"]["run_id"]
 
 
 def test_the_next_plan_is_up_to_date(local_lab):

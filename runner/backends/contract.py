@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -62,6 +62,9 @@ class StepConfig:
     # a sweep step's: its trials (sampled at submission), algorithm, concurrency, trial_timeout,
     # objective and early_termination; the step then runs as a sweep (sweep_controller.py)
     sweep: dict[str, Any] | None = None
+    # outputs on datastore paths: name -> the local file or folder it is copied to once the step
+    # completes (`${{name}}` in it: the step's run id), as Azure ML writes them to the datastore
+    deliver: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -14,6 +14,8 @@ mlflow.parentRunId = the pipeline's run, mlrun.step = the step):
     controller (parallel_controller.py) on its input, which its upstream step made;
   - a failing step cancels the running ones and the rest (with continue_on_step_failure, only
     the steps that need its outputs), and the pipeline's run says which failed, and why;
+  - a completed step's outputs declared on datastore paths are copied to those datastores'
+    folders before the steps after it start;
   - at the end the pipeline's outputs are logged on the parent run, RUN_DIR/steps.json records
     each step (fingerprint, parts, run, status) for the state, and it exits 0 when every step
     completed or was reused.
@@ -25,7 +27,7 @@ import json
 import os
 from pathlib import Path
 
-from .. import parallel
+from .. import datastores, parallel
 from ..records import Run, StepRecord
 from ..refs import optional_parts, substitute
 from ..slots import Pool
@@ -232,6 +234,7 @@ class PipelineController(Controller):
         step.reused_from, step.outputs = record["run_id"], dict(record["outputs"])
         step.origin = Path(record.get("run_dir") or step.dir)
         self.log(f"step {step.name} reused: run {record['run_id']}")
+        self.deliver(step, record["run_id"])
 
     def finish(self, step: StepRun) -> None:
         self.best_outputs(step)
@@ -245,6 +248,8 @@ class PipelineController(Controller):
         # a completed step is offered for reuse once its run is recorded in MLflow
         status = self.finish_child(step, then=lambda: self.remember(step, completed))
         self.log(f"step {step.name} {status} (exit code {step.ended.get('exit_code')})")
+        if status == "Completed" and step.run_id:
+            self.deliver(step, step.run_id)
         if status == "Failed":  # its exit code, with the reason its controller gave, if any
             run: Run = {"id": step.run_id or "", "run_dir": str(step.dir)}
             step.error = supervised.ending(step.ended, run).get("error")
@@ -252,6 +257,15 @@ class PipelineController(Controller):
         if status != "Completed" and not self.cfg.continue_on_step_failure and not self.stopping:
             self.log(f"step {step.name} failed: canceling the rest")
             self.on_term()
+
+    def deliver(self, step: StepRun, run_id: str) -> None:
+        """A completed step's outputs on datastore paths copied to their datastores' folders
+        before the steps after it start, as Azure ML writes them there."""
+        for name, target in step.cfg.deliver.items():
+            if name in step.outputs:
+                place = Path(datastores.named(target, run_id))
+                datastores.copy(Path(step.outputs[name]), place)
+                self.log(f"step {step.name}: output {name} written to {place}")
 
     def remember(self, step: StepRun, record: dict) -> None:
         if step.status == "Completed":

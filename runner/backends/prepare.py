@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import parallel, slots, sweep
+from .. import datastores, parallel, slots, sweep
 from ..account import default_subscription
 from ..errors import UserError
 from ..pipelines import Step
@@ -207,6 +207,11 @@ class Preparer:
                 instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
                 parallel=None if step.parallel is None else _parallel_step(step),
                 sweep=None if step.sweep is None else _sweep_step(step, capacity),
+                deliver={
+                    name: str(place)
+                    for name, uri in step.output_paths.items()
+                    if (place := datastores.local_path(self.spec.datastores, uri)) is not None
+                },
             )
         config = contract.PipelineConfig(
             pipeline=job.name,
