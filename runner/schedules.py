@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,7 @@ def _read(doc: Doc, at: tuple, name: str, block: dict, jobs: dict) -> Schedule:
     return Schedule(
         name,
         {k: block[k] for k in FIELDS if k in block},
-        mapping(given),
+        {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in mapping(given).items()},
         trigger,
         enabled=block.get("enabled", True) is not False,
         **found,
@@ -194,3 +195,37 @@ def line(attrs: dict, job: str | None, runs_here: bool, after: dt.datetime | Non
     if job:
         return f"{text}; here nothing fires by itself: run it with mlrun apply --only {job}"
     return f"{text}; here nothing fires by itself (its job is not one of the spec's)"
+
+
+# --- what Azure takes ----------------------------------------------------------------------------
+
+PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+SCHEDULE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/schedule.schema.json"
+TOP = ("experiment_name", "display_name", "description", "tags", "settings")  # a pipeline's own
+
+
+def as_pipeline(doc: dict, step: str, overrides: dict | None = None) -> dict:
+    """A job file's document as Azure schedules it: a pipeline job as it is, a command or sweep
+    job as a one-step pipeline (step `step`: azure-ai-ml schedules command jobs only in private
+    preview); create_job's overrides merged in (inputs, outputs and the like into a wrapped job's
+    step, the pipeline's own fields on top), as the SDK merges them."""
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "type"}
+    step = re.sub(r"[^a-z0-9_]", "_", step.lower())  # a pipeline node's name
+    if doc.get("type") == "pipeline":
+        return _merged(doc, overrides)
+    inner = {k: v for k, v in doc.items() if k not in ("$schema", "name", "experiment_name")}
+    inner.setdefault("type", "command")
+    top: dict = {"$schema": PIPELINE_SCHEMA, "type": "pipeline"}
+    top.update({k: doc[k] for k in TOP if k in doc})
+    top["jobs"] = {step: _merged(inner, {k: v for k, v in overrides.items() if k not in TOP})}
+    return _merged(top, {k: v for k, v in overrides.items() if k in TOP})
+
+
+def _merged(doc: dict, overrides: dict) -> dict:
+    out = dict(doc)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
