@@ -223,3 +223,61 @@ def test_a_changed_trigger_updates_in_place_and_destroy_forgets_them(lab):
         assert not [a for a in state["resources"] if a.startswith("schedule.")]
     finally:
         lab.write_text(LAB)
+
+
+def test_export_writes_schedule_files_the_sdk_loads_and_import_reads_them_back(tmp_path, mlrun):
+    spec = write_lab(tmp_path)
+    code, out, err = mlrun("export", spec, "-o", tmp_path / "out")
+    assert code == 0, err
+    folder = tmp_path / "out" / "schedules"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "hourly.yml",
+        "imports.yml",
+        "nightly.yml",
+        "paused.yml",
+    ]
+    import yaml
+
+    nightly = yaml.safe_load((folder / "nightly.yml").read_text())
+    assert nightly == {
+        "$schema": "https://azuremlschemas.azureedge.net/latest/schedule.schema.json",
+        "name": "nightly",
+        "trigger": {
+            "type": "cron",
+            "expression": "0 9 * * *",
+            "time_zone": "Pacific Standard Time",
+        },
+        "create_job": "../jobs/train.yml",
+    }
+    paused = yaml.safe_load((folder / "paused.yml").read_text())
+    assert paused["create_job"] == {"job": "../jobs/other.yml", "tags": {"from": "schedule"}}
+    assert "enabled" not in paused
+    hourly = yaml.safe_load((folder / "hourly.yml").read_text())
+    assert hourly["create_job"] == "../../schedules/hello-job.yml"  # the file, where it is
+    assert yaml.safe_load((folder / "imports.yml").read_text())["import_data"] == "../../import.yml"
+    notes = (out + err).splitlines()
+    assert (
+        f"note: {folder / 'paused.yml'}: disabled in the spec: after az ml schedule create, "
+        "az ml schedule disable --name paused"
+    ) in notes
+    from azure.ai.ml.entities._load_functions import load_schedule
+
+    loaded = load_schedule(folder / "hourly.yml")  # (the spec's jobs name no environment)
+    assert (loaded.name, loaded.trigger.expression) == ("hourly", "0 * * * *")
+    assert loaded.create_job.command == "echo hello"
+
+    files = [tmp_path / "out" / "jobs" / f"{n}.yml" for n in ("train", "other")]
+    files += [folder / f"{n}.yml" for n in ("nightly", "hourly", "paused")]
+    code, out, err = mlrun("import", *files, "-o", tmp_path / "round.yaml")
+    assert code == 0, err
+    round_trip = yaml.safe_load((tmp_path / "round.yaml").read_text())
+    assert round_trip["schedules"] == {
+        "nightly": {"file": "out/schedules/nightly.yml", "create_job": "train"},
+        "hourly": {"file": "out/schedules/hourly.yml"},
+        "paused": {
+            "file": "out/schedules/paused.yml",
+            "create_job": {"job": "other", "tags": {"from": "schedule"}},
+        },
+    }
+    code, _, err = mlrun("validate", tmp_path / "round.yaml")
+    assert code == 0, err
