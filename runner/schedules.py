@@ -34,7 +34,8 @@ class Schedule:
     job_file: Path | None = None  # an az ml job file
     job_ref: str | None = None  # azureml:NAME, a job already on Azure
     overrides: dict = field(default_factory=dict)  # create_job's other fields (inputs, settings)
-    imports: Any = None  # import_data: a data import (Azure only)
+    imports: Any = None  # import_data: a data import (Azure only), a file or inline
+    imports_file: Path | None = None  # import_data's file
     enabled: bool = True
 
     @property
@@ -98,8 +99,12 @@ def _read(doc: Doc, at: tuple, name: str, block: dict, jobs: dict) -> Schedule:
     elif create is not None and imports is not None:
         doc.problem(at + ("import_data",), "a schedule has create_job or import_data, not both")
     found: dict = {}
-    if imports is not None:
+    if imports is not None and create is None:
         found["imports"] = imports
+        if isinstance(imports, str) and not unresolved(imports):
+            found["imports_file"] = path = relative_to(doc, at + ("import_data",), imports)
+            if not path.is_file():
+                doc.problem(at + ("import_data",), f"'{imports}' is not a file (a data import)")
     elif isinstance(create, dict):
         found = _job(doc, at + ("create_job", "job"), create.get("job"), jobs)
         found["overrides"] = {k: v for k, v in create.items() if k != "job"}

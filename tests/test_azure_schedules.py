@@ -25,6 +25,9 @@ schedules:
     trigger: {type: cron, expression: "0 2 * * 1"}
     create_job: azureml:some-job
     enabled: false
+  imports:
+    trigger: {type: cron, expression: "15 10 * * 1", time_zone: Pacific Standard Time}
+    import_data: ./imports/warehouse.yml
 targets:
   azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}
 """
@@ -46,6 +49,15 @@ create_job:
   job: ./jobs/hello.yml
   tags: {schedule: weekly}
 """
+WAREHOUSE = """\
+type: mltable
+name: warehouse_rows
+source:
+  type: database
+  query: select * from patients
+  connection: azureml:my_warehouse_connection
+path: azureml://datastores/workspaceblobstore/paths/warehouse/${{name}}
+"""
 HELLO = """\
 $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
 code: ../src
@@ -62,6 +74,8 @@ def test_azure_creates_disables_enables_and_deletes_schedules(azure_emulator, tm
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "hello.yml").write_text(HELLO)
     (tmp_path / "weekly.yml").write_text(WEEKLY)
+    (tmp_path / "imports").mkdir()
+    (tmp_path / "imports" / "warehouse.yml").write_text(WAREHOUSE)
     spec = tmp_path / "lab.yaml"
     spec.write_text(LAB)
 
@@ -83,7 +97,7 @@ def test_azure_creates_disables_enables_and_deletes_schedules(azure_emulator, tm
         for r in azure_emulator.requests(mark)
         if r["method"] == "PUT" and "/schedules/" in r["path"]
     ]
-    assert sorted(puts) == ["nightly", "remote", "remote", "weekly"]  # remote: then disabled
+    assert sorted(puts) == ["imports", "nightly", "remote", "remote", "weekly"]  # remote: disabled
     scheds = kept()
     props = scheds["nightly"]["properties"]
     assert props["trigger"]["triggerType"] == "Cron"
@@ -99,6 +113,12 @@ def test_azure_creates_disables_enables_and_deletes_schedules(azure_emulator, tm
     remote = scheds["remote"]["properties"]
     assert remote["action"]["jobDefinition"]["sourceJobId"] == "azureml:some-job"
     assert remote["isEnabled"] is False
+    imports = scheds["imports"]["properties"]["action"]
+    assert imports["actionType"] == "ImportData"
+    assert imports["dataImportDefinition"]["assetName"] == "warehouse_rows"
+    assert (
+        imports["dataImportDefinition"]["source"]["connection"] == "azureml:my_warehouse_connection"
+    )
     assert az("plan", "lab.yaml").stdout.endswith("No changes. Everything is up to date.\n")
 
     spec.write_text(LAB.replace("    enabled: false\n", ""))
@@ -111,6 +131,6 @@ def test_azure_creates_disables_enables_and_deletes_schedules(azure_emulator, tm
     az("destroy", "-y", "lab.yaml")
     deletes = [r["path"] for r in azure_emulator.requests(mark) if r["method"] == "DELETE"]
     names = [p.rsplit("/", 1)[1] for p in deletes]
-    assert sorted(names[:3]) == ["nightly", "remote", "weekly"]  # before the rest goes
-    assert all("/schedules/" in p for p in deletes[:3])
+    assert sorted(names[:4]) == ["imports", "nightly", "remote", "weekly"]  # before the rest
+    assert all("/schedules/" in p for p in deletes[:4])
     assert kept() == {}

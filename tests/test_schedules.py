@@ -93,6 +93,9 @@ schedules:
     import_data: ./i.yml
   e:
     create_job: azureml:some-job
+  f:
+    trigger: {type: cron, expression: "15 10 * * 1"}
+    import_data: ./nope.yml
 """
 
 
@@ -119,7 +122,8 @@ def test_wrong_schedules_are_located(tmp_path, mlrun):
         f"{f}:21:18: error: $.schedules.d.import_data: a schedule has create_job or import_data, "
         "not both",
         f"{f}:22:3: error: $.schedules.e: missing required key 'trigger' (cron or recurrence)",
-        f"{f}: 9 errors, 0 warnings",
+        f"{f}:26:18: error: $.schedules.f.import_data: './nope.yml' is not a file (a data import)",
+        f"{f}: 10 errors, 0 warnings",
     ]
 
 

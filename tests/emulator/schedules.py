@@ -81,6 +81,11 @@ def _check(props) -> str | None:
     if kind == "Cron" and len(str(trigger["expression"]).split()) != 5:
         return f"Cron expression '{trigger['expression']}' is not valid."
     action = props.get("action") or {}
+    if action.get("actionType") == "ImportData":
+        source = (action.get("dataImportDefinition") or {}).get("source") or {}
+        if not source.get("connection"):
+            return "A data import's source needs a connection."
+        return None
     if action.get("actionType") != "CreateJob":
         return f"Schedule action '{action.get('actionType')}' is not supported here."
     job = action.get("jobDefinition") or {}

@@ -87,9 +87,7 @@ def refresh(
         addresses.update(
             Address(Kind.DATASTORE, n) for n, s in spec.datastores.items() if not s.builtin
         )
-        addresses.update(
-            Address(Kind.SCHEDULE, n) for n, s in spec.schedules.items() if s.imports is None
-        )
+        addresses.update(Address(Kind.SCHEDULE, n) for n in spec.schedules)
         rg_alive = rg_exists(session)
         ws = session.get_workspace() if rg_alive else None
         for address in sorted(addresses):

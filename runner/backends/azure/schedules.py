@@ -83,19 +83,38 @@ def update(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
     return _put(session, spec, name, attrs, was=True if found is None else found["enabled"])
 
 
+def _imports(sched: Schedule) -> Any:
+    """A data import schedule, as the SDK loads an az ml schedule file with import_data (its
+    import file read where it is)."""
+    import yaml
+    from azure.ai.ml.entities._load_functions import load_schedule
+
+    doc = {"name": sched.name, **sched.fields, "trigger": sched.trigger_fields}
+    doc["import_data"] = sched.imports
+    if sched.imports_file is not None:  # (the SDK reads it against the working directory)
+        doc["import_data"] = str(sched.imports_file)
+    return load_schedule(io.StringIO(yaml.safe_dump(doc, sort_keys=False)))
+
+
 def _put(session: Session, spec: Spec, name: str, attrs: dict, was: bool) -> dict:
     from azure.ai.ml.entities import JobSchedule
 
     sched = spec.schedules[name]
     with tempfile.TemporaryDirectory(prefix="mlrun-schedule-") as tmp, _sdk_stderr():
-        entity = JobSchedule(
-            name=name,
-            trigger=_trigger(sched.trigger_fields),
-            create_job=_job(spec, sched, Path(tmp)),
-            display_name=sched.fields.get("display_name"),
-            description=sched.fields.get("description"),
-            tags={str(k): str(v) for k, v in (sched.fields.get("tags") or {}).items()},
-            properties={str(k): str(v) for k, v in (sched.fields.get("properties") or {}).items()},
+        entity = (
+            _imports(sched)
+            if sched.imports is not None
+            else JobSchedule(
+                name=name,
+                trigger=_trigger(sched.trigger_fields),
+                create_job=_job(spec, sched, Path(tmp)),
+                display_name=sched.fields.get("display_name"),
+                description=sched.fields.get("description"),
+                tags={str(k): str(v) for k, v in (sched.fields.get("tags") or {}).items()},
+                properties={
+                    str(k): str(v) for k, v in (sched.fields.get("properties") or {}).items()
+                },
+            )
         )
         entity._is_enabled = was  # as it is: enable and disable are their own calls
         ops = session.ml().schedules
