@@ -199,7 +199,12 @@ def line(attrs: dict, job: str | None, runs_here: bool, after: dt.datetime | Non
         return text
     if job:
         return f"{text}; here nothing fires by itself: run it with mlrun apply --only {job}"
-    return f"{text}; here nothing fires by itself (its job is not one of the spec's)"
+    if str(attrs.get("create_job") or "").startswith("azureml:"):
+        return f"{text}; here nothing fires by itself (its job is on Azure)"
+    return (
+        f"{text}; here nothing fires by itself (to run its job by hand, add the file to jobs: "
+        "and mlrun apply --only that job)"
+    )
 
 
 # --- what Azure takes ----------------------------------------------------------------------------

@@ -171,7 +171,10 @@ def test_the_local_plan_lists_next_fire_times_and_how_to_run_by_hand(lab):
     assert nightly.endswith("here nothing fires by itself: run it with mlrun apply --only train")
     hourly = lines["schedule.hourly"]
     assert "cron '0 * * * *' Pacific Standard Time -> hello-job.yml; next " in hourly
-    assert hourly.endswith("here nothing fires by itself (its job is not one of the spec's)")
+    assert hourly.endswith(
+        "here nothing fires by itself (to run its job by hand, add the file to jobs: and mlrun "
+        "apply --only that job)"
+    )
     paused = lines["schedule.paused"]
     assert "every week (monday at 2:00) UTC -> job.other; disabled: fires nothing" in paused
     assert (

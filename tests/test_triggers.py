@@ -109,6 +109,8 @@ def test_recurrences_every_period_from_their_start():
         "2026-12-07 18:30",
         "2026-12-08 12:00",
     ]
+    # a recurrence keeps its wall time across a clock change, as a cron trigger does
+    assert utc(daily.next(at(2026, 7, 7, 16, 59), 1)) == ["2026-07-07 17:00"]  # 10:00 PDT
     fortnight = recurrence(
         frequency="week",
         interval=2,
