@@ -127,6 +127,7 @@ class Applier:
         self.adopt_existing()
         if jobs:
             self.close_orphans()
+        self._parallel(gone(Kind.SCHEDULE), self.change_resource)  # nothing fires from here on
         self._parallel(gone(Kind.JOB), self.forget_job)
         inside = (Kind.COMPUTE, Kind.ENVIRONMENT, Kind.COMPONENT, Kind.DATA)  # made at once
         self._parallel(
@@ -140,6 +141,7 @@ class Applier:
             made = [c for k in kinds for c in kept(k) if c not in piped]
             self._parallel(made, self.change_resource)
         self._parallel(piped, self.change_resource)
+        self._parallel(kept(Kind.SCHEDULE), self.change_resource)  # what their jobs use is made
         for c in self.plan.changes:  # what only Azure runs, on a target that is not Azure
             if c.action == NOOP and (c.after or {}).get("azure_only"):
                 self.emit(Event(c.address, "skipped", c.reason))

@@ -52,6 +52,7 @@ class Kind(enum.StrEnum):
     ENDPOINT = "endpoint"  # after the models it deploys
     DEPLOYMENT = "deployment"  # ENDPOINT/NAME
     INVOKE = "invoke"  # an endpoint's call once deployed
+    SCHEDULE = "schedule"  # made last, deleted first: it fires nothing while the rest changes
 
     def __str__(self) -> str:
         return self.value

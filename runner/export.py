@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from . import azure_only, datastores
+from . import azure_only, datastores, schedules
 from .refs import is_local, relative_to, run_block
 from .spec import SENSITIVE, Job, Spec, masked
 
@@ -361,6 +361,50 @@ def datastore_note(spec: Spec, name: str, path: str) -> str | None:
     )
 
 
+def schedule_document(spec: Spec, name: str, out_dir: Path) -> dict:
+    """A schedule as an az ml schedule file in `out_dir`: its trigger and fields; create_job the
+    spec's job's exported file (../jobs/JOB.yml), a job file where it is, or azureml:NAME, with
+    create_job's overrides beside it; import_data likewise. `enabled` is mlrun's own (see
+    schedule_note)."""
+    sched = spec.schedules[name]
+    doc: dict = {"$schema": schedules.SCHEDULE_SCHEMA, "name": name}
+    doc.update(sched.fields)
+    doc["trigger"] = dict(sched.trigger_fields)
+    if sched.imports is not None:
+        at = ("schedules", name, "import_data")
+        value = sched.imports
+        doc["import_data"] = (
+            _rel(relative_to(spec.doc, at, value), out_dir) if is_local(value) else value
+        )
+        return doc
+    if sched.job is not None:
+        job: str | None = _rel(Path(out_dir).parent / "jobs" / f"{sched.job}.yml", out_dir)
+    elif sched.job_file is not None:
+        job = _rel(sched.job_file, out_dir)
+    else:
+        job = sched.job_ref
+    doc["create_job"] = {"job": job, **sched.overrides} if sched.overrides else job
+    return doc
+
+
+def schedule_note(spec: Spec, name: str, path: str) -> str | None:
+    """What an exported schedule file cannot say: that it is disabled; that a command job is
+    scheduled on Azure as a one-step pipeline (as mlrun sends it)."""
+    sched = spec.schedules[name]
+    if not sched.enabled:
+        return (
+            f"note: {path}: disabled in the spec: after az ml schedule create, "
+            f"az ml schedule disable --name {name}"
+        )
+    job = spec.jobs.get(sched.job or "")
+    if job is not None and not job.is_pipeline:
+        return (
+            f"note: {path}: azure-ai-ml schedules command jobs only in preview; mlrun apply sends "
+            f"job {sched.job} as a one-step pipeline job"
+        )
+    return None
+
+
 def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     """A component of the spec's components: section as a commandComponent (or
     parallelComponent) file in `out_dir`; a pipeline component as a pipelineComponent file, its
@@ -469,6 +513,15 @@ def closing_notes(spec: Spec, out_dir: Path) -> list[str]:
     ]
     notes += [
         note
+        for name in spec.schedules
+        if (
+            note := schedule_note(
+                spec, name, display_path(str(Path(out_dir) / "schedules" / f"{name}.yml"))
+            )
+        )
+    ]
+    notes += [
+        note
         for name in datastores.declared(spec.datastores)
         if (
             note := datastore_note(
@@ -501,8 +554,9 @@ def compute_document(spec: Spec, name: str) -> dict:
 
 def export(spec: Spec, out_dir: Path) -> list[Path]:
     """Write workspace.yml, computes/NAME.yml, environments/NAME.yml, components/NAME.yml,
-    data/NAME.yml, datastores/NAME.yml, jobs/NAME.yml, models/NAME.yml and endpoints/NAME.yml
-    (with endpoints/NAME/DEPLOYMENT.yml) under `out_dir`; the files written."""
+    data/NAME.yml, datastores/NAME.yml, jobs/NAME.yml, models/NAME.yml, endpoints/NAME.yml
+    (with endpoints/NAME/DEPLOYMENT.yml) and schedules/NAME.yml under `out_dir`; the files
+    written."""
     out_dir = Path(out_dir)
     written = []
 
@@ -535,6 +589,9 @@ def export(spec: Spec, out_dir: Path) -> list[Path]:
         folder = out_dir / "endpoints"
         for file, doc in endpoint_documents(spec, name, folder).items():
             write(folder / file, doc)
+    for name in spec.schedules:
+        folder = out_dir / "schedules"
+        write(folder / f"{name}.yml", schedule_document(spec, name, folder))
     return written
 
 

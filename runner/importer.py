@@ -50,6 +50,7 @@ def kind(data: dict, path: Path) -> str:
         ("azuredatalakegen2.schema", "datastore"),
         ("azurefile.schema", "datastore"),
         ("azuredatalakegen1.schema", "datastore"),
+        ("schedule.schema", "schedule"),
     ):
         if marker in schema:
             return what
@@ -62,6 +63,8 @@ def kind(data: dict, path: Path) -> str:
         return "data"
     if kind_of in ("azure_blob", "azure_data_lake_gen2", "azure_file", "azure_data_lake_gen1"):
         return "datastore"
+    if "trigger" in data and ("create_job" in data or "import_data" in data):
+        return "schedule"
     if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
         return "job"
     if kind_of in ("mlflow_model", "custom_model", "triton_model") and "path" in data:
@@ -70,7 +73,7 @@ def kind(data: dict, path: Path) -> str:
         return "deployment"
     raise UserError(
         f"{display_path(str(path))}: not an az ml workspace, compute, environment, component, "
-        "data, datastore, model, endpoint, deployment or job file, nor an MLproject file"
+        "data, datastore, model, endpoint, deployment, schedule or job file, nor an MLproject file"
     )
 
 
@@ -106,6 +109,8 @@ def build(
     jobs: dict = {}
     assets: dict = {"environment": {}, "component": {}, "data": {}, "datastore": {}, "model": {}}
     endpoints: dict = {}
+    schedules: dict = {}
+    job_files: dict[Path, str] = {}  # a job file imported -> its job's name in the spec
     deployments: list[tuple[str, str, dict, str]] = []  # endpoint, name, block, file shown
     seen: dict = {}
     spec_name = name
@@ -158,9 +163,15 @@ def build(
             if what == "datastore":
                 block.update(_datastore_secrets(data, key, shown, notes))
             _add(assets[what], seen, what, key, shown, block)
+        elif what == "schedule":
+            named = data.get("name")
+            key = named if isinstance(named, str) and named else path.stem
+            _add(schedules, seen, "schedule", key, shown, {"file": _rel(path, out_dir)})
+            schedules[key]["_create_job"] = (path, data.get("create_job"))
         elif what == "job":
             named = data.get("name")
             key = named if isinstance(named, str) and named else path.stem
+            job_files[path.resolve()] = key
             pipeline = data.get("type") == "pipeline"  # its steps' files stay where they are
             if inline and pipeline:
                 notes.append(
@@ -239,6 +250,15 @@ def build(
         )
     if endpoints:
         doc["endpoints"] = endpoints
+    for block in schedules.values():  # a schedule of a job imported with it names that job
+        path, create = block.pop("_create_job")
+        ref = create.get("job") if isinstance(create, dict) else create
+        if isinstance(ref, str) and is_local(ref):
+            job = job_files.get((path.parent / ref.removeprefix("file:")).resolve())
+            if job is not None:
+                block["create_job"] = {**create, "job": job} if isinstance(create, dict) else job
+    if schedules:
+        doc["schedules"] = schedules
     return doc, notes
 
 
@@ -406,8 +426,13 @@ def make(
     write(doc, out, force=True)
     return notes, ", ".join(
         plural(len(doc.get(k) or {}), w)
-        for k, w in (("computes", "compute"), ("jobs", "job"), ("datastores", "datastore"))
-        if k != "datastores" or doc.get(k)
+        for k, w in (
+            ("computes", "compute"),
+            ("jobs", "job"),
+            ("datastores", "datastore"),
+            ("schedules", "schedule"),
+        )
+        if k not in ("datastores", "schedules") or doc.get(k)
     )
 
 

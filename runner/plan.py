@@ -17,6 +17,7 @@ from . import (
     endpoints,
     fingerprint,
     parallel,
+    schedules,
 )
 from .backends import targets
 from .changes import (
@@ -160,6 +161,16 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
     for job in spec.jobs.values():  # automl, finetuning, a pipeline with such a step
         if why := azure_only.reason(job.fields):
             jobs[job.name]["azure_only"] = why
+    for name, sched in spec.schedules.items():  # after the jobs: it holds its job's fingerprint
+        job = jobs.get(sched.job or "", {}).get("fingerprint")
+        resources[Address(Kind.SCHEDULE, name)] = {
+            "kind": "schedule",
+            "name": name,
+            "attrs": sched.attrs(job),
+            "by_hand": sched.job,  # the spec's job it submits, run by hand here
+        }
+        if sched.imports is not None:
+            resources[Address(Kind.SCHEDULE, name)]["azure_only"] = schedules.AZURE_ONLY
     for c in spec.computes.values():  # an attached Synapse pool or Kubernetes cluster
         if azure_only.compute_kind(c.fields):
             resources[Address(Kind.COMPUTE, c.name)]["azure_only"] = azure_only.compute_note(
@@ -339,6 +350,7 @@ def make_plan(
     here = targets.get(target).runs_here
     if here:  # what only Azure runs is planned, and left alone, by the local target
         changes = [_azure_only(c, resources) for c in changes]
+    changes = [_schedule(c, resources.get(c.address), here) for c in changes]
     for name, job in model["jobs"].items():
         if here and job.get("azure_only") and (only is None or name in only):
             after = {"fingerprint": job["fingerprint"], "azure_only": job["azure_only"]}
@@ -418,6 +430,19 @@ def _azure_only(change: Change, resources: dict) -> Change:
     return Change(change.address, NOOP, note, None, {**(change.after or {}), "azure_only": note})
 
 
+def _schedule(change: Change, want: dict | None, here: bool) -> Change:
+    """A schedule's change said with its trigger, job and next three fire times (computed now, in
+    its time zone; never part of what is compared or kept), and, on a target that runs here,
+    that nothing fires by itself and how its job runs by hand."""
+    if change.address.kind != Kind.SCHEDULE or want is None or change.action == DESTROY:
+        return change
+    if (change.after or {}).get("azure_only"):
+        return change
+    text = schedules.line(want["attrs"], want.get("by_hand"), here)
+    reason = text if change.action == CREATE else f"{change.reason}; {text}"
+    return Change(change.address, change.action, reason, change.before, change.after)
+
+
 AFTER_JOBS = ("model", "endpoint", "deployment", "invoke")  # planned once the jobs are
 
 
@@ -482,6 +507,7 @@ def depth(kind: str | None) -> int:
     """Destroy order: what lives inside first (computes and assets, then the workspace, then its
     group); a deployment before its endpoint, both before the models they serve."""
     return {
+        "schedule": -4,
         "invoke": -3,
         "deployment": -2,
         "endpoint": -1,
@@ -605,6 +631,7 @@ def _resource_diff(
         "compute": after.get("type", "workspace"),
         "endpoint": "endpoint",
         "datastore": "datastore",
+        "schedule": "schedule",
     }.get(want["kind"], "deployment" if want["kind"] == "deployment" else "workspace")
     fixed = [k for k in diff if k not in updatable.get(kind, frozenset())]
     text = ", ".join(

@@ -9,12 +9,13 @@ from .errors import plural
 
 
 def render(plan: Plan, costs: dict | None = None) -> str:
-    """The human plan: one line per change (unchanged resources omitted; a compute with its price
-    from `costs`, cost.estimate's), the lab's cost, then the summary."""
+    """The human plan: one line per change (unchanged resources omitted, but for schedules, said
+    with their next fire times; a compute with its price from `costs`, cost.estimate's), the
+    lab's cost, then the summary."""
     shown = [
         c
         for c in plan.changes
-        if not (c.action == NOOP and c.address.kind != Kind.JOB)
+        if not (c.action == NOOP and c.address.kind not in (Kind.JOB, Kind.SCHEDULE))
         or (c.after or {}).get("azure_only")  # an attached compute the local target skips
     ]
     steps = [s for c in shown if isinstance(c.after, dict) for s in c.after.get("steps", [])]

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .environments import Environment
     from .models import Model
     from .pipelines import Component, Pipeline
+    from .schedules import Schedule
 
 Where = tuple[Any, ...]  # a path in the spec: ("jobs", "train"), ("components", "c", "environment")
 
@@ -29,3 +30,4 @@ class Sections:
     pipelines: dict[Where, Pipeline] = field(default_factory=dict)  # by the pipeline job's path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # endpoints: (online, batch)
     datastores: dict[str, Datastore] = field(default_factory=dict)  # datastores: and built-in
+    schedules: dict[str, Schedule] = field(default_factory=dict)  # schedules: (az ml schedule)

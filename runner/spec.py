@@ -37,7 +37,7 @@ from .sections import Sections
 from .yamldoc import Doc
 
 INCLUDABLE: tuple[str, ...] = ("jobs", "computes", "environments", "components", "data", "models")
-INCLUDABLE += ("endpoints", "datastores")
+INCLUDABLE += ("endpoints", "datastores", "schedules")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?$")
@@ -369,6 +369,7 @@ class Spec:
     endpoints: dict = field(default_factory=dict)  # name -> endpoints.Endpoint (endpoints:)
     # name -> datastores.Datastore (datastores:, and the workspace's own)
     datastores: dict = field(default_factory=dict)
+    schedules: dict = field(default_factory=dict)  # name -> schedules.Schedule (schedules:)
     component_environments: dict = field(default_factory=dict)  # component -> its Environment
     expires_after: str | None = None  # the lab's expiry (see expiry.py)
 
@@ -716,6 +717,7 @@ def _typed(doc: Doc, sections: Sections, variables: dict, fresh: dict, stand_ins
         models=sections.models,
         endpoints=sections.endpoints,
         datastores=sections.datastores,
+        schedules=sections.schedules,
         expires_after=None if data.get("expires_after") is None else str(data["expires_after"]),
         environments={
             n: envs[("environments", n)]

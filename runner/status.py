@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from . import azure_only, cost, plan as planning
+from . import azure_only, cost, plan as planning, schedules
 from .backends import targets
 from .changes import VERSIONED
 from .formats import short
@@ -50,12 +50,35 @@ def build(ctx) -> dict:
         "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
         "jobs": jobs,
         "billable": cost.billable(ctx.spec, live, time.time(), served),
+        "schedules": _schedules(model, actual, targets.get(ctx.target).runs_here),
         "traffic": {
             r["name"]: (r.get("attrs") or {}).get("traffic") or {}
             for r in actual["resources"].values()
             if r.get("kind") == "endpoint"
         },
     }
+
+
+def _schedules(model: dict, actual: dict, here: bool) -> list[dict]:
+    """The spec's schedules: made or not, enabled or not, their next three fire times (in each
+    one's time zone), and the line plans say of them."""
+    out = []
+    for address, want in model["resources"].items():
+        if want["kind"] != "schedule":
+            continue
+        attrs, job = want["attrs"], want.get("by_hand")
+        times = schedules.next_times(attrs) or []
+        out.append(
+            {
+                "address": str(address),
+                "created": address in actual["resources"],
+                "enabled": attrs.get("enabled", True),
+                "job": job,
+                "next": [t.isoformat() for t in times] if attrs.get("enabled", True) else [],
+                "line": want.get("azure_only") or schedules.line(attrs, job, here),
+            }
+        )
+    return out
 
 
 def _unrun(ctx, name: str) -> str:
@@ -113,6 +136,9 @@ def render(data: dict) -> str:
                 else f"output {details.get('output')}"
             )
             detail = f"run {short(details['run'])}, {said}"
+        if r.get("kind") == "schedule":  # its trigger, job, next fire times
+            found = [s for s in data.get("schedules") or [] if s["address"] == r["address"]]
+            detail = found[0]["line"] if found else "no longer in the spec"
         if r.get("kind") == "deployment" and attrs.get("compute"):  # batch: how it scores
             detail = planning.describe("deployment", attrs)
         elif r.get("kind") == "deployment":  # its servers' health, and its share of traffic

@@ -22,6 +22,7 @@ from . import (
     parallel,
     pipeline_deployments,
     pipelines,
+    schedules,
 )
 from .backends import targets
 from .cache import canonical, digest, known, remember
@@ -345,6 +346,7 @@ def _semantics(doc: Doc, data: dict, target: str, runs: bool = False) -> Section
                 severity="warning",
             )
     azure_only.check(doc, data)
+    sections.schedules = schedules.read(doc, data)
     _check_environments(doc, data, where.runs_here, runs, sections)
     if where.check is not None:
         where.check(doc, data)

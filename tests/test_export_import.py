@@ -360,7 +360,7 @@ def test_import_refuses_to_overwrite(mlrun, tmp_path):
             "notes.yml",
             "hello: world\n",
             "{f}: not an az ml workspace, compute, environment, component, data, datastore, "
-            "model, endpoint, deployment or job file, nor an MLproject file",
+            "model, endpoint, deployment, schedule or job file, nor an MLproject file",
         ),
         (
             "broken.yml",

@@ -1011,7 +1011,7 @@ def test_a_document_that_contains_itself_is_one_problem(mlrun, tmp_path):
             "the value would contain itself",
             "lab.yaml:5:1: error: $.again: unknown section (sections: components, computes, data, "
             "datastores, description, endpoints, environments, expires_after, jobs, models, name, "
-            "queries, targets, variables, workspace)",
+            "queries, schedules, targets, variables, workspace)",
             "lab.yaml: 2 errors, 0 warnings",
         ],
     )

@@ -39,6 +39,22 @@ UPDATABLE: Mapping[str, frozenset[str]] = {
         }
     ),
     "endpoint": frozenset({"traffic", "mirror_traffic", "description", "tags"}),
+    # a schedule is made again in place (az ml schedule create / update; enable and disable are
+    # its `enabled`)
+    "schedule": frozenset(
+        {
+            "display_name",
+            "description",
+            "tags",
+            "properties",
+            "trigger",
+            "create_job",
+            "overrides",
+            "import_data",
+            "job",
+            "enabled",
+        }
+    ),
     # a datastore is registered again in place (az ml datastore create); its type is fixed
     "datastore": frozenset(
         {

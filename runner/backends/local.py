@@ -233,6 +233,8 @@ class LocalBackend:
             assert folder is not None  # the local target gives each one
             folder.mkdir(parents=True, exist_ok=True)
             return {"path": str(folder)}
+        if kind == "schedule":  # recorded only: nothing fires by itself here
+            return {}
         if kind == "environment":  # registered: built (into the shared cache) when a job needs it
             return {"version": attrs["version"]}
         if kind == "data":  # a copy of its content, as az ml data create uploads it
@@ -251,7 +253,7 @@ class LocalBackend:
         return {"slots": _slots(attrs)}
 
     def update(self, kind: str, name: str, attrs: dict) -> dict:
-        if kind in ("workspace", "endpoint", "deployment", "datastore"):
+        if kind in ("workspace", "endpoint", "deployment", "datastore", "schedule"):
             return self.create(kind, name, attrs)
         return {"slots": _slots(attrs)}
 

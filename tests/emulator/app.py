@@ -13,6 +13,7 @@ import endpoints  # noqa: F401
 import lro  # noqa: F401
 import ml  # noqa: F401
 import prices  # noqa: F401
+import schedules  # noqa: F401
 from arm import MLS_NS, system_data, ws_id
 from azure_only import KINDS as AZURE_ONLY, AzureOnlyRunner
 from azurite import Azurite

@@ -31,6 +31,12 @@ from .endpoints import (
     live as live_served,
 )
 from .errors import plain_errors
+from .schedules import (
+    create as create_schedule,
+    delete as delete_schedule,
+    live as live_schedule,
+    update as update_schedule,
+)
 
 PROVIDER = "Microsoft.MachineLearningServices"
 CLUSTER_FIELDS = (
@@ -81,6 +87,7 @@ def refresh(
         addresses.update(
             Address(Kind.DATASTORE, n) for n, s in spec.datastores.items() if not s.builtin
         )
+        addresses.update(Address(Kind.SCHEDULE, n) for n in spec.schedules)
         rg_alive = rg_exists(session)
         ws = session.get_workspace() if rg_alive else None
         for address in sorted(addresses):
@@ -156,6 +163,8 @@ def _live(
         return _live_asset(session, spec, kind, name, record or {})
     if kind == "datastore":
         return live_store(session, name)
+    if kind == "schedule":
+        return live_schedule(session, name)
     if kind in SERVED:
         if is_batch(kind, record):
             return live_batch(session, kind, name)
@@ -286,6 +295,8 @@ def create(
             return _create_data(session, spec, name, attrs)
         if kind == "datastore":
             return create_store(session, spec.datastores[name])
+        if kind == "schedule":
+            return create_schedule(session, spec, name, attrs)
         if kind == "endpoint":
             if attrs.get("type") == "batch":
                 return create_batch_endpoint(session, name, attrs, lab_tags)
@@ -392,6 +403,9 @@ def _create_data(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
 def update(session: Session, spec: Spec, kind: str, name: str, attrs: dict, lab_tags: dict) -> dict:
     if kind in ("endpoint", "deployment", "datastore"):  # made again: Azure updates in place
         return create(session, spec, kind, name, attrs, lab_tags)
+    if kind == "schedule":
+        with plain_errors(f"{kind}.{name}"):
+            return update_schedule(session, spec, name, attrs)
     with plain_errors(f"{kind}.{name}"):
         if kind == "compute" and attrs.get("type") == "computeinstance":
             _update_idle_shutdown(session, name, attrs.get("idle_time_before_shutdown_minutes"))
@@ -450,6 +464,9 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
                 # its storage, key vault, insights and registry were made with it: they go
                 # with it
                 session.ml().workspaces.begin_delete(name, delete_dependent_resources=True).result()
+        elif kind == "schedule":  # it fires nothing more; the runs it made stay
+            if rg_exists(session) and session.get_workspace() is not None:
+                delete_schedule(session, name)
         elif kind == "datastore":  # its registration: the data in the storage stays
             if rg_exists(session) and session.get_workspace() is not None:
                 delete_store(session, name)
