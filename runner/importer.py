@@ -39,8 +39,10 @@ def kind(data: dict, path: Path) -> str:
         ("sweepjob.schema", "job"),
         ("pipelinejob.schema", "job"),
         ("paralleljob.schema", "job"),
+        ("automljob.schema", "job"),
         ("commandcomponent.schema", "component"),
         ("parallelcomponent.schema", "component"),
+        ("pipelinecomponent.schema", "component"),  # type: pipeline, yet not a job
         ("environment.schema", "environment"),
         ("data.schema", "data"),
         ("model.schema", "model"),
@@ -62,7 +64,9 @@ def kind(data: dict, path: Path) -> str:
         return "data"
     if kind_of in ("azure_blob", "azure_data_lake_gen2", "azure_file", "azure_data_lake_gen1"):
         return "datastore"
-    if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
+    if kind_of in ("command", "sweep", "pipeline", "automl", "finetuning") or (
+        kind_of is None and "command" in data
+    ):
         return "job"
     if kind_of in ("mlflow_model", "custom_model", "triton_model") and "path" in data:
         return "model"
