@@ -40,6 +40,7 @@ SECRETS = ("account_key", "sas_token", "client_secret")  # credential fields who
 FIELDS: tuple[str, ...] = ("account_name", "container_name", "filesystem", "file_share_name")
 FIELDS += ("store_name", "protocol", "endpoint", "description", "tags")
 URI = re.compile(r"^azureml://datastores/(?P<name>[^/]+)/paths/(?P<path>.*)$")
+DEFAULT = re.compile(r"\$\{\{\s*default_datastore\s*\}\}")  # a pipeline's default datastore
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,21 @@ def check(doc: Doc, data: dict, stores: dict[str, Datastore]) -> None:
         if found is None or unresolved(uri):
             continue
         name, rel = found
+        name = _default_store(data, at) if DEFAULT.fullmatch(name) else name
         if name not in stores:
             doc.problem(at, _unknown(name, stores, f"'{uri}': this spec"))
         elif ".." in PurePosixPath(rel).parts:
             doc.problem(at, f"'{uri}': a datastore path cannot go up ('..')")
+
+
+def _default_store(data: dict, at: tuple) -> str:
+    """The datastore `${{default_datastore}}` names in the job at `at`: its pipeline's
+    settings.default_datastore, else the workspace's default, workspaceblobstore."""
+    settings = mapping(mapping(mapping(data.get("jobs")).get(at[1])).get("settings"))
+    given = settings.get("default_datastore")
+    if isinstance(given, str) and given:
+        return given.removeprefix("azureml:")
+    return BUILTIN[0]
 
 
 def _unknown(name: str, stores: dict, what: str) -> str:
