@@ -53,7 +53,8 @@ IN_PROGRESS = (
 MISSING_PATH = re.compile(
     r"(?:does not exist|not found|no such file|is not there|missing)[^']*'?([^'\s:]+)?", re.I
 )
-SCRIPTS = (".sh", ".py", ".ipynb", ".md")
+SETUP = re.compile(r"prepare|download|setup|deploy|run", re.I)  # named first, when several do
+SCRIPTS = (".sh", ".py", ".ipynb")  # what the examples' setup runs
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]")
 INSTANCES = re.compile(r"^\s*instance_count:\s*(\d+)", re.M)
 # `compute: azureml:cpu-cluster`: a cluster the examples' workspace has (their CI makes it)
@@ -195,16 +196,15 @@ def downloaded(first: str, path: Path, root: Path) -> str:
     found = MISSING_PATH.search(first)
     if found is None:
         return ""
-    named = re.findall(r"'([^']+)'", first)
-    words = {Path(n).name for n in named if "/" in n or "." in n} - {""}
+    words = {Path(n).name for n in re.findall(r"'([^'$<>{}]+)'", first)} - {"", ".", ".."}
     if not words:
         return ""
+    mentions = re.compile("|".join(rf"(?<![\w.-]){re.escape(w)}(?![\w-])" for w in words))
     folder = path.parent
     for _ in range(3):
-        for script in sorted(folder.iterdir()):
+        for script in sorted(folder.iterdir(), key=lambda f: (not SETUP.search(f.name), f.name)):
             if script.suffix in SCRIPTS and script.is_file():
-                text = script.read_text(errors="replace")
-                if any(w in text for w in words):
+                if mentions.search(script.read_text(errors="replace")):
                     return f"needs downloaded data ({script.relative_to(root / 'cli')})"
         if folder.parent == root / "cli":
             break
@@ -220,6 +220,8 @@ def what_else(text: str) -> str:
         data = None
     if data is None and re.search(r"\{\{|<[A-Za-z_ -]+>", text):
         return "a template its example's script fills in (not YAML as checked out)"
+    if data is None:
+        return "empty: a placeholder its example's script writes"
     if not isinstance(data, dict):
         return "not an az ml file"
     schema = str(data.get("$schema", ""))
