@@ -229,6 +229,8 @@ def what_else(text: str) -> str:
         return "a model package (az ml model package): no section of a lab spec"
     if re.search(r"Run\.schema|Flow\.schema", schema) or "nodes" in data:
         return "a prompt flow file (pfazure), not an az ml resource"
+    if {"managed_network", "identity"} & set(data) and "type" not in data:
+        return "a workspace update file (az ml workspace update: network, identity)"
     if "dependencies" in data or "build_dependencies" in data:
         return "a conda / python_env environment file (a resource's part, not a resource)"
     return "not an az ml resource file (a script's settings or inputs)"
@@ -261,7 +263,8 @@ def check(path: Path, root: Path, scratch: Path, index: int, absent: list[str]) 
     except UserError as e:
         first = str(e).replace(str(root) + "/", "")
         text = path.read_text(errors="replace")
-        reason = in_progress(first + text[:400]) or what_else(text)
+        head = "\n".join(re.findall(r"^(?:\$schema|type):.*$", text, re.M))  # what it is
+        reason = in_progress(head) or what_else(text)
         return Row(shown, "-", "skipped", first.splitlines()[0], reason)
     spec = scratch / f"{index:03d}-{path.stem}.yaml"
     try:
