@@ -387,10 +387,11 @@ def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) 
         if at[-3] != "outputs" or (found := parse(uri)) is None:
             continue
         if len(at) > 5 or mapping(mapping(data.get("jobs")).get(at[1])).get("type") == "pipeline":
+            named = _default_store(data, at) if DEFAULT.fullmatch(found[0]) else found[0]
             doc.problem(
                 at,
                 f"'{uri}': locally a pipeline's outputs stay in its run: mlrun does not copy them "
-                f"to datastore {found[0]}'s folder yet (a command job's outputs it does)",
+                f"to datastore {named}'s folder yet (a command job's outputs it does)",
                 severity="warning",
             )
             continue
