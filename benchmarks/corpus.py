@@ -5,8 +5,9 @@ sample). Writes a table (file, section, result, first error line) and prints cou
 Run by hand; it reads the mirrored repository and commits none of its files.
 
     python benchmarks/corpus.py                       # every file, a plan for every 10th valid one
-    python benchmarks/corpus.py --out /tmp/corpus.md  # the table's file (default: corpus.md in
-                                                      # the scratch folder, printed at the end)
+    python benchmarks/corpus.py --out corpus.md       # the table's file (default:
+                                                      # $TMPDIR/mlrun-corpus.md)
+    python benchmarks/corpus.py --keep                # keep the extracted examples and specs
     python benchmarks/corpus.py pipelines automl      # files whose path contains a word
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -340,6 +342,7 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=MIRROR, help="azureml-examples' git dir")
     parser.add_argument("--out", type=Path, help="where the table goes")
     parser.add_argument("--plan-every", type=int, default=10, help="plan every Nth valid file")
+    parser.add_argument("--keep", action="store_true", help="keep the examples and the specs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlrun-corpus-"))
     root, scratch = work / "examples", work / "specs"
@@ -362,10 +365,14 @@ def main() -> int:
                 row.plan = plan(row, scratch, index, path)
         rows.append(row)
         print(f"{row.result:8} {row.file}  {row.first[:120]}", file=sys.stderr)
-    out = args.out or work / "corpus.md"
+    out = args.out or Path(tempfile.gettempdir()) / "mlrun-corpus.md"
     out.write_text(table(rows), encoding="utf-8")
     print(summary(rows))
-    print(f"table: {out}; {len(absent)} files the mirror lacks; scratch: {work}")
+    if args.keep:
+        print(f"the examples and the specs: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"table: {out}; {len(absent)} files the mirror lacks")
     return 0
 
 
