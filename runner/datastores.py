@@ -162,7 +162,7 @@ def check(doc: Doc, data: dict, stores: dict[str, Datastore]) -> None:
                 key=True,
             )
     for at, uri in uris(data):
-        found = parse(uri)
+        found = parse(resolved(data, at, uri))
         if found is None or unresolved(uri):
             continue
         name, rel = found
@@ -259,11 +259,9 @@ def uris(data: dict) -> list[tuple[tuple, str]]:
                     found.append((at + (section, key, "path"), value["path"]))
 
     for name, job in mapping(data.get("jobs")).items():
-        start = len(found)
         ports(("jobs", name), job)
         for step, block in mapping(mapping(job).get("jobs")).items():
             ports(("jobs", name, "jobs", step), block)
-        found[start:] = [(at, with_default(uri, job)) for at, uri in found[start:]]
     for section in ("data", "models"):
         for name, block in mapping(data.get(section)).items():
             if isinstance(mapping(block).get("path"), str):
@@ -277,12 +275,17 @@ DEFAULT = re.compile(r"\$\{\{\s*default_datastore\s*\}\}")
 def default_of(job: Any) -> str:
     """A pipeline's default datastore: its settings.default_datastore, else the workspace's."""
     named = mapping(mapping(job).get("settings")).get("default_datastore")
-    return named.removeprefix("azureml:") if isinstance(named, str) else "workspaceblobstore"
+    return named.removeprefix("azureml:") if isinstance(named, str) and named else BUILTIN[0]
 
 
 def with_default(path: str, job: Any) -> str:
     """`${{default_datastore}}` in a path of `job`'s: its default datastore."""
     return DEFAULT.sub(default_of(job), path)
+
+
+def resolved(data: dict, at: tuple, uri: str) -> str:
+    """A path found at `at` (uris()) with `${{default_datastore}}` its job's default datastore."""
+    return with_default(uri, mapping(data.get("jobs")).get(at[1])) if at[0] == "jobs" else uri
 
 
 def local_path(stores: dict[str, Datastore], uri: Any) -> Path | None:
@@ -406,11 +409,11 @@ def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) 
     warning: the spec may be meant for Azure)."""
     written = []
     for at, uri in uris(data):
-        if at[-3] == "outputs" and (found := parse(uri)) is not None:
+        if at[-3] == "outputs" and (found := parse(resolved(data, at, uri))) is not None:
             written.append((found[0], _parts(found[1])))
     stand_ins = mapping(mapping(mapping(data.get("targets")).get("local")).get("inputs"))
     for at, uri in uris(data):
-        found = parse(uri)
+        found = parse(resolved(data, at, uri))
         if found is None or at[-3] == "outputs" or at[0] == "models" or uri in stand_ins:
             continue
         store, want = stores.get(found[0]), _parts(found[1])

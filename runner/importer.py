@@ -39,8 +39,10 @@ def kind(data: dict, path: Path) -> str:
         ("sweepjob.schema", "job"),
         ("pipelinejob.schema", "job"),
         ("paralleljob.schema", "job"),
+        ("automljob.schema", "job"),
         ("commandcomponent.schema", "component"),
         ("parallelcomponent.schema", "component"),
+        ("pipelinecomponent.schema", "component"),  # type: pipeline, yet not a job
         ("environment.schema", "environment"),
         ("data.schema", "data"),
         ("model.schema", "model"),
@@ -65,7 +67,9 @@ def kind(data: dict, path: Path) -> str:
         return "datastore"
     if "trigger" in data and ("create_job" in data or "import_data" in data):
         return "schedule"
-    if kind_of in ("command", "sweep", "pipeline") or (kind_of is None and "command" in data):
+    if kind_of in ("command", "sweep", "pipeline", "automl", "finetuning") or (
+        kind_of is None and "command" in data
+    ):
         return "job"
     if kind_of in ("mlflow_model", "custom_model", "triton_model") and "path" in data:
         return "model"

@@ -525,6 +525,7 @@ def _include(doc: Doc, hook: Resolver) -> None:
                     blocks[name] = _merge_include(doc, (section, name), block, hook)
     for name, job in mapping(doc.data.get("jobs")).items():
         if isinstance(job, dict) and job.get("type") == "pipeline":
+            _component_pipeline(doc, ("jobs", name), job)
             _include_components(doc, ("jobs", name), job, hook)
     for name, comp in mapping(doc.data.get("components")).items():  # a pipeline component's
         if isinstance(comp, dict) and comp.get("type") == "pipeline":  # steps' component files
@@ -549,6 +550,32 @@ def _include(doc: Doc, hook: Resolver) -> None:
                     deployments[dep] = block = _merge_include(doc, at, block, hook)
             if isinstance(block, dict) and block.get("type") == "pipeline":
                 _include_pipeline_component(doc, at, block, hook)
+
+
+COMPONENT_STEP = "component"  # the one step of a pipeline job that names a component
+
+
+def _component_pipeline(doc: Doc, at: tuple, job: dict) -> None:
+    """A pipeline job that runs a pipeline component (`component:` in place of `jobs:`, as
+    azureml-examples' deploy-pipelines try a component before deploying it) read as a pipeline
+    of one step (`component`) running it, each of the job's inputs and outputs passed through;
+    the step's positions are the job's."""
+    if "component" not in job or "jobs" in job:
+        return
+    ref = job.pop("component")
+    step: dict = {"type": "pipeline", "component": ref}
+    for section in ("inputs", "outputs"):
+        if isinstance(job.get(section), dict) and job[section]:
+            step[section] = {k: "${{parent." + f"{section}.{k}" + "}}" for k in job[section]}
+    job["jobs"] = {COMPONENT_STEP: step}
+    inner = at + ("jobs", COMPONENT_STEP)
+    for table in (doc.pos, doc.keypos):
+        for path, mark in list(table.items()):
+            if path[: len(at) + 1] == at + ("component",):
+                table[inner + path[len(at) :]] = mark
+            elif path[: len(at) + 1] in (at + ("inputs",), at + ("outputs",)):
+                table[inner + path[len(at) :]] = mark
+    doc.pos.setdefault(inner, doc.pos.get(at + ("component",), doc.where(at)))
 
 
 def _include_pipeline_component(doc: Doc, at: tuple, deployment: dict, hook: Resolver) -> None:

@@ -179,6 +179,49 @@ def test_validate_says_every_datastore_problem_where_it_is(tmp_path, mlrun, monk
     assert "plain-text-key-value" not in out + err and "abcdefgh" not in out + err
 
 
+DEFAULT_STORE_LAB = """\
+name: defaults
+workspace: {name: ws-defaults}
+jobs:
+  own:
+    type: pipeline
+    jobs:
+      s:
+        command: echo hi > ${{outputs.o}}
+        outputs:
+          o: {type: uri_file, path: "azureml://datastores/${{default_datastore}}/paths/${{name}}/o.csv"}
+  set:
+    type: pipeline
+    settings: {default_datastore: azureml:elsewhere}
+    jobs:
+      s:
+        command: echo hi > ${{outputs.o}}
+        outputs:
+          o: {type: uri_file, path: "azureml://datastores/${{default_datastore}}/paths/o.csv"}
+"""
+
+
+def test_default_datastore_in_a_step_output_is_the_pipeline_default(tmp_path, mlrun):
+    """azureml-examples' parallel pipelines write to `azureml://datastores/${{default_datastore}}
+    /paths/${{name}}/...`: the workspace's default datastore, or settings.default_datastore."""
+    (tmp_path / "lab.yaml").write_text(DEFAULT_STORE_LAB)
+    code, _, err = mlrun("validate", "lab.yaml", cwd=tmp_path)
+    lines = err.splitlines()
+    assert code == 1
+    assert [line for line in lines if ": error:" in line] == [
+        "lab.yaml:18:37: error: $.jobs.set.jobs.s.outputs.o.path: "
+        "'azureml://datastores/${{default_datastore}}/paths/o.csv': this spec has no datastore "
+        "'elsewhere' (defined: workspaceartifactstore, workspaceblobstore)"
+    ]
+    assert [line for line in lines if "$.jobs.own" in line] == []
+    (tmp_path / "lab.yaml").write_text(
+        DEFAULT_STORE_LAB.replace("azureml:elsewhere", "workspaceartifactstore")
+    )
+    code, out, err = mlrun("validate", "lab.yaml", cwd=tmp_path)
+    assert code == 0, err
+    assert out == "lab.yaml: ok (0 computes, 2 jobs, 0 queries)\n"
+
+
 def test_an_unmodified_datastore_file_validates_and_env_credentials_are_accepted(
     tmp_path, mlrun, monkeypatch
 ):

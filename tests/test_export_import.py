@@ -389,6 +389,48 @@ def test_import_errors_name_the_file(mlrun, tmp_path, name, text, message):
     assert not (tmp_path / "spec.yaml").exists()
 
 
+def test_import_maps_automl_finetuning_and_pipeline_component_files(mlrun, tmp_path):
+    """azureml-examples' automl and finetuning job files are jobs; a pipelineComponent file
+    (`type: pipeline`, as a pipeline job) is a component."""
+    automl = _write(
+        tmp_path / "automl.yml",
+        """
+        $schema: https://azuremlschemas.azureedge.net/latest/autoMLJob.schema.json
+        type: automl
+        task: classification
+        primary_metric: accuracy
+        target_column_name: y
+        training_data: {type: mltable, path: azureml:bank@latest}
+        """,
+    )
+    finetune = _write(
+        tmp_path / "tune.yml",
+        """
+        type: finetuning
+        model_provider: custom
+        task: chat_completion
+        model: {path: azureml://registries/azureml/models/Phi-3/versions/14, type: mlflow_model}
+        training_data: {type: uri_file, path: azureml:chats@latest}
+        """,
+    )
+    component = _write(
+        tmp_path / "hello.yml",
+        """
+        $schema: https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json
+        name: hello_batch
+        type: pipeline
+        jobs:
+          hello: {type: command, command: echo hi, environment: azureml:AzureML-sklearn-1.5@latest}
+        """,
+    )
+    spec = tmp_path / "spec.yaml"
+    code, _, err = mlrun("import", automl, finetune, component, "-o", spec)
+    assert code == 0, err
+    doc = yaml.safe_load(spec.read_text())
+    assert doc["jobs"] == {"automl": {"file": "automl.yml"}, "tune": {"file": "tune.yml"}}
+    assert doc["components"] == {"hello_batch": {"file": "hello.yml"}}
+
+
 def test_import_of_a_missing_file(mlrun, tmp_path):
     code, out, err = mlrun("import", tmp_path / "nope.yml", "-o", tmp_path / "spec.yaml")
     assert (code, out, err) == (1, "", f"error: {tmp_path / 'nope.yml'}: no such file\n")

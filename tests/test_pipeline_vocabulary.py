@@ -484,3 +484,54 @@ def test_export_gives_files_the_sdk_loads_as_nested_pipelines(tmp_path):
     assert list(wrap.jobs) == ["one"]
     assert set(wrap.jobs["one"].component.inputs) == {"data", "factor"}  # scale.yml's, found
     assert (tmp_path / "out/jobs/inline.yml").read_text().count("component: ./inline.wrap.") == 1
+
+
+# a pipeline job that runs a pipeline component, as azureml-examples' deploy-pipelines
+# (hello-batch/pipeline-job.yml) try a component before deploying it: component: in place of jobs:
+TRY_TWICE = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+display_name: try-twice
+compute: azureml:cpu
+component: ./twice.yml
+inputs:
+  data: {type: uri_folder, path: ./raw}
+  factor: 500
+outputs:
+  result: {mode: upload}
+"""
+TRY_SPEC = """\
+name: tries
+workspace: {name: ws-tries}
+computes: {cpu: {type: amlcompute, max_instances: 2}}
+jobs:
+  try: {file: try-twice.yml}
+"""
+
+
+def test_a_pipeline_job_that_names_a_component_runs_its_steps(tmp_path):
+    from azure.ai.ml import load_job
+
+    write_lab(tmp_path, TRY_SPEC)
+    (tmp_path / "try-twice.yml").write_text(TRY_TWICE)
+    proc = run_mlrun("validate", "lab.yaml", cwd=tmp_path, check=1)
+    assert proc.stderr.splitlines() == [
+        "twice.yml:14:15: error: $.jobs.try.jobs.component.component.jobs.first.inputs.factor: "
+        "500 is above the maximum of input 'factor' (100) (given to this pipeline as "
+        "parent.inputs.factor)",
+        "lab.yaml: 1 error, 0 warnings",
+    ]
+    (tmp_path / "try-twice.yml").write_text(TRY_TWICE.replace("factor: 500", "factor: 5"))
+    plan = run_mlrun("plan", "lab.yaml", cwd=tmp_path, check=0)
+    assert step_lines(plan.stdout, "try") == [
+        "      > component.first          first run; in pipeline step component (twice.yml)",
+        "      > component.second         first run; in pipeline step component (twice.yml)",
+    ]
+    run_mlrun("apply", "lab.yaml", "-y", cwd=tmp_path, check=0)
+    run_dir = next((tmp_path / ".mlrun/local/ws-tries/runs/try").iterdir())
+    second = run_dir / "steps" / "component.second" / "outputs" / "out" / "n.txt"
+    assert second.read_text() == "105"  # 7 * 5 * 3
+    run_mlrun("export", "lab.yaml", "-o", "out", cwd=tmp_path, check=0)
+    job = load_job(tmp_path / "out/jobs/try.yml")
+    assert list(job.jobs) == ["component"]
+    assert list(job.jobs["component"].component.jobs) == ["first", "second"]
