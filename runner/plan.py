@@ -17,6 +17,7 @@ from . import (
     endpoints,
     fingerprint,
     parallel,
+    spark,
 )
 from .backends import targets
 from .changes import (
@@ -157,6 +158,11 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             jobs[job.name]["after"] = sorted(after[job.name])
         if job.is_parallel:  # how it runs, said beside why
             jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
+        if job.is_spark:  # how it runs here, and on Azure
+            jobs[job.name]["spark"] = {
+                "here": spark.describe(job.fields, job.env),
+                "azure": spark.describe_azure(job.fields),
+            }
     for job in spec.jobs.values():  # automl, finetuning, a pipeline with such a step
         if why := azure_only.reason(job.fields):
             jobs[job.name]["azure_only"] = why
@@ -360,6 +366,9 @@ def make_plan(
             change = Change(change.address, change.action, reason, change.before, change.after)
         if job.get("parallel") and change.action == RUN:
             reason = f"{change.reason}; {job['parallel']}"
+            change = Change(change.address, change.action, reason, change.before, change.after)
+        if job.get("spark") and change.action == RUN:
+            reason = f"{change.reason}; {job['spark']['here' if here else 'azure']}"
             change = Change(change.address, change.action, reason, change.before, change.after)
         changes.append(change)
     job_changes = {c.address.name: c for c in changes if c.address.kind == Kind.JOB}
