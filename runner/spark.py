@@ -62,6 +62,8 @@ LOCAL_CONF = {  # what local mode needs unless the job says otherwise: no UI por
 # what Azure's Synapse runtimes (3.3, 3.4) hold beside Spark and PySpark's pandas API needs: laid
 # with PySpark over mlrun's own packages (numpy 2 and pandas 2 break pyspark.pandas before 4.0)
 RUNTIME_LIBRARIES = ("numpy<2", "pandas<2")
+# what a pipeline's spark step sets over its component's (azure-ai-ml's Spark node)
+NODE_FIELDS = ("entry", "py_files", "jars", "files", "archives", "conf", "args", "resources")
 JAVA_HINT = "install a Java runtime (Java 17: on Debian, apt-get install openjdk-17-jre-headless)"
 
 
@@ -211,6 +213,7 @@ def check(
     _check_entry(doc, at, job, folder)
     _check_where(doc, at, job, computes)
     _check_conf(doc, at, mapping(job.get("conf")))
+    _check_java(doc, at, local, runs)
     for side in ("inputs", "outputs"):
         for name, value in mapping(job.get(side)).items():
             mode = mapping(value).get("mode")
@@ -219,6 +222,29 @@ def check(
                     at + (side, name, "mode"),
                     f"'{mode}': a spark job's {side} are read by Spark itself (mode: direct only)",
                 )
+
+
+def check_step(
+    doc: Doc, at: tuple, comp_at: tuple, fields: dict, folder: Path | None, local: bool, runs: bool
+) -> None:
+    """A pipeline's spark step: its fields (its component's, its own over them) as a spark
+    job's, each problem located where the field is written (the step, else its component)."""
+    where = at if "entry" in doc_keys(doc, at) or comp_at == at else comp_at
+    _check_entry(doc, where, fields, folder)
+    conf_at = at if "conf" in doc_keys(doc, at) else comp_at
+    _check_conf(doc, conf_at, mapping(fields.get("conf")))
+    _check_java(doc, at, local, runs)
+
+
+def doc_keys(doc: Doc, at: tuple) -> set:
+    """The keys written at `at` in the spec (an included file's merged in)."""
+    node: Any = doc.data
+    for key in at:
+        node = node.get(key) if isinstance(node, dict) else None
+    return set(node) if isinstance(node, dict) else set()
+
+
+def _check_java(doc: Doc, at: tuple, local: bool, runs: bool) -> None:
     if local and java() is None:
         home = os.environ.get("JAVA_HOME")
         found = f"JAVA_HOME={home} has no bin/java" if home else "no java on PATH, no JAVA_HOME"

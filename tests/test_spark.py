@@ -6,6 +6,7 @@ target (the emulator runs a stand-in)."""
 
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,9 @@ def applied(tmp_path_factory):
         pytest.skip("no Java: run .ci/install-java (CI does)")
     root = tmp_path_factory.mktemp("spark")
     spec = write_lab(root)
+    (root / "count.yml").write_text(COMPONENT)
+    piped = PIPELINE.split("      inline:")[0]  # a step of the spark component: a second run
+    spec.write_text(spec.read_text() + f"  piped:\n{piped}")
     proc = run_mlrun("apply", "-y", spec, cwd=root, env=OFFLINE, timeout=600)
     return root, spec, proc
 
@@ -265,10 +269,31 @@ def test_apply_runs_it_under_pyspark_as_a_tracked_run(applied):
     assert f"--rows {root / 'rows.csv'} --counts " in command
 
 
-def test_a_second_plan_has_it_up_to_date(applied):
+def test_a_spark_step_runs_as_a_child_run_of_its_pipeline(applied):
+    root, spec, proc = applied
+    assert "job.piped  Completed" in proc.stdout
+    state = json.loads((root / ".mlrun" / "spark-lab.local.json").read_text())
+    run = state["jobs"]["piped"]["runs"][-1]
+    step = Path(run["run_dir"]) / "steps" / "from_component"
+    command = (step / "command.sh").read_text() if (step / "command.sh").exists() else ""
+    lines = [
+        line
+        for f in (step / "outputs" / "counts").glob("part-*.csv")
+        for line in f.read_text().splitlines()
+    ]
+    assert sorted(line for line in lines if line != "y,count") == ["b,3"], command
+    client = mlflow_client(root, "ws-spark")
+    child = client.search_runs([run["experiment_id"]], f"tags.mlflow.parentRunId = '{run['id']}'")[
+        0
+    ]
+    assert child.data.metrics == {"rows": 3.0}  # min_x: 3, from the step
+    assert child.data.params["parallelism"] == "3"  # local[3]: the step's conf over the component's
+
+
+def test_a_second_plan_has_them_up_to_date(applied):
     root, spec, _ = applied
     proc = run_mlrun("plan", spec, cwd=root, check=0)
-    assert "= job.counts" in proc.stdout and "up to date" in proc.stdout
+    assert "= job.counts" in proc.stdout and "= job.piped" in proc.stdout
 
 
 # --- the azure target ----------------------------------------------------------------------------
@@ -322,3 +347,70 @@ def test_the_schema_and_check_file_agree_on_azures_example_shape(tmp_path):
         "jobs:\n  titanic: {file: job.yml}\ntargets:\n  azure: {subscription_id: s}\n"
     )
     assert check_file(tmp_path / "lab.yaml", target="azure").problems == []
+
+
+# --- pipeline steps ------------------------------------------------------------------------------
+
+COMPONENT = f"""\
+$schema: https://azuremlschemas.azureedge.net/latest/sparkComponent.schema.json
+name: count_rows
+type: spark
+version: 1
+code: ./src
+entry: {{file: count.py}}
+py_files: [helpers.py]
+files: [labels.txt]
+inputs:
+  rows: {{type: uri_file, mode: direct}}
+  min_x: {{type: integer, default: 1}}
+outputs:
+  counts: {{type: uri_folder, mode: direct}}
+args: >-
+  --rows ${{{{inputs.rows}}}} --counts ${{{{outputs.counts}}}} --min_x ${{{{inputs.min_x}}}}
+{CONF.replace("    ", "", 1).replace(chr(10) + "      ", chr(10) + "  ")}"""
+PIPELINE = """\
+    type: pipeline
+    inputs:
+      rows: {type: uri_file, path: ./rows.csv, mode: direct}
+    jobs:
+      from_component:
+        type: spark
+        component: ./count.yml
+        inputs: {rows: "${{parent.inputs.rows}}", min_x: 3}
+        conf:
+          spark.driver.cores: 1
+          spark.driver.memory: 2g
+          spark.executor.cores: 3
+          spark.executor.memory: 1g
+          spark.executor.instances: 1
+        resources: {instance_type: standard_e8s_v3, runtime_version: 3.4.0}
+      inline:
+        type: spark
+        code: ./src
+        entry: {file: missing.py}
+        inputs: {rows: "${{parent.inputs.rows}}"}
+        args: --rows ${{inputs.rows}}
+        resources: {instance_type: standard_e4s_v3, runtime_version: "3.4"}
+"""
+
+
+def test_spark_steps_are_checked_and_planned_as_spark_jobs_are(tmp_path):
+    spec = write_lab(tmp_path, PIPELINE.replace("3.4.0", "3.3.0"))
+    (tmp_path / "count.yml").write_text(COMPONENT)
+    assert problems(spec) == [
+        "23:23: error: $.jobs.counts.jobs.inline.entry.file: entry file 'missing.py' is not in "
+        f"the code folder ({tmp_path / 'src'})",
+        "20:7: error: $.jobs.counts.jobs.inline: missing spark.driver.cores, spark.driver.memory, "
+        "spark.executor.cores, spark.executor.memory, spark.executor.instances (Azure ML requires "
+        "them without dynamic allocation)",
+    ]
+    (tmp_path / "src" / "missing.py").write_text("print('here now')\n")
+    conf = textwrap.indent(textwrap.dedent(CONF), "        ").lstrip()
+    spec.write_text(spec.read_text().replace("args: --rows", f"{conf}        args: --rows"))
+    proc = run_mlrun("plan", spec, cwd=tmp_path, check=0)
+    assert (
+        "      > from_component           first run; runs under PySpark 3.3 local[3], driver "
+        "memory 2g (pyspark==3.3.* added to its environment)\n"
+        "      > inline                   first run; runs under PySpark 3.4 local[2], driver "
+        "memory 1g (pyspark==3.4.* added to its environment)\n"
+    ) in proc.stdout

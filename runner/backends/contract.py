@@ -62,6 +62,7 @@ class StepConfig:
     # a sweep step's: its trials (sampled at submission), algorithm, concurrency, trial_timeout,
     # objective and early_termination; the step then runs as a sweep (sweep_controller.py)
     sweep: dict[str, Any] | None = None
+    spark: bool = False  # a spark step: Spark makes its outputs' folders itself
 
 
 @dataclass

@@ -211,6 +211,7 @@ class Preparer:
                 instance_count=int((step.fields.get("resources") or {}).get("instance_count", 1)),
                 parallel=None if step.parallel is None else _parallel_step(step),
                 sweep=None if step.sweep is None else _sweep_step(step, capacity),
+                spark=step.spark is not None,
             )
         config = contract.PipelineConfig(
             pipeline=job.name,
