@@ -414,3 +414,37 @@ def test_spark_steps_are_checked_and_planned_as_spark_jobs_are(tmp_path):
         "      > inline                   first run; runs under PySpark 3.4 local[2], driver "
         "memory 1g (pyspark==3.4.* added to its environment)\n"
     ) in proc.stdout
+
+
+def test_azure_submits_a_pipeline_of_spark_steps(azure_emulator, tmp_path):
+    from test_azure import az
+
+    conf = textwrap.indent(textwrap.dedent(CONF), "        ").lstrip()
+    job = PIPELINE.replace("missing.py", "count.py")
+    job = job.replace("args: --rows", f"{conf}        args: --rows")
+    spec = write_lab(tmp_path, job)
+    (tmp_path / "count.yml").write_text(COMPONENT)
+    azure = 'targets:\n  azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}\n'
+    spec.write_text(spec.read_text() + azure)
+    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    assert (
+        "      > from_component           first run; spark runtime 3.4 on serverless "
+        "standard_e8s_v3\n      > inline                   first run; spark runtime 3.4 on "
+        "serverless standard_e4s_v3\n"
+    ) in plan
+    apply = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0).stdout
+    assert "job.counts  Completed" in apply
+    state = json.loads((tmp_path / ".mlrun" / "spark-lab.azure.json").read_text())
+    run_id = state["jobs"]["counts"]["runs"][-1]["id"]
+    stored = azure_emulator.call("GET", "/_emulator/state")["resources"]
+    props = next(r for k, r in stored.items() if k.endswith(f"/jobs/{run_id}"))["properties"]
+    nodes = props["jobs"]
+    assert {n["type"] for n in nodes.values()} == {"spark"}
+    assert nodes["from_component"]["conf"]["spark.executor.cores"] == 3  # the step's, over it
+    assert nodes["from_component"]["resources"]["runtime_version"] == "3.4.0"
+    component = next(
+        r["properties"]["componentSpec"]
+        for k, r in stored.items()
+        if k.lower() == nodes["from_component"]["componentId"].lower()
+    )
+    assert component["type"] == "spark" and component["entry"] == {"file": "count.py"}

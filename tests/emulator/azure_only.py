@@ -7,9 +7,10 @@ mlflow.parentRunId, with the task's primary metric, or a Spark job's `rows`, log
 model is trained, no Spark runs), status NotStarted -> Running -> Completed. The parent is tagged
 automl_best_child_run_id as the service tags an AutoML parent.
 
-As a pipeline step (a node of type automl or finetuning, its fields in snake_case, no component),
-the step is a stand-in child command job of the pipeline (pipelines.py runs it): it writes
-STAND_IN.txt into each of the step's outputs, so the steps after it have something to read."""
+As a pipeline step (a node of type automl or finetuning, its fields in snake_case, no component;
+or a spark node of its spark component), the step is a stand-in child command job of the pipeline
+(pipelines.py runs it): it writes STAND_IN.txt into each of the step's outputs, so the steps after
+it have something to read."""
 
 from state import now_iso
 from sweeps import SweepRunner
@@ -77,10 +78,11 @@ def step_spec(node: dict) -> dict:
 
 
 def step_command(node: dict, spec: dict) -> str:
-    said = f"stand-in for the {node['type']} step (task {node.get('task')})"
+    what = f"entry {spec.get('entry')}" if node["type"] == "spark" else f"task {node.get('task')}"
+    said = f"stand-in for the {node['type']} step ({what})"
     writes = [
         f"mkdir -p ${{{{outputs.{k}}}}} && echo '{said}' > ${{{{outputs.{k}}}}}/STAND_IN.txt"
-        for k in spec["outputs"]
+        for k in spec.get("outputs") or {}
     ]
     return " && ".join([f"echo '{said}'", *writes])
 
