@@ -136,8 +136,9 @@ def command(fields: Any) -> str:
     else:
         parts.append(str(entry.get("file", "")))
     line = " ".join(shlex.quote(p) for p in parts)
-    args = fields.get("args")
-    return f"{line} {' '.join(str(args).split())}" if args not in (None, "") else line
+    lines = str(fields.get("args") or "").splitlines()
+    args = " ".join(part.strip() for part in lines if part.strip())  # one line: bash runs it
+    return f"{line} {args}" if args else line
 
 
 def describe(fields: Any, env: Environment) -> str:
