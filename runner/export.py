@@ -19,6 +19,7 @@ SPARK_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sparkJob.schema.json
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
+SPARK_COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sparkComponent.schema.json"
 PARALLEL_COMPONENT_SCHEMA = (
     "https://azuremlschemas.azureedge.net/latest/parallelComponent.schema.json"
 )
@@ -371,7 +372,8 @@ def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     at = ("components", name)
     if fields.get("type") == "pipeline":
         return pipeline_component_document(spec, at, fields, out_dir, name)
-    schema = PARALLEL_COMPONENT_SCHEMA if fields.get("type") == "parallel" else COMPONENT_SCHEMA
+    schemas = {"parallel": PARALLEL_COMPONENT_SCHEMA, "spark": SPARK_COMPONENT_SCHEMA}
+    schema = schemas.get(str(fields.get("type")), COMPONENT_SCHEMA)
     doc = _code_paths(spec, at, _document(schema, name, fields), out_dir)
     doc.setdefault("type", "command")
     return doc

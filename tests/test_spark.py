@@ -448,3 +448,17 @@ def test_azure_submits_a_pipeline_of_spark_steps(azure_emulator, tmp_path):
         if k.lower() == nodes["from_component"]["componentId"].lower()
     )
     assert component["type"] == "spark" and component["entry"] == {"file": "count.py"}
+
+
+def test_export_writes_spark_files_the_sdk_loads(tmp_path):
+    from azure.ai.ml import load_component, load_job
+
+    spec = write_lab(tmp_path, extra="components:\n  count_rows: {file: count.yml}\n")
+    (tmp_path / "count.yml").write_text(COMPONENT)
+    run_mlrun("export", spec, "-o", tmp_path / "out", cwd=tmp_path, check=0)
+    component = load_component(tmp_path / "out" / "components" / "count_rows.yml")
+    assert type(component).__name__ == "SparkComponent"
+    assert component.entry.entry == "count.py" and component.py_files == ["helpers.py"]
+    job = load_job(tmp_path / "out" / "jobs" / "counts.yml")
+    assert job.type == "spark" and job.entry.entry == "count.py"
+    assert job.resources.runtime_version == "3.4" and job.executor_instances == 2
