@@ -299,32 +299,6 @@ def test_a_second_plan_has_them_up_to_date(applied):
 # --- the azure target ----------------------------------------------------------------------------
 
 
-def test_azure_submits_it_through_the_sdk(azure_emulator, tmp_path):
-    from test_azure import az
-
-    spec = write_lab(tmp_path)
-    spec.write_text(
-        spec.read_text()
-        + 'targets:\n  azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}\n'
-    )
-    plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
-    assert "first run; spark runtime 3.4 on serverless standard_e4s_v3" in plan
-    apply = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0).stdout
-    assert "job.counts  Completed" in apply
-    state = json.loads((tmp_path / ".mlrun" / "spark-lab.azure.json").read_text())
-    run_id = state["jobs"]["counts"]["runs"][-1]["id"]
-    stored = azure_emulator.call("GET", "/_emulator/state")["resources"]
-    props = next(r for k, r in stored.items() if k.endswith(f"/jobs/{run_id}"))["properties"]
-    assert props["jobType"] == "Spark"
-    assert props["entry"]["file"] == "count.py"
-    assert props["pyFiles"] == ["helpers.py"] and props["files"] == ["labels.txt"]
-    assert props["resources"] == {"instanceType": "standard_e4s_v3", "runtimeVersion": "3.4"}
-    assert props["conf"]["spark.executor.instances"] == "2"
-    assert props["args"].startswith("--rows ${{inputs.rows}} --counts ${{outputs.counts}}")
-    assert props["inputs"]["rows"]["mode"] == "Direct"
-    assert props["experimentName"] == "spark-counts"
-
-
 def test_the_schema_and_check_file_agree_on_azures_example_shape(tmp_path):
     """Azure's serverless standalone example's shape (written here in its spirit) validates for
     both targets through file:."""
@@ -416,29 +390,44 @@ def test_spark_steps_are_checked_and_planned_as_spark_jobs_are(tmp_path):
     ) in proc.stdout
 
 
-def test_azure_submits_a_pipeline_of_spark_steps(azure_emulator, tmp_path):
+def test_azure_submits_spark_jobs_and_steps_through_the_sdk(azure_emulator, tmp_path):
+    """One apply on the emulator: the job (a SparkJob body) and a pipeline of spark steps (spark
+    nodes, each of an anonymous spark component), run there as stand-ins."""
     from test_azure import az
 
     conf = textwrap.indent(textwrap.dedent(CONF), "        ").lstrip()
-    job = PIPELINE.replace("missing.py", "count.py")
-    job = job.replace("args: --rows", f"{conf}        args: --rows")
-    spec = write_lab(tmp_path, job)
+    piped = PIPELINE.replace("missing.py", "count.py")
+    piped = piped.replace("args: --rows", f"{conf}        args: --rows")
+    spec = write_lab(tmp_path)
     (tmp_path / "count.yml").write_text(COMPONENT)
     azure = 'targets:\n  azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}\n'
-    spec.write_text(spec.read_text() + azure)
+    spec.write_text(spec.read_text() + f"  piped:\n{piped}" + azure)
     plan = az(azure_emulator, "plan", spec, cwd=tmp_path, check=0).stdout
+    assert "> job.counts                   first run; spark runtime 3.4 on serverless " in plan
     assert (
         "      > from_component           first run; spark runtime 3.4 on serverless "
         "standard_e8s_v3\n      > inline                   first run; spark runtime 3.4 on "
         "serverless standard_e4s_v3\n"
     ) in plan
     apply = az(azure_emulator, "apply", "-y", spec, cwd=tmp_path, check=0).stdout
-    assert "job.counts  Completed" in apply
+    assert "job.counts  Completed" in apply and "job.piped  Completed" in apply
     state = json.loads((tmp_path / ".mlrun" / "spark-lab.azure.json").read_text())
-    run_id = state["jobs"]["counts"]["runs"][-1]["id"]
     stored = azure_emulator.call("GET", "/_emulator/state")["resources"]
-    props = next(r for k, r in stored.items() if k.endswith(f"/jobs/{run_id}"))["properties"]
-    nodes = props["jobs"]
+
+    def body(name: str) -> dict:
+        run_id = state["jobs"][name]["runs"][-1]["id"]
+        return next(r for k, r in stored.items() if k.endswith(f"/jobs/{run_id}"))["properties"]
+
+    props = body("counts")
+    assert props["jobType"] == "Spark"
+    assert props["entry"]["file"] == "count.py"
+    assert props["pyFiles"] == ["helpers.py"] and props["files"] == ["labels.txt"]
+    assert props["resources"] == {"instanceType": "standard_e4s_v3", "runtimeVersion": "3.4"}
+    assert props["conf"]["spark.executor.instances"] == "2"
+    assert props["args"].startswith("--rows ${{inputs.rows}} --counts ${{outputs.counts}}")
+    assert props["inputs"]["rows"]["mode"] == "Direct"
+    assert props["experimentName"] == "spark-counts"
+    nodes = body("piped")["jobs"]
     assert {n["type"] for n in nodes.values()} == {"spark"}
     assert nodes["from_component"]["conf"]["spark.executor.cores"] == 3  # the step's, over it
     assert nodes["from_component"]["resources"]["runtime_version"] == "3.4.0"
