@@ -266,6 +266,10 @@ def _check_entry(doc: Doc, at: tuple, job: dict, folder: Path | None) -> None:
     elif isinstance(entry, dict) and "class_name" in entry and not job.get("jars"):
         doc.problem(at + ("entry",), "entry.class_name needs the jar that holds it in jars")
     if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+        if job.get("code") is None:
+            doc.problem(
+                at + ("entry", "file"), "an entry file needs code: the folder that holds it"
+            )
         _check_file(doc, at + ("entry", "file"), entry["file"], folder, "entry file")
     for key in FILE_LISTS:
         items = job.get(key)

@@ -151,6 +151,13 @@ def test_bad_spark_jobs_are_located_errors(tmp_path):
     ]
 
 
+def test_an_entry_file_needs_its_code_folder(tmp_path):
+    job = "".join(line for line in JOB.splitlines(True) if "code:" not in line)
+    assert problems(write_lab(tmp_path, job)) == [
+        "6:19: error: $.jobs.counts.entry.file: an entry file needs code: the folder that holds it"
+    ]
+
+
 def test_where_a_spark_job_runs_is_checked(tmp_path):
     job = JOB.replace(
         '    resources: {instance_type: standard_e4s_v3, runtime_version: "3.4"}\n', ""
