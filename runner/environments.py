@@ -45,6 +45,7 @@ class Environment:
     ref: Any = None  # a reference as written (the fingerprint hashes it when nothing is defined)
     curated: str | None = None  # Azure ML's curated environment it is built as (curated.py)
     gpu: bool = False  # a GPU image's definition: PyTorch installs as CPU wheels here
+    overlay: bool = False  # its packages sit over mlrun's own (a spark job's PySpark, spark.py)
 
     @property
     def built(self) -> bool:

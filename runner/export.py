@@ -15,9 +15,11 @@ from .spec import SENSITIVE, Job, Spec, masked
 JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 SWEEP_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
 PARALLEL_SCHEMA = "https://azuremlschemas.azureedge.net/latest/parallelJob.schema.json"
+SPARK_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sparkJob.schema.json"
 WORKSPACE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/workspace.schema.json"
 ENVIRONMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json"
+SPARK_COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/sparkComponent.schema.json"
 PARALLEL_COMPONENT_SCHEMA = (
     "https://azuremlschemas.azureedge.net/latest/parallelComponent.schema.json"
 )
@@ -70,7 +72,8 @@ def job_document(spec: Spec, job: Job, out_dir: Path) -> dict:
     if azure_only.kind(job.fields):  # automl, finetuning: its own fields, passed on
         return _azure_only(spec, job, out_dir)
     kind = "sweep" if job.is_sweep else "parallel" if job.is_parallel else "command"
-    schemas = {"sweep": SWEEP_SCHEMA, "parallel": PARALLEL_SCHEMA}
+    kind = "spark" if job.is_spark else kind
+    schemas = {"sweep": SWEEP_SCHEMA, "parallel": PARALLEL_SCHEMA, "spark": SPARK_SCHEMA}
     doc: dict = {"$schema": schemas.get(kind, JOB_SCHEMA), "type": kind}
     for key, value in job.fields.items():
         if key in ("$schema", "type", "name"):
@@ -413,7 +416,8 @@ def component_document(spec: Spec, name: str, out_dir: Path) -> dict:
     at = ("components", name)
     if fields.get("type") == "pipeline":
         return pipeline_component_document(spec, at, fields, out_dir, name)
-    schema = PARALLEL_COMPONENT_SCHEMA if fields.get("type") == "parallel" else COMPONENT_SCHEMA
+    schemas = {"parallel": PARALLEL_COMPONENT_SCHEMA, "spark": SPARK_COMPONENT_SCHEMA}
+    schema = schemas.get(str(fields.get("type")), COMPONENT_SCHEMA)
     doc = _code_paths(spec, at, _document(schema, name, fields), out_dir)
     doc.setdefault("type", "command")
     return doc

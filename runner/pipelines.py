@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, datastores, parallel, sweep
+from . import data as data_assets, datastores, parallel, spark, sweep
 from .environments import Environment, Reader, parse_ref
 from .refs import (
     LOCAL_INPUT_TYPES,
@@ -96,6 +96,7 @@ class Step:
     output_paths: dict[str, str] = field(default_factory=dict)
     # inputs on a datastore path another step of the pipeline writes: input -> that step
     written_by: dict[str, str] = field(default_factory=dict)
+    spark: dict | None = None  # a spark step's fields (its component's and its own; spark.py)
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -331,6 +332,9 @@ class PipelineReader:
         else:
             runs, runs_at = comp, comp_at
             command = comp["command"] if isinstance(comp.get("command"), str) else ""
+        merged = self.spark_fields(block, comp)
+        if merged is not None:  # its component's fields, the step's own over them
+            command = spark.command(merged)
         sweep = self.sweep(at, block, comp) if block.get("type") == "sweep" else None
         if sweep is not None:  # each trial's values: the search space's, not the step's
             for key in sweep["search_space"]:
@@ -342,7 +346,7 @@ class PipelineReader:
         code_ref = runs.get("code")
         code = relative_to(self.doc, runs_at + ("code",), code_ref) if is_local(code_ref) else None
         env_value = block.get("environment", runs.get("environment"))
-        if env_value is None and not self.local and command:
+        if env_value is None and not self.local and command and merged is None:
             what = "a parallel task" if par is not None else "a command component"
             self.problem(
                 at, f"a step needs an environment on Azure ML ({what} requires one)", key=True
@@ -353,6 +357,8 @@ class PipelineReader:
             env = self.envs.job(env_at, env_value, self.defined_envs, self.substitutes)
             self.environments[env_at] = env
         self.environments[at] = env
+        if merged is not None:  # with PySpark of its runtime
+            env = spark.environment(env, merged)
         compute_at = at + ("compute",) if "compute" in block else at
         raw = self.bound_compute(
             compute_at, name, block.get("compute", default_compute), parent_inputs, blocks
@@ -371,6 +377,8 @@ class PipelineReader:
         types = self.data_types(block, declared, inputs, parent_inputs, blocks)
         if par is not None:
             self.check_parallel(at, par, block, comp, types, code)
+        if merged is not None and self.envs.report:
+            spark.check_step(self.doc, at, comp_at, merged, code, self.local, self.runs)
         env_vars = {
             **mapping(comp.get("environment_variables")),
             **mapping(block.get("environment_variables")),
@@ -410,7 +418,17 @@ class PipelineReader:
             includes=self.includes(runs_at, runs, code),
             sweep=sweep,
             output_paths=self.output_paths(block, comp, parent_outputs, outputs),
+            spark=merged,
         )
+
+    def spark_fields(self, block: dict, comp: dict) -> dict | None:
+        """A spark step's fields: its component's, the step's own over them (None for another
+        kind of step)."""
+        if block.get("type") != spark.KIND and comp.get("type") != spark.KIND:
+            return None
+        if comp is block:
+            return block
+        return {**comp, **{k: v for k, v in block.items() if k in spark.NODE_FIELDS}}
 
     def sweep(self, at: tuple, block: dict, trial: dict) -> dict:
         """A sweep step's settings; a search-space name its trial has no input for, or limits

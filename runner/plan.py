@@ -18,6 +18,7 @@ from . import (
     fingerprint,
     parallel,
     schedules,
+    spark,
 )
 from .backends import targets
 from .changes import (
@@ -136,6 +137,8 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 if step.parallel is not None:  # how a parallel step runs, said beside why
                     described = parallel.describe(step.parallel, *step.data)
                     model["steps"][step.name]["parallel"] = described
+                if step.spark is not None:  # how a spark step runs here, and on Azure
+                    model["steps"][step.name]["spark"] = _spark(step.spark, step.env)
                 notes = [*step.notes, *([step.nested] if step.nested else [])]
                 if notes:  # a nested pipeline's step, a stand-in component: said beside why
                     model["steps"][step.name]["notes"] = notes
@@ -158,6 +161,8 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
             jobs[job.name]["after"] = sorted(after[job.name])
         if job.is_parallel:  # how it runs, said beside why
             jobs[job.name]["parallel"] = parallel.describe(job.fields, *_data(job))
+        if job.is_spark:  # how it runs here, and on Azure
+            jobs[job.name]["spark"] = _spark(job.fields, job.env)
     for job in spec.jobs.values():  # automl, finetuning, a pipeline with such a step
         if why := azure_only.reason(job.fields):
             jobs[job.name]["azure_only"] = why
@@ -177,6 +182,11 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 c.fields
             )
     return {"resources": resources, "jobs": jobs, "variables": spec.shown_variables()}
+
+
+def _spark(fields: dict, env: Any) -> dict:
+    """How a spark job or step runs: under PySpark here, on a Synapse runtime on Azure."""
+    return {"here": spark.describe(fields, env), "azure": spark.describe_azure(fields)}
 
 
 def _data(job: Job) -> tuple[str | None, Path | None]:
@@ -365,13 +375,18 @@ def make_plan(
             only is not None and name not in only,
         )
         if "steps" in job and change.action == RUN:
-            change = _with_steps(change, job, actual["jobs"].get(name), reusable, name in force)
+            change = _with_steps(
+                change, job, actual["jobs"].get(name), reusable, name in force, here
+            )
         if job.get("after") and change.action == RUN:  # what it reads from a datastore path
             writers = ", ".join(f"job.{w}" for w in job["after"])
             reason = f"{change.reason}; after {writers} (reads what it writes to a datastore)"
             change = Change(change.address, change.action, reason, change.before, change.after)
         if job.get("parallel") and change.action == RUN:
             reason = f"{change.reason}; {job['parallel']}"
+            change = Change(change.address, change.action, reason, change.before, change.after)
+        if job.get("spark") and change.action == RUN:
+            reason = f"{change.reason}; {job['spark']['here' if here else 'azure']}"
             change = Change(change.address, change.action, reason, change.before, change.after)
         changes.append(change)
     job_changes = {c.address.name: c for c in changes if c.address.kind == Kind.JOB}
@@ -757,7 +772,9 @@ def _job_change(
     return Change(address, NOOP, f"up to date (run {short(run['id'])}, Completed)", before, after)
 
 
-def _with_steps(change: Change, job: dict, run: Run | None, reusable: dict, forced: bool) -> Change:
+def _with_steps(
+    change: Change, job: dict, run: Run | None, reusable: dict, forced: bool, here: bool
+) -> Change:
     """A pipeline to run, with each step and why it runs or is reused (as Azure ML reuses a step
     whose fingerprint, upstream steps included, matches a completed run's)."""
     before = (run.get("steps") if run else None) or {}
@@ -770,6 +787,7 @@ def _with_steps(change: Change, job: dict, run: Run | None, reusable: dict, forc
         else:
             running.add(name)
             reason += f"; {step['parallel']}" if step.get("parallel") else ""
+            reason += f"; {step['spark']['here' if here else 'azure']}" if step.get("spark") else ""
         reason += "".join(f"; {note}" for note in step.get("notes", []))
         steps.append({"step": name, "action": action.word, "reason": reason})
     after = {**change.after, "steps": steps}

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import data as data_assets, datastores, models, parallel, validate, yamldoc
+from . import data as data_assets, datastores, models, parallel, spark, validate, yamldoc
 from .backends import targets
 from .environments import Environment, shown
 from .errors import SpecError, UserError, read_text, special_file
@@ -264,6 +264,10 @@ class Job:
         return self.fields.get("type") == "parallel"
 
     @property
+    def is_spark(self) -> bool:
+        return self.fields.get("type") == "spark"
+
+    @property
     def trial(self) -> dict:
         """What runs: a sweep's `trial` block, a parallel job's `task`, or the command job's own
         fields."""
@@ -275,6 +279,8 @@ class Job:
         """The command; a parallel job's entry script and program arguments."""
         if self.is_parallel:
             return parallel.command(self.trial)
+        if self.is_spark:
+            return spark.command(self.fields)
         return self.trial.get("command", "")
 
     @property
@@ -805,5 +811,7 @@ def _job(doc: Doc, sections: Sections, name: str, fields: dict, stand_ins: dict)
     resolved = sections.environments.get(run_at) or Environment(
         shown(runs.get("environment")), ref=runs.get("environment")
     )
+    if fields.get("type") == "spark":  # with PySpark of its runtime (spark.py)
+        resolved = spark.environment(resolved, fields)
     pipeline = sections.pipelines.get(at)
     return Job(name, fields, code, inputs, doc.includes.get(at), secrets, resolved, pipeline)

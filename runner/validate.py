@@ -23,6 +23,7 @@ from . import (
     pipeline_deployments,
     pipelines,
     schedules,
+    spark,
 )
 from .backends import targets
 from .cache import canonical, digest, known, remember
@@ -583,7 +584,7 @@ def _check_job(
     if sweep:
         declared["search_space"] = _dicts(job.get("search_space"))
         _check_sweep(doc, at, job)
-    for key in ("command", "program_arguments"):
+    for key in ("command", "program_arguments", "args"):
         if isinstance(runs_what.get(key), str):
             _check_placeholders(doc, run_at + (key,), runs_what[key], declared)
     code = runs_what.get("code")
@@ -592,6 +593,8 @@ def _check_job(
         doc.problem(run_at + ("code",), f"code folder '{code}' does not exist")
     if job.get("type") == "parallel":
         parallel.check(doc, at, job, declared, folder, runs)
+    if job.get("type") == "spark":
+        spark.check(doc, at, job, folder, computes, stand_ins is not None, runs)
     for key, value in inputs.items():
         if isinstance(value, dict):
             if model_ref(value) is not None:  # a registered model: read from the registry

@@ -65,6 +65,7 @@ class StepConfig:
     # outputs on datastore paths: name -> the local file or folder it is copied to once the step
     # completes (`${{name}}` in it: the step's run id), as Azure ML writes them to the datastore
     deliver: dict[str, str] = field(default_factory=dict)
+    spark: bool = False  # a spark step: Spark makes its outputs' folders itself
 
 
 @dataclass

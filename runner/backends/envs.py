@@ -93,6 +93,13 @@ def own() -> Base:
     )
 
 
+def overlay(base: Base) -> Base:
+    """A built environment's packages laid over mlrun's own (a spark job's PySpark, for an
+    environment the local target does not build): same interpreter, its site-packages first."""
+    mine = own()
+    return Base(base.python, base.version, base.sites + mine.sites, base.scripts, mine.mlflow)
+
+
 # --- built environments --------------------------------------------------------------------------
 
 

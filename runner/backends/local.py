@@ -187,6 +187,8 @@ class LocalBackend:
             parts.append(f"conda-only left out: {', '.join(entry.dropped)}")
         if req.torch_cpu:
             parts.append("a GPU image's: PyTorch as CPU wheels")
+        if env.overlay:
+            parts.append("over mlrun's own packages")
         base = envs.built(req)
         state = "built" if base else "not built yet: builds on apply"
         if base is not None and not base.direct:
@@ -208,7 +210,8 @@ class LocalBackend:
         in the run's azureml-logs/20_image_build_log.txt, if no lab built it before)."""
         if not env.built:
             return envs.own()
-        return envs.ensure(self._request(env), run_dir / "azureml-logs" / "20_image_build_log.txt")
+        base = envs.ensure(self._request(env), run_dir / "azureml-logs" / "20_image_build_log.txt")
+        return envs.overlay(base) if env.overlay else base
 
     # --- resources -------------------------------------------------------------------------------
 

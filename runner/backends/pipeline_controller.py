@@ -140,7 +140,9 @@ class PipelineController(Controller):
             path = (
                 step.dir / "work"
                 if name == "artifacts"
-                else supervised.output_path(step.dir / "outputs", name, files)
+                else supervised.output_path(
+                    step.dir / "outputs", name, files, made=not step.cfg.spark
+                )
             )
             step.outputs[name] = values[("outputs", name)] = str(path)
             env[f"AZURE_ML_OUTPUT_{name}"] = str(path)

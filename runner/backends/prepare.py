@@ -67,7 +67,9 @@ class Preparer:
                 )
             values[("inputs", name)] = str(path) if path else supervised.literal(inp.value)
         for name in job.outputs if outputs else ():
-            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
+            out = supervised.output_path(
+                run_dir / "outputs", name, job.output_files, made=not job.is_spark
+            )
             values[("outputs", name)] = str(out)
         return values
 
@@ -104,7 +106,9 @@ class Preparer:
             if (path := self.input_path(inp, job.name)) is not None:
                 env[f"AZURE_ML_INPUT_{name}"] = str(path)
         for name in job.outputs:
-            out = supervised.output_path(run_dir / "outputs", name, job.output_files)
+            out = supervised.output_path(
+                run_dir / "outputs", name, job.output_files, made=not job.is_spark
+            )
             env[f"AZURE_ML_OUTPUT_{name}"] = str(out)
         return env
 
@@ -212,6 +216,7 @@ class Preparer:
                     for name, uri in step.output_paths.items()
                     if (place := datastores.local_path(self.spec.datastores, uri)) is not None
                 },
+                spark=step.spark is not None,
             )
         config = contract.PipelineConfig(
             pipeline=job.name,

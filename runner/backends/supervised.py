@@ -255,11 +255,13 @@ def _millis(ended: dict | None) -> int | None:
         return None
 
 
-def output_path(folder: Path, name: str, files: dict[str, str]) -> Path:
+def output_path(folder: Path, name: str, files: dict[str, str], made: bool = True) -> Path:
     """Where a job writes its output `name`: the folder folder/name, made now, or for a
-    `type: uri_file` output (`files`: name -> file name) the file of that name in it."""
+    `type: uri_file` output (`files`: name -> file name) the file of that name in it. Not
+    `made`: a path the job makes itself (a spark job's, as Spark's writers refuse one that
+    exists), its parent made."""
     out = folder / name
-    out.mkdir(parents=True, exist_ok=True)
+    (out if made or name in files else folder).mkdir(parents=True, exist_ok=True)
     return out / files[name] if name in files else out
 
 

@@ -384,7 +384,7 @@ def job(ctx, sub, rg, ws, name):
         return error(
             400,
             "UserError",
-            "The emulator runs Command, Sweep, Pipeline, AutoML and FineTuning jobs, "
+            "The emulator runs Command, Sweep, Pipeline, AutoML, FineTuning and Spark jobs, "
             f"not {props.get('jobType')}.",
         )
     problem = (

@@ -112,10 +112,10 @@ def check(app, wid: str, props: dict) -> str | None:
             specs[name] = azure_only.step_spec(node)
             computes.append(_get(node, "computeId", "compute"))
             continue
-        if kind not in ("command", "parallel"):
+        if kind not in ("command", "parallel", "spark"):
             return (
-                f"Step '{name}' is of type '{kind}': the emulator runs command, parallel, automl "
-                "and finetuning steps only."
+                f"Step '{name}' is of type '{kind}': the emulator runs command, parallel, spark, "
+                "automl and finetuning steps only."
             )
         ref = node.get("componentId")
         if not ref:
@@ -454,7 +454,7 @@ class PipelineRunner(threading.Thread):
             program = runs.get("program_arguments") or ""
             command = f"{shlex.quote(sys.executable)} {shlex.quote(str(PARALLEL_STEP))} {program}"
             variables["AZUREML_EMULATOR_PARALLEL"] = json.dumps(_parallel_settings(node, spec))
-        if node.get("type") in azure_only.STEP_KINDS:  # a stand-in child: see azure_only.py
+        if node.get("type") in (*azure_only.STEP_KINDS, "spark"):  # a stand-in: azure_only.py
             command = azure_only.step_command(node, spec)
         code = runs.get("code")
         limits = node.get("limits") or {}
