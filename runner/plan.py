@@ -99,6 +99,11 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "summary": data_assets.summary(asset),
             },
         }
+        if asset.imported:  # az ml data import: only Azure runs it
+            resources[Address(Kind.DATA, name)]["attrs"]["summary"] = azure_only.import_summary(
+                asset.fields
+            )
+            resources[Address(Kind.DATA, name)]["azure_only"] = azure_only.import_note(asset.fields)
     for name, env in spec.environments.items():  # versioned: see _asset_change
         resources[Address(Kind.ENVIRONMENT, name)] = {
             "kind": "environment",

@@ -243,7 +243,7 @@ def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
         "tracking_uri": backend.tracking_uri,
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "jobs": jobs,
-        "data": data_assets(state),
+        "data": data_assets(state) + skipped_data(ctx),
         "models": models(state),
         "endpoints": endpoints(state),
         "experiments": experiments,
@@ -262,6 +262,17 @@ def data_assets(state) -> list[dict]:
         }
         for _, r in sorted(state.resources.items())
         if r.get("kind") == "data"
+    ]
+
+
+def skipped_data(ctx: Context) -> list[dict]:
+    """On a target that is not Azure, the spec's data imports: skipped, and why."""
+    if not targets.get(ctx.target).runs_here:
+        return []
+    return [
+        {"name": name, "version": None, "type": a.type, "summary": why, "skipped": why}
+        for name, a in ctx.spec.data.items()
+        if a.imported and (why := azure_only.import_note(a.fields))
     ]
 
 
@@ -704,7 +715,7 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Data assets", ""]
         lines += _md_table(
             ["data asset", "version", "type", "content"],
-            [[d["name"], d["version"], d["type"], d["summary"]] for d in report["data"]],
+            [[d["name"], d["version"] or "-", d["type"], d["summary"]] for d in report["data"]],
         )
     if report.get("models"):
         lines += ["", "## Models", ""]

@@ -47,7 +47,8 @@ def build(ctx) -> dict:
         "spec": str(ctx.spec.path),
         "target": ctx.target,
         "tracking_uri": ctx.backend.tracking_uri,
-        "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
+        "resources": [{"address": a, **r} for a, r in actual["resources"].items()]
+        + _skipped(ctx, model["resources"], actual["resources"]),
         "jobs": jobs,
         "billable": cost.billable(ctx.spec, live, time.time(), served),
         "traffic": {
@@ -56,6 +57,18 @@ def build(ctx) -> dict:
             if r.get("kind") == "endpoint"
         },
     }
+
+
+def _skipped(ctx, wanted: dict, have: dict) -> list[dict]:
+    """On a target that is not Azure, what only Azure makes (data imports, attached computes):
+    skipped, and why."""
+    if not targets.get(ctx.target).runs_here:
+        return []
+    return [
+        {"address": a, "kind": w["kind"], "name": w["name"], "skipped": w["azure_only"]}
+        for a, w in wanted.items()
+        if w.get("azure_only") and a not in have
+    ]
 
 
 def _unrun(ctx, name: str) -> str:
@@ -120,6 +133,8 @@ def render(data: dict) -> str:
             endpoint, _, dep = r["name"].partition("/")
             traffic = data.get("traffic", {}).get(endpoint, {})
             detail += f", traffic {traffic.get(dep, 0)}%"
+        if r.get("skipped"):
+            detail = f"{'skipped':<11}{r['skipped']}"
         lines.append(f"  {_cell(r['address'])}{detail}".rstrip())
     if data.get("billable"):
         lines.append("billable now (estimates, USD retail):")

@@ -355,6 +355,8 @@ class PipelineRunner(threading.Thread):
                 self.error = self.error or {"code": "UserError", "message": FAILED_MESSAGE}
                 self._finish(server, "Failed", "FAILED")
             else:
+                outputs = {n: c.props["outputs"] for n, c in self.steps.items()}
+                azure_only.register_imports(self.app, self.ws["id"], self._nodes(), outputs)
                 self._finish(server, "Completed", "FINISHED")
         except Exception as e:  # noqa: BLE001 - any emulator-side failure: a SystemError of the job
             self.error = {"code": "SystemError", "message": f"{type(e).__name__}: {e}"}
@@ -544,7 +546,7 @@ class PipelineRunner(threading.Thread):
                 binding.get("uri")
                 or bound.get("uri")
                 or f"azureml://datastores/{datastore}/paths/azureml/{child}/{key}/"
-            )
+            ).replace("${{name}}", child)  # as Azure ML names an output's path
             outputs[key] = {"jobOutputType": (decl.get("type") or "uri_folder"), "uri": uri}
         return outputs
 

@@ -107,6 +107,34 @@ def submit(
     return run
 
 
+def import_data(session: Session, asset, attrs: dict, poll_seconds: float = POLL_SECONDS) -> dict:
+    """`az ml data import`: the SDK's import_data submits a pipeline job that copies the source
+    (through its connection) into the asset's path and registers the version; waited on as any
+    job, its failure the resource's."""
+    from azure.ai.ml.data_transfer import Database, FileSystem
+    from azure.ai.ml.entities import DataImport
+
+    source = dict(asset.fields["source"])
+    kind = source.pop("type")
+    entity = DataImport(
+        name=asset.name,
+        version=attrs["version"],
+        path=asset.path,
+        source=Database(**source) if kind == "database" else FileSystem(**source),
+        description=asset.fields.get("description"),
+        tags={**(asset.fields.get("tags") or {}), "mlrun.content": attrs["content"]},
+    )
+    with _sdk_stderr():
+        job = session.ml().data.import_data(entity)
+    run: Run = {"id": job.name, "status": "NotStarted"}
+    while (change := poll(session, run)).get("status") not in TERMINAL:
+        time.sleep(poll_seconds)
+    if change["status"] != "Completed":
+        why = change.get("error") or change["status"]
+        raise UserError(f"the import job {job.name} ended {change['status']}: {why}")
+    return {"import_job": job.name, "studio_url": job.studio_url}
+
+
 def wait(session: Session, run: Run, poll_seconds: float) -> RunChange:
     if not session.made("mlflow"):  # the closing report needs it: import azureml-mlflow meanwhile
         threading.Thread(

@@ -31,6 +31,7 @@ from .endpoints import (
     live as live_served,
 )
 from .errors import plain_errors
+from .jobs import import_data
 
 PROVIDER = "Microsoft.MachineLearningServices"
 CLUSTER_FIELDS = (
@@ -207,7 +208,10 @@ def _live_asset(
         asset = operations.get(name, version=version)
     except ResourceNotFoundError:
         return None
-    return {"version": str(asset.version), "content": (asset.tags or {}).get("mlrun.content")}
+    content = (asset.tags or {}).get("mlrun.content")
+    if kind == "data" and name in spec.data and spec.data[name].imported:
+        content = (record.get("attrs") or {}).get("content")  # made by its job, untagged
+    return {"version": str(asset.version), "content": content}
 
 
 def advise(session: Session, plan) -> list[str]:
@@ -376,6 +380,8 @@ def _create_data(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
     from azure.ai.ml.entities import Data
 
     asset = spec.data[name]
+    if asset.imported:
+        return import_data(session, asset, attrs)
     entity = Data(
         name=name,
         version=attrs["version"],
