@@ -29,6 +29,7 @@ STATUS = {
     "CancelRequested": "Canceled",
 }
 POLL_SECONDS = 5.0
+NO_ERROR = "the job failed on Azure ML: see mlrun logs"  # Azure said nothing more
 
 
 def poll(session: Session, run: Run) -> RunChange:
@@ -130,8 +131,12 @@ def import_data(session: Session, asset, attrs: dict, poll_seconds: float = POLL
     while (change := poll(session, run)).get("status") not in TERMINAL:
         time.sleep(poll_seconds)
     if change["status"] != "Completed":
-        why = change.get("error") or change["status"]
-        raise UserError(f"the import job {job.name} ended {change['status']}: {why}")
+        why = change.get("error")
+        raise UserError(
+            f"the import job {job.name} ended {change['status']}"
+            + (f": {why}" if why and why != NO_ERROR else "")
+            + f" (its log: {job.studio_url})"
+        )
     return {"import_job": job.name, "studio_url": job.studio_url}
 
 
@@ -211,4 +216,4 @@ def _download(url: str) -> bytes:
 
 def _job_error(job) -> str:
     error = getattr(job, "error", None) or (job.properties or {}).get("error")
-    return str(error) if error else "the job failed on Azure ML: see mlrun logs"
+    return str(error) if error else NO_ERROR
