@@ -85,6 +85,25 @@ def import_note(fields: dict) -> str:
     return f"{NOTE} (data {import_summary(fields)})"
 
 
+ATTACH_FIELDS = ("resource_id", "namespace", "identity")  # what an attached compute is made of
+
+
+def attach_summary(attrs: dict) -> str:
+    """`attach synapsespark Microsoft.Synapse/workspaces/w/bigDataPools/p`: an attached compute
+    in a few words (its resource id past `providers/`)."""
+    tail = str(attrs.get("resource_id") or "").rpartition("/providers/")[2]
+    space = f" (namespace {attrs['namespace']})" if attrs.get("namespace") else ""
+    return f"attach {attrs.get('type')} {tail}{space}"
+
+
+def detach_note(attrs: dict | None) -> str | None:
+    """What destroying an attached compute does (None for any other compute)."""
+    if compute_kind(attrs) is None:
+        return None
+    what = "Synapse Spark pool" if mapping(attrs)["type"] == "synapsespark" else "cluster"
+    return f"detach: the {what} itself stays"
+
+
 def compute_note(fields: Any) -> str:
     """What a local plan says of an attached compute."""
     what = {"synapsespark": "an attached Synapse Spark pool", "kubernetes": "attached Kubernetes"}

@@ -37,7 +37,13 @@ def build(ctx) -> dict:
             }
         )
     computes = [r["name"] for r in actual["resources"].values() if r.get("kind") == "compute"]
-    live = ctx.backend.billing([n for n in computes if n in ctx.spec.computes])
+    live = ctx.backend.billing(  # an attached pool or cluster bills as its own resource
+        [
+            n
+            for n in computes
+            if n in ctx.spec.computes and not azure_only.compute_kind(ctx.spec.computes[n].fields)
+        ]
+    )
     served = {  # online deployments bill while they exist, on a target that bills
         r["name"]: r.get("details") or {}
         for r in actual["resources"].values()
@@ -114,6 +120,8 @@ def render(data: dict) -> str:
     ):
         shown = r.get("kind") in ("compute", "model") or r.get("kind") in VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
+        if detail.startswith("attach "):  # an attached pool or cluster, as it is now
+            detail = "attached " + detail.removeprefix("attach ")
         details = r.get("details") or {}
         attrs = r.get("attrs") or {}
         if r.get("kind") == "endpoint":  # where it answers (a batch one: its default)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ...azure_only import COMPUTE_KINDS as ATTACHED  # computes mlrun attaches, and detaches
 from ...changes import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ...records import Actual, Resource, Run, RunChange, StateDoc
 from ...spec import Spec
@@ -165,6 +166,16 @@ def _live(
         c = session.ml().compute.get(name)
     except ResourceNotFoundError:
         return None
+    if c.type in ("synapsespark", "kubernetes"):  # attached: what it is attached to
+        return _pick(
+            {
+                "type": c.type,
+                "resource_id": c.resource_id,
+                "namespace": getattr(c, "namespace", None),
+                "description": c.description,
+                "tags": _own_tags(c.tags),
+            }
+        )
     if c.type == "amlcompute":
         return _pick(
             {
@@ -466,8 +477,10 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
             rg_exists(session)
             and session.get_workspace() is not None
             and _compute_exists(session, name)
-        ):
-            session.ml().compute.begin_delete(name).result()
+        ):  # an attached pool or cluster is detached: it is not Azure ML's to delete
+            attached = (record.get("attrs") or {}).get("type") in ATTACHED
+            action = "Detach" if attached else "Delete"
+            session.ml().compute.begin_delete(name, action=action).result()
 
 
 def _compute_exists(session: Session, name: str) -> bool:
@@ -594,6 +607,9 @@ def _compute(
     lab's expiry (`expires`)."""
     from azure.ai.ml.entities import AmlCompute, ComputeInstance
 
+    if attrs.get("type") in ATTACHED:
+        return _attached(name, attrs, lab_tags)
+
     fields = {
         k: attrs.get(k)
         for k in (CLUSTER_FIELDS if attrs.get("type") == "amlcompute" else INSTANCE_FIELDS)
@@ -619,3 +635,19 @@ def _compute(
         )
         fields["schedules"] = ComputeSchedules(compute_start_stop=[stop])
     return ComputeInstance(name=name, **_pick(fields))
+
+
+def _attached(name: str, attrs: dict, lab_tags: dict | None):
+    """An attached Synapse Spark pool or Kubernetes cluster (`az ml compute attach`): its fields
+    as a CLI v2 compute file, loaded by the SDK (which maps identity and namespace), with the
+    lab's tags."""
+    import yaml
+    from azure.ai.ml import load_compute
+
+    fields = {k: v for k, v in attrs.items() if v is not None}
+    if lab_tags:
+        fields["tags"] = {**(fields.get("tags") or {}), **lab_tags}
+    with tempfile.TemporaryDirectory(prefix="mlrun-compute-") as tmp:
+        path = Path(tmp) / f"{name}.yml"
+        path.write_text(yaml.safe_dump({"name": name, **fields}, sort_keys=False))
+        return load_compute(source=path)
