@@ -411,7 +411,12 @@ def put_secrets(entity, job: Job) -> None:
 
     put(entity.trial if job.is_sweep else entity, job.env_vars, job.secrets)
     for step in job.pipeline.steps.values() if job.pipeline else ():
-        put(entity.jobs[step.name], step.env_vars, step.secrets)  # overrides its component's
+        if step.secrets:  # overrides its component's; a nested step's is in its component's jobs
+            first, *inner = step.name.split(".")
+            node = entity.jobs[first]
+            for name in inner:
+                node = node.component.jobs[name]
+            put(node, step.env_vars, step.secrets)
 
 
 def secret_note(job: Job, path: str) -> str | None:

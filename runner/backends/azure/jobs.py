@@ -53,13 +53,20 @@ def poll(session: Session, run: Run) -> RunChange:
 
 
 def child(session: Session, run: Run, name: str) -> Run | None:
-    """The child job of a pipeline job that ran the step shown as `name`."""
+    """The child job of a pipeline job that ran the step shown as `name`; a nested pipeline's
+    step (`OUTER.INNER`, as plans show it) is a child of the child job that ran OUTER."""
+    found, parent = None, run["id"]
     with plain_errors(f"run {run['id'][:7]}"):
-        for job in session.ml().jobs.list(parent_job_name=run["id"]):
-            if name in (job.display_name, job.name):
-                status = STATUS.get(job.status, job.status)
-                return {"id": job.name, "status": status, "studio_url": job.studio_url}
-    return None
+        for part in name.split("."):
+            jobs = session.ml().jobs.list(parent_job_name=parent)
+            found = next((j for j in jobs if part in (j.display_name, j.name)), None)
+            if found is None:
+                return None
+            parent = found.name
+    if found is None:
+        return None
+    status = STATUS.get(found.status, found.status)
+    return {"id": found.name, "status": status, "studio_url": found.studio_url}
 
 
 def submit(
