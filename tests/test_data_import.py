@@ -178,3 +178,22 @@ def test_azure_imports_them_through_the_sdk_and_waits(azure_emulator, tmp_path):
     assert "= data.sales" not in again.stdout and again.stdout.endswith(
         "No changes. Everything is up to date.\n"
     )
+
+
+def test_export_writes_the_dataimport_file_the_sdk_loads(lab, tmp_path):
+    import yaml
+    from azure.ai.ml.entities import DataImport
+
+    run_mlrun("export", "lab.yaml", "-o", tmp_path / "out", cwd=lab, check=0)
+    path = tmp_path / "out" / "data" / "bucket.yml"
+    loaded = DataImport._load(data=yaml.safe_load(path.read_text()), yaml_path=path)
+    assert (loaded.name, loaded.type) == ("bucket", "uri_folder")
+    assert loaded.path == "azureml://datastores/workspaceblobstore/paths/s3/${{name}}"
+    assert type(loaded.source).__name__ == "FileSystem"
+    assert (loaded.source.path, loaded.source.connection) == (
+        "exports/titanic.csv",
+        "azureml:my_s3",
+    )
+    sales = yaml.safe_load((tmp_path / "out" / "data" / "sales.yml").read_text())
+    assert sales["$schema"] == "http://azureml/sdk-2-0/DataImport.json"
+    assert sales["source"]["query"] == "select * from sales"
