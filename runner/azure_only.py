@@ -1,5 +1,6 @@
-"""The kinds only Azure ML runs: automl and finetuning jobs (standalone or as pipeline steps), and
-the computes the local target cannot be (attached Synapse Spark pools, Kubernetes). They are
+"""The kinds only Azure ML runs: automl and finetuning jobs (standalone or as pipeline steps), data
+imports (a `data:` entry with a `source:`, az ml data import), and the computes the local target
+cannot be (attached Synapse Spark pools, Kubernetes). They are
 checked offline against the fields of their CLI v2 schemas (azure_only.json, read from azure-ai-ml's
 marshmallow schemas by `build`), planned everywhere, passed to the SDK unchanged on the azure
 target, and skipped by the local one, which says so (`runs on Azure only`).
@@ -26,6 +27,7 @@ DATA_KEYS = ("training_data", "validation_data", "test_data")  # their local pat
 TABLE = Path(__file__).with_name("azure_only.json")
 PROVIDERS = {"azureopenai": "azure_openai", "custom": "custom"}  # finetuning model_provider
 REQUIRED = {"automl": ("task", "training_data"), "finetuning": ("task", "model", "training_data")}
+IMPORT_TYPES = {"database": "mltable", "file_system": "uri_folder"}  # source type -> what it makes
 
 
 @lru_cache(maxsize=1)
@@ -65,6 +67,43 @@ def reason(fields: Any) -> str | None:
     return None
 
 
+def import_source(fields: Any) -> str | None:
+    """`database` or `file_system` for a data asset that is imported (has a `source:`), else None
+    (also for a source of no known type, which check reports)."""
+    t = mapping(mapping(fields).get("source")).get("type")
+    return t if t in IMPORT_TYPES else None
+
+
+def import_summary(fields: dict) -> str:
+    """`import from database azureml:my_sql`: a data import in a few words."""
+    source = mapping(fields.get("source"))
+    return f"import from {source.get('type')} {source.get('connection')}"
+
+
+def import_note(fields: dict) -> str:
+    """What a local plan says of a data import."""
+    return f"{NOTE} (data {import_summary(fields)})"
+
+
+ATTACH_FIELDS = ("resource_id", "namespace", "identity")  # what an attached compute is made of
+
+
+def attach_summary(attrs: dict) -> str:
+    """`attach synapsespark Microsoft.Synapse/workspaces/w/bigDataPools/p`: an attached compute
+    in a few words (its resource id past `providers/`)."""
+    tail = str(attrs.get("resource_id") or "").rpartition("/providers/")[2]
+    space = f" (namespace {attrs['namespace']})" if attrs.get("namespace") else ""
+    return f"attach {attrs.get('type')} {tail}{space}"
+
+
+def detach_note(attrs: dict | None) -> str | None:
+    """What destroying an attached compute does (None for any other compute)."""
+    if compute_kind(attrs) is None:
+        return None
+    what = "Synapse Spark pool" if mapping(attrs)["type"] == "synapsespark" else "cluster"
+    return f"detach: the {what} itself stays"
+
+
 def compute_note(fields: Any) -> str:
     """What a local plan says of an attached compute."""
     what = {"synapsespark": "an attached Synapse Spark pool", "kubernetes": "attached Kubernetes"}
@@ -101,12 +140,40 @@ def check(doc: Doc, data: dict) -> None:
         if k:
             known = table()["computes"][k]["fields"]
             _walk(doc, ("computes", name), c, known, skip=frozenset({"file", "$schema"}))
+    for name, asset in mapping(data.get("data")).items():
+        if isinstance(asset, dict) and "source" in asset:
+            _check_import(doc, ("data", name), asset)
     for name, job in mapping(data.get("jobs")).items():
         at = ("jobs", name)
         if kind(job):
             _check_job(doc, at, job)
         for step in steps(job):
             _check_job(doc, at + ("jobs", step), job["jobs"][step], step=True)
+
+
+def _check_import(doc: Doc, at: tuple, asset: dict) -> None:
+    """A data import's source against the SDK's DatabaseSchema or FileSystemSchema; its type
+    as import_data sets it; its path a datastore URI the import writes to."""
+    source = mapping(asset["source"])  # (not a mapping, no type, another type: the schema says)
+    if source.get("type") in IMPORT_TYPES:
+        found = table()["data_imports"][source["type"]]
+        if "connection" not in source:
+            doc.problem(at + ("source",), "missing required key 'connection'", key=True)
+        _walk(doc, at + ("source",), source, found["fields"], skip=frozenset({"type"}))
+        made = IMPORT_TYPES[source["type"]]
+        if asset.get("type", made) != made:
+            doc.problem(
+                at + ("type",),
+                f"an import from a {source['type']} makes {made} data (azure-ai-ml's "
+                f"import_data sets it): type: {made}",
+            )
+    path = asset.get("path")
+    if isinstance(path, str) and not path.startswith("azureml://datastores/"):
+        doc.problem(
+            at + ("path",),
+            "a data import writes to a datastore: path is azureml://datastores/NAME/paths/"
+            "FOLDER/${{name}}",
+        )
 
 
 def _check_job(doc: Doc, at: tuple, fields: dict, step: bool = False) -> None:
@@ -276,6 +343,7 @@ def build() -> dict:  # pragma: no cover - run by hand (python -m runner.azure_o
     )
     from azure.ai.ml._schema.automl.table_vertical import classification, forecasting, regression
     from azure.ai.ml._schema.compute import kubernetes_compute, synapsespark_compute
+    from azure.ai.ml._schema.job.input_output_entry import DatabaseSchema, FileSystemSchema
 
     groups: dict[str, dict[str, Any]] = {
         "automl": {
@@ -298,6 +366,7 @@ def build() -> dict:  # pragma: no cover - run by hand (python -m runner.azure_o
             "synapsespark": synapsespark_compute.SynapseSparkComputeSchema,
             "kubernetes": kubernetes_compute.KubernetesComputeSchema,
         },
+        "data_imports": {"database": DatabaseSchema, "file_system": FileSystemSchema},
     }
     out: dict = {
         "note": (

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .azure_only import IMPORT_TYPES, import_source
 from .refs import parse_ref, path_entries, relative_to
 
 if TYPE_CHECKING:
@@ -25,6 +26,11 @@ class DataAsset:
     path: str  # as written
     local: Path | None  # the content, when path is local
     fields: dict = field(default_factory=dict)
+
+    @property
+    def imported(self) -> bool:
+        """A data import (`source:`): only Azure runs it, into `path`."""
+        return import_source(self.fields) is not None
 
     def resolves(self, version: str | None) -> bool:
         """Whether a reference to `version` (None: @latest) is to the spec's own definition of
@@ -62,7 +68,7 @@ def read(doc: Doc, data: Any) -> dict[str, DataAsset]:
         assets[name] = DataAsset(
             name,
             None if version is None else str(version),
-            block.get("type", DEFAULT_TYPE),
+            block.get("type") or IMPORT_TYPES.get(import_source(block) or "", DEFAULT_TYPE),
             ref,
             local,
             block,

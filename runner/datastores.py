@@ -416,6 +416,8 @@ def check_local(doc: Doc, data: dict, stores: dict[str, Datastore], runs: bool) 
         found = parse(resolved(data, at, uri))
         if found is None or at[-3] == "outputs" or at[0] == "models" or uri in stand_ins:
             continue
+        if at[0] == "data" and "source" in mapping(mapping(data.get("data")).get(at[1])):
+            continue  # a data import writes it, on Azure
         store, want = stores.get(found[0]), _parts(found[1])
         if store is None or store.local is None or ".." in want:
             continue  # check says so, or not a folder here

@@ -28,6 +28,7 @@ PIPELINE_COMPONENT_SCHEMA = (
     "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
 )
 DATA_SCHEMA = "https://azuremlschemas.azureedge.net/latest/data.schema.json"
+DATA_IMPORT_SCHEMA = "http://azureml/sdk-2-0/DataImport.json"  # as Azure's import files have it
 MODEL_SCHEMA = "https://azuremlschemas.azureedge.net/latest/model.schema.json"
 ENDPOINT_SCHEMAS = {
     "online": "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json",
@@ -274,11 +275,14 @@ def _document(schema: str, name: str, fields: dict, skip: tuple[str, ...] = ()) 
 
 
 def data_document(spec: Spec, name: str, out_dir: Path) -> dict:
-    """A data asset of the spec's data: section as a data.schema.json file in `out_dir`."""
+    """A data asset of the spec's data: section as a data.schema.json file in `out_dir` (a data
+    import as the DataImport file `az ml data import` takes)."""
     asset = spec.data[name]
-    doc = _document(DATA_SCHEMA, name, asset.fields)
+    doc = _document(DATA_IMPORT_SCHEMA if asset.imported else DATA_SCHEMA, name, asset.fields)
     doc["type"] = asset.type
-    if asset.local is not None:
+    if asset.imported:  # az ml data import --file: the datastore path it writes, as written
+        doc["path"] = asset.path
+    elif asset.local is not None:
         doc["path"] = _rel(asset.local, out_dir)
     return doc
 
@@ -459,7 +463,12 @@ def put_secrets(entity, job: Job) -> None:
 
     put(entity.trial if job.is_sweep else entity, job.env_vars, job.secrets)
     for step in job.pipeline.steps.values() if job.pipeline else ():
-        put(entity.jobs[step.name], step.env_vars, step.secrets)  # overrides its component's
+        if step.secrets:  # overrides its component's; a nested step's is in its component's jobs
+            first, *inner = step.name.split(".")
+            node = entity.jobs[first]
+            for name in inner:
+                node = node.component.jobs[name]
+            put(node, step.env_vars, step.secrets)
 
 
 def secret_note(job: Job, path: str) -> str | None:

@@ -243,6 +243,8 @@ def changed(old: dict | None, new: dict) -> list[str]:
 def data(asset) -> str:
     """A data asset as its content: its type, and its local content's digest (else its URI)."""
     content = _content(asset.local) if asset.local is not None else asset.path
+    if asset.imported:  # what it is copied from, and into
+        return _digest({"type": asset.type, "content": content, "source": asset.fields["source"]})
     return _digest({"type": asset.type, "content": content})
 
 

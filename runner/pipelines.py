@@ -253,7 +253,12 @@ class PipelineReader:
             found = self.component(
                 step_at, block, "trial" if block.get("type") == "sweep" else None
             )
-            if found[0].get("type") == "pipeline" or block.get("type") == "pipeline":
+            passed = not found[0] and found[2] is not None  # on Azure, registered there
+            if passed and block.get("type") == "pipeline":  # one step here, its own steps there
+                self.notes.setdefault(step_at, []).append(
+                    f"pipeline component {found[2]}, run by Azure ML by reference"
+                )
+            elif found[0].get("type") == "pipeline" or block.get("type") == "pipeline":
                 steps.update(
                     self.nested(
                         step_at,

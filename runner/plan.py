@@ -70,10 +70,13 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
         "attrs": {k: ws[k] for k in WORKSPACE_FIELDS if k in ws},
     }
     for c in spec.computes.values():
+        fields = COMPUTE_FIELDS + (
+            azure_only.ATTACH_FIELDS if azure_only.compute_kind(c.fields) else ()
+        )
         resources[Address(Kind.COMPUTE, c.name)] = {
             "kind": "compute",
             "name": c.name,
-            "attrs": {k: c.fields[k] for k in COMPUTE_FIELDS if k in c.fields},
+            "attrs": {k: c.fields[k] for k in fields if k in c.fields},
         }
         if cost.idle_default(c.fields):  # no surprise bills: it stops when idle, unless told not to
             resources[Address(Kind.COMPUTE, c.name)]["attrs"][IDLE] = cost.IDLE_DEFAULT
@@ -101,6 +104,11 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "summary": data_assets.summary(asset),
             },
         }
+        if asset.imported:  # az ml data import: only Azure runs it
+            resources[Address(Kind.DATA, name)]["attrs"]["summary"] = azure_only.import_summary(
+                asset.fields
+            )
+            resources[Address(Kind.DATA, name)]["azure_only"] = azure_only.import_note(asset.fields)
     for name, env in spec.environments.items():  # versioned: see _asset_change
         resources[Address(Kind.ENVIRONMENT, name)] = {
             "kind": "environment",
@@ -418,11 +426,12 @@ def make_plan(
                 )
             )
     for address in sorted(gone, key=lambda a: (depth(have[a].get("kind")), a)):
+        detach = azure_only.detach_note(have[address].get("attrs"))
         changes.append(
             Change(
                 Address.parse(address),
                 DESTROY,
-                "no longer in the spec",
+                "no longer in the spec" + (f"; {detach}" if detach else ""),
                 before=have[address].get("attrs"),
             )
         )
@@ -713,6 +722,8 @@ def describe(kind: str, a: dict) -> str:
     if kind == "deployment":  # `azureml:diabetes@latest (MLflow scoring server)`
         server = "MLflow scoring server" if a.get("server") == "mlflow" else a.get("scoring_script")
         return f"{a.get('model')} ({server})"
+    if azure_only.compute_kind(a):  # `attach synapsespark .../workspaces/w/bigDataPools/p`
+        return azure_only.attach_summary(a)
     size = f" {a['size']}" if a.get("size") else ""
     if a.get("type") == "amlcompute":
         return f"amlcompute{size}, {a.get('min_instances', 0)}..{a.get('max_instances', 1)} nodes"
@@ -836,6 +847,8 @@ def destroy_plan(actual: Actual, *, target: str, spec: str, tracking: str = "") 
             reason = (
                 f"with its tracking store{f' ({tracking})' if tracking else ''} and every run in it"
             )
+        if record.get("kind") == "compute":
+            reason = azure_only.detach_note(record.get("attrs")) or reason
         if not record.get("created_by_mlrun", True):
             reason = "it existed before mlrun: kept, only forgotten"
         changes.append(Change(Address.parse(address), DESTROY, reason, before=record.get("attrs")))

@@ -161,8 +161,7 @@ def _sweep(client, job, parent) -> dict:
 def _pipeline(client, job, parent) -> dict:
     """A pipeline's steps (its parent run's children, tagged mlrun.step), in dependency order:
     status, duration, params and metrics, and the run a reused step reuses."""
-    children = client.children(parent)
-    runs = {r.data.tags.get("mlrun.step") or r.info.run_name: r for r in children}
+    runs = _step_runs(client, parent, list(job.pipeline.steps))
     steps = []
     for name, step in job.pipeline.steps.items():
         run = runs.get(name)
@@ -182,6 +181,32 @@ def _pipeline(client, job, parent) -> dict:
             }
         )
     return {"steps": steps}
+
+
+def _step_runs(client, parent, names) -> dict:
+    """A pipeline run's steps by name: its children (tagged mlrun.step, or by run name); a
+    nested pipeline's step `OUTER.INNER` (locally flattened into the outer run) else found as
+    INNER among the children of OUTER's run, as Azure ML runs them."""
+
+    def kids(run) -> dict:
+        return {r.data.tags.get("mlrun.step") or r.info.run_name: r for r in client.children(run)}
+
+    runs = kids(parent)
+    found, seen = dict(runs), {"": runs}
+    for name in names:
+        if name in found or "." not in name:
+            continue
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            outer, at = ".".join(parts[:i]), ".".join(parts[: i - 1])
+            run = seen.get(at, {}).get(parts[i - 1])
+            if run is None:
+                break
+            seen.setdefault(outer, kids(run))
+        run = seen.get(".".join(parts[:-1]), {}).get(parts[-1])
+        if run is not None:
+            found[name] = run
+    return found
 
 
 def _searched(job, run) -> dict:
@@ -243,7 +268,7 @@ def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
         "tracking_uri": backend.tracking_uri,
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "jobs": jobs,
-        "data": data_assets(state),
+        "data": data_assets(state) + skipped_data(ctx),
         "models": models(state),
         "endpoints": endpoints(state),
         "experiments": experiments,
@@ -262,6 +287,17 @@ def data_assets(state) -> list[dict]:
         }
         for _, r in sorted(state.resources.items())
         if r.get("kind") == "data"
+    ]
+
+
+def skipped_data(ctx: Context) -> list[dict]:
+    """On a target that is not Azure, the spec's data imports: skipped, and why."""
+    if not targets.get(ctx.target).runs_here:
+        return []
+    return [
+        {"name": name, "version": None, "type": a.type, "summary": why, "skipped": why}
+        for name, a in ctx.spec.data.items()
+        if a.imported and (why := azure_only.import_note(a.fields))
     ]
 
 
@@ -704,7 +740,7 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Data assets", ""]
         lines += _md_table(
             ["data asset", "version", "type", "content"],
-            [[d["name"], d["version"], d["type"], d["summary"]] for d in report["data"]],
+            [[d["name"], d["version"] or "-", d["type"], d["summary"]] for d in report["data"]],
         )
     if report.get("models"):
         lines += ["", "## Models", ""]

@@ -218,7 +218,12 @@ def _jobs(jobs: list[dict]) -> str:
 
 def _data(report: dict) -> str:
     rows = [
-        [f"<code>{_e(d['name'])}</code>", _e(f"v{d['version']}"), _e(d["type"]), _e(d["summary"])]
+        [
+            f"<code>{_e(d['name'])}</code>",
+            _e(f"v{d['version']}" if d["version"] else "skipped"),
+            _e(d["type"]),
+            _e(d["summary"]),
+        ]
         for d in report.get("data") or []
     ]
     if not rows:

@@ -37,7 +37,13 @@ def build(ctx) -> dict:
             }
         )
     computes = [r["name"] for r in actual["resources"].values() if r.get("kind") == "compute"]
-    live = ctx.backend.billing([n for n in computes if n in ctx.spec.computes])
+    live = ctx.backend.billing(  # an attached pool or cluster bills as its own resource
+        [
+            n
+            for n in computes
+            if n in ctx.spec.computes and not azure_only.compute_kind(ctx.spec.computes[n].fields)
+        ]
+    )
     served = {  # online deployments bill while they exist, on a target that bills
         r["name"]: r.get("details") or {}
         for r in actual["resources"].values()
@@ -47,7 +53,8 @@ def build(ctx) -> dict:
         "spec": str(ctx.spec.path),
         "target": ctx.target,
         "tracking_uri": ctx.backend.tracking_uri,
-        "resources": [{"address": a, **r} for a, r in actual["resources"].items()],
+        "resources": [{"address": a, **r} for a, r in actual["resources"].items()]
+        + _skipped(ctx, model["resources"], actual["resources"]),
         "jobs": jobs,
         "billable": cost.billable(ctx.spec, live, time.time(), served),
         "schedules": _schedules(model, actual, targets.get(ctx.target).runs_here),
@@ -79,6 +86,18 @@ def _schedules(model: dict, actual: dict, here: bool) -> list[dict]:
             }
         )
     return out
+
+
+def _skipped(ctx, wanted: dict, have: dict) -> list[dict]:
+    """On a target that is not Azure, what only Azure makes (data imports, attached computes):
+    skipped, and why."""
+    if not targets.get(ctx.target).runs_here:
+        return []
+    return [
+        {"address": a, "kind": w["kind"], "name": w["name"], "skipped": w["azure_only"]}
+        for a, w in wanted.items()
+        if w.get("azure_only") and a not in have
+    ]
 
 
 def _unrun(ctx, name: str) -> str:
@@ -124,6 +143,8 @@ def render(data: dict) -> str:
     ):
         shown = r.get("kind") in ("compute", "model") or r.get("kind") in VERSIONED
         detail = planning.describe(r["kind"], r.get("attrs") or {}) if shown else ""
+        if detail.startswith("attach "):  # an attached pool or cluster, as it is now
+            detail = "attached " + detail.removeprefix("attach ")
         details = r.get("details") or {}
         attrs = r.get("attrs") or {}
         if r.get("kind") == "endpoint":  # where it answers (a batch one: its default)
@@ -146,6 +167,8 @@ def render(data: dict) -> str:
             endpoint, _, dep = r["name"].partition("/")
             traffic = data.get("traffic", {}).get(endpoint, {})
             detail += f", traffic {traffic.get(dep, 0)}%"
+        if r.get("skipped"):
+            detail = f"{'skipped':<11}{r['skipped']}"
         lines.append(f"  {_cell(r['address'])}{detail}".rstrip())
     if data.get("billable"):
         lines.append("billable now (estimates, USD retail):")

@@ -685,7 +685,7 @@ def _check_data(doc: Doc, assets: dict) -> None:
     MLTable file). A URI is registered as it is."""
     for name, asset in assets.items():
         at = ("data", name, "path")
-        if asset.local is None or datastores.parse(asset.path) is not None:  # see check_local
+        if asset.local is None or datastores.parse(asset.path) is not None or asset.imported:
             continue  # a URI, registered as it is (a job reading it locally needs a stand-in)
         if not _exists(asset.local):
             doc.problem(at, f"data path '{asset.path}' does not exist")

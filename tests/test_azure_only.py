@@ -169,16 +169,13 @@ def test_a_broken_file_gets_every_problem_located(lab):
     ]
 
 
-def test_the_azure_target_says_it_does_not_attach_computes_yet(tmp_path):
+def test_the_azure_target_takes_attached_computes(tmp_path):
     (tmp_path / "lab.yaml").write_text(
         "name: attach\nworkspace: {name: mlw-a, resource_group: rg-a, location: eastus}\n"
         f"computes:\n{SYNAPSE}targets:\n  azure: {{subscription_id: s}}\n"
     )
     doc = check_file(tmp_path / "lab.yaml", target="azure")
-    assert [f"{p.line}:{p.col}: {p.path}: {p.message}" for p in doc.problems] == [
-        "5:11: $.computes.synapse.type: mlrun does not attach synapsespark computes on the azure "
-        "target yet (az ml compute attach does); the local target plans them as Azure-only"
-    ]
+    assert [str(p) for p in doc.problems] == []
 
 
 def test_enums_compare_as_the_sdk_does_ignoring_case_and_underscores(lab):
@@ -302,3 +299,80 @@ def test_azure_submits_them_through_the_sdk_unchanged(azure_emulator, tmp_path):
     assert node["type"] == "automl" and node["task"] == "regression"
     assert node["training_data"] == "${{parent.inputs.rows}}"
     assert node["outputs"] == {"best_model": {"job_output_type": "mlflow_model"}}
+
+
+ATTACH = """\
+name: at-lab
+workspace: {name: mlw-at, resource_group: rg-at, location: eastus}
+computes:
+  synapse: {file: attached-spark.yml}
+  k8s:
+    type: kubernetes
+    resource_id: ARC
+    namespace: ml
+targets:
+  azure: {subscription_id: "${{env.AZURE_SUBSCRIPTION_ID}}"}
+"""
+ARC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/arc"
+SPARK_FILE = f"""\
+# an attached Synapse Spark pool, as az ml compute attach takes it
+name: my-pool
+type: synapsespark
+resource_id: {POOL}
+identity:
+  type: system_assigned
+"""
+
+
+@pytest.mark.azure
+def test_azure_attaches_and_detaches_synapse_and_kubernetes(azure_emulator, tmp_path):
+    from test_azure import az
+
+    (tmp_path / "attached-spark.yml").write_text(SPARK_FILE)
+    (tmp_path / "lab.yaml").write_text(ATTACH.replace("ARC", ARC))
+    plan = az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert (
+        "+ compute.synapse              attach synapsespark "
+        "Microsoft.Synapse/workspaces/w/bigDataPools/p" in plan
+    )
+    assert (
+        "+ compute.k8s                  attach kubernetes "
+        "Microsoft.Kubernetes/connectedClusters/arc (namespace ml)" in plan
+    )
+    az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0)
+    stored = azure_emulator.call("GET", "/_emulator/state")["resources"]
+    body = {
+        n: next(r for k, r in stored.items() if k.endswith(f"/workspaces/mlw-at/computes/{n}"))
+        for n in ("synapse", "k8s")
+    }
+    assert body["synapse"]["properties"]["computeType"] == "SynapseSpark"
+    assert body["synapse"]["properties"]["resourceId"] == POOL
+    assert body["synapse"]["properties"]["isAttachedCompute"] is True
+    assert body["synapse"]["identity"]["type"] == "SystemAssigned"
+    assert body["k8s"]["properties"]["computeType"] == "Kubernetes"
+    assert body["k8s"]["properties"]["properties"]["namespace"] == "ml"
+    again = az(azure_emulator, "plan", "lab.yaml", "--detailed-exitcode", cwd=tmp_path, check=0)
+    assert again.stdout.endswith("No changes. Everything is up to date.\n")
+    status = az(azure_emulator, "status", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert "  compute.k8s                      attached kubernetes Microsoft.Kubernetes/" in status
+    assert "billable" not in status  # an attached pool or cluster bills as its own resource
+    renamed = ATTACH.replace("ARC", ARC).replace("  k8s:\n", "  k8x:\n")
+    (tmp_path / "lab.yaml").write_text(renamed)
+    plan = az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert (
+        "- compute.k8s                  no longer in the spec; detach: the cluster itself stays"
+        in plan
+    )
+    since = azure_emulator.mark()
+    az(azure_emulator, "apply", "-y", "lab.yaml", cwd=tmp_path, check=0)
+    deletes = [
+        (r["path"].rsplit("/", 1)[-1], r["query"])
+        for r in azure_emulator.requests(since)
+        if r["method"] == "DELETE" and "/computes/" in r["path"]
+    ]
+    assert len(deletes) == 1 and deletes[0][0] == "k8s"
+    assert "underlyingResourceAction=Detach" in deletes[0][1]
+    destroy = az(azure_emulator, "destroy", "-y", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert "compute.synapse" in destroy
+    plan = az(azure_emulator, "plan", "lab.yaml", cwd=tmp_path, check=0).stdout
+    assert "+ compute.synapse" in plan  # detached, then the workspace went with the lab

@@ -59,13 +59,6 @@ def _check_azure(doc: Doc, data: dict[str, Any]) -> None:
                 "Azure ML runs a parallel job only as a pipeline step (azure-ai-ml's load_job: "
                 "'Unsupported job type: parallel'): put it under a type: pipeline job's jobs",
             )
-    for name, compute in mapping(data.get("computes")).items():
-        if mapping(compute).get("type") in ("synapsespark", "kubernetes"):
-            doc.problem(
-                ("computes", name, "type"),
-                f"mlrun does not attach {compute['type']} computes on the azure target yet "
-                "(az ml compute attach does); the local target plans them as Azure-only",
-            )
     ws = mapping(data.get("workspace"))
     for key in ("resource_group", "location"):
         if not ws.get(key) and not azure.get("config"):

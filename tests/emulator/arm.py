@@ -5,6 +5,7 @@ import re
 import time
 import uuid
 
+import attach
 from lro import async_headers, location_headers
 from server import MLS, RG, SUB, WS, Reply, error, route
 from state import now_iso
@@ -435,6 +436,8 @@ def compute(ctx, sub, rg, ws, name):
     if ctx.method == "DELETE":
         if current is None:
             return Reply(204)
+        if refusal := attach.delete_refusal(ctx, current):
+            return refusal
         current["properties"]["provisioningState"] = "Deleting"
 
         def gone():
@@ -466,6 +469,8 @@ def put_compute(ctx, sub, rg, ws, name, workspace_res, current, status_base):
     props = dict(body.get("properties") or {})
     inner = dict(props.get("properties") or {})
     ctype = props.get("computeType")
+    if ctype in attach.TYPES:
+        return attach.put(ctx, name, workspace_res, current, status_base)
     if ctype not in ("AmlCompute", "ComputeInstance"):
         return error(400, "BadRequest", f"Compute type '{ctype}' is not supported by the emulator.")
     size = inner.get("vmSize") or "STANDARD_DS3_V2"

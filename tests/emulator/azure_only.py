@@ -10,13 +10,20 @@ automl_best_child_run_id as the service tags an AutoML parent.
 As a pipeline step (a node of type automl or finetuning, its fields in snake_case, no component;
 or a spark node of its spark component), the step is a stand-in child command job of the pipeline
 (pipelines.py runs it): it writes STAND_IN.txt into each of the step's outputs, so the steps after
-it have something to read."""
+it have something to read.
+
+A data import (`ml_client.data.import_data`: a pipeline of one node of type data_transfer, task
+import_data, with a database or file_system source and a `sink` output naming the data asset) is
+a stand-in step too: no connection is reached; the step writes STAND_IN.txt (saying what it
+would have copied) into the sink's path, `${{name}}` there being the step's job name, and once the
+pipeline completes the sink's version is registered, as the service registers it."""
 
 from state import now_iso
 from sweeps import SweepRunner
 
 KINDS = ("AutoML", "FineTuning", "Spark")
-STEP_KINDS = ("automl", "finetuning")
+STEP_KINDS = ("automl", "finetuning", "data_transfer")
+IMPORT_SOURCES = {"database": "mltable", "file_system": "uri_folder"}
 LOCAL = ("file:", "/", ".")  # a path the SDK should have uploaded before the PUT
 
 
@@ -60,11 +67,27 @@ def check_spark(props: dict) -> str | None:
 
 
 def check_step(node: dict) -> str | None:
-    """Why an automl or finetuning pipeline node is not acceptable, or None."""
+    """Why an automl, finetuning or data import pipeline node is not acceptable, or None."""
+    if node["type"] == "data_transfer":
+        return _check_import(node)
     if not node.get("task"):
         return f"a {node['type']} step needs a task."
     if not node.get("training_data"):
         return f"a {node['type']} step needs training_data."
+    return None
+
+
+def _check_import(node: dict) -> str | None:
+    if node.get("task") != "import_data":
+        return f"a data_transfer step's task '{node.get('task')}': the emulator runs import_data."
+    source = node.get("source") or {}
+    if source.get("type") not in IMPORT_SOURCES:
+        return f"an import's source type '{source.get('type')}' is not database or file_system."
+    if not source.get("connection"):
+        return "an import's source needs a connection."
+    sink = (node.get("outputs") or {}).get("sink") or {}
+    if not sink.get("name") or not sink.get("uri"):
+        return "an import needs a sink output with a name and a uri."
     return None
 
 
@@ -80,6 +103,11 @@ def step_spec(node: dict) -> dict:
 def step_command(node: dict, spec: dict) -> str:
     what = f"entry {spec.get('entry')}" if node["type"] == "spark" else f"task {node.get('task')}"
     said = f"stand-in for the {node['type']} step ({what})"
+    if node["type"] == "data_transfer":
+        source = node["source"]
+        what = source.get("query") or source.get("table_name") or source.get("path")
+        said = f"stand-in for an import from {source['type']} {source['connection']}: {what}"
+        said = said.replace("'", "")
     writes = [
         f"mkdir -p ${{{{outputs.{k}}}}} && echo '{said}' > ${{{{outputs.{k}}}}}/STAND_IN.txt"
         for k in spec.get("outputs") or {}
@@ -135,3 +163,16 @@ def _tag(key, value):
     from mlflow.entities import RunTag
 
     return RunTag(key, value)
+
+
+def register_imports(app, wid: str, nodes: dict, outputs: dict) -> None:
+    """The data versions a completed import pipeline made: each import node's sink, at the uri
+    its step wrote (`outputs`: step -> its outputs as run)."""
+    from data import register
+
+    for step, node in nodes.items():
+        if node.get("type") != "data_transfer":
+            continue
+        sink = node["outputs"]["sink"]
+        kind = sink.get("job_output_type") or IMPORT_SOURCES[node["source"]["type"]]
+        register(app, wid, sink["name"], sink.get("version"), kind, outputs[step]["sink"]["uri"])

@@ -116,6 +116,12 @@ def data_version(ctx, sub, rg, ws, section, name, version):
             f"{what} {name} version {version} already exists with other content: a registered "
             "version cannot change; register a new version.",
         )
+    body = _store(state, section, vid, version, props, current)
+    return Reply(200 if current else 201, body)
+
+
+def _store(state, section: str, vid: str, version: str, props: dict, current) -> dict:
+    kind_key, uri_key, _ = KEYS[section]
     body = {
         "id": vid,
         "name": version,
@@ -123,8 +129,8 @@ def data_version(ctx, sub, rg, ws, section, name, version):
         "systemData": (current or {}).get("systemData") or system_data(),
         "properties": {
             **{k: v for k, v in props.items() if k not in ("provisioningState",)},
-            kind_key: kind,
-            uri_key: uri,
+            kind_key: props[kind_key],
+            uri_key: props[uri_key],
             "description": props.get("description"),
             "tags": props.get("tags") or {},
             "properties": props.get("properties") or {},
@@ -136,7 +142,22 @@ def data_version(ctx, sub, rg, ws, section, name, version):
     with state.lock:
         seq = state.info(vid).get("seq") or time.monotonic_ns()
         state.put(vid, body, seq=seq, created=now_iso())
-    return Reply(200 if current else 201, body)
+    return body
+
+
+def register(app, wid: str, name: str, version: str | None, kind: str, uri: str) -> dict:
+    """A data version registered by the service itself (a data import's sink); with no version,
+    the next number."""
+    if version is None:
+        numbers = [
+            int(v["name"])
+            for v in versions_of(app, wid, name, "All", "data")
+            if str(v["name"]).isdigit()
+        ]
+        version = str(max(numbers, default=0) + 1)
+    vid = f"{wid}/data/{name}/versions/{version}"
+    props = {"dataType": kind, "dataUri": uri}
+    return _store(app.state, "data", vid, version, props, app.state.get(vid))
 
 
 def _job_output_problem(app, wid: str, uri: str) -> str | None:

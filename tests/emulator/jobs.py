@@ -25,7 +25,9 @@ def store_container(app, ws, name: str) -> str:
     workspaceblobstore, else a container of its own per registered datastore (named for its
     container, share or filesystem); a datastore the workspace has not is an error, as the
     service says it."""
-    if name.lower() in ("workspaceblobstore", ""):  # "": a job's default output location
+    # "": a job's default output location; workspacemanageddatastore: the store the service
+    # keeps for data imports (azureml://datastores/workspacemanageddatastore), the blob one here
+    if name.lower() in ("workspaceblobstore", "workspacemanageddatastore", ""):
         return app.state.info(ws["id"])["blob_container"]
     if name.lower() == "workspaceartifactstore":
         info = app.state.info(ws["id"])

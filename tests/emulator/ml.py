@@ -361,9 +361,9 @@ def job(ctx, sub, rg, ws, name):
         if current:
             return Reply(200, current)
         runner = ctx.app.jobs.get(jid.lower())
-        if isinstance(runner, pipelines.StepRunner):
-            # as the service answers for a pipeline's step: no properties (the SDK then reads
-            # the run from run history)
+        if isinstance(runner, (pipelines.StepRunner, pipelines.PipelineRunner)):
+            # as the service answers for a pipeline's step (a nested pipeline's, a sweep
+            # step's too): no properties (the SDK then reads the run from run history)
             return Reply(
                 200,
                 {

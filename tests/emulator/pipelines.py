@@ -112,10 +112,19 @@ def check(app, wid: str, props: dict) -> str | None:
             specs[name] = azure_only.step_spec(node)
             computes.append(_get(node, "computeId", "compute"))
             continue
+        if kind in ("pipeline", "sweep"):  # nested.py checks and runs them
+            import nested
+
+            found = nested.check_node(app, wid, props, name, node)
+            if isinstance(found, str):
+                return found
+            specs[name] = found
+            computes.append(_get(node, "computeId", "compute"))
+            continue
         if kind not in ("command", "parallel", "spark"):
             return (
                 f"Step '{name}' is of type '{kind}': the emulator runs command, parallel, spark, "
-                "automl and finetuning steps only."
+                "pipeline, sweep, automl, finetuning and data import steps only."
             )
         ref = node.get("componentId")
         if not ref:
@@ -131,6 +140,8 @@ def check(app, wid: str, props: dict) -> str | None:
         specs[name] = spec
         computes.append(_get(node, "computeId", "compute"))
     for compute in computes:
+        if PARENT_INPUT.fullmatch(str(compute or "").strip()):
+            continue  # bound to a pipeline input: resolved when the step runs
         if compute and not is_serverless(compute) and not app.state.get(_arm_id(compute)):
             return f"Compute '{compute.rsplit('/', 1)[-1]}' does not exist in the workspace."
     parent_inputs = props.get("inputs") or {}
@@ -139,6 +150,8 @@ def check(app, wid: str, props: dict) -> str | None:
         spec = specs[name]
         for key, binding in (node.get("inputs") or {}).items():
             if key not in (spec.get("inputs") or {}):
+                if node.get("type") == "pipeline":
+                    continue  # Azure ML takes it and ignores it
                 return f"Step '{name}': its component has no input '{key}'."
             value = str((binding or {}).get("value") or "")
             for ref in PARENT_INPUT.findall(value):
@@ -158,7 +171,7 @@ def check(app, wid: str, props: dict) -> str | None:
             if m and m.group(1) not in parent_outputs:
                 return f"Step '{name}' output '{key}': the pipeline has no output '{m.group(1)}'."
         for key, declared in (spec.get("inputs") or {}).items():
-            given = (node.get("inputs") or {}).get(key)
+            given = (node.get("inputs") or {}).get(key) or (node.get("search_space") or {}).get(key)
             if given is None and declared.get("default") is None and not declared.get("optional"):
                 return f"Step '{name}': required input '{key}' is not bound."
     if _order(nodes) is None:
@@ -211,7 +224,8 @@ def _parallel_settings(node: dict, spec: dict) -> dict:
 def _spec(app, node) -> dict:
     if node.get("type") in azure_only.STEP_KINDS:
         return azure_only.step_spec(node)
-    return app.state.get(_arm_id(node["componentId"]))["properties"]["componentSpec"]
+    ref = node["trial"]["componentId"] if node.get("type") == "sweep" else node["componentId"]
+    return app.state.get(_arm_id(ref))["properties"]["componentSpec"]
 
 
 def _order(nodes: dict) -> list[str] | None:
@@ -266,6 +280,7 @@ class PipelineRunner(threading.Thread):
         self.log_blob = f"ExperimentRun/dcid.{self.name}/{EXEC_LOG}"
         self.has_log = False
         self.lock = threading.Lock()
+        self.max_running = None  # at most this many steps at once (None: as many as are ready)
 
     def step_path(self, step: str) -> str:
         return f"{self.job['id']}/steps/{step}"
@@ -334,7 +349,7 @@ class PipelineRunner(threading.Thread):
         server = self.app.mlflow_for(self.ws["id"])
         try:
             if self.cancelled.wait(self.queue_delay):
-                return self._finish(server, "Canceled", "KILLED")
+                return self._finish("Canceled", "KILLED")
             server.base_url()
             self.exp_id = server.create_job_run(
                 self.name,
@@ -344,23 +359,32 @@ class PipelineRunner(threading.Thread):
             )
             if self.failure:
                 self.error = self.failure
-                return self._finish(server, "Failed", "FAILED")
+                return self._finish("Failed", "FAILED")
             self.times["start"] = now_iso()
             self.set_status("Running")
             self._schedule()
-            statuses = [c.props["status"] for c in self.children]
             if self.cancelled.is_set():
-                self._finish(server, "Canceled", "KILLED")
-            elif any(s != "Completed" for s in statuses) or len(statuses) < len(self._nodes()):
-                self.error = self.error or {"code": "UserError", "message": FAILED_MESSAGE}
-                self._finish(server, "Failed", "FAILED")
+                return self._finish("Canceled", "KILLED")
+            problem = self._outcome(server)
+            if problem:
+                self.error = self.error or problem
+                self._finish("Failed", "FAILED")
             else:
-                self._finish(server, "Completed", "FINISHED")
+                outputs = {n: c.props["outputs"] for n, c in self.steps.items()}
+                azure_only.register_imports(self.app, self.ws["id"], self._nodes(), outputs)
+                self._finish("Completed", "FINISHED")
         except Exception as e:  # noqa: BLE001 - any emulator-side failure: a SystemError of the job
             self.error = {"code": "SystemError", "message": f"{type(e).__name__}: {e}"}
             for child in list(self.children):
                 child.cancel()
-            self._finish(server, "Failed", "FAILED")
+            self._finish("Failed", "FAILED")
+
+    def _outcome(self, server) -> dict | None:
+        """Why the run failed once its steps ended (None: it completed): a step that did not."""
+        statuses = [c.props["status"] for c in self.children]
+        if any(s != "Completed" for s in statuses) or len(statuses) < len(self._nodes()):
+            return {"code": "UserError", "message": FAILED_MESSAGE}
+        return None
 
     def _nodes(self) -> dict:
         return self.props.get("jobs") or {}
@@ -386,6 +410,8 @@ class PipelineRunner(threading.Thread):
                     results[name] = "Skipped"
                     self._log(f"Step {name} is not run: a step it depends on did not complete.")
                 elif all(results.get(d) == "Completed" for d in deps[name]):
+                    if self.max_running and len(running) >= self.max_running:
+                        break
                     pending.remove(name)
                     running[name] = self._launch(name, finished)
             if not running:
@@ -436,12 +462,16 @@ class PipelineRunner(threading.Thread):
     def _child(self, step: str) -> StepRunner:
         node = self._nodes()[step]
         spec = _spec(self.app, node)
+        if node.get("type") in ("pipeline", "sweep"):  # a child with children: see nested.py
+            import nested
+
+            return nested.child(self, step, node, spec)
         name = str(uuid.uuid4())
         wid = self.ws["id"]
         inputs = self._inputs(node, spec)
         outputs = self._outputs(node, spec, name)
         settings = settings_of(self.props)
-        compute = (
+        compute = self._compute(
             _get(node, "computeId", "compute")
             or _get(settings, "default_compute", "defaultCompute")
             or self.props.get("computeId")
@@ -488,6 +518,15 @@ class PipelineRunner(threading.Thread):
             self,
             step,
         )
+
+    def _compute(self, compute):
+        """A step's compute: one bound to a pipeline input (`${{parent.inputs.c}}`, a nested
+        pipeline's) is that input's value, a compute's name or id."""
+        m = PARENT_INPUT.fullmatch(str(compute or "").strip())
+        if not m:
+            return compute
+        name = self._literal(m.group(1)).removeprefix("azureml:")
+        return name if not name or name.startswith("/") else f"{self.ws['id']}/computes/{name}"
 
     def _inputs(self, node: dict, spec: dict) -> dict:
         parent = self.props.get("inputs") or {}
@@ -544,14 +583,14 @@ class PipelineRunner(threading.Thread):
                 binding.get("uri")
                 or bound.get("uri")
                 or f"azureml://datastores/{datastore}/paths/azureml/{child}/{key}/"
-            )
+            ).replace("${{name}}", child)  # as Azure ML names an output's path
             outputs[key] = {"jobOutputType": (decl.get("type") or "uri_folder"), "uri": uri}
         return outputs
 
-    def _finish(self, server, status, mlflow_status):
+    def _finish(self, status, mlflow_status):
         self.times["end"] = now_iso()
         try:
-            server.end_job_run(self.name, mlflow_status)
+            self.app.mlflow_for(self.ws["id"]).end_job_run(self.name, mlflow_status)
         except Exception:  # noqa: BLE001 - best effort (no run yet), the status is set either way
             pass
         self.set_status(status)

@@ -123,4 +123,18 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
                 "again in a few minutes."
             )
         return f"Azure answered {status}: {text}. Check this resource's fields in the spec."
-    return None
+    return _sdk_refusal(exc, what)
+
+
+def _sdk_refusal(exc: BaseException, what: str | None) -> str | None:
+    """azure-ai-ml's own refusal (an MlException: `Asset my_train does not exist in workspace
+    w`, raised before or after a request), in its innermost plain words; None for anything else."""
+    from azure.ai.ml.exceptions import MlException
+
+    if not isinstance(exc, MlException):
+        return None
+    inner: BaseException = exc
+    while isinstance(inner.__context__, MlException):
+        inner = inner.__context__
+    text = " ".join(str(getattr(inner, "message", "") or inner).split()).rstrip(".")
+    return (f"{what}: " if what else "") + f"azure-ai-ml refused it: {text}."

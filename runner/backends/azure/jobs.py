@@ -29,6 +29,7 @@ STATUS = {
     "CancelRequested": "Canceled",
 }
 POLL_SECONDS = 5.0
+NO_ERROR = "the job failed on Azure ML: see mlrun logs"  # Azure said nothing more
 
 
 def poll(session: Session, run: Run) -> RunChange:
@@ -52,13 +53,20 @@ def poll(session: Session, run: Run) -> RunChange:
 
 
 def child(session: Session, run: Run, name: str) -> Run | None:
-    """The child job of a pipeline job that ran the step shown as `name`."""
+    """The child job of a pipeline job that ran the step shown as `name`; a nested pipeline's
+    step (`OUTER.INNER`, as plans show it) is a child of the child job that ran OUTER."""
+    found, parent = None, run["id"]
     with plain_errors(f"run {run['id'][:7]}"):
-        for job in session.ml().jobs.list(parent_job_name=run["id"]):
-            if name in (job.display_name, job.name):
-                status = STATUS.get(job.status, job.status)
-                return {"id": job.name, "status": status, "studio_url": job.studio_url}
-    return None
+        for part in name.split("."):
+            jobs = session.ml().jobs.list(parent_job_name=parent)
+            found = next((j for j in jobs if part in (j.display_name, j.name)), None)
+            if found is None:
+                return None
+            parent = found.name
+    if found is None:
+        return None
+    status = STATUS.get(found.status, found.status)
+    return {"id": found.name, "status": status, "studio_url": found.studio_url}
 
 
 def submit(
@@ -105,6 +113,38 @@ def submit(
         }
     )
     return run
+
+
+def import_data(session: Session, asset, attrs: dict, poll_seconds: float = POLL_SECONDS) -> dict:
+    """`az ml data import`: the SDK's import_data submits a pipeline job that copies the source
+    (through its connection) into the asset's path and registers the version; waited on as any
+    job, its failure the resource's."""
+    from azure.ai.ml.data_transfer import Database, FileSystem
+    from azure.ai.ml.entities import DataImport
+
+    source = dict(asset.fields["source"])
+    kind = source.pop("type")
+    entity = DataImport(
+        name=asset.name,
+        version=attrs["version"],
+        path=asset.path,
+        source=Database(**source) if kind == "database" else FileSystem(**source),
+        description=asset.fields.get("description"),
+        tags={**(asset.fields.get("tags") or {}), "mlrun.content": attrs["content"]},
+    )
+    with _sdk_stderr():
+        job = session.ml().data.import_data(entity)
+    run: Run = {"id": job.name, "status": "NotStarted"}
+    while (change := poll(session, run)).get("status") not in TERMINAL:
+        time.sleep(poll_seconds)
+    if change["status"] != "Completed":
+        why = change.get("error")
+        raise UserError(
+            f"the import job {job.name} ended {change['status']}"
+            + (f": {why}" if why and why != NO_ERROR else "")
+            + f" (its log: {job.studio_url})"
+        )
+    return {"import_job": job.name, "studio_url": job.studio_url}
 
 
 def wait(session: Session, run: Run, poll_seconds: float) -> RunChange:
@@ -183,4 +223,4 @@ def _download(url: str) -> bytes:
 
 def _job_error(job) -> str:
     error = getattr(job, "error", None) or (job.properties or {}).get("error")
-    return str(error) if error else "the job failed on Azure ML: see mlrun logs"
+    return str(error) if error else NO_ERROR

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ...azure_only import COMPUTE_KINDS as ATTACHED  # computes mlrun attaches, and detaches
 from ...changes import COMPUTE_FIELDS, CREATE, REPLACE, WORKSPACE_FIELDS, Address, Kind
 from ...records import Actual, Resource, Run, RunChange, StateDoc
 from ...spec import Spec
@@ -31,6 +32,7 @@ from .endpoints import (
     live as live_served,
 )
 from .errors import plain_errors
+from .jobs import import_data
 from .schedules import (
     create as create_schedule,
     delete as delete_schedule,
@@ -173,6 +175,16 @@ def _live(
         c = session.ml().compute.get(name)
     except ResourceNotFoundError:
         return None
+    if c.type in ("synapsespark", "kubernetes"):  # attached: what it is attached to
+        return _pick(
+            {
+                "type": c.type,
+                "resource_id": c.resource_id,
+                "namespace": getattr(c, "namespace", None),
+                "description": c.description,
+                "tags": _own_tags(c.tags),
+            }
+        )
     if c.type == "amlcompute":
         return _pick(
             {
@@ -216,7 +228,10 @@ def _live_asset(
         asset = operations.get(name, version=version)
     except ResourceNotFoundError:
         return None
-    return {"version": str(asset.version), "content": (asset.tags or {}).get("mlrun.content")}
+    content = (asset.tags or {}).get("mlrun.content")
+    if kind == "data" and name in spec.data and spec.data[name].imported:
+        content = (record.get("attrs") or {}).get("content")  # made by its job, untagged
+    return {"version": str(asset.version), "content": content}
 
 
 def advise(session: Session, plan) -> list[str]:
@@ -387,6 +402,8 @@ def _create_data(session: Session, spec: Spec, name: str, attrs: dict) -> dict:
     from azure.ai.ml.entities import Data
 
     asset = spec.data[name]
+    if asset.imported:
+        return import_data(session, asset, attrs)
     entity = Data(
         name=name,
         version=attrs["version"],
@@ -477,8 +494,10 @@ def delete(session: Session, kind: str, name: str, record: Resource) -> None:
             rg_exists(session)
             and session.get_workspace() is not None
             and _compute_exists(session, name)
-        ):
-            session.ml().compute.begin_delete(name).result()
+        ):  # an attached pool or cluster is detached: it is not Azure ML's to delete
+            attached = (record.get("attrs") or {}).get("type") in ATTACHED
+            action = "Detach" if attached else "Delete"
+            session.ml().compute.begin_delete(name, action=action).result()
 
 
 def _compute_exists(session: Session, name: str) -> bool:
@@ -605,6 +624,9 @@ def _compute(
     lab's expiry (`expires`)."""
     from azure.ai.ml.entities import AmlCompute, ComputeInstance
 
+    if attrs.get("type") in ATTACHED:
+        return _attached(name, attrs, lab_tags)
+
     fields = {
         k: attrs.get(k)
         for k in (CLUSTER_FIELDS if attrs.get("type") == "amlcompute" else INSTANCE_FIELDS)
@@ -630,3 +652,19 @@ def _compute(
         )
         fields["schedules"] = ComputeSchedules(compute_start_stop=[stop])
     return ComputeInstance(name=name, **_pick(fields))
+
+
+def _attached(name: str, attrs: dict, lab_tags: dict | None):
+    """An attached Synapse Spark pool or Kubernetes cluster (`az ml compute attach`): its fields
+    as a CLI v2 compute file, loaded by the SDK (which maps identity and namespace), with the
+    lab's tags."""
+    import yaml
+    from azure.ai.ml import load_compute
+
+    fields = {k: v for k, v in attrs.items() if v is not None}
+    if lab_tags:
+        fields["tags"] = {**(fields.get("tags") or {}), **lab_tags}
+    with tempfile.TemporaryDirectory(prefix="mlrun-compute-") as tmp:
+        path = Path(tmp) / f"{name}.yml"
+        path.write_text(yaml.safe_dump({"name": name, **fields}, sort_keys=False))
+        return load_compute(source=path)
