@@ -45,13 +45,8 @@ SECTIONS = {
     "deployment": "endpoints.*.deployments",
     "compute": "computes",
 }
-# what other engineers are building: a file failing for these is "in progress", not judged here
-IN_PROGRESS = (
-    (re.compile(r"spark", re.I), "spark"),
-    (re.compile(r"Schedule\.json|(^|\W)schedule", re.I), "schedule"),
-    (re.compile(r"DataImport\.json|data import", re.I), "data import"),
-    (re.compile(r"kubernetes|attach", re.I), "attach"),
-)
+# a value the example's script fills in before the file is used (`<ATTACHED_SPARK_POOL_NAME>`)
+PLACEHOLDER = re.compile(r"'<[A-Za-z_ -]+>'|\{\{[A-Z_]+\}\}")
 MISSING_PATH = re.compile(
     r"(?:does not exist|not found|no such file|is not there|missing)[^']*'?([^'\s:]+)?", re.I
 )
@@ -238,11 +233,10 @@ def what_else(text: str) -> str:
     return "not an az ml resource file (a script's settings or inputs)"
 
 
-def in_progress(text: str) -> str:
-    for pattern, what in IN_PROGRESS:
-        if pattern.search(text):
-            return f"in progress: {what}"
-    return ""
+def placeholder(text: str) -> str:
+    """'a template' when the error names a value the example's script fills in."""
+    found = PLACEHOLDER.search(text)
+    return f"a template: its script fills in {found[0]}" if found else ""
 
 
 def mlrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -265,8 +259,7 @@ def check(path: Path, root: Path, scratch: Path, index: int, absent: list[str]) 
     except UserError as e:
         first = str(e).replace(str(root) + "/", "")
         text = path.read_text(errors="replace")
-        head = "\n".join(re.findall(r"^(?:\$schema|type):.*$", text, re.M))  # what it is
-        reason = in_progress(head) or what_else(text)
+        reason = what_else(text)
         return Row(shown, "-", "skipped", first.splitlines()[0], reason)
     spec = scratch / f"{index:03d}-{path.stem}.yaml"
     try:
@@ -281,7 +274,7 @@ def check(path: Path, root: Path, scratch: Path, index: int, absent: list[str]) 
         first = next((line for line in output.splitlines() if "warning:" in line), "")
         return Row(shown, SECTIONS.get(what, what), result, first.strip())
     first = first_error(output)
-    note = in_progress(first + str(data.get("$schema", "")) + str(data.get("type", "")))
+    note = placeholder(first)
     if not note and any(a.startswith(str(path.parent.relative_to(root))) for a in absent):
         note = "a file the mirror lacks is in its folder"
     note = note or downloaded(first, path, root)

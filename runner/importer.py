@@ -40,8 +40,10 @@ def kind(data: dict, path: Path) -> str:
         ("pipelinejob.schema", "job"),
         ("paralleljob.schema", "job"),
         ("automljob.schema", "job"),
+        ("sparkjob.schema", "job"),
         ("commandcomponent.schema", "component"),
         ("parallelcomponent.schema", "component"),
+        ("sparkcomponent.schema", "component"),
         ("pipelinecomponent.schema", "component"),  # type: pipeline, yet not a job
         ("environment.schema", "environment"),
         ("data.schema", "data"),
@@ -59,7 +61,7 @@ def kind(data: dict, path: Path) -> str:
     if path.name == "MLproject" or "entry_points" in data:
         return "mlproject"
     kind_of = data.get("type")
-    if kind_of in ("amlcompute", "computeinstance"):
+    if kind_of in ("amlcompute", "computeinstance", "synapsespark", "kubernetes"):
         return "compute"
     if kind_of in ("uri_file", "uri_folder", "mltable") and "path" in data:
         return "data"
@@ -67,7 +69,7 @@ def kind(data: dict, path: Path) -> str:
         return "datastore"
     if "trigger" in data and ("create_job" in data or "import_data" in data):
         return "schedule"
-    if kind_of in ("command", "sweep", "pipeline", "automl", "finetuning") or (
+    if kind_of in ("command", "sweep", "pipeline", "automl", "finetuning", "spark") or (
         kind_of is None and "command" in data
     ):
         return "job"
