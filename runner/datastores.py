@@ -322,13 +322,17 @@ def named(path: str, run_id: str) -> str:
     return re.sub(r"\$\{\{\s*name\s*\}\}", run_id, path)
 
 
-def copy(source: Path, target: Path) -> None:
-    """An output, a file or a folder, copied to its place in a datastore's folder."""
+def copy(source: Path, target: Path) -> bool:
+    """An output, a file or a folder, copied to its place in a datastore's folder (False: the
+    job left nothing there)."""
     if source.is_dir():
         shutil.copytree(source, target, dirs_exist_ok=True)
     elif source.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+    else:
+        return False
+    return True
 
 
 def describe(a: dict) -> str:

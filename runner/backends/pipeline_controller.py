@@ -266,8 +266,10 @@ class PipelineController(Controller):
         for name, target in step.cfg.deliver.items():
             if name in step.outputs:
                 place = Path(datastores.named(target, run_id))
-                datastores.copy(Path(step.outputs[name]), place)
-                self.log(f"step {step.name}: output {name} written to {place}")
+                if datastores.copy(Path(step.outputs[name]), place):
+                    self.log(f"step {step.name}: output {name} written to {place}")
+                else:
+                    self.log(f"step {step.name}: output {name} is empty: nothing for {place}")
 
     def remember(self, step: StepRun, record: dict) -> None:
         if step.status == "Completed":
