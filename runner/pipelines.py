@@ -242,7 +242,7 @@ class PipelineReader:
                     key=True,
                 )
         default_compute = settings.get("default_compute", job.get("compute", default))
-        if "default_datastore" in settings:
+        if "default_datastore" in settings or default is None:  # a nested one keeps its outer's
             self.default_datastore = datastores.default_of(job)
         parent_inputs = mapping(job.get("inputs"))
         parent_outputs = mapping(job.get("outputs"))
