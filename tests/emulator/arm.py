@@ -422,6 +422,22 @@ def list_computes(ctx, sub, rg, ws):
     return Reply(200, {"value": ctx.app.state.children(wid, "computes")})
 
 
+def compute_resource(workspace_res: dict, name: str, body: dict, props: dict) -> tuple[str, dict]:
+    """A compute's id and ARM resource (created or attached): the request's tags and identity,
+    `props` as its properties."""
+    cid = f"{workspace_res['id']}/computes/{name}"
+    return cid, {
+        "id": cid,
+        "name": name,
+        "type": f"{MLS_NS}/workspaces/computes",
+        "location": workspace_res["location"],
+        "tags": body.get("tags"),
+        "identity": body.get("identity"),
+        "properties": props,
+        "systemData": system_data(),
+    }
+
+
 @route("GET PUT PATCH DELETE", WS + r"/computes/(?P<name>[^/]+)")
 def compute(ctx, sub, rg, ws, name):
     state, wid = ctx.app.state, ws_id(sub, rg, ws)
@@ -544,17 +560,7 @@ def put_compute(ctx, sub, rg, ws, name, workspace_res, current, status_base):
             "provisioningErrors": None,
         }
     )
-    cid = f"{workspace_res['id']}/computes/{name}"
-    res = {
-        "id": cid,
-        "name": name,
-        "type": f"{MLS_NS}/workspaces/computes",
-        "location": workspace_res["location"],
-        "tags": body.get("tags"),
-        "identity": body.get("identity"),
-        "properties": props,
-        "systemData": system_data(),
-    }
+    cid, res = compute_resource(workspace_res, name, body, props)
     state.put(cid, res)
 
     def done():

@@ -38,7 +38,7 @@ POOL = {
 
 
 def put(ctx, name: str, workspace_res: dict, current, status_base: str):
-    from arm import MLS_NS, system_data
+    from arm import compute_resource
 
     body = ctx.json
     props = dict(body.get("properties") or {})
@@ -71,17 +71,7 @@ def put(ctx, name: str, workspace_res: dict, current, status_base: str):
             "provisioningErrors": None,
         }
     )
-    cid = f"{workspace_res['id']}/computes/{name}"
-    res = {
-        "id": cid,
-        "name": name,
-        "type": f"{MLS_NS}/workspaces/computes",
-        "location": workspace_res["location"],
-        "tags": body.get("tags"),
-        "identity": body.get("identity"),
-        "properties": props,
-        "systemData": system_data(),
-    }
+    cid, res = compute_resource(workspace_res, name, body, props)
     ctx.app.state.put(cid, res)
 
     def done():
