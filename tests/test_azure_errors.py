@@ -206,3 +206,17 @@ def test_the_mlflow_wrapper_raises_refusals_plainly_and_keeps_finished_runs():
 
     client.keep(Run)
     assert client.get_run("r2") is Run and fake.calls == 1  # answered without asking Azure
+
+
+def test_a_file_the_sdks_schema_refuses_says_which_fields(tmp_path):
+    from azure.ai.ml import load_job
+
+    (tmp_path / "job.yml").write_text(
+        "command: echo hi\ncompute: azureml:cpu\nresources: {instance_count: many}\n"
+    )
+    with pytest.raises(UserError) as raised, plain_errors("job.hello"):
+        load_job(tmp_path / "job.yml")  # the SDK's marshmallow ValidationError, nested schemas'
+    assert str(raised.value) == (
+        "job.hello: azure-ai-ml refused it: environment: Missing data for required field; "
+        "resources.instance_count: Not a valid integer."
+    )

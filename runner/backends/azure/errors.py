@@ -4,6 +4,7 @@ refused the call) translated into UserErrors that say what to do. The SDK is imp
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 from ...errors import UserError
@@ -61,7 +62,11 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
         ServiceRequestError,
         ServiceResponseError,
     )
+    from marshmallow.exceptions import ValidationError
 
+    if isinstance(exc, ValidationError):  # azure-ai-ml's schema refused a file: the fields it names
+        said = "; ".join(_schema_errors(str(exc))) or " ".join(str(exc).split())
+        return (f"{what}: " if what else "") + f"azure-ai-ml refused it: {said.rstrip('.')}."
     body = getattr(exc, "json", None)  # an MLflow RestException with Azure's error body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code, message = body["error"].get("code", ""), body["error"].get("message", "")
@@ -138,3 +143,32 @@ def _sdk_refusal(exc: BaseException, what: str | None) -> str | None:
         inner = inner.__context__
     text = " ".join(str(getattr(inner, "message", "") or inner).split()).rstrip(".")
     return (f"{what}: " if what else "") + f"azure-ai-ml refused it: {text}."
+
+
+def _schema_errors(text: str) -> list[str]:
+    """`environment: Missing data for required field` for each field azure-ai-ml's schema
+    refused, from its ValidationError's text (JSON, with nested schemas' messages as JSON in
+    their own text)."""
+    start = text.find("{")
+    try:
+        found, _ = json.JSONDecoder().raw_decode(text[start:]) if start >= 0 else (None, 0)
+    except ValueError:
+        return []
+    if isinstance(found, dict) and isinstance(found.get("errors"), list):
+        out = []
+        for error in found["errors"]:
+            message = str(error.get("message", "")) if isinstance(error, dict) else ""
+            out += _schema_errors(message) or ([" ".join(message.split())] if message else [])
+        return out
+    return [f"{path}: {message}" for path, message in _flatten(found)] if found else []
+
+
+def _flatten(value, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(inner, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _flatten(inner, path)
+    else:
+        yield path or "*", " ".join(str(value).split()).rstrip(".")
