@@ -420,6 +420,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
         at = ("jobs", name) + run_block(job)
         block = mapping(job.get(at[2])) if len(at) > 2 else job
         if block.get("environment") is None:
+            _check_no_environment(doc, ("jobs", name), job, block, local)
             continue
         env = reader.job(at + ("environment",), block["environment"], defined, substitutes)
         sections.environments[at] = env
@@ -449,6 +450,19 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
                 where = ("endpoints", endpoint.name, "deployments", dep.name)
                 sections.environments[where] = dep.environment
                 _check_buildable(doc, where, dep.environment, local, runs)
+
+
+NEEDS_ENVIRONMENT = {None: "a command job", "command": "a command job", "sweep": "a sweep's trial"}
+NEEDS_ENVIRONMENT["parallel"] = "a parallel job's task"
+
+
+def _check_no_environment(doc: Doc, at: tuple, job: dict, block: dict, local: bool) -> None:
+    """A job that names no environment runs on mlrun's interpreter locally; Azure ML refuses it
+    (the SDK's schema requires one of a command job, a sweep's trial, a parallel job's task)."""
+    what = NEEDS_ENVIRONMENT.get(job.get("type"))
+    if local or what is None or at in doc.broken or not block:
+        return
+    doc.problem(at, f"a job needs an environment on Azure ML ({what} requires one)", key=True)
 
 
 def _read_pipeline_deployments(
