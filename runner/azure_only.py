@@ -1,9 +1,10 @@
-"""The kinds only Azure ML runs: automl and finetuning jobs (standalone or as pipeline steps), data
-imports (a `data:` entry with a `source:`, az ml data import), and the computes the local target
-cannot be (attached Synapse Spark pools, Kubernetes). They are
-checked offline against the fields of their CLI v2 schemas (azure_only.json, read from azure-ai-ml's
-marshmallow schemas by `build`), planned everywhere, passed to the SDK unchanged on the azure
-target, and skipped by the local one, which says so (`runs on Azure only`).
+"""The kinds only Azure ML runs: automl and finetuning jobs (standalone or as pipeline steps),
+prompt flows as pipeline steps (flows.py), data imports (a `data:` entry with a `source:`, az ml
+data import), and the computes the local target cannot be (attached Synapse Spark pools,
+Kubernetes). They are checked offline against the fields of their CLI v2 schemas (azure_only.json,
+read from azure-ai-ml's marshmallow schemas by `build`), planned everywhere, passed to the SDK
+unchanged on the azure target, and skipped by the local one, which says so (`runs on Azure
+only`).
 
 Part of the Spec layer: no SDK is imported here but by `build`, which regenerates the table."""
 
@@ -17,12 +18,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import flows
 from .refs import EXPR, is_local, mapping, relative_to
 from .yamldoc import Doc
 
 KINDS = ("automl", "finetuning")  # job (and pipeline step) types
 COMPUTE_KINDS = ("synapsespark", "kubernetes")  # compute types
 NOTE = "runs on Azure only"
+PLURAL = {flows.WHAT: "prompt flows"}  # what several steps are, when not what one is
 DATA_KEYS = ("training_data", "validation_data", "test_data")  # their local paths are uploaded
 TABLE = Path(__file__).with_name("azure_only.json")
 PROVIDERS = {"azureopenai": "azure_openai", "custom": "custom"}  # finetuning model_provider
@@ -47,22 +50,37 @@ def compute_kind(fields: Any) -> str | None:
 
 
 def steps(fields: Any) -> dict[str, str]:
-    """A pipeline job's steps that only Azure runs: step name -> kind."""
+    """A pipeline job's automl and finetuning steps: step name -> kind."""
     if mapping(fields).get("type") != "pipeline":
         return {}
     return {n: k for n, s in mapping(fields.get("jobs")).items() if (k := kind(s))}
 
 
+def azure_steps(fields: Any) -> dict[str, str]:
+    """A pipeline job's steps that only Azure runs: step name (OUTER.INNER in a nested
+    pipeline) -> what it is (automl, finetuning, a prompt flow)."""
+    if mapping(fields).get("type") != "pipeline":
+        return {}
+    return {**steps(fields), **{n: flows.WHAT for n in flows.steps(fields)}}
+
+
 def reason(fields: Any) -> str | None:
     """Why the local target does not run a job (None: it runs it): `runs on Azure only
-    (automl classification)`, or for a pipeline `runs on Azure only (step train is automl)`."""
+    (automl classification)`, or for a pipeline `runs on Azure only (step train is automl)`,
+    `(step answer is a prompt flow)`."""
     own = kind(fields)
     if own:
         what = mapping(fields).get("task")
         return f"{NOTE} ({own}{' ' + what if isinstance(what, str) else ''})"
-    inner = steps(fields)
+    inner = azure_steps(fields)
     if inner:
-        said = ", ".join(f"{n} is {k}" for n, k in inner.items())
+        kinds: dict[str, list[str]] = {}
+        for n, k in inner.items():
+            kinds.setdefault(k, []).append(n)
+        said = ", ".join(
+            f"{ns[0]} is {k}" if len(ns) == 1 else f"{', '.join(ns)} are {PLURAL.get(k, k)}"
+            for k, ns in kinds.items()
+        )
         return f"{NOTE} (step{'s' if len(inner) > 1 else ''} {said})"
     return None
 

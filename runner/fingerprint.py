@@ -166,6 +166,7 @@ def step_parts(step: Step, upstream: dict[str, str]) -> dict:
             else {}
         ),
         **({"sweep": _digest(step.sweep)} if step.sweep is not None else {}),
+        **({"flow": _digest(step.flow)} if step.flow is not None else {}),
     }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data as data_assets, datastores, parallel, spark, sweep
+from . import data as data_assets, datastores, flows, parallel, spark, sweep
 from .environments import Environment, Reader, parse_ref
 from .refs import (
     LOCAL_INPUT_TYPES,
@@ -97,6 +97,7 @@ class Step:
     # inputs on a datastore path another step of the pipeline writes: input -> that step
     written_by: dict[str, str] = field(default_factory=dict)
     spark: dict | None = None  # a spark step's fields (its component's and its own; spark.py)
+    flow: dict | None = None  # a prompt flow step's flow file, as read (flows.py)
 
     @property
     def shown_env_vars(self) -> dict[str, str]:
@@ -254,6 +255,18 @@ class PipelineReader:
                 step_at, block, "trial" if block.get("type") == "sweep" else None
             )
             passed = not found[0] and found[2] is not None  # on Azure, registered there
+            if flows.is_flow(found[0]):  # runs on Azure only
+                steps[self.prefix + name] = self.flow_step(
+                    step_at,
+                    name,
+                    block,
+                    default_compute,
+                    parent_inputs,
+                    parent_outputs,
+                    blocks,
+                    found,
+                )
+                continue
             if passed and block.get("type") == "pipeline":  # one step here, its own steps there
                 self.notes.setdefault(step_at, []).append(
                     f"pipeline component {found[2]}, run by Azure ML by reference"
@@ -364,16 +377,7 @@ class PipelineReader:
         self.environments[at] = env
         if merged is not None:  # with PySpark of its runtime
             env = spark.environment(env, merged)
-        compute_at = at + ("compute",) if "compute" in block else at
-        raw = self.bound_compute(
-            compute_at, name, block.get("compute", default_compute), parent_inputs, blocks
-        )
-        compute = strip_compute(raw)
-        if compute is not None and compute not in self.computes and not unresolved(compute):
-            defined = ", ".join(sorted(self.computes)) or "none"
-            self.problem(
-                compute_at, f"'{compute}' is not a compute of this spec (defined: {defined})"
-            )
+        compute = self.step_compute(at, name, block, default_compute, parent_inputs, blocks)
         declared = mapping(comp.get("inputs")) if comp is not block else {}
         if sweep is not None:
             declared = {k: v for k, v in declared.items() if k not in sweep["search_space"]}
@@ -384,16 +388,7 @@ class PipelineReader:
             self.check_parallel(at, par, block, comp, types, code)
         if merged is not None and self.envs.report:
             spark.check_step(self.doc, at, comp_at, merged, code, self.local, self.runs)
-        env_vars = {
-            **mapping(comp.get("environment_variables")),
-            **mapping(block.get("environment_variables")),
-        }
-        secret = frozenset(
-            k
-            for k in env_vars
-            if at + ("environment_variables", k) in self.doc.secret
-            or (comp is not block and comp_at + ("environment_variables", k) in self.doc.secret)
-        )
+        env_vars, secret = self.env_vars(at, block, comp, comp_at)
         deterministic = (
             block.get("is_deterministic", comp.get("is_deterministic", True)) is not False
         )
@@ -410,7 +405,7 @@ class PipelineReader:
             compute,
             inputs,
             outputs,
-            {str(k): str(v) for k, v in env_vars.items()},
+            env_vars,
             deterministic,
             shown,
             kept,
@@ -424,6 +419,90 @@ class PipelineReader:
             sweep=sweep,
             output_paths=self.output_paths(block, comp, parent_outputs, outputs),
             spark=merged,
+        )
+
+    def step_compute(
+        self,
+        at: tuple,
+        name: str,
+        block: dict,
+        default_compute: Any,
+        parent_inputs: dict,
+        blocks: dict,
+    ) -> str | None:
+        """The compute a step runs on (its own, else the pipeline's default), checked."""
+        compute_at = at + ("compute",) if "compute" in block else at
+        raw = self.bound_compute(
+            compute_at, name, block.get("compute", default_compute), parent_inputs, blocks
+        )
+        compute = strip_compute(raw)
+        if compute is not None and compute not in self.computes and not unresolved(compute):
+            defined = ", ".join(sorted(self.computes)) or "none"
+            self.problem(
+                compute_at, f"'{compute}' is not a compute of this spec (defined: {defined})"
+            )
+        return compute
+
+    def env_vars(
+        self, at: tuple, block: dict, comp: dict, comp_at: tuple
+    ) -> tuple[dict[str, str], frozenset]:
+        """A step's environment variables (its component's, the step's own over them) and the
+        names of the secret ones."""
+        env_vars = {
+            **mapping(comp.get("environment_variables")),
+            **mapping(block.get("environment_variables")),
+        }
+        secret = frozenset(
+            k
+            for k in env_vars
+            if at + ("environment_variables", k) in self.doc.secret
+            or (comp is not block and comp_at + ("environment_variables", k) in self.doc.secret)
+        )
+        return {str(k): str(v) for k, v in env_vars.items()}, secret
+
+    def flow_step(
+        self,
+        at: tuple,
+        name: str,
+        block: dict,
+        default_compute: Any,
+        parent_inputs: dict,
+        parent_outputs: dict,
+        blocks: dict,
+        found: tuple[dict, tuple, str | None],
+    ) -> Step:
+        """A step running a prompt flow (flows.py): its inputs, outputs and compute checked as
+        any step's; what runs is the flow, on Azure only."""
+        comp, comp_at, shown = found
+        if self.envs.report:
+            flows.check(self.doc, comp_at, comp)
+        if block.get("type") != "parallel":
+            where = at + ("type",) if "type" in block else at
+            self.problem(where, f"{flows.WHAT} runs as a type: parallel step", key=where == at)
+        compute = self.step_compute(at, name, block, default_compute, parent_inputs, blocks)
+        declared = flows.step_inputs(mapping(block.get("inputs")))
+        inputs = self.inputs(at, name, block, declared, parent_inputs, blocks)
+        outputs = self.outputs(at, block, flows.PORTS, parent_outputs)
+        env = self.envs.job(at + ("environment",), None, self.defined_envs, self.substitutes)
+        self.environments[at] = env
+        env_vars, secret = self.env_vars(at, block, comp, comp_at)
+        kept = {k: v for k, v in block.items() if k in ("display_name", "description", "tags")}
+        return Step(
+            self.prefix + name,
+            "",
+            flows.folder(self.doc, comp_at, comp),
+            env,
+            compute,
+            inputs,
+            outputs,
+            env_vars,
+            block.get("is_deterministic", True) is not False,
+            shown,
+            kept,
+            secret,
+            at=at,
+            notes=[flows.note(self.doc, comp_at, comp, shown)],
+            flow=comp,
         )
 
     def spark_fields(self, block: dict, comp: dict) -> dict | None:
@@ -743,7 +822,8 @@ class PipelineReader:
         if registry is not None:
             ref = (registry["name"], registry["version"])
         if ref is None or unresolved(comp):
-            if isinstance(comp, str) and not unresolved(comp):
+            broken = at + (key,) in self.doc.broken  # a file that could not be read: said
+            if isinstance(comp, str) and not unresolved(comp) and not broken:
                 self.problem(
                     at + ("component",),
                     f"'{comp}' is not a component reference: use "
@@ -938,6 +1018,8 @@ class PipelineReader:
             if ref and not registry and ref[0] in self.components:
                 return self.components[ref[0]].fields
             return self.mapped.get(ref[0], {}) if ref and self.local else {}
+        if flows.is_flow(comp):  # its ports, not the flow's own inputs and outputs
+            return flows.PORTS
         return comp if isinstance(comp, dict) else {}
 
     def knows(self, block: dict) -> bool:

@@ -4,6 +4,7 @@ anonymous ones the SDK registers for a pipeline's inline steps), their container
 
 import time
 
+import flows
 from arm import MLS_NS, not_found, system_data
 from ml import workspace_or_404
 from server import WS, Reply, error, route
@@ -141,9 +142,11 @@ def component_version(ctx, sub, rg, ws, name, version):
     spec = props.get("componentSpec")
     if not isinstance(spec, dict) or not spec.get("type"):
         return error(400, "UserError", "A component version needs properties.componentSpec.type.")
-    problem = check_spec(spec)
+    problem = flows.check(spec) if spec["type"] == flows.KIND else check_spec(spec)
     if problem:
         return error(400, "UserError", problem)
+    if spec["type"] == flows.KIND:  # kept as a parallel component (flows.py)
+        spec = flows.as_parallel(spec)
     current = state.get(vid)
     if current:
         old = current["properties"]["componentSpec"]

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 import azure_only
+import flows
 from jobs import JobRunner
 from state import now_iso
 
@@ -135,7 +136,8 @@ def check(app, wid: str, props: dict) -> str | None:
         spec = component["properties"]["componentSpec"]
         if spec.get("type") != kind:
             return f"Step '{name}' of type {kind}: its component is of type '{spec.get('type')}'."
-        if kind == "parallel" and (problem := _parallel_problem(node, spec)):
+        parallel = kind == "parallel" and not flows.is_flow(spec)
+        if parallel and (problem := _parallel_problem(node, spec)):
             return f"Step '{name}': {problem}"
         specs[name] = spec
         computes.append(_get(node, "computeId", "compute"))
@@ -150,8 +152,8 @@ def check(app, wid: str, props: dict) -> str | None:
         spec = specs[name]
         for key, binding in (node.get("inputs") or {}).items():
             if key not in (spec.get("inputs") or {}):
-                if node.get("type") == "pipeline":
-                    continue  # Azure ML takes it and ignores it
+                if node.get("type") == "pipeline" or flows.is_flow(spec):
+                    continue  # Azure ML ignores it; or a flow's column mapping
                 return f"Step '{name}': its component has no input '{key}'."
             value = str((binding or {}).get("value") or "")
             for ref in PARENT_INPUT.findall(value):
@@ -479,13 +481,15 @@ class PipelineRunner(threading.Thread):
         runs = spec  # what a command step runs; a parallel step's is its task, run by a stand-in
         command = _optional_blocks(spec.get("command") or "", inputs)
         variables = dict(_get(node, "environment_variables", "environmentVariables", default={}))
-        if node.get("type") == "parallel":
+        if node.get("type") == "parallel" and not flows.is_flow(spec):
             runs = _parallel(node, spec)["task"]
             program = runs.get("program_arguments") or ""
             command = f"{shlex.quote(sys.executable)} {shlex.quote(str(PARALLEL_STEP))} {program}"
             variables["AZUREML_EMULATOR_PARALLEL"] = json.dumps(_parallel_settings(node, spec))
         if node.get("type") in (*azure_only.STEP_KINDS, "spark"):  # a stand-in: azure_only.py
             command = azure_only.step_command(node, spec)
+        if flows.is_flow(spec):  # a stand-in: flows.py
+            command = flows.step_command(node, spec)
         code = runs.get("code")
         limits = node.get("limits") or {}
         props = {
