@@ -6,6 +6,8 @@ memory, parsed by azure-core as it parses Azure's), translated by `plain`, raise
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests  # azure-core's transport (and MLflow's)
@@ -220,3 +222,46 @@ def test_a_file_the_sdks_schema_refuses_says_which_fields(tmp_path):
         "job.hello: azure-ai-ml refused it: environment: Missing data for required field; "
         "resources.instance_count: Not a valid integer."
     )
+
+
+class _Failing(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_mlflow_giving_up_after_retries_is_said_plainly_not_as_a_bug():
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"http://127.0.0.1:{server.server_port}"
+    try:  # MLflow's own client, retrying a server that keeps answering 503, then refused
+        with pytest.raises(MlflowException) as kept_failing:
+            http_request(
+                MlflowHostCreds(host),
+                "/api/2.0/mlflow/runs/get",
+                "GET",
+                max_retries=1,
+                backoff_factor=0,
+                backoff_jitter=0,
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(MlflowException) as unreachable:
+        http_request(MlflowHostCreds(host), "/api/2.0/mlflow/runs/get", "GET", max_retries=0)
+    assert plain(kept_failing.value, "run abc") == (
+        "Azure answered 500: run abc: MLflow's 2.0/mlflow/runs/get kept failing. This is "
+        "usually temporary: run the command again in a few minutes."
+    )
+    said = plain(unreachable.value, "run abc")
+    assert said.startswith(
+        "could not reach Azure (still after retries): run abc: MLflow's 2.0/mlflow/runs/get: "
+    )
+    assert said.endswith("Check the network connection (and proxy), then run the command again.")

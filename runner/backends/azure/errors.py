@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 
 from ...errors import UserError
@@ -75,6 +76,8 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
     elif getattr(exc, "error_code", None) in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
         exc = HttpResponseError(message=getattr(exc, "message", str(exc)))
         exc.status_code = 403
+    elif (failed := _mlflow_transport(exc)) is not None:  # MLflow's client gave up retrying
+        exc = failed
     elif not isinstance(exc, AzureError):
         return None
     error = getattr(exc, "error", None)  # Azure's {"error": {"code", "message"}}, when it sent one
@@ -129,6 +132,28 @@ def plain(exc: BaseException, what: str | None = None) -> str | None:
             )
         return f"Azure answered {status}: {text}. Check this resource's fields in the spec."
     return _sdk_refusal(exc, what)
+
+
+MLFLOW_GAVE_UP = re.compile(r"^API request to (\S+) failed with exception (.*)$", re.S)
+
+
+def _mlflow_transport(exc: BaseException):
+    """MLflow's client's `API request to URL failed with exception E` (its requests gave up after
+    retries) as azure-core's exception of the same meaning: an answer of 500 when Azure kept
+    answering with server errors, else a connection that could not be made; None for anything
+    else."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    found = MLFLOW_GAVE_UP.match(str(getattr(exc, "message", "")))
+    if getattr(exc, "error_code", None) != "INTERNAL_ERROR" or found is None:
+        return None
+    url, why = found.group(1), " ".join(found.group(2).split())
+    path = url.split("/api/", 1)[-1] if "/api/" in url else url
+    if "too many 5" in why:  # urllib3's `too many 500 error responses`
+        answer = HttpResponseError(message=f"MLflow's {path} kept failing")
+        answer.status_code = 500
+        return answer
+    return ServiceRequestError(message=f"MLflow's {path}: {why}")
 
 
 def _sdk_refusal(exc: BaseException, what: str | None) -> str | None:
