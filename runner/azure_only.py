@@ -56,15 +56,18 @@ def steps(fields: Any) -> dict[str, str]:
     return {n: k for n, s in mapping(fields.get("jobs")).items() if (k := kind(s))}
 
 
-def azure_steps(fields: Any) -> dict[str, str]:
+def azure_steps(fields: Any, pipeline: Any = None) -> dict[str, str]:
     """A pipeline job's steps that only Azure runs: step name (OUTER.INNER in a nested
-    pipeline) -> what it is (automl, finetuning, a prompt flow)."""
+    pipeline) -> what it is (automl, finetuning, a prompt flow). `pipeline`: the job's steps as
+    read (pipelines.Pipeline), which knows a flow however the step names it."""
     if mapping(fields).get("type") != "pipeline":
         return {}
-    return {**steps(fields), **{n: flows.WHAT for n in flows.steps(fields)}}
+    read = getattr(pipeline, "steps", {})
+    found = [n for n, s in read.items() if s.flow is not None] if read else flows.steps(fields)
+    return {**steps(fields), **{n: flows.WHAT for n in found}}
 
 
-def reason(fields: Any) -> str | None:
+def reason(fields: Any, pipeline: Any = None) -> str | None:
     """Why the local target does not run a job (None: it runs it): `runs on Azure only
     (automl classification)`, or for a pipeline `runs on Azure only (step train is automl)`,
     `(step answer is a prompt flow)`."""
@@ -72,7 +75,7 @@ def reason(fields: Any) -> str | None:
     if own:
         what = mapping(fields).get("task")
         return f"{NOTE} ({own}{' ' + what if isinstance(what, str) else ''})"
-    inner = azure_steps(fields)
+    inner = azure_steps(fields, pipeline)
     if inner:
         kinds: dict[str, list[str]] = {}
         for n, k in inner.items():

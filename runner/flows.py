@@ -124,6 +124,22 @@ def check(doc: Doc, at: tuple, component: dict) -> None:
         )
 
 
+def registered(doc: Doc, name: str, component: dict) -> bool:
+    """A prompt flow in the spec's components: (az ml component create takes one), said to be
+    given to its step by file instead: mlrun registers the components it can run or check, and a
+    step naming a flow's file is how Azure's examples use one. False for any other component."""
+    if not is_flow(component):
+        return False
+    doc.problem(
+        ("components", name),
+        f"{WHAT} is not registered from components: here; give it to its step by its file "
+        "(type: parallel, component: ./FOLDER/flow.dag.yaml or a run.yml), and Azure ML makes "
+        "its component when the pipeline is submitted",
+        key=True,
+    )
+    return True
+
+
 def step_inputs(given: dict) -> dict:
     """A flow step's inputs as its component declares them: `data` (required), `flow_outputs`
     (optional), and every other input the step gives (a column mapping such as `${data.text}`,

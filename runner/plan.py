@@ -172,7 +172,7 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
         if job.is_spark:  # how it runs here, and on Azure
             jobs[job.name]["spark"] = _spark(job.fields, job.env)
     for job in spec.jobs.values():  # automl, finetuning, a pipeline with such a step
-        if why := azure_only.reason(job.fields):
+        if why := azure_only.reason(job.fields, job.pipeline):
             jobs[job.name]["azure_only"] = why
     for name, sched in spec.schedules.items():  # after the jobs: it holds its job's fingerprint
         job = jobs.get(sched.job or "", {}).get("fingerprint")

@@ -234,9 +234,8 @@ def build(ctx: Context, images: bool = False, full: bool = True) -> dict:
     jobs = [job_entry(spec, state, backend, client, name, images, full) for name in spec.jobs]
     if targets.get(ctx.target).runs_here:  # what only Azure runs was skipped, not left unrun
         for j in jobs:
-            if j["status"] == "never run" and (
-                why := azure_only.reason(spec.jobs[j["job"]].fields)
-            ):
+            job = spec.jobs[j["job"]]
+            if j["status"] == "never run" and (why := azure_only.reason(job.fields, job.pipeline)):
                 j.update(status="skipped", skipped=why)
     experiments = []
     for exp_name in dict.fromkeys(j["experiment"] for j in jobs if j["experiment"] and full):

@@ -104,7 +104,9 @@ def _unrun(ctx, name: str) -> str:
     """A job without a run: skipped where only Azure runs it and the target is not Azure."""
     job = ctx.spec.jobs.get(name)
     here = targets.get(ctx.target).runs_here
-    return "skipped" if here and job and azure_only.reason(job.fields) else "never run"
+    return (
+        "skipped" if here and job and azure_only.reason(job.fields, job.pipeline) else "never run"
+    )
 
 
 def _steps(run: dict, job) -> dict:

@@ -18,6 +18,7 @@ from . import (
     endpoints,
     environments,
     expiry,
+    flows,
     models as model_assets,
     parallel,
     pipeline_deployments,
@@ -377,7 +378,7 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
     sections.components = components = {
         name: pipelines.Component(name, None if c.get("version") is None else str(c["version"]), c)
         for name, c in _dicts(data.get("components")).items()
-        if ("components", name) not in doc.broken
+        if ("components", name) not in doc.broken and not flows.registered(doc, name, c)
     }
     for name, comp in components.items():  # their environments, read once for their steps
         runs_in = run_block(comp.fields)  # a parallel component's is its task's

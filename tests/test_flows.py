@@ -170,6 +170,46 @@ def test_a_flow_file_is_checked_as_the_sdk_reads_it(lab):
     ]
 
 
+REGISTERED = """\
+name: flows-registered
+workspace: {name: mlw-flows, resource_group: rg-flows, location: eastus}
+computes:
+  cpu: {type: amlcompute, size: STANDARD_DS11_V2, max_instances: 2}
+COMPONENTS
+jobs:
+  p:
+    type: pipeline
+    settings: {default_compute: azureml:cpu}
+    inputs:
+      questions: {type: uri_file, path: ./questions.jsonl}
+    jobs:
+      ask:
+        type: parallel
+        component: azureml:qa@latest
+        inputs: {data: "${{parent.inputs.questions}}", question: "${data.question}"}
+"""
+
+
+def test_a_flow_is_given_to_its_step_by_file_not_registered_from_components(lab):
+    spec = lab / "registered.yaml"
+    spec.write_text(REGISTERED.replace("COMPONENTS", "components:\n  qa: {file: qa/flow.dag.yaml}"))
+    assert problems(spec)[0] == (
+        "registered.yaml:6:3: error: $.components.qa: a prompt flow is not registered from "
+        "components: here; give it to its step by its file (type: parallel, component: "
+        "./FOLDER/flow.dag.yaml or a run.yml), and Azure ML makes its component when the "
+        "pipeline is submitted"
+    )
+
+
+def test_a_registered_component_mapped_to_a_flow_runs_on_azure_only(lab):
+    spec = lab / "registered.yaml"
+    mapped = "targets:\n  local:\n    components:\n      qa: qa/flow.dag.yaml"
+    spec.write_text(REGISTERED.replace("COMPONENTS", mapped))
+    assert problems(spec) == []
+    plan = run_mlrun("plan", "registered.yaml", cwd=lab, check=0).stdout
+    assert "= job.p                        runs on Azure only (step ask is a prompt flow)" in plan
+
+
 # --- the local target ----------------------------------------------------------------------------
 
 
