@@ -334,6 +334,7 @@ def logs(spec, job, target, variables, follow) -> int:
 def invoke(spec, endpoint, target, variables, request_file, input_, deployment, sets) -> int:
     """Call an online endpoint and print its answer (az ml online-endpoint invoke), or run a
     batch endpoint's scoring job and say where its output is (az ml batch-endpoint invoke)."""
+    from .backends import targets
     from .endpoints import request_file as spec_request
 
     ctx = _open(spec, target, variables)
@@ -341,6 +342,8 @@ def invoke(spec, endpoint, target, variables, request_file, input_, deployment, 
     if found is None:
         names = ", ".join(sorted(ctx.spec.endpoints)) or "none"
         raise UserError(f"{spec} has no endpoint '{endpoint}' (endpoints: {names})")
+    if found.azure_only and targets.get(ctx.target).runs_here:
+        raise UserError(f"endpoint {endpoint} {found.azure_only}: call it with --target azure")
     if found.type == "batch":
         return _score(ctx, endpoint, input_, deployment, _input_sets(sets))
     if input_ is not None or sets:

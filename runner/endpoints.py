@@ -1,10 +1,11 @@
 """Endpoints (the spec's `endpoints:`, az ml online-endpoint / batch-endpoint) and their
 deployments, read and checked. An online deployment serves a model: an MLflow model without a
 scoring script is served by MLflow's scoring server; a model with `code_configuration` by its
-script's init() and run(). A batch deployment (modelBatchDeployment) scores an input's files in
-mini-batches on a compute when its endpoint is invoked; a pipeline one (type: pipeline) runs a
-pipeline component (pipeline_deployments.py checks them, batch.py runs a call). Stdlib only:
-validate and plan read them."""
+script's init() and run(); a custom container, a Triton model without a script, or a model
+package only on Azure (Deployment.served_on_azure). A batch deployment (modelBatchDeployment)
+scores an input's files in mini-batches on a compute when its endpoint is invoked; a pipeline one
+(type: pipeline) runs a pipeline component (pipeline_deployments.py checks them, batch.py runs a
+call). Stdlib only: validate and plan read them."""
 
 from __future__ import annotations
 
@@ -105,6 +106,25 @@ class Deployment:
     component: PipelineComponent | None = None
 
     @property
+    def served_on_azure(self) -> str | None:
+        """What serves an online deployment that has no scoring script and no MLflow model, which
+        only Azure can start (the local target runs no container image and no Triton server):
+        a custom container (its environment's inference_config), Triton (a triton_model), or an
+        environment that holds everything (a model package); None for one served here."""
+        if self.batch or self.scoring_script is not None:
+            return None
+        definition = mapping(self.environment.definition if self.environment else None)
+        if definition.get("inference_config") is not None:
+            image = definition.get("image")
+            return f"{f'image {image}' if image else 'its image'} serves it as a custom container"
+        if self.model is not None and self.model.type == "triton_model":
+            return "Triton Inference Server serves its triton_model"
+        env = self.environment
+        if self.model is None and env is not None and not env.built and not env.curated:
+            return f"its environment {env.shown} serves it, as a model package does"
+        return None
+
+    @property
     def key(self) -> str:
         """`diabetes-online/blue`: how plans and state name it."""
         return f"{self.endpoint}/{self.name}"
@@ -165,6 +185,17 @@ class Endpoint:
     type: str
     fields: dict
     deployments: dict[str, Deployment] = field(default_factory=dict)
+
+    @property
+    def azure_only(self) -> str | None:
+        """Why the local target does not serve the endpoint (None: it does): one of its
+        deployments is served by what only Azure starts, and its traffic is the endpoint's."""
+        said = [
+            f"deployment {d.name}: {why}"
+            for d in self.deployments.values()
+            if (why := d.served_on_azure)
+        ]
+        return f"runs on Azure only ({'; '.join(said)})" if said else None
 
     @property
     def auth_mode(self) -> str:
@@ -318,6 +349,8 @@ def _deployment_checks(
         return
     if dep.fields.get("type") in ("model", "pipeline"):
         doc.problem(at + ("type",), f"type {dep.fields['type']} is for batch deployments")
+    if dep.served_on_azure is not None:
+        return  # a custom container, Triton, a model package: Azure checks what it runs
     if dep.model is None and dep.scoring_script is None:
         doc.problem(at, "a deployment needs a model, a scoring script, or both", key=True)
     if dep.scoring_script is not None and dep.environment is None:

@@ -230,7 +230,9 @@ class Reader:
         """An environment's fields (at `at` in the spec, or in the file `base`) with its conda file
         read in and converted to PyPI requirements."""
         definition = {
-            k: v for k, v in fields.items() if k in ("image", "conda_file", "build", "os_type")
+            k: v
+            for k, v in fields.items()
+            if k in ("image", "conda_file", "build", "os_type", "inference_config")
         }
         python: str | None = None
         requirements: list[str] = []

@@ -135,6 +135,12 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "name": e.name,
                 "attrs": _invoke(spec, e),
             }
+        if why := e.azure_only:  # a custom container, Triton, a package: the whole endpoint
+            for address in (Address(Kind.ENDPOINT, e.name), Address(Kind.INVOKE, e.name)):
+                if address in resources:
+                    resources[address]["azure_only"] = why
+            for d in e.deployments.values():
+                resources[Address(Kind.DEPLOYMENT, d.key)]["azure_only"] = why
     jobs: dict[str, dict] = {}
     links = datastores.links(spec.jobs)  # a job reading what another writes runs after it
     after = {reader: set(found.values()) for reader, found in links.items()}
@@ -234,7 +240,7 @@ def _deployment(d: Deployment) -> dict:
         attrs |= {"compute": d.compute, "settings": d.batch_settings}
     else:
         attrs |= {"instance_type": d.instance_type, "instance_count": d.instance_count}
-    attrs["server"] = "mlflow" if d.mlflow_server else "script"
+    attrs["server"] = d.served_on_azure or ("mlflow" if d.mlflow_server else "script")
     if d.model and d.model.local is not None and d.model.local.exists():
         attrs["model_content"] = fingerprint.tree_digest(d.model.local)[:16]
     if d.model and d.model.spec_model:
@@ -412,7 +418,7 @@ def make_plan(
                 )
             )
     served = _served(resources, have, changes, fresh_ws, updatable)
-    changes += served
+    changes += [_azure_only(c, resources) for c in served] if here else served
     gone = [a for a in have if a not in resources]
     scored = {w["name"] for w in resources.values() if w["kind"] == "invoke"}  # batch calls' runs
     for name in actual["jobs"]:
@@ -447,9 +453,11 @@ def make_plan(
 
 
 def _azure_only(change: Change, resources: dict) -> Change:
-    """A compute the local target cannot be (attached Synapse, Kubernetes): left alone."""
+    """What the local target cannot be or serve (an attached Synapse pool or Kubernetes
+    cluster, a data import, an endpoint a custom container serves): left alone, never made (nor
+    called)."""
     note = resources.get(change.address, {}).get("azure_only")
-    if not note or change.action != CREATE:
+    if not note or change.action not in (CREATE, RUN):
         return change
     return Change(change.address, NOOP, note, None, {**(change.after or {}), "azure_only": note})
 
@@ -720,8 +728,12 @@ def describe(kind: str, a: dict) -> str:
             f"{s.get('mini_batch_size')} files, {output}"
         )
     if kind == "deployment":  # `azureml:diabetes@latest (MLflow scoring server)`
-        server = "MLflow scoring server" if a.get("server") == "mlflow" else a.get("scoring_script")
-        return f"{a.get('model')} ({server})"
+        server = a.get("server")
+        if server == "mlflow":
+            server = "MLflow scoring server"
+        elif a.get("scoring_script") or server in (None, "script"):
+            server = a.get("scoring_script") or "no scoring script"
+        return f"{a.get('model') or 'no model'} ({server})"
     if azure_only.compute_kind(a):  # `attach synapsespark .../workspaces/w/bigDataPools/p`
         return azure_only.attach_summary(a)
     size = f" {a['size']}" if a.get("size") else ""

@@ -7,10 +7,12 @@ an aml_token endpoint's token.
 
 Checks the service makes: traffic only to deployments that exist, adding up to 100 (or 0), mirrored
 to one deployment at most, at most 50%, and not to one that gets live traffic; a deployment's
-endpoint, model version and instance type must exist, an MLflow model deploys with no scoring
-script ("no-code"), any other model needs one and an environment; the environment must be
-registered (or curated), the code version must exist and its uploaded folder hold the scoring
-script; a deployment that still gets live traffic cannot be deleted. An `async_failure` fault on
+endpoint, model version and instance type must exist, an MLflow or Triton model deploys with no
+scoring script ("no-code"), and so does any model a custom container serves (an environment with
+an inference_config), any other model needs a script and an environment; an environment alone
+(a model package) serves itself; the environment must be registered (or curated), the code
+version must exist and its uploaded folder hold the scoring script; a deployment that still gets
+live traffic cannot be deleted. An `async_failure` fault on
 a deployment's PUT ends its operation Failed and leaves it provisioningState Failed, as a
 deployment whose container never became ready does.
 
@@ -249,16 +251,26 @@ def _deployment_problem(app, props, sku) -> str | None:
 
 def model_problem(app, model, props) -> str | None:
     """What the service says of a deployment's model (an ARM id) and scoring script, online or
-    batch: the model version must exist; an MLflow model deploys with no scoring script, any
-    other model needs one and an environment."""
+    batch: the model version must exist; an MLflow model deploys with no scoring script, and a
+    Triton model too (Triton serves it), any other model needs one and an environment, unless
+    its environment is a custom container (it has an inference_config: its image serves the
+    model). With neither model nor script, the environment serves it by itself (a model
+    package, which must be registered)."""
     found = app.state.get(model) if model and model.startswith("/subscriptions/") else None
     if model and model.startswith("/subscriptions/") and found is None:
         return f"Model '{model}' was not found."
-    mlflow = bool(found) and found["properties"].get("modelType") == "mlflow_model"
-    if not props.get("codeConfiguration") and not mlflow:
+    env = app.state.get(props.get("environmentId") or "")
+    container = bool(env) and bool(env["properties"].get("inferenceConfig"))
+    if not model and not props.get("codeConfiguration"):
+        if not props.get("environmentId"):
+            return "A deployment needs a model, a scoring script, or an environment that serves."
+        return _environment_problem(app, props.get("environmentId"))
+    by_itself = ("mlflow_model", "triton_model")
+    no_code = bool(found) and found["properties"].get("modelType") in by_itself
+    if not props.get("codeConfiguration") and not no_code and not container:
         return (
             "A scoring script (code_configuration) and an environment are required for a model "
-            "that is not an MLflow model."
+            "that is not an MLflow or Triton model, unless a custom container serves it."
         )
     if props.get("codeConfiguration") and not props.get("environmentId"):
         return "A deployment with a scoring script needs an environment."

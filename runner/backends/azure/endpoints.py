@@ -140,6 +140,11 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
         liveness_probe=ProbeSettings(**fields["liveness_probe"])
         if fields.get("liveness_probe")
         else None,
+        readiness_probe=ProbeSettings(**fields["readiness_probe"])
+        if fields.get("readiness_probe")
+        else None,
+        app_insights_enabled=fields.get("app_insights_enabled") is True,
+        egress_public_network_access=fields.get("egress_public_network_access"),
         environment_variables={
             str(k): str(v) for k, v in (fields.get("environment_variables") or {}).items()
         }
@@ -197,13 +202,15 @@ def _environment(dep):
 
 
 def environment_entity(definition: dict, **fields):
-    """An azure-ai-ml Environment of a definition (image, conda file read in, build context)."""
+    """An azure-ai-ml Environment of a definition (image, conda file read in, build context, a
+    custom container's inference_config)."""
     from azure.ai.ml.entities import BuildContext, Environment
 
     build = definition.get("build")
     return Environment(
         image=definition.get("image"),
         conda_file=definition.get("conda_file"),
+        inference_config=definition.get("inference_config"),
         build=BuildContext(path=build["path"], dockerfile_path=build.get("dockerfile_path"))
         if build
         else None,
