@@ -460,7 +460,8 @@ NEEDS_ENVIRONMENT["parallel"] = "a parallel job's task"
 def _check_no_environment(doc: Doc, at: tuple, job: dict, block: dict, local: bool) -> None:
     """A job that names no environment runs on mlrun's interpreter locally; Azure ML refuses it
     (the SDK's schema requires one of a command job, a sweep's trial, a parallel job's task)."""
-    what = NEEDS_ENVIRONMENT.get(job.get("type"))
+    kind = job.get("type")
+    what = NEEDS_ENVIRONMENT.get(kind) if kind is None or isinstance(kind, str) else None
     if local or what is None or at in doc.broken or not block:
         return
     doc.problem(at, f"a job needs an environment on Azure ML ({what} requires one)", key=True)

@@ -46,7 +46,8 @@ def job_yaml(jobs: dict[str, str | None]) -> str:
     lines = []
     for name, compute in jobs.items():
         on = f", compute: {compute}" if compute else ""
-        lines.append(f"  {name}: {{command: echo {name}{on}}}")
+        env = ", environment: azureml:AzureML-sklearn-1.5@latest"  # (Azure requires one)
+        lines.append(f"  {name}: {{command: echo {name}{env}{on}}}")
     return "\n".join(lines)
 
 
