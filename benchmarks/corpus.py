@@ -53,6 +53,7 @@ MISSING_PATH = re.compile(
 SETUP = re.compile(r"prepare|download|setup|deploy|run", re.I)  # named first, when several do
 SCRIPTS = (".sh", ".py", ".ipynb")  # what the examples' setup runs
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]")
+ARC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/"
 INSTANCES = re.compile(r"^\s*instance_count:\s*(\d+)", re.M)
 # `compute: azureml:cpu-cluster`: a cluster the examples' workspace has (their CI makes it)
 COMPUTE = re.compile(
@@ -165,6 +166,8 @@ def with_computes(doc: dict, paths: list[Path]) -> dict:
     if not names:
         return doc
     most = max([2] + [int(n) for t in texts for n in INSTANCES.findall(t)])
+    # a Kubernetes online endpoint's compute: an attached cluster (its script attaches it)
+    kube = {n for t in texts if "kubernetesonlineendpoint" in t.lower() for n in COMPUTE.findall(t)}
     computes = {
         n: {
             "type": "amlcompute",
@@ -172,6 +175,8 @@ def with_computes(doc: dict, paths: list[Path]) -> dict:
             "min_instances": 0,
             "max_instances": most,
         }
+        if n not in kube
+        else {"type": "kubernetes", "resource_id": ARC + n, "namespace": "default"}
         for n in names
     }
     head = {k: v for k, v in doc.items() if k in ("name", "description", "variables", "workspace")}

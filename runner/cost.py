@@ -38,7 +38,10 @@ def shuts_down(fields: dict) -> bool:
 def estimate(spec: Spec, timeout: float | None = None) -> dict | None:
     """The lab's hourly cost (None: it has no computes), as `plan --json` says it."""
     deployments = [  # a batch deployment costs nothing until invoked: its compute bills then
-        d for e in spec.endpoints.values() for d in e.deployments.values() if not d.batch
+        d  # (and a Kubernetes one runs on its cluster, which bills as its own resource)
+        for e in spec.endpoints.values()
+        for d in e.deployments.values()
+        if not d.batch and d.kubernetes is None
     ]
     # an attached Synapse pool or Kubernetes cluster bills as its own resource, not Azure ML's
     computes = [c for c in spec.computes.values() if not azure_only.compute_kind(c.fields)]
@@ -214,4 +217,5 @@ def billable(
 def _deployment(spec: Spec, key: str) -> Deployment | None:
     endpoint, _, name = key.partition("/")
     found = spec.endpoints[endpoint].deployments.get(name) if endpoint in spec.endpoints else None
-    return found if found is not None and not found.batch else None
+    billed = found is not None and not found.batch and found.kubernetes is None
+    return found if billed else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,7 @@ class Deployment:
     batch: bool = False  # a batch endpoint's (modelBatchDeployment), else an online one's
     # a pipeline deployment's component (pipelineComponentBatchDeployment), read by validate
     component: PipelineComponent | None = None
+    kubernetes: str | None = None  # a Kubernetes online endpoint's deployment: its compute
 
     @property
     def served_on_azure(self) -> str | None:
@@ -187,6 +188,12 @@ class Endpoint:
     deployments: dict[str, Deployment] = field(default_factory=dict)
 
     @property
+    def compute(self) -> str | None:
+        """A Kubernetes online endpoint's compute (`azureml:` dropped); None for a managed one."""
+        value = self.fields.get("compute") if self.type == ONLINE else None
+        return value.removeprefix("azureml:") if isinstance(value, str) else None
+
+    @property
     def azure_only(self) -> str | None:
         """Why the local target does not serve the endpoint (None: it does): one of its
         deployments is served by what only Azure starts, and its traffic is the endpoint's."""
@@ -249,6 +256,7 @@ def read(
             )
         _other_name(doc, at + ("name",), block.get("name"), name, "endpoint")
         kind = endpoint_type(block)
+        compute = _kubernetes_compute(doc, at, block, data) if kind == ONLINE else None
         deployments = {}
         for dep, fields in mapping(block.get("deployments")).items():
             where = at + ("deployments", dep)
@@ -261,6 +269,8 @@ def read(
             deployments[dep] = _deployment(
                 doc, where, name, dep, fields, reader, models, defined, substitutes, kind == BATCH
             )
+            if compute is not None:
+                deployments[dep] = replace(deployments[dep], kubernetes=compute)
             _deployment_checks(doc, where, deployments[dep], kind, computes)
         endpoint = Endpoint(name, kind, block, deployments)
         if kind == BATCH:
@@ -337,9 +347,14 @@ def _deployment(
 def _deployment_checks(
     doc: Doc, at: tuple, dep: Deployment, kind: str, computes: Collection[str]
 ) -> None:
+    other: tuple[str, ...]
     other, kind_name = (
         (ONLINE_ONLY, "a batch deployment") if kind == BATCH else (BATCH_ONLY, "an online one")
     )
+    if dep.kubernetes is not None:  # a Kubernetes deployment's requests and limits
+        other, kind_name = tuple(k for k in other if k != "resources"), "a Kubernetes one"
+    if kind == ONLINE:
+        _kubernetes_type(doc, at, dep)
     for key in other:
         if key in dep.fields:
             home = "online deployments" if kind == BATCH else "batch deployments"
@@ -415,6 +430,46 @@ def _batch_deployment_checks(
             at + ("model",),
             f"a {dep.model.type} needs a scoring script (code_configuration) with run(mini_batch); "
             "only an MLflow model is scored without one",
+        )
+
+
+def _kubernetes_compute(doc: Doc, at: tuple, block: dict, data: Any) -> str | None:
+    """An online endpoint's `compute:` (a Kubernetes online endpoint, az ml's
+    kubernetesOnlineEndpoint): an attached Kubernetes compute of the spec; None for a managed
+    endpoint (or one whose compute is wrong, which is said)."""
+    value = block.get("compute")
+    if not isinstance(value, str) or unresolved(value):
+        return None
+    name = value.removeprefix("azureml:")
+    computes = mapping(mapping(data).get("computes"))
+    if not check_compute(doc, at + ("compute",), name, computes):
+        return None
+    kind = mapping(computes[name]).get("type")
+    if kind != "kubernetes":
+        doc.problem(
+            at + ("compute",),
+            f"an online endpoint's compute is an attached Kubernetes compute (a Kubernetes "
+            f"online endpoint); '{name}' is {kind}",
+        )
+        return None
+    return name
+
+
+def _kubernetes_type(doc: Doc, at: tuple, dep: Deployment) -> None:
+    """A Kubernetes endpoint's deployments are `type: kubernetes` (az ml reads a deployment file
+    without it as a managed one, which such an endpoint does not take), and only theirs are."""
+    kind = dep.fields.get("type")
+    if dep.kubernetes is not None and kind != "kubernetes":
+        doc.problem(
+            at + ("type",) if "type" in dep.fields else at,
+            f"a deployment of a Kubernetes endpoint (compute {dep.kubernetes}) is type: kubernetes",
+            key="type" not in dep.fields,
+        )
+    elif dep.kubernetes is None and kind == "kubernetes":
+        doc.problem(
+            at + ("type",),
+            "a kubernetes deployment runs on its endpoint's Kubernetes compute: give the "
+            "endpoint compute: azureml:NAME (an attached Kubernetes compute)",
         )
 
 

@@ -129,6 +129,8 @@ def desired(spec: Spec, *, manages_resource_group: bool) -> dict:
                 "name": d.key,
                 "attrs": _deployment(d),
             }
+            if d.kubernetes is not None:  # said by a local plan beside what it does
+                resources[Address(Kind.DEPLOYMENT, d.key)]["here"] = KUBERNETES_HERE
         if e.invoke:
             resources[Address(Kind.INVOKE, e.name)] = {
                 "kind": "invoke",
@@ -226,6 +228,8 @@ ENDPOINT_FIELDS = ("type", "auth_mode", "traffic", "mirror_traffic", "descriptio
 
 def _endpoint(e: Endpoint) -> dict:
     attrs = {k: e.fields[k] for k in ENDPOINT_FIELDS if k in e.fields}
+    if e.compute is not None:  # a Kubernetes online endpoint
+        attrs["compute"] = e.compute
     if e.type == "batch":  # Azure's batch endpoints take Microsoft Entra tokens only
         return {**attrs, "type": e.type, "auth_mode": "aad_token", "default": e.default_deployment}
     return {**attrs, "type": e.type, "auth_mode": e.auth_mode}
@@ -241,6 +245,11 @@ def _deployment(d: Deployment) -> dict:
     else:
         attrs |= {"instance_type": d.instance_type, "instance_count": d.instance_count}
     attrs["server"] = d.served_on_azure or ("mlflow" if d.mlflow_server else "script")
+    if d.kubernetes is not None:  # on its endpoint's Kubernetes compute, sized by requests
+        attrs["kubernetes"] = d.kubernetes
+        for key in ("resources", "scale_settings"):
+            if key in d.fields:
+                attrs[key] = d.fields[key]
     if d.model and d.model.local is not None and d.model.local.exists():
         attrs["model_content"] = fingerprint.tree_digest(d.model.local)[:16]
     if d.model and d.model.spec_model:
@@ -418,7 +427,7 @@ def make_plan(
                 )
             )
     served = _served(resources, have, changes, fresh_ws, updatable)
-    changes += [_azure_only(c, resources) for c in served] if here else served
+    changes += [_here(_azure_only(c, resources), resources) for c in served] if here else served
     gone = [a for a in have if a not in resources]
     scored = {w["name"] for w in resources.values() if w["kind"] == "invoke"}  # batch calls' runs
     for name in actual["jobs"]:
@@ -449,6 +458,20 @@ def make_plan(
         serial=actual.get("serial", 0),
         variables=model["variables"],
         changes=changes,
+    )
+
+
+KUBERNETES_HERE = "served here as any online deployment: its requests and limits are not applied"
+
+
+def _here(change: Change, resources: dict) -> Change:
+    """A change said with how the local target does what Azure does otherwise (a Kubernetes
+    deployment served as a managed one is)."""
+    note = resources.get(change.address, {}).get("here")
+    if not note or change.action not in (CREATE, UPDATE, REPLACE):
+        return change
+    return Change(
+        change.address, change.action, f"{change.reason}; {note}", change.before, change.after
     )
 
 
@@ -698,6 +721,7 @@ def describe(kind: str, a: dict) -> str:
         mirror = ", ".join(f"{d} {w}%" for d, w in (a.get("mirror_traffic") or {}).items() if w)
         return (
             f"{a.get('type')}, {a.get('auth_mode')} auth"
+            + (f", on Kubernetes compute {a['compute']}" if a.get("compute") else "")
             + (f", traffic {traffic}" if traffic else "")
             + (f", mirrored to {mirror}" if mirror else "")
         )
@@ -733,7 +757,9 @@ def describe(kind: str, a: dict) -> str:
             server = "MLflow scoring server"
         elif a.get("scoring_script") or server in (None, "script"):
             server = a.get("scoring_script") or "no scoring script"
-        return f"{a.get('model') or 'no model'} ({server})"
+        on = f" on Kubernetes compute {a['kubernetes']}" if a.get("kubernetes") else ""
+        sized = _kubernetes_resources(a.get("resources"))
+        return f"{a.get('model') or 'no model'} ({server}){on}{sized}"
     if azure_only.compute_kind(a):  # `attach synapsespark .../workspaces/w/bigDataPools/p`
         return azure_only.attach_summary(a)
     size = f" {a['size']}" if a.get("size") else ""
@@ -743,6 +769,16 @@ def describe(kind: str, a: dict) -> str:
         idle = f"idle shutdown after {a[IDLE]} min" if a[IDLE] else "no idle shutdown"
         return f"computeinstance{size}, {idle}"
     return f"{a.get('type')}{size}"
+
+
+def _kubernetes_resources(resources: Any) -> str:
+    """`, requests cpu 0.1 memory 0.1Gi, limits cpu 0.2`: a Kubernetes deployment's sizes."""
+    said = [
+        f"{side} " + " ".join(f"{k} {v}" for k, v in amounts.items())
+        for side in ("requests", "limits")
+        if isinstance(amounts := (resources or {}).get(side), dict) and amounts
+    ]
+    return "".join(f", {s}" for s in said)
 
 
 def _show(value: Any) -> str:

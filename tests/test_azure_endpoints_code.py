@@ -434,7 +434,7 @@ def test_the_emulator_refuses_what_the_service_refuses(lab, azure_emulator):
         400,
         "BadRequest",
         "A scoring script (code_configuration) and an environment are required for a model that "
-        "is not an MLflow model.",
+        "is not an MLflow or Triton model, unless a custom container serves it.",
     ]
     assert found["no-env"] == [
         400,

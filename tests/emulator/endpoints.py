@@ -1,4 +1,4 @@
-"""Managed online endpoints and their deployments, as the SDK drives them
+"""Managed (and Kubernetes) online endpoints and their deployments, as the SDK drives them
 (`ml_client.online_endpoints` / `online_deployments`, api-versions 2022-02-01-preview and
 2023-04-01-preview): PUT answers 201 (200 for an update) with an Azure-AsyncOperation status URL,
 polled until Succeeded, then the resource is read again; DELETE answers 202 with status and
@@ -12,7 +12,9 @@ scoring script ("no-code"), and so does any model a custom container serves (an 
 an inference_config), any other model needs a script and an environment; an environment alone
 (a model package) serves itself; the environment must be registered (or curated), the code
 version must exist and its uploaded folder hold the scoring script; a deployment that still gets
-live traffic cannot be deleted. An `async_failure` fault on
+live traffic cannot be deleted. A Kubernetes online endpoint's compute is an attached Kubernetes
+compute of the workspace, its deployments are Kubernetes ones (and only its are), sized by their
+containers' requests and limits rather than by a VM. An `async_failure` fault on
 a deployment's PUT ends its operation Failed and leaves it provisioningState Failed, as a
 deployment whose container never became ready does.
 
@@ -114,7 +116,7 @@ def endpoint(ctx, sub, rg, ws, name):
     props = dict(ctx.json.get("properties") or {})
     if props.get("authMode") not in AUTH.values():
         return error(400, "BadRequest", f"authMode '{props.get('authMode')}' is not valid.")
-    problem = _traffic_problem(state, eid, props)
+    problem = _traffic_problem(state, eid, props) or _compute_problem(state, wres, props)
     if problem:
         return error(400, "BadRequest", problem)
     base = f"/inference/{sub}/{rg}/{ws}/{name}"
@@ -123,7 +125,7 @@ def endpoint(ctx, sub, rg, ws, name):
         "name": name,
         "type": f"{MLS_NS}/workspaces/onlineEndpoints",
         "location": wres["location"],
-        "kind": "Managed",
+        "kind": "K8S" if props.get("compute") else "Managed",
         "identity": {"type": "SystemAssigned", "principalId": "e", "tenantId": "e"},
         "tags": ctx.json.get("tags") or {},
         "systemData": (current or {}).get("systemData") or system_data(),
@@ -134,6 +136,7 @@ def endpoint(ctx, sub, rg, ws, name):
             "traffic": props.get("traffic") or {},
             "mirrorTraffic": props.get("mirrorTraffic") or {},
             "publicNetworkAccess": "Enabled",
+            **({"compute": _compute_id(wres, props["compute"])} if props.get("compute") else {}),
             "provisioningState": "Updating" if current else "Creating",
             "scoringUri": f"{ctx.app.base}{base}/score",
             "swaggerUri": f"{ctx.app.base}{base}/swagger.json",
@@ -209,7 +212,13 @@ def deployment(ctx, sub, rg, ws, name, dep):
         op = state.new_op(ctx.method, ctx.path, lambda: state.delete_tree(did))
         return Reply(202, None, {**async_headers(ctx, op, base), **location_headers(ctx, op, base)})
     props = dict(ctx.json.get("properties") or {})
+    kubernetes = props.get("endpointComputeType") == "Kubernetes"
     problem = _deployment_problem(ctx.app, props, ctx.json.get("sku") or {})
+    if kubernetes != bool(ep["properties"].get("compute")):
+        problem = (
+            f"A {'Kubernetes' if kubernetes else 'managed'} deployment cannot be made under a "
+            f"{'managed' if kubernetes else 'Kubernetes'} endpoint."
+        )
     if problem:
         return error(400, "BadRequest", problem)
     body = {
@@ -217,14 +226,14 @@ def deployment(ctx, sub, rg, ws, name, dep):
         "name": dep,
         "type": f"{MLS_NS}/workspaces/onlineEndpoints/deployments",
         "location": wres["location"],
-        "kind": "Managed",
+        "kind": "Kubernetes" if kubernetes else "Managed",
         "sku": {"name": "Default", "capacity": (ctx.json.get("sku") or {}).get("capacity", 1)},
         "tags": ctx.json.get("tags") or {},
         "systemData": (current or {}).get("systemData") or system_data(),
         "properties": {
             **DEPLOYMENT_DEFAULTS,
             **{k: v for k, v in props.items() if v is not None},
-            "endpointComputeType": "Managed",
+            "endpointComputeType": "Kubernetes" if kubernetes else "Managed",
             "provisioningState": "Updating" if current else "Creating",
         },
     }
@@ -240,37 +249,59 @@ def deployment(ctx, sub, rg, ws, name, dep):
     return Reply(200 if current else 201, body, async_headers(ctx, op, base))
 
 
+def _compute_id(wres, compute: str) -> str:
+    return compute if compute.startswith("/subscriptions/") else f"{wres['id']}/computes/{compute}"
+
+
+def _compute_problem(state, wres, props) -> str | None:
+    """A Kubernetes online endpoint's compute: an attached Kubernetes compute of the workspace."""
+    if not props.get("compute"):
+        return None
+    found = state.get(_compute_id(wres, props["compute"]))
+    if found is None:
+        return f"Compute '{props['compute']}' was not found in the workspace."
+    if found["properties"].get("computeType") != "Kubernetes":
+        return f"Compute '{props['compute']}' is not a Kubernetes compute."
+    return None
+
+
 def _deployment_problem(app, props, sku) -> str | None:
     size = props.get("instanceType")
-    if not vm(size):
+    managed = props.get("endpointComputeType") != "Kubernetes"  # (else its cluster's types)
+    if managed and not vm(size):
         return f"Instance type '{size}' is not supported for managed online deployments."
     if int(sku.get("capacity") or 0) < 1:
         return "instance_count must be at least 1."
-    return model_problem(app, props.get("model"), props)
+    return model_problem(app, props.get("model"), props, online=True)
 
 
-def model_problem(app, model, props) -> str | None:
+def model_problem(app, model, props, online: bool = False) -> str | None:
     """What the service says of a deployment's model (an ARM id) and scoring script, online or
-    batch: the model version must exist; an MLflow model deploys with no scoring script, and a
-    Triton model too (Triton serves it), any other model needs one and an environment, unless
-    its environment is a custom container (it has an inference_config: its image serves the
-    model). With neither model nor script, the environment serves it by itself (a model
-    package, which must be registered)."""
+    batch: the model version must exist; an MLflow model deploys with no scoring script, any
+    other model needs one and an environment. Online only: a Triton model deploys with no script
+    too (Triton serves it), and so does any model whose environment is a custom container (it
+    has an inference_config: its image serves the model); with neither model nor script, the
+    environment serves it by itself (a model package, which must be registered)."""
     found = app.state.get(model) if model and model.startswith("/subscriptions/") else None
     if model and model.startswith("/subscriptions/") and found is None:
         return f"Model '{model}' was not found."
-    env = app.state.get(props.get("environmentId") or "")
+    env = app.state.get(props.get("environmentId") or "") if online else None
     container = bool(env) and bool(env["properties"].get("inferenceConfig"))
-    if not model and not props.get("codeConfiguration"):
+    if online and not model and not props.get("codeConfiguration"):
         if not props.get("environmentId"):
             return "A deployment needs a model, a scoring script, or an environment that serves."
         return _environment_problem(app, props.get("environmentId"))
-    by_itself = ("mlflow_model", "triton_model")
+    by_itself = ("mlflow_model", "triton_model") if online else ("mlflow_model",)
     no_code = bool(found) and found["properties"].get("modelType") in by_itself
     if not props.get("codeConfiguration") and not no_code and not container:
+        what = (
+            "an MLflow or Triton model, unless a custom container serves it"
+            if online
+            else ("an MLflow model")
+        )
         return (
             "A scoring script (code_configuration) and an environment are required for a model "
-            "that is not an MLflow or Triton model, unless a custom container serves it."
+            f"that is not {what}."
         )
     if props.get("codeConfiguration") and not props.get("environmentId"):
         return "A deployment with a scoring script needs an environment."

@@ -76,18 +76,20 @@ def _as_named(weights: dict | None, named: Any) -> dict:
 def create_endpoint(session: Session, name: str, attrs: dict, lab_tags: dict) -> dict:
     """Make or update the endpoint (with its traffic, if its deployments are there): its id and
     scoring URI."""
-    from azure.ai.ml.entities import ManagedOnlineEndpoint
+    from azure.ai.ml.entities import KubernetesOnlineEndpoint, ManagedOnlineEndpoint
 
     ml = session.ml()
     with _traffic:
         traffic, mirror = _settable(session, name, attrs)
-        entity = ManagedOnlineEndpoint(
+        kubernetes = {"compute": attrs["compute"]} if attrs.get("compute") else {}
+        entity = (KubernetesOnlineEndpoint if kubernetes else ManagedOnlineEndpoint)(
             name=name,
             auth_mode=attrs.get("auth_mode") or "key",
             description=attrs.get("description"),
             tags={**(attrs.get("tags") or {}), **lab_tags} or None,
             traffic=traffic,
             mirror_traffic=mirror,
+            **kubernetes,
         )
         with _sdk_errors(f"endpoint.{name}"), _sdk_stderr():
             made = ml.online_endpoints.begin_create_or_update(entity).result()
@@ -124,7 +126,9 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
     endpoint, _, name = key.partition("/")
     dep = spec.endpoints[endpoint].deployments[name]
     fields = dep.fields
-    entity = ManagedOnlineDeployment(
+    managed = {"egress_public_network_access": fields.get("egress_public_network_access")}
+    kind, own = (ManagedOnlineDeployment, managed) if dep.kubernetes is None else _kubernetes(dep)
+    entity = kind(
         name=name,
         endpoint_name=endpoint,
         model=_model(dep, attrs),
@@ -144,13 +148,13 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
         if fields.get("readiness_probe")
         else None,
         app_insights_enabled=fields.get("app_insights_enabled") is True,
-        egress_public_network_access=fields.get("egress_public_network_access"),
         environment_variables={
             str(k): str(v) for k, v in (fields.get("environment_variables") or {}).items()
         }
         or None,
         description=fields.get("description"),
         tags={**(fields.get("tags") or {}), **lab_tags} or None,
+        **own,
     )
     _quiet_polling()
     with _sdk_errors(f"deployment.{key}"), _sdk_stderr():
@@ -165,6 +169,26 @@ def deploy(session: Session, spec: Spec, key: str, attrs: dict, lab_tags: dict) 
         "id": made.id,
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")[:19] + "Z",
     }
+
+
+def _kubernetes(dep) -> tuple[type, dict]:
+    """A Kubernetes endpoint's deployment: the SDK's class, and its containers' requests and
+    limits (`nvidia.com/gpu` as the SDK's `gpu`)."""
+    from azure.ai.ml.entities import (
+        KubernetesOnlineDeployment,
+        ResourceRequirementsSettings,
+        ResourceSettings,
+    )
+
+    def amounts(side: str):
+        given = (dep.fields.get("resources") or {}).get(side)
+        if not isinstance(given, dict):
+            return None
+        named = {"nvidia.com/gpu": "gpu"}
+        return ResourceSettings(**{named.get(str(k), str(k)): str(v) for k, v in given.items()})
+
+    resources = ResourceRequirementsSettings(requests=amounts("requests"), limits=amounts("limits"))
+    return KubernetesOnlineDeployment, {"resources": resources}
 
 
 def _model(dep, attrs: dict):
