@@ -436,22 +436,21 @@ def _batch_deployment_checks(
 def _kubernetes_compute(doc: Doc, at: tuple, block: dict, data: Any) -> str | None:
     """An online endpoint's `compute:` (a Kubernetes online endpoint, az ml's
     kubernetesOnlineEndpoint): an attached Kubernetes compute of the spec; None for a managed
-    endpoint (or one whose compute is wrong, which is said)."""
+    endpoint. A compute that is not one is said, and its deployments are still read as a
+    Kubernetes endpoint's (what the file means)."""
     value = block.get("compute")
     if not isinstance(value, str) or unresolved(value):
         return None
     name = value.removeprefix("azureml:")
     computes = mapping(mapping(data).get("computes"))
-    if not check_compute(doc, at + ("compute",), name, computes):
-        return None
-    kind = mapping(computes[name]).get("type")
-    if kind != "kubernetes":
-        doc.problem(
-            at + ("compute",),
-            f"an online endpoint's compute is an attached Kubernetes compute (a Kubernetes "
-            f"online endpoint); '{name}' is {kind}",
-        )
-        return None
+    if check_compute(doc, at + ("compute",), name, computes):
+        kind = mapping(computes[name]).get("type")
+        if kind != "kubernetes":
+            doc.problem(
+                at + ("compute",),
+                f"an online endpoint's compute is an attached Kubernetes compute (a Kubernetes "
+                f"online endpoint); '{name}' is {kind}",
+            )
     return name
 
 

@@ -91,8 +91,8 @@ def test_what_azure_refuses_is_located(tmp_path):
     assert problems(tmp_path / "lab.yaml") == [
         "3:10: $.endpoints.scorer.compute: an online endpoint's compute is an attached "
         "Kubernetes compute (a Kubernetes online endpoint); 'cpu' is amlcompute",
-        "8:1: $.endpoints.scorer.deployments.blue.resources: resources is a field of batch "
-        "deployments, not of an online one",
+        "11:7: $.endpoints.scorer.deployments.blue: a deployment of a Kubernetes endpoint "
+        "(compute cpu) is type: kubernetes",  # (read as the file means it: its resources too)
         "3:7: $.endpoints.other.deployments.green.type: a kubernetes deployment runs on its "
         "endpoint's Kubernetes compute: give the endpoint compute: azureml:NAME (an attached "
         "Kubernetes compute)",
