@@ -59,12 +59,12 @@ def steps(fields: Any) -> dict[str, str]:
 def azure_steps(fields: Any, pipeline: Any = None) -> dict[str, str]:
     """A pipeline job's steps that only Azure runs: step name (OUTER.INNER in a nested
     pipeline) -> what it is (automl, finetuning, a prompt flow). `pipeline`: the job's steps as
-    read (pipelines.Pipeline), which knows a flow however the step names it."""
+    read (pipelines.Pipeline), which knows a flow however the step names it (by file, by a
+    stand-in for a registered component, inside a nested pipeline)."""
     if mapping(fields).get("type") != "pipeline":
         return {}
     read = getattr(pipeline, "steps", {})
-    found = [n for n, s in read.items() if s.flow is not None] if read else flows.steps(fields)
-    return {**steps(fields), **{n: flows.WHAT for n in found}}
+    return {**steps(fields), **{n: flows.WHAT for n, s in read.items() if s.flow is not None}}
 
 
 def reason(fields: Any, pipeline: Any = None) -> str | None:

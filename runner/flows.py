@@ -61,19 +61,6 @@ def is_run(component: Any) -> bool:
     return mapping(component).get("$schema") == SCHEMAS[1]
 
 
-def steps(pipeline: Any, prefix: str = "") -> list[str]:
-    """The steps of a pipeline (its nested pipelines' too, as OUTER.INNER) that run a prompt
-    flow."""
-    out = []
-    for name, step in mapping(mapping(pipeline).get("jobs")).items():
-        comp = mapping(step).get("component")
-        if is_flow(comp):
-            out.append(prefix + str(name))
-        elif mapping(comp).get("type") == "pipeline":
-            out.extend(steps(comp, f"{prefix}{name}."))
-    return out
-
-
 def folder(doc: Doc, at: tuple, component: dict) -> Path | None:
     """The flow's folder (what the SDK uploads as the component's code): a run.yml's `flow:` (a
     folder holding flow.dag.yaml, or a flow file), else the folder of the flow file read in at

@@ -453,8 +453,12 @@ def _check_environments(doc: Doc, data: dict, local: bool, runs: bool, sections:
                 _check_buildable(doc, where, dep.environment, local, runs)
 
 
-NEEDS_ENVIRONMENT = {None: "a command job", "command": "a command job", "sweep": "a sweep's trial"}
-NEEDS_ENVIRONMENT["parallel"] = "a parallel job's task"
+NEEDS_ENVIRONMENT = {  # a job type -> what of it Azure ML requires an environment of
+    None: "a command job",
+    "command": "a command job",
+    "sweep": "a sweep's trial",
+    "parallel": "a parallel job's task",
+}
 
 
 def _check_no_environment(doc: Doc, at: tuple, job: dict, block: dict, local: bool) -> None:
